@@ -1,0 +1,45 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both run `make setup` first,
+# which is idempotent: a .venv with pinned dependencies, the Spark jars in .cache/jars, WordNet.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+JARS    := .cache/jars/.complete
+WORDNET := /usr/share/wordnet/data.noun
+SAMPLE_FILES ?= 4
+SAMPLE_RECORDS ?= 400
+
+.PHONY: setup demo test bench lint clean wordnet
+setup: $(STAMP) $(JARS) wordnet
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+$(JARS): $(STAMP) libs/kgcurate/jars.py
+	$(BIN)/python -m kgcurate.jars fetch
+
+# WordNet 3.0 database from Debian's wordnet-base (tests fall back to a bundled excerpt).
+wordnet:
+	@test -f $(WORDNET) || { command -v apt-get >/dev/null && \
+	  (apt-get install -y -q wordnet-base >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wordnet-base >/dev/null 2>&1)) ; } || \
+	  echo "note: WordNet not installed (need root for apt-get); pass --wordnet-dir to build-metadata"
+
+demo: setup
+	$(BIN)/kgcurate make-sample --out samples --files $(SAMPLE_FILES) --records $(SAMPLE_RECORDS)
+	$(BIN)/kgcurate run --config conf/demo.yaml
+
+test: setup
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python bench/run_all.py
+
+lint: setup
+	$(BIN)/ruff check libs jobs tests bench deploy
+
+clean:
+	rm -rf lake samples reports .pytest_cache spark-warehouse

@@ -1,0 +1,112 @@
+"""``kgcurate`` command line: one entry for every stage; ``jobs/*.py`` call the same code.
+
+Each stage lives in ``kgcurate.stages.<module>`` and exposes ``add_arguments(parser)`` and
+``run(args, cfg) -> int``. Stage modules are imported only when their command runs, so
+``kgcurate --help`` and one stage's failure to import never block the others.
+Exit codes: 0 success, 1 a job that ran but failed (see its log tables), 2 bad usage or
+unreadable input, with one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Any
+
+from kgcurate import config
+from kgcurate.errors import UserError
+
+STAGES: dict[str, tuple[str, str]] = {
+    "make-sample": ("make_sample", "write realistic generated WAT files (and a Wikidata sample)"),
+    "ingest-wat": ("ingest_wat", "parse CommonCrawl WAT files into the pairs table"),
+    "ingest-wikidata": ("ingest_wikidata", "parse a Wikidata JSON or N-Triples dump into entities"),
+    "entity-set": ("entity_set", "compute an entity set (conf/entity_sets/*.yaml) into entity_sets"),
+    "build-metadata": ("build_metadata", "build metadata entries (WordNet, MetaCLIP, knowledge graph)"),
+    "match": ("match", "match captions to metadata entries; per-entry counts"),
+    "balance": ("balance", "balanced sampling into the curated table"),
+    "report": ("report", "HTML report with plots of counts and sizes"),
+    "run": ("run_pipeline", "the whole pipeline from a config file"),
+    "refresh": ("refresh", "incremental refresh for a new crawl"),
+    "maintain": ("maintain", "OPTIMIZE and VACUUM the lake's tables"),
+}
+
+log = logging.getLogger("kgcurate")
+
+
+def _spark_conf_pair(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), value.strip()
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML config (conf/demo.yaml, conf/cluster.yaml); flags override it")
+    parser.add_argument("--lake", help="lake root: a local path, s3a://bucket/prefix or any Hadoop path")
+    parser.add_argument("--spark-conf", action="append", type=_spark_conf_pair, default=[],
+                        metavar="KEY=VALUE", help="extra Spark setting (repeatable)")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+
+
+def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = config.load(getattr(args, "config", None))
+    config.set_if_given(cfg, "lake", getattr(args, "lake", None))
+    for key, value in getattr(args, "spark_conf", []) or []:
+        cfg.setdefault("spark", {}).setdefault("conf", {})[key] = value
+    return cfg
+
+
+def build_parser(command: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kgcurate", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in STAGES.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            add_common(sp)
+            importlib.import_module(f"kgcurate.stages.{module}").add_arguments(sp)
+    return parser
+
+
+def _command_of(argv: list[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)
+    command = _command_of(argv)
+    if command is not None and command not in STAGES:
+        print(f"kgcurate: error: unknown command '{command}' (see kgcurate --help)", file=sys.stderr)
+        return 2
+    parser = build_parser(command)
+    args = parser.parse_args(argv)  # exits 2 with argparse's one-line usage error
+    if args.command is None:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(f"kgcurate.stages.{STAGES[args.command][0]}")
+    try:
+        cfg = resolve_config(args)
+        return int(module.run(args, cfg) or 0)
+    except UserError as exc:
+        if args.debug:
+            raise
+        print(f"kgcurate: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kgcurate: interrupted; tables keep their last committed version", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line for users, the trace with --debug
+        if args.debug:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"kgcurate: error: {args.command} failed: {type(exc).__name__}: {first[:300]} "
+              "(tables keep their last committed version; re-run with --debug for the trace)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

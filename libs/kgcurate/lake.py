@@ -1,0 +1,128 @@
+"""The lake: Delta tables under one root, and the few write patterns every stage uses.
+
+Every write is one Delta commit, so a failed or killed run leaves a table as it was; the
+insert-only MERGE and ``replaceWhere`` patterns make re-runs idempotent.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from pyspark.sql import DataFrame, SparkSession
+
+from kgcurate import tables
+from kgcurate.errors import ConcurrentRunError
+
+
+def normalize_root(lake: str) -> str:
+    """Hadoop URIs (s3a://, hdfs://, file:) stay as they are; a local path becomes absolute."""
+    if "://" in lake or lake.startswith("file:"):
+        return lake.rstrip("/")
+    return os.path.abspath(lake)
+
+
+def table_path(lake: str, name: str) -> str:
+    return f"{normalize_root(lake)}/{name}"
+
+
+def exists(spark: SparkSession, lake: str, name: str) -> bool:
+    from delta.tables import DeltaTable
+
+    return DeltaTable.isDeltaTable(spark, table_path(lake, name))
+
+
+def ensure(spark: SparkSession, lake: str, name: str) -> None:
+    """Create the table empty, with its declared schema, if it is not there yet."""
+    from delta.tables import DeltaTable
+
+    if exists(spark, lake, name):
+        return
+    (
+        DeltaTable.createIfNotExists(spark)
+        .location(table_path(lake, name))
+        .addColumns(tables.schema(name))
+        .execute()
+    )
+
+
+def read(spark: SparkSession, lake: str, name: str, version: int | None = None) -> DataFrame:
+    """The table (at ``version`` if given); an empty frame with the schema if it does not exist."""
+    if not exists(spark, lake, name):
+        return spark.createDataFrame([], tables.schema(name))
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(table_path(lake, name))
+
+
+def version(spark: SparkSession, lake: str, name: str) -> int | None:
+    """The table's latest Delta version, or None when it does not exist."""
+    from delta.tables import DeltaTable
+
+    if not exists(spark, lake, name):
+        return None
+    row = DeltaTable.forPath(spark, table_path(lake, name)).history(1).select("version").first()
+    return int(row[0]) if row else None
+
+
+def _conform(df: DataFrame, name: str) -> DataFrame:
+    """Select the declared columns in order, so a stage cannot write a stray column."""
+    return df.select(*[f.name for f in tables.schema(name).fields])
+
+
+def _translate_conflict(exc: Exception, name: str) -> Exception:
+    text = f"{type(exc).__name__}: {exc}"
+    if "Concurrent" in text or "ConflictingCommit" in text or "ProtocolChanged" in text:
+        return ConcurrentRunError(
+            f"another run wrote table '{name}' at the same time; this run changed nothing, "
+            "re-run it when the other has finished"
+        )
+    return exc
+
+
+def append(spark: SparkSession, lake: str, name: str, df: DataFrame) -> None:
+    ensure(spark, lake, name)
+    try:
+        _conform(df, name).write.format("delta").mode("append").save(table_path(lake, name))
+    except Exception as exc:  # noqa: BLE001 - re-raised, translated when it is a conflict
+        raise _translate_conflict(exc, name) from exc
+
+
+def overwrite(
+    spark: SparkSession, lake: str, name: str, df: DataFrame, replace_where: str | None = None
+) -> None:
+    """Replace the whole table, or only the rows matching ``replace_where``, in one commit."""
+    writer = _conform(df, name).write.format("delta").mode("overwrite")
+    if replace_where:
+        ensure(spark, lake, name)
+        writer = writer.option("replaceWhere", replace_where)
+    else:
+        writer = writer.option("overwriteSchema", "false")
+    try:
+        writer.save(table_path(lake, name))
+    except Exception as exc:  # noqa: BLE001
+        raise _translate_conflict(exc, name) from exc
+
+
+def merge_insert_only(
+    spark: SparkSession, lake: str, name: str, df: DataFrame, keys: Sequence[str]
+) -> dict[str, int]:
+    """Insert the rows whose keys are not in the table yet; return Delta's operation metrics.
+
+    ``df`` must already be distinct on ``keys`` (MERGE rejects several source rows per key).
+    """
+    from delta.tables import DeltaTable
+
+    ensure(spark, lake, name)
+    target = DeltaTable.forPath(spark, table_path(lake, name))
+    before = version(spark, lake, name)
+    cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    try:
+        target.alias("t").merge(_conform(df, name).alias("s"), cond).whenNotMatchedInsertAll().execute()
+    except Exception as exc:  # noqa: BLE001
+        raise _translate_conflict(exc, name) from exc
+    metrics = target.history(1).select("version", "operation", "operationMetrics").first()
+    if metrics is None or metrics["version"] == before or metrics["operation"] != "MERGE":
+        return {"numTargetRowsInserted": 0}  # nothing new: Delta made no commit
+    return {k: int(v) for k, v in (metrics["operationMetrics"] or {}).items() if v.isdigit()}

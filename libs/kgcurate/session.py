@@ -1,0 +1,100 @@
+"""The one SparkSession builder every job and test uses.
+
+Local runs get ``local[*]``, Delta, the jars fetched by ``make setup`` and few shuffle
+partitions. Under ``spark-submit`` (the launcher sets ``PYSPARK_GATEWAY_PORT``) whatever the
+cluster configured wins: we only fill in keys that are still unset. S3 goes through s3a with
+the default AWS credential chain (environment, profile, instance role), never a config file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from kgcurate.jars import COORDINATES, local_jars
+
+DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+LOCAL_DEFAULTS = {
+    "spark.sql.shuffle.partitions": "4",
+    "spark.default.parallelism": "4",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.driver.memory": "4g",
+    "spark.databricks.delta.snapshotPartitions": "2",
+    "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
+    # Our Python workers are long-lived so per-executor caches (automata) survive tasks.
+    "spark.python.worker.reuse": "true",
+}
+
+S3A_DEFAULTS = {
+    "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+    "spark.hadoop.fs.s3a.aws.credentials.provider":
+        "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider",
+}
+
+
+def under_spark_submit() -> bool:
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def s3a_conf(env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """s3a settings; an S3-compatible endpoint (MinIO, moto) comes from the environment."""
+    conf = dict(S3A_DEFAULTS)
+    endpoint = env.get("KGCURATE_S3_ENDPOINT") or env.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        conf["spark.hadoop.fs.s3a.endpoint"] = endpoint
+        conf["spark.hadoop.fs.s3a.path.style.access"] = "true"
+        conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(endpoint.startswith("https")).lower()
+        conf["spark.hadoop.fs.s3a.endpoint.region"] = env.get("AWS_REGION", "us-east-1")
+    return conf
+
+
+def build_conf(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    cluster: bool | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> dict[str, str]:
+    """The Spark settings kgcurate asks for (a plain dict, so it is testable without a JVM)."""
+    cluster = under_spark_submit() if cluster is None else cluster
+    conf: dict[str, str] = dict(DELTA_CONF)
+    conf.update(s3a_conf(env))
+    if not cluster:
+        conf["spark.master"] = env.get("KGCURATE_MASTER", "local[*]")
+        conf.update(LOCAL_DEFAULTS)
+        jars = local_jars()
+        if jars:
+            conf["spark.jars"] = ",".join(str(j) for j in jars)
+        else:  # no `make setup`: let Ivy fetch the same coordinates
+            conf["spark.jars.packages"] = ",".join(COORDINATES)
+    for key, value in (overrides or {}).items():
+        conf[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    return conf
+
+
+def get_spark(app_name: str = "kgcurate", overrides: Mapping[str, Any] | None = None):
+    """Return the active session or build one with :func:`build_conf`."""
+    from pyspark import SparkConf
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    cluster = under_spark_submit()
+    wanted = build_conf(overrides, cluster=cluster)
+    builder = SparkSession.builder.appName(app_name)
+    preset = SparkConf() if cluster else None  # spark-submit's --conf values
+    for key, value in wanted.items():
+        if preset is not None and preset.contains(key) and key not in (overrides or {}):
+            continue
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("KGCURATE_SPARK_LOG_LEVEL", "WARN"))
+    return spark

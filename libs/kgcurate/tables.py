@@ -1,0 +1,92 @@
+"""Every Delta table of the lake: its name and schema, declared once.
+
+Stages import the names and schemas from here; nothing else spells a table path.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+PAIRS = "pairs"
+INGEST_LOG = "ingest_log"
+BAD_RECORDS = "bad_records"
+ENTITIES = "entities"
+ENTITY_SETS = "entity_sets"
+METADATA = "metadata"
+METADATA_DROPS = "metadata_drops"
+MATCHES = "matches"
+ENTRY_COUNTS = "entry_counts"
+QID_COUNTS = "qid_counts"
+MATCH_STATE = "match_state"
+CURATED = "curated"
+CURATION_RUNS = "curation_runs"
+
+
+def _s(*fields: StructField) -> StructType:
+    return StructType(list(fields))
+
+
+def _f(name: str, dtype, nullable: bool = True) -> StructField:
+    return StructField(name, dtype, nullable)
+
+
+STR, LONG, INT, DBL, BOOL, TS = StringType(), LongType(), IntegerType(), DoubleType(), BooleanType(), TimestampType()
+STRS = ArrayType(StringType(), containsNull=False)
+
+SCHEMAS: dict[str, StructType] = {
+    # pair_id = xxhash64(image_url, text): stable across runs and clusters.
+    PAIRS: _s(
+        _f("pair_id", LONG, False), _f("image_url", STR, False), _f("text", STR, False),
+        _f("text_source", STR, False), _f("page_url", STR), _f("crawl", STR), _f("source_file", STR),
+        _f("run_id", STR),
+    ),
+    INGEST_LOG: _s(
+        _f("job", STR, False), _f("run_id", STR, False), _f("source_file", STR, False),
+        _f("status", STR, False), _f("records", LONG), _f("rows_out", LONG), _f("bad_records", LONG),
+        _f("filtered", LONG), _f("bytes", LONG), _f("error", STR), _f("started_at", TS),
+        _f("finished_at", TS),
+    ),
+    BAD_RECORDS: _s(
+        _f("job", STR, False), _f("run_id", STR), _f("source_file", STR, False), _f("offset", LONG, False),
+        _f("reason", STR, False), _f("sample", STR),
+    ),
+    ENTITIES: _s(
+        _f("qid", STR, False), _f("label", STR), _f("description", STR), _f("aliases", STRS),
+        _f("common_names", STRS), _f("taxon_name", STR), _f("sitelinks", INT), _f("instance_of", STRS),
+        _f("subclass_of", STRS), _f("parent_taxon", STRS), _f("has_image", BOOL), _f("source_file", STR),
+    ),
+    ENTITY_SETS: _s(_f("set_name", STR, False), _f("qid", STR, False), _f("depth", INT)),
+    # entry_id = xxhash64(source, entry, qid): stable, and adding a source renumbers nothing.
+    METADATA: _s(_f("entry_id", LONG, False), _f("entry", STR, False), _f("source", STR, False), _f("qid", STR)),
+    METADATA_DROPS: _s(_f("entry", STR, False), _f("source", STR, False), _f("qid", STR), _f("reason", STR, False)),
+    MATCHES: _s(_f("pair_id", LONG, False), _f("entry_id", LONG, False)),
+    ENTRY_COUNTS: _s(_f("entry_id", LONG, False), _f("count", LONG, False)),
+    QID_COUNTS: _s(_f("qid", STR, False), _f("count", LONG, False)),
+    # What the last match run saw: the metadata version it used, per matched source table.
+    MATCH_STATE: _s(_f("key", STR, False), _f("value", STR)),
+    CURATED: _s(
+        _f("pair_id", LONG, False), _f("image_url", STR, False), _f("text", STR, False),
+        _f("entry_ids", ArrayType(LongType(), False)), _f("run_id", STR, False),
+    ),
+    CURATION_RUNS: _s(
+        _f("run_id", STR, False), _f("t", DBL), _f("target_size", LONG), _f("tail_share", DBL),
+        _f("seed", LONG), _f("per_qid", BOOL), _f("pairs_in", LONG), _f("matched_pairs", LONG),
+        _f("unmatched_pairs", LONG), _f("pairs_out", LONG), _f("input_versions", MapType(STR, LONG)),
+        _f("created_at", TS),
+    ),
+}
+
+
+def schema(name: str) -> StructType:
+    return SCHEMAS[name]

@@ -1,0 +1,49 @@
+"""Shared fixtures: one local SparkSession for the whole test session, temp lakes, real data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+FIXTURES = REPO / "tests" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One small local session: 2 cores, 2 shuffle partitions, no UI."""
+    os.environ.setdefault("KGCURATE_MASTER", "local[2]")
+    from kgcurate.session import get_spark
+
+    session = get_spark(
+        "kgcurate-tests",
+        {
+            "spark.sql.shuffle.partitions": "2",
+            "spark.default.parallelism": "2",
+            "spark.driver.memory": "2g",
+            "spark.databricks.delta.snapshotPartitions": "1",
+        },
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture()
+def lake(tmp_path) -> str:
+    return str(tmp_path / "lake")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (real external excerpts); tests using it skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data not present (fresh clone): real-data test skipped")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def fixtures() -> Path:
+    return FIXTURES
