@@ -16,7 +16,7 @@ DEFAULTS: dict[str, Any] = {
     "wat": {
         "crawl": None,
         "inputs": [],
-        "listing_base": "https://data.commoncrawl.org/",
+        "listing_base": None,  # None: the listing's own folder, or the bucket root for s3 listings
         "min_text_length": 1,
         "max_text_length": 2000,
         "text_sources": ["alt", "title"],

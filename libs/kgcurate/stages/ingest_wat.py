@@ -1,0 +1,333 @@
+"""``kgcurate ingest-wat``: CommonCrawl WAT files -> ``pairs``, ``ingest_log``, ``bad_records``.
+
+Whole files are the unit of work (gzip is not splittable): one Spark task per file, each
+streaming its file through :class:`kgcurate.wat.parse.WatParser` and emitting Arrow batches.
+The task output (pairs, bad records and one log row per file, in one tagged schema) is staged
+once as Parquet, then committed table by table: pairs by an insert-only MERGE on
+(image_url, text), bad records by an insert-only MERGE on (source_file, offset, reason), and the
+log last, so a file counts as ``ok`` only after its rows are in. A killed run therefore leaves
+every table at a committed version, and a re-run neither duplicates rows nor skips work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from kgcurate import config, ids, lake, tables
+from kgcurate.errors import UserError
+from kgcurate.session import get_spark
+from kgcurate.wat.inputs import display_name, expand_inputs
+
+JOB = "ingest-wat"
+log = logging.getLogger("kgcurate.ingest_wat")
+
+# One tagged schema for everything a task emits: kind = pair | bad | log.
+STAGED = pa.schema([
+    ("kind", pa.string()),
+    ("source_file", pa.string()),
+    ("crawl", pa.string()),
+    ("image_url", pa.string()),
+    ("text", pa.string()),
+    ("text_source", pa.string()),
+    ("page_url", pa.string()),
+    ("offset", pa.int64()),
+    ("reason", pa.string()),
+    ("sample", pa.string()),
+    ("status", pa.string()),
+    ("records", pa.int64()),
+    ("rows_out", pa.int64()),
+    ("bad_records", pa.int64()),
+    ("filtered", pa.int64()),
+    ("bytes", pa.int64()),
+    ("error", pa.string()),
+    ("started_at", pa.timestamp("us", tz="UTC")),
+    ("finished_at", pa.timestamp("us", tz="UTC")),
+])
+STAGED_DDL = (
+    "kind string, source_file string, crawl string, image_url string, text string, text_source string, "
+    "page_url string, offset bigint, reason string, sample string, status string, records bigint, "
+    "rows_out bigint, bad_records bigint, filtered bigint, bytes bigint, error string, "
+    "started_at timestamp, finished_at timestamp"
+)
+
+
+def _batch(columns: dict[str, list[Any]], n: int) -> pa.RecordBatch:
+    arrays = []
+    for field in STAGED:
+        values = columns.get(field.name)
+        arrays.append(pa.array(values if values is not None else [None] * n, type=field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=STAGED)
+
+
+def parse_files(paths: Iterator[str], crawl: str | None, options: Any) -> Iterator[pa.RecordBatch]:
+    """Executor side: parse each file and yield staged Arrow batches (pure Python + pyarrow)."""
+    from kgcurate.wat.inputs import open_input
+    from kgcurate.wat.parse import FileStats, WatParser, crawl_from_path
+
+    for path in paths:
+        started = datetime.now(timezone.utc)
+        file_crawl = crawl or crawl_from_path(path)
+        parser = WatParser(options)
+        error: str | None = None
+        try:
+            with open_input(path) as stream:
+                for b in parser.parse(stream):
+                    n = len(b.image_url)
+                    if n:
+                        yield _batch({
+                            "kind": ["pair"] * n, "source_file": [path] * n, "crawl": [file_crawl] * n,
+                            "image_url": b.image_url, "text": b.text, "text_source": b.text_source,
+                            "page_url": b.page_url,
+                        }, n)
+                    if b.bad:
+                        m = len(b.bad)
+                        yield _batch({
+                            "kind": ["bad"] * m, "source_file": [path] * m,
+                            "offset": [o for o, _, _ in b.bad], "reason": [r for _, r, _ in b.bad],
+                            "sample": [s for _, _, s in b.bad],
+                        }, m)
+        except Exception as exc:  # noqa: BLE001 - unreadable file: logged as failed, the job goes on
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        stats = getattr(parser, "stats", None) or FileStats()
+        error = error or stats.error
+        yield _batch({
+            "kind": ["log"], "source_file": [path], "crawl": [file_crawl],
+            "status": ["failed" if error else "ok"], "records": [stats.records], "rows_out": [stats.rows_out],
+            "bad_records": [stats.bad_records], "filtered": [stats.filtered], "bytes": [stats.bytes],
+            "error": [error], "started_at": [started], "finished_at": [datetime.now(timezone.utc)],
+        }, 1)
+
+
+def _parse_options(wat_cfg: dict[str, Any]):
+    from kgcurate.wat.parse import ParseOptions
+
+    return ParseOptions(
+        min_text_length=int(wat_cfg.get("min_text_length", 1)),
+        max_text_length=int(wat_cfg.get("max_text_length", 2000)),
+        text_sources=tuple(wat_cfg.get("text_sources") or ("alt", "title")),
+    )
+
+
+def files_to_do(spark: SparkSession, lake_root: str, files: list[str], force: bool) -> list[str]:
+    """Drop files already ``ok`` in ingest_log (unless force). The file list is already on the
+    driver (it is the job's input); the log is joined in Spark, not collected."""
+    if force or not lake.exists(spark, lake_root, tables.INGEST_LOG):
+        return files
+    wanted = spark.createDataFrame([(f,) for f in files], "source_file string")
+    done = (
+        lake.read(spark, lake_root, tables.INGEST_LOG)
+        .where((F.col("job") == JOB) & (F.col("status") == "ok"))
+        .select("source_file")
+    )
+    remaining = {r[0] for r in wanted.join(done, "source_file", "left_anti").collect()}
+    return [f for f in files if f in remaining]
+
+
+class Progress:
+    """Driver thread: files done of total (Spark's task counts), pairs and bad records so far."""
+
+    def __init__(self, spark: SparkSession, total: int, interval: float, pairs_acc, bad_acc, bytes_acc):
+        self.sc, self.total, self.interval = spark.sparkContext, total, interval
+        self.pairs, self.bad, self.bytes = pairs_acc, bad_acc, bytes_acc
+        self.start = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def line(self) -> str:
+        tracker = self.sc.statusTracker()
+        done = 0
+        for stage_id in tracker.getActiveStageIds():
+            info = tracker.getStageInfo(stage_id)
+            if info and info.numTasks == self.total:
+                done = max(done, info.numCompletedTasks)
+        secs = max(time.monotonic() - self.start, 1e-9)
+        return (f"{JOB}: {done}/{self.total} files, {self.pairs.value:,} pairs, {self.bad.value:,} bad records, "
+                f"{self.bytes.value / secs / 1e6:.1f} MB/s, {secs:.0f}s")
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            log.info(self.line())
+
+    def __enter__(self) -> Progress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+
+
+def stage_output(spark: SparkSession, files: list[str], crawl: str | None, options: Any,
+                 staging: str, accs: tuple) -> None:
+    """Run the parse over one task per file and write the tagged rows to ``staging`` (Parquet)."""
+    pairs_acc, bad_acc, bytes_acc = accs
+
+    def run_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            for out in parse_files(iter(batch.column(0).to_pylist()), crawl, options):
+                if out.num_rows:
+                    kind = out.column(0)[0].as_py()
+                    if kind == "pair":
+                        pairs_acc.add(out.num_rows)
+                    elif kind == "bad":
+                        bad_acc.add(out.num_rows)
+                    else:
+                        bytes_acc.add(out.column(STAGED.get_field_index("bytes"))[0].as_py() or 0)
+                yield out
+
+    paths = spark.sparkContext.parallelize([(f,) for f in files], numSlices=len(files))
+    (
+        spark.createDataFrame(paths, "source_file string")
+        .mapInArrow(run_partition, STAGED_DDL)
+        .write.mode("overwrite").parquet(staging)
+    )
+
+
+def commit(spark: SparkSession, lake_root: str, staging: str, run_id: str) -> dict[str, int]:
+    """Staged rows -> the three tables, pairs first and the log last."""
+    staged = spark.read.parquet(staging)
+    pairs = staged.where(F.col("kind") == "pair")
+    # One row per (image_url, text); the earliest (source_file, page_url) wins, so the choice is
+    # the same whatever the partitioning.
+    first = F.min(F.struct("source_file", "page_url", "text_source", "crawl"))
+    distinct_pairs = (
+        pairs.groupBy("image_url", "text").agg(first.alias("m"))
+        .select("image_url", "text", "m.*")
+        .withColumn("pair_id", ids.pair_id())
+        .withColumn("run_id", F.lit(run_id))
+    )
+    merged = lake.merge_insert_only(spark, lake_root, tables.PAIRS, distinct_pairs, ["pair_id", "image_url", "text"])
+    bad = (
+        staged.where(F.col("kind") == "bad")
+        .select(F.lit(JOB).alias("job"), F.lit(run_id).alias("run_id"), "source_file", "offset", "reason", "sample")
+        .dropDuplicates(["source_file", "offset", "reason"])
+    )
+    lake.merge_insert_only(spark, lake_root, tables.BAD_RECORDS, bad, ["job", "source_file", "offset", "reason"])
+    logs = staged.where(F.col("kind") == "log").select(
+        F.lit(JOB).alias("job"), F.lit(run_id).alias("run_id"), "source_file", "status", "records", "rows_out",
+        "bad_records", "filtered", "bytes", "error", "started_at", "finished_at",
+    )
+    lake.append(spark, lake_root, tables.INGEST_LOG, logs)
+    totals = logs.agg(
+        F.count("*").alias("files"), F.sum(F.when(F.col("status") == "ok", 1).otherwise(0)).alias("ok"),
+        F.sum("records").alias("records"), F.sum("rows_out").alias("rows_out"),
+        F.sum("bad_records").alias("bad_records"), F.sum("filtered").alias("filtered"), F.sum("bytes").alias("bytes"),
+    ).first()
+    summary = {k: int(totals[k] or 0) for k in totals.asDict()}
+    summary["pairs_inserted"] = int(merged.get("numTargetRowsInserted", 0))
+    return summary
+
+
+def failed_files(spark: SparkSession, lake_root: str, run_id: str, limit: int = 20) -> list[tuple[str, str]]:
+    rows = (
+        lake.read(spark, lake_root, tables.INGEST_LOG)
+        .where((F.col("run_id") == run_id) & (F.col("status") == "failed"))
+        .select("source_file", "error").orderBy("source_file").limit(limit).collect()
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
+    wat = cfg["wat"]
+    lake_root = cfg["lake"]
+    inputs = wat.get("inputs") or []
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    files = wat.get("_files") or expand_inputs(inputs, wat.get("listing_base"))
+    todo = files_to_do(spark, lake_root, files, bool(wat.get("force")))
+    run_id = wat.get("run_id") or f"{JOB}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    summary: dict[str, Any] = {"run_id": run_id, "inputs": len(files), "skipped_done": len(files) - len(todo)}
+    if not todo:
+        log.info("%s: all %d files already ingested (use --force to re-read them)", JOB, len(files))
+        return {**summary, "files": 0, "ok": 0, "failed": []}
+    log.info("%s: %d files to read (%d already ok)", JOB, len(todo), summary["skipped_done"])
+    staging = f"{lake.normalize_root(lake_root)}/_staging/{run_id}"
+    sc = spark.sparkContext
+    accs = (sc.accumulator(0), sc.accumulator(0), sc.accumulator(0))
+    options = _parse_options(wat)
+    t0 = time.monotonic()
+    try:
+        with Progress(spark, len(todo), float(wat.get("progress_interval", 10)), *accs) as progress:
+            stage_output(spark, todo, wat.get("crawl"), options, staging, accs)
+            log.info(progress.line())
+        summary.update(commit(spark, lake_root, staging, run_id))
+    finally:
+        _remove(spark, staging)
+    summary["seconds"] = round(time.monotonic() - t0, 2)
+    summary["failed"] = failed_files(spark, lake_root, run_id)
+    return summary
+
+
+def _remove(spark: SparkSession, path: str) -> None:
+    """Delete the staging folder through Hadoop's FileSystem (works for local and s3a)."""
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if fs.exists(hpath):
+        fs.delete(hpath, True)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="*", metavar="INPUT",
+                        help="WAT files, directories, globs, s3a:// prefixes or a wat.paths(.gz) listing")
+    parser.add_argument("--crawl", help="crawl id for every input (default: taken from each file's path)")
+    parser.add_argument("--listing-base", help="base for a listing's relative paths "
+                        "(default: the listing's folder, or the bucket root for s3 listings)")
+    parser.add_argument("--force", action="store_true", default=None, help="re-read files already ok in ingest_log")
+    parser.add_argument("--min-text-length", type=int)
+    parser.add_argument("--max-text-length", type=int)
+    parser.add_argument("--no-title", action="store_true", help="use alt texts only (not title)")
+    parser.add_argument("--progress-interval", type=float, help="seconds between progress lines (default 10)")
+
+
+def apply_args(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    if args.inputs:
+        cfg["wat"]["inputs"] = list(args.inputs)
+    config.set_if_given(cfg, "wat.crawl", args.crawl)
+    config.set_if_given(cfg, "wat.listing_base", args.listing_base)
+    config.set_if_given(cfg, "wat.force", args.force)
+    config.set_if_given(cfg, "wat.min_text_length", args.min_text_length)
+    config.set_if_given(cfg, "wat.max_text_length", args.max_text_length)
+    config.set_if_given(cfg, "wat.progress_interval", args.progress_interval)
+    if args.no_title:
+        cfg["wat"]["text_sources"] = ["alt"]
+
+
+def print_summary(s: dict[str, Any]) -> None:
+    if not s.get("files"):
+        print(f"{JOB}: nothing to do: {s['inputs']} files, all already ingested (use --force to re-read)")
+        return
+    mb = s.get("bytes", 0) / 1e6
+    print(f"{JOB}: {s['files']} files read ({s['ok']} ok, {s['files'] - s['ok']} failed, {s['skipped_done']} skipped "
+          f"as done), {s['records']:,} records, {s['rows_out']:,} pairs extracted, {s['pairs_inserted']:,} new pairs, "
+          f"{s['bad_records']:,} bad records, {s['filtered']:,} texts filtered, {mb:.1f} MB in {s['seconds']}s")
+    for path, error in s["failed"]:
+        print(f"  failed: {display_name(path)}: {error}")
+
+
+def run(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
+    apply_args(args, cfg)
+    if not cfg["wat"].get("inputs"):
+        raise UserError("no input given: pass WAT files, directories, globs or a wat.paths.gz listing")
+    # Expand (and fail on a bad path) before starting Spark; execute reuses the list.
+    cfg["wat"]["_files"] = expand_inputs(cfg["wat"]["inputs"], cfg["wat"].get("listing_base"))
+    spark = get_spark(f"kgcurate-{JOB}", cfg["spark"]["conf"])
+    summary = execute(spark, cfg)
+    print_summary(summary)
+    if summary.get("files") and summary["ok"] < summary["files"]:
+        failed = summary["files"] - summary["ok"]
+        print(f"kgcurate: error: {failed} of {summary['files']} input files failed (see table ingest_log); "
+              "the others were ingested; re-run to retry the failed ones", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,143 @@
+"""Where WAT files come from: expand user inputs to a file list, and open one file for reading.
+
+Expansion runs on the driver and touches only names (directory listings, glob matches, the
+lines of a ``wat.paths.gz`` listing), never file contents. Opening runs on executors and
+streams: local files, ``file:`` URIs, ``s3://``/``s3a://`` objects (boto3) and http(s) URLs.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import io
+import os
+import posixpath
+from collections.abc import Iterable
+from typing import BinaryIO
+
+from kgcurate.errors import UserError
+
+WAT_SUFFIXES = (".wat", ".wat.gz", ".warc.wat", ".warc.wat.gz")
+LISTING_SUFFIXES = (".paths", ".paths.gz")
+
+
+def is_remote(path: str) -> bool:
+    return path.startswith(("s3://", "s3a://", "http://", "https://"))
+
+
+def is_listing(path: str) -> bool:
+    return path.endswith(LISTING_SUFFIXES)
+
+
+def _strip_file_uri(path: str) -> str:
+    if path.startswith("file://"):
+        return path[len("file://"):]
+    if path.startswith("file:"):
+        return path[len("file:"):]
+    return path
+
+
+def listing_base_for(listing: str) -> str:
+    """Default base for a listing's relative paths: its own folder for a local listing, the
+    bucket root for an S3 one (CommonCrawl's listings name keys from the bucket root)."""
+    if listing.startswith(("s3://", "s3a://")):
+        scheme, rest = listing.split("://", 1)
+        return f"{scheme}://{rest.split('/', 1)[0]}/"
+    if listing.startswith(("http://", "https://")):
+        scheme, rest = listing.split("://", 1)
+        return f"{scheme}://{rest.split('/', 1)[0]}/"
+    return os.path.dirname(os.path.abspath(_strip_file_uri(listing))) + "/"
+
+
+def resolve_listed(entry: str, base: str) -> str:
+    entry = entry.strip()
+    if "://" in entry or entry.startswith("/"):
+        return entry
+    if "://" in base:
+        return base.rstrip("/") + "/" + entry.lstrip("/")
+    return os.path.normpath(os.path.join(base, entry))
+
+
+def read_listing_names(listing: str) -> list[str]:
+    """The non-empty lines of a (gzipped) listing: paths only, as CommonCrawl publishes them."""
+    try:
+        with open_input(listing) as raw:
+            data = raw.read()
+    except FileNotFoundError as exc:
+        raise UserError(f"listing not found: {listing} (check the path or the bucket)") from exc
+    except OSError as exc:
+        raise UserError(f"cannot read listing {listing}: {exc.strerror or exc} (check permissions)") from exc
+    if listing.endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise UserError(f"listing {listing} is not valid gzip: {exc}; download it again") from exc
+    return [line.strip() for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
+
+
+def _expand_local(item: str) -> list[str]:
+    path = _strip_file_uri(item)
+    if any(ch in path for ch in "*?["):
+        found = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
+        if not found:
+            raise UserError(f"no file matches {item} (check the pattern)")
+        return [os.path.abspath(p) for p in found]
+    if os.path.isdir(path):
+        found = []
+        for root, _dirs, files in os.walk(path):
+            found.extend(os.path.join(root, f) for f in files if f.endswith(WAT_SUFFIXES))
+        if not found:
+            raise UserError(f"no WAT files (*.wat, *.wat.gz) under directory {item}")
+        return sorted(os.path.abspath(p) for p in found)
+    if not os.path.exists(path):
+        raise UserError(f"input not found: {item} (pass WAT files, directories, globs or a wat.paths.gz listing)")
+    return [os.path.abspath(path)]
+
+
+def expand_inputs(inputs: Iterable[str], listing_base: str | None = None) -> list[str]:
+    """Files, directories, globs, s3 prefixes/globs and ``*.paths(.gz)`` listings -> file list.
+
+    Order is kept and duplicates are removed, so the same file named twice is read once.
+    A listing's missing files are kept (they fail at read time and are logged as failed).
+    """
+    out: list[str] = []
+    for item in inputs:
+        if is_listing(item):
+            base = listing_base or listing_base_for(item)
+            out.extend(resolve_listed(name, base) for name in read_listing_names(item))
+        elif item.startswith(("s3://", "s3a://")):
+            from kgcurate import s3
+
+            if item.endswith("/") or any(ch in item for ch in "*?["):
+                keys = s3.expand_s3(item)
+                if not keys:
+                    raise UserError(f"no object matches {item} (check the bucket and prefix)")
+                out.extend(k for k in keys if k.endswith(WAT_SUFFIXES))
+            else:
+                out.append(item)
+        elif item.startswith(("http://", "https://")):
+            out.append(item)
+        else:
+            out.extend(_expand_local(item))
+    if not out:
+        raise UserError("no input files given (pass WAT files, directories, globs or a wat.paths.gz listing)")
+    seen: set[str] = set()
+    return [p for p in out if not (p in seen or seen.add(p))]
+
+
+def open_input(path: str) -> BinaryIO:
+    """A binary stream for a local path, file: URI, s3(a):// object or http(s) URL."""
+    if path.startswith(("s3://", "s3a://")):
+        from kgcurate import s3
+
+        return s3.open_s3(path)
+    if path.startswith(("http://", "https://")):
+        import urllib.request
+
+        return urllib.request.urlopen(path, timeout=120)  # noqa: S310 - user-given URL
+    return open(_strip_file_uri(path), "rb", buffering=io.DEFAULT_BUFFER_SIZE * 16)
+
+
+def display_name(path: str) -> str:
+    """Short name for progress lines."""
+    return posixpath.basename(path.rstrip("/")) or path

@@ -1,0 +1,89 @@
+"""Input expansion (driver side, names only) and the session/config plumbing, without Spark."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from kgcurate import config
+from kgcurate.errors import UserError
+from kgcurate.session import build_conf
+from kgcurate.wat.inputs import expand_inputs, listing_base_for, resolve_listed
+
+
+def _touch(path, data=b"x"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_directory_glob_and_dedup(tmp_path):
+    a = _touch(tmp_path / "d" / "a.warc.wat.gz")
+    b = _touch(tmp_path / "d" / "sub" / "b.wat")
+    _touch(tmp_path / "d" / "notes.txt")
+    _touch(tmp_path / "d" / "wat.paths.gz")
+    got = expand_inputs([str(tmp_path / "d"), str(a), str(tmp_path / "d" / "*.gz")])
+    # directory finds both WAT files (not the listing or notes), the explicit file and glob add nothing new
+    assert got[:2] == [str(a), str(b)]
+    assert str(tmp_path / "d" / "wat.paths.gz") in got  # the glob named it explicitly
+    assert len(got) == len(set(got))
+
+
+def test_listing_relative_to_its_folder_and_to_a_base(tmp_path):
+    listing = tmp_path / "crawl" / "wat.paths.gz"
+    listing.parent.mkdir()
+    listing.write_bytes(gzip.compress(b"crawl-data/CC-MAIN-2024-22/segments/1/wat/x.warc.wat.gz\n\n/abs/y.wat.gz\n"))
+    assert expand_inputs([str(listing)]) == [
+        str(tmp_path / "crawl" / "crawl-data/CC-MAIN-2024-22/segments/1/wat/x.warc.wat.gz"), "/abs/y.wat.gz"]
+    got = expand_inputs([str(listing)], listing_base="s3a://commoncrawl/")
+    assert got[0] == "s3a://commoncrawl/crawl-data/CC-MAIN-2024-22/segments/1/wat/x.warc.wat.gz"
+
+
+def test_listing_base_defaults():
+    assert listing_base_for("s3://commoncrawl/crawl-data/CC-MAIN-2024-22/wat.paths.gz") == "s3://commoncrawl/"
+    assert resolve_listed("a/b.wat.gz", "https://data.commoncrawl.org/") == "https://data.commoncrawl.org/a/b.wat.gz"
+
+
+@pytest.mark.parametrize("bad", ["missing.wat.gz", "nothing-*.wat.gz"])
+def test_bad_paths_are_one_line_user_errors(tmp_path, bad):
+    with pytest.raises(UserError) as err:
+        expand_inputs([str(tmp_path / bad)])
+    assert "\n" not in str(err.value) and str(tmp_path) in str(err.value)
+
+
+def test_corrupt_listing_is_a_user_error(tmp_path):
+    listing = _touch(tmp_path / "wat.paths.gz", b"not gzip at all")
+    with pytest.raises(UserError, match="not valid gzip"):
+        expand_inputs([str(listing)])
+
+
+def test_local_conf_has_delta_and_cluster_conf_leaves_master_alone():
+    local = build_conf(cluster=False, env={})
+    assert local["spark.master"] == "local[*]"
+    assert local["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
+    cluster = build_conf({"spark.sql.shuffle.partitions": 800}, cluster=True, env={})
+    assert "spark.master" not in cluster and "spark.jars" not in cluster
+    assert cluster["spark.sql.shuffle.partitions"] == "800"
+
+
+def test_s3_endpoint_from_environment_never_credentials():
+    conf = build_conf(cluster=True, env={"KGCURATE_S3_ENDPOINT": "http://127.0.0.1:9000",
+                                         "AWS_SECRET_ACCESS_KEY": "sekret", "AWS_ACCESS_KEY_ID": "AKIA"})
+    assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:9000"
+    assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"
+    assert not any("sekret" in v or "AKIA" in v for v in conf.values())
+
+
+def test_config_file_and_flag_precedence(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("lake: /data/lake\nbalance:\n  t: 20000\n")
+    cfg = config.load(p)
+    assert cfg["lake"] == "/data/lake" and cfg["balance"]["t"] == 20000 and cfg["balance"]["seed"] == 0
+    config.set_if_given(cfg, "balance.t", None)
+    assert cfg["balance"]["t"] == 20000
+    config.set_if_given(cfg, "balance.t", 5)
+    assert cfg["balance"]["t"] == 5
+    (tmp_path / "bad.yaml").write_text("lake: [unclosed\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        config.load(tmp_path / "bad.yaml")
