@@ -1,0 +1,85 @@
+"""``kgcurate run --config conf/demo.yaml``: every stage in order, in one Spark session.
+
+Each stage's ``execute(spark, cfg)`` is the same code its own command runs, so the pipeline is
+exactly the sequence a user would type. A stage whose input is not configured is skipped (no
+Wikidata dump -> no knowledge-graph entries; no balance target -> no curated table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import time
+from typing import Any
+
+from kgcurate.errors import UserError
+from kgcurate.session import get_spark
+
+log = logging.getLogger("kgcurate.run")
+
+STEPS: tuple[tuple[str, str], ...] = (
+    ("ingest-wat", "ingest_wat"),
+    ("ingest-wikidata", "ingest_wikidata"),
+    ("build-metadata", "build_metadata"),
+    ("match", "match"),
+    ("balance", "balance"),
+    ("report", "report"),
+)
+
+
+def skip_reason(step: str, cfg: dict[str, Any]) -> str | None:
+    """Why a step does not apply to this config (None: run it)."""
+    if step == "ingest-wat" and not cfg["wat"].get("inputs"):
+        return "no wat.inputs configured"
+    if step == "ingest-wikidata" and not cfg["wikidata"].get("input"):
+        return "no wikidata.input configured"
+    if step == "balance":
+        b = cfg["balance"]
+        if b.get("t") is None and b.get("target_size") is None and b.get("tail_share") is None:
+            return "no balance.t, balance.target_size or balance.tail_share configured"
+    return None
+
+
+def execute(spark, cfg: dict[str, Any], only: list[str] | None = None, skip: list[str] | None = None) -> dict:
+    summaries: dict[str, Any] = {}
+    for step, module_name in STEPS:
+        if (only and step not in only) or (skip and step in skip):
+            continue
+        reason = skip_reason(step, cfg)
+        if reason:
+            log.info("run: skipping %s (%s)", step, reason)
+            summaries[step] = {"skipped": reason}
+            continue
+        log.info("run: %s ...", step)
+        started = time.monotonic()
+        module = importlib.import_module(f"kgcurate.stages.{module_name}")
+        summary = module.execute(spark, cfg) or {}
+        summary["seconds"] = round(time.monotonic() - started, 1)
+        summaries[step] = summary
+        log.info("run: %s done in %.1fs", step, summary["seconds"])
+    return summaries
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    names = [s for s, _ in STEPS]
+    parser.add_argument("--only", action="append", choices=names, help="run only these stages (repeatable)")
+    parser.add_argument("--skip", action="append", choices=names, help="skip these stages (repeatable)")
+
+
+def _short(summary: dict[str, Any]) -> str:
+    keep = {k: v for k, v in summary.items() if isinstance(v, int | float | str) and not k.startswith("_")}
+    return ", ".join(f"{k}={v}" for k, v in list(keep.items())[:10])
+
+
+def run(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
+    if not args.config:
+        raise UserError("run needs --config (e.g. conf/demo.yaml or conf/cluster.yaml)")
+    spark = get_spark("kgcurate-run", cfg["spark"]["conf"])
+    summaries = execute(spark, cfg, only=args.only, skip=args.skip)
+    for step, summary in summaries.items():
+        print(f"{step}: {_short(summary)}")
+    report = summaries.get("report", {})
+    if report.get("html"):
+        print(f"report: {report['html']}")
+    return 0
