@@ -9,6 +9,7 @@ the default AWS credential chain (environment, profile, instance role), never a 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -69,6 +70,9 @@ def build_conf(
     if not cluster:
         conf["spark.master"] = env.get("KGCURATE_MASTER", "local[*]")
         conf.update(LOCAL_DEFAULTS)
+        # Workers must run this interpreter (the venv's), not whatever `python3` is on PATH.
+        conf["spark.pyspark.python"] = env.get("PYSPARK_PYTHON", sys.executable)
+        conf["spark.pyspark.driver.python"] = sys.executable
         jars = local_jars()
         if jars:
             conf["spark.jars"] = ",".join(str(j) for j in jars)
@@ -88,6 +92,8 @@ def get_spark(app_name: str = "kgcurate", overrides: Mapping[str, Any] | None = 
     if active is not None:
         return active
     cluster = under_spark_submit()
+    if not cluster:  # SparkContext reads the worker interpreter from the environment, not the conf
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     wanted = build_conf(overrides, cluster=cluster)
     builder = SparkSession.builder.appName(app_name)
     preset = SparkConf() if cluster else None  # spark-submit's --conf values
