@@ -1,0 +1,162 @@
+"""kgcurate.s3 against a real S3 server on loopback (moto server mode), no Spark."""
+
+from __future__ import annotations
+
+import gzip
+import io
+
+import pytest
+
+from kgcurate import s3
+from kgcurate.errors import UserError
+from kgcurate.wat.inputs import expand_inputs, open_input, read_listing_names
+from s3server import SECRET_KEY, running_server
+
+CRAWL = "CC-MAIN-2099-01"
+SEG = f"crawl-data/{CRAWL}/segments/1700000000000.0"
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_server() as srv:
+        srv.create_bucket("ccdata")
+        for i in range(3):
+            srv.put("ccdata", f"{SEG}/wat/CC-MAIN-x-{i:05d}.warc.wat.gz", gzip.compress(b"WARC/1.0\r\n" * (i + 1)))
+        srv.put("ccdata", f"{SEG}/warc/CC-MAIN-x-00000.warc.gz", b"not a wat")
+        srv.put("ccdata", f"{SEG}/wat/README.txt", b"x")
+        listing = "\n".join(f"{SEG}/wat/CC-MAIN-x-{i:05d}.warc.wat.gz" for i in range(3)) + "\n"
+        srv.put("ccdata", f"crawl-data/{CRAWL}/wat.paths.gz", gzip.compress(listing.encode()))
+        yield srv
+
+
+def test_split_url_and_errors():
+    assert s3.split_url("s3a://b/k/x.gz") == ("s3a", "b", "k/x.gz")
+    assert s3.split_url("s3://b") == ("s3", "b", "")
+    with pytest.raises(ValueError):
+        s3.split_url("/local/path")
+    with pytest.raises(ValueError):
+        s3.split_url("s3:///nokey")
+
+
+def test_expand_prefix_glob_and_key(server):
+    wats = [f"s3a://ccdata/{SEG}/wat/CC-MAIN-x-{i:05d}.warc.wat.gz" for i in range(3)]
+    # prefix: everything under it, same scheme as asked
+    under = s3.expand_s3(f"s3a://ccdata/{SEG}/wat/")
+    assert under == sorted([*wats, f"s3a://ccdata/{SEG}/wat/README.txt"])
+    # glob: '*' stays in one segment, '**' crosses
+    assert s3.expand_s3(f"s3a://ccdata/crawl-data/{CRAWL}/segments/*/wat/*.wat.gz") == wats
+    assert s3.expand_s3(f"s3a://ccdata/crawl-data/{CRAWL}/*.wat.gz") == []
+    assert s3.expand_s3(f"s3://ccdata/crawl-data/{CRAWL}/**.wat.gz") == [w.replace("s3a://", "s3://") for w in wats]
+    assert s3.expand_s3(f"s3a://ccdata/{SEG}/wat/CC-MAIN-x-0000[02].warc.wat.gz") == [wats[0], wats[2]]
+    assert s3.expand_s3(f"s3a://ccdata/{SEG}/wat/CC-MAIN-x-0000[!02].warc.wat.gz") == [wats[1]]
+    # an exact key is itself (not its siblings sharing the prefix); a folder name expands
+    assert s3.expand_s3(wats[1]) == [wats[1]]
+    assert s3.expand_s3(f"s3a://ccdata/{SEG}/warc") == [f"s3a://ccdata/{SEG}/warc/CC-MAIN-x-00000.warc.gz"]
+    assert s3.expand_s3("s3a://ccdata/nothing/here/") == []
+
+
+def test_open_streams_and_missing_objects(server):
+    url = f"s3a://ccdata/{SEG}/wat/CC-MAIN-x-00002.warc.wat.gz"
+    with s3.open_s3(url) as f:
+        assert gzip.decompress(f.read()) == b"WARC/1.0\r\n" * 3
+    assert s3.exists(url)
+    assert not s3.exists("s3a://ccdata/missing.gz")
+    with pytest.raises(FileNotFoundError):
+        s3.open_s3("s3a://ccdata/missing.gz")
+    with pytest.raises(FileNotFoundError):
+        s3.open_s3("s3a://no-such-bucket/x")
+    with pytest.raises(IsADirectoryError):
+        s3.open_s3("s3a://ccdata")
+
+
+def test_stream_is_incremental(server):
+    """A 5 MB object read in small slices: the buffer, not the object, bounds memory."""
+    blob = bytes(range(256)) * (5 * 4096)
+    server.put("ccdata", "big/blob.bin", blob)
+    with s3.open_s3("s3://ccdata/big/blob.bin", buffer_size=64 * 1024) as f:
+        raw = f.raw
+        first = f.read(1000)
+        assert first == blob[:1000]
+        assert raw.pos <= 64 * 1024  # only one buffer fetched so far
+        rest = f.read()
+    assert first + rest == blob
+
+
+def test_lead_inputs_use_s3_for_listings_and_globs(server):
+    listing = f"s3a://ccdata/crawl-data/{CRAWL}/wat.paths.gz"
+    names = read_listing_names(listing)
+    assert len(names) == 3 and names[0].startswith("crawl-data/")
+    files = expand_inputs([listing])  # relative to the bucket root, as CommonCrawl's are
+    assert files == [f"s3a://ccdata/{SEG}/wat/CC-MAIN-x-{i:05d}.warc.wat.gz" for i in range(3)]
+    assert expand_inputs([f"s3a://ccdata/{SEG}/wat/"]) == files  # README.txt is not a WAT file
+    with open_input(files[0]) as f:
+        assert f.read(2) == b"\x1f\x8b"
+    with pytest.raises(UserError, match="listing not found"):
+        expand_inputs(["s3a://ccdata/crawl-data/CC-MAIN-2000-01/wat.paths.gz"])
+
+
+def test_listing_url():
+    assert s3.listing_url("CC-MAIN-2024-51") == "s3://commoncrawl/crawl-data/CC-MAIN-2024-51/wat.paths.gz"
+    assert s3.listing_url("CC-MAIN-2024-51", "s3a://mirror/cc/") == (
+        "s3a://mirror/cc/crawl-data/CC-MAIN-2024-51/wat.paths.gz")
+    with pytest.raises(UserError, match="CC-MAIN-YYYY-WW"):
+        s3.listing_url("2024-51")
+
+
+class _FlakyBody:
+    """A response body that breaks after ``fail_after`` bytes, like a reset connection."""
+
+    def __init__(self, data: bytes, fail_after: int | None):
+        self.buf, self.fail_after, self.sent = io.BytesIO(data), fail_after, 0
+
+    def read(self, n: int = -1) -> bytes:
+        from urllib3.exceptions import ProtocolError
+
+        if self.fail_after is not None and self.sent >= self.fail_after:
+            raise ProtocolError("Connection broken: connection reset by peer")
+        chunk = self.buf.read(n if self.fail_after is None else min(n, self.fail_after - self.sent))
+        self.sent += len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        pass
+
+
+class _FlakyClient:
+    def __init__(self, data: bytes, breaks: int):
+        self.data, self.breaks, self.calls = data, breaks, []
+
+    def get_object(self, Bucket, Key, Range=None, IfMatch=None):  # noqa: N803 - boto3's names
+        self.calls.append((Range, IfMatch))
+        start = int(Range.split("=")[1].rstrip("-")) if Range else 0
+        fail = 1000 if self.breaks > 0 else None
+        self.breaks -= 1
+        body = _FlakyBody(self.data[start:], fail)
+        return {"Body": body, "ContentLength": len(self.data) - start, "ETag": '"abc"'}
+
+
+def test_resume_after_connection_reset():
+    data = bytes(range(256)) * 40  # 10,240 bytes, broken every 1,000 bytes three times
+    fake = _FlakyClient(data, breaks=3)
+    raw = s3.ResumableObject(fake, "b", "k", retries=5, backoff=0)
+    with io.BufferedReader(raw, buffer_size=256) as f:
+        assert f.read() == data
+    assert raw.resumes == 3
+    assert fake.calls[0] == (None, None)
+    assert fake.calls[1] == ("bytes=1000-", '"abc"')  # resumed where it broke, pinned to the ETag
+    assert fake.calls[2] == ("bytes=2000-", '"abc"')
+
+
+def test_resume_gives_up_after_retries():
+    from urllib3.exceptions import ProtocolError
+
+    raw = s3.ResumableObject(_FlakyClient(b"x" * 5000, breaks=10), "b", "k", retries=2, backoff=0)
+    with pytest.raises(ProtocolError), io.BufferedReader(raw, buffer_size=256) as f:
+        f.read()
+
+
+def test_no_secret_in_errors(server):
+    try:
+        s3.open_s3("s3a://ccdata/missing.gz")
+    except FileNotFoundError as exc:
+        assert SECRET_KEY not in repr(exc) and SECRET_KEY not in str(exc)
