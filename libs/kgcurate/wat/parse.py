@@ -1,0 +1,409 @@
+"""CommonCrawl WAT -> (image_url, text, text_source, page_url) pairs, in pure Python (no Spark).
+
+A WAT file is a WARC file of ``metadata`` records whose JSON payload describes one record of
+the original WARC. Only the payloads describing a ``response`` carry
+``Envelope.Payload-Metadata.HTTP-Response-Metadata.HTML-Metadata.Links``; image links there have
+``path == "IMG@/src"`` and, when the page had them, ``alt`` and ``title``.
+
+Speed: per file the work is gzip inflation (fastwarc, native) plus, for records that can give a
+pair at all, one ``orjson`` decode. Records whose payload does not contain ``IMG@/src`` cannot
+give a pair, so they are not decoded (only a cheap shape check; ``ParseOptions.decode_all``
+decodes them too). Absolute http(s) image URLs are kept as written; only relative and
+protocol-relative ones go through ``urljoin``.
+
+Robustness: ``WatParser.parse`` never raises for bad input. Every WARC record is accounted for:
+``stats.records == good records + stats.bad_records``. A fatal problem (corrupt or truncated
+gzip, invalid WARC framing, an empty file) stops the file, sets ``stats.error`` and is itself
+counted as one record and one bad record, so the invariant holds for every file.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, NamedTuple
+from urllib.parse import urljoin
+
+import orjson
+
+IMG_PATH = "IMG@/src"
+_IMG_MARK = b"IMG@/src"
+_SAMPLE_CHARS = 200
+_CRAWL_RE = re.compile(r"CC-MAIN-\d{4}-\d{2}")
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass(frozen=True)
+class ParseOptions:
+    """Text filters and which link attributes give texts."""
+
+    min_text_length: int = 1  # after whitespace collapsing
+    max_text_length: int = 2000  # longer texts are dropped and counted as `filtered`
+    text_sources: tuple[str, ...] = ("alt", "title")
+    decode_all: bool = False  # JSON-decode payloads without image links too (stricter bad-record detection)
+
+
+DEFAULT_OPTIONS = ParseOptions()
+
+
+@dataclass
+class FileStats:
+    records: int = 0  # WARC records read (every type)
+    bad_records: int = 0  # records rejected (malformed JSON payload, etc.) - each also yielded in Batch.bad
+    rows_out: int = 0  # pairs yielded
+    filtered: int = 0  # texts dropped by the length filters
+    bytes: int = 0  # input bytes consumed (compressed)
+    error: str | None = None  # fatal file-level problem after which parsing stopped
+
+
+@dataclass
+class Batch:
+    """Columnar output, so the Spark side builds an Arrow RecordBatch without per-row work."""
+
+    image_url: list[str] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+    text_source: list[str] = field(default_factory=list)
+    page_url: list[str] = field(default_factory=list)
+    bad: list[tuple[int, str, str]] = field(default_factory=list)  # (offset, reason, sample)
+
+    def __len__(self) -> int:
+        return len(self.image_url)
+
+
+class BadRecord(ValueError):
+    """A record that cannot be read as a WAT metadata payload; ``reason`` goes to bad_records."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RecordPairs(NamedTuple):
+    page_url: str | None
+    pairs: list[tuple[str, str, str]]  # (image_url, text, text_source)
+    filtered: int
+
+
+def crawl_from_path(path: str) -> str | None:
+    """``CC-MAIN-2024-22`` from a CommonCrawl path (the crawl folder or a file name), else None."""
+    m = _CRAWL_RE.search(path or "")
+    return m.group(0) if m else None
+
+
+def collapse_whitespace(text: str) -> str:
+    """Runs of whitespace (tab, CR, LF, spaces, and other Unicode spaces) -> one space, stripped."""
+    return " ".join(text.split())
+
+
+def _as_str(value: Any) -> str | None:
+    """A header or attribute value: a string, or (since CC-MAIN-2024-51, for repeats) a list of them."""
+    if type(value) is str:
+        return value
+    if type(value) is list:
+        for item in value:
+            if type(item) is str:
+                return item
+    return None
+
+
+def resolve_url(url: str, base_url: str | None) -> str | None:
+    """The absolute http(s) URL of ``url`` as found on a page whose base is ``base_url``, else None.
+
+    Absolute http(s) URLs are returned as written (``urljoin`` would give the same but for dropping
+    an empty trailing ``?``/``#``); everything else goes through ``urljoin``.
+    """
+    if url.startswith(("http://", "https://")) and "\n" not in url and "\t" not in url and "\r" not in url:
+        return url
+    if url.startswith("data:") or base_url is None:
+        return None
+    out = urljoin(base_url, url)
+    return out if out.startswith(("http://", "https://")) else None
+
+
+def extract_pairs(payload: bytes | str, page_url: str | None = None,
+                  opts: ParseOptions = DEFAULT_OPTIONS) -> RecordPairs:
+    """Pairs of one WAT metadata payload (pure; the unit the parser and tests share).
+
+    ``page_url`` is a fallback for payloads whose envelope lacks ``WARC-Target-URI`` (the outer
+    WARC header holds the same URI). Raises :class:`BadRecord` for malformed JSON or a payload
+    that is not shaped like a WAT envelope; a well-formed payload without images gives no pairs.
+    """
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise BadRecord(f"malformed JSON payload: {str(exc)[:120]}") from None
+    try:
+        env = doc["Envelope"]
+        head = env["WARC-Header-Metadata"]
+        if _as_str(head.get("WARC-Type")) != "response":
+            return RecordPairs(_as_str(head.get("WARC-Target-URI")) or page_url, [], 0)
+        page = _as_str(head.get("WARC-Target-URI")) or page_url
+        html = (env.get("Payload-Metadata") or {}).get("HTTP-Response-Metadata") or {}
+        html = html.get("HTML-Metadata")
+        if not html:
+            return RecordPairs(page, [], 0)
+        links = html.get("Links")
+        if not links:
+            return RecordPairs(page, [], 0)
+        head_meta = html.get("Head") or {}
+        base = _as_str(head_meta.get("Base"))
+        return _image_pairs(links, page, base, opts)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise BadRecord(f"unexpected WAT JSON structure: {type(exc).__name__}: {str(exc)[:80]}") from None
+
+
+def _image_pairs(links: list, page: str | None, base: str | None, opts: ParseOptions) -> RecordPairs:
+    pairs: list[tuple[str, str, str]] = []
+    filtered = 0
+    lo, hi = opts.min_text_length, opts.max_text_length
+    sources = opts.text_sources
+    base_url: str | None = None
+    base_done = False
+    for link in links:
+        path = link.get("path")
+        if path != IMG_PATH and (type(path) is not str or not path.startswith(IMG_PATH)):
+            continue
+        texts = None
+        for src in sources:
+            raw = link.get(src)
+            if not raw:
+                continue
+            if type(raw) is not str:
+                raw = _as_str(raw)
+                if not raw:
+                    continue
+            text = " ".join(raw.split())
+            if not text:
+                continue
+            n = len(text)
+            if n > hi or n < lo:
+                filtered += 1
+                continue
+            if texts is None:
+                texts = [(text, src)]
+            else:
+                texts.append((text, src))
+        if texts is None:
+            continue
+        url = _as_str(link.get("url"))
+        if not url:
+            continue
+        if not base_done:
+            base_done = True
+            if page is not None:
+                base_url = urljoin(page, base) if base else page
+        image_url = resolve_url(url, base_url)
+        if image_url is None:
+            continue
+        for text, src in texts:
+            pairs.append((image_url, text, src))
+    return RecordPairs(page, pairs, filtered)
+
+
+def _sample(payload: bytes) -> str:
+    return payload[: _SAMPLE_CHARS * 2].decode("utf-8", "replace")[:_SAMPLE_CHARS]
+
+
+def _looks_like_json_object(payload: bytes) -> bool:
+    """Cheap shape check for payloads that are not decoded: ``{ ... }`` (whitespace allowed)."""
+    body = payload.strip()
+    return body[:1] == b"{" and body[-1:] == b"}"
+
+
+class _Tap:
+    """Wraps the input stream for fastwarc: counts compressed bytes, gives fastwarc the ``tell``
+    it needs (HTTP and S3 streams lack one), and keeps the bytes from the current record's start
+    on, so the end of the file can be checked for a truncated or trailing gzip member."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.pos = 0  # bytes read so far
+        self._chunks: list[bytes] = []
+        self._chunks_start = 0  # file offset of self._chunks[0]
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        if data:
+            self._chunks.append(data)
+            self.pos += len(data)
+        return data or b""
+
+    def tell(self) -> int:
+        return self.pos
+
+    def close(self) -> None:  # the caller owns the stream
+        pass
+
+    def keep_from(self, offset: int) -> None:
+        """Drop buffered chunks that end before ``offset`` (the start of the newest record)."""
+        chunks = self._chunks
+        drop = 0
+        start = self._chunks_start
+        while drop < len(chunks) - 1 and start + len(chunks[drop]) <= offset:
+            start += len(chunks[drop])
+            drop += 1
+        if drop:
+            del chunks[:drop]
+            self._chunks_start = start
+
+    def tail(self, offset: int) -> bytes:
+        """Buffered bytes from ``offset`` (>= the last ``keep_from``) to what has been read."""
+        data = b"".join(self._chunks)
+        return data[max(0, offset - self._chunks_start):]
+
+    def at_eof(self) -> bool:
+        """True when the underlying stream has nothing more (reads on after fastwarc stopped)."""
+        extra = self.read(1 << 16)
+        return not extra
+
+
+def _check_gzip_tail(tail: bytes, offset: int) -> tuple[int, str] | None:
+    """Inflate the members from the last record's start to the end of the file; return
+    (offset, reason) of the first incomplete or corrupt member, None when all are whole."""
+    while tail:
+        d = zlib.decompressobj(wbits=31)
+        try:
+            d.decompress(tail)
+        except zlib.error as exc:
+            return offset, f"corrupt gzip data: {exc}"
+        if not d.eof:
+            return offset, "truncated gzip member"
+        used = len(tail) - len(d.unused_data)
+        offset += used
+        tail = d.unused_data
+        if tail[:2] != _GZIP_MAGIC and tail.strip(b"\x00\r\n \t"):
+            return offset, "trailing bytes that are not a gzip member"
+        if tail[:2] != _GZIP_MAGIC:
+            return None
+    return None
+
+
+def _member_end(tail: bytes, offset: int) -> int:
+    """Offset just past the gzip member starting at ``offset`` (or ``offset`` if unknown)."""
+    d = zlib.decompressobj(wbits=31)
+    try:
+        d.decompress(tail)
+    except zlib.error:
+        return offset
+    return offset + len(tail) - len(d.unused_data) if d.eof else offset
+
+
+def _plain_record_end(tail: bytes, offset: int, content_length: int) -> int:
+    """Offset just past the uncompressed record starting at ``offset``: headers, block, CRLF CRLF."""
+    head_end = tail.find(b"\r\n\r\n")
+    if head_end < 0:
+        return offset
+    return offset + head_end + 4 + content_length + 4
+
+
+class WatParser:
+    """Streams one WAT file (gzip per record, or uncompressed) into columnar :class:`Batch` es."""
+
+    def __init__(self, opts: ParseOptions = DEFAULT_OPTIONS, batch_size: int = 65536) -> None:
+        self.opts = opts
+        self.batch_size = batch_size
+        self.stats = FileStats()
+
+    def parse(self, stream: BinaryIO) -> Iterator[Batch]:
+        """Yield batches of pairs (and bad records) from ``stream``; ``self.stats`` fills as it goes."""
+        from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+        self.stats = stats = FileStats()
+        opts = self.opts
+        decode_all = opts.decode_all
+        tap = _Tap(stream)
+        batch = Batch()
+        image_url, text, text_source, page_url, bad = (
+            batch.image_url, batch.text, batch.text_source, batch.page_url, batch.bad)
+        metadata_type = WarcRecordType.metadata
+        last_pos, last_len = -1, 0
+        gz = False
+        fatal: tuple[int, str, str] | None = None
+        try:
+            it = ArchiveIterator(tap, parse_http=False)
+            for record in it:
+                pos = record.stream_pos
+                if last_pos < 0:
+                    gz = tap.tail(0)[:2] == _GZIP_MAGIC
+                tap.keep_from(pos)
+                last_pos, last_len = pos, record.content_length
+                stats.records += 1
+                if record.record_type != metadata_type:
+                    continue  # warcinfo etc.: fastwarc skips the unread content
+                payload = record.reader.read()
+                if len(payload) < record.content_length:
+                    fatal = (pos, "truncated gzip member" if gz else "truncated record", _sample(payload))
+                    break
+                if _IMG_MARK not in payload and not decode_all:
+                    if not _looks_like_json_object(payload):
+                        stats.bad_records += 1
+                        bad.append((pos, "malformed JSON payload: not a JSON object", _sample(payload)))
+                    continue
+                try:
+                    res = extract_pairs(payload, record.headers.get("WARC-Target-URI"), opts)
+                except BadRecord as exc:
+                    stats.bad_records += 1
+                    bad.append((pos, exc.reason, _sample(payload)))
+                    continue
+                stats.filtered += res.filtered
+                if res.pairs:
+                    page = res.page_url
+                    for iu, tx, src in res.pairs:
+                        image_url.append(iu)
+                        text.append(tx)
+                        text_source.append(src)
+                        page_url.append(page)
+                    if len(image_url) >= self.batch_size:
+                        stats.rows_out += len(image_url)
+                        stats.bytes = tap.pos
+                        yield batch
+                        batch = Batch()
+                        image_url, text, text_source, page_url, bad = (
+                            batch.image_url, batch.text, batch.text_source, batch.page_url, batch.bad)
+        except BaseException as exc:  # noqa: BLE001 - fastwarc raises OSError, or a PanicException (BaseException)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+                raise
+            if last_pos < 0:
+                where = 0
+            elif gz:
+                where = _member_end(tap.tail(last_pos), last_pos)
+            else:
+                where = _plain_record_end(tap.tail(last_pos), last_pos, last_len)
+            reason = "corrupt gzip data" if "zip" in str(exc).lower() else "invalid WARC record"
+            fatal = (where, f"{reason}: {type(exc).__name__}: {str(exc)[:150]}", _sample(tap.tail(max(where, 0))))
+        if fatal is None:
+            fatal = self._check_end(tap, last_pos, gz)
+        if fatal is not None:
+            offset, reason, sample = fatal
+            if offset != last_pos:
+                # The bad part is not a record already counted above (a truncated last record,
+                # or a last member without its gzip footer, was counted when it was read).
+                stats.records += 1
+            stats.bad_records += 1
+            stats.error = f"{reason} at offset {offset}"
+            bad.append((offset, reason, sample))
+        stats.bytes = tap.pos
+        stats.rows_out += len(image_url)
+        if image_url or bad:
+            yield batch
+
+    @staticmethod
+    def _check_end(tap: _Tap, last_pos: int, gz: bool) -> tuple[int, str, str] | None:
+        """After fastwarc stopped cleanly: the file must be at its end, and (gzip) its last
+        members whole; fastwarc silently skips a final member cut short."""
+        if not tap.at_eof():
+            return tap.pos, "unread data after the last record", ""
+        if last_pos < 0:
+            head = tap.tail(0)
+            if not head:
+                return 0, "empty file (0 bytes)", ""
+            if head.strip(b"\x00\r\n \t"):
+                return 0, "no WARC record found (not a WAT file, or corrupt from the start)", _sample(head)
+            return None
+        if gz:
+            found = _check_gzip_tail(tap.tail(last_pos), last_pos)
+            if found is not None:
+                return found[0], found[1], _sample(tap.tail(found[0]))
+        return None
