@@ -1,0 +1,43 @@
+"""Wikidata: dump records -> ``entities`` rows (pure parsers) and their Spark wiring elsewhere.
+
+Both dump formats (JSON ``latest-all.json*`` and truthy N-Triples ``latest-truthy.nt*``) give the
+same row for the same entity: ``json_entity`` and ``ntriples`` share the field rules below.
+"""
+
+from __future__ import annotations
+
+# Properties the entities table keeps, by column.
+P_INSTANCE_OF = "P31"
+P_SUBCLASS_OF = "P279"
+P_PARENT_TAXON = "P171"
+P_IMAGE = "P18"
+P_TAXON_NAME = "P225"
+P_COMMON_NAME = "P1843"
+
+ITEM_PROPS = {P_INSTANCE_OF: "instance_of", P_SUBCLASS_OF: "subclass_of", P_PARENT_TAXON: "parent_taxon"}
+KEPT_PROPS = (P_INSTANCE_OF, P_SUBCLASS_OF, P_PARENT_TAXON, P_IMAGE, P_TAXON_NAME, P_COMMON_NAME)
+
+# Wikidata's language-neutral code: a label in "mul" applies to every language lacking its own.
+MUL = "mul"
+
+ENTITY_FIELDS = (
+    "qid", "label", "description", "aliases", "common_names", "taxon_name", "sitelinks",
+    "instance_of", "subclass_of", "parent_taxon", "has_image",
+)
+
+
+def language_order(languages: list[str] | tuple[str, ...] | str | None) -> tuple[str, ...]:
+    """Configured languages in priority order, ``mul`` appended last as the fallback."""
+    if languages is None:
+        languages = ["en"]
+    if isinstance(languages, str):
+        languages = [x.strip() for x in languages.split(",")]
+    out = [lang for lang in dict.fromkeys(languages) if lang and lang != MUL]
+    if not out:
+        raise ValueError("no language configured (wikidata.languages must name at least one, e.g. en)")
+    return (*out, MUL)
+
+
+def is_item_id(qid: str) -> bool:
+    """Q followed by digits: only items go to ``entities`` (not properties P.., lexemes L..)."""
+    return len(qid) > 1 and qid[0] == "Q" and qid[1:].isdigit()

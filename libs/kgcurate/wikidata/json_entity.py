@@ -1,0 +1,252 @@
+"""Wikidata JSON dump lines -> ``entities`` rows. Pure Python (orjson), no Spark.
+
+The dump (``latest-all.json.gz``/``.bz2``) is one JSON array with one entity per line: ``[``,
+then ``{...},`` lines, then ``]``. A line is parsed on its own, so the dump can be split anywhere.
+
+Field rules, shared with the N-Triples reader so that both formats give the same row:
+
+* label / description: the first configured language that has one, else ``mul``.
+* aliases: every alias in the configured languages and ``mul``; sorted, distinct.
+* statements use *truthy* semantics, as Wikidata's ``latest-truthy`` dump does: per property
+  the best non-deprecated rank wins (preferred if any, else normal), and only ``value`` snaks
+  give a value (``somevalue``/``novalue`` give none, but still take part in the rank choice).
+* instance_of (P31), subclass_of (P279), parent_taxon (P171): item ids, sorted, distinct.
+* taxon_name (P225): the smallest truthy value (a dump's statement order is not a meaning, and
+  the N-Triples dump has none, so the choice must not depend on it).
+* common_names (P1843): monolingual texts in the configured languages (and ``mul``); sorted, distinct.
+* sitelinks: the number of sitelinks; has_image: whether P18 has a truthy value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from kgcurate.wikidata import (
+    ITEM_PROPS,
+    MUL,
+    P_COMMON_NAME,
+    P_IMAGE,
+    P_TAXON_NAME,
+    is_item_id,
+    language_order,
+)
+
+SAMPLE_CHARS = 300
+
+
+class BadRecord(ValueError):
+    """A line that is not a well-formed entity: goes to ``bad_records``, never crashes the job."""
+
+
+class SkippedEntity(Exception):
+    """A well-formed entity that is not an item (property, lexeme, ...): counted, not an error."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+def strip_dump_line(line: bytes | str) -> bytes | str | None:
+    """The entity JSON of one dump line, or None for the array's ``[``/``]`` and blank lines."""
+    s = line.strip()
+    if s.endswith(b"," if isinstance(s, bytes) else ","):
+        s = s[:-1].rstrip()
+    if not s or s in (b"[", b"]", "[", "]"):
+        return None
+    return s
+
+
+def truthy(statements: Any) -> list[dict[str, Any]]:
+    """The main snaks of the best-ranked statements that carry a value (Wikidata's truthy rule)."""
+    if not statements:
+        return []
+    if not isinstance(statements, list):
+        raise BadRecord("statements of a property are not a list")
+    ranks = {s.get("rank", "normal") for s in statements}
+    best = "preferred" if "preferred" in ranks else "normal"
+    out = []
+    for s in statements:
+        if s.get("rank", "normal") != best:
+            continue
+        snak = s.get("mainsnak") or {}
+        if snak.get("snaktype") == "value" and "datavalue" in snak:
+            out.append(snak["datavalue"])
+    return out
+
+
+def _item_ids(values: list[dict[str, Any]]) -> list[str]:
+    ids = set()
+    for dv in values:
+        v = dv.get("value")
+        if not isinstance(v, dict):
+            continue
+        qid = v.get("id")
+        if qid is None and v.get("entity-type", "item") == "item" and "numeric-id" in v:
+            qid = f"Q{v['numeric-id']}"  # dumps before 2016 carry only the numeric id
+        if isinstance(qid, str) and is_item_id(qid):
+            ids.add(qid)
+    return sorted(ids)
+
+
+def _first_text(terms: Any, langs: tuple[str, ...]) -> str | None:
+    if not isinstance(terms, dict):
+        return None
+    for lang in langs:
+        term = terms.get(lang)
+        if isinstance(term, dict) and term.get("value"):
+            return term["value"]
+    return None
+
+
+def entity_to_row(entity: Any, langs: tuple[str, ...]) -> dict[str, Any]:
+    """One decoded entity -> an ``entities`` row (without source_file). ``langs`` ends with mul."""
+    if not isinstance(entity, dict):
+        raise BadRecord("entity is not a JSON object")
+    qid = entity.get("id")
+    if not isinstance(qid, str) or not qid:
+        raise BadRecord("entity has no id")
+    etype = entity.get("type")
+    if etype != "item" or not is_item_id(qid):
+        raise SkippedEntity(etype if isinstance(etype, str) else "unknown")
+    try:
+        claims = entity.get("claims") or {}
+        aliases: set[str] = set()
+        alias_map = entity.get("aliases") or {}
+        for lang in langs:
+            aliases.update(a["value"] for a in alias_map.get(lang) or () if a.get("value"))
+        row: dict[str, Any] = {
+            "qid": qid,
+            "label": _first_text(entity.get("labels"), langs),
+            "description": _first_text(entity.get("descriptions"), langs),
+            "aliases": sorted(aliases),
+        }
+        for prop, column in ITEM_PROPS.items():
+            row[column] = _item_ids(truthy(claims.get(prop)))
+        names = [dv.get("value") for dv in truthy(claims.get(P_TAXON_NAME))]
+        names = [n for n in names if isinstance(n, str) and n]
+        row["taxon_name"] = min(names) if names else None
+        wanted = set(langs)
+        common = set()
+        for dv in truthy(claims.get(P_COMMON_NAME)):
+            v = dv.get("value")
+            if isinstance(v, dict) and v.get("language") in wanted and v.get("text"):
+                common.add(v["text"])
+        row["common_names"] = sorted(common)
+        row["has_image"] = bool(truthy(claims.get(P_IMAGE)))
+        row["sitelinks"] = len(entity.get("sitelinks") or {})
+    except (AttributeError, TypeError, KeyError) as exc:
+        raise BadRecord(f"malformed entity {qid}: {type(exc).__name__}: {exc}") from exc
+    return row
+
+
+def parse_entity_line(line: bytes | str, languages: Iterable[str] | str | None = None) -> dict[str, Any] | None:
+    """One dump line -> row; None for ``[``, ``]`` and blank lines.
+
+    Raises :class:`BadRecord` (malformed) or :class:`SkippedEntity` (not an item).
+    """
+    langs = languages if isinstance(languages, tuple) and languages[-1:] == (MUL,) else language_order(languages)
+    body = strip_dump_line(line)
+    if body is None:
+        return None
+    try:
+        entity = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRecord(f"invalid JSON: {exc}") from exc
+    return entity_to_row(entity, langs)
+
+
+@dataclass
+class ParsedLines:
+    """A batch's outcome: rows, bad lines as (index in the batch, reason, sample), skip counts."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    bad: list[tuple[int, str, str]] = field(default_factory=list)
+    skipped: int = 0
+    records: int = 0
+
+
+def sample_of(line: bytes | str) -> str:
+    text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+    return text[:SAMPLE_CHARS]
+
+
+def parse_lines(lines: Iterable[bytes | str | None], languages: Iterable[str] | str | None = None) -> ParsedLines:
+    """A batch of dump lines (the executor's hot loop): never raises on bad input."""
+    langs = language_order(languages)
+    out = ParsedLines()
+    for i, line in enumerate(lines):
+        if line is None:
+            continue
+        try:
+            row = parse_entity_line(line, langs)
+        except SkippedEntity:
+            out.records += 1
+            out.skipped += 1
+            continue
+        except BadRecord as exc:
+            out.records += 1
+            out.bad.append((i, str(exc)[:500], sample_of(line)))
+            continue
+        if row is not None:
+            out.records += 1
+            out.rows.append(row)
+    return out
+
+
+def looks_line_per_entity(head_lines: Iterable[str]) -> bool:
+    """Whether a file is a line-per-entity dump, judged from its first non-blank lines.
+
+    A dump starts with ``[`` or with a whole entity on one line; a pretty-printed document (the
+    entity API's ``{"entities": ...}`` or a bare entity) starts with a lone ``{``.
+    """
+    for line in head_lines:
+        s = line.strip()
+        if not s:
+            continue
+        if s == "[":
+            return True
+        body = strip_dump_line(s)
+        try:
+            return isinstance(orjson.loads(body), dict)
+        except orjson.JSONDecodeError:
+            return False
+    return True  # empty file: nothing to parse either way
+
+
+def document_entities(text: bytes | str) -> Iterator[Any]:
+    """Entities of one JSON document: ``{"entities": {...}}``, a bare entity, or a JSON array."""
+    try:
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise BadRecord(f"invalid JSON document: {exc}") from exc
+    if isinstance(doc, dict) and isinstance(doc.get("entities"), dict):
+        yield from doc["entities"].values()
+    elif isinstance(doc, list):
+        yield from doc
+    else:
+        yield doc
+
+
+def parse_document(text: bytes | str, languages: Iterable[str] | str | None = None) -> ParsedLines:
+    """A whole pretty-printed file -> rows; bad entities are indexed by their position in it."""
+    langs = language_order(languages)
+    out = ParsedLines()
+    try:
+        entities = list(document_entities(text))
+    except BadRecord as exc:
+        out.records += 1
+        out.bad.append((0, str(exc)[:500], sample_of(text)))
+        return out
+    for i, entity in enumerate(entities):
+        out.records += 1
+        try:
+            out.rows.append(entity_to_row(entity, langs))
+        except SkippedEntity:
+            out.skipped += 1
+        except BadRecord as exc:
+            out.bad.append((i, str(exc)[:500], sample_of(orjson.dumps(entity))))
+    return out
