@@ -1,0 +1,72 @@
+"""``kgcurate make-sample``: realistic generated CommonCrawl WAT files for demos, tests and benchmarks.
+
+Writes ``<out>/wat/CC-MAIN-2099-01-sample-NNNNN.warc.wat.gz``, a ``wat.paths.gz`` listing and a
+``manifest.json`` of the pairs the parser must find (``conf/demo.yaml`` reads
+``samples/wat/wat.paths.gz``). Needs no Spark: ``run`` never starts a session.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from kgcurate import config
+from kgcurate.errors import UserError
+
+DEFAULTS: dict[str, Any] = {"out": "samples", "files": 4, "records": 400, "seed": 0, "corrupt": True,
+                            "gzip": True, "size_mb": None}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", help="output folder; WAT files go to OUT/wat/ (default: samples)")
+    parser.add_argument("--files", type=int, help="number of WAT files (default 4)")
+    parser.add_argument("--records", type=int, help="WARC records per file (default 400; 3 per page + warcinfo)")
+    parser.add_argument("--seed", type=int, help="random seed; the same seed writes the same bytes (default 0)")
+    parser.add_argument("--no-corrupt", dest="corrupt", action="store_false", default=None,
+                        help="leave out the deliberate corruptions (malformed JSON, truncated gzip member)")
+    parser.add_argument("--uncompressed", dest="gzip", action="store_false", default=None,
+                        help="write plain .warc.wat instead of one gzip member per record")
+    parser.add_argument("--size-mb", type=float,
+                        help="total size in MB (compressed) instead of --records per file")
+
+
+def _settings(cfg: dict[str, Any]) -> dict[str, Any]:
+    s = {**DEFAULTS, **{k: v for k, v in (cfg.get("sample") or {}).items() if v is not None}}
+    if int(s["files"]) < 1:
+        raise UserError(f"--files must be at least 1 (got {s['files']})")
+    if int(s["records"]) < 4:
+        raise UserError(f"--records must be at least 4 (a warcinfo record and one page; got {s['records']})")
+    if s["size_mb"] is not None and float(s["size_mb"]) <= 0:
+        raise UserError(f"--size-mb must be positive (got {s['size_mb']})")
+    return s
+
+
+def execute(spark: Any, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Write the sample (``spark`` is unused: generation is plain Python)."""
+    from kgcurate.wat.sample import write_sample
+
+    s = _settings(cfg)
+    out = Path(s["out"]) / "wat"
+    try:
+        m = write_sample(out, files=int(s["files"]), records=int(s["records"]), seed=int(s["seed"]),
+                         corrupt=bool(s["corrupt"]), gzip=bool(s["gzip"]),
+                         size_mb=float(s["size_mb"]) if s["size_mb"] is not None else None)
+    except OSError as exc:
+        raise UserError(f"cannot write the sample to {out}: {exc.strerror or exc} (check the path and permissions)") \
+            from exc
+    return {
+        "out": str(out), "listing": m.listing, "files": len(m.files), "records": m.records,
+        "pairs": sum(len(v) for v in m.pairs_by_file.values()), "distinct_pairs": len(m.pairs),
+        "bad_records": m.bad_records, "truncated_file": m.truncated_file,
+        "bytes": sum(m.bytes_by_file.values()),
+    }
+
+
+def run(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
+    for key in DEFAULTS:
+        config.set_if_given(cfg, f"sample.{key}", getattr(args, key, None))
+    s = execute(None, cfg)
+    print(f"make-sample: {s['files']} WAT files in {s['out']} ({s['bytes'] / 1e6:.1f} MB, {s['records']:,} records, "
+          f"{s['pairs']:,} expected pairs, {s['bad_records']} deliberate bad records); listing {s['listing']}")
+    return 0
