@@ -1,0 +1,28 @@
+"""Metadata entries (the strings captions are matched against), from three sources.
+
+- :mod:`kgcurate.metadata.wordnet`: WordNet 3.0 synset lemmas, parsed from the ``data.*`` files (pure).
+- :mod:`kgcurate.metadata.metaclip`: a MetaCLIP ``metadata.json`` list of strings (pure).
+- :mod:`kgcurate.metadata.kg`: knowledge-graph names of entity-set members, with guards against risky
+  aliases (pure rules plus the Spark joins that apply them at scale).
+
+The pure modules import no Spark, so they are unit-tested fast and reused by benchmarks.
+"""
+
+from __future__ import annotations
+
+import re
+
+# One whitespace class, written so Python's ``re`` and Java's regex read it the same way: the Spark
+# side (KG names) and the Python side (WordNet, MetaCLIP) then normalize identically.
+WS_PATTERN = "[\\t\\n\\x0b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+"
+_WS = re.compile(WS_PATTERN)
+
+SOURCE_WORDNET = "wordnet"
+SOURCE_METACLIP = "metaclip"
+SOURCE_KG = "kg"
+SOURCES = (SOURCE_WORDNET, SOURCE_METACLIP, SOURCE_KG)
+
+
+def normalize(text: str) -> str:
+    """Collapse every whitespace run to one space and trim: the form entries are stored (and matched) in."""
+    return _WS.sub(" ", text).strip(" ")
