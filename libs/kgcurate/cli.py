@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stderr)
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     command = _command_of(argv)
     if command is not None and command not in STAGES:
         print(f"kgcurate: error: unknown command '{command}' (see kgcurate --help)", file=sys.stderr)

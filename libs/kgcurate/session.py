@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from kgcurate.jars import COORDINATES, local_jars
@@ -73,6 +74,8 @@ def build_conf(
         # Workers must run this interpreter (the venv's), not whatever `python3` is on PATH.
         conf["spark.pyspark.python"] = env.get("PYSPARK_PYTHON", sys.executable)
         conf["spark.pyspark.driver.python"] = sys.executable
+        log4j = Path(__file__).with_name("log4j2.properties")
+        conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{log4j}"
         jars = local_jars()
         if jars:
             conf["spark.jars"] = ",".join(str(j) for j in jars)

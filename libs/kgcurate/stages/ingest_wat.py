@@ -145,9 +145,9 @@ class Progress:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def line(self) -> str:
+    def line(self, final: bool = False) -> str:
         tracker = self.sc.statusTracker()
-        done = 0
+        done = self.total if final else 0
         for stage_id in tracker.getActiveStageIds():
             info = tracker.getStageInfo(stage_id)
             if info and info.numTasks == self.total:
@@ -260,7 +260,7 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     try:
         with Progress(spark, len(todo), float(wat.get("progress_interval", 10)), *accs) as progress:
             stage_output(spark, todo, wat.get("crawl"), options, staging, accs)
-            log.info(progress.line())
+            log.info(progress.line(final=True))
         summary.update(commit(spark, lake_root, staging, run_id))
     finally:
         _remove(spark, staging)
