@@ -1,0 +1,214 @@
+"""``kgcurate build-metadata``: WordNet lemmas, a MetaCLIP list and KG names -> ``metadata``.
+
+Sources rebuilt by a run: ``wordnet`` (unless ``--no-wordnet``), ``metaclip`` (when a file is given)
+and ``kg`` (when entity sets are given). Only those sources' rows are replaced (one Delta commit,
+``replaceWhere source IN (...)``); a source not given this run keeps its previous rows, because
+leaving out ``--metaclip-metadata`` on a re-run most likely means "no change", not "delete".
+``--replace-all`` rebuilds the table from this run's sources only. ``entry_id`` hashes
+(source, entry, qid), so re-runs and added sources renumber nothing.
+
+All input files are read and checked before anything is written, so a bad file leaves every
+table as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from kgcurate import config, ids, lake, tables
+from kgcurate.errors import UserError
+from kgcurate.metadata import SOURCE_KG, SOURCE_METACLIP, SOURCE_WORDNET, kg, metaclip, wordnet
+from kgcurate.session import get_spark
+
+JOB = "build-metadata"
+log = logging.getLogger("kgcurate.build_metadata")
+ENTRY_DDL = "entry string, source string, qid string"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--entity-set", action="append", metavar="YAML_OR_NAME",
+                        help="entity set to add KG entries for: a conf/entity_sets/*.yaml file (computed first) "
+                             "or the name of a set already in the entity_sets table (repeatable)")
+    parser.add_argument("--metaclip-metadata", metavar="FILE", help="MetaCLIP metadata.json (a JSON list of strings)")
+    parser.add_argument("--wordnet-dir", metavar="DIR", help="WordNet 3.0 dict directory (default /usr/share/wordnet)")
+    parser.add_argument("--no-wordnet", action="store_true", help="leave WordNet out (its previous rows are kept)")
+    parser.add_argument("--replace-all", action="store_true",
+                        help="rebuild the whole table from this run's sources (drop rows of sources not given)")
+    parser.add_argument("--min-length", type=int, metavar="N", help="KG names shorter than N characters are dropped")
+    parser.add_argument("--shared-alias", choices=kg.SHARED_MODES,
+                        help="a KG name shared by several entities: keep it for the best one, or drop it")
+
+
+def run(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
+    config.set_if_given(cfg, "metadata.entity_sets", args.entity_set)
+    config.set_if_given(cfg, "metadata.metaclip_metadata", args.metaclip_metadata)
+    config.set_if_given(cfg, "metadata.wordnet_dir", args.wordnet_dir)
+    config.set_if_given(cfg, "metadata.wordnet", False if args.no_wordnet else None)
+    config.set_if_given(cfg, "metadata.replace_all", True if args.replace_all else None)
+    config.set_if_given(cfg, "metadata.min_length", args.min_length)
+    config.set_if_given(cfg, "metadata.shared_alias", args.shared_alias)
+    spark = get_spark("kgcurate-build-metadata", cfg["spark"]["conf"])
+    summary = execute(spark, cfg)
+    print(format_summary(summary))
+    return 0
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    sources = (SOURCE_WORDNET, SOURCE_METACLIP, SOURCE_KG)
+    per_source = ", ".join(f"{s}={summary.get(f'entries_{s}', 0)}" for s in sources)
+    drops = ", ".join(f"{r}={summary.get(f'dropped_{r}', 0)}" for r in kg.REASONS)
+    return (f"metadata: {summary['rows_total']} entries ({per_source}); rebuilt: {summary['rebuilt'] or 'nothing'}\n"
+            f"kg names dropped: {summary['dropped_total']} ({drops}) -> table {tables.METADATA_DROPS}\n"
+            f"bad input records: {summary['bad_records']} -> table {tables.BAD_RECORDS}")
+
+
+# ---------------------------------------------------------------- inputs
+
+def _is_uri(path: str) -> bool:
+    return "://" in path or path.startswith("file:")
+
+
+def _read_remote(spark: SparkSession, path: str) -> bytes:
+    """One whole input file from a Hadoop path (s3a://...): an input file, not crawl data."""
+    try:
+        row = spark.read.format("binaryFile").load(path).select("content").first()
+    except Exception as exc:  # noqa: BLE001 - Spark raises AnalysisException for a missing path
+        raise UserError(f"cannot read {path}: {str(exc).strip().splitlines()[0][:200]}") from None
+    if row is None:
+        raise UserError(f"cannot read {path}: no such file")
+    return bytes(row[0])
+
+
+def read_wordnet(spark: SparkSession, directory: str | None) -> wordnet.WordNetLemmas:
+    if directory and _is_uri(directory):
+        files = [(f"{directory.rstrip('/')}/{name}", None) for name in wordnet.POS_FILES.values()]
+        return wordnet.parse_files((p, _read_remote(spark, p)) for p, _ in files)
+    return wordnet.read_dir(directory)
+
+
+def read_metaclip(spark: SparkSession, path: str) -> metaclip.MetaclipEntries:
+    if _is_uri(path):
+        return metaclip.parse_bytes(_read_remote(spark, path), path)
+    return metaclip.read_file(path)
+
+
+def resolve_entity_sets(spark: SparkSession, root: str, items: list[str]) -> tuple[list[str], dict[str, int]]:
+    """Set names to build KG entries for; YAML specs are computed into ``entity_sets`` first."""
+    names: list[str] = []
+    computed: dict[str, int] = {}
+    for item in items:
+        if item.endswith((".yaml", ".yml")) or Path(item).is_file():
+            if not _is_uri(item) and not Path(item).is_file():
+                raise UserError(f"entity set file not found: {item} (pass a conf/entity_sets/*.yaml file "
+                                "or the name of a set already computed with kgcurate entity-set)")
+            from kgcurate.entity_sets import load_spec, write_entity_set  # written by its own stage
+
+            spec = load_spec(item)
+            computed[spec.name] = int(write_entity_set(spark, root, spec))
+            names.append(spec.name)
+        else:
+            present = lake.read(spark, root, tables.ENTITY_SETS).where(F.col("set_name") == item).limit(1).count()
+            if not present:
+                raise UserError(f"entity set {item!r} is neither a YAML file nor a set in {tables.ENTITY_SETS}: "
+                                "pass conf/entity_sets/<name>.yaml or run kgcurate entity-set first")
+            names.append(item)
+    return list(dict.fromkeys(names)), computed
+
+
+# ---------------------------------------------------------------- the job
+
+def _sql_list(values: list[str]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def _write(spark: SparkSession, root: str, name: str, df: DataFrame, rebuilt: list[str], replace_all: bool) -> None:
+    if replace_all:
+        lake.overwrite(spark, root, name, df)
+    elif rebuilt:
+        lake.overwrite(spark, root, name, df, replace_where=f"source IN ({_sql_list(rebuilt)})")
+    else:
+        lake.ensure(spark, root, name)
+
+
+def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
+    md = cfg.get("metadata") or {}
+    root = cfg["lake"]
+    guards = kg.Guards.from_config(md)
+    replace_all = bool(md.get("replace_all", False))
+    run_id = uuid.uuid4().hex[:12]
+    rows: list[tuple[str, str, None]] = []
+    bad: list[tuple[str, str, str, int, str, str]] = []  # job, run_id, source_file, offset, reason, sample
+    rebuilt: list[str] = []
+    summary: dict[str, Any] = {"run_id": run_id}
+
+    # 1. read and check every input before writing anything
+    if md.get("wordnet", True):
+        wn = read_wordnet(spark, md.get("wordnet_dir"))
+        rows += [(e, SOURCE_WORDNET, None) for e in wn.entries]
+        bad += [(JOB, run_id, b.source_file, b.offset, b.reason, b.sample) for b in wn.bad]
+        summary.update(wordnet_synsets=wn.synsets, wordnet_lemmas=wn.lemmas)
+        rebuilt.append(SOURCE_WORDNET)
+    if md.get("metaclip_metadata"):
+        mc = read_metaclip(spark, str(md["metaclip_metadata"]))
+        rows += [(e, SOURCE_METACLIP, None) for e in mc.entries]
+        bad += [(JOB, run_id, b.source_file, b.index, b.reason, b.sample) for b in mc.bad]
+        summary.update(metaclip_items=mc.items, metaclip_duplicates=mc.duplicates)
+        rebuilt.append(SOURCE_METACLIP)
+    set_items = [str(s) for s in (md.get("entity_sets") or [])]
+    if set_items and not lake.exists(spark, root, tables.ENTITIES):
+        raise UserError(f"entity sets are configured but the lake {root} has no {tables.ENTITIES} table: "
+                        "run kgcurate ingest-wikidata first, or leave --entity-set / metadata.entity_sets out")
+
+    # 2. KG entries with Spark joins (after the checks: computing a set writes entity_sets)
+    base = spark.createDataFrame(rows, ENTRY_DDL) if rows else spark.createDataFrame([], ENTRY_DDL)
+    kg_all = None
+    if set_items:
+        set_names, computed = resolve_entity_sets(spark, root, set_items)
+        summary.update({f"set_{k}": v for k, v in computed.items()}, entity_sets=",".join(set_names))
+        kg_all = kg.kg_frames(spark, root, set_names, guards).persist(StorageLevel.MEMORY_AND_DISK)
+        kept = kg_all.where(F.col("reason").isNull()).select("entry", "source", "qid")
+        base = base.unionByName(kept)
+        rebuilt.append(SOURCE_KG)
+    entries = base.withColumn("entry_id", ids.entry_id())
+
+    # 3. write: metadata, then the drops of the same sources, then bad records
+    try:
+        _write(spark, root, tables.METADATA, entries, rebuilt, replace_all)
+        drops = (kg_all.where(F.col("reason").isNotNull()) if kg_all is not None
+                 else spark.createDataFrame([], tables.schema(tables.METADATA_DROPS)))
+        _write(spark, root, tables.METADATA_DROPS, drops, rebuilt, replace_all)
+    finally:
+        if kg_all is not None:
+            kg_all.unpersist()
+    if bad:
+        bad_df = spark.createDataFrame(bad, tables.schema(tables.BAD_RECORDS))
+        lake.merge_insert_only(spark, root, tables.BAD_RECORDS, bad_df, ["job", "source_file", "offset", "reason"])
+
+    # 4. summary from the committed tables (aggregates: a handful of rows)
+    per_source = {r["source"]: r["count"] for r in lake.read(spark, root, tables.METADATA)
+                  .groupBy("source").count().collect()}
+    drops_by = {r["reason"]: r["count"] for r in lake.read(spark, root, tables.METADATA_DROPS)
+                .where(F.col("source") == SOURCE_KG).groupBy("reason").count().collect()}
+    for source in (SOURCE_WORDNET, SOURCE_METACLIP, SOURCE_KG):
+        summary[f"entries_{source}"] = int(per_source.get(source, 0))
+    for reason in kg.REASONS:
+        summary[f"dropped_{reason}"] = int(drops_by.get(reason, 0))
+    summary.update(
+        rows_total=int(sum(per_source.values())),
+        dropped_total=int(sum(drops_by.values())),
+        bad_records=len(bad),
+        rebuilt=",".join(rebuilt),
+        metadata_version=lake.version(spark, root, tables.METADATA),
+    )
+    for reason in kg.REASONS:
+        if summary[f"dropped_{reason}"]:
+            log.info("kg names dropped as %s: %d", reason, summary[f"dropped_{reason}"])
+    return summary

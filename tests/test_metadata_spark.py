@@ -1,0 +1,153 @@
+"""build-metadata on Spark: KG guards match the pure spec, stable ids, idempotent re-runs, source keeping."""
+
+from __future__ import annotations
+
+import copy
+import sys
+import types
+
+import pytest
+from pyspark.sql import functions as F
+
+from kgcurate import config, lake, tables
+from kgcurate.cli import main
+from kgcurate.metadata import kg
+from kgcurate.stages import build_metadata
+from test_metadata_kg_rules import ENTITIES
+
+pytestmark = pytest.mark.spark
+
+OUTSIDER = ("Q5", "human", ["man", "person"], None, "Homo sapiens", 300)  # in no set: never an entry
+
+
+def _entity_rows(rows):
+    return [(q, label, None, aliases, common, taxon, links, None, None, None, None, "fixture.json")
+            for q, label, aliases, common, taxon, links in rows]
+
+
+@pytest.fixture(scope="module")
+def kg_lake(spark, tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("kg") / "lake")
+    ents = spark.createDataFrame(_entity_rows([*ENTITIES, OUTSIDER]), tables.schema(tables.ENTITIES))
+    lake.append(spark, root, tables.ENTITIES, ents)
+    members = [("organisms", q, 1) for q, *_ in ENTITIES] + [("mammals", "Q144", 2), ("mammals", "Q830", 2)]
+    lake.append(spark, root, tables.ENTITY_SETS, spark.createDataFrame(members, tables.schema(tables.ENTITY_SETS)))
+    return root
+
+
+def _cfg(root, fixtures, **metadata):
+    cfg = copy.deepcopy(config.DEFAULTS)
+    cfg["lake"] = root
+    cfg["metadata"].update(wordnet_dir=str(fixtures / "wordnet"), **metadata)
+    return cfg
+
+
+@pytest.mark.parametrize("mode", kg.SHARED_MODES)
+def test_kg_frames_agree_with_the_pure_spec(spark, kg_lake, mode):
+    guards = kg.Guards(shared_alias=mode)
+    rows = kg.kg_frames(spark, kg_lake, ["organisms", "mammals"], guards).collect()
+    kept = {(r["entry"], r["qid"]) for r in rows if r["reason"] is None}
+    dropped = sorted((r["entry"], r["qid"], r["reason"]) for r in rows if r["reason"] is not None)
+    want_kept, want_dropped = kg.build_entries(ENTITIES, guards)
+    assert kept == want_kept and dropped == sorted(want_dropped)
+    assert len(rows) == len(kept) + len(dropped)  # one row per (entry, qid): sets overlap, names repeat
+
+
+def test_build_metadata_end_to_end(spark, kg_lake, fixtures, capsys):
+    """One lake through the stage's lifecycle: build, re-run, drop a source's input, add a source, replace all."""
+    root = kg_lake
+    s1 = build_metadata.execute(spark, _cfg(root, fixtures, entity_sets=["organisms"]))
+    assert (s1["entries_wordnet"], s1["entries_metaclip"], s1["entries_kg"]) == (67, 0, 19)
+    assert (s1["dropped_empty"], s1["dropped_too_short"], s1["dropped_stop_word"], s1["dropped_shared_alias"]) == (
+        1, 1, 1, 2)
+    assert s1["rebuilt"] == "wordnet,kg" and s1["bad_records"] == 0
+    meta = lake.read(spark, root, tables.METADATA)
+    # entry_id = xxhash64(source, entry, qid or ''): recomputed independently here
+    mismatched = meta.where(F.col("entry_id") != F.xxhash64("source", "entry", F.coalesce("qid", F.lit(""))))
+    assert mismatched.count() == 0
+    assert meta.where("source = 'wordnet' AND qid IS NOT NULL").count() == 0
+    assert meta.where("source = 'kg' AND entry = 'cat'").select("qid").first()["qid"] == "Q146"
+    assert meta.where("qid = 'Q5'").count() == 0
+    drops = {(r["entry"], r["reason"]) for r in lake.read(spark, root, tables.METADATA_DROPS).collect()}
+    assert drops == {("", "empty"), ("ox", "too_short"), ("The", "stop_word"), ("cat", "shared_alias"),
+                     ("puma", "shared_alias")}
+    ids1 = {(r["source"], r["entry"], r["qid"]): r["entry_id"] for r in meta.collect()}
+    assert len(ids1) == 86 and len(set(ids1.values())) == 86
+
+    # same inputs again: same rows, same ids (idempotent)
+    build_metadata.execute(spark, _cfg(root, fixtures, entity_sets=["organisms"]))
+    assert _ids(spark, root) == ids1
+
+    # add MetaCLIP: nothing renumbered, 80 rows more
+    s3 = build_metadata.execute(spark, _cfg(root, fixtures, entity_sets=["organisms"],
+                                            metaclip_metadata=str(fixtures / "metaclip" / "metadata.json")))
+    ids3 = _ids(spark, root)
+    assert s3["entries_metaclip"] == 80 and len(ids3) == 166
+    assert {k: v for k, v in ids3.items() if k[0] != "metaclip"} == ids1
+
+    # no metaclip file and no entity sets this time: their previous rows are kept; wordnet rebuilt
+    s4 = build_metadata.execute(spark, _cfg(root, fixtures))
+    assert s4["rebuilt"] == "wordnet" and _ids(spark, root) == ids3
+    assert lake.read(spark, root, tables.METADATA_DROPS).count() == 5
+
+    # --replace-all through the CLI: only this run's sources remain (here: WordNet only)
+    assert main(["build-metadata", "--lake", root, "--wordnet-dir", str(fixtures / "wordnet"), "--replace-all"]) == 0
+    out = capsys.readouterr().out
+    assert "metadata: 67 entries (wordnet=67, metaclip=0, kg=0)" in out and "kg names dropped: 0" in out
+    assert {k for k in _ids(spark, root)} == {k for k in ids1 if k[0] == "wordnet"}
+    assert lake.read(spark, root, tables.METADATA_DROPS).count() == 0
+
+
+def _ids(spark, root):
+    rows = lake.read(spark, root, tables.METADATA).collect()
+    return {(r["source"], r["entry"], r["qid"]): r["entry_id"] for r in rows}
+
+
+def test_entity_set_yaml_is_computed_first(spark, kg_lake, fixtures, monkeypatch, tmp_path):
+    """A YAML path goes through kgcurate.entity_sets (stubbed here) before the KG entries are built."""
+    calls = []
+    spec_file = tmp_path / "cats.yaml"
+    spec_file.write_text("name: cats\n")
+
+    def load_spec(path):
+        return types.SimpleNamespace(name="cats", path=path)
+
+    def write_entity_set(spark_, root, spec):
+        calls.append((root, spec.path))
+        rows = [("cats", "Q146", 0), ("cats", "Q228283", 1)]
+        frame = spark_.createDataFrame(rows, tables.schema(tables.ENTITY_SETS))
+        lake.overwrite(spark_, root, tables.ENTITY_SETS, frame, replace_where="set_name = 'cats'")
+        return len(rows)
+
+    monkeypatch.setitem(sys.modules, "kgcurate.entity_sets",
+                        types.SimpleNamespace(load_spec=load_spec, write_entity_set=write_entity_set))
+    root = str(tmp_path / "lake")
+    lake.append(spark, root, tables.ENTITIES, lake.read(spark, kg_lake, tables.ENTITIES))
+    summary = build_metadata.execute(spark, _cfg(root, fixtures, wordnet=False, entity_sets=[str(spec_file)]))
+    assert calls == [(root, str(spec_file))] and summary["set_cats"] == 2
+    kept = {(r["entry"], r["qid"]) for r in lake.read(spark, root, tables.METADATA).collect()}
+    assert ("cat", "Q146") in kept and ("cat", "Q228283") not in kept and ("cats", "Q228283") in kept
+    assert summary["entries_kg"] == 7 and summary["dropped_stop_word"] == 1 and summary["dropped_shared_alias"] == 1
+
+
+def test_bad_inputs_fail_before_any_write(spark, fixtures, tmp_path, capsys):
+    root = str(tmp_path / "lake")
+    bad_json = tmp_path / "metadata.json"
+    bad_json.write_text('["dog", "cat",')
+    wn = ["--wordnet-dir", str(fixtures / "wordnet")]
+    assert main(["build-metadata", "--lake", root, *wn, "--metaclip-metadata", str(bad_json)]) == 2
+    assert main(["build-metadata", "--lake", root, "--wordnet-dir", str(tmp_path / "nowhere")]) == 2
+    assert main(["build-metadata", "--lake", root, *wn, "--entity-set", "organisms"]) == 2  # no entities table
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 3 and all(e.startswith("kgcurate: error: ") for e in errors)
+    assert "not valid JSON" in errors[0] and "wordnet-base" in errors[1] and "ingest-wikidata" in errors[2]
+    assert not lake.exists(spark, root, tables.METADATA)
+
+    # bad items inside a usable file: reported as bad records (list index as offset), idempotently
+    mixed = tmp_path / "mixed.json"
+    mixed.write_text('["dog", 42, " ", "cat"]')
+    args = ["build-metadata", "--lake", root, "--no-wordnet", "--metaclip-metadata", str(mixed)]
+    assert main(args) == 0 and main(args) == 0
+    bad = sorted((r["offset"], r["reason"]) for r in lake.read(spark, root, tables.BAD_RECORDS).collect())
+    assert bad == [(1, "item is a JSON int, not a string"), (2, "empty entry after whitespace normalization")]
+    assert lake.read(spark, root, tables.METADATA).count() == 2
