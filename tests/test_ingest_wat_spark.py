@@ -1,0 +1,97 @@
+"""ingest-wat end to end on Spark: exact pairs, accounting, idempotence, failures, real WAT."""
+
+from __future__ import annotations
+
+import gzip
+import os
+
+import pytest
+from pyspark.sql import functions as F
+
+from kgcurate import config, tables
+from kgcurate import lake as lk
+from kgcurate.stages import ingest_wat
+from kgcurate.wat.sample import write_sample
+
+
+def _cfg(lake_root: str, inputs: list[str], **wat) -> dict:
+    cfg = config.load(None)
+    cfg["lake"] = lake_root
+    cfg["wat"]["inputs"] = inputs
+    cfg["wat"].update(wat)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    return write_sample(tmp_path_factory.mktemp("wat"), files=3, records=60, seed=7, corrupt=True)
+
+
+def test_generated_sample_exact_pairs_accounting_and_idempotence(spark, lake, sample):
+    summary = ingest_wat.execute(spark, _cfg(lake, [sample.listing]))
+    expected = {(u, t) for (u, t, _src, _page) in sample.pairs}
+    got = lk.read(spark, lake, tables.PAIRS)
+    rows = {(r.image_url, r.text) for r in got.select("image_url", "text").collect()}
+    assert rows == expected
+    assert got.count() == len(expected)  # distinct (image_url, text)
+    assert got.where(F.col("crawl") != sample.crawl).count() == 0
+
+    # one log row per file; the truncated file failed with its reason, the others are ok
+    log = {os.path.basename(r.source_file): r for r in lk.read(spark, lake, tables.INGEST_LOG).collect()}
+    assert set(log) == {os.path.basename(f) for f in sample.files}
+    for name, row in log.items():
+        assert row.records == sample.records_by_file[name]
+        assert row.bad_records == sample.bad_by_file[name]
+        assert row.rows_out == len(sample.pairs_by_file[name])
+        if name == sample.truncated_file:
+            assert row.status == "failed" and "gzip" in row.error.lower()
+        else:
+            assert row.status == "ok" and row.error is None
+    bad = lk.read(spark, lake, tables.BAD_RECORDS)
+    assert bad.count() == sample.bad_records > 0
+    assert bad.where(F.col("offset").isNull() | (F.col("reason") == "")).count() == 0
+    assert summary["pairs_inserted"] == len(expected)
+    assert summary["failed"] and os.path.basename(summary["failed"][0][0]) == sample.truncated_file
+
+    # re-run: only the failed file is retried; nothing is duplicated
+    again = ingest_wat.execute(spark, _cfg(lake, [sample.listing]))
+    assert again["files"] == 1 and again["skipped_done"] == len(sample.files) - 1
+    assert again["pairs_inserted"] == 0
+    forced = ingest_wat.execute(spark, _cfg(lake, [sample.listing], force=True))
+    assert forced["files"] == len(sample.files) and forced["pairs_inserted"] == 0
+    assert lk.read(spark, lake, tables.PAIRS).count() == len(expected)
+    assert lk.read(spark, lake, tables.BAD_RECORDS).count() == sample.bad_records
+    runs = lk.read(spark, lake, tables.INGEST_LOG).select("run_id").distinct().count()
+    assert runs == 3
+
+
+def test_listing_with_missing_objects_fails_those_and_does_the_rest(spark, lake, sample, tmp_path):
+    good = [f for f in sample.files if os.path.basename(f) != sample.truncated_file]
+    listing = tmp_path / "wat.paths.gz"
+    names = [os.path.relpath(good[0], tmp_path), "crawl-data/missing-00001.warc.wat.gz"]
+    listing.write_bytes(gzip.compress("\n".join(names).encode()))
+    summary = ingest_wat.execute(spark, _cfg(lake, [str(listing)]))
+    assert summary["files"] == 2 and summary["ok"] == 1
+    (path, error), = summary["failed"]
+    assert path.endswith("missing-00001.warc.wat.gz") and "FileNotFoundError" in error
+    name = os.path.basename(good[0])
+    assert lk.read(spark, lake, tables.PAIRS).count() == len({(u, t) for u, t, _s, _p in sample.pairs_by_file[name]})
+
+
+def test_real_commoncrawl_wat(spark, lake, shared_data):
+    wat = shared_data / "commoncrawl" / "CC-MAIN-2014-35-excerpt.warc.wat"
+    whirl = shared_data / "commoncrawl" / "whirlwind.warc.wat.gz"
+    ingest_wat.execute(spark, _cfg(lake, [str(wat), str(whirl)]))
+    rows = {(r.image_url, r.text, r.text_source, r.page_url, r.crawl)
+            for r in lk.read(spark, lake, tables.PAIRS).collect()}
+    page = "http://0pointer.de/photos/?gallery=Australia&photo=496"
+    gallery = "http://0pointer.de/photos/galleries/Australia"
+    assert rows == {
+        (f"{gallery}/lq/img-496.jpg", "496", "alt", page, "CC-MAIN-2014-35"),
+        (f"{gallery}/thumbs/img-495.jpg", "Previous", "alt", page, "CC-MAIN-2014-35"),
+        (f"{gallery}/thumbs/img-497.jpg", "Next", "alt", page, "CC-MAIN-2014-35"),
+        ("http://creativecommons.org/images/public/somerights20.png", "Creative Commons License", "alt", page,
+         "CC-MAIN-2014-35"),
+    }
+    statuses = {r.status for r in lk.read(spark, lake, tables.INGEST_LOG).collect()}
+    assert statuses == {"ok"}
