@@ -1,0 +1,95 @@
+"""Airflow DAGs for kgcurate: the full pipeline for one crawl, and the scheduled refresh.
+
+Copy this file and ``pipeline.py`` (``deploy/dist/airflow/`` after ``python deploy/build.py``)
+into the dags folder. The stage list and arguments come from ``pipeline.py`` (plain data, tested
+against the real CLI), so the DAG holds no stage logic of its own. Each stage is one task that
+runs ``deploy/spark-submit.sh`` on a host with Spark and ``deploy/dist`` (``KGCURATE_HOME``);
+every stage is idempotent, so Airflow's retries are safe.
+
+``kgcurate_pipeline``: triggered by hand with ``{"crawl": "CC-MAIN-YYYY-WW"}``.
+``kgcurate_refresh``: weekly ``kgcurate refresh --crawl <crawl>`` (a no-op once the crawl is done)
+then ``kgcurate maintain`` (OPTIMIZE, VACUUM keeping a week of versions).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from datetime import datetime, timedelta
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+try:
+    from pipeline import EXAMPLE_CRAWL, STAGES, stage_args
+except ImportError:  # in the repository: deploy/airflow/ sits below deploy/pipeline.py
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from pipeline import EXAMPLE_CRAWL, STAGES, stage_args
+
+from airflow import DAG
+
+try:  # Airflow 3
+    from airflow.providers.standard.operators.bash import BashOperator
+except ImportError:  # Airflow 2
+    from airflow.operators.bash import BashOperator
+
+KGCURATE_HOME = os.environ.get("KGCURATE_HOME", "/opt/kgcurate")
+SUBMIT = f"{KGCURATE_HOME}/deploy/spark-submit.sh"
+CRAWL = "{{ params.crawl }}"  # rendered by Airflow at run time
+DEFAULT_ARGS = {
+    "owner": "kgcurate",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=10),
+    "retry_exponential_backoff": True,
+    "execution_timeout": timedelta(hours=24),
+}
+
+
+def command(stage: str, args: list[str]) -> str:
+    """The shell line for one stage; the Jinja crawl placeholder is left unquoted on purpose."""
+    quoted = [a if "{{" in a else shlex.quote(a) for a in args]
+    return " ".join([shlex.quote(SUBMIT), stage, *quoted])
+
+
+with DAG(
+    dag_id="kgcurate_pipeline",
+    description="CommonCrawl WAT + Wikidata -> balanced image-text set, for one crawl",
+    start_date=datetime(2024, 1, 1),
+    schedule=None,
+    catchup=False,
+    max_active_runs=1,  # stages write the same lake: one run at a time
+    params={"crawl": EXAMPLE_CRAWL},
+    default_args=DEFAULT_ARGS,
+    tags=["kgcurate"],
+) as pipeline_dag:
+    previous = None
+    for stage, _script, retries in STAGES:
+        task = BashOperator(
+            task_id=stage.replace("-", "_"),
+            bash_command=command(stage, stage_args(stage, CRAWL)),
+            retries=retries,
+            env={"KGCURATE_SUBMIT_OPTS": os.environ.get("KGCURATE_SUBMIT_OPTS", "--deploy-mode cluster")},
+            append_env=True,
+        )
+        if previous is not None:
+            previous >> task
+        previous = task
+
+
+REFRESH_ARGS = ["--config", "{{ params.config }}", "--lake", "{{ params.lake }}", "--crawl", CRAWL]
+MAINTAIN_ARGS = ["--config", "{{ params.config }}", "--lake", "{{ params.lake }}", "--vacuum-hours", "168"]
+
+with DAG(
+    dag_id="kgcurate_refresh",
+    description="weekly incremental refresh for the current crawl, then OPTIMIZE/VACUUM",
+    start_date=datetime(2024, 1, 1),
+    schedule="@weekly",
+    catchup=False,
+    max_active_runs=1,
+    params={"crawl": EXAMPLE_CRAWL, "lake": stage_args("match", EXAMPLE_CRAWL)[3],
+            "config": stage_args("match", EXAMPLE_CRAWL)[1]},
+    default_args=DEFAULT_ARGS,
+    tags=["kgcurate"],
+) as refresh_dag:
+    refresh = BashOperator(task_id="refresh", bash_command=command("refresh", REFRESH_ARGS), retries=3)
+    maintain = BashOperator(task_id="maintain", bash_command=command("maintain", MAINTAIN_ARGS), retries=1)
+    refresh >> maintain

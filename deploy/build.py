@@ -1,0 +1,102 @@
+"""Build what a cluster needs into ``deploy/dist/`` (``python deploy/build.py``).
+
+Why each piece:
+- ``kgcurate-<v>-py3-none-any.whl``: installed into the job image / on cluster nodes, with its pinned
+  dependencies (pyarrow, FastWARC, ... have native code, so they cannot travel in a zip);
+- ``kgcurate.zip``: the pure-Python package for ``--py-files``, so a code fix ships without
+  rebuilding the image (it shadows the installed copy on driver and executors);
+- ``jobs/``: the spark-submit entry scripts; ``conf/``: cluster.yaml and the entity sets;
+- ``packages.txt``: the Maven coordinates pinned to the Spark line (``--packages``);
+- ``spark-defaults.conf``: the Delta settings (``kgcurate.session.DELTA_CONF``);
+- ``stages.tsv``: command -> job script, so ``deploy/spark-submit.sh`` needs no Python to map it;
+- ``airflow/``: the DAG and the stage list it imports, ready to drop into a dags folder.
+The build is deterministic for a given tree (sorted zip entries, fixed timestamps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DIST = ROOT / "deploy" / "dist"
+ZIP_TIME = (2020, 1, 1, 0, 0, 0)
+
+
+def _zip_package(src: Path, dest: Path) -> int:
+    """Zip ``libs/kgcurate`` as ``kgcurate/...`` (sources and package data, no caches)."""
+    files = sorted(p for p in src.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                   and p.suffix not in (".pyc", ".pyo"))
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in files:
+            info = zipfile.ZipInfo(str(Path("kgcurate") / path.relative_to(src)), ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, path.read_bytes())
+    return len(files)
+
+
+def _wheel(dest: Path) -> Path:
+    """``pip wheel --no-deps``; offline, retry without build isolation (needs setuptools+wheel here)."""
+    before = set(dest.glob("kgcurate-*.whl"))
+    base = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dest)]
+    if subprocess.run([*base, str(ROOT)]).returncode != 0:
+        subprocess.run([*base, "--no-build-isolation", str(ROOT)], check=True)
+    new = sorted(set(dest.glob("kgcurate-*.whl")) - before) or sorted(dest.glob("kgcurate-*.whl"))
+    if not new:
+        raise SystemExit("kgcurate: error: pip wheel produced no kgcurate wheel")
+    return new[-1]
+
+
+def build(dist: Path = DIST, wheel: bool = True) -> dict:
+    """(Re)create ``dist`` and return a manifest of what is in it."""
+    from kgcurate.cli import STAGES
+    from kgcurate.jars import COORDINATES, SPARK_VERSION
+    from kgcurate.session import DELTA_CONF
+
+    if dist.exists():
+        shutil.rmtree(dist)
+    dist.mkdir(parents=True)
+    manifest: dict = {"spark_version": SPARK_VERSION, "packages": list(COORDINATES)}
+    if wheel:
+        manifest["wheel"] = _wheel(dist).name
+    manifest["py_files"] = "kgcurate.zip"
+    manifest["zip_files"] = _zip_package(ROOT / "libs" / "kgcurate", dist / "kgcurate.zip")
+    shutil.copytree(ROOT / "jobs", dist / "jobs", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (dist / "conf").mkdir()
+    if (ROOT / "conf" / "cluster.yaml").exists():
+        shutil.copy2(ROOT / "conf" / "cluster.yaml", dist / "conf" / "cluster.yaml")
+    if (ROOT / "conf" / "entity_sets").is_dir():
+        shutil.copytree(ROOT / "conf" / "entity_sets", dist / "conf" / "entity_sets")
+    (dist / "packages.txt").write_text(",".join(COORDINATES) + "\n")
+    (dist / "spark-defaults.conf").write_text("".join(f"{k} {v}\n" for k, v in DELTA_CONF.items()))
+    (dist / "stages.tsv").write_text("".join(f"{cmd}\tjobs/{mod}.py\n" for cmd, (mod, _) in STAGES.items()))
+    (dist / "airflow").mkdir()
+    shutil.copy2(ROOT / "deploy" / "airflow" / "kgcurate_dag.py", dist / "airflow" / "kgcurate_dag.py")
+    shutil.copy2(ROOT / "deploy" / "pipeline.py", dist / "airflow" / "pipeline.py")
+    missing = [f"jobs/{mod}.py" for mod, _ in STAGES.values() if not (dist / "jobs" / f"{mod}.py").exists()]
+    if missing:
+        raise SystemExit(f"kgcurate: error: job scripts missing for stages: {', '.join(missing)}")
+    manifest["stages"] = sorted(STAGES)
+    (dist / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python deploy/build.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--dist", type=Path, default=DIST, help="output folder (default deploy/dist)")
+    parser.add_argument("--no-wheel", action="store_true", help="skip the wheel (zip, jobs and conf only)")
+    args = parser.parse_args(argv)
+    manifest = build(args.dist, wheel=not args.no_wheel)
+    print(f"built {args.dist}: {manifest.get('wheel', 'no wheel')}, kgcurate.zip ({manifest['zip_files']} files), "
+          f"{len(manifest['stages'])} stages, packages {','.join(manifest['packages'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""The cluster pipeline as plain data: stage order and each stage's CLI arguments.
+
+One source for every scheduler: ``deploy/k8s/*.yaml`` and ``deploy/emr/steps.json`` are rendered
+from it (``python deploy/pipeline.py render``), and the Airflow DAG imports it. It imports nothing
+from kgcurate or Airflow, so it can be copied next to a DAG on a scheduler that has neither;
+``tests/test_deploy.py`` parses every argument list with the real ``kgcurate`` CLI parser.
+
+Edit the ``SITE`` values (bucket, image, dump) for your account, then re-render.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+# Where things live on your site: the only values you should need to change.
+SITE: dict[str, str] = {
+    "image": "ghcr.io/example/kgcurate:0.1.0",            # built from deploy/Dockerfile
+    "lake": "s3a://example-bucket/kgcurate/lake",
+    "config": "/opt/kgcurate/conf/cluster.yaml",           # baked into the image
+    "listing_base": "s3://commoncrawl/",                    # CommonCrawl (or a mirror laid out like it)
+    "wikidata": "s3a://example-bucket/wikidata/latest-all.json.bz2",
+    "report_out": "/tmp/kgcurate-report",                   # driver-local; copy it out afterwards
+    "target_size": "400000000",                             # MetaCLIP's 400M
+    "dist": "s3://example-bucket/kgcurate/dist",            # `python deploy/build.py` output, uploaded (EMR)
+    "namespace": "spark-jobs",
+    "service_account": "kgcurate-spark",
+}
+EXAMPLE_CRAWL = "CC-MAIN-2024-51"
+
+# (stage as in `kgcurate <stage>`, job script, retries). Order is the pipeline's order.
+STAGES: tuple[tuple[str, str, int], ...] = (
+    ("ingest-wat", "jobs/ingest_wat.py", 3),          # idempotent per file: a retry skips files already ok
+    ("ingest-wikidata", "jobs/ingest_wikidata.py", 2),
+    ("build-metadata", "jobs/build_metadata.py", 2),
+    ("match", "jobs/match.py", 2),
+    ("balance", "jobs/balance.py", 2),
+    ("report", "jobs/report.py", 1),
+)
+
+# Sizes for one full crawl (~90k WAT files); see docs/production.md for the arithmetic.
+RESOURCES: dict[str, dict[str, int | str]] = {
+    "ingest-wat": {"executors": 100, "cores": 4, "memory": "8g"},
+    "ingest-wikidata": {"executors": 40, "cores": 4, "memory": "12g"},
+    "build-metadata": {"executors": 10, "cores": 4, "memory": "8g"},
+    "match": {"executors": 60, "cores": 4, "memory": "12g"},
+    "balance": {"executors": 30, "cores": 4, "memory": "12g"},
+    "report": {"executors": 10, "cores": 4, "memory": "8g"},
+}
+
+
+def listing_for(crawl: str, base: str | None = None) -> str:
+    base = SITE["listing_base"] if base is None else base
+    return f"{base.rstrip('/')}/crawl-data/{crawl}/wat.paths.gz"
+
+
+def stage_args(stage: str, crawl: str, site: dict[str, str] | None = None) -> list[str]:
+    """The arguments after ``kgcurate <stage>`` (or ``jobs/<stage>.py``) for one crawl."""
+    s = {**SITE, **(site or {})}
+    common = ["--config", s["config"], "--lake", s["lake"]]
+    extra: dict[str, list[str]] = {
+        "ingest-wat": ["--crawl", crawl, listing_for(crawl, s["listing_base"])],
+        "ingest-wikidata": [s["wikidata"]],
+        "build-metadata": [],
+        "match": [],
+        "balance": ["--target-size", s["target_size"]],
+        "report": ["--out", s["report_out"]],
+    }
+    return common + extra[stage]
+
+
+def job_name(stage: str) -> str:
+    return f"kgcurate-{stage}"
+
+
+def spark_application(stage: str, script: str, crawl: str) -> dict:
+    """A Spark-operator ``SparkApplication`` (sparkoperator.k8s.io/v1beta2) for one stage."""
+    res = RESOURCES[stage]
+    return {
+        "apiVersion": "sparkoperator.k8s.io/v1beta2",
+        "kind": "SparkApplication",
+        "metadata": {"name": job_name(stage), "namespace": SITE["namespace"],
+                     "labels": {"app": "kgcurate", "stage": stage}},
+        "spec": {
+            "type": "Python",
+            "pythonVersion": "3",
+            "mode": "cluster",
+            "image": SITE["image"],
+            "imagePullPolicy": "IfNotPresent",
+            "mainApplicationFile": f"local:///opt/kgcurate/{script}",
+            "arguments": stage_args(stage, crawl),
+            "sparkVersion": "4.0.1",
+            # Jars are baked into the image (deploy/Dockerfile); Delta settings as deploy/spark-submit.sh.
+            "sparkConf": {
+                "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+                "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+                "spark.hadoop.fs.s3a.aws.credentials.provider":
+                    "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider",
+                "spark.sql.shuffle.partitions": "2000",
+            },
+            "restartPolicy": {"type": "OnFailure", "onFailureRetries": STAGE_RETRIES[stage],
+                              "onFailureRetryInterval": 60, "onSubmissionFailureRetries": 3,
+                              "onSubmissionFailureRetryInterval": 30},
+            "driver": {"cores": 2, "memory": "8g", "serviceAccount": SITE["service_account"],
+                       "labels": {"app": "kgcurate"}},
+            # Credentials: IRSA / pod identity on the service account (default chain), never a secret here.
+            "executor": {"instances": res["executors"], "cores": res["cores"], "memory": res["memory"],
+                         "labels": {"app": "kgcurate"}},
+        },
+    }
+
+
+STAGE_RETRIES = {stage: retries for stage, _, retries in STAGES}
+
+
+def emr_steps(crawl: str, packages: str) -> list[dict]:
+    """``aws emr add-steps --steps file://deploy/emr/steps.json``: one Spark step per stage."""
+    dist = SITE["dist"].rstrip("/")
+    steps = []
+    for stage, script, _ in STAGES:
+        res = RESOURCES[stage]
+        args = [
+            "--deploy-mode", "cluster",
+            "--packages", packages,
+            "--py-files", f"{dist}/kgcurate.zip",
+            # The config travels with the job: in cluster mode it lands in the driver's working dir.
+            "--files", f"{dist}/conf/cluster.yaml",
+            "--conf", "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
+            "--conf", "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog",
+            "--num-executors", str(res["executors"]),
+            "--executor-cores", str(res["cores"]),
+            "--executor-memory", str(res["memory"]),
+            f"{dist}/{script}",
+            *stage_args(stage, crawl, {"config": "cluster.yaml"}),
+        ]
+        steps.append({"Type": "Spark", "Name": job_name(stage), "ActionOnFailure": "CANCEL_AND_WAIT",
+                      "Args": args})
+    return steps
+
+
+def _yaml_dump(obj: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(obj, sort_keys=False, width=120)
+
+
+def render(root: Path, packages: str) -> list[Path]:
+    """Write deploy/k8s/<stage>.yaml and deploy/emr/steps.json for EXAMPLE_CRAWL."""
+    written = []
+    k8s = root / "deploy" / "k8s"
+    k8s.mkdir(parents=True, exist_ok=True)
+    for stage, script, _ in STAGES:
+        path = k8s / f"{stage}.yaml"
+        header = (f"# Rendered by `python deploy/pipeline.py render` for {EXAMPLE_CRAWL}: edit SITE there, "
+                  "or this file by hand.\n")
+        path.write_text(header + _yaml_dump(spark_application(stage, script, EXAMPLE_CRAWL)))
+        written.append(path)
+    emr = root / "deploy" / "emr" / "steps.json"
+    emr.parent.mkdir(parents=True, exist_ok=True)
+    emr.write_text(json.dumps(emr_steps(EXAMPLE_CRAWL, packages), indent=2) + "\n")
+    written.append(emr)
+    return written
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] != ["render"]:
+        print("usage: python deploy/pipeline.py render", file=sys.stderr)
+        return 2
+    from kgcurate.jars import COORDINATES
+
+    for path in render(Path(__file__).resolve().parents[1], ",".join(COORDINATES)):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,316 @@
+"""Cluster packaging and scheduler definitions: built, parsed, and checked against the real CLI."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import py_compile
+import re
+import shlex
+import subprocess
+import sys
+import types
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kgcurate import cli, config
+from kgcurate.jars import COORDINATES, SPARK_VERSION, _artifact_name, local_jars
+from kgcurate.session import DELTA_CONF
+
+REPO = Path(__file__).resolve().parents[1]
+DEPLOY = REPO / "deploy"
+sys.path.insert(0, str(DEPLOY))
+import build as deploy_build  # noqa: E402
+import pipeline  # noqa: E402
+
+SUBMIT = DEPLOY / "spark-submit.sh"
+
+
+def parse_stage(stage: str, args: list[str]):
+    """Parse with the real CLI parser; skip while a stage's module is not written yet."""
+    module = cli.STAGES[stage][0]
+    try:
+        importlib.import_module(f"kgcurate.stages.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"kgcurate.stages.{module}":
+            pytest.skip(f"stage module kgcurate.stages.{module} not written yet")
+        raise
+    parser = cli.build_parser(stage)
+    return parser.parse_args([stage, *args])
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    deploy_build.build(out, wheel=False)
+    return out
+
+
+def test_build_outputs(dist):
+    manifest = json.loads((dist / "manifest.json").read_text())
+    assert manifest["packages"] == list(COORDINATES)
+    assert (dist / "packages.txt").read_text().strip() == ",".join(COORDINATES)
+    conf = dict(line.split(" ", 1) for line in (dist / "spark-defaults.conf").read_text().splitlines())
+    assert conf == DELTA_CONF
+    stages = dict(line.split("\t") for line in (dist / "stages.tsv").read_text().splitlines())
+    assert stages["ingest-wat"] == "jobs/ingest_wat.py" and stages["run"] == "jobs/run_pipeline.py"
+    assert set(stages) == set(cli.STAGES)
+    for script in stages.values():
+        assert (dist / script).is_file()
+    with zipfile.ZipFile(dist / "kgcurate.zip") as zf:
+        names = set(zf.namelist())
+    assert {"kgcurate/__init__.py", "kgcurate/cli.py", "kgcurate/s3.py", "kgcurate/stages/ingest_wat.py"} <= names
+    assert not any("__pycache__" in n for n in names)
+    assert (dist / "conf" / "cluster.yaml").is_file()
+    assert (dist / "airflow" / "kgcurate_dag.py").is_file() and (dist / "airflow" / "pipeline.py").is_file()
+
+
+def test_zip_is_deterministic(tmp_path):
+    a, b = tmp_path / "a.zip", tmp_path / "b.zip"
+    deploy_build._zip_package(REPO / "libs" / "kgcurate", a)
+    deploy_build._zip_package(REPO / "libs" / "kgcurate", b)
+    assert a.read_bytes() == b.read_bytes()
+
+
+@pytest.mark.slow
+def test_wheel_builds(tmp_path):
+    wheel = deploy_build._wheel(tmp_path)
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        entry = next(n for n in names if n.endswith("entry_points.txt"))
+        assert "kgcurate = kgcurate.cli:main" in zf.read(entry).decode()
+    assert "kgcurate/s3.py" in names and "kgcurate/stages/ingest_wat.py" in names
+
+
+def _submit(args: list[str], dist: Path, **env: str) -> subprocess.CompletedProcess:
+    full = {**os.environ, "KGCURATE_DIST": str(dist), "SPARK_SUBMIT": "/opt/spark/bin/spark-submit",
+            "KGCURATE_DRY_RUN": "1", **env}
+    return subprocess.run(["bash", str(SUBMIT), *args], capture_output=True, text=True, env=full, timeout=60)
+
+
+def test_spark_submit_wrapper_command(dist):
+    r = _submit(["ingest-wat", "--lake", "s3a://b/lake", "--crawl", "CC-MAIN-2024-51", "s3://x/wat.paths.gz"], dist,
+                KGCURATE_SUBMIT_OPTS="--master yarn --deploy-mode cluster")
+    assert r.returncode == 0, r.stderr
+    argv = shlex.split(r.stdout)
+    assert argv[0] == "/opt/spark/bin/spark-submit"
+    assert argv[argv.index("--packages") + 1] == ",".join(COORDINATES)
+    confs = [argv[i + 1] for i, a in enumerate(argv) if a == "--conf"]
+    assert sorted(confs) == sorted(f"{k}={v}" for k, v in DELTA_CONF.items())
+    assert argv[argv.index("--py-files") + 1] == str(dist / "kgcurate.zip")
+    assert argv[argv.index("--master") + 1] == "yarn"
+    script = argv.index(str(dist / "jobs" / "ingest_wat.py"))
+    assert argv[script + 1:] == ["--lake", "s3a://b/lake", "--crawl", "CC-MAIN-2024-51", "s3://x/wat.paths.gz"]
+    # offline: local jars instead of --packages; "none" for an image with the jars baked in
+    r = _submit(["match"], dist, KGCURATE_JARS="/j/a.jar,/j/b.jar")
+    argv = shlex.split(r.stdout)
+    assert "--packages" not in argv and argv[argv.index("--jars") + 1] == "/j/a.jar,/j/b.jar"
+    argv = shlex.split(_submit(["match"], dist, KGCURATE_JARS="none").stdout)
+    assert "--packages" not in argv and "--jars" not in argv
+
+
+def test_spark_submit_wrapper_errors(dist, tmp_path):
+    r = _submit(["no-such-stage"], dist)
+    assert r.returncode == 2 and "unknown stage 'no-such-stage'" in r.stderr and "ingest-wat" in r.stderr
+    r = _submit(["match"], tmp_path / "nothing")
+    assert r.returncode == 2 and "deploy/build.py" in r.stderr
+    r = _submit([], dist)
+    assert r.returncode == 2 and "usage" in r.stderr
+
+
+@pytest.mark.slow
+def test_spark_submit_runs_a_stage_for_real(dist, tmp_path, shared_data, spark):
+    """The wrapper with the venv's spark-submit (local[2], the fetched jars): ingest a real WAT excerpt."""
+    jars = local_jars()
+    if not jars:
+        pytest.skip("Spark jars not fetched (make setup)")
+    wat = shared_data / "commoncrawl" / "CC-MAIN-2014-35-excerpt.warc.wat"
+    lake_dir = tmp_path / "lake"
+    env = {**os.environ, "KGCURATE_DIST": str(dist), "SPARK_SUBMIT": str(REPO / ".venv" / "bin" / "spark-submit"),
+           "KGCURATE_JARS": ",".join(map(str, jars)), "PYSPARK_PYTHON": sys.executable,
+           "PYSPARK_DRIVER_PYTHON": sys.executable,
+           "KGCURATE_SUBMIT_OPTS": "--master local[2] --driver-memory 1g --conf spark.ui.enabled=false "
+                                   "--conf spark.sql.shuffle.partitions=2"}
+    r = subprocess.run(["bash", str(SUBMIT), "ingest-wat", "--lake", str(lake_dir), "--crawl", "CC-MAIN-2014-35",
+                        str(wat)], capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "ingest-wat: 1 files read (1 ok" in r.stdout
+    pairs = spark.read.format("delta").load(str(lake_dir / "pairs"))
+    assert pairs.count() == 4  # the excerpt's page has 4 IMG@/src links with alt text
+    assert {r[0] for r in pairs.select("crawl").distinct().collect()} == {"CC-MAIN-2014-35"}
+
+
+# --- scheduler definitions ------------------------------------------------------------------------
+
+
+def test_stage_list_matches_cli_and_pipeline():
+    from kgcurate.stages.run_pipeline import STEPS
+
+    assert [s for s, _, _ in pipeline.STAGES] == [s for s, _ in STEPS]
+    for stage, script, retries in pipeline.STAGES:
+        assert script == f"jobs/{cli.STAGES[stage][0]}.py" and (REPO / script).is_file()
+        assert retries >= 1
+
+
+@pytest.mark.parametrize("stage", [s for s, _, _ in pipeline.STAGES])
+def test_stage_args_parse_with_real_cli(stage):
+    args = parse_stage(stage, pipeline.stage_args(stage, "CC-MAIN-2024-51"))
+    assert args.command == stage and args.lake == pipeline.SITE["lake"] and args.config == pipeline.SITE["config"]
+    if stage == "ingest-wat":
+        assert args.crawl == "CC-MAIN-2024-51"
+        assert args.inputs == ["s3://commoncrawl/crawl-data/CC-MAIN-2024-51/wat.paths.gz"]
+
+
+def test_k8s_definitions_are_fresh_and_valid(tmp_path):
+    pipeline.render(tmp_path, ",".join(COORDINATES))
+    for stage, script, _ in pipeline.STAGES:
+        committed = DEPLOY / "k8s" / f"{stage}.yaml"
+        assert committed.read_text() == (tmp_path / "deploy" / "k8s" / f"{stage}.yaml").read_text(), (
+            "run: python deploy/pipeline.py render")
+        app = yaml.safe_load(committed.read_text())
+        assert app["apiVersion"] == "sparkoperator.k8s.io/v1beta2" and app["kind"] == "SparkApplication"
+        spec = app["spec"]
+        assert spec["sparkVersion"] == SPARK_VERSION and spec["type"] == "Python"
+        assert spec["mainApplicationFile"] == f"local:///opt/kgcurate/{script}"
+        assert (REPO / script).is_file()
+        assert spec["arguments"] == pipeline.stage_args(stage, pipeline.EXAMPLE_CRAWL)
+        for key, value in DELTA_CONF.items():
+            assert spec["sparkConf"][key] == value
+        assert spec["restartPolicy"]["onFailureRetries"] >= 1
+        assert not re.search(r"(?i)secret|password|access.?key", committed.read_text())
+    assert (DEPLOY / "emr" / "steps.json").read_text() == (tmp_path / "deploy" / "emr" / "steps.json").read_text()
+
+
+def test_emr_steps_valid():
+    steps = json.loads((DEPLOY / "emr" / "steps.json").read_text())
+    assert [s["Name"] for s in steps] == [f"kgcurate-{s}" for s, _, _ in pipeline.STAGES]
+    for step, (stage, script, _) in zip(steps, pipeline.STAGES, strict=True):
+        assert step["Type"] == "Spark" and step["ActionOnFailure"] in ("CANCEL_AND_WAIT", "CONTINUE")
+        args = step["Args"]
+        assert args[args.index("--packages") + 1] == ",".join(COORDINATES)
+        confs = {args[i + 1] for i, a in enumerate(args) if a == "--conf"}
+        assert {f"{k}={v}" for k, v in DELTA_CONF.items()} <= confs
+        at = next(i for i, a in enumerate(args) if a.endswith(script))
+        assert (REPO / script).is_file()
+        parsed = parse_stage(stage, args[at + 1:])
+        assert parsed.config == "cluster.yaml" and args[args.index("--files") + 1].endswith("/conf/cluster.yaml")
+
+
+class _Task:
+    def __init__(self, task_id, bash_command, dag, **kw):
+        self.task_id, self.bash_command, self.kw, self.downstream = task_id, bash_command, kw, []
+        dag.tasks.append(self)
+
+    def __rshift__(self, other):
+        self.downstream.append(other)
+        return other
+
+
+class _Dag:
+    current = None
+    made: list[_Dag] = []
+
+    def __init__(self, dag_id, **kw):
+        self.dag_id, self.kw, self.tasks = dag_id, kw, []
+        _Dag.made.append(self)
+
+    def __enter__(self):
+        _Dag.current = self
+        return self
+
+    def __exit__(self, *exc):
+        _Dag.current = None
+
+
+def _load_dag_with_stub_airflow(monkeypatch) -> list[_Dag]:
+    """Execute the DAG file with a tiny stand-in for the airflow modules (Airflow is no dependency)."""
+    airflow = types.ModuleType("airflow")
+    airflow.DAG = _Dag
+    ops = types.ModuleType("airflow.operators")
+    bash = types.ModuleType("airflow.operators.bash")
+    bash.BashOperator = lambda task_id, bash_command, **kw: _Task(task_id, bash_command, _Dag.current, **kw)
+    for name, mod in {"airflow": airflow, "airflow.operators": ops, "airflow.operators.bash": bash}.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    _Dag.made = []
+    path = DEPLOY / "airflow" / "kgcurate_dag.py"
+    spec = importlib.util.spec_from_file_location("kgcurate_dag_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return list(_Dag.made)
+
+
+def _render(command: str, params: dict) -> list[str]:
+    for key, value in params.items():
+        command = command.replace("{{ params." + key + " }}", value)
+    assert "{{" not in command
+    return shlex.split(command)
+
+
+def test_airflow_dag(monkeypatch):
+    py_compile.compile(str(DEPLOY / "airflow" / "kgcurate_dag.py"), doraise=True)
+    dags = {d.dag_id: d for d in _load_dag_with_stub_airflow(monkeypatch)}
+    assert set(dags) == {"kgcurate_pipeline", "kgcurate_refresh"}
+    dag = dags["kgcurate_pipeline"]
+    assert dag.kw["max_active_runs"] == 1 and dag.kw["default_args"]["retries"] >= 1
+    ids = [t.task_id for t in dag.tasks]
+    assert ids == [s.replace("-", "_") for s, _, _ in pipeline.STAGES]
+    for before, after in zip(dag.tasks, dag.tasks[1:], strict=False):
+        assert before.downstream == [after]  # strictly in order, one task per stage
+    for task, (stage, _, retries) in zip(dag.tasks, pipeline.STAGES, strict=True):
+        argv = _render(task.bash_command, {"crawl": "CC-MAIN-2025-08"})
+        assert argv[0].endswith("/deploy/spark-submit.sh") and argv[1] == stage
+        assert task.kw["retries"] == retries
+        parsed = parse_stage(stage, argv[2:])
+        if stage == "ingest-wat":
+            assert parsed.crawl == "CC-MAIN-2025-08" and parsed.inputs[0].endswith("CC-MAIN-2025-08/wat.paths.gz")
+    refresh = dags["kgcurate_refresh"]
+    assert refresh.kw["schedule"] == "@weekly"
+    assert [t.task_id for t in refresh.tasks] == ["refresh", "maintain"]
+    params = {k: str(v) for k, v in refresh.kw["params"].items()}
+    for task in refresh.tasks:
+        argv = _render(task.bash_command, params)
+        assert argv[1] == task.task_id
+        parse_stage(task.task_id, argv[2:])
+
+
+# --- image ------------------------------------------------------------------------------------------
+
+
+def test_dockerfile(dist):
+    text = (DEPLOY / "Dockerfile").read_text()
+    froms = re.findall(r"^FROM\s+(\S+)", text, re.M)
+    assert f"apache/spark:{SPARK_VERSION}-scala2.13-java17-python3-ubuntu" in froms
+    for image in froms:
+        assert ":" in image and not image.endswith(":latest")
+    for src in re.findall(r"^COPY\s+(?!--from)(.+)\s+\S+$", text, re.M):
+        for item in src.split():
+            if item.startswith("deploy/dist/"):
+                rel = item[len("deploy/dist/"):]
+                if rel.startswith("kgcurate-"):
+                    continue  # the wheel: covered by test_wheel_builds
+                assert (dist / rel).exists(), item
+            else:
+                assert (REPO / item).exists(), item
+
+
+def test_dockerfile_jar_filter_matches_fetch():
+    """The image's shell filter must name artifacts as kgcurate.jars does (else Spark gets duplicate jars)."""
+    text = (DEPLOY / "Dockerfile").read_text()
+    sed = re.search(r"sed -E '([^']+)'", text).group(1)
+    names = ["hadoop-client-api-3.4.1.jar", "delta-spark_4.0_2.13-4.4.0.jar", "bundle-2.24.6.jar",
+             "wildfly-openssl-1.1.3.Final.jar", *[p.name for p in local_jars()]]
+    stems = "\n".join(n[:-4] for n in names)
+    out = subprocess.run(["sed", "-E", sed], input=stems, capture_output=True, text=True, check=True).stdout.split()
+    assert out == [_artifact_name(n) for n in names]
+
+
+def test_cluster_config_loads_and_holds_no_secret():
+    cfg = config.load(REPO / "conf" / "cluster.yaml")
+    assert cfg["lake"].startswith("s3a://") and int(cfg["spark"]["conf"]["spark.sql.shuffle.partitions"]) >= 1000
+    assert cfg["balance"]["target_size"] == int(pipeline.SITE["target_size"])
+    text = (REPO / "conf" / "cluster.yaml").read_text()
+    assert not re.search(r"(?i)(secret|access)[_.]?key\s*:|password\s*:|AKIA[0-9A-Z]{16}", text)
