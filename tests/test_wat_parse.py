@@ -1,0 +1,374 @@
+"""WatParser / extract_pairs on hand-built records, corrupt inputs and real CommonCrawl excerpts."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import random
+from collections import Counter
+from urllib.parse import urljoin
+
+import orjson
+import pytest
+
+from kgcurate.wat.parse import (
+    DEFAULT_OPTIONS,
+    BadRecord,
+    Batch,
+    FileStats,
+    ParseOptions,
+    Resolver,
+    WatParser,
+    crawl_from_path,
+    extract_pairs,
+)
+
+PAGE = "https://www.example.org/animals/dogs/index.html?id=3"
+
+
+# -- building blocks -------------------------------------------------------------------------------
+def envelope(links: list[dict], page: str = PAGE, warc_type: str = "response", base: str | None = None,
+             html: bool = True) -> dict:
+    http: dict = {"Response-Message": {"Status": "200"}, "Headers": {"Set-Cookie": ["a=1", "b=2"]}}
+    if html:
+        head: dict = {"Title": "Dogs"}
+        if base is not None:
+            head["Base"] = base
+        http["HTML-Metadata"] = {"Head": head, "Links": links}
+    return {"Container": {"Offset": "0"}, "Envelope": {
+        "WARC-Header-Metadata": {"WARC-Type": warc_type, "WARC-Target-URI": page},
+        "Payload-Metadata": {"HTTP-Response-Metadata": http}}}
+
+
+def img(url: str, alt: str | None = None, title: str | None = None) -> dict:
+    link = {"path": "IMG@/src", "url": url}
+    if alt is not None:
+        link["alt"] = alt
+    if title is not None:
+        link["title"] = title
+    return link
+
+
+def warc_record(payload: bytes, warc_type: str = "metadata", uri: str = PAGE) -> bytes:
+    head = (f"WARC/1.0\r\nWARC-Type: {warc_type}\r\nWARC-Target-URI: {uri}\r\nWARC-Date: 2024-05-18T01:58:10Z\r\n"
+            f"WARC-Record-ID: <urn:uuid:00000000-0000-4000-8000-000000000000>\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n")
+    return head.encode() + payload + b"\r\n\r\n"
+
+
+WARCINFO = (b"WARC/1.0\r\nWARC-Type: warcinfo\r\nWARC-Date: 2024-05-31T01:16:45Z\r\n"
+            b"WARC-Record-ID: <urn:uuid:b4fe2291-40c2-4492-b4ab-7a7776be6c73>\r\n"
+            b"Content-Type: application/warc-fields\r\nContent-Length: 16\r\n\r\nformat: WARC 1.0\r\n\r\n")
+
+
+def wat(records: list[bytes], gz: bool = True) -> bytes:
+    return b"".join(gzip.compress(r, mtime=0) for r in records) if gz else b"".join(records)
+
+
+def parse_bytes(data: bytes, opts: ParseOptions = DEFAULT_OPTIONS, batch_size: int = 65536):
+    parser = WatParser(opts, batch_size=batch_size)
+    pairs, bad = [], []
+    for b in parser.parse(io.BytesIO(data)):
+        assert isinstance(b, Batch)
+        assert len(b.image_url) == len(b.text) == len(b.text_source) == len(b.page_url)
+        pairs.extend(zip(b.image_url, b.text, b.text_source, b.page_url, strict=True))
+        bad.extend(b.bad)
+    return pairs, bad, parser.stats
+
+
+def pairs_of(links: list[dict], **kw) -> list[tuple[str, str, str]]:
+    opts = kw.pop("opts", ParseOptions())
+    return extract_pairs(orjson.dumps(envelope(links, **kw)), opts=opts).pairs
+
+
+# -- extract_pairs semantics -----------------------------------------------------------------------
+def test_alt_and_title_give_pairs_missing_and_empty_alt_do_not():
+    links = [
+        img("https://cdn.example.org/a.jpg", alt="A brown dog"),
+        img("https://cdn.example.org/b.jpg"),  # no alt
+        img("https://cdn.example.org/c.jpg", alt=""),  # empty alt
+        img("https://cdn.example.org/d.jpg", alt="   \n\t "),  # whitespace only
+        img("https://cdn.example.org/e.jpg", alt="Red fox", title="Vulpes vulpes"),
+        img("https://cdn.example.org/f.jpg", title="Only a title"),
+        {"path": "A@/href", "url": "/x.html", "text": "a link", "title": "not an image", "alt": "nope"},
+        {"path": "LINK@/href", "rel": "icon", "url": "/favicon.ico"},
+        {"path": "SCRIPT@/src", "url": "/app.js"},
+    ]
+    assert pairs_of(links) == [
+        ("https://cdn.example.org/a.jpg", "A brown dog", "alt"),
+        ("https://cdn.example.org/e.jpg", "Red fox", "alt"),
+        ("https://cdn.example.org/e.jpg", "Vulpes vulpes", "title"),
+        ("https://cdn.example.org/f.jpg", "Only a title", "title"),
+    ]
+    assert pairs_of(links, opts=ParseOptions(text_sources=("alt",))) == [
+        ("https://cdn.example.org/a.jpg", "A brown dog", "alt"),
+        ("https://cdn.example.org/e.jpg", "Red fox", "alt"),
+    ]
+
+
+def test_relative_protocol_relative_and_base_href():
+    links = [img("photos/dog.jpg", alt="dog"), img("/static/cat.png", alt="cat"),
+             img("../up.jpg", alt="up"), img("./here.jpg", alt="here"), img("//img.example.net/x.jpg", alt="x")]
+    got = [u for u, _, _ in pairs_of(links)]
+    assert got == ["https://www.example.org/animals/dogs/photos/dog.jpg", "https://www.example.org/static/cat.png",
+                   "https://www.example.org/animals/up.jpg", "https://www.example.org/animals/dogs/here.jpg",
+                   "https://img.example.net/x.jpg"]
+    # <base href> absolute, and relative to the page
+    got = [u for u, _, _ in pairs_of(links, base="http://cdn.example.com/assets/v2/")]
+    assert got == ["http://cdn.example.com/assets/v2/photos/dog.jpg", "http://cdn.example.com/static/cat.png",
+                   "http://cdn.example.com/assets/up.jpg", "http://cdn.example.com/assets/v2/here.jpg",
+                   "http://img.example.net/x.jpg"]
+    got = [u for u, _, _ in pairs_of(links, base="/media/")]
+    assert got[0] == "https://www.example.org/media/photos/dog.jpg"
+    assert got[2] == "https://www.example.org/up.jpg"
+
+
+def test_data_and_non_http_urls_are_dropped():
+    links = [img("data:image/gif;base64,R0lGODlhAQABAAAAACw=", alt="pixel"), img("javascript:void(0)", alt="js"),
+             img("ftp://files.example.org/a.jpg", alt="ftp"), img("mailto:x@example.org", alt="mail"),
+             img("", alt="no url"), {"path": "IMG@/src", "alt": "url missing"},
+             img("HTTP://Example.org/UP.jpg", alt="upper-case scheme")]
+    # urljoin keeps a scheme it does not share with the base as written
+    assert pairs_of(links) == [("HTTP://Example.org/UP.jpg", "upper-case scheme", "alt")]
+
+
+def test_whitespace_collapsing_unicode_and_length_filters():
+    links = [img("https://e.org/1.jpg", alt="  A  dog\n\ton\r\nthe\u00a0beach  "),
+             img("https://e.org/2.jpg", alt="一只狗在草地上"), img("https://e.org/3.jpg", alt="🐶 Café crème"),
+             img("https://e.org/4.jpg", alt="x" * 2000), img("https://e.org/5.jpg", alt="y" * 2001),
+             img("https://e.org/6.jpg", alt="ab")]
+    res = extract_pairs(orjson.dumps(envelope(links)))
+    assert [t for _, t, _ in res.pairs] == ["A dog on the beach", "一只狗在草地上", "🐶 Café crème", "x" * 2000, "ab"]
+    assert res.filtered == 1
+    res = extract_pairs(orjson.dumps(envelope(links)), opts=ParseOptions(min_text_length=3, max_text_length=100))
+    assert [t for _, t, _ in res.pairs] == ["A dog on the beach", "一只狗在草地上", "🐶 Café crème"]
+    assert res.filtered == 3  # 2000 x, 2001 y, "ab"
+
+
+def test_only_response_records_with_html_metadata_give_pairs():
+    links = [img("https://e.org/a.jpg", alt="dog")]
+    assert extract_pairs(orjson.dumps(envelope(links, warc_type="request"))).pairs == []
+    assert extract_pairs(orjson.dumps(envelope(links, html=False))).pairs == []
+    assert extract_pairs(orjson.dumps(envelope([]))).pairs == []
+
+
+def test_list_valued_headers_and_attributes_since_2024_51():
+    doc = envelope([img("https://e.org/a.jpg", alt="dog"), {"path": "IMG@/src", "url": ["/b.jpg"], "alt": ["cat"]}],
+                   base="/m/")
+    doc["Envelope"]["WARC-Header-Metadata"]["WARC-Target-URI"] = [PAGE, PAGE]
+    doc["Envelope"]["WARC-Header-Metadata"]["WARC-Type"] = ["response"]
+    res = extract_pairs(orjson.dumps(doc))
+    assert res.page_url == PAGE
+    assert res.pairs == [("https://e.org/a.jpg", "dog", "alt"), ("https://www.example.org/b.jpg", "cat", "alt")]
+
+
+def test_img_path_variants_and_page_url_fallback():
+    doc = envelope([{"path": "IMG@/src", "url": "a.jpg", "alt": "one"}, {"path": "IMG@/srcx", "url": "b.jpg",
+                                                                            "alt": "two"}])
+    del doc["Envelope"]["WARC-Header-Metadata"]["WARC-Target-URI"]
+    res = extract_pairs(orjson.dumps(doc), page_url="http://fallback.example/p/")
+    assert res.page_url == "http://fallback.example/p/"
+    assert res.pairs == [("http://fallback.example/p/a.jpg", "one", "alt"), ("http://fallback.example/p/b.jpg", "two",
+                                                                              "alt")]
+
+
+@pytest.mark.parametrize("payload", [b'{"Envelope": {', b"not json at all", b'{"Envelope": [1, 2]}',
+                                     b'{"Envelope": {"WARC-Header-Metadata": {"WARC-Type": "response"}, '
+                                     b'"Payload-Metadata": {"HTTP-Response-Metadata": {"HTML-Metadata": '
+                                     b'{"Links": ["IMG@/src"]}}}}}'])
+def test_malformed_payloads_raise_bad_record(payload):
+    with pytest.raises(BadRecord) as info:
+        extract_pairs(payload)
+    assert info.value.reason.startswith(("malformed JSON", "unexpected WAT JSON structure"))
+
+
+def test_crawl_from_path():
+    assert crawl_from_path("s3://commoncrawl/crawl-data/CC-MAIN-2024-22/segments/1/wat/x.warc.wat.gz") == \
+        "CC-MAIN-2024-22"
+    assert crawl_from_path("/data/CC-MAIN-2099-01-sample-00000.warc.wat.gz") == "CC-MAIN-2099-01"
+    assert crawl_from_path("/data/whirlwind.warc.wat.gz") is None
+
+
+def test_resolver_equals_urljoin_on_random_urls():
+    """The fast joins must give exactly urljoin's result (absolute http(s) URLs: kept as written)."""
+    rng = random.Random(11)
+    parts = ["../", "./", "a", "b", ".", "..", "", "x.jpg", "%20", "é", "?", "#", ";", ":", "//", "/", "q=1",
+             " ", "\t", "h.com", "data:", "javascript:", "[", "@"]
+    bases = ["http://a.com/b/c/d.html", "https://a.com", "http://a.com/b//c/./d", "http://a.com/b/c/?q=1#f",
+             "https://u:p@a.com:8080/x/y", "http://a.com/b;p?q", "ftp://a.com/x", "https://a.com/b/c/..",
+             "http://a.com/é/ü.html", "http://[::1]/x/"]
+    for _ in range(20000):
+        base = rng.choice(bases)
+        url = "".join(rng.choice(parts) for _ in range(rng.randint(0, 6)))
+        url = rng.choice(["", "/", "//"]) + url
+        try:
+            want = urljoin(base, url)
+        except ValueError:
+            want = None
+        if want is not None and not want.lower().startswith(("http://", "https://")):
+            want = None
+        if url.startswith(("http://", "https://")) and not any(c in url for c in "\t\r\n"):
+            want = url
+        if url.startswith("data:"):
+            want = None
+        assert Resolver(base).resolve(url) == want, (base, url)
+
+
+# -- WatParser on streams --------------------------------------------------------------------------
+def _page_records(page: str, links: list[dict]) -> list[bytes]:
+    req = envelope([], page=page, warc_type="request", html=False)
+    return [warc_record(orjson.dumps(req), uri=page), warc_record(orjson.dumps(envelope(links, page=page)), uri=page)]
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_parser_counts_every_record(gz):
+    records = [WARCINFO]
+    records += _page_records("http://a.example/p1", [img("/1.jpg", alt="one"), img("2.jpg", title="two")])
+    records += _page_records("http://a.example/p2", [img("//b.example/3.jpg", alt="three")])
+    records.append(warc_record(b'{"Envelope": {"WARC-Header-Metadata": {"WARC-Type": "response"}, "IMG@/src"'))
+    records.append(warc_record(b"{oops}"))  # no image mark: shape check passes, not decoded
+    records.append(warc_record(b"truncated json without braces"))
+    pairs, bad, stats = parse_bytes(wat(records, gz))
+    assert pairs == [("http://a.example/1.jpg", "one", "alt", "http://a.example/p1"),
+                     ("http://a.example/2.jpg", "two", "title", "http://a.example/p1"),
+                     ("http://b.example/3.jpg", "three", "alt", "http://a.example/p2")]
+    assert stats.records == 8 and stats.bad_records == 2 and stats.error is None
+    assert stats.rows_out == 3
+    assert stats.bytes == len(wat(records, gz))
+    assert [r for _, r, _ in bad][0].startswith("malformed JSON payload")
+    assert bad[1][1] == "malformed JSON payload: not a JSON object"
+    assert bad[1][2].startswith("truncated json")
+    # decode_all also rejects the payload that only looks like an object
+    _, bad_all, stats_all = parse_bytes(wat(records, gz), ParseOptions(decode_all=True))
+    assert stats_all.bad_records == 3 and len(bad_all) == 3
+
+
+def test_batches_are_split_by_batch_size():
+    records = [WARCINFO] + _page_records("http://a.example/p", [img(f"/{i}.jpg", alt=f"dog {i}") for i in range(25)])
+    parser = WatParser(batch_size=10)
+    sizes = [len(b) for b in parser.parse(io.BytesIO(wat(records)))]
+    assert sum(sizes) == 25 and max(sizes) >= 10 and len(sizes) == 1  # one record's pairs stay in one batch
+    records += _page_records("http://a.example/q", [img("/z.jpg", alt="z")])
+    sizes = [len(b) for b in parser.parse(io.BytesIO(wat(records)))]
+    assert sizes == [25, 1] and parser.stats.rows_out == 26
+
+
+def _good_file() -> tuple[bytes, list[bytes]]:
+    records = [WARCINFO]
+    for i in range(4):
+        records += _page_records(f"http://a.example/p{i}", [img(f"/{i}.jpg", alt=f"cat {i}")])
+    return wat(records), [gzip.compress(r, mtime=0) for r in records]
+
+
+def _offsets(members: list[bytes]) -> list[int]:
+    out, pos = [], 0
+    for m in members:
+        out.append(pos)
+        pos += len(m)
+    return out
+
+
+@pytest.mark.parametrize("cut", [10, 40, "half", -8, -3])
+def test_truncated_last_gzip_member_stops_with_error(cut):
+    _, members = _good_file()
+    last = members[-1]
+    n = len(last) // 2 if cut == "half" else cut
+    data = b"".join(members[:-1]) + last[:n]
+    pairs, bad, stats = parse_bytes(data)
+    off = _offsets(members)[-1]
+    assert stats.error == f"truncated gzip member at offset {off}"
+    assert [b[:2] for b in bad] == [(off, "truncated gzip member")]
+    assert stats.records == 9 and stats.bad_records == 1  # 8 whole records + the cut one
+    assert [p[1] for p in pairs] == [f"cat {i}" for i in range(3)] + (["cat 3"] if cut in (-8, -3) else [])
+
+
+def test_corrupt_gzip_member_in_the_middle():
+    _, members = _good_file()
+    broken = bytearray(members[4])
+    for i in range(20, len(broken) - 10, 7):
+        broken[i] ^= 0x5A
+    data = b"".join(members[:4]) + bytes(broken) + b"".join(members[5:])
+    pairs, bad, stats = parse_bytes(data)
+    assert stats.error is not None and stats.error.startswith("corrupt gzip data")
+    assert stats.error.endswith(f"at offset {_offsets(members)[4]}")
+    assert stats.records == 5 and stats.bad_records == 1 and len(bad) == 1
+    assert [p[1] for p in pairs] == ["cat 0"]
+
+
+@pytest.mark.parametrize("data,reason", [
+    (b"", "empty file (0 bytes)"),
+    (b"\x00\x01garbage bytes that are not WARC" * 20, "invalid WARC record"),
+    (gzip.compress(b"hello, not a warc file\n" * 50), "invalid WARC record"),
+])
+def test_not_a_wat_file(data, reason):
+    pairs, bad, stats = parse_bytes(data)
+    assert pairs == []
+    assert stats.error is not None and stats.error.startswith(reason)
+    assert stats.records == 1 and stats.bad_records == 1 and bad[0][0] == 0
+
+
+def test_garbage_after_last_record():
+    data, members = _good_file()
+    _, bad, stats = parse_bytes(data + b"\r\nJUNK JUNK JUNK")
+    assert stats.error is not None and bad[0][0] == len(data)
+    assert stats.records == 10 and stats.bad_records == 1
+
+
+def test_truncated_uncompressed_file():
+    records = [WARCINFO] + _page_records("http://a.example/p", [img("/1.jpg", alt="one")])
+    data = wat(records, gz=False)
+    pairs, bad, stats = parse_bytes(data[:-200])
+    assert pairs == [] and stats.error == f"truncated record at offset {len(WARCINFO) + len(records[1])}"
+    assert stats.records == 3 and stats.bad_records == 1
+
+
+def test_stream_without_tell_is_fine():
+    class NoTell(io.RawIOBase):
+        def __init__(self, data: bytes) -> None:
+            self._b = io.BytesIO(data)
+
+        def read(self, n: int = -1) -> bytes:
+            return self._b.read(n)
+
+        def tell(self) -> int:
+            raise io.UnsupportedOperation("tell")
+
+    data, _ = _good_file()
+    parser = WatParser()
+    n = sum(len(b) for b in parser.parse(NoTell(data)))
+    assert n == 4 and parser.stats == FileStats(records=9, rows_out=4, bytes=len(data))
+
+
+# -- real CommonCrawl excerpts ---------------------------------------------------------------------
+def test_real_2014_excerpt_uncompressed(shared_data):
+    path = shared_data / "commoncrawl" / "CC-MAIN-2014-35-excerpt.warc.wat"
+    pairs, bad, stats = parse_bytes(path.read_bytes())
+    page = "http://0pointer.de/photos/?gallery=Australia&photo=496"
+    assert pairs == [
+        ("http://0pointer.de/photos/galleries/Australia/lq/img-496.jpg", "496", "alt", page),
+        ("http://0pointer.de/photos/galleries/Australia/thumbs/img-495.jpg", "Previous", "alt", page),
+        ("http://0pointer.de/photos/galleries/Australia/thumbs/img-497.jpg", "Next", "alt", page),
+        ("http://creativecommons.org/images/public/somerights20.png", "Creative Commons License", "alt", page),
+    ]
+    assert stats == FileStats(records=9, bad_records=0, rows_out=4, filtered=0, bytes=path.stat().st_size)
+    assert bad == []
+    # the same file, one gzip member per record as CommonCrawl ships it
+    from fastwarc.warc import ArchiveIterator
+
+    raw = path.read_bytes()
+    starts = [r.stream_pos for r in ArchiveIterator(io.BytesIO(raw), parse_http=False)] + [len(raw)]
+    regz = b"".join(gzip.compress(raw[a:b], mtime=0) for a, b in zip(starts, starts[1:], strict=False))
+    assert parse_bytes(regz)[0] == pairs
+
+
+def test_real_whirlwind_wat_gives_no_pairs(shared_data):
+    path = shared_data / "commoncrawl" / "whirlwind.warc.wat.gz"
+    pairs, bad, stats = parse_bytes(path.read_bytes())
+    assert pairs == [] and bad == []
+    assert stats.records == 2 and stats.bad_records == 0 and stats.error is None
+    assert crawl_from_path(str(path)) is None
+
+
+def test_same_pairs_in_any_batch_size():
+    data, _ = _good_file()
+    assert Counter(parse_bytes(data, batch_size=1)[0]) == Counter(parse_bytes(data)[0])
