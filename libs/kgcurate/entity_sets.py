@@ -1,0 +1,271 @@
+"""Entity sets (EntityNet-style): which Wikidata entities belong to a named set, by graph rules.
+
+A set is declared in YAML (``conf/entity_sets/*.yaml``)::
+
+    name: organisms
+    roots: [Q729, Q756]                   # animal, plant
+    rules: ["P31/P279*", "P279+", "P171+"]  # property paths from a member up to a root (a union)
+    include_roots: true
+    exclusions: [Q5, Q24334299, Q795052, Q4886]
+    exclusion_rules: ["P31/P279*", "P279*"]  # a member reaching an exclusion this way is dropped
+    require_image: false
+    min_sitelinks: 0
+    max_depth: 40                           # hops per closure step (* or +)
+
+Rules use SPARQL property-path syntax over the three graph columns of ``entities``
+(P31 instance_of, P279 subclass_of, P171 parent_taxon): steps joined by ``/``, each a property or
+an alternative ``(P279|P171)``, optionally followed by ``*`` (zero or more) or ``+`` (one or more).
+``x P31/P279* root`` means x is an instance of root or of one of its subclasses.
+
+Evaluation runs in Spark as iterative joins from the roots downwards (the path read right to
+left), to a fixpoint: each hop joins the frontier with the edge table and removes what was
+already reached, so cycles end and every entity is expanded once per step. Only per-iteration
+counts reach the driver. ``depth`` is the number of hops from the nearest root (the BFS level).
+Spec loading and path parsing are pure; :func:`compute` and :func:`write_entity_set` need Spark.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kgcurate.errors import UserError
+
+log = logging.getLogger("kgcurate.entity_sets")
+
+GRAPH_COLUMNS = {"P31": "instance_of", "P279": "subclass_of", "P171": "parent_taxon"}
+_STEP = re.compile(r"(?:(P\d+)|\((P\d+(?:\|P\d+)*)\))([*+]?)")
+_QID = re.compile(r"Q\d+")
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class Step:
+    props: tuple[str, ...]
+    quant: str  # "" one hop, "*" zero or more, "+" one or more
+
+
+def parse_path(text: str) -> tuple[Step, ...]:
+    """``"P31/P279*"`` -> steps; ValueError for anything outside the supported grammar."""
+    steps = []
+    for part in str(text).replace(" ", "").split("/"):
+        m = _STEP.fullmatch(part)
+        if not m:
+            raise ValueError(f"bad property path step {part!r} in {text!r} (use e.g. P31/P279*, P171+, (P279|P171)*)")
+        props = (m.group(1),) if m.group(1) else tuple(m.group(2).split("|"))
+        unknown = [p for p in props if p not in GRAPH_COLUMNS]
+        if unknown:
+            raise ValueError(f"property {unknown[0]} in path {text!r} is not in the entities graph "
+                             f"(only {', '.join(GRAPH_COLUMNS)})")
+        steps.append(Step(props, m.group(3)))
+    return tuple(steps)
+
+
+@dataclass(frozen=True)
+class EntitySetSpec:
+    name: str
+    roots: tuple[str, ...]
+    rules: tuple[str, ...] = ("P279*",)
+    exclusions: tuple[str, ...] = ()
+    exclusion_rules: tuple[str, ...] = ("P31/P279*", "P279*")
+    include_roots: bool = True
+    require_image: bool = False
+    min_sitelinks: int = 0
+    max_depth: int = 40
+    description: str = ""
+    source: str | None = field(default=None, compare=False)
+
+    @property
+    def paths(self) -> tuple[tuple[Step, ...], ...]:
+        return tuple(parse_path(r) for r in self.rules)
+
+    @property
+    def exclusion_paths(self) -> tuple[tuple[Step, ...], ...]:
+        return tuple(parse_path(r) for r in self.exclusion_rules)
+
+
+def _qids(value: Any, key: str, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and _QID.fullmatch(v.strip()) for v in value):
+        raise UserError(f"{where}: '{key}' must be a list of item ids like Q729")
+    return tuple(dict.fromkeys(v.strip() for v in value))
+
+
+def spec_from_dict(data: Any, where: str = "entity set") -> EntitySetSpec:
+    """Validate a decoded YAML mapping into a spec (every error is one clear UserError line)."""
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: must be a mapping with at least 'name' and 'roots'")
+    known = {f for f in EntitySetSpec.__dataclass_fields__ if f != "source"}
+    extra = sorted(set(data) - known)
+    if extra:
+        raise UserError(f"{where}: unknown key(s) {', '.join(extra)} (known: {', '.join(sorted(known))})")
+    name = data.get("name")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise UserError(f"{where}: 'name' must be letters, digits, '_', '-' or '.' (it keys the entity_sets table)")
+    roots = _qids(data.get("roots"), "roots", where)
+    if not roots:
+        raise UserError(f"{where}: 'roots' must name at least one item id (e.g. [Q729])")
+    rules = data.get("rules", ["P279*"])
+    exclusion_rules = data.get("exclusion_rules", ["P31/P279*", "P279*"])
+    for key, value in (("rules", rules), ("exclusion_rules", exclusion_rules)):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value:
+            raise UserError(f"{where}: '{key}' must be a list of property paths like P31/P279*")
+        for rule in value:
+            try:
+                parse_path(rule)
+            except ValueError as exc:
+                raise UserError(f"{where}: {exc}") from exc
+    try:
+        min_sitelinks = int(data.get("min_sitelinks", 0) or 0)
+        max_depth = int(data.get("max_depth", 40))
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{where}: min_sitelinks and max_depth must be integers") from exc
+    if max_depth < 1:
+        raise UserError(f"{where}: max_depth must be at least 1")
+    return EntitySetSpec(
+        name=name, roots=roots,
+        rules=tuple([rules] if isinstance(rules, str) else rules),
+        exclusions=_qids(data.get("exclusions"), "exclusions", where),
+        exclusion_rules=tuple([exclusion_rules] if isinstance(exclusion_rules, str) else exclusion_rules),
+        include_roots=bool(data.get("include_roots", True)),
+        require_image=bool(data.get("require_image", False)),
+        min_sitelinks=min_sitelinks, max_depth=max_depth,
+        description=str(data.get("description") or ""),
+    )
+
+
+def load_spec(path: str | Path) -> EntitySetSpec:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"entity set spec not found: {p} (pass a YAML file such as conf/entity_sets/organisms.yaml)")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"entity set spec {p} is not valid YAML: fix its syntax") from exc
+    spec = spec_from_dict(data, str(p))
+    return EntitySetSpec(**{**spec.__dict__, "source": str(p)})
+
+
+# --- Spark -------------------------------------------------------------------------------------
+
+def edges_of(entities):  # noqa: ANN001, ANN201 - DataFrame in, DataFrame out
+    """(child, prop, parent) for every P31/P279/P171 value of every entity."""
+    from pyspark.sql import functions as F
+
+    parts = [
+        entities.select(F.col("qid").alias("child"), F.lit(prop).alias("prop"),
+                        F.explode(F.col(column)).alias("parent"))
+        for prop, column in GRAPH_COLUMNS.items()
+    ]
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.unionByName(p)
+    return out
+
+
+def _hop(edges, frontier):  # noqa: ANN001, ANN202
+    from pyspark.sql import functions as F
+
+    return (
+        edges.join(frontier, edges["parent"] == frontier["qid"])
+        .select(edges["child"].alias("qid"), (frontier["depth"] + 1).alias("depth"))
+        .groupBy("qid").agg(F.min("depth").alias("depth"))
+    )
+
+
+def closure(edges, start, include_start: bool, max_depth: int, label: str = ""):  # noqa: ANN001, ANN201
+    """Entities reaching ``start`` by one or more edges (plus ``start`` itself if include_start).
+
+    Breadth-first to a fixpoint: each round joins the frontier with the edges, drops what was
+    reached already (so cycles stop), and is checkpointed (lineage stays one round long).
+    """
+    from pyspark.sql import functions as F
+
+    reached = start if include_start else start.limit(0)
+    reached = reached.localCheckpoint()
+    frontier = start
+    for level in range(1, max_depth + 1):
+        nxt = _hop(edges, frontier).join(reached.select("qid"), "qid", "left_anti").localCheckpoint()
+        n = nxt.count()
+        log.info("entity-set %s: level %d: %d new", label, level, n)
+        if n == 0:
+            break
+        reached = reached.unionByName(nxt).localCheckpoint()
+        frontier = nxt
+    return reached.groupBy("qid").agg(F.min("depth").alias("depth"))
+
+
+def evaluate_path(edges, start, steps, max_depth: int, label: str = ""):  # noqa: ANN001, ANN201
+    """Entities x with ``x <steps> s`` for some s in ``start`` (qid, depth), read right to left."""
+    from pyspark.sql import functions as F
+
+    current = start
+    for step in reversed(steps):
+        e = edges.where(F.col("prop").isin(*step.props)).select("child", "parent")
+        if step.quant == "":
+            current = _hop(e, current).localCheckpoint()
+        else:
+            current = closure(e, current, step.quant == "*", max_depth, label)
+    return current
+
+
+def compute(spark, entities_df, spec: EntitySetSpec):  # noqa: ANN001, ANN201
+    """The set's members as (set_name, qid, depth), from an ``entities`` frame."""
+    from pyspark.sql import functions as F
+
+    edges = edges_of(entities_df).persist()
+    try:
+        roots = spark.createDataFrame([(q, 0) for q in spec.roots], "qid string, depth int")
+        found = [evaluate_path(edges, roots, steps, spec.max_depth, f"{spec.name}[{rule}]")
+                 for rule, steps in zip(spec.rules, spec.paths, strict=True)]
+        if spec.include_roots:
+            found.append(roots)
+        members = found[0]
+        for f in found[1:]:
+            members = members.unionByName(f)
+        members = members.groupBy("qid").agg(F.min("depth").alias("depth"))
+        if spec.exclusions:
+            ex_roots = spark.createDataFrame([(q, 0) for q in spec.exclusions], "qid string, depth int")
+            excluded = [evaluate_path(edges, ex_roots, steps, spec.max_depth, f"{spec.name}[exclude {rule}]")
+                        for rule, steps in zip(spec.exclusion_rules, spec.exclusion_paths, strict=True)]
+            ex = ex_roots.select("qid")
+            for x in excluded:
+                ex = ex.unionByName(x.select("qid"))
+            members = members.join(ex.distinct(), "qid", "left_anti")
+        info = entities_df.select("qid", "has_image", "sitelinks")
+        if spec.require_image:
+            info = info.where(F.col("has_image"))
+        if spec.min_sitelinks > 0:
+            info = info.where(F.col("sitelinks") >= spec.min_sitelinks)
+        out = (
+            members.join(info.select("qid").distinct(), "qid")
+            .select(F.lit(spec.name).alias("set_name"), "qid", F.col("depth").cast("int").alias("depth"))
+            .localCheckpoint()
+        )
+    finally:
+        edges.unpersist()
+    return out
+
+
+def write_entity_set(spark, lake: str, spec: EntitySetSpec) -> int:  # noqa: ANN001
+    """Compute the set from the lake's ``entities`` and replace its rows in ``entity_sets``."""
+    from pyspark.sql import functions as F
+
+    from kgcurate import lake as lk
+    from kgcurate import tables
+
+    if not lk.exists(spark, lake, tables.ENTITIES):
+        raise UserError(f"no entities table in lake {lake}: run `kgcurate ingest-wikidata` first")
+    members = compute(spark, lk.read(spark, lake, tables.ENTITIES), spec)
+    lk.overwrite(spark, lake, tables.ENTITY_SETS, members, replace_where=f"set_name = '{spec.name}'")
+    return int(lk.read(spark, lake, tables.ENTITY_SETS).where(F.col("set_name") == spec.name).count())
