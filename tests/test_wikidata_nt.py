@@ -1,0 +1,83 @@
+"""Truthy N-Triples reader: rdflib and the fast path agree; the rows equal the JSON reader's."""
+
+from __future__ import annotations
+
+import pytest
+
+from kgcurate.wikidata.json_entity import parse_lines
+from kgcurate.wikidata.ntriples import Term, assemble, fast_object, parse_nt_lines
+
+WD = "<http://www.wikidata.org/entity/{}>"
+WDT = "<http://www.wikidata.org/prop/direct/{}>"
+
+
+@pytest.fixture(scope="module")
+def nt_lines(fixtures):
+    return (fixtures / "wikidata" / "sample-truthy.nt").read_text(encoding="utf-8").splitlines()
+
+
+def test_fast_path_equals_rdflib(nt_lines):
+    fast = parse_nt_lines(nt_lines, ["en", "de"], mode="auto")
+    slow = parse_nt_lines(nt_lines, ["en", "de"], mode="rdflib")
+    assert fast.facts == slow.facts and fast.skipped == slow.skipped == 2
+    assert slow.fast == 0 and fast.slow == 2  # the two lines with escapes took the rdflib path
+    assert fast.records == slow.records == len(nt_lines) and not fast.bad
+
+
+@pytest.mark.parametrize("langs", [["en"], ["de", "en"], ["fr"]])
+def test_same_rows_as_json(nt_lines, fixtures, langs):
+    """The truthy dump of the fixture entities gives exactly the JSON reader's rows."""
+    json_rows = {r["qid"]: r for r in parse_lines((fixtures / "wikidata" / "sample.json").read_text().splitlines(),
+                                                  langs).rows}
+    nt_rows = assemble(parse_nt_lines(nt_lines, langs).facts)
+    assert sorted(nt_rows) == ["Q144", "Q146", "Q18099", "Q31", "Q42", "Q729", "Q7377", "Q756"]
+    for qid, row in nt_rows.items():
+        assert row == json_rows[qid], qid
+    assert nt_rows["Q144"]["sitelinks"] == 10 and nt_rows["Q7377"]["has_image"] is False
+    assert "puss \"kitty\"" in nt_rows["Q146"]["aliases"] or langs != ["en"]
+
+
+def test_fast_object_shapes():
+    assert fast_object('"dog"@en') == Term("literal", "dog", lang="en")
+    assert fast_object('"Canis lupus"') == Term("literal", "Canis lupus")
+    assert fast_object('"7"^^<http://www.w3.org/2001/XMLSchema#integer>') == Term(
+        "literal", "7", datatype="http://www.w3.org/2001/XMLSchema#integer")
+    assert fast_object("<http://www.wikidata.org/entity/Q5>") == Term("iri", "http://www.wikidata.org/entity/Q5")
+    assert fast_object("_:b0") == Term("blank", "b0")
+    assert fast_object('"dog"@') is None and fast_object('"dog" junk') is None
+
+
+def test_escapes_datatypes_and_skips():
+    lines = [
+        f'{WD.format("Q1")} <http://www.w3.org/2000/01/rdf-schema#label> "tab\\there \\"q\\" \\u00E9"@en .',
+        f"{WD.format('Q1')} {WDT.format('P279')} _:somevalue1 .",  # somevalue (old dumps): no value
+        f"{WD.format('Q1')} {WDT.format('P279')} <http://www.wikidata.org/.well-known/genid/abc> .",
+        f"{WD.format('Q1')} {WDT.format('P279')} {WD.format('Q2')} .",
+        f"{WD.format('Q1')} {WDT.format('P18')} <http://www.wikidata.org/.well-known/genid/def> .",
+        f'{WD.format("Q1")} {WDT.format("P1843")} "Hund"@de .',
+        f'{WD.format("P31")} <http://www.w3.org/2000/01/rdf-schema#label> "instance of"@en .',
+        f'{WD.format("Q1")} {WDT.format("P2067")} "+5"^^<http://www.w3.org/2001/XMLSchema#decimal> .',
+        "# a comment",
+        "",
+        f'{WD.format("Q1")} <http://www.w3.org/2000/01/rdf-schema#label> "unterminated@en .',
+        "<not an iri> <http://x> <http://y> .",
+    ]
+    res = parse_nt_lines(lines, ["en"])
+    rows = assemble(res.facts)
+    assert rows["Q1"]["label"] == 'tab\there "q" é'
+    assert rows["Q1"]["subclass_of"] == ["Q2"] and rows["Q1"]["has_image"] is False
+    assert rows["Q1"]["common_names"] == []  # de not configured
+    assert res.skipped == 1 and res.records == 10
+    assert [i for i, _, _ in res.bad] == [10, 11]
+    assert all(reason.startswith("invalid N-Triples line") for _, reason, _ in res.bad)
+
+
+def test_sitelinks_joined_through_about():
+    node = "<https://www.wikidata.org/wiki/Special:EntityData/Q3>"
+    lines = [
+        f"<https://en.wikipedia.org/wiki/Three> <http://schema.org/about> {WD.format('Q3')} .",
+        f'{node} <http://wikiba.se/ontology#sitelinks> "12"^^<http://www.w3.org/2001/XMLSchema#integer> .',
+        f"{node} <http://schema.org/about> {WD.format('Q3')} .",
+    ]
+    rows = assemble(parse_nt_lines(lines, "en").facts)
+    assert rows["Q3"]["sitelinks"] == 12 and rows["Q3"]["label"] is None
