@@ -339,6 +339,32 @@ def test_stream_without_tell_is_fine():
     assert n == 4 and parser.stats == FileStats(records=9, rows_out=4, bytes=len(data))
 
 
+def test_read_error_mid_file_is_reported_not_raised():
+    data, members = _good_file()
+
+    class Flaky(io.RawIOBase):
+        def __init__(self) -> None:
+            self._b = io.BytesIO(data)
+
+        def read(self, n: int = -1) -> bytes:
+            if self._b.tell() > 0:
+                raise ConnectionResetError("connection reset by peer")
+            return self._b.read(min(n, len(data) // 2) if n and n > 0 else len(data) // 2)
+
+    _, bad, stats = parse_bytes_stream(Flaky())
+    assert stats.error is not None and stats.error.startswith("read error")
+    assert "ConnectionResetError" in stats.error and len(bad) == 1 and stats.bad_records == 1
+
+
+def parse_bytes_stream(stream):
+    parser = WatParser()
+    pairs, bad = [], []
+    for b in parser.parse(stream):
+        pairs.extend(zip(b.image_url, b.text, b.text_source, b.page_url, strict=True))
+        bad.extend(b.bad)
+    return pairs, bad, parser.stats
+
+
 # -- real CommonCrawl excerpts ---------------------------------------------------------------------
 def test_real_2014_excerpt_uncompressed(shared_data):
     path = shared_data / "commoncrawl" / "CC-MAIN-2014-35-excerpt.warc.wat"

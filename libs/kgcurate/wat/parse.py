@@ -302,9 +302,14 @@ class _Tap:
         self.pos = 0  # bytes read so far
         self._chunks: list[bytes] = []
         self._chunks_start = 0  # file offset of self._chunks[0]
+        self.read_error: Exception | None = None
 
     def read(self, size: int = -1) -> bytes:
-        data = self._stream.read(size)
+        try:
+            data = self._stream.read(size)
+        except Exception as exc:  # noqa: BLE001 - remembered, so the file's error says "read error"
+            self.read_error = exc
+            raise
         if data:
             self._chunks.append(data)
             self.pos += len(data)
@@ -427,6 +432,10 @@ class WatParser:
                     stats.bad_records += 1
                     bad.append((pos, exc.reason, _sample(payload)))
                     continue
+                except Exception as exc:  # noqa: BLE001 - a record we did not foresee must not stop the file
+                    stats.bad_records += 1
+                    bad.append((pos, f"unexpected error: {type(exc).__name__}: {str(exc)[:120]}", _sample(payload)))
+                    continue
                 stats.filtered += res.filtered
                 if res.pairs:
                     page = res.page_url
@@ -451,7 +460,12 @@ class WatParser:
                 where = _member_end(tap.tail(last_pos), last_pos)
             else:
                 where = _plain_record_end(tap.tail(last_pos), last_pos, last_len)
-            reason = "corrupt gzip data" if "zip" in str(exc).lower() else "invalid WARC record"
+            if tap.read_error is not None:
+                reason = "read error"
+            elif "zip" in str(exc).lower():
+                reason = "corrupt gzip data"
+            else:
+                reason = "invalid WARC record"
             fatal = (where, f"{reason}: {type(exc).__name__}: {str(exc)[:150]}", _sample(tap.tail(max(where, 0))))
         if fatal is None:
             fatal = self._check_end(tap, last_pos, gz)
@@ -478,7 +492,11 @@ class WatParser:
     def _check_end(tap: _Tap, last_pos: int, gz: bool) -> tuple[int, str, str] | None:
         """After fastwarc stopped cleanly: the file must be at its end, and (gzip) its last
         members whole; fastwarc silently skips a final member cut short."""
-        if not tap.at_eof():
+        try:
+            at_eof = tap.at_eof()
+        except Exception as exc:  # noqa: BLE001 - parse never raises for bad input
+            return tap.pos, f"read error: {type(exc).__name__}: {str(exc)[:150]}", ""
+        if not at_eof:
             return tap.pos, "unread data after the last record", ""
         if last_pos < 0:
             head = tap.tail(0)
