@@ -13,7 +13,8 @@ ENTITIES = [
      "Canis lupus familiaris", 250),
     ("Q146", "house cat", ["cat", "domestic cat", "猫", "The"], ["cat"], "Felis catus", 240),
     ("Q228283", "Felis", ["cat", "cats"], None, "Felis", 60),
-    ("Q35255", "cougar", ["puma", "mountain lion", "Puma concolor"], None, "Puma concolor", 120),
+    ("Q35255", "cougar", ["puma", "mountain lion", "mountain\u00a0lion\u3000", "Puma concolor"], None,
+     "Puma concolor", 120),
     ("Q190000", "Puma", None, None, "Puma", 40),
     ("Q830", "cattle", ["ox", "cow", "Bos taurus"], ["cow"], None, None),
 ]

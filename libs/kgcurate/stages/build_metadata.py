@@ -182,9 +182,13 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     # 3. write: metadata, then the drops of the same sources, then bad records
     try:
         _write(spark, root, tables.METADATA, entries, rebuilt, replace_all)
-        drops = (kg_all.where(F.col("reason").isNotNull()) if kg_all is not None
-                 else spark.createDataFrame([], tables.schema(tables.METADATA_DROPS)))
-        _write(spark, root, tables.METADATA_DROPS, drops, rebuilt, replace_all)
+        if kg_all is not None:
+            _write(spark, root, tables.METADATA_DROPS, kg_all.where(F.col("reason").isNotNull()), rebuilt, replace_all)
+        elif replace_all:  # only KG names are ever dropped: without KG this run there is nothing to replace
+            empty = spark.createDataFrame([], tables.schema(tables.METADATA_DROPS))
+            lake.overwrite(spark, root, tables.METADATA_DROPS, empty)
+        else:
+            lake.ensure(spark, root, tables.METADATA_DROPS)
     finally:
         if kg_all is not None:
             kg_all.unpersist()
