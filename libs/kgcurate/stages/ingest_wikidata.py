@@ -393,6 +393,8 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     forced = wd.get("format")
     if forced not in (None, "json", "nt"):
         raise UserError(f"unknown Wikidata format {forced!r}: use json or nt")
+    for path in inputs:
+        input_format(path, forced)  # an unknown file type fails before any Spark work
     run_id = wd.get("run_id") or f"{JOB}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     staging = f"{lake.normalize_root(lake_root)}/_staging/{run_id}"
     started = datetime.now(timezone.utc)
