@@ -193,7 +193,8 @@ def test_resolver_equals_urljoin_on_random_urls():
     """The fast joins must give exactly urljoin's result (absolute http(s) URLs: kept as written)."""
     rng = random.Random(11)
     parts = ["../", "./", "a", "b", ".", "..", "", "x.jpg", "%20", "é", "?", "#", ";", ":", "//", "/", "q=1",
-             " ", "\t", "h.com", "data:", "javascript:", "[", "@"]
+             " ", "\t", "h.com", "data:", "javascript:", "[", "@", "ftp:", "mailto:", "ht\ttp:", "Https:", "a+b:",
+             "1a:"]
     bases = ["http://a.com/b/c/d.html", "https://a.com", "http://a.com/b//c/./d", "http://a.com/b/c/?q=1#f",
              "https://u:p@a.com:8080/x/y", "http://a.com/b;p?q", "ftp://a.com/x", "https://a.com/b/c/..",
              "http://a.com/é/ü.html", "http://[::1]/x/"]

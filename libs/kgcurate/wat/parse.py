@@ -33,6 +33,7 @@ _IMG_MARK = b"IMG@/src"
 _SAMPLE_CHARS = 200
 _CRAWL_RE = re.compile(r"CC-MAIN-\d{4}-\d{2}")
 _GZIP_MAGIC = b"\x1f\x8b"
+_HTTP = ("http://", "https://")
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,8 @@ _C = r"\x00-\x20#;:\\\[\]"  # characters never in a plain URL (and "?" outside i
 _PLAIN_URL = re.compile(rf"[^{_C}?][^{_C}?]*(?:\?[^{_C}]*[^{_C}?])?\Z")
 
 
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")  # what urlsplit takes for a scheme
+
 # A base URL whose origin and folder can be cut out directly: lowercase http(s) scheme, a host
 # without brackets, whitespace or control characters anywhere.
 _SIMPLE_BASE = re.compile(r"(https?)://([^/?#\x00-\x20\[\]]+)(/[^?#\x00-\x20]*)?(?:[?#][^\x00-\x20]*)?\Z")
@@ -162,12 +165,15 @@ class Resolver:
         Absolute http(s) URLs are returned as written (``urljoin`` would give the same but for
         dropping an empty trailing ``?``/``#``).
         """
-        if url.startswith(("http://", "https://")) and "\n" not in url and "\t" not in url and "\r" not in url:
+        if url.startswith(_HTTP) and "\n" not in url and "\t" not in url and "\r" not in url:
             return url
         if self.base_url is None or url.startswith("data:"):
             return None
         if self._origin is None:
             self._prepare()
+        m = _SCHEME.match(url)
+        if m is not None and m.group(1).lower() not in ("http", "https"):
+            return None  # javascript:, mailto:, ftp:, ... (urljoin returns them as they are)
         if self._origin and _PLAIN_URL.match(url) is not None:
             if url[0] == "/":
                 if url[1:2] == "/":
@@ -180,12 +186,10 @@ class Resolver:
                 if rel.startswith("./"):
                     rel = rel[2:]
                 elif rel.startswith("../"):
-                    while rel.startswith("../"):  # one folder up per "../", never above the root
+                    top = len(self._origin)
+                    while rel.startswith("../"):  # one folder up per "../"; at the root, stay there
                         cut = folder.rfind("/", 0, len(folder) - 1)
-                        if cut <= len(self._origin):
-                            folder = ""
-                            break
-                        folder, rel = folder[: cut + 1], rel[3:]
+                        folder, rel = folder[: cut + 1] if cut >= top else folder, rel[3:]
                 if folder and rel and rel[0] not in "./?" and "/." not in rel and "//" not in rel:
                     return folder + rel  # relative to the base's folder
         out = _urljoin(self.base_url, url)
@@ -213,6 +217,22 @@ def extract_pairs(payload: bytes | str, page_url: str | None = None,
     WARC header holds the same URI). Raises :class:`BadRecord` for malformed JSON or a payload
     that is not shaped like a WAT envelope; a well-formed payload without images gives no pairs.
     """
+    page, links, base = decode_payload(payload, page_url)
+    urls: list[str] = []
+    texts: list[str] = []
+    sources: list[str] = []
+    try:
+        filtered = image_pairs(links, page, base, opts, urls, texts, sources) if links else 0
+    except (AttributeError, TypeError) as exc:
+        raise BadRecord(f"unexpected WAT JSON structure: {type(exc).__name__}: {str(exc)[:80]}") from None
+    return RecordPairs(page, list(zip(urls, texts, sources, strict=True)), filtered)
+
+
+def decode_payload(payload: bytes | str, page_url: str | None = None) -> tuple[str | None, list | None, str | None]:
+    """(page URL, the HTML links of a ``response`` record or None, ``Head.Base`` or None).
+
+    Raises :class:`BadRecord` for malformed JSON or a payload not shaped like a WAT envelope.
+    """
     try:
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
@@ -220,35 +240,40 @@ def extract_pairs(payload: bytes | str, page_url: str | None = None,
     try:
         env = doc["Envelope"]
         head = env["WARC-Header-Metadata"]
-        if _as_str(head.get("WARC-Type")) != "response":
-            return RecordPairs(_as_str(head.get("WARC-Target-URI")) or page_url, [], 0)
         page = _as_str(head.get("WARC-Target-URI")) or page_url
-        html = (env.get("Payload-Metadata") or {}).get("HTTP-Response-Metadata") or {}
-        html = html.get("HTML-Metadata")
+        if _as_str(head.get("WARC-Type")) != "response":
+            return page, None, None
+        http = (env.get("Payload-Metadata") or {}).get("HTTP-Response-Metadata") or {}
+        html = http.get("HTML-Metadata")
         if not html:
-            return RecordPairs(page, [], 0)
+            return page, None, None
         links = html.get("Links")
         if not links:
-            return RecordPairs(page, [], 0)
-        head_meta = html.get("Head") or {}
-        base = _as_str(head_meta.get("Base"))
-        return _image_pairs(links, page, base, opts)
+            return page, None, None
+        if type(links) is not list:
+            raise TypeError(f"Links is a {type(links).__name__}, not a list")
+        return page, links, _as_str((html.get("Head") or {}).get("Base"))
     except (KeyError, TypeError, AttributeError) as exc:
         raise BadRecord(f"unexpected WAT JSON structure: {type(exc).__name__}: {str(exc)[:80]}") from None
 
 
-def _image_pairs(links: list, page: str | None, base: str | None, opts: ParseOptions) -> RecordPairs:
-    pairs: list[tuple[str, str, str]] = []
+def image_pairs(links: list, page: str | None, base: str | None, opts: ParseOptions,
+                urls: list[str], texts: list[str], sources: list[str]) -> int:
+    """Append the (image URL, text, text source) of every usable image link to the three lists
+    (columnar, so the parser's batches need no per-pair tuples); return the texts filtered out.
+
+    Raises AttributeError/TypeError on links that are not JSON objects (the caller's bad record).
+    """
     filtered = 0
     lo, hi = opts.min_text_length, opts.max_text_length
-    sources = opts.text_sources
+    text_sources = opts.text_sources
     resolver: Resolver | None = None
+    found: list[tuple[str, str]] = []
     for link in links:
         path = link.get("path")
         if path != IMG_PATH and (type(path) is not str or not path.startswith(IMG_PATH)):
             continue
-        texts = None
-        for src in sources:
+        for src in text_sources:
             raw = link.get(src)
             if not raw:
                 continue
@@ -263,23 +288,26 @@ def _image_pairs(links: list, page: str | None, base: str | None, opts: ParseOpt
             if n > hi or n < lo:
                 filtered += 1
                 continue
-            if texts is None:
-                texts = [(text, src)]
+            found.append((text, src))
+        if not found:
+            continue
+        url = link.get("url")
+        if type(url) is not str:
+            url = _as_str(url)
+        if url:
+            if url.startswith(_HTTP) and "\n" not in url and "\t" not in url and "\r" not in url:
+                image_url: str | None = url  # absolute: as written (Resolver.resolve's first case)
             else:
-                texts.append((text, src))
-        if texts is None:
-            continue
-        url = _as_str(link.get("url"))
-        if not url:
-            continue
-        if resolver is None:
-            resolver = Resolver((_urljoin(page, base) if base else page) if page is not None else None)
-        image_url = resolver.resolve(url)
-        if image_url is None:
-            continue
-        for text, src in texts:
-            pairs.append((image_url, text, src))
-    return RecordPairs(page, pairs, filtered)
+                if resolver is None:
+                    resolver = Resolver((_urljoin(page, base) if base else page) if page is not None else None)
+                image_url = resolver.resolve(url)
+            if image_url is not None:
+                for text, src in found:
+                    urls.append(image_url)
+                    texts.append(text)
+                    sources.append(src)
+        found.clear()
+    return filtered
 
 
 def _sample(payload: bytes) -> str:
@@ -426,31 +454,35 @@ class WatParser:
                         stats.bad_records += 1
                         bad.append((pos, "malformed JSON payload: not a JSON object", _sample(payload)))
                     continue
+                n0 = len(image_url)
                 try:
-                    res = extract_pairs(payload, record.headers.get("WARC-Target-URI"), opts)
+                    page, links, base = decode_payload(payload, record.headers.get("WARC-Target-URI"))
+                    if links:
+                        stats.filtered += image_pairs(links, page, base, opts, image_url, text, text_source)
+                        if len(image_url) > n0:
+                            page_url.extend([page] * (len(image_url) - n0))
+                except (AttributeError, TypeError) as exc:
+                    del image_url[n0:], text[n0:], text_source[n0:]  # the record's partial pairs
+                    stats.bad_records += 1
+                    bad.append((pos, f"unexpected WAT JSON structure: {type(exc).__name__}: {str(exc)[:80]}",
+                                _sample(payload)))
+                    continue
                 except BadRecord as exc:
                     stats.bad_records += 1
                     bad.append((pos, exc.reason, _sample(payload)))
                     continue
                 except Exception as exc:  # noqa: BLE001 - a record we did not foresee must not stop the file
+                    del image_url[n0:], text[n0:], text_source[n0:], page_url[n0:]
                     stats.bad_records += 1
                     bad.append((pos, f"unexpected error: {type(exc).__name__}: {str(exc)[:120]}", _sample(payload)))
                     continue
-                stats.filtered += res.filtered
-                if res.pairs:
-                    page = res.page_url
-                    for iu, tx, src in res.pairs:
-                        image_url.append(iu)
-                        text.append(tx)
-                        text_source.append(src)
-                        page_url.append(page)
-                    if len(image_url) >= self.batch_size:
-                        stats.rows_out += len(image_url)
-                        stats.bytes = tap.pos
-                        yield batch
-                        batch = Batch()
-                        image_url, text, text_source, page_url, bad = (
-                            batch.image_url, batch.text, batch.text_source, batch.page_url, batch.bad)
+                if len(image_url) >= self.batch_size:
+                    stats.rows_out += len(image_url)
+                    stats.bytes = tap.pos
+                    yield batch
+                    batch = Batch()
+                    image_url, text, text_source, page_url, bad = (
+                        batch.image_url, batch.text, batch.text_source, batch.page_url, batch.bad)
         except BaseException as exc:  # noqa: BLE001 - fastwarc raises OSError, or a PanicException (BaseException)
             if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
                 raise
