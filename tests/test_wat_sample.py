@@ -56,7 +56,9 @@ def test_sample_covers_the_hard_cases(sample):
     assert any("一只狗在草地上" in t for t in texts) or any(any(ord(c) > 0x3000 for c in t) for t in texts)
     assert any("Canis lupus" in t or "Felis catus" in t or "Panthera" in t or "Vulpes" in t for t in texts)
     assert all(u.startswith(("http://", "https://")) for u in urls)
-    assert any("/static/assets" in u or "static." in u for u in urls)  # via <base href>
+    assert any("/assets/v2/" in u for u in urls)  # under an absolute <base href>
+    assert any("/assets/pics/" in u for u in urls)  # ../ under an absolute <base href>
+    assert any("/static/uploads/" in u for u in urls)  # under <base href="/static/">
     # duplicate (image_url, text) across files: the host logos at least
     per_file = [{(p[0], p[1]) for p in v} for v in sample.pairs_by_file.values()]
     assert per_file[0] & per_file[1]
