@@ -15,7 +15,7 @@ entry ids (CSR arrays). Matching a batch returns flat numpy arrays, ready for Ar
 from __future__ import annotations
 
 import string
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import ahocorasick
@@ -184,3 +184,23 @@ def reference_match(text: str, entries: Iterable[tuple[int, str]], lowercase: bo
         if entry_problem(entry) is None and wrap_entry(entry.lower() if lowercase else entry) in spaced:
             out.add(int(eid))
     return out
+
+
+# Executor-side cache: Spark reuses Python workers (spark.python.worker.reuse), so a module global
+# outlives tasks; the automaton is built once per worker and entry set, not per task or row.
+_CACHE: dict[object, Matcher] = {}
+
+
+def cached_matcher(key: object, load: Callable[[], tuple[Sequence[int], Sequence[str], bool]]) -> Matcher:
+    """The matcher for ``key`` (entry-set fingerprint + options), building it from ``load()`` on a miss."""
+    matcher = _CACHE.get(key)
+    if matcher is None:
+        ids, entries, lowercase = load()
+        _CACHE.clear()  # one entry set at a time: an old automaton is dead weight
+        matcher = Matcher.build(ids, entries, lowercase)
+        _CACHE[key] = matcher
+    return matcher
+
+
+def cache_size() -> int:
+    return len(_CACHE)

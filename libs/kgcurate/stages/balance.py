@@ -1,0 +1,231 @@
+"""``kgcurate balance``: balanced sampling of matched pairs -> ``curated`` (latest run) and ``curation_runs``.
+
+One pass over ``matches`` (joined with the small count table) gives each matched pair its threshold
+``min_e u_e * count_e`` and its entry ids; that per-pair frame is persisted and everything else reads
+it: ``--t`` filters it directly; ``--target-size N`` finds the N-th smallest threshold with histogram
+passes (bucket counts to the driver, then only the one bucket holding the N-th value, refined until
+it is small enough to fetch; never all thresholds); ``--tail-share P`` derives t from the count
+histogram as MetaCLIP's p_to_t does. Coins are ``xxhash64(pair_id, entry_id, seed)`` masked to 53 bits,
+so a run is the same on any cluster size or partitioning.
+
+``curated`` holds the latest run only (overwrite; older runs stay readable through Delta time travel
+at the version recorded in ``curation_runs``); the run_id is a hash of the parameters and input
+versions, so re-running the same balance is idempotent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from kgcurate import balancing, config, lake, tables
+from kgcurate.errors import UserError
+from kgcurate.session import get_spark
+
+JOB = "balance"
+log = logging.getLogger("kgcurate.balance")
+BUCKETS = 4096
+FETCH_LIMIT = 200_000  # rows of the final bucket fetched to the driver at most
+
+
+def coin(pair_id: Column, key: Column, seed: int) -> Column:
+    """u in [0, 1) from a built-in hash: identical on every executor (see balancing.coin)."""
+    h = F.xxhash64(pair_id.cast("long"), key, F.lit(seed).cast("long"))
+    return h.bitwiseAND(F.lit(balancing.MASK53)).cast("double") / F.lit(balancing.TWO53)
+
+
+def per_pair(spark: SparkSession, root: str, versions: dict[str, int | None], seed: int, per_qid: bool) -> DataFrame:
+    """(pair_id, threshold, entry_ids) for every matched pair: the only pass over ``matches``."""
+    m = lake.read(spark, root, tables.MATCHES, versions[tables.MATCHES])
+    counts = lake.read(spark, root, tables.ENTRY_COUNTS, versions[tables.ENTRY_COUNTS])
+    if not per_qid:
+        units = m.join(F.broadcast(counts), "entry_id").select(
+            "pair_id", "entry_id", (coin(F.col("pair_id"), F.col("entry_id"), seed) * F.col("count")).alias("w"))
+        return units.groupBy("pair_id").agg(
+            F.min("w").alias("threshold"), F.array_sort(F.collect_list("entry_id")).alias("entry_ids"))
+    # Entities: one coin per (pair, qid) weighted by qid_counts; entries without a qid keep their own coin.
+    meta = lake.read(spark, root, tables.METADATA, versions[tables.METADATA]).select("entry_id", "qid")
+    qcounts = lake.read(spark, root, tables.QID_COUNTS, versions[tables.QID_COUNTS])
+    mq = m.join(F.broadcast(meta), "entry_id", "left")
+    plain = (mq.where(F.col("qid").isNull()).join(F.broadcast(counts), "entry_id")
+             .select("pair_id", (coin(F.col("pair_id"), F.col("entry_id"), seed) * F.col("count")).alias("w")))
+    kg = (mq.where(F.col("qid").isNotNull()).select("pair_id", "qid").distinct().join(F.broadcast(qcounts), "qid")
+          .select("pair_id", (coin(F.col("pair_id"), F.col("qid"), seed) * F.col("count")).alias("w")))
+    rows = (m.select("pair_id", "entry_id", F.lit(None).cast("double").alias("w"))
+            .unionByName(plain.unionByName(kg).withColumn("entry_id", F.lit(None).cast("long"))))
+    return rows.groupBy("pair_id").agg(
+        F.min("w").alias("threshold"), F.array_sort(F.collect_list("entry_id")).alias("entry_ids"))
+
+
+def _bucket(col: Column, lo: float, hi: float) -> Column:
+    if hi <= lo:
+        return F.lit(0)
+    b = F.floor((col - F.lit(lo)) / F.lit(hi - lo) * F.lit(BUCKETS)).cast("int")
+    return F.least(F.greatest(b, F.lit(0)), F.lit(BUCKETS - 1))
+
+
+def select_target(pp: DataFrame, n: int, total: int, lo: float, hi: float) -> dict[str, Any]:
+    """The cut that keeps exactly n pairs: histogram passes narrowing to the bucket of the n-th threshold."""
+    cond: Column = F.lit(True)
+    k, in_range, passes = n, total, 0
+    col = F.col("threshold")
+    while in_range > FETCH_LIMIT and hi > lo:
+        passes += 1
+        hist = (pp.where(cond).select(_bucket(col, lo, hi).alias("b"), col)
+                .groupBy("b").agg(F.count(F.lit(1)).alias("n"), F.min(col).alias("lo"), F.max(col).alias("hi"))
+                .collect())  # at most BUCKETS rows
+        by_b = {r["b"]: r for r in hist}
+        counts = [by_b[b]["n"] if b in by_b else 0 for b in range(BUCKETS)]
+        b, k = balancing.locate_kth(counts, k)
+        cond = cond & (_bucket(col, lo, hi) == b)
+        in_range, lo, hi = by_b[b]["n"], float(by_b[b]["lo"]), float(by_b[b]["hi"])
+    passes += 1
+    if in_range > FETCH_LIMIT:  # every remaining row ties at one threshold: cut on pair_id instead
+        below = pp.where(col < lo).count()
+        tie = pp.where(col == lo).select("pair_id").orderBy("pair_id").limit(k).agg(F.max("pair_id")).first()[0]
+        return {"tau": lo, "tie_pair_id": int(tie), "passes": passes + 2, "below": below}
+    rows = sorted((float(r[0]), int(r[1])) for r in pp.where(cond).select("threshold", "pair_id").collect())
+    tau, tie = balancing.cut_in_sorted(rows, k)
+    return {"tau": tau, "tie_pair_id": tie, "passes": passes}
+
+
+def run_id_for(params: dict[str, Any], versions: dict[str, int | None]) -> str:
+    blob = json.dumps({"p": params, "v": versions}, sort_keys=True).encode()
+    return "balance-" + hashlib.sha1(blob).hexdigest()[:12]
+
+
+def _count_hist(
+    spark: SparkSession, root: str, versions: dict[str, int | None], per_qid: bool
+) -> list[tuple[int, int]]:
+    """(count, number of units with it): compact (distinct counts are few), safe to fetch."""
+    counts = lake.read(spark, root, tables.ENTRY_COUNTS, versions[tables.ENTRY_COUNTS])
+    if per_qid:
+        meta = lake.read(spark, root, tables.METADATA, versions[tables.METADATA]).where(F.col("qid").isNull())
+        counts = counts.join(meta.select("entry_id"), "entry_id").select("count").unionByName(
+            lake.read(spark, root, tables.QID_COUNTS, versions[tables.QID_COUNTS]).select("count"))
+    return [(r[0], r[1]) for r in counts.where(F.col("count") > 0).groupBy("count").count().collect()]
+
+
+def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
+    root = cfg["lake"]
+    b = cfg.get("balance", {})
+    t, target, share = b.get("t"), b.get("target_size"), b.get("tail_share")
+    given = [x for x in (t, target, share) if x is not None]
+    if len(given) != 1:
+        raise UserError("balance needs exactly one of --t, --target-size, --tail-share (or balance.* in the config)")
+    if t is not None and not float(t) > 0:
+        raise UserError(f"--t must be > 0, got {t}")
+    if target is not None and int(target) < 1:
+        raise UserError(f"--target-size must be >= 1, got {target}")
+    if share is not None and not 0 < float(share) <= 1:
+        raise UserError(f"--tail-share must be in (0, 1], got {share}")
+    seed, per_qid = int(b.get("seed") or 0), bool(b.get("per_qid"))
+    for name in (tables.PAIRS, tables.MATCHES, tables.ENTRY_COUNTS):
+        if not lake.exists(spark, root, name):
+            raise UserError(f"table '{name}' not found in lake {root}: run `kgcurate match --lake {root}` first")
+    t0 = time.monotonic()
+    versions = {name: lake.version(spark, root, name) for name in
+                (tables.PAIRS, tables.METADATA, tables.MATCHES, tables.ENTRY_COUNTS, tables.QID_COUNTS)}
+    params = {"t": t, "target_size": target, "tail_share": share, "seed": seed, "per_qid": per_qid}
+    run_id = run_id_for(params, versions)
+
+    if share is not None:
+        hist = _count_hist(spark, root, versions, per_qid)
+        if not hist:
+            raise UserError(f"no matches in lake {root}: nothing to balance (run match first)")
+        t = balancing.p_to_t(hist, float(share))
+        log.info("%s: tail share %.4f -> t = %s", JOB, float(share), t)
+
+    pp = per_pair(spark, root, versions, seed, per_qid).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        stats = pp.agg(F.count(F.lit(1)).alias("n"), F.min("threshold").alias("lo"),
+                       F.max("threshold").alias("hi")).first()
+        matched = int(stats["n"])
+        summary: dict[str, Any] = {"run_id": run_id, "seed": seed, "per_qid": per_qid, "matched_pairs": matched,
+                                   "passes_over_matches": 1, "tie_pair_id": None}
+        keep: Column
+        if target is not None:
+            target = int(target)
+            if matched == 0:
+                raise UserError(f"no matched pairs in lake {root}: nothing to balance")
+            if target >= matched:
+                log.warning("%s: target size %d >= %d matched pairs: keeping all", JOB, target, matched)
+                t = balancing.t_above(float(stats["hi"]))
+                keep, summary["selection_passes"] = F.lit(True), 0
+            else:
+                cut = select_target(pp, target, matched, float(stats["lo"]), float(stats["hi"]))
+                t = balancing.t_above(cut["tau"])
+                summary["selection_passes"] = cut["passes"]
+                summary["tie_pair_id"] = cut["tie_pair_id"]
+                keep = F.col("threshold") < F.lit(cut["tau"])
+                if cut["tie_pair_id"] is None:
+                    keep = F.col("threshold") <= F.lit(cut["tau"])
+                else:
+                    keep = keep | ((F.col("threshold") == F.lit(cut["tau"]))
+                                   & (F.col("pair_id") <= F.lit(cut["tie_pair_id"])))
+        else:
+            keep = F.col("threshold") < F.lit(float(t))
+        pairs = lake.read(spark, root, tables.PAIRS, versions[tables.PAIRS]).select("pair_id", "image_url", "text")
+        curated = (pp.where(keep).join(pairs, "pair_id")
+                   .select("pair_id", "image_url", "text", "entry_ids", F.lit(run_id).alias("run_id")))
+        lake.overwrite(spark, root, tables.CURATED, curated)
+        versions_out = dict(versions)
+        versions_out[tables.CURATED] = lake.version(spark, root, tables.CURATED)
+        pairs_out = lake.read(spark, root, tables.CURATED, versions_out[tables.CURATED]).count()
+    finally:
+        pp.unpersist()
+    pairs_in = lake.read(spark, root, tables.PAIRS, versions[tables.PAIRS]).count()
+    row = {
+        "run_id": run_id, "t": float(t), "target_size": None if target is None else int(target),
+        "tail_share": None if share is None else float(share), "seed": seed, "per_qid": per_qid,
+        "pairs_in": pairs_in, "matched_pairs": matched, "unmatched_pairs": max(0, pairs_in - matched),
+        "pairs_out": pairs_out, "input_versions": {k: v for k, v in versions_out.items() if v is not None},
+        "created_at": datetime.now(timezone.utc).replace(tzinfo=None),
+    }
+    df = spark.createDataFrame([row], tables.schema(tables.CURATION_RUNS))
+    lake.merge_insert_only(spark, root, tables.CURATION_RUNS, df, ["run_id"])
+    summary.update({k: row[k] for k in ("t", "target_size", "tail_share", "pairs_in", "unmatched_pairs",
+                                        "pairs_out")})
+    summary["input_versions"] = row["input_versions"]
+    summary["seconds"] = round(time.monotonic() - t0, 2)
+    if not math.isfinite(summary["t"]):
+        summary["t"] = None
+    return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--t", type=float, help="head/tail threshold: p_e = min(1, t / count_e)")
+    g.add_argument("--target-size", type=int, help="keep exactly this many pairs (t is derived)")
+    g.add_argument("--tail-share", type=float,
+                   help="MetaCLIP p -> t: t such that entries with count below t hold this share of all matches")
+    parser.add_argument("--seed", type=int, help="coin seed (default 0); same seed, same curated set")
+    parser.add_argument("--per-qid", action="store_true", default=None,
+                        help="balance knowledge-graph entries per entity (qid_counts) instead of per string")
+
+
+def run(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
+    for dotted, value in (("balance.t", args.t), ("balance.target_size", args.target_size),
+                          ("balance.tail_share", args.tail_share), ("balance.seed", args.seed),
+                          ("balance.per_qid", args.per_qid)):
+        config.set_if_given(cfg, dotted, value)
+    if any(getattr(args, a) is not None for a in ("t", "target_size", "tail_share")):
+        # a flag on the command line replaces the config's choice of target
+        for key, attr in (("t", "t"), ("target_size", "target_size"), ("tail_share", "tail_share")):
+            if getattr(args, attr) is None:
+                cfg["balance"][key] = None
+    spark = get_spark(f"kgcurate-{JOB}", cfg["spark"]["conf"])
+    s = execute(spark, cfg)
+    print(f"balance {s['run_id']}: t={s['t']}, pairs in {s['pairs_in']}, matched {s['matched_pairs']}, "
+          f"unmatched {s['unmatched_pairs']} (not curated), curated {s['pairs_out']}")
+    return 0

@@ -1,0 +1,286 @@
+"""``kgcurate match``: captions x metadata entries -> ``matches``, ``entry_counts``, ``qid_counts``.
+
+The metadata (entry_id, entry) list is read at a pinned Delta version and broadcast once; each
+Python worker builds one Aho-Corasick automaton from it and keeps it in a module cache keyed by
+the entry set's fingerprint (workers are reused), so 500k entries cost one build per executor, not
+per task. Captions flow through ``mapInArrow`` in Arrow batches.
+
+Incremental by default: ``match_state`` records the metadata version/fingerprint, the options and
+the ``pairs`` version already matched. A later run matches only the pairs added since (anti-join
+on pair_id against ``pairs`` at that version) and adds their counts to the counts recorded with
+the state (time travel), so counts stay exact without rescanning ``matches``. Changed metadata,
+changed options, a missing state or ``--full`` re-match everything. Crash safety: the new matches
+are staged as Parquet first; ``matches`` is restored to the recorded version when a previous run
+died after writing it, counts are always rebuilt from the recorded base, and the state is written
+last, so a re-run converges to the same tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from kgcurate import config, lake, matching, tables
+from kgcurate.errors import UserError
+from kgcurate.session import get_spark
+
+JOB = "match"
+log = logging.getLogger("kgcurate.match")
+OUT_DDL = "pair_id bigint, entry_id bigint"
+
+
+# --- executor side ------------------------------------------------------------------------------
+
+
+def make_matcher_fn(key: str, payload: Any, acc: Any = None):
+    """The mapInArrow function: (pair_id, text) batches -> (pair_id, entry_id) batches."""
+
+    def match_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        matcher = matching.cached_matcher(key, lambda: payload.value)
+        for batch in batches:
+            texts = batch.column(1).to_pylist()
+            rows, ids = matcher.match_batch(texts)
+            if acc is not None:
+                acc.add(len(texts))
+            if not len(rows):
+                continue
+            pair_ids = batch.column(0).to_numpy(zero_copy_only=False)
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(pair_ids[rows], pa.int64()), pa.array(ids, pa.int64())], names=["pair_id", "entry_id"]
+            )
+
+    return match_batches
+
+
+# --- driver side ----------------------------------------------------------------------------------
+
+
+def read_state(spark: SparkSession, root: str) -> dict[str, str]:
+    if not lake.exists(spark, root, tables.MATCH_STATE):
+        return {}
+    return {r["key"]: r["value"] for r in lake.read(spark, root, tables.MATCH_STATE).collect()}
+
+
+def write_state(spark: SparkSession, root: str, state: dict[str, Any]) -> None:
+    rows = [(k, None if v is None else str(v)) for k, v in sorted(state.items())]
+    lake.overwrite(spark, root, tables.MATCH_STATE, spark.createDataFrame(rows, tables.schema(tables.MATCH_STATE)))
+
+
+def load_entries(spark: SparkSession, root: str, version: int) -> tuple[np.ndarray, list[str], list[tuple[int, str]]]:
+    """(entry ids, entries) to match, and the (entry_id, reason) of entries that cannot be matched.
+
+    The list is metadata-sized (bounded by the entry set, ~500k), not input-sized, so it is fetched once
+    as Arrow on the driver and broadcast.
+    """
+    tbl = lake.read(spark, root, tables.METADATA, version).select("entry_id", "entry").toArrow()
+    ids = tbl.column("entry_id").to_numpy(zero_copy_only=False).astype(np.int64)
+    entries = tbl.column("entry").to_pylist()
+    keep = np.ones(len(entries), dtype=bool)
+    bad: list[tuple[int, str]] = []
+    for i, entry in enumerate(entries):
+        problem = matching.entry_problem(entry)
+        if problem is not None:
+            keep[i] = False
+            bad.append((int(ids[i]), problem))
+    if bad:
+        entries = [e for e, k in zip(entries, keep, strict=True) if k]
+        ids = ids[keep]
+    order = np.argsort(ids, kind="stable")  # canonical order: the fingerprint ignores file layout
+    return ids[order], [entries[i] for i in order], bad
+
+
+def fingerprint(ids: np.ndarray, entries: list[str]) -> str:
+    """Content hash of the entry set: a rewritten but identical metadata table needs no re-match."""
+    h = hashlib.sha1(ids.tobytes())
+    h.update("\x00".join(entries).encode("utf-8", "surrogatepass"))
+    return h.hexdigest()[:16]
+
+
+def _remove(spark: SparkSession, path: str) -> None:
+    """Delete a staging folder through Hadoop's FileSystem (local, s3a, hdfs alike)."""
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if fs.exists(hpath):
+        fs.delete(hpath, True)
+
+
+def _restore(spark: SparkSession, root: str, name: str, version: int) -> None:
+    from delta.tables import DeltaTable
+
+    DeltaTable.forPath(spark, lake.table_path(root, name)).restoreToVersion(version)
+
+
+def _time_travel(spark: SparkSession, root: str, name: str, version: str | None) -> DataFrame | None:
+    """The table at ``version``, or None when that version is gone (vacuumed) or unknown."""
+    if version in (None, "", "None"):
+        return None
+    try:
+        df = lake.read(spark, root, name, int(version))
+        df.limit(1).collect()  # force the snapshot to resolve now
+        return df
+    except Exception as exc:  # noqa: BLE001 - a vacuumed version: fall back to a recount
+        log.warning("%s: %s@%s not readable (%s); falling back", JOB, name, version, type(exc).__name__)
+        return None
+
+
+def _add_counts(base: DataFrame | None, delta: DataFrame, key: str) -> DataFrame:
+    if base is None:
+        return delta
+    return (
+        base.select(key, F.col("count").alias("a"))
+        .join(delta.select(key, F.col("count").alias("b")), key, "full_outer")
+        .select(key, (F.coalesce("a", F.lit(0)) + F.coalesce("b", F.lit(0))).cast("long").alias("count"))
+    )
+
+
+def qid_delta(matches: DataFrame, meta: DataFrame) -> DataFrame:
+    """Per qid: pairs matching at least one entry of it (a pair naming an entity twice counts once)."""
+    kg = meta.where(F.col("qid").isNotNull()).select("entry_id", "qid")
+    return (
+        matches.join(F.broadcast(kg), "entry_id")
+        .select("pair_id", "qid").distinct()
+        .groupBy("qid").agg(F.count(F.lit(1)).alias("count"))
+    )
+
+
+def entry_delta(matches: DataFrame) -> DataFrame:
+    return matches.groupBy("entry_id").agg(F.count(F.lit(1)).alias("count"))
+
+
+def decide_mode(state: dict[str, str], meta_version: int, fp: str, lowercase: bool, full: bool,
+                matches_exist: bool) -> tuple[str, str]:
+    """('full' | 'incremental', why)."""
+    if full:
+        return "full", "--full given"
+    if not state or not matches_exist:
+        return "full", "no previous match run"
+    if state.get("lowercase") != str(lowercase):
+        return "full", "lowercase option changed"
+    if state.get("metadata_fingerprint") != fp:
+        return "full", f"metadata changed (version {state.get('metadata_version')} -> {meta_version})"
+    return "incremental", f"pairs since version {state.get('pairs_version')}"
+
+
+def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
+    root = cfg["lake"]
+    mcfg = cfg.get("match", {})
+    lowercase = bool(mcfg.get("lowercase"))
+    for name, stage in ((tables.PAIRS, "ingest-wat"), (tables.METADATA, "build-metadata")):
+        if not lake.exists(spark, root, name):
+            raise UserError(f"table '{name}' not found in lake {root}: run `kgcurate {stage} --lake {root}` first")
+    t0 = time.monotonic()
+    meta_version = lake.version(spark, root, tables.METADATA)
+    pairs_version = lake.version(spark, root, tables.PAIRS)
+    ids, entries, bad = load_entries(spark, root, meta_version)
+    if len(entries) == 0:
+        raise UserError(f"table 'metadata' in lake {root} holds no usable entry: re-run build-metadata")
+    fp = fingerprint(ids, entries)
+    state = read_state(spark, root)
+    mode, why = decide_mode(state, meta_version, fp, lowercase, bool(mcfg.get("full")),
+                            lake.exists(spark, root, tables.MATCHES))
+    summary: dict[str, Any] = {"mode": mode, "reason": why, "metadata_version": meta_version,
+                               "pairs_version": pairs_version, "entries": len(entries), "entries_skipped": len(bad)}
+    log.info("%s: %s match (%s), %d entries", JOB, mode, why, len(entries))
+    if bad:
+        _record_bad_entries(spark, root, meta_version, bad)
+
+    pairs = lake.read(spark, root, tables.PAIRS, pairs_version).select("pair_id", "text")
+    base_entry = base_qid = None
+    if mode == "incremental":
+        if state.get("pairs_version") == str(pairs_version):
+            summary.update(pairs_matched=0, pairs_with_match=0, matches=0, up_to_date=True,
+                           entries_with_count=_entries_with_count(spark, root))
+            return summary
+        matches_v = int(state["matches_version"])
+        if lake.version(spark, root, tables.MATCHES) != matches_v:
+            log.warning("%s: matches changed after the last completed run; restoring version %d", JOB, matches_v)
+            _restore(spark, root, tables.MATCHES, matches_v)
+        old_pairs = _time_travel(spark, root, tables.PAIRS, state.get("pairs_version"))
+        if old_pairs is None:  # vacuumed: pairs already matched are those in matches (or matched nothing)
+            old_pairs = lake.read(spark, root, tables.MATCHES, matches_v)
+        pairs = pairs.join(old_pairs.select("pair_id").distinct(), "pair_id", "left_anti")
+        base_entry = _time_travel(spark, root, tables.ENTRY_COUNTS, state.get("entry_counts_version"))
+        base_qid = _time_travel(spark, root, tables.QID_COUNTS, state.get("qid_counts_version"))
+
+    sc = spark.sparkContext
+    payload = sc.broadcast((ids, entries, lowercase))
+    acc = sc.accumulator(0)
+    key = f"{fp}|{lowercase}"
+    staging = f"{lake.normalize_root(root)}/_staging/match-{uuid.uuid4().hex[:12]}"
+    try:
+        pairs.mapInArrow(make_matcher_fn(key, payload, acc), OUT_DDL).write.mode("overwrite").parquet(staging)
+        new = spark.read.parquet(staging)
+        meta = lake.read(spark, root, tables.METADATA, meta_version)
+        if mode == "full":
+            lake.overwrite(spark, root, tables.MATCHES, new)
+        else:
+            lake.append(spark, root, tables.MATCHES, new)
+        matches_version = lake.version(spark, root, tables.MATCHES)
+        if mode == "incremental" and (base_entry is None or base_qid is None):
+            log.warning("%s: recorded counts not readable; recounting from matches", JOB)
+            everything = lake.read(spark, root, tables.MATCHES, matches_version)
+            entry_counts, qid_counts = entry_delta(everything), qid_delta(everything, meta)
+        else:
+            entry_counts = _add_counts(base_entry, entry_delta(new), "entry_id")
+            qid_counts = _add_counts(base_qid, qid_delta(new, meta), "qid")
+        lake.overwrite(spark, root, tables.ENTRY_COUNTS, entry_counts)
+        lake.overwrite(spark, root, tables.QID_COUNTS, qid_counts)
+        stats = new.agg(F.count(F.lit(1)).alias("m"), F.countDistinct("pair_id").alias("p")).first()
+    finally:
+        _remove(spark, staging)
+        payload.unpersist()
+    write_state(spark, root, {
+        "metadata_version": meta_version, "metadata_fingerprint": fp, "lowercase": lowercase,
+        "pairs_version": pairs_version, "matches_version": matches_version,
+        "entry_counts_version": lake.version(spark, root, tables.ENTRY_COUNTS),
+        "qid_counts_version": lake.version(spark, root, tables.QID_COUNTS),
+        "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    })
+    summary.update(
+        pairs_matched=int(acc.value), pairs_with_match=int(stats["p"]), matches=int(stats["m"]),
+        entries_with_count=_entries_with_count(spark, root), seconds=round(time.monotonic() - t0, 2),
+    )
+    return summary
+
+
+def _entries_with_count(spark: SparkSession, root: str) -> int:
+    return lake.read(spark, root, tables.ENTRY_COUNTS).where(F.col("count") > 0).count()
+
+
+def _record_bad_entries(spark: SparkSession, root: str, meta_version: int, bad: list[tuple[int, str]]) -> None:
+    """Unmatchable entries are not silently dropped: one bad_records row each (offset = entry_id)."""
+    log.warning("%s: %d metadata entries cannot be matched (see bad_records)", JOB, len(bad))
+    rows = [(JOB, None, f"{tables.METADATA}@v{meta_version}", eid, reason, None) for eid, reason in bad]
+    df = spark.createDataFrame(rows, tables.schema(tables.BAD_RECORDS))
+    lake.merge_insert_only(spark, root, tables.BAD_RECORDS, df, ["job", "source_file", "offset", "reason"])
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lowercase", action="store_true", default=None,
+                        help="lowercase captions and entries before matching (default: case-sensitive, as MetaCLIP)")
+    parser.add_argument("--full", action="store_true", default=None,
+                        help="re-match every pair instead of only the pairs added since the last run")
+
+
+def run(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
+    config.set_if_given(cfg, "match.lowercase", args.lowercase)
+    config.set_if_given(cfg, "match.full", args.full)
+    spark = get_spark(f"kgcurate-{JOB}", cfg["spark"]["conf"])
+    s = execute(spark, cfg)
+    print(f"match ({s['mode']}: {s['reason']}): pairs matched {s['pairs_matched']}, "
+          f"with >=1 match {s['pairs_with_match']}, matches {s['matches']}, "
+          f"entries with count>0 {s['entries_with_count']} of {s['entries']}"
+          + (f", {s['entries_skipped']} unmatchable entries in bad_records" if s["entries_skipped"] else ""))
+    return 0
