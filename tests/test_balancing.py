@@ -1,0 +1,112 @@
+"""Balancing maths without Spark: coins, thresholds, exact k-th selection, MetaCLIP's p <-> t."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+from kgcurate import balancing
+
+
+def test_coin_is_uniform_and_deterministic() -> None:
+    us = [balancing.coin(p, e, 0) for p in range(200) for e in range(50)]
+    assert all(0.0 <= u < 1.0 for u in us)
+    assert abs(np.mean(us) - 0.5) < 0.01
+    assert abs(np.var(us) - 1 / 12) < 0.003
+    hist, _ = np.histogram(us, bins=10, range=(0, 1))
+    assert hist.min() > 900 and hist.max() < 1100
+    assert balancing.coin(123, 456, 7) == balancing.coin(123, 456, 7)
+    assert balancing.coin(123, 456, 7) != balancing.coin(123, 456, 8)
+    assert balancing.coin(-5, 2**62, 0) != balancing.coin(-5, 2**62 + 1, 0)
+
+
+def test_spark_hash_of_longs_is_a_signed_long() -> None:
+    h = [balancing.spark_xxhash64_longs(i, -i) for i in range(1000)]
+    assert all(-(2**63) <= x < 2**63 for x in h)
+    assert any(x < 0 for x in h) and any(x > 0 for x in h)
+
+
+def test_threshold_rule_equals_independent_coins() -> None:
+    """Keeping when t > min_e u_e * count_e is exactly 'some coin u_e < min(1, t/count_e) succeeds'."""
+    rng = random.Random(3)
+    for pid in range(3000):
+        entries = rng.sample(range(1000), rng.randint(1, 4))
+        counts = {e: rng.choice([1, 3, 10, 100, 5000]) for e in entries}
+        t = rng.choice([0.5, 2.0, 10.0, 77.0, 1e4])
+        coins = {e: balancing.coin(pid, e, 9) for e in entries}
+        by_coins = any(coins[e] < balancing.entry_probability(counts[e], t) for e in entries)
+        by_threshold = t > balancing.pair_threshold((coins[e], counts[e]) for e in entries)
+        assert by_coins == by_threshold
+
+
+def test_kept_fraction_matches_keep_probability() -> None:
+    rng = random.Random(4)
+    pairs = [[rng.choice([5, 50, 500, 5000]) for _ in range(rng.randint(1, 3))] for _ in range(20_000)]
+    t = 40.0
+    kept = 0
+    expected = 0.0
+    for pid, counts in enumerate(pairs):
+        th = balancing.pair_threshold((balancing.coin(pid, j, 1), c) for j, c in enumerate(counts))
+        kept += t > th
+        expected += balancing.keep_probability(counts, t)
+    var = sum(balancing.keep_probability(c, t) * (1 - balancing.keep_probability(c, t)) for c in pairs)
+    assert abs(kept - expected) < 4.5 * math.sqrt(var)
+
+
+def test_locate_kth() -> None:
+    assert balancing.locate_kth([3, 0, 2, 5], 1) == (0, 1)
+    assert balancing.locate_kth([3, 0, 2, 5], 3) == (0, 3)
+    assert balancing.locate_kth([3, 0, 2, 5], 4) == (2, 1)
+    assert balancing.locate_kth([3, 0, 2, 5], 10) == (3, 5)
+    with pytest.raises(ValueError):
+        balancing.locate_kth([3, 0, 2, 5], 11)
+    with pytest.raises(ValueError):
+        balancing.locate_kth([3], 0)
+
+
+def test_cut_in_sorted_breaks_ties_by_pair_id() -> None:
+    rows = [(0.1, 9), (0.2, 1), (0.2, 4), (0.2, 7), (0.5, 2)]
+    assert balancing.cut_in_sorted(rows, 1) == (0.1, None)
+    assert balancing.cut_in_sorted(rows, 3) == (0.2, 4)  # two of the three tied rows, the lower pair ids
+    assert balancing.cut_in_sorted(rows, 4) == (0.2, None)  # every tie inside: threshold <= 0.2 keeps 4
+    assert balancing.cut_in_sorted(rows, 5) == (0.5, None)
+
+
+def test_t_above_keeps_the_threshold_itself() -> None:
+    for th in [0.0, 1e-300, 0.3, 12.5, 1e12]:
+        t = balancing.t_above(th)
+        assert t > th and not (t > balancing.t_above(t) or th >= t)
+        assert math.nextafter(t, -math.inf) == th
+
+
+def metaclip_p_to_t(counts: np.ndarray, p: float) -> int:
+    """MetaCLIP curation/curate.py p_to_t, written plainly."""
+    c = np.sort(counts)
+    portion = np.cumsum(c) / c.sum()
+    return int(c[np.abs(portion - p).argmin()])
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_p_to_t_matches_metaclip_on_random_counts(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    counts = np.maximum(1, rng.zipf(1.6, size=rng.integers(5, 3000))).astype(np.int64)
+    counts = np.minimum(counts, 10**7)
+    values, mult = np.unique(counts, return_counts=True)
+    hist = list(zip(values.tolist(), mult.tolist(), strict=True))
+    for p in [0.01, 0.1, 0.3, 0.5, 0.9, 1.0]:
+        assert balancing.p_to_t(hist, p) == metaclip_p_to_t(counts, p), p
+
+
+def test_t_to_p_and_validation() -> None:
+    hist = [(1, 10), (10, 3), (100, 1)]  # 10 + 30 + 100 = 140 matches
+    assert balancing.t_to_p(hist, 5) == pytest.approx(10 / 140)
+    assert balancing.t_to_p(hist, 100) == pytest.approx(40 / 140)
+    assert balancing.t_to_p(hist, 101) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        balancing.p_to_t(hist, 0.0)
+    with pytest.raises(ValueError):
+        balancing.p_to_t([], 0.5)
+    assert balancing.expected_counts_after(hist, 10) == [(1.0, 10), (10.0, 3), (10.0, 1)]
