@@ -1,0 +1,73 @@
+"""The report: real PNGs linked from the HTML, numbers taken from the lake's aggregates."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from kgcurate import lake, report_plots, tables
+from kgcurate.stages import balance as balance_stage
+from kgcurate.stages import report as report_stage
+from test_match_balance_spark import build_matched_lake, cfg_for
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_report(files: dict[str, Path]) -> str:
+    page = files["html"].read_text(encoding="utf-8")
+    linked = set(re.findall(r"<img src='([^']+)'", page))
+    pngs = {p.name for k, p in files.items() if k != "html"}
+    assert linked == pngs and len(pngs) == 5
+    for name in pngs:
+        blob = (files["html"].parent / name).read_bytes()
+        assert blob[:8] == PNG_MAGIC, name
+        assert len(blob) > 5_000, name  # a drawn plot, not an empty canvas
+    return page
+
+
+def test_rank_curve_and_head_tail() -> None:
+    xs, ys = report_plots.rank_curve([(1, 3), (100, 1), (10, 2), (0, 9)])
+    assert xs == [1, 1, 2, 3, 4, 6] and ys == [100, 100, 10, 10, 1, 1]
+    ht = report_plots.head_tail([(1, 3), (100, 1), (10, 2)], 10)
+    assert ht["tail_entries"] == 3 and ht["head_entries"] == 3
+    assert ht["tail_share"] == pytest.approx(3 / 123)
+
+
+def test_render_from_plain_aggregates(tmp_path) -> None:
+    data = {
+        "lake": "/x", "t": 20.0, "run": {"run_id": "balance-abc", "t": 20.0, "seed": 0},
+        "hist_before": [(c, max(1, 1000 // c)) for c in range(1, 400, 7)],
+        "hist_after": [(min(c, 20), max(1, 1000 // c)) for c in range(1, 400, 7)],
+        "sizes": {"pairs": 10_000, "matched": 7_000, "curated": 2_500},
+        "top_entries": [{"entry": f"e<{i}>", "source": "kg", "qid": "Q1", "count": 400 - i, "after": 20}
+                        for i in range(10)],
+        "sources": [{"source": s, "entries": 100, "entries_matched": 60, "matches": 900, "curated_matches": 300}
+                    for s in ("kg", "metaclip", "wordnet")],
+        "bad_records": [{"job": "ingest-wat", "reason": "truncated", "n": 3}],
+        "ingest": [{"job": "ingest-wat", "status": "ok", "files": 4, "records": 100, "rows_out": 90,
+                    "bad_records": 3}],
+    }
+    page = assert_report(report_plots.render(data, tmp_path / "r"))
+    assert "e&lt;0&gt;" in page and "balance-abc" in page and "truncated" in page
+
+
+def test_render_with_empty_lake_data(tmp_path) -> None:
+    assert_report(report_plots.render({"sizes": {"pairs": 0}}, tmp_path / "empty"))
+
+
+@pytest.mark.spark
+def test_report_stage_on_a_balanced_lake(spark, tmp_path) -> None:
+    root = str(tmp_path / "lake")
+    build_matched_lake(spark, root, 1500, 60, seed=2)
+    bad = spark.createDataFrame([("ingest-wat", "r1", "f.wat.gz", 10, "truncated gzip member", None)],
+                                tables.schema(tables.BAD_RECORDS))
+    lake.append(spark, root, tables.BAD_RECORDS, bad)
+    balance_stage.execute(spark, cfg_for(root, balance__target_size=500))
+    s = report_stage.execute(spark, cfg_for(root, report__out=str(tmp_path / "report")))
+    assert s["size_pairs"] == 1650 and s["size_curated"] == 500 and s["size_matched"] == 1500
+    files = {"html": Path(s["html"])}
+    files.update({p.stem: p for p in Path(s["html"]).parent.glob("*.png")})
+    page = assert_report(files)
+    assert "truncated gzip member" in page and "entry0" in page
