@@ -308,6 +308,17 @@ def test_not_a_wat_file(data, reason):
     assert stats.records == 1 and stats.bad_records == 1 and bad[0][0] == 0
 
 
+def test_whole_file_gzip_with_a_large_last_record():
+    """Not CommonCrawl's layout, but valid: offsets are then uncompressed ones; no false alarm."""
+    big = [img(f"/{i}.jpg", alt=f"a red fox number {i} " + "x" * (i % 50)) for i in range(3000)]
+    records = [WARCINFO] + _page_records("http://a.example/big", big)
+    data = gzip.compress(wat(records, gz=False), mtime=0)
+    pairs, bad, stats = parse_bytes(data)
+    assert len(pairs) == 3000 and bad == [] and stats.error is None and stats.records == 3
+    pairs, bad, stats = parse_bytes(data[: len(data) // 2])
+    assert stats.error is not None and stats.error.startswith("truncated gzip member") and len(bad) == 1
+
+
 def test_garbage_after_last_record():
     data, members = _good_file()
     _, bad, stats = parse_bytes(data + b"\r\nJUNK JUNK JUNK")

@@ -395,6 +395,8 @@ def _check_gzip_tail(tail: bytes, offset: int) -> tuple[int, str] | None:
 
 def _member_end(tail: bytes, offset: int) -> int:
     """Offset just past the gzip member starting at ``offset`` (or ``offset`` if unknown)."""
+    if tail[:2] != _GZIP_MAGIC:
+        return offset
     d = zlib.decompressobj(wbits=31)
     try:
         d.decompress(tail)
@@ -537,8 +539,9 @@ class WatParser:
             if head.strip(b"\x00\r\n \t"):
                 return 0, "no WARC record found (not a WAT file, or corrupt from the start)", _sample(head)
             return None
-        if gz:
-            found = _check_gzip_tail(tap.tail(last_pos), last_pos)
+        tail = tap.tail(last_pos) if gz else b""
+        if tail[:2] == _GZIP_MAGIC:  # one member per record (a whole-file gzip has no member there)
+            found = _check_gzip_tail(tail, last_pos)
             if found is not None:
                 return found[0], found[1], _sample(tap.tail(found[0]))
         return None
