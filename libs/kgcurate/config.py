@@ -21,6 +21,7 @@ DEFAULTS: dict[str, Any] = {
         "max_text_length": 2000,
         "text_sources": ["alt", "title"],
         "force": False,
+        "decode_all": False,  # JSON-decode payloads without image links too (stricter bad-record detection)
     },
     "wikidata": {"input": None, "languages": ["en"]},
     "metadata": {
@@ -32,6 +33,8 @@ DEFAULTS: dict[str, Any] = {
     "match": {"lowercase": False},
     "balance": {"t": None, "target_size": None, "tail_share": None, "seed": 0, "per_qid": False},
     "report": {"out": "./reports/latest"},
+    "sample": {"out": "samples", "files": 4, "records": 400, "seed": 0, "corrupt": True, "gzip": True,
+               "size_mb": None},
 }
 
 

@@ -117,6 +117,7 @@ def _parse_options(wat_cfg: dict[str, Any]):
         min_text_length=int(wat_cfg.get("min_text_length", 1)),
         max_text_length=int(wat_cfg.get("max_text_length", 2000)),
         text_sources=tuple(wat_cfg.get("text_sources") or ("alt", "title")),
+        decode_all=bool(wat_cfg.get("decode_all", False)),
     )
 
 
