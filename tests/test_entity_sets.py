@@ -81,7 +81,7 @@ def reference(rows, spec: EntitySetSpec) -> dict[str, int]:
     for steps in spec.exclusion_paths:
         excluded |= set(path(steps, {q: 0 for q in spec.exclusions}))
     info = {r["qid"]: r for r in rows}
-    return {q: d for q, d in members.items() if q not in excluded and q in info
+    return {q: d for q, d in members.items() if q not in excluded and q in info and d <= spec.max_depth
             and (info[q]["has_image"] or not spec.require_image) and info[q]["sitelinks"] >= spec.min_sitelinks}
 
 

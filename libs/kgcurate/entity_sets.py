@@ -10,7 +10,7 @@ A set is declared in YAML (``conf/entity_sets/*.yaml``)::
     exclusion_rules: ["P31/P279*", "P279*"]  # a member reaching an exclusion this way is dropped
     require_image: false
     min_sitelinks: 0
-    max_depth: 40                           # hops per closure step (* or +)
+    max_depth: 40                           # at most this many hops from a root (and per * or + step)
 
 Rules use SPARQL property-path syntax over the three graph columns of ``entities``
 (P31 instance_of, P279 subclass_of, P171 parent_taxon): steps joined by ``/``, each a property or
@@ -186,36 +186,70 @@ def _hop(edges, frontier):  # noqa: ANN001, ANN202
 def closure(edges, start, include_start: bool, max_depth: int, label: str = ""):  # noqa: ANN001, ANN201
     """Entities reaching ``start`` by one or more edges (plus ``start`` itself if include_start).
 
-    Breadth-first to a fixpoint: each round joins the frontier with the edges, drops what was
-    reached already (so cycles stop), and is checkpointed (lineage stays one round long).
+    Breadth-first to a fixpoint: each round joins the frontier with the edges and drops what was
+    reached already (so cycles stop). Each round's new entities are checkpointed once; ``reached``
+    is the union of those checkpoints, so the plan stays flat and nothing is rewritten.
     """
     from pyspark.sql import functions as F
 
-    reached = start if include_start else start.limit(0)
-    reached = reached.localCheckpoint()
+    levels = [start.localCheckpoint()] if include_start else []
     frontier = start
     for level in range(1, max_depth + 1):
-        nxt = _hop(edges, frontier).join(reached.select("qid"), "qid", "left_anti").localCheckpoint()
+        nxt = _hop(edges, frontier)
+        if levels:
+            seen = levels[0].select("qid")
+            for lv in levels[1:]:
+                seen = seen.unionByName(lv.select("qid"))
+            nxt = nxt.join(seen, "qid", "left_anti")
+        nxt = nxt.localCheckpoint()
         n = nxt.count()
         log.info("entity-set %s: level %d: %d new", label, level, n)
         if n == 0:
             break
-        reached = reached.unionByName(nxt).localCheckpoint()
+        levels.append(nxt)
         frontier = nxt
+    if not levels:
+        return start.limit(0)
+    reached = levels[0]
+    for lv in levels[1:]:
+        reached = reached.unionByName(lv)
     return reached.groupBy("qid").agg(F.min("depth").alias("depth"))
 
 
-def evaluate_path(edges, start, steps, max_depth: int, label: str = ""):  # noqa: ANN001, ANN201
-    """Entities x with ``x <steps> s`` for some s in ``start`` (qid, depth), read right to left."""
+def _expand(steps: tuple[Step, ...]) -> tuple[Step, ...]:
+    """``X+`` -> ``X/X*``: same set and depths, and the ``X*`` closure is shared with other rules."""
+    out: list[Step] = []
+    for st in steps:
+        if st.quant == "+":
+            out += [Step(st.props, ""), Step(st.props, "*")]
+        else:
+            out.append(st)
+    return tuple(out)
+
+
+def evaluate_path(edges, start, steps, max_depth: int, label: str = "", memo: dict | None = None):  # noqa: ANN001, ANN201
+    """Entities x with ``x <steps> s`` for some s in ``start`` (qid, depth), read right to left.
+
+    ``memo`` caches results per path suffix (for one ``start``), so rules sharing a tail such as
+    ``P31/P279*`` and ``P279+`` (= ``P279/P279*``) run that closure once.
+    """
     from pyspark.sql import functions as F
 
+    memo = {} if memo is None else memo
+    steps = _expand(tuple(steps))
     current = start
-    for step in reversed(steps):
+    for k in range(len(steps) - 1, -1, -1):
+        key = steps[k:]
+        if key in memo:
+            current = memo[key]
+            continue
+        step = steps[k]
         e = edges.where(F.col("prop").isin(*step.props)).select("child", "parent")
         if step.quant == "":
             current = _hop(e, current).localCheckpoint()
         else:
-            current = closure(e, current, step.quant == "*", max_depth, label)
+            current = closure(e, current, step.quant == "*", max_depth, label).localCheckpoint()
+        memo[key] = current
     return current
 
 
@@ -226,17 +260,19 @@ def compute(spark, entities_df, spec: EntitySetSpec):  # noqa: ANN001, ANN201
     edges = edges_of(entities_df).persist()
     try:
         roots = spark.createDataFrame([(q, 0) for q in spec.roots], "qid string, depth int")
-        found = [evaluate_path(edges, roots, steps, spec.max_depth, f"{spec.name}[{rule}]")
+        memo: dict = {}
+        found = [evaluate_path(edges, roots, steps, spec.max_depth, f"{spec.name}[{rule}]", memo)
                  for rule, steps in zip(spec.rules, spec.paths, strict=True)]
         if spec.include_roots:
             found.append(roots)
         members = found[0]
         for f in found[1:]:
             members = members.unionByName(f)
-        members = members.groupBy("qid").agg(F.min("depth").alias("depth"))
+        members = members.groupBy("qid").agg(F.min("depth").alias("depth")).where(F.col("depth") <= spec.max_depth)
         if spec.exclusions:
             ex_roots = spark.createDataFrame([(q, 0) for q in spec.exclusions], "qid string, depth int")
-            excluded = [evaluate_path(edges, ex_roots, steps, spec.max_depth, f"{spec.name}[exclude {rule}]")
+            ex_memo: dict = {}
+            excluded = [evaluate_path(edges, ex_roots, steps, spec.max_depth, f"{spec.name}[exclude {rule}]", ex_memo)
                         for rule, steps in zip(spec.exclusion_rules, spec.exclusion_paths, strict=True)]
             ex = ex_roots.select("qid")
             for x in excluded:
