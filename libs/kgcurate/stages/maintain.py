@@ -1,0 +1,166 @@
+"""``kgcurate maintain --lake L [--vacuum-hours H] [--dry-run]``: OPTIMIZE and VACUUM every table.
+
+Policy (see docs/production.md): compaction after each refresh, because per-file ingest MERGEs and
+incremental match appends leave many small files; VACUUM keeps ``H`` hours of history (default
+168 = 7 days), so any curated version from the last week stays readable by time travel and a bad
+run can be rolled back. Older versions become unreadable: ``curation_runs`` keeps their
+parameters and input versions, not their files. Below 168 hours Delta's safety check is lifted for
+this session only, because a shorter window can break a reader or writer still running.
+
+Delta 4 ignores ``VACUUM ... RETAIN H HOURS`` for H > 0 and uses the table property
+``delta.deletedFileRetentionDuration`` instead, so the window is set as that property (one extra
+commit per table, only when it changes) and VACUUM then runs with the table's own setting.
+
+Also removes staging folders (``<lake>/_staging/*``) that a killed ingest or match left behind,
+once they are older than ``--staging-hours`` (default 24; a run in progress is never touched).
+A dry run reports what would be compacted and deleted and changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from kgcurate import config, lake, tables
+from kgcurate.errors import UserError
+from kgcurate.session import get_spark
+
+JOB = "maintain"
+log = logging.getLogger("kgcurate.maintain")
+DEFAULT_VACUUM_HOURS = 168
+DEFAULT_STAGING_HOURS = 24
+RETENTION_PROP = "delta.deletedFileRetentionDuration"
+SAFE_HOURS = 168
+RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
+
+
+def _fs(spark: SparkSession, path: str):
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hpath
+
+
+def stale_staging(spark: SparkSession, root: str, hours: float) -> list[str]:
+    """Staging folders older than ``hours`` (by modification time)."""
+    fs, staging = _fs(spark, f"{lake.normalize_root(root)}/_staging")
+    if not fs.exists(staging):
+        return []
+    cutoff_ms = (time.time() - hours * 3600) * 1000
+    return sorted(str(st.getPath().toString()) for st in fs.listStatus(staging)
+                  if st.getModificationTime() < cutoff_ms)
+
+
+def small_files(spark: SparkSession, root: str, name: str) -> tuple[int, int]:
+    """(files, bytes) in the table's current snapshot: what OPTIMIZE would look at."""
+    row = spark.sql(f"DESCRIBE DETAIL delta.`{lake.table_path(root, name)}`").select("numFiles", "sizeInBytes").first()
+    return int(row[0] or 0), int(row[1] or 0)
+
+
+def _interval(hours: float) -> str:
+    return f"interval {int(round(hours * 3600))} seconds"
+
+
+def retention_of(spark: SparkSession, root: str, name: str) -> str | None:
+    props = spark.sql(f"DESCRIBE DETAIL delta.`{lake.table_path(root, name)}`").select("properties").first()[0]
+    return (props or {}).get(RETENTION_PROP)
+
+
+def set_retention(spark: SparkSession, root: str, name: str, hours: float) -> bool:
+    """Make the table's own retention the window (Delta 4 reads it instead of RETAIN); True if changed."""
+    wanted = _interval(hours)
+    if retention_of(spark, root, name) == wanted:
+        return False
+    spark.sql(f"ALTER TABLE delta.`{lake.table_path(root, name)}` SET TBLPROPERTIES ('{RETENTION_PROP}' = '{wanted}')")
+    return True
+
+
+def vacuum_candidates(spark: SparkSession, root: str, name: str, hours: float) -> int:
+    """Files VACUUM would delete (a dry run touches nothing, so for H > 0 this counts with the table's
+    current retention property, which is what the next real run uses until it sets the new one)."""
+    path = lake.table_path(root, name)
+    clause = "RETAIN 0 HOURS " if hours == 0 else ""
+    return int(spark.sql(f"VACUUM delta.`{path}` {clause}DRY RUN").count())
+
+
+def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
+    from delta.tables import DeltaTable
+
+    m = cfg.get("maintain") or {}
+    hours = float(m.get("vacuum_hours", DEFAULT_VACUUM_HOURS))
+    dry = bool(m.get("dry_run"))
+    if hours < 0:
+        raise UserError(f"--vacuum-hours must be >= 0, got {hours:g}")
+    root = cfg["lake"]
+    names = [n for n in tables.SCHEMAS if lake.exists(spark, root, n)]
+    if not names:
+        raise UserError(f"no Delta table found in lake {root} (check --lake)")
+    previous = spark.conf.get(RETENTION_CHECK, "true")
+    if hours < SAFE_HOURS:
+        log.warning("%s: vacuum window %.0fh is below %dh: time travel beyond it breaks, and a job still "
+                    "running for longer could lose files", JOB, hours, SAFE_HOURS)
+        spark.conf.set(RETENTION_CHECK, "false")
+    t0 = time.monotonic()
+    summary: dict[str, Any] = {"lake": root, "vacuum_hours": hours, "dry_run": dry, "tables": {}}
+    try:
+        for name in names:
+            path = lake.table_path(root, name)
+            files, size = small_files(spark, root, name)
+            info: dict[str, Any] = {"files_before": files, "bytes": size}
+            if dry:
+                info["vacuum_would_delete"] = vacuum_candidates(spark, root, name, hours)
+            else:
+                table = DeltaTable.forPath(spark, path)
+                before = lake.version(spark, root, name)
+                metrics = table.optimize().executeCompaction().select("metrics").first()
+                compacted = metrics["metrics"] if metrics else None
+                info["files_removed"] = int(compacted["numFilesRemoved"]) if compacted else 0
+                info["files_added"] = int(compacted["numFilesAdded"]) if compacted else 0
+                info["optimized"] = lake.version(spark, root, name) != before
+                if hours == 0:
+                    table.vacuum(0)
+                else:
+                    info["retention_set"] = set_retention(spark, root, name, hours)
+                    table.vacuum()
+                info["files_after"] = small_files(spark, root, name)[0]
+            summary["tables"][name] = info
+        stale = stale_staging(spark, root, float(m.get("staging_hours", DEFAULT_STAGING_HOURS)))
+        summary["stale_staging"] = stale
+        if not dry:
+            for path in stale:
+                fs, hpath = _fs(spark, path)
+                fs.delete(hpath, True)
+    finally:
+        spark.conf.set(RETENTION_CHECK, previous)
+    summary["seconds"] = round(time.monotonic() - t0, 2)
+    return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--vacuum-hours", type=float,
+                        help=f"history kept by VACUUM, hours (default {DEFAULT_VACUUM_HOURS}: 7 days of time travel)")
+    parser.add_argument("--staging-hours", type=float,
+                        help=f"remove staging folders of killed runs older than this (default {DEFAULT_STAGING_HOURS})")
+    parser.add_argument("--dry-run", action="store_true", default=None, help="report only; change nothing")
+
+
+def run(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
+    config.set_if_given(cfg, "maintain.vacuum_hours", args.vacuum_hours)
+    config.set_if_given(cfg, "maintain.dry_run", args.dry_run)
+    config.set_if_given(cfg, "maintain.staging_hours", args.staging_hours)
+    spark = get_spark(f"kgcurate-{JOB}", cfg["spark"]["conf"])
+    s = execute(spark, cfg)
+    verb = "would" if s["dry_run"] else "did"
+    for name, info in s["tables"].items():
+        if s["dry_run"]:
+            print(f"  {name}: {info['files_before']} files, {info['bytes'] / 1e6:.1f} MB; "
+                  f"VACUUM would delete {info['vacuum_would_delete']} files")
+        else:
+            print(f"  {name}: {info['files_before']} -> {info['files_after']} files "
+                  f"(compacted {info['files_removed']} into {info['files_added']})")
+    print(f"maintain ({verb} run): {len(s['tables'])} tables, VACUUM keeps {s['vacuum_hours']:g}h of history, "
+          f"{len(s['stale_staging'])} stale staging folders {'to remove' if s['dry_run'] else 'removed'}")
+    return 0

@@ -1,0 +1,150 @@
+"""``kgcurate refresh --crawl CC-MAIN-YYYY-WW``: bring the lake up to date with one crawl.
+
+Meant to run on a schedule (deploy/airflow ``kgcurate_refresh``) while a crawl is being published
+or after it: each run ingests only the crawl's WAT files not yet ``ok`` in ``ingest_log`` (the
+ingest stage's own skip), matches only the pairs added since the last match (the match stage's
+incremental mode), and re-balances to the target, which writes a new ``curated`` version and a
+new ``curation_runs`` row. Earlier curated versions stay readable by Delta time travel at the
+version recorded in ``curation_runs``.
+
+A refresh with nothing new is a no-op: ingest finds every file done, match finds the pairs
+version it already matched, and balance is skipped when ``curation_runs`` already holds the run
+its inputs would produce (balance's run_id is a hash of its parameters and input versions), so no
+table gets a new Delta version. Everything here is composition of the stages' ``execute``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import sys
+import time
+from typing import Any
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from kgcurate import config, lake, s3, tables
+from kgcurate.errors import UserError
+from kgcurate.session import get_spark
+
+JOB = "refresh"
+log = logging.getLogger("kgcurate.refresh")
+# The tables a refresh may change; their versions before/after make the summary.
+WATCHED = (tables.PAIRS, tables.INGEST_LOG, tables.BAD_RECORDS, tables.MATCHES, tables.ENTRY_COUNTS,
+           tables.QID_COUNTS, tables.MATCH_STATE, tables.CURATED, tables.CURATION_RUNS)
+
+
+def _versions(spark: SparkSession, root: str) -> dict[str, int | None]:
+    return {name: lake.version(spark, root, name) for name in WATCHED}
+
+
+def listing_for(crawl: str, listing_base: str | None) -> tuple[str, str]:
+    """(listing URL, base for its relative lines). CommonCrawl's lines are relative to the bucket
+    root, and ``--listing-base`` names a root laid out like it (a mirror, a bucket, a folder)."""
+    base = listing_base or s3.COMMONCRAWL_BASE
+    if "://" not in base and not base.endswith("/"):
+        base += "/"
+    return s3.listing_url(crawl, base), base
+
+
+def balance_params(cfg: dict[str, Any]) -> dict[str, Any]:
+    b = cfg.get("balance", {})
+    return {"t": b.get("t"), "target_size": b.get("target_size"), "tail_share": b.get("tail_share"),
+            "seed": int(b.get("seed") or 0), "per_qid": bool(b.get("per_qid"))}
+
+
+def balance_is_current(spark: SparkSession, root: str, cfg: dict[str, Any]) -> str | None:
+    """The run_id when ``curation_runs`` already holds the balance these inputs would produce."""
+    from kgcurate.stages import balance
+
+    versions = {name: lake.version(spark, root, name) for name in
+                (tables.PAIRS, tables.METADATA, tables.MATCHES, tables.ENTRY_COUNTS, tables.QID_COUNTS)}
+    params = {k: balance_params(cfg)[k] for k in ("t", "target_size", "tail_share", "seed", "per_qid")}
+    run_id = balance.run_id_for(params, versions)
+    if not lake.exists(spark, root, tables.CURATION_RUNS):
+        return None
+    found = lake.read(spark, root, tables.CURATION_RUNS).where(F.col("run_id") == run_id).limit(1).count()
+    return run_id if found else None
+
+
+def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
+    from kgcurate.stages import balance, ingest_wat, match
+
+    r = cfg.get("refresh") or {}
+    crawl = r.get("crawl") or cfg["wat"].get("crawl")
+    if not crawl:
+        raise UserError("refresh needs --crawl CC-MAIN-YYYY-WW (or refresh.crawl in the config)")
+    root = cfg["lake"]
+    b = balance_params(cfg)
+    if sum(x is not None for x in (b["t"], b["target_size"], b["tail_share"])) != 1:
+        raise UserError("refresh needs one balance target: --target-size N (or balance.target_size/t/tail_share "
+                        "in the config)")
+    if not lake.exists(spark, root, tables.METADATA):
+        raise UserError(f"table 'metadata' not found in lake {root}: run `kgcurate build-metadata --lake {root}` "
+                        "once before scheduling refreshes")
+    listing, base = listing_for(crawl, r.get("listing_base") or cfg["wat"].get("listing_base"))
+    t0 = time.monotonic()
+    before = _versions(spark, root)
+    summary: dict[str, Any] = {"crawl": crawl, "listing": listing}
+
+    wcfg = copy.deepcopy(cfg)
+    wcfg["wat"].update(inputs=[listing], crawl=crawl, listing_base=base, force=False)
+    wcfg["wat"].pop("_files", None)
+    log.info("%s: %s: ingesting files not yet ok from %s", JOB, crawl, listing)
+    summary["ingest"] = ingest_wat.execute(spark, wcfg)
+
+    log.info("%s: matching new pairs", JOB)
+    summary["match"] = match.execute(spark, copy.deepcopy(cfg))
+
+    current = balance_is_current(spark, root, cfg)
+    if current:
+        log.info("%s: balance %s already holds these inputs: nothing to re-balance", JOB, current)
+        summary["balance"] = {"skipped": "up to date", "run_id": current}
+    else:
+        summary["balance"] = balance.execute(spark, copy.deepcopy(cfg))
+
+    after = _versions(spark, root)
+    summary["changed_tables"] = sorted(n for n in WATCHED if after[n] != before[n])
+    summary["versions"] = after
+    summary["noop"] = not summary["changed_tables"]
+    summary["seconds"] = round(time.monotonic() - t0, 2)
+    return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--crawl", help="crawl id, e.g. CC-MAIN-2024-51")
+    parser.add_argument("--target-size", type=int, help="re-balance to this many pairs (default: balance.* in config)")
+    parser.add_argument("--listing-base", help="root laid out like s3://commoncrawl/ (default), holding "
+                        "crawl-data/<crawl>/wat.paths.gz; the listing's lines are relative to it")
+
+
+def run(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
+    config.set_if_given(cfg, "refresh.crawl", args.crawl)
+    config.set_if_given(cfg, "refresh.listing_base", args.listing_base)
+    if args.target_size is not None:
+        cfg["balance"].update(target_size=args.target_size, t=None, tail_share=None)
+    crawl = (cfg.get("refresh") or {}).get("crawl") or cfg["wat"].get("crawl")
+    if crawl:
+        s3.listing_url(crawl)  # a malformed crawl id fails here, before Spark starts
+    spark = get_spark(f"kgcurate-{JOB}", cfg["spark"]["conf"])
+    s = execute(spark, cfg)
+    ing, bal = s["ingest"], s["balance"]
+    if s["noop"]:
+        print(f"refresh {s['crawl']}: nothing new ({ing.get('inputs', 0)} files all ingested, matches and "
+              "balance up to date); no table changed")
+        return 0
+    failed = ing.get("files", 0) - ing.get("ok", 0)
+    print(f"refresh {s['crawl']}: {ing.get('files', 0)} files read ({ing.get('ok', 0)} ok, {failed} failed, "
+          f"{ing.get('skipped_done', 0)} already done), {ing.get('pairs_inserted', 0):,} new pairs, "
+          f"match {s['match'].get('mode')} ({s['match'].get('matches', 0):,} new matches), "
+          + (f"curated {bal['pairs_out']:,} (run {bal['run_id']})" if "pairs_out" in bal else "balance up to date")
+          + f"; changed: {', '.join(s['changed_tables'])}")
+    for path, error in ing.get("failed", []):
+        print(f"  failed: {path}: {error}")
+    if failed:
+        print(f"kgcurate: error: {failed} files of {s['crawl']} failed (see ingest_log); the rest are in; "
+              "the next refresh retries them", file=sys.stderr)
+        return 1
+    return 0
