@@ -23,9 +23,6 @@ import numpy as np
 
 PUNCTS_TO_WRAP = (",", ".", ";", ":", "?", "!", "`")
 CHARS_TO_SPACE = ("\t", "\n", "\r")
-# One str.translate does what MetaCLIP's chain of str.replace calls does: every replacement only
-# inserts spaces around its own character, so applying them at once gives the same string.
-_SPACING_TABLE = str.maketrans({**{p: f" {p} " for p in PUNCTS_TO_WRAP}, **{c: " " for c in CHARS_TO_SPACE}})
 
 # Full-width / CJK punctuation MetaCLIP 2 treats as punctuation besides string.punctuation.
 EXTRA_PUNCTUATION = frozenset("，。、；：？！“”‘’（）【】《》〈〉「」『』～—")
@@ -49,8 +46,19 @@ _NO_SPACE_RANGES: tuple[tuple[int, int], ...] = (
 
 
 def spacing(text: str) -> str:
-    """The caption as MetaCLIP matches it: padded, punctuation spaced, tab/CR/LF as spaces."""
-    return f" {text} ".translate(_SPACING_TABLE)
+    """The caption as MetaCLIP matches it: padded, punctuation spaced, tab/CR/LF as spaces.
+
+    A chain of ``str.replace`` (each a fast C scan that returns the same object when the character is
+    absent) beats one ``str.translate`` with multi-character replacements on caption-sized strings.
+    """
+    s = f" {text} "
+    for p in PUNCTS_TO_WRAP:
+        if p in s:
+            s = s.replace(p, f" {p} ")
+    for c in CHARS_TO_SPACE:
+        if c in s:
+            s = s.replace(c, " ")
+    return s
 
 
 def is_cjk_or_punct(char: str) -> bool:
@@ -148,7 +156,7 @@ class Matcher:
         if self.automaton is None or len(self.group_offsets) <= 1:
             return empty, empty
         it = self.automaton.iter
-        table = _SPACING_TABLE
+        space = spacing
         lower = self.lowercase
         flat: list[int] = []
         lengths: list[int] = []
@@ -159,7 +167,7 @@ class Matcher:
                 continue
             if lower:
                 text = text.lower()
-            found = {g for _, g in it(f" {text} ".translate(table))}
+            found = {g for _, g in it(space(text))}
             extend(found)
             append(len(found))
         groups = np.asarray(flat, dtype=np.int64)
