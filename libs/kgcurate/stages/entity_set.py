@@ -20,7 +20,9 @@ JOB = "entity-set"
 
 
 def _specs(cfg: dict[str, Any]) -> list[str]:
-    value = cfg.get("entity_set", {}).get("specs") or cfg.get("metadata", {}).get("entity_sets") or []
+    value = cfg.get("entity_set", {}).get("specs")
+    if not value:  # metadata.entity_sets may also name sets already computed: keep its YAML files
+        value = [v for v in cfg.get("metadata", {}).get("entity_sets") or [] if str(v).endswith((".yaml", ".yml"))]
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
