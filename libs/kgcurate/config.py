@@ -23,7 +23,7 @@ DEFAULTS: dict[str, Any] = {
         "force": False,
         "decode_all": False,  # JSON-decode payloads without image links too (stricter bad-record detection)
     },
-    "wikidata": {"input": None, "languages": ["en"]},
+    "wikidata": {"input": None, "languages": ["en"], "format": None},  # format: json | nt | None (by suffix)
     "metadata": {
         "wordnet": True,
         "wordnet_dir": None,

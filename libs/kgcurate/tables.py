@@ -42,7 +42,8 @@ def _f(name: str, dtype, nullable: bool = True) -> StructField:
 
 
 STR, LONG, INT, DBL, BOOL, TS = StringType(), LongType(), IntegerType(), DoubleType(), BooleanType(), TimestampType()
-STRS = ArrayType(StringType(), containsNull=False)
+# Element-nullable: arrays read back from Parquet or built by outer joins are, and MERGE will not cast.
+STRS = ArrayType(StringType(), containsNull=True)
 
 SCHEMAS: dict[str, StructType] = {
     # pair_id = xxhash64(image_url, text): stable across runs and clusters.
@@ -77,7 +78,7 @@ SCHEMAS: dict[str, StructType] = {
     MATCH_STATE: _s(_f("key", STR, False), _f("value", STR)),
     CURATED: _s(
         _f("pair_id", LONG, False), _f("image_url", STR, False), _f("text", STR, False),
-        _f("entry_ids", ArrayType(LongType(), False)), _f("run_id", STR, False),
+        _f("entry_ids", ArrayType(LongType(), True)), _f("run_id", STR, False),
     ),
     CURATION_RUNS: _s(
         _f("run_id", STR, False), _f("t", DBL), _f("target_size", LONG), _f("tail_share", DBL),
