@@ -160,3 +160,69 @@ def test_no_secret_in_errors(server):
         s3.open_s3("s3a://ccdata/missing.gz")
     except FileNotFoundError as exc:
         assert SECRET_KEY not in repr(exc) and SECRET_KEY not in str(exc)
+
+
+# --- Spark through s3a: a crawl in one bucket, the whole lake in another -----------------------------
+
+
+@pytest.mark.slow
+def test_refresh_from_bucket_to_bucket_lake(spark, tmp_path, capfd, caplog):
+    """WAT files read from S3 (boto3), every table written through s3a to S3, one listed object missing."""
+    from kgcurate import config, ids, lake, tables
+    from kgcurate.stages import refresh
+    from kgcurate.wat.sample import ANIMALS, OBJECTS, write_sample
+    from kgcurate.wat.sample import CRAWL as SAMPLE_CRAWL
+    from s3server import point_spark_at, restore_spark
+
+    write_sample(tmp_path / "gen", files=2, records=40, seed=3, corrupt=False)
+    with running_server() as srv:
+        srv.create_bucket("commoncrawl-mirror")
+        srv.create_bucket("kgcurate-lake")
+        seg = f"crawl-data/{SAMPLE_CRAWL}/segments/1.0/wat"
+        keys = []
+        for path in sorted((tmp_path / "gen").glob("*.warc.wat.gz")):
+            srv.upload_file(str(path), "commoncrawl-mirror", f"{seg}/{path.name}")
+            keys.append(f"{seg}/{path.name}")
+        missing = f"{seg}/CC-MAIN-2099-01-sample-99999.warc.wat.gz"
+        listing = "\n".join([*keys, missing]) + "\n"
+        srv.put("commoncrawl-mirror", f"crawl-data/{SAMPLE_CRAWL}/wat.paths.gz", gzip.compress(listing.encode()))
+        previous = point_spark_at(spark, srv)
+        try:
+            root = "s3a://kgcurate-lake/lake"
+            rows = [(e, "test", None) for e in ANIMALS + OBJECTS]
+            meta = spark.createDataFrame(rows, "entry string, source string, qid string").withColumn(
+                "entry_id", ids.entry_id())
+            lake.overwrite(spark, root, tables.METADATA, meta)
+            cfg = config.load(None)
+            cfg["lake"] = root
+            cfg["balance"]["target_size"] = 10
+            cfg["refresh"] = {"crawl": SAMPLE_CRAWL, "listing_base": "s3a://commoncrawl-mirror/"}
+            cfg["wat"]["progress_interval"] = 3600
+            s = refresh.execute(spark, cfg)
+            assert s["ingest"]["files"] == 3 and s["ingest"]["ok"] == 2
+            failed = dict(s["ingest"]["failed"])
+            assert list(failed) == [f"s3a://commoncrawl-mirror/{missing}"]
+            assert "FileNotFoundError" in failed[f"s3a://commoncrawl-mirror/{missing}"]
+            assert s["balance"]["pairs_out"] == 10
+            log = lake.read(spark, root, tables.INGEST_LOG)
+            assert log.where("status = 'ok'").count() == 2 and log.where("status = 'failed'").count() == 1
+            pairs = lake.read(spark, root, tables.PAIRS)
+            assert pairs.count() > 10 and pairs.select("source_file").distinct().count() == 2
+            assert pairs.groupBy("image_url", "text").count().where("count > 1").count() == 0
+            stored = srv.keys("kgcurate-lake", "lake/")
+            for name in (tables.PAIRS, tables.INGEST_LOG, tables.MATCHES, tables.ENTRY_COUNTS, tables.CURATED,
+                         tables.CURATION_RUNS):
+                assert any(k.startswith(f"lake/{name}/_delta_log/") for k in stored), name
+            # staging cleaned up (s3a may leave its empty "directory" marker)
+            assert not [k for k in stored if k.startswith("lake/_staging/") and not k.endswith("/")]
+            # No credential anywhere: not in any object of the lake, nor in any log line.
+            client = srv.client()
+            for key in stored:
+                body = client.get_object(Bucket="kgcurate-lake", Key=key)["Body"].read()
+                assert SECRET_KEY.encode() not in body, key
+            for row in lake.read(spark, root, tables.INGEST_LOG).collect():
+                assert SECRET_KEY not in str(row)
+        finally:
+            restore_spark(spark, previous)
+    out, err = capfd.readouterr()
+    assert SECRET_KEY not in out + err + caplog.text
