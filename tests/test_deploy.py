@@ -288,7 +288,9 @@ def test_dockerfile(dist):
         assert ":" in image and not image.endswith(":latest")
     for src in re.findall(r"^COPY\s+(?!--from)(.+)\s+\S+$", text, re.M):
         for item in src.split():
-            if item.startswith("deploy/dist/"):
+            if item == "deploy/dist":
+                assert dist.is_dir()
+            elif item.startswith("deploy/dist/"):
                 rel = item[len("deploy/dist/"):]
                 if rel.startswith("kgcurate-"):
                     continue  # the wheel: covered by test_wheel_builds
