@@ -153,6 +153,7 @@ def test_two_refreshes_at_once_stay_consistent(spark, tmp_path):
     procs = [start_cli(args, tmp_path) for _ in range(2)]
     results = [(p.wait(timeout=600), *p.communicate()) for p in procs]
     codes = sorted(rc for rc, _, _ in results)
+    print(f"concurrent refresh exit codes: {codes}")
     assert codes in ([0, 0], [0, 2]), [(rc, err[-1500:]) for rc, _, err in results]
     for rc, _out, err in results:
         if rc == 2:  # the loser says what happened and what to do, in one line
