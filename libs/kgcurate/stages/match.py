@@ -210,7 +210,7 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
         old_pairs = _time_travel(spark, root, tables.PAIRS, state.get("pairs_version"))
         if old_pairs is None:  # vacuumed: pairs already matched are those in matches (or matched nothing)
             old_pairs = lake.read(spark, root, tables.MATCHES, matches_v)
-        pairs = pairs.join(old_pairs.select("pair_id").distinct(), "pair_id", "left_anti")
+        pairs = pairs.join(old_pairs.select("pair_id"), "pair_id", "left_anti")
         base_entry = _time_travel(spark, root, tables.ENTRY_COUNTS, state.get("entry_counts_version"))
         base_qid = _time_travel(spark, root, tables.QID_COUNTS, state.get("qid_counts_version"))
 
