@@ -81,6 +81,9 @@ S3A_KEYS = {
 }
 
 
+JVM_CREDENTIAL_PROPERTIES = {"aws.accessKeyId": "AWS_ACCESS_KEY_ID", "aws.secretAccessKey": "AWS_SECRET_ACCESS_KEY"}
+
+
 def point_spark_at(spark, server: S3Server) -> dict[str, str | None]:
     """Set the s3a keys on a running session's Hadoop conf (it may predate the endpoint env).
 
@@ -92,13 +95,39 @@ def point_spark_at(spark, server: S3Server) -> dict[str, str | None]:
     for key, value in S3A_KEYS.items():
         previous[key] = hconf.get(key)
         hconf.set(key, server.endpoint if value is None else value)
+    # A JVM started before the fixture never sees the env credentials (its environment is fixed at
+    # start); the default chain also reads Java system properties, so hand the dummies over there.
+    system = spark.sparkContext._jvm.java.lang.System
+    env = server.env()
+    for prop, var in JVM_CREDENTIAL_PROPERTIES.items():
+        previous[f"sysprop:{prop}"] = system.getProperty(prop)
+        system.setProperty(prop, env[var])
+    # Python workers get their environment from the SparkContext (as spark.executorEnv.* would on a
+    # cluster), not from this process: give them the endpoint and the dummy credentials too.
+    worker_env = spark.sparkContext.environment
+    for var, value in env.items():
+        previous[f"workerenv:{var}"] = worker_env.get(var)
+        worker_env[var] = value
     return previous
 
 
 def restore_spark(spark, previous: dict[str, str | None]) -> None:
     hconf = spark.sparkContext._jsc.hadoopConfiguration()
+    system = spark.sparkContext._jvm.java.lang.System
     for key, value in previous.items():
-        if value is None:
+        if key.startswith("workerenv:"):
+            var = key.split(":", 1)[1]
+            if value is None:
+                spark.sparkContext.environment.pop(var, None)
+            else:
+                spark.sparkContext.environment[var] = value
+        elif key.startswith("sysprop:"):
+            prop = key.split(":", 1)[1]
+            if value is None:
+                system.clearProperty(prop)
+            else:
+                system.setProperty(prop, value)
+        elif value is None:
             hconf.unset(key)
         else:
             hconf.set(key, value)

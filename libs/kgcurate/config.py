@@ -37,7 +37,7 @@ DEFAULTS: dict[str, Any] = {
         "shared_alias": "keep_most_sitelinks",
         "shared_alias_min_qids": 2,
     },
-    "match": {"lowercase": False},
+    "match": {"lowercase": False, "full": False},
     "balance": {"t": None, "target_size": None, "tail_share": None, "seed": 0, "per_qid": False},
     "report": {"out": "./reports/latest"},
     "sample": {"out": "samples", "files": 4, "records": 400, "seed": 0, "corrupt": True, "gzip": True,

@@ -67,8 +67,11 @@ def version(spark: SparkSession, lake: str, name: str) -> int | None:
 
 
 def _conform(df: DataFrame, name: str) -> DataFrame:
-    """Select the declared columns in order, so a stage cannot write a stray column."""
-    return df.select(*[f.name for f in tables.schema(name).fields])
+    """Select the declared columns in order, cast to the declared types: a stage cannot write a
+    stray column, and a column of Python Nones (NullType) still lands with its real type."""
+    from pyspark.sql import functions as F
+
+    return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in tables.schema(name).fields])
 
 
 def _translate_conflict(exc: Exception, name: str) -> Exception:
