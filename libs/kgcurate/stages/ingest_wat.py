@@ -262,6 +262,7 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
         with Progress(spark, len(todo), float(wat.get("progress_interval", 10)), *accs) as progress:
             stage_output(spark, todo, wat.get("crawl"), options, staging, accs)
             log.info(progress.line(final=True))
+        summary["parse_seconds"] = round(time.monotonic() - t0, 2)  # read + parse + stage, before commits
         summary.update(commit(spark, lake_root, staging, run_id))
     finally:
         _remove(spark, staging)
