@@ -129,3 +129,12 @@ def merge_insert_only(
     if metrics is None or metrics["version"] == before or metrics["operation"] != "MERGE":
         return {"numTargetRowsInserted": 0}  # nothing new: Delta made no commit
     return {k: int(v) for k, v in (metrics["operationMetrics"] or {}).items() if v.isdigit()}
+
+
+def remove_path(spark: SparkSession, path: str) -> None:
+    """Delete a folder (a run's staging output) through Hadoop's FileSystem: local, s3a, hdfs alike."""
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if fs.exists(hpath):
+        fs.delete(hpath, True)

@@ -265,19 +265,11 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
         summary["parse_seconds"] = round(time.monotonic() - t0, 2)  # read + parse + stage, before commits
         summary.update(commit(spark, lake_root, staging, run_id))
     finally:
-        _remove(spark, staging)
+        lake.remove_path(spark, staging)
     summary["seconds"] = round(time.monotonic() - t0, 2)
     summary["failed"] = failed_files(spark, lake_root, run_id)
     return summary
 
-
-def _remove(spark: SparkSession, path: str) -> None:
-    """Delete the staging folder through Hadoop's FileSystem (works for local and s3a)."""
-    jvm = spark.sparkContext._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    if fs.exists(hpath):
-        fs.delete(hpath, True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

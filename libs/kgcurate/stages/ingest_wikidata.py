@@ -408,17 +408,10 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
         _log_failure(spark, lake_root, inputs, run_id, started, f"{type(exc).__name__}: {exc}".splitlines()[0])
         raise
     finally:
-        _remove(spark, staging)
+        lake.remove_path(spark, staging)
     summary.update(run_id=run_id, inputs=len(inputs), seconds=round(time.monotonic() - t0, 2))
     return summary
 
-
-def _remove(spark: SparkSession, path: str) -> None:
-    jvm = spark.sparkContext._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    if fs.exists(hpath):
-        fs.delete(hpath, True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

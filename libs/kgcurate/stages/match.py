@@ -107,14 +107,6 @@ def fingerprint(ids: np.ndarray, entries: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
-def _remove(spark: SparkSession, path: str) -> None:
-    """Delete a staging folder through Hadoop's FileSystem (local, s3a, hdfs alike)."""
-    jvm = spark.sparkContext._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    if fs.exists(hpath):
-        fs.delete(hpath, True)
-
 
 def _restore(spark: SparkSession, root: str, name: str, version: int) -> None:
     from delta.tables import DeltaTable
@@ -239,7 +231,7 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
         lake.overwrite(spark, root, tables.QID_COUNTS, qid_counts)
         stats = new.agg(F.count(F.lit(1)).alias("m"), F.countDistinct("pair_id").alias("p")).first()
     finally:
-        _remove(spark, staging)
+        lake.remove_path(spark, staging)
         payload.unpersist()
     write_state(spark, root, {
         "metadata_version": meta_version, "metadata_fingerprint": fp, "lowercase": lowercase,
