@@ -7,12 +7,15 @@ insert-only MERGE and ``replaceWhere`` patterns make re-runs idempotent.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 
 from kgcurate import tables
 from kgcurate.errors import ConcurrentRunError
+
+_CREATE_TRIES = 5
 
 
 def normalize_root(lake: str) -> str:
@@ -33,17 +36,42 @@ def exists(spark: SparkSession, lake: str, name: str) -> bool:
 
 
 def ensure(spark: SparkSession, lake: str, name: str) -> None:
-    """Create the table empty, with its declared schema, if it is not there yet."""
+    """Create the table empty, with its declared schema, if it is not there yet.
+
+    Two runs may create the same table at once (two refreshes of a new lake): the loser of that
+    race sees a half-made or just-made table, so it re-checks a few times before giving up.
+    """
     from delta.tables import DeltaTable
 
-    if exists(spark, lake, name):
-        return
-    (
-        DeltaTable.createIfNotExists(spark)
-        .location(table_path(lake, name))
-        .addColumns(tables.schema(name))
-        .execute()
-    )
+    for attempt in range(_CREATE_TRIES):
+        if exists(spark, lake, name):
+            return
+        try:
+            (
+                DeltaTable.createIfNotExists(spark)
+                .location(table_path(lake, name))
+                .addColumns(tables.schema(name))
+                .execute()
+            )
+            return
+        except Exception as exc:  # noqa: BLE001 - retried, then re-raised translated
+            if attempt == _CREATE_TRIES - 1:
+                raise _translate_conflict(exc, name) from exc
+            time.sleep(0.2 * (attempt + 1))
+
+
+def _for_path(spark: SparkSession, lake: str, name: str):
+    """``DeltaTable.forPath`` that waits out a concurrent creator's first commit."""
+    from delta.tables import DeltaTable
+
+    for attempt in range(_CREATE_TRIES):
+        try:
+            return DeltaTable.forPath(spark, table_path(lake, name))
+        except Exception as exc:  # noqa: BLE001
+            if attempt == _CREATE_TRIES - 1:
+                raise _translate_conflict(exc, name) from exc
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def read(spark: SparkSession, lake: str, name: str, version: int | None = None) -> DataFrame:
@@ -76,7 +104,8 @@ def _conform(df: DataFrame, name: str) -> DataFrame:
 
 def _translate_conflict(exc: Exception, name: str) -> Exception:
     text = f"{type(exc).__name__}: {exc}"
-    if "Concurrent" in text or "ConflictingCommit" in text or "ProtocolChanged" in text:
+    if ("Concurrent" in text or "ConflictingCommit" in text or "ProtocolChanged" in text
+            or "FileAlreadyExists" in text or "DELTA_TABLE_NOT_FOUND" in text or "doesn't exist" in text):
         return ConcurrentRunError(
             f"another run wrote table '{name}' at the same time; this run changed nothing, "
             "re-run it when the other has finished"
@@ -115,10 +144,9 @@ def merge_insert_only(
 
     ``df`` must already be distinct on ``keys`` (MERGE rejects several source rows per key).
     """
-    from delta.tables import DeltaTable
 
     ensure(spark, lake, name)
-    target = DeltaTable.forPath(spark, table_path(lake, name))
+    target = _for_path(spark, lake, name)
     before = version(spark, lake, name)
     cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     try:
