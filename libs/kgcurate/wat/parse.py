@@ -61,16 +61,30 @@ class FileStats:
 
 @dataclass
 class Batch:
-    """Columnar output, so the Spark side builds an Arrow RecordBatch without per-row work."""
+    """Columnar output, so the Spark side builds an Arrow RecordBatch without per-row work.
+
+    The page URL is stored once per page (``pages``) with the number of pairs it gave
+    (``page_rows``): pages give several pairs each, and the Arrow side expands them with one
+    ``take`` instead of encoding the same string once per pair.
+    """
 
     image_url: list[str] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
     text_source: list[str] = field(default_factory=list)
-    page_url: list[str] = field(default_factory=list)
+    pages: list[str | None] = field(default_factory=list)
+    page_rows: list[int] = field(default_factory=list)
     bad: list[tuple[int, str, str]] = field(default_factory=list)  # (offset, reason, sample)
 
     def __len__(self) -> int:
         return len(self.image_url)
+
+    @property
+    def page_url(self) -> list[str | None]:
+        """The page URL of every pair (expanded from ``pages``/``page_rows``)."""
+        out: list[str | None] = []
+        for page, k in zip(self.pages, self.page_rows, strict=True):
+            out.extend([page] * k)
+        return out
 
 
 class BadRecord(ValueError):
@@ -430,8 +444,8 @@ class WatParser:
         decode_all = opts.decode_all
         tap = _Tap(stream)
         batch = Batch()
-        image_url, text, text_source, page_url, bad = (
-            batch.image_url, batch.text, batch.text_source, batch.page_url, batch.bad)
+        image_url, text, text_source, pages, page_rows, bad = (
+            batch.image_url, batch.text, batch.text_source, batch.pages, batch.page_rows, batch.bad)
         metadata_type = WarcRecordType.metadata
         last_pos, last_len = -1, 0
         gz = False
@@ -462,7 +476,8 @@ class WatParser:
                     if links:
                         stats.filtered += image_pairs(links, page, base, opts, image_url, text, text_source)
                         if len(image_url) > n0:
-                            page_url.extend([page] * (len(image_url) - n0))
+                            pages.append(page)
+                            page_rows.append(len(image_url) - n0)
                 except (AttributeError, TypeError) as exc:
                     del image_url[n0:], text[n0:], text_source[n0:]  # the record's partial pairs
                     stats.bad_records += 1
@@ -474,7 +489,7 @@ class WatParser:
                     bad.append((pos, exc.reason, _sample(payload)))
                     continue
                 except Exception as exc:  # noqa: BLE001 - a record we did not foresee must not stop the file
-                    del image_url[n0:], text[n0:], text_source[n0:], page_url[n0:]
+                    del image_url[n0:], text[n0:], text_source[n0:]
                     stats.bad_records += 1
                     bad.append((pos, f"unexpected error: {type(exc).__name__}: {str(exc)[:120]}", _sample(payload)))
                     continue
@@ -483,8 +498,8 @@ class WatParser:
                     stats.bytes = tap.pos
                     yield batch
                     batch = Batch()
-                    image_url, text, text_source, page_url, bad = (
-                        batch.image_url, batch.text, batch.text_source, batch.page_url, batch.bad)
+                    image_url, text, text_source, pages, page_rows, bad = (
+                        batch.image_url, batch.text, batch.text_source, batch.pages, batch.page_rows, batch.bad)
         except BaseException as exc:  # noqa: BLE001 - fastwarc raises OSError, or a PanicException (BaseException)
             if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
                 raise
