@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -63,12 +64,28 @@ STAGED_DDL = (
 )
 
 
-def _batch(columns: dict[str, list[Any]], n: int) -> pa.RecordBatch:
+def _batch(columns: dict[str, Any], n: int) -> pa.RecordBatch:
+    """A STAGED batch of ``n`` rows. A column value is a list (one value per row), or a scalar
+    repeated on every row (``pa.repeat``: building ``[path] * n`` as Python strings cost more than
+    the parse itself); absent columns are all-null (``pa.nulls``, no Python objects)."""
     arrays = []
     for field in STAGED:
         values = columns.get(field.name)
-        arrays.append(pa.array(values if values is not None else [None] * n, type=field.type))
+        if values is None:
+            arrays.append(pa.nulls(n, field.type))
+        elif isinstance(values, pa.Array):
+            arrays.append(values)
+        elif isinstance(values, list):
+            arrays.append(pa.array(values, type=field.type))
+        else:
+            arrays.append(pa.repeat(pa.scalar(values, type=field.type), n))
     return pa.RecordBatch.from_arrays(arrays, schema=STAGED)
+
+
+def _pages(pages: list[str | None], rows: list[int]) -> pa.Array:
+    """One page URL per pair: each page's string encoded once, repeated by an Arrow ``take``."""
+    index = np.repeat(np.arange(len(pages), dtype=np.int32), np.asarray(rows, dtype=np.int64))
+    return pa.array(pages, pa.string()).take(index)
 
 
 def parse_files(paths: Iterator[str], crawl: str | None, options: Any) -> Iterator[pa.RecordBatch]:
@@ -87,14 +104,14 @@ def parse_files(paths: Iterator[str], crawl: str | None, options: Any) -> Iterat
                     n = len(b.image_url)
                     if n:
                         yield _batch({
-                            "kind": ["pair"] * n, "source_file": [path] * n, "crawl": [file_crawl] * n,
+                            "kind": "pair", "source_file": path, "crawl": file_crawl,
                             "image_url": b.image_url, "text": b.text, "text_source": b.text_source,
-                            "page_url": b.page_url,
+                            "page_url": _pages(b.pages, b.page_rows),
                         }, n)
                     if b.bad:
                         m = len(b.bad)
                         yield _batch({
-                            "kind": ["bad"] * m, "source_file": [path] * m,
+                            "kind": "bad", "source_file": path,
                             "offset": [o for o, _, _ in b.bad], "reason": [r for _, r, _ in b.bad],
                             "sample": [s for _, _, s in b.bad],
                         }, m)
@@ -196,37 +213,50 @@ def stage_output(spark: SparkSession, files: list[str], crawl: str | None, optio
 
 
 def commit(spark: SparkSession, lake_root: str, staging: str, run_id: str) -> dict[str, int]:
-    """Staged rows -> the three tables, pairs first and the log last."""
+    """Staged rows -> the three tables, pairs first and the log last.
+
+    The run's totals come from the staged log rows (one per file) before anything is written, so
+    a table with nothing to add costs no Delta operation (each costs seconds of fixed overhead).
+    """
     staged = spark.read.parquet(staging)
-    pairs = staged.where(F.col("kind") == "pair")
-    # One row per (image_url, text); the earliest (source_file, page_url) wins, so the choice is
-    # the same whatever the partitioning.
-    first = F.min(F.struct("source_file", "page_url", "text_source", "crawl"))
-    distinct_pairs = (
-        pairs.groupBy("image_url", "text").agg(first.alias("m"))
-        .select("image_url", "text", "m.*")
-        .withColumn("pair_id", ids.pair_id())
-        .withColumn("run_id", F.lit(run_id))
-    )
-    merged = lake.merge_insert_only(spark, lake_root, tables.PAIRS, distinct_pairs, ["pair_id", "image_url", "text"])
-    bad = (
-        staged.where(F.col("kind") == "bad")
-        .select(F.lit(JOB).alias("job"), F.lit(run_id).alias("run_id"), "source_file", "offset", "reason", "sample")
-        .dropDuplicates(["source_file", "offset", "reason"])
-    )
-    lake.merge_insert_only(spark, lake_root, tables.BAD_RECORDS, bad, ["job", "source_file", "offset", "reason"])
     logs = staged.where(F.col("kind") == "log").select(
         F.lit(JOB).alias("job"), F.lit(run_id).alias("run_id"), "source_file", "status", "records", "rows_out",
         "bad_records", "filtered", "bytes", "error", "started_at", "finished_at",
     )
-    lake.append(spark, lake_root, tables.INGEST_LOG, logs)
     totals = logs.agg(
         F.count("*").alias("files"), F.sum(F.when(F.col("status") == "ok", 1).otherwise(0)).alias("ok"),
         F.sum("records").alias("records"), F.sum("rows_out").alias("rows_out"),
         F.sum("bad_records").alias("bad_records"), F.sum("filtered").alias("filtered"), F.sum("bytes").alias("bytes"),
     ).first()
     summary = {k: int(totals[k] or 0) for k in totals.asDict()}
-    summary["pairs_inserted"] = int(merged.get("numTargetRowsInserted", 0))
+    summary["pairs_inserted"] = 0
+    if summary["rows_out"]:
+        pairs = staged.where(F.col("kind") == "pair")
+        # One row per (image_url, text); the earliest (source_file, page_url) wins, so the choice is
+        # the same whatever the partitioning.
+        first = F.min(F.struct("source_file", "page_url", "text_source", "crawl"))
+        distinct_pairs = (
+            pairs.groupBy("image_url", "text").agg(first.alias("m"))
+            .select("image_url", "text", "m.*")
+            .withColumn("pair_id", ids.pair_id())
+            .withColumn("run_id", F.lit(run_id))
+        )
+        merged = lake.merge_insert_only(spark, lake_root, tables.PAIRS, distinct_pairs,
+                                        ["pair_id", "image_url", "text"])
+        summary["pairs_inserted"] = int(merged.get("numTargetRowsInserted", 0))
+    else:
+        lake.ensure(spark, lake_root, tables.PAIRS)  # later stages find the table, empty
+    if summary["bad_records"]:  # the staged bad rows are exactly the files' bad_records
+        bad = (
+            staged.where(F.col("kind") == "bad")
+            .select(F.lit(JOB).alias("job"), F.lit(run_id).alias("run_id"), "source_file", "offset", "reason",
+                    "sample")
+            .dropDuplicates(["source_file", "offset", "reason"])
+        )
+        lake.merge_insert_only(spark, lake_root, tables.BAD_RECORDS, bad, ["job", "source_file", "offset", "reason"])
+    else:
+        lake.ensure(spark, lake_root, tables.BAD_RECORDS)
+    lake.append(spark, lake_root, tables.INGEST_LOG, logs)
     return summary
 
 
@@ -267,7 +297,7 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     finally:
         lake.remove_path(spark, staging)
     summary["seconds"] = round(time.monotonic() - t0, 2)
-    summary["failed"] = failed_files(spark, lake_root, run_id)
+    summary["failed"] = failed_files(spark, lake_root, run_id) if summary["ok"] < summary["files"] else []
     return summary
 
 
