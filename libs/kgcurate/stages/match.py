@@ -9,10 +9,12 @@ Incremental by default: ``match_state`` records the metadata version/fingerprint
 the ``pairs`` version already matched. A later run matches only the pairs added since (anti-join
 on pair_id against ``pairs`` at that version) and adds their counts to the counts recorded with
 the state (time travel), so counts stay exact without rescanning ``matches``. Changed metadata,
-changed options, a missing state or ``--full`` re-match everything. Crash safety: the new matches
-are staged as Parquet first; ``matches`` is restored to the recorded version when a previous run
-died after writing it, counts are always rebuilt from the recorded base, and the state is written
-last, so a re-run converges to the same tables.
+changed options, a missing state or ``--full`` re-match everything. A full match writes the
+matches straight into the table (one atomic overwrite, the only pass over the captions); an
+incremental one stages the new matches as Parquet, so their counts can be added. Crash safety:
+``matches`` is restored to the recorded version when a previous run died after writing it,
+counts are always rebuilt from the recorded base, and the state is written last, so a re-run
+converges to the same tables.
 """
 
 from __future__ import annotations
@@ -43,16 +45,25 @@ OUT_DDL = "pair_id bigint, entry_id bigint"
 # --- executor side ------------------------------------------------------------------------------
 
 
-def make_matcher_fn(key: str, payload: Any, acc: Any = None):
-    """The mapInArrow function: (pair_id, text) batches -> (pair_id, entry_id) batches."""
+def make_matcher_fn(key: str, payload: Any, accs: tuple[Any, Any, Any] | None = None):
+    """The mapInArrow function: (pair_id, text) batches -> (pair_id, entry_id) batches.
+
+    ``accs`` (captions read, captions with a match, matches) are counted here, in the one pass
+    that writes the matches, instead of by extra scans of the output. Every use runs this in the
+    result stage of a write (no shuffle before it), where Spark applies each task's accumulator
+    updates once even when tasks are retried.
+    """
 
     def match_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         matcher = matching.cached_matcher(key, lambda: payload.value)
         for batch in batches:
             texts = batch.column(1).to_pylist()
             rows, ids = matcher.match_batch(texts)
-            if acc is not None:
-                acc.add(len(texts))
+            if accs is not None:
+                accs[0].add(len(texts))
+                if len(rows):  # rows ascend: each change of row index is a new caption
+                    accs[1].add(int(np.count_nonzero(np.diff(rows))) + 1)
+                    accs[2].add(len(rows))
             if not len(rows):
                 continue
             pair_ids = batch.column(0).to_numpy(zero_copy_only=False)
@@ -208,18 +219,24 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
 
     sc = spark.sparkContext
     payload = sc.broadcast((ids, entries, lowercase))
-    acc = sc.accumulator(0)
+    accs = (sc.accumulator(0), sc.accumulator(0), sc.accumulator(0))
     key = f"{fp}|{lowercase}"
     staging = f"{lake.normalize_root(root)}/_staging/match-{uuid.uuid4().hex[:12]}"
+    matched = pairs.mapInArrow(make_matcher_fn(key, payload, accs), OUT_DDL)
     try:
-        pairs.mapInArrow(make_matcher_fn(key, payload, acc), OUT_DDL).write.mode("overwrite").parquet(staging)
-        new = spark.read.parquet(staging)
-        meta = lake.read(spark, root, tables.METADATA, meta_version)
         if mode == "full":
-            lake.overwrite(spark, root, tables.MATCHES, new)
+            # One pass straight into the table: an overwrite is one atomic commit, so a crash
+            # leaves the previous matches, which the state (written last) still names.
+            lake.overwrite(spark, root, tables.MATCHES, matched)
+            matches_version = lake.version(spark, root, tables.MATCHES)
+            new = lake.read(spark, root, tables.MATCHES, matches_version)
         else:
+            # The increment is staged so its own counts can be added to the recorded ones.
+            matched.write.mode("overwrite").parquet(staging)
+            new = spark.read.parquet(staging)
             lake.append(spark, root, tables.MATCHES, new)
-        matches_version = lake.version(spark, root, tables.MATCHES)
+            matches_version = lake.version(spark, root, tables.MATCHES)
+        meta = lake.read(spark, root, tables.METADATA, meta_version)
         if mode == "incremental" and (base_entry is None or base_qid is None):
             log.warning("%s: recorded counts not readable; recounting from matches", JOB)
             everything = lake.read(spark, root, tables.MATCHES, matches_version)
@@ -229,7 +246,6 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
             qid_counts = _add_counts(base_qid, qid_delta(new, meta), "qid")
         lake.overwrite(spark, root, tables.ENTRY_COUNTS, entry_counts)
         lake.overwrite(spark, root, tables.QID_COUNTS, qid_counts)
-        stats = new.agg(F.count(F.lit(1)).alias("m"), F.countDistinct("pair_id").alias("p")).first()
     finally:
         lake.remove_path(spark, staging)
         payload.unpersist()
@@ -241,7 +257,7 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
         "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })
     summary.update(
-        pairs_matched=int(acc.value), pairs_with_match=int(stats["p"]), matches=int(stats["m"]),
+        pairs_matched=int(accs[0].value), pairs_with_match=int(accs[1].value), matches=int(accs[2].value),
         entries_with_count=_entries_with_count(spark, root), seconds=round(time.monotonic() - t0, 2),
     )
     return summary
