@@ -110,6 +110,21 @@ def test_spacing_matches_metaclip_chain() -> None:
         assert matching.spacing(text) == ref_spacing(text)
 
 
+def test_batch_spacing_agrees_with_spacing_for_every_special_char() -> None:
+    """match_batch inlines spacing(): each wrapped/blanked character must behave the same there."""
+    specials = matching.PUNCTS_TO_WRAP + matching.CHARS_TO_SPACE
+    entries = ["dog", "hot dog", "dog,", ", dog", "dog ,", "a"] + [f"dog {c}" for c in specials]
+    m = matching.Matcher.build(np.arange(len(entries)), entries)
+    texts = [f"dog{c}hot{c}dog{c}a" for c in specials] + [f"{c}dog{c}" for c in specials] + ["x,y.z;w:v?u!t`s\tr\nq\rp"]
+    rows, ids = m.match_batch(texts)
+    got: list[set[int]] = [set() for _ in texts]
+    for r, e in zip(rows.tolist(), ids.tolist(), strict=True):
+        got[r].add(e)
+    for text, found in zip(texts, got, strict=True):
+        want = {i for i, e in enumerate(entries) if matching.wrap_entry(e) in matching.spacing(text)}
+        assert found == want == m.match(text), text
+
+
 @pytest.mark.parametrize(
     ("entry", "wrapped"),
     [("dog", " dog "), ("狗", "狗"), ("小狗 dog", "小狗 dog "), ("C++", " C++"), ("(x)", "(x)"),

@@ -156,7 +156,6 @@ class Matcher:
         if self.automaton is None or len(self.group_offsets) <= 1:
             return empty, empty
         it = self.automaton.iter
-        space = spacing
         lower = self.lowercase
         flat: list[int] = []
         lengths: list[int] = []
@@ -167,7 +166,30 @@ class Matcher:
                 continue
             if lower:
                 text = text.lower()
-            found = {g for _, g in it(space(text))}
+            # spacing(), inlined: a function call per caption costs ~8% of the whole loop.
+            # Same replacements in the same order (tests check it against spacing()).
+            s = f" {text} "
+            if "," in s:
+                s = s.replace(",", " , ")
+            if "." in s:
+                s = s.replace(".", " . ")
+            if ";" in s:
+                s = s.replace(";", " ; ")
+            if ":" in s:
+                s = s.replace(":", " : ")
+            if "?" in s:
+                s = s.replace("?", " ? ")
+            if "!" in s:
+                s = s.replace("!", " ! ")
+            if "`" in s:
+                s = s.replace("`", " ` ")
+            if "\t" in s:
+                s = s.replace("\t", " ")
+            if "\n" in s:
+                s = s.replace("\n", " ")
+            if "\r" in s:
+                s = s.replace("\r", " ")
+            found = {g for _, g in it(s)}
             extend(found)
             append(len(found))
         groups = np.asarray(flat, dtype=np.int64)
