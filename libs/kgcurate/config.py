@@ -22,6 +22,9 @@ DEFAULTS: dict[str, Any] = {
         "text_sources": ["alt", "title"],
         "force": False,
         "decode_all": False,  # JSON-decode payloads without image links too (stricter bad-record detection)
+        # Who writes the parsed pairs to staging: "task" (the Python task, with pyarrow: local and s3
+        # lakes), "spark" (through the JVM: any lake), "auto" (task where the lake allows it).
+        "pairs_staging": "auto",
     },
     "wikidata": {"input": None, "languages": ["en"], "format": None},  # format: json | nt | None (by suffix)
     "metadata": {

@@ -27,6 +27,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from kgcurate import config, ids, lake, tables
+from kgcurate import staging as staging_mod
 from kgcurate.errors import UserError
 from kgcurate.session import get_spark
 from kgcurate.wat.inputs import display_name, expand_inputs
@@ -56,6 +57,13 @@ STAGED = pa.schema([
     ("started_at", pa.timestamp("us", tz="UTC")),
     ("finished_at", pa.timestamp("us", tz="UTC")),
 ])
+# Pairs as parse tasks write them themselves (kgcurate.staging), when the lake allows it.
+PAIRS_STAGED = pa.schema([
+    ("source_file", pa.string()), ("crawl", pa.string()), ("image_url", pa.string()), ("text", pa.string()),
+    ("text_source", pa.string()), ("page_url", pa.string()),
+])
+PAIRS_STAGED_DDL = ("source_file string, crawl string, image_url string, text string, text_source string, "
+                    "page_url string")
 STAGED_DDL = (
     "kind string, source_file string, crawl string, image_url string, text string, text_source string, "
     "page_url string, offset bigint, reason string, sample string, status string, records bigint, "
@@ -88,21 +96,43 @@ def _pages(pages: list[str | None], rows: list[int]) -> pa.Array:
     return pa.array(pages, pa.string()).take(index)
 
 
-def parse_files(paths: Iterator[str], crawl: str | None, options: Any) -> Iterator[pa.RecordBatch]:
-    """Executor side: parse each file and yield staged Arrow batches (pure Python + pyarrow)."""
+def _pair_table(path: str, crawl: str | None, b: Any) -> pa.Table:
+    n = len(b.image_url)
+    return pa.Table.from_arrays([
+        pa.repeat(pa.scalar(path, pa.string()), n), pa.repeat(pa.scalar(crawl, pa.string()), n),
+        pa.array(b.image_url, pa.string()), pa.array(b.text, pa.string()), pa.array(b.text_source, pa.string()),
+        _pages(b.pages, b.page_rows),
+    ], schema=PAIRS_STAGED)
+
+
+def parse_files(files: Iterator[tuple[int, str]], crawl: str | None, options: Any,
+                pairs_dir: str | None = None) -> Iterator[pa.RecordBatch]:
+    """Executor side: parse each (file number, path) and yield staged Arrow batches.
+
+    With ``pairs_dir`` the task writes its pairs there itself, one Parquet file per batch named
+    by file number and batch number (see :mod:`kgcurate.staging`), and yields only the bad-record
+    and log rows; without it the pairs are yielded too (``kind = pair``).
+    """
+    from kgcurate import staging
     from kgcurate.wat.inputs import open_input
     from kgcurate.wat.parse import FileStats, WatParser, crawl_from_path
 
-    for path in paths:
+    for file_no, path in files:
         started = datetime.now(timezone.utc)
         file_crawl = crawl or crawl_from_path(path)
         parser = WatParser(options)
         error: str | None = None
+        part = 0
         try:
             with open_input(path) as stream:
                 for b in parser.parse(stream):
                     n = len(b.image_url)
-                    if n:
+                    if n and pairs_dir is not None:
+                        staging.write_parquet(f"{pairs_dir}/part-{file_no:06d}-{part:05d}.parquet",
+                                              _pair_table(path, file_crawl, b))
+                        part += 1
+                        yield _batch({"kind": "pairs_written", "source_file": path, "rows_out": n}, 1)
+                    elif n:
                         yield _batch({
                             "kind": "pair", "source_file": path, "crawl": file_crawl,
                             "image_url": b.image_url, "text": b.text, "text_source": b.text_source,
@@ -187,32 +217,38 @@ class Progress:
 
 
 def stage_output(spark: SparkSession, files: list[str], crawl: str | None, options: Any,
-                 staging: str, accs: tuple) -> None:
-    """Run the parse over one task per file and write the tagged rows to ``staging`` (Parquet)."""
+                 staging: str, accs: tuple, pairs_dir: str | None = None) -> None:
+    """Run the parse over one task per file and write the tagged rows to ``staging`` (Parquet);
+    with ``pairs_dir`` the tasks write the pairs there themselves."""
     pairs_acc, bad_acc, bytes_acc = accs
+    rows_out = STAGED.get_field_index("rows_out")
 
     def run_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            for out in parse_files(iter(batch.column(0).to_pylist()), crawl, options):
+            todo = zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True)
+            for out in parse_files(todo, crawl, options, pairs_dir):
                 if out.num_rows:
                     kind = out.column(0)[0].as_py()
                     if kind == "pair":
                         pairs_acc.add(out.num_rows)
+                    elif kind == "pairs_written":
+                        pairs_acc.add(out.column(rows_out)[0].as_py())
                     elif kind == "bad":
                         bad_acc.add(out.num_rows)
                     else:
                         bytes_acc.add(out.column(STAGED.get_field_index("bytes"))[0].as_py() or 0)
                 yield out
 
-    paths = spark.sparkContext.parallelize([(f,) for f in files], numSlices=len(files))
+    numbered = spark.sparkContext.parallelize(list(enumerate(files)), numSlices=len(files))
     (
-        spark.createDataFrame(paths, "source_file string")
+        spark.createDataFrame(numbered, "file_no int, source_file string")
         .mapInArrow(run_partition, STAGED_DDL)
         .write.mode("overwrite").parquet(staging)
     )
 
 
-def commit(spark: SparkSession, lake_root: str, staging: str, run_id: str) -> dict[str, int]:
+def commit(spark: SparkSession, lake_root: str, staging: str, run_id: str,
+           pairs_dir: str | None = None) -> dict[str, int]:
     """Staged rows -> the three tables, pairs first and the log last.
 
     The run's totals come from the staged log rows (one per file) before anything is written, so
@@ -231,7 +267,8 @@ def commit(spark: SparkSession, lake_root: str, staging: str, run_id: str) -> di
     summary = {k: int(totals[k] or 0) for k in totals.asDict()}
     summary["pairs_inserted"] = 0
     if summary["rows_out"]:
-        pairs = staged.where(F.col("kind") == "pair")
+        pairs = (spark.read.schema(PAIRS_STAGED_DDL).parquet(pairs_dir) if pairs_dir
+                 else staged.where(F.col("kind") == "pair"))
         # One row per (image_url, text); the earliest (source_file, page_url) wins, so the choice is
         # the same whatever the partitioning.
         first = F.min(F.struct("source_file", "page_url", "text_source", "crawl"))
@@ -287,13 +324,20 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     sc = spark.sparkContext
     accs = (sc.accumulator(0), sc.accumulator(0), sc.accumulator(0))
     options = _parse_options(wat)
+    route = wat.get("pairs_staging") or "auto"
+    if route not in ("auto", "task", "spark"):
+        raise UserError(f"wat.pairs_staging must be auto, task or spark, got {route!r}")
+    if route == "task" and not staging_mod.supported(staging):
+        raise UserError(f"wat.pairs_staging=task needs a local or s3 lake, not {lake_root}: use auto or spark")
+    pairs_dir = f"{staging}/pairs" if route == "task" or (route == "auto" and staging_mod.supported(staging)) else None
+    summary["pairs_staging"] = "task" if pairs_dir else "spark"
     t0 = time.monotonic()
     try:
         with Progress(spark, len(todo), float(wat.get("progress_interval", 10)), *accs) as progress:
-            stage_output(spark, todo, wat.get("crawl"), options, staging, accs)
+            stage_output(spark, todo, wat.get("crawl"), options, f"{staging}/rows", accs, pairs_dir)
             log.info(progress.line(final=True))
         summary["parse_seconds"] = round(time.monotonic() - t0, 2)  # read + parse + stage, before commits
-        summary.update(commit(spark, lake_root, staging, run_id))
+        summary.update(commit(spark, lake_root, f"{staging}/rows", run_id, pairs_dir))
     finally:
         lake.remove_path(spark, staging)
     summary["seconds"] = round(time.monotonic() - t0, 2)
