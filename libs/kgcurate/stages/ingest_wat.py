@@ -1,9 +1,11 @@
 """``kgcurate ingest-wat``: CommonCrawl WAT files -> ``pairs``, ``ingest_log``, ``bad_records``.
 
 Whole files are the unit of work (gzip is not splittable): one Spark task per file, each
-streaming its file through :class:`kgcurate.wat.parse.WatParser` and emitting Arrow batches.
-The task output (pairs, bad records and one log row per file, in one tagged schema) is staged
-once as Parquet, then committed table by table: pairs by an insert-only MERGE on
+streaming its file through :class:`kgcurate.wat.parse.WatParser`. The task writes its pairs as
+Parquet into the run's staging folder itself (:mod:`kgcurate.staging`, local and S3 lakes; on
+other file systems, or with ``wat.pairs_staging: spark``, they go to the JVM as Arrow batches
+instead) and hands the JVM only its bad records and one log row per file, staged as Parquet in
+one tagged schema. Then the tables are committed one by one: pairs by an insert-only MERGE on
 (image_url, text), bad records by an insert-only MERGE on (source_file, offset, reason), and the
 log last, so a file counts as ``ok`` only after its rows are in. A killed run therefore leaves
 every table at a committed version, and a re-run neither duplicates rows nor skips work.
@@ -113,7 +115,6 @@ def parse_files(files: Iterator[tuple[int, str]], crawl: str | None, options: An
     by file number and batch number (see :mod:`kgcurate.staging`), and yields only the bad-record
     and log rows; without it the pairs are yielded too (``kind = pair``).
     """
-    from kgcurate import staging
     from kgcurate.wat.inputs import open_input
     from kgcurate.wat.parse import FileStats, WatParser, crawl_from_path
 
@@ -128,7 +129,7 @@ def parse_files(files: Iterator[tuple[int, str]], crawl: str | None, options: An
                 for b in parser.parse(stream):
                     n = len(b.image_url)
                     if n and pairs_dir is not None:
-                        staging.write_parquet(f"{pairs_dir}/part-{file_no:06d}-{part:05d}.parquet",
+                        staging_mod.write_parquet(f"{pairs_dir}/part-{file_no:06d}-{part:05d}.parquet",
                                               _pair_table(path, file_crawl, b))
                         part += 1
                         yield _batch({"kind": "pairs_written", "source_file": path, "rows_out": n}, 1)
