@@ -22,17 +22,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kgcurate import s3
+from kgcurate.wat.inputs import strip_file_uri
 
 
 def supported(folder: str) -> bool:
     """True when tasks can write Parquet into ``folder`` themselves (a local path or S3)."""
     return s3.is_s3(folder) or folder.startswith("file:") or "://" not in folder
-
-
-def _local(path: str) -> str:
-    if path.startswith("file://"):
-        return path[len("file://"):]
-    return path[len("file:"):] if path.startswith("file:") else path
 
 
 def write_parquet(url: str, table: pa.Table) -> None:
@@ -43,7 +38,7 @@ def write_parquet(url: str, table: pa.Table) -> None:
         _, bucket, key = s3.split_url(url)
         s3.client().put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
         return
-    path = _local(url)
+    path = strip_file_uri(url)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{os.path.dirname(path)}/.{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp"
     try:

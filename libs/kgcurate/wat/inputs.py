@@ -29,7 +29,8 @@ def is_listing(path: str) -> bool:
     return path.endswith(LISTING_SUFFIXES)
 
 
-def _strip_file_uri(path: str) -> str:
+def strip_file_uri(path: str) -> str:
+    """A local path from a file: or file:// URI (other paths unchanged)."""
     if path.startswith("file://"):
         return path[len("file://"):]
     if path.startswith("file:"):
@@ -46,7 +47,7 @@ def listing_base_for(listing: str) -> str:
     if listing.startswith(("http://", "https://")):
         scheme, rest = listing.split("://", 1)
         return f"{scheme}://{rest.split('/', 1)[0]}/"
-    return os.path.dirname(os.path.abspath(_strip_file_uri(listing))) + "/"
+    return os.path.dirname(os.path.abspath(strip_file_uri(listing))) + "/"
 
 
 def resolve_listed(entry: str, base: str) -> str:
@@ -76,7 +77,7 @@ def read_listing_names(listing: str) -> list[str]:
 
 
 def _expand_local(item: str) -> list[str]:
-    path = _strip_file_uri(item)
+    path = strip_file_uri(item)
     if any(ch in path for ch in "*?["):
         found = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
         if not found:
@@ -135,7 +136,7 @@ def open_input(path: str) -> BinaryIO:
         import urllib.request
 
         return urllib.request.urlopen(path, timeout=120)  # noqa: S310 - user-given URL
-    return open(_strip_file_uri(path), "rb", buffering=io.DEFAULT_BUFFER_SIZE * 16)
+    return open(strip_file_uri(path), "rb", buffering=io.DEFAULT_BUFFER_SIZE * 16)
 
 
 def display_name(path: str) -> str:
