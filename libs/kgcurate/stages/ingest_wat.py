@@ -98,13 +98,14 @@ def _pages(pages: list[str | None], rows: list[int]) -> pa.Array:
     return pa.array(pages, pa.string()).take(index)
 
 
-def _pair_table(path: str, crawl: str | None, b: Any) -> pa.Table:
+def _pair_columns(path: str, crawl: str | None, b: Any) -> dict[str, pa.Array]:
+    """The PAIRS_STAGED columns of one parser batch (both staging routes use them)."""
     n = len(b.image_url)
-    return pa.Table.from_arrays([
-        pa.repeat(pa.scalar(path, pa.string()), n), pa.repeat(pa.scalar(crawl, pa.string()), n),
-        pa.array(b.image_url, pa.string()), pa.array(b.text, pa.string()), pa.array(b.text_source, pa.string()),
-        _pages(b.pages, b.page_rows),
-    ], schema=PAIRS_STAGED)
+    return {
+        "source_file": pa.repeat(pa.scalar(path, pa.string()), n), "crawl": pa.repeat(pa.scalar(crawl, pa.string()), n),
+        "image_url": pa.array(b.image_url, pa.string()), "text": pa.array(b.text, pa.string()),
+        "text_source": pa.array(b.text_source, pa.string()), "page_url": _pages(b.pages, b.page_rows),
+    }
 
 
 def parse_files(files: Iterator[tuple[int, str]], crawl: str | None, options: Any,
@@ -130,15 +131,11 @@ def parse_files(files: Iterator[tuple[int, str]], crawl: str | None, options: An
                     n = len(b.image_url)
                     if n and pairs_dir is not None:
                         staging_mod.write_parquet(f"{pairs_dir}/part-{file_no:06d}-{part:05d}.parquet",
-                                              _pair_table(path, file_crawl, b))
+                                                  pa.table(_pair_columns(path, file_crawl, b), schema=PAIRS_STAGED))
                         part += 1
                         yield _batch({"kind": "pairs_written", "source_file": path, "rows_out": n}, 1)
                     elif n:
-                        yield _batch({
-                            "kind": "pair", "source_file": path, "crawl": file_crawl,
-                            "image_url": b.image_url, "text": b.text, "text_source": b.text_source,
-                            "page_url": _pages(b.pages, b.page_rows),
-                        }, n)
+                        yield _batch({"kind": "pair", **_pair_columns(path, file_crawl, b)}, n)
                     if b.bad:
                         m = len(b.bad)
                         yield _batch({
