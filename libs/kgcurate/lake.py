@@ -56,7 +56,7 @@ def ensure(spark: SparkSession, lake: str, name: str) -> None:
             return
         except Exception as exc:  # noqa: BLE001 - retried, then re-raised translated
             if attempt == _CREATE_TRIES - 1:
-                raise _translate_conflict(exc, name) from exc
+                raise _translate_conflict(exc, name, creating=True) from exc
             time.sleep(0.2 * (attempt + 1))
 
 
@@ -64,14 +64,15 @@ def _for_path(spark: SparkSession, lake: str, name: str):
     """``DeltaTable.forPath`` that waits out a concurrent creator's first commit."""
     from delta.tables import DeltaTable
 
-    for attempt in range(_CREATE_TRIES):
+    for attempt in range(_CREATE_TRIES - 1):
         try:
             return DeltaTable.forPath(spark, table_path(lake, name))
-        except Exception as exc:  # noqa: BLE001
-            if attempt == _CREATE_TRIES - 1:
-                raise _translate_conflict(exc, name) from exc
+        except Exception:  # noqa: BLE001 - a creator's first commit may not be visible yet
             time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
+    try:
+        return DeltaTable.forPath(spark, table_path(lake, name))
+    except Exception as exc:  # noqa: BLE001
+        raise _translate_conflict(exc, name, creating=True) from exc
 
 
 def read(spark: SparkSession, lake: str, name: str, version: int | None = None) -> DataFrame:
@@ -102,10 +103,19 @@ def _conform(df: DataFrame, name: str) -> DataFrame:
     return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in tables.schema(name).fields])
 
 
-def _translate_conflict(exc: Exception, name: str) -> Exception:
+# FileAlreadyExists: another writer took the same Delta log version first (two creators of a table).
+_CONFLICT_MARKERS = ("Concurrent", "ConflictingCommit", "ProtocolChanged", "FileAlreadyExists")
+# While opening a table that another run is creating, its log may not be there yet.
+_CREATE_RACE_MARKERS = ("DELTA_TABLE_NOT_FOUND", "doesn't exist")
+
+
+def _translate_conflict(exc: Exception, name: str, creating: bool = False) -> Exception:
+    """A concurrent-writer failure as one user-facing ConcurrentRunError; anything else as it is.
+    Not-found means a race only while creating or opening a table (elsewhere a "doesn't exist" is,
+    say, a missing column)."""
     text = f"{type(exc).__name__}: {exc}"
-    if ("Concurrent" in text or "ConflictingCommit" in text or "ProtocolChanged" in text
-            or "FileAlreadyExists" in text or "DELTA_TABLE_NOT_FOUND" in text or "doesn't exist" in text):
+    markers = _CONFLICT_MARKERS + (_CREATE_RACE_MARKERS if creating else ())
+    if any(m in text for m in markers):
         return ConcurrentRunError(
             f"another run wrote table '{name}' at the same time; this run changed nothing, "
             "re-run it when the other has finished"
