@@ -14,9 +14,11 @@ entry ids (CSR arrays). Matching a batch returns flat numpy arrays, ready for Ar
 
 from __future__ import annotations
 
+import pickle
 import string
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 import ahocorasick
 import numpy as np
@@ -122,6 +124,15 @@ class Matcher:
             flat.extend(ids)
         if groups:
             automaton.make_automaton()
+            # Re-lay the trie out (a pickle round trip). pyahocorasick allocates a node when a word
+            # first reaches it, so one node's children lie scattered over the heap and matching is
+            # bound by cache misses; unpickling allocates the nodes again one after another in the
+            # order the pickle walks the trie: ~1.25x faster matching with 500k entries
+            # (bench/bench_match.py) for about one more build time, paid once per executor.
+            data = pickle.dumps(automaton, protocol=pickle.HIGHEST_PROTOCOL)
+            del automaton  # the old trie goes before the new one is built next to the pickle
+            automaton = pickle.loads(data)
+            del data
         offsets = np.zeros(len(groups) + 1, dtype=np.int64)
         np.cumsum(sizes, out=offsets[1:])
         return cls(
@@ -155,6 +166,7 @@ class Matcher:
         if self.automaton is None or len(self.group_offsets) <= 1:
             return empty, empty
         it = self.automaton.iter
+        value = itemgetter(1)  # automaton.iter yields (end index, group index)
         lower = self.lowercase
         flat: list[int] = []
         lengths: list[int] = []
@@ -169,7 +181,7 @@ class Matcher:
             for char, spaced in _SPACING:
                 if char in s:
                     s = s.replace(char, spaced)
-            found = {g for _, g in it(s)}
+            found = set(map(value, it(s)))  # C-level: ~6% faster than {g for _, g in it(s)}
             extend(found)
             append(len(found))
         groups = np.asarray(flat, dtype=np.int64)
