@@ -8,7 +8,7 @@
     noop sink, automaton already cached in the reused workers, best of 3, per extra caption between
     runs on n and 2n captions so a Spark job's fixed cost drops out, as it does at 1B captions), and the whole job
     (Delta writes, counts): cold, warm, and per extra caption (warm runs on n and 2n captions,
-    best of 2 each; the difference is the job's cost per caption without its per-run fixed costs).
+    best of 3 each; the difference is the job's cost per caption without its per-run fixed costs).
 Prints captions/s and captions/s per core, and (c) per core as a share of (b) and (b2).
 
     .venv/bin/python bench/bench_match.py [--entries 500000] [--captions 400000] [--naive 40] [--cores 2]
@@ -175,7 +175,7 @@ def bench_spark(entries: list[str], captions: list[str]) -> dict[str, float]:
 
     def best_run() -> tuple[float, dict]:
         runs = []
-        for _ in range(2):
+        for _ in range(3):
             t0 = time.perf_counter()
             out = match_stage.execute(spark, cfg)
             runs.append(time.perf_counter() - t0)
