@@ -160,6 +160,22 @@ def test_unmatchable_entries_go_to_bad_records(spark, tmp_path) -> None:
     assert len(bad) == 1 and bad[0]["job"] == "match" and "empty" in bad[0]["reason"]
 
 
+def test_metadata_without_kg_entries_gives_empty_qid_counts(spark, tmp_path) -> None:
+    """WordNet-only metadata: entry counts as usual, qid_counts written and empty, also incrementally."""
+    root = str(tmp_path / "lake")
+    df = spark.createDataFrame([("dog", "wordnet", None), ("cat", "metaclip", None)],
+                               "entry string, source string, qid string").withColumn("entry_id", ids.entry_id())
+    lake.overwrite(spark, root, tables.METADATA, df)
+    eid = {r["entry"]: r["entry_id"] for r in df.collect()}
+    append_pairs(spark, root, ["a dog", "a cat and a dog", "nothing"], 0)
+    assert match_stage.execute(spark, cfg_for(root))["mode"] == "full"
+    append_pairs(spark, root, ["dog dog"], 10)
+    assert match_stage.execute(spark, cfg_for(root))["mode"] == "incremental"
+    counts = {r["entry_id"]: r["count"] for r in lake.read(spark, root, tables.ENTRY_COUNTS).collect()}
+    assert counts == {eid["dog"]: 3, eid["cat"]: 1}
+    assert lake.read(spark, root, tables.QID_COUNTS).count() == 0
+
+
 # --- balance -------------------------------------------------------------------------------------
 
 

@@ -149,8 +149,13 @@ def _add_counts(base: DataFrame | None, delta: DataFrame, key: str) -> DataFrame
 
 
 def qid_delta(matches: DataFrame, meta: DataFrame) -> DataFrame:
-    """Per qid: pairs matching at least one entry of it (a pair naming an entity twice counts once)."""
+    """Per qid: pairs matching at least one entry of it (a pair naming an entity twice counts once).
+
+    Metadata without KG entries (WordNet, MetaCLIP's list) has no qid to count: no scan of the matches.
+    """
     kg = meta.where(F.col("qid").isNotNull()).select("entry_id", "qid")
+    if kg.isEmpty():  # metadata-sized check
+        return matches.sparkSession.createDataFrame([], tables.schema(tables.QID_COUNTS))
     return (
         matches.join(F.broadcast(kg), "entry_id")
         .select("pair_id", "qid").distinct()
