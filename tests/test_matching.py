@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import string
 
@@ -159,6 +160,22 @@ def test_empty_entries_are_skipped_and_reported() -> None:
     m = matching.Matcher.build([1, 2, 3], ["", "  ", "dog"])
     assert m.skipped == [(1, "empty or whitespace-only entry"), (2, "empty or whitespace-only entry")]
     assert m.match("any dog") == {3}
+
+
+def test_laid_out_automaton_holds_the_same_words(tmp_path, monkeypatch, caplog) -> None:
+    """Saved and loaded again (for locality) or, when no temporary file can be written, as built."""
+    keys = [" dog ", " hot dog ", "狗", " cat "]
+    text = " a hot dog 狗 cat "
+    expected = sorted((text.index(k) + len(k) - 1, i) for i, k in enumerate(keys))
+    laid_out = matching.build_automaton(keys)
+    assert dict(laid_out.items()) == {k: i for i, k in enumerate(keys)}
+    assert sorted(laid_out.iter(text)) == expected
+    monkeypatch.setattr(matching.tempfile, "TemporaryDirectory",
+                        lambda prefix: contextlib.nullcontext(str(tmp_path / "missing")))
+    as_built = matching.build_automaton(keys)
+    assert sorted(as_built.iter(text)) == expected
+    assert "used as built" in caplog.text and "FileNotFoundError" in caplog.text
+    assert len(matching.build_automaton([])) == 0
 
 
 def test_empty_metadata_matches_nothing() -> None:
