@@ -96,10 +96,10 @@ def build_automaton(keys: Iterable[str]) -> ahocorasick.Automaton:
 
     pyahocorasick allocates a node when a word first reaches it, so one node's children lie scattered
     over the heap and matching is bound by cache misses. Saving the automaton and loading it again
-    allocates the nodes one after another in the order the file walks the trie: ~1.1-1.25x faster
-    matching with 500k entries (bench/bench_match.py) for ~3 s once per worker. Through a temporary
-    file, not a pickle round trip (whose buffers stay in the heap: +140 MiB per worker at 500k
-    entries); the built automaton is dropped before the load, so only one is in memory at a time.
+    allocates the nodes one after another in the order the file walks the trie: up to ~1.25x faster
+    matching with 500k entries (docs/curation.md) for ~3 s once per worker. Through a temporary
+    file, not a pickle round trip (whose buffers stayed in the heap: 402 instead of 205 MiB per
+    worker at 500k entries); the built automaton is dropped before the load, so only one is in memory at a time.
     When the file cannot be written, the automaton is used as built.
     """
     automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
