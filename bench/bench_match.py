@@ -9,9 +9,12 @@
     runs on n and 3n captions so a Spark job's fixed cost drops out, as it does at 1B captions), and the whole job
     (Delta writes, counts): cold, warm, and per extra caption (warm runs on n and 3n captions,
     best of 3 each; the difference is the job's cost per caption without its per-run fixed costs).
-Prints captions/s and captions/s per core, and (c) per core as a share of (b) and (b2).
+Prints captions/s and captions/s per core, and (c) per core as a share of (b) and (b2). Last,
+``--rounds`` interleaved rounds of (b) once and the stage on n and 3n once give a (c)/(b) ratio per
+round; their median is the figure to read (this VM's speed drifts between figures taken minutes apart).
 
     .venv/bin/python bench/bench_match.py [--entries 500000] [--captions 400000] [--naive 40] [--cores 2]
+                                          [--rounds 5]
 """
 
 from __future__ import annotations
@@ -142,7 +145,13 @@ def bench_matcher(entries: list[str], captions: list[str]) -> float:
     return len(captions) / (time.perf_counter() - t0)
 
 
-def bench_spark(entries: list[str], captions: list[str]) -> dict[str, float]:
+def bench_spark(entries: list[str], captions: list[str], bare_once, rounds: int) -> dict[str, float]:
+    """The Spark runs; then ``rounds`` rounds of (b) once and the stage on n and 3n once, interleaved.
+
+    This VM's speed drifts by 15-25% within minutes (a neighbour's load), which moves a ratio of two
+    figures taken minutes apart; a ratio per round, of figures taken seconds apart, and the median
+    over rounds, does not drift with it.
+    """
     os.environ.setdefault("KGCURATE_MASTER", "local[2]")
     from pyspark.sql import functions as F
 
@@ -214,8 +223,13 @@ def bench_spark(entries: list[str], captions: list[str]) -> dict[str, float]:
     matcher_fn = match_stage.make_matcher_fn(key, payload)
     floor, floor3 = best_stage(passthrough, 0), best_stage(passthrough, 2)
     stage, stage3 = best_stage(matcher_fn, 0), best_stage(matcher_fn, 2)
+    ratios = []
+    for _ in range(rounds):
+        bare = bare_once()
+        t1, t3 = best_stage(matcher_fn, 0, reps=1), best_stage(matcher_fn, 2, reps=1)
+        ratios.append(2 * n / max(t3 - t1, 1e-9) / cores / bare)
     spark.stop()
-    return {"cores": cores, "cold_s": cold, "whole_s": whole, "whole3_s": whole3, "stage_s": stage,
+    return {"ratios": ratios, "cores": cores, "cold_s": cold, "whole_s": whole, "whole3_s": whole3, "stage_s": stage,
             "stage3_s": stage3, "floor_s": floor, "floor3_s": floor3, "matches": summary["matches"]}
 
 
@@ -226,6 +240,7 @@ def main() -> int:
     ap.add_argument("--naive", type=int, default=40, help="captions for the naive per-entry loop")
     ap.add_argument("--no-spark", action="store_true")
     ap.add_argument("--cores", type=int, default=2, help="local[N] for the Spark runs and processes for (b2)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of (b) and the (c) stage")
     args = ap.parse_args()
     rng = random.Random(0)
     vocab = make_vocab(rng, max(1000, args.entries // 2))
@@ -246,7 +261,8 @@ def main() -> int:
     print(f"    Matcher.match_batch      : {ours:12,.0f} captions/s on 1 core = {ours / bare:.2f}x (b)")
     if not args.no_spark:
         os.environ.setdefault("KGCURATE_MASTER", f"local[{args.cores}]")
-        s = bench_spark(entries, captions)
+        automaton = _bare_automaton(entries)
+        s = bench_spark(entries, captions, lambda: len(captions) / _bare_loop(automaton, captions)[0], args.rounds)
         n, c = len(captions), s["cores"]
         stage, whole = n / s["stage_s"], n / s["whole_s"]
         stage_m = 2 * n / max(s["stage3_s"] - s["stage_s"], 1e-9)
@@ -256,6 +272,10 @@ def main() -> int:
         print(f"(c) Spark match stage, per extra caption: {stage_m:10,.0f} captions/s on {c} cores = "
               f"{stage_m / c:,.0f}/core = {stage_m / c / bare:.2f}x (b), {stage_m / c / bare_par:.2f}x (b2) per core "
               f"({n:,} captions in {s['stage_s']:.2f}s, {3 * n:,} in {s['stage3_s']:.2f}s; warm workers, best of 3)")
+        if s["ratios"]:
+            r = sorted(s["ratios"])
+            print(f"(c)/(b) per core, {len(r)} interleaved rounds (b once, stage on n and 3n once): "
+                  f"median {float(np.median(r)):.2f}x (range {r[0]:.2f}-{r[-1]:.2f}x)")
         print(f"    Spark match stage, one run: {stage:10,.0f} captions/s on {c} cores = {stage / c:,.0f}/core "
               f"= {stage / c / bare:.2f}x (b) per core (with the job's fixed cost)")
         print(f"    whole match job, cold    : {n / s['cold_s']:12,.0f} captions/s on {c} cores "
