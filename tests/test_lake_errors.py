@@ -16,3 +16,27 @@ def test_not_found_is_a_race_only_while_creating_or_opening() -> None:
     assert isinstance(lake._translate_conflict(exc, "pairs", creating=True), ConcurrentRunError)
     missing_column = RuntimeError("Column `text2` doesn't exist")
     assert lake._translate_conflict(missing_column, "pairs") is missing_column
+
+
+def test_version_from_the_delta_log_and_its_fallback_agree(spark, tmp_path, monkeypatch) -> None:
+    """The fast DeltaLog answer equals history(1) after every commit, and the fallback gives the same."""
+    from delta.tables import DeltaTable
+
+    from kgcurate import tables
+
+    root = str(tmp_path / "lake")
+    assert lake.version(spark, root, tables.MATCH_STATE) is None
+    df = spark.createDataFrame([("k", "v")], tables.schema(tables.MATCH_STATE))
+    seen = []
+    for _ in range(3):
+        lake.append(spark, root, tables.MATCH_STATE, df)
+        history = DeltaTable.forPath(spark, lake.table_path(root, tables.MATCH_STATE)).history(1).first()
+        seen.append(lake.version(spark, root, tables.MATCH_STATE))
+        assert seen[-1] == history["version"]
+    assert seen == sorted(set(seen))  # one new version per commit, never a stale one
+
+    def broken(*_args):
+        raise RuntimeError("no such method")
+
+    monkeypatch.setattr(lake, "_log_version", broken)
+    assert lake.version(spark, root, tables.MATCH_STATE) == seen[-1]

@@ -86,13 +86,29 @@ def read(spark: SparkSession, lake: str, name: str, version: int | None = None) 
 
 
 def version(spark: SparkSession, lake: str, name: str) -> int | None:
-    """The table's latest Delta version, or None when it does not exist."""
+    """The table's latest Delta version, or None when it does not exist.
+
+    Asked of the table's DeltaLog (which lists ``_delta_log`` for new commits, as a read does):
+    ~7 ms, where ``history(1)`` plans and runs a query, ~0.1-0.4 s, and a refresh asks ~50 times.
+    That call is Delta's internal Scala API, so any failure falls back to ``history(1)``.
+    """
     from delta.tables import DeltaTable
 
     if not exists(spark, lake, name):
         return None
-    row = DeltaTable.forPath(spark, table_path(lake, name)).history(1).select("version").first()
-    return int(row[0]) if row else None
+    path = table_path(lake, name)
+    try:
+        return _log_version(spark, path)
+    except Exception:  # noqa: BLE001 - another Delta version's signature: take the public way
+        row = DeltaTable.forPath(spark, path).history(1).select("version").first()
+        return int(row[0]) if row else None
+
+
+def _log_version(spark: SparkSession, path: str) -> int:
+    jvm = spark.sparkContext._jvm
+    none = jvm.scala.Option.empty()
+    log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
+    return int(log.update(False, none, none).version())
 
 
 def _conform(df: DataFrame, name: str) -> DataFrame:
