@@ -55,6 +55,8 @@ def main() -> int:
     meta = spark.range(args.entries + 1).select(F.col("id").alias("entry_id"), F.col("id").cast("string").alias(
         "entry"), F.lit("bench").alias("source"), F.lit(None).cast("string").alias("qid"))
     lake.overwrite(spark, root, tables.METADATA, meta)
+    match_stage.record_state(spark, root, lake.version(spark, root, tables.METADATA), "bench", False,
+                             lake.version(spark, root, tables.PAIRS))  # as a completed match would
     n_matches = matches.count()
     print(f"generated {args.pairs:,} pairs, {n_matches:,} matches in {time.perf_counter() - t0:.1f}s; {cores} cores")
 

@@ -210,6 +210,8 @@ def build_matched_lake(spark, root: str, n_pairs: int, n_entries: int, seed: int
     lake.overwrite(spark, root, tables.MATCHES, m)
     lake.overwrite(spark, root, tables.ENTRY_COUNTS, match_stage.entry_delta(m))
     lake.overwrite(spark, root, tables.QID_COUNTS, match_stage.qid_delta(m, meta))
+    match_stage.record_state(spark, root, lake.version(spark, root, tables.METADATA), "direct", False,
+                             lake.version(spark, root, tables.PAIRS))  # as a completed match would
     per_pair: dict[int, list[int]] = defaultdict(list)
     for r in m.collect():
         per_pair[r["pair_id"]].append(r["entry_id"])

@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import Sequence
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 
 from kgcurate import tables
 from kgcurate.errors import ConcurrentRunError
@@ -183,6 +183,45 @@ def merge_insert_only(
     if metrics is None or metrics["version"] == before or metrics["operation"] != "MERGE":
         return {"numTargetRowsInserted": 0}  # nothing new: Delta made no commit
     return {k: int(v) for k, v in (metrics["operationMetrics"] or {}).items() if v.isdigit()}
+
+
+def merge(spark: SparkSession, lake: str, name: str, df: DataFrame, on: str, *,
+          matched_update_when: str | Column | None = None, insert: bool = True,
+          columns: Sequence[str] | None = None) -> None:
+    """One MERGE of ``df`` (aliased ``s``) into the table (aliased ``t``): update the matched rows
+    satisfying ``matched_update_when`` (all columns, or only ``columns``), insert the rest."""
+    ensure(spark, lake, name)
+    target = _for_path(spark, lake, name)
+    m = target.alias("t").merge(_conform(df, name).alias("s"), on)
+    if matched_update_when is not None:
+        if columns:
+            m = m.whenMatchedUpdate(condition=matched_update_when, set={c: f"s.`{c}`" for c in columns})
+        else:
+            m = m.whenMatchedUpdateAll(condition=matched_update_when)
+    if insert:
+        m = m.whenNotMatchedInsertAll()
+    try:
+        m.execute()
+    except Exception as exc:  # noqa: BLE001
+        raise _translate_conflict(exc, name) from exc
+
+
+def delete(spark: SparkSession, lake: str, name: str, condition) -> None:
+    """Delete the rows matching ``condition`` (a Column or SQL string) in one commit."""
+    if not exists(spark, lake, name):
+        return
+    try:
+        _for_path(spark, lake, name).delete(condition)
+    except Exception as exc:  # noqa: BLE001
+        raise _translate_conflict(exc, name) from exc
+
+
+def restore(spark: SparkSession, lake: str, name: str, version: int) -> None:
+    """Make ``version``'s content the table's latest (one RESTORE commit): undoes a dead run's writes."""
+    try:
+        _for_path(spark, lake, name).restoreToVersion(version)
+    except Exception as exc:  # noqa: BLE001
+        raise _translate_conflict(exc, name) from exc
 
 
 def remove_path(spark: SparkSession, path: str) -> None:

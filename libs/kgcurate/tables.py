@@ -31,6 +31,7 @@ QID_COUNTS = "qid_counts"
 MATCH_STATE = "match_state"
 CURATED = "curated"
 CURATION_RUNS = "curation_runs"
+LEASES = "leases"
 
 
 def _s(*fields: StructField) -> StructType:
@@ -86,6 +87,9 @@ SCHEMAS: dict[str, StructType] = {
         _f("unmatched_pairs", LONG), _f("pairs_out", LONG), _f("input_versions", MapType(STR, LONG)),
         _f("created_at", TS),
     ),
+    # One writer per stage and lake (kgcurate.leases): the run holding it, renewed until expires_at.
+    LEASES: _s(_f("scope", STR, False), _f("run_id", STR, False), _f("holder", STR), _f("acquired_at", TS),
+               _f("expires_at", TS)),
 }
 
 

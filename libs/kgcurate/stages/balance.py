@@ -28,7 +28,7 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import balancing, config, lake, tables
+from kgcurate import balancing, config, lake, leases, tables
 from kgcurate.errors import UserError
 from kgcurate.session import get_spark
 
@@ -133,9 +133,22 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     for name in (tables.PAIRS, tables.MATCHES, tables.ENTRY_COUNTS):
         if not lake.exists(spark, root, name):
             raise UserError(f"table '{name}' not found in lake {root}: run `kgcurate match --lake {root}` first")
+    with leases.held(spark, root, JOB):
+        return _execute(spark, root, t, target, share, seed, per_qid)
+
+
+def input_versions(spark: SparkSession, root: str) -> dict[str, int | None]:
+    """What balance reads: the versions the last completed match recorded (time travel), never a
+    half-finished match's newer commits."""
+    from kgcurate.stages import match
+
+    return match.completed_versions(spark, root)
+
+
+def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, seed: int,
+             per_qid: bool) -> dict[str, Any]:
     t0 = time.monotonic()
-    versions = {name: lake.version(spark, root, name) for name in
-                (tables.PAIRS, tables.METADATA, tables.MATCHES, tables.ENTRY_COUNTS, tables.QID_COUNTS)}
+    versions = input_versions(spark, root)
     params = {"t": t, "target_size": target, "tail_share": share, "seed": seed, "per_qid": per_qid}
     run_id = run_id_for(params, versions)
 
@@ -178,22 +191,27 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
         pairs = lake.read(spark, root, tables.PAIRS, versions[tables.PAIRS]).select("pair_id", "image_url", "text")
         curated = (pp.where(keep).join(pairs, "pair_id")
                    .select("pair_id", "image_url", "text", "entry_ids", F.lit(run_id).alias("run_id")))
-        lake.overwrite(spark, root, tables.CURATED, curated)
-        versions_out = dict(versions)
-        versions_out[tables.CURATED] = lake.version(spark, root, tables.CURATED)
-        pairs_out = lake.read(spark, root, tables.CURATED, versions_out[tables.CURATED]).count()
+        before = lake.version(spark, root, tables.CURATED)
+        try:
+            lake.overwrite(spark, root, tables.CURATED, curated)
+            versions_out = dict(versions)
+            versions_out[tables.CURATED] = lake.version(spark, root, tables.CURATED)
+            pairs_out = lake.read(spark, root, tables.CURATED, versions_out[tables.CURATED]).count()
+            pairs_in = lake.read(spark, root, tables.PAIRS, versions[tables.PAIRS]).count()
+            row = {
+                "run_id": run_id, "t": float(t), "target_size": None if target is None else int(target),
+                "tail_share": None if share is None else float(share), "seed": seed, "per_qid": per_qid,
+                "pairs_in": pairs_in, "matched_pairs": matched, "unmatched_pairs": max(0, pairs_in - matched),
+                "pairs_out": pairs_out, "input_versions": {k: v for k, v in versions_out.items() if v is not None},
+                "created_at": datetime.now(timezone.utc).replace(tzinfo=None),
+            }
+            df = spark.createDataFrame([row], tables.schema(tables.CURATION_RUNS))
+            lake.merge_insert_only(spark, root, tables.CURATION_RUNS, df, ["run_id"])
+        except BaseException:
+            _roll_back_curated(spark, root, before)
+            raise
     finally:
         pp.unpersist()
-    pairs_in = lake.read(spark, root, tables.PAIRS, versions[tables.PAIRS]).count()
-    row = {
-        "run_id": run_id, "t": float(t), "target_size": None if target is None else int(target),
-        "tail_share": None if share is None else float(share), "seed": seed, "per_qid": per_qid,
-        "pairs_in": pairs_in, "matched_pairs": matched, "unmatched_pairs": max(0, pairs_in - matched),
-        "pairs_out": pairs_out, "input_versions": {k: v for k, v in versions_out.items() if v is not None},
-        "created_at": datetime.now(timezone.utc).replace(tzinfo=None),
-    }
-    df = spark.createDataFrame([row], tables.schema(tables.CURATION_RUNS))
-    lake.merge_insert_only(spark, root, tables.CURATION_RUNS, df, ["run_id"])
     summary.update({k: row[k] for k in ("t", "target_size", "tail_share", "pairs_in", "unmatched_pairs",
                                         "pairs_out")})
     summary["input_versions"] = row["input_versions"]
@@ -201,6 +219,39 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     if not math.isfinite(summary["t"]):
         summary["t"] = None
     return summary
+
+
+def _roll_back_curated(spark: SparkSession, root: str, before: int | None) -> None:
+    """A run is visible only with its ``curation_runs`` row: when that row could not be written,
+    ``curated`` goes back to what it was (emptied, if this run created it). Readers also resolve
+    ``curated`` through ``curation_runs`` (:func:`latest_curated`), which covers a killed run."""
+    try:
+        if lake.version(spark, root, tables.CURATED) == before:
+            return
+        if before is None:
+            lake.delete(spark, root, tables.CURATED, F.lit(True))
+        else:
+            lake.restore(spark, root, tables.CURATED, before)
+        log.warning("%s: run failed before its curation_runs row; curated rolled back", JOB)
+    except Exception as exc:  # noqa: BLE001 - the original failure is what the user must see
+        log.error("%s: could not roll curated back (%s); readers still see only recorded runs", JOB, exc)
+
+
+def latest_run(spark: SparkSession, root: str):
+    """The newest ``curation_runs`` row, or None."""
+    if not lake.exists(spark, root, tables.CURATION_RUNS):
+        return None
+    return lake.read(spark, root, tables.CURATION_RUNS).orderBy(F.col("created_at").desc(), "run_id").first()
+
+
+def latest_curated(spark: SparkSession, root: str) -> DataFrame | None:
+    """``curated`` as the newest recorded run wrote it (time travel to its recorded version), so a
+    balance that died after its overwrite but before its row is never read; None when no run is recorded."""
+    run = latest_run(spark, root)
+    if run is None or not lake.exists(spark, root, tables.CURATED):
+        return None
+    version = (run["input_versions"] or {}).get(tables.CURATED)
+    return lake.read(spark, root, tables.CURATED, version)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -33,7 +33,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import config, lake, matching, tables
+from kgcurate import config, lake, leases, matching, tables
 from kgcurate.errors import UserError
 from kgcurate.session import get_spark
 
@@ -88,6 +88,36 @@ def write_state(spark: SparkSession, root: str, state: dict[str, Any]) -> None:
     lake.overwrite(spark, root, tables.MATCH_STATE, spark.createDataFrame(rows, tables.schema(tables.MATCH_STATE)))
 
 
+def record_state(spark: SparkSession, root: str, meta_version: int | None, fp: str, lowercase: bool,
+                 pairs_version: int | None, matches_version: int | None = None) -> None:
+    """Mark a completed match: the versions written last are the consistent set later stages read."""
+    write_state(spark, root, {
+        "metadata_version": meta_version, "metadata_fingerprint": fp, "lowercase": lowercase,
+        "pairs_version": pairs_version,
+        "matches_version": lake.version(spark, root, tables.MATCHES) if matches_version is None else matches_version,
+        "entry_counts_version": lake.version(spark, root, tables.ENTRY_COUNTS),
+        "qid_counts_version": lake.version(spark, root, tables.QID_COUNTS),
+        "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    })
+
+
+def completed_versions(spark: SparkSession, root: str) -> dict[str, int | None]:
+    """The table versions the last completed match run recorded: pairs, metadata, matches and counts
+    that agree with each other, whatever a running or dead match has committed since."""
+    state = read_state(spark, root)
+    if not state.get("matches_version") or not state.get("entry_counts_version"):
+        raise UserError(f"no completed match run is recorded in lake {root} (table match_state): "
+                        f"run `kgcurate match --lake {root}` first")
+
+    def v(key: str) -> int | None:
+        x = state.get(key)
+        return None if x in (None, "", "None") else int(x)
+
+    return {tables.PAIRS: v("pairs_version"), tables.METADATA: v("metadata_version"),
+            tables.MATCHES: v("matches_version"), tables.ENTRY_COUNTS: v("entry_counts_version"),
+            tables.QID_COUNTS: v("qid_counts_version")}
+
+
 def load_entries(spark: SparkSession, root: str, version: int) -> tuple[np.ndarray, list[str], list[tuple[int, str]]]:
     """(entry ids, entries) to match, and the (entry_id, reason) of entries that cannot be matched.
 
@@ -119,10 +149,22 @@ def fingerprint(ids: np.ndarray, entries: list[str]) -> str:
 
 
 
-def _restore(spark: SparkSession, root: str, name: str, version: int) -> None:
-    from delta.tables import DeltaTable
+def heal(spark: SparkSession, root: str, state: dict[str, str]) -> list[str]:
+    """Put ``matches`` and the count tables back at the versions the last completed run recorded.
 
-    DeltaTable.forPath(spark, lake.table_path(root, name)).restoreToVersion(version)
+    A run that died (or lost a race) after some of its commits left them newer than ``match_state``
+    says; every later read must start from the recorded, mutually consistent versions.
+    """
+    healed = []
+    for name in (tables.MATCHES, tables.ENTRY_COUNTS, tables.QID_COUNTS):
+        recorded = state.get(f"{name}_version")
+        if recorded in (None, "", "None") or not lake.exists(spark, root, name):
+            continue
+        if lake.version(spark, root, name) != int(recorded):
+            log.warning("%s: %s changed after the last completed run; restoring version %s", JOB, name, recorded)
+            lake.restore(spark, root, name, int(recorded))
+            healed.append(name)
+    return healed
 
 
 def _time_travel(spark: SparkSession, root: str, name: str, version: str | None) -> DataFrame | None:
@@ -182,12 +224,19 @@ def decide_mode(state: dict[str, str], meta_version: int, fp: str, lowercase: bo
 
 
 def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Match under the lake's match lease: two runs at once would each be right alone and wrong together."""
     root = cfg["lake"]
-    mcfg = cfg.get("match", {})
-    lowercase = bool(mcfg.get("lowercase"))
     for name, stage in ((tables.PAIRS, "ingest-wat"), (tables.METADATA, "build-metadata")):
         if not lake.exists(spark, root, name):
             raise UserError(f"table '{name}' not found in lake {root}: run `kgcurate {stage} --lake {root}` first")
+    with leases.held(spark, root, JOB):
+        return _execute(spark, cfg)
+
+
+def _execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
+    root = cfg["lake"]
+    mcfg = cfg.get("match", {})
+    lowercase = bool(mcfg.get("lowercase"))
     t0 = time.monotonic()
     meta_version = lake.version(spark, root, tables.METADATA)
     pairs_version = lake.version(spark, root, tables.PAIRS)
@@ -207,14 +256,12 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     pairs = lake.read(spark, root, tables.PAIRS, pairs_version).select("pair_id", "text")
     base_entry = base_qid = None
     if mode == "incremental":
+        summary["healed"] = heal(spark, root, state)  # before "up to date": a dead run may have written since
         if state.get("pairs_version") == str(pairs_version):
             summary.update(pairs_matched=0, pairs_with_match=0, matches=0, up_to_date=True,
                            entries_with_count=_entries_with_count(spark, root))
             return summary
         matches_v = int(state["matches_version"])
-        if lake.version(spark, root, tables.MATCHES) != matches_v:
-            log.warning("%s: matches changed after the last completed run; restoring version %d", JOB, matches_v)
-            _restore(spark, root, tables.MATCHES, matches_v)
         old_pairs = _time_travel(spark, root, tables.PAIRS, state.get("pairs_version"))
         if old_pairs is None:  # vacuumed: pairs already matched are those in matches (or matched nothing)
             old_pairs = lake.read(spark, root, tables.MATCHES, matches_v)
@@ -254,13 +301,7 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     finally:
         lake.remove_path(spark, staging)
         payload.unpersist()
-    write_state(spark, root, {
-        "metadata_version": meta_version, "metadata_fingerprint": fp, "lowercase": lowercase,
-        "pairs_version": pairs_version, "matches_version": matches_version,
-        "entry_counts_version": lake.version(spark, root, tables.ENTRY_COUNTS),
-        "qid_counts_version": lake.version(spark, root, tables.QID_COUNTS),
-        "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    })
+    record_state(spark, root, meta_version, fp, lowercase, pairs_version, matches_version)
     summary.update(
         pairs_matched=int(accs[0].value), pairs_with_match=int(accs[1].value), matches=int(accs[2].value),
         entries_with_count=_entries_with_count(spark, root), seconds=round(time.monotonic() - t0, 2),

@@ -59,8 +59,7 @@ def balance_is_current(spark: SparkSession, root: str, cfg: dict[str, Any]) -> s
     """The run_id when ``curation_runs`` already holds the balance these inputs would produce."""
     from kgcurate.stages import balance
 
-    versions = {name: lake.version(spark, root, name) for name in
-                (tables.PAIRS, tables.METADATA, tables.MATCHES, tables.ENTRY_COUNTS, tables.QID_COUNTS)}
+    versions = balance.input_versions(spark, root)
     params = {k: balance_params(cfg)[k] for k in ("t", "target_size", "tail_share", "seed", "per_qid")}
     run_id = balance.run_id_for(params, versions)
     if not lake.exists(spark, root, tables.CURATION_RUNS):

@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from kgcurate import config, lake, report_plots, tables
 from kgcurate.errors import UserError
 from kgcurate.session import get_spark
+from kgcurate.stages import balance
 
 JOB = "report"
 TOP = 25
@@ -33,9 +34,7 @@ def gather(spark: SparkSession, root: str) -> dict[str, Any]:
     if not has[tables.PAIRS]:
         raise UserError(f"table 'pairs' not found in lake {root}: nothing to report (run ingest-wat first)")
     data: dict[str, Any] = {"lake": root, "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    run = None
-    if has[tables.CURATION_RUNS]:
-        run = lake.read(spark, root, tables.CURATION_RUNS).orderBy(F.col("created_at").desc()).first()
+    run = balance.latest_run(spark, root)
     data["run"] = run.asDict() if run else {}
     data["t"] = run["t"] if run else None
 
@@ -47,8 +46,8 @@ def gather(spark: SparkSession, root: str) -> dict[str, Any]:
     counts = lake.read(spark, root, tables.ENTRY_COUNTS)
     data["hist_before"] = [(r[0], r[1]) for r in counts.groupBy("count").count().collect()]
     after = None
-    if has[tables.CURATED]:
-        curated = lake.read(spark, root, tables.CURATED)
+    curated = balance.latest_curated(spark, root)  # the recorded run's version: never a dead run's rows
+    if curated is not None:
         sizes["curated"] = curated.count()
         after = curated.select(F.explode("entry_ids").alias("entry_id")).groupBy("entry_id").agg(
             F.count(F.lit(1)).alias("after"))

@@ -1,0 +1,184 @@
+"""Tables that agree with each other: two matches at once, a match dead between its commits, a
+balance failing after its overwrite. Each case is one a user met (issue 16); runs are in-process
+threads or injected failures, synchronised by barriers, never sleeps."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import threading
+
+import pytest
+from pyspark.sql import functions as F
+
+from kgcurate import lake, tables
+from kgcurate.errors import ConcurrentRunError
+from kgcurate.stages import balance as balance_stage
+from kgcurate.stages import match as match_stage
+from kgcurate.stages import report as report_stage
+from test_match_balance_spark import append_pairs, cfg_for, write_metadata
+from test_matching import make_captions, make_entries
+
+pytestmark = pytest.mark.spark
+
+
+@pytest.fixture(scope="module")
+def small_corpus():
+    rng = random.Random(7)
+    entries = make_entries(rng)[:80]
+    return entries, make_captions(rng, entries, 1200)
+
+
+def matched_then_more(spark, root: str, corpus) -> None:
+    """A lake with one completed match and 600 pairs ingested since (work for an incremental match)."""
+    entries, captions = corpus
+    write_metadata(spark, root, entries)
+    append_pairs(spark, root, captions[:600], 0)
+    match_stage.execute(spark, cfg_for(root))
+    append_pairs(spark, root, captions[600:], 600)
+
+
+def recount(spark, root: str) -> dict[int, int]:
+    m = lake.read(spark, root, tables.MATCHES)
+    return {r[0]: r[1] for r in m.groupBy("entry_id").count().collect()}
+
+
+def counts(spark, root: str) -> dict[int, int]:
+    return {r[0]: r[1] for r in lake.read(spark, root, tables.ENTRY_COUNTS).where("count > 0").collect()}
+
+
+def curated_ids(df) -> set[int]:
+    return {r[0] for r in df.select("pair_id").collect()}
+
+
+def test_two_matches_at_once_never_duplicate_matches(spark, tmp_path, small_corpus, monkeypatch) -> None:
+    root = str(tmp_path / "lake")
+    matched_then_more(spark, root, small_corpus)
+    barrier = threading.Barrier(2, timeout=120)
+    real_exists = lake.exists
+    waited: set[int] = set()
+
+    def exists_together(sp, r, name):  # both runs have planned to run before either writes
+        if name == tables.PAIRS and threading.get_ident() not in waited:
+            waited.add(threading.get_ident())
+            barrier.wait()
+        return real_exists(sp, r, name)
+
+    monkeypatch.setattr(lake, "exists", exists_together)
+    outcome: dict[str, object] = {}
+
+    def run(name: str) -> None:
+        try:
+            outcome[name] = match_stage.execute(spark, cfg_for(root))
+        except ConcurrentRunError as exc:
+            outcome[name] = exc
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    monkeypatch.undo()
+    errors = [v for v in outcome.values() if isinstance(v, Exception)]
+    done = [v for v in outcome.values() if isinstance(v, dict)]
+    assert len(done) == 1 and len(errors) == 1, outcome
+    assert "another match run" in str(errors[0]) and "changed nothing" in str(errors[0])
+
+    m = lake.read(spark, root, tables.MATCHES)
+    assert m.groupBy("pair_id", "entry_id").count().where("count > 1").count() == 0
+    assert counts(spark, root) == recount(spark, root)
+    state = match_stage.read_state(spark, root)
+    assert state["matches_version"] == str(lake.version(spark, root, tables.MATCHES))
+    again = match_stage.execute(spark, cfg_for(root))
+    assert again.get("up_to_date") and not again["healed"]
+    assert lake.read(spark, root, tables.LEASES).count() == 0  # both leases given back
+
+
+def test_match_dead_between_commits_balance_reads_the_last_completed_run(spark, tmp_path, small_corpus,
+                                                                        monkeypatch) -> None:
+    root = str(tmp_path / "lake")
+    matched_then_more(spark, root, small_corpus)
+    consistent = str(tmp_path / "consistent")
+    shutil.copytree(root, consistent)  # the lake as the last completed match left it
+
+    real_overwrite = lake.overwrite
+
+    def die_at_counts(sp, r, name, df, replace_where=None):
+        if name == tables.ENTRY_COUNTS:
+            raise KeyboardInterrupt("killed between the matches and entry_counts commits")
+        return real_overwrite(sp, r, name, df, replace_where)
+
+    monkeypatch.setattr(lake, "overwrite", die_at_counts)
+    with pytest.raises(KeyboardInterrupt):
+        match_stage.execute(spark, cfg_for(root))
+    monkeypatch.undo()
+    state = match_stage.read_state(spark, root)
+    assert lake.version(spark, root, tables.MATCHES) > int(state["matches_version"])  # the dead run's append
+    assert lake.read(spark, root, tables.LEASES).count() == 0  # given back on the way out
+
+    got = balance_stage.execute(spark, cfg_for(root, balance__t=5.0, balance__seed=4))
+    want = balance_stage.execute(spark, cfg_for(consistent, balance__t=5.0, balance__seed=4))
+    assert got["pairs_out"] == want["pairs_out"] and got["run_id"] == want["run_id"]
+    assert got["input_versions"][tables.MATCHES] == int(state["matches_version"])
+    assert curated_ids(lake.read(spark, root, tables.CURATED)) == curated_ids(
+        lake.read(spark, consistent, tables.CURATED))
+
+    # the next match heals and completes; balance then reads the new consistent set
+    s = match_stage.execute(spark, cfg_for(root))
+    assert s["mode"] == "incremental" and tables.MATCHES in s["healed"]
+    assert counts(spark, root) == recount(spark, root)
+    after = balance_stage.execute(spark, cfg_for(root, balance__t=5.0, balance__seed=4))
+    assert after["input_versions"][tables.MATCHES] == lake.version(spark, root, tables.MATCHES)
+
+
+def test_balance_without_a_completed_match_is_refused(spark, tmp_path, small_corpus) -> None:
+    root = str(tmp_path / "lake")
+    entries, captions = small_corpus
+    write_metadata(spark, root, entries)
+    append_pairs(spark, root, captions[:50], 0)
+    m = spark.createDataFrame([(1, 2)], tables.schema(tables.MATCHES))
+    lake.overwrite(spark, root, tables.MATCHES, m)
+    lake.overwrite(spark, root, tables.ENTRY_COUNTS, match_stage.entry_delta(m))
+    with pytest.raises(Exception, match=r"no completed match run .*run `kgcurate match --lake"):
+        balance_stage.execute(spark, cfg_for(root, balance__t=5.0))
+
+
+def test_balance_failing_after_its_overwrite_leaves_curated_as_it_was(spark, tmp_path, small_corpus,
+                                                                     monkeypatch) -> None:
+    root = str(tmp_path / "lake")
+    matched_then_more(spark, root, small_corpus)
+    first = balance_stage.execute(spark, cfg_for(root, balance__t=3.0))
+    before_rows = curated_ids(lake.read(spark, root, tables.CURATED))
+    assert len(before_rows) == first["pairs_out"]
+
+    real_merge = lake.merge_insert_only
+
+    def fail_on_run_row(sp, r, name, df, keys):
+        if name == tables.CURATION_RUNS:
+            raise RuntimeError("disk full while writing curation_runs")
+        return real_merge(sp, r, name, df, keys)
+
+    monkeypatch.setattr(lake, "merge_insert_only", fail_on_run_row)
+    with pytest.raises(RuntimeError, match="disk full"):
+        balance_stage.execute(spark, cfg_for(root, balance__t=50.0))
+    monkeypatch.undo()
+    assert curated_ids(lake.read(spark, root, tables.CURATED)) == before_rows
+    runs = lake.read(spark, root, tables.CURATION_RUNS).collect()
+    assert [r["run_id"] for r in runs] == [first["run_id"]]
+    assert curated_ids(balance_stage.latest_curated(spark, root)) == before_rows
+
+
+def test_readers_never_see_curated_rows_without_their_run_row(spark, tmp_path, small_corpus) -> None:
+    """A balance killed (no rollback possible) after its overwrite: report and downstream readers
+    resolve curated through curation_runs, so the dead run's rows are invisible."""
+    root = str(tmp_path / "lake")
+    matched_then_more(spark, root, small_corpus)
+    first = balance_stage.execute(spark, cfg_for(root, balance__t=3.0))
+    junk = lake.read(spark, root, tables.PAIRS).limit(7).select(
+        "pair_id", "image_url", "text", F.array().cast("array<long>").alias("entry_ids"),
+        F.lit("balance-killed").alias("run_id"))
+    lake.overwrite(spark, root, tables.CURATED, junk)  # what a SIGKILL after the overwrite leaves
+    visible = balance_stage.latest_curated(spark, root)
+    assert visible.count() == first["pairs_out"] and visible.where("run_id = 'balance-killed'").count() == 0
+    s = report_stage.execute(spark, cfg_for(root, report__out=str(tmp_path / "report")))
+    assert s["size_curated"] == first["pairs_out"]
