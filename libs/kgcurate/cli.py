@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
-from kgcurate import config
-from kgcurate.errors import UserError
+from kgcurate import config, session
+from kgcurate.errors import UserError, first_line, io_error_from_jvm
 
 STAGES: dict[str, tuple[str, str]] = {
     "make-sample": ("make_sample", "write realistic generated WAT files (and a Wikidata sample)"),
@@ -33,6 +35,43 @@ STAGES: dict[str, tuple[str, str]] = {
 }
 
 log = logging.getLogger("kgcurate")
+
+
+NO_LAKE = {"make-sample"}  # commands that never touch the lake
+READ_ONLY = {"report"}  # commands that only read it
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (what is wrong and where to look), exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def check_lake(lake: str, command: str) -> None:
+    """A local lake that cannot be a directory we write is a usage error now, not a JVM trace later."""
+    if command in NO_LAKE or not lake or "://" in lake or lake.startswith("file:"):
+        return
+    path = Path(lake).absolute()
+    try:
+        _check_local_lake(path, writable=command not in READ_ONLY)
+    except PermissionError as exc:
+        raise UserError(f"lake {path} is not accessible ({exc.filename}: permission denied): "
+                        "pick a lake you can reach or fix its permissions") from None
+
+
+def _check_local_lake(path: Path, writable: bool) -> None:
+    if path.exists() and not path.is_dir():
+        raise UserError(f"lake {path} is a file, not a directory: pass a directory for --lake "
+                        "(it is created when missing)")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"lake {path} cannot be created: {existing} is a file, not a directory")
+    if writable and not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"lake {path} is not writable ({existing}: permission denied): "
+                        "pick a lake you can write or fix its permissions")
 
 
 def _spark_conf_pair(text: str) -> tuple[str, str]:
@@ -59,8 +98,8 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_parser(command: str | None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kgcurate", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = OneLineParser(prog="kgcurate", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name, (module, help_text) in STAGES.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
         if name == command:
@@ -88,8 +127,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     module = importlib.import_module(f"kgcurate.stages.{STAGES[args.command][0]}")
+    if not args.debug and not session.under_spark_submit():  # a terminal: our one line says it all
+        session.console_log_level = "OFF"  # (under spark-submit the driver log keeps Spark's WARN/ERROR)
     try:
         cfg = resolve_config(args)
+        check_lake(str(cfg.get("lake") or ""), args.command)
         return int(module.run(args, cfg) or 0)
     except UserError as exc:
         if args.debug:
@@ -102,7 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - one line for users, the trace with --debug
         if args.debug:
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        io_error = io_error_from_jvm(exc)
+        if io_error is not None:
+            print(f"kgcurate: error: {args.command}: {io_error}", file=sys.stderr)
+            return 2
+        first = first_line(exc)
         print(f"kgcurate: error: {args.command} failed: {type(exc).__name__}: {first[:300]} "
               "(tables keep their last committed version; re-run with --debug for the trace)",
               file=sys.stderr)

@@ -42,6 +42,11 @@ S3A_DEFAULTS = {
 }
 
 
+# Spark's console log level for sessions built here: the CLI sets "OFF" unless --debug (a failing job
+# logs hundreds of ERROR lines before our one-line message); KGCURATE_SPARK_LOG_LEVEL overrides both.
+console_log_level = "WARN"
+
+
 def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
@@ -105,5 +110,5 @@ def get_spark(app_name: str = "kgcurate", overrides: Mapping[str, Any] | None = 
             continue
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(os.environ.get("KGCURATE_SPARK_LOG_LEVEL", "WARN"))
+    spark.sparkContext.setLogLevel(os.environ.get("KGCURATE_SPARK_LOG_LEVEL", console_log_level))
     return spark

@@ -28,7 +28,7 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import balancing, config, lake, leases, tables
+from kgcurate import argtypes, balancing, config, lake, leases, tables
 from kgcurate.errors import UserError
 from kgcurate.session import get_spark
 
@@ -125,8 +125,11 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
         raise UserError("balance needs exactly one of --t, --target-size, --tail-share (or balance.* in the config)")
     if t is not None and not float(t) > 0:
         raise UserError(f"--t must be > 0, got {t}")
-    if target is not None and int(target) < 1:
-        raise UserError(f"--target-size must be >= 1, got {target}")
+    if target is not None and not 1 <= int(target) <= argtypes.INT64_MAX:
+        raise UserError(f"--target-size must be in 1 .. {argtypes.INT64_MAX}, got {target}")
+    if not argtypes.INT64_MIN <= int(b.get("seed") or 0) <= argtypes.INT64_MAX:
+        raise UserError(f"--seed must be a 64-bit integer ({argtypes.INT64_MIN} .. {argtypes.INT64_MAX}), "
+                        f"got {b.get('seed')}")
     if share is not None and not 0 < float(share) <= 1:
         raise UserError(f"--tail-share must be in (0, 1], got {share}")
     seed, per_qid = int(b.get("seed") or 0), bool(b.get("per_qid"))
@@ -256,11 +259,13 @@ def latest_curated(spark: SparkSession, root: str) -> DataFrame | None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_mutually_exclusive_group()
-    g.add_argument("--t", type=float, help="head/tail threshold: p_e = min(1, t / count_e)")
-    g.add_argument("--target-size", type=int, help="keep exactly this many pairs (t is derived)")
+    g.add_argument("--t", type=argtypes.positive_float, help="head/tail threshold: p_e = min(1, t / count_e)")
+    g.add_argument("--target-size", type=argtypes.positive_int64,
+                   help="keep exactly this many pairs (t is derived; 1 .. 2^63-1)")
     g.add_argument("--tail-share", type=float,
                    help="MetaCLIP p -> t: t such that entries with count below t hold this share of all matches")
-    parser.add_argument("--seed", type=int, help="coin seed (default 0); same seed, same curated set")
+    parser.add_argument("--seed", type=argtypes.int64,
+                        help="coin seed (default 0; a 64-bit integer); same seed, same curated set")
     parser.add_argument("--per-qid", action="store_true", default=None,
                         help="balance knowledge-graph entries per entity (qid_counts) instead of per string")
 

@@ -28,7 +28,7 @@ import pyarrow as pa
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import config, ids, lake, tables
+from kgcurate import argtypes, config, ids, lake, tables
 from kgcurate import staging as staging_mod
 from kgcurate.errors import UserError
 from kgcurate.session import get_spark
@@ -354,7 +354,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-text-length", type=int)
     parser.add_argument("--max-text-length", type=int)
     parser.add_argument("--no-title", action="store_true", help="use alt texts only (not title)")
-    parser.add_argument("--progress-interval", type=float, help="seconds between progress lines (default 10)")
+    parser.add_argument("--progress-interval", type=argtypes.positive_float,
+                        help="seconds between progress lines (default 10; > 0)")
 
 
 def apply_args(args: argparse.Namespace, cfg: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import config, lake, s3, tables
+from kgcurate import argtypes, config, lake, s3, tables
 from kgcurate.errors import UserError
 from kgcurate.session import get_spark
 
@@ -114,7 +114,8 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crawl", help="crawl id, e.g. CC-MAIN-2024-51")
-    parser.add_argument("--target-size", type=int, help="re-balance to this many pairs (default: balance.* in config)")
+    parser.add_argument("--target-size", type=argtypes.positive_int64,
+                        help="re-balance to this many pairs (default: balance.* in config)")
     parser.add_argument("--listing-base", help="root laid out like s3://commoncrawl/ (default), holding "
                         "crawl-data/<crawl>/wat.paths.gz; the listing's lines are relative to it")
 

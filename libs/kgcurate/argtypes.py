@@ -1,0 +1,41 @@
+"""argparse value types that reject what the JVM would choke on later (exit 2, one line, no Spark)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def int_in(lo: int = INT64_MIN, hi: int = INT64_MAX) -> Callable[[str], int]:
+    """An integer in [lo, hi] (Delta stores it as a 64-bit long)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is out of range (allowed {lo} .. {hi})")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (an interval, a threshold)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+positive_float.__name__ = "number"
+int64 = int_in()
+positive_int64 = int_in(1)

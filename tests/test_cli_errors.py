@@ -1,0 +1,134 @@
+"""Misuse that used to reach the JVM: exit 2 and one line naming the flag, key or path, before
+any Spark session exists (so these tests start no JVM)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from kgcurate import cli, config, session
+from kgcurate.errors import UserError, first_line, io_error_from_jvm
+
+BIG = "99999999999999999999"
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    assert "error:" in err
+    return err
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["balance", "--target-size", BIG], ["--target-size", "out of range", "9223372036854775807"]),
+    (["balance", "--target-size", "0"], ["--target-size", "out of range"]),
+    (["balance", "--t", "1", "--seed", BIG], ["--seed", "out of range", "-9223372036854775808"]),
+    (["balance", "--t", "0"], ["--t", "> 0"]),
+    (["refresh", "--crawl", "CC-MAIN-2024-51", "--target-size", BIG], ["--target-size", "out of range"]),
+    (["ingest-wat", "--progress-interval", "0", "x.wat.gz"], ["--progress-interval", "> 0"]),
+    (["ingest-wat", "--progress-interval", "-5", "x.wat.gz"], ["--progress-interval", "> 0"]),
+    (["ingest-wat", "--progress-interval", "nan", "x.wat.gz"], ["--progress-interval", "> 0"]),
+])
+def test_out_of_range_flags_exit_2_with_one_line(argv, words, capsys, tmp_path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*argv, "--lake", str(tmp_path / "lake")])
+    assert exc.value.code == 2
+    err = one_error_line(capsys)
+    for w in words:
+        assert w in err, err
+    assert not (tmp_path / "lake").exists()
+
+
+def test_lake_that_is_a_file_or_under_a_file(capsys, tmp_path) -> None:
+    f = tmp_path / "lake.txt"
+    f.write_text("not a lake")
+    assert cli.main(["balance", "--lake", str(f), "--t", "5"]) == 2
+    assert f"lake {f} is a file, not a directory" in one_error_line(capsys)
+    assert cli.main(["match", "--lake", str(f / "sub")]) == 2
+    assert f"{f} is a file, not a directory" in one_error_line(capsys)
+    wat = tmp_path / "in.wat"
+    wat.write_text("WARC/1.0\r\n")
+    assert cli.main(["ingest-wat", "--lake", str(f), str(wat)]) == 2
+    assert "is a file, not a directory" in one_error_line(capsys)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to run as another user")
+def test_read_only_or_unreachable_lake_exit_2_names_the_path(tmp_path) -> None:
+    ro = Path(tempfile.mkdtemp(prefix="kgcurate-ro-"))  # outside pytest's 0700 folder
+    hidden = tmp_path / "hidden"  # pytest's folder: user nobody cannot even look inside
+    try:
+        os.chmod(ro, 0o755)  # owned by root: user nobody can read but not write here
+        for lake, want in (
+            (ro / "lake", f"lake {ro / 'lake'} is not writable ({ro}: permission denied): "
+                          "pick a lake you can write or fix its permissions"),
+            (hidden / "lake", f"lake {hidden / 'lake'} is not accessible ({hidden / 'lake'}: permission denied): "
+                              "pick a lake you can reach or fix its permissions"),
+        ):
+            proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+                                   "-m", "kgcurate.cli", "balance", "--lake", str(lake), "--t", "5"],
+                                  capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(ro)},
+                                  cwd=str(ro))
+            assert proc.returncode == 2, proc.stderr[-2000:]
+            assert proc.stderr.strip().splitlines() == [f"kgcurate: error: {want}"]
+    finally:
+        shutil.rmtree(ro)
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("balance: [1, 2]\n", ["section 'balance' must be a mapping", "list"]),
+    ("balance:\n  t: abc\n", ["'balance.t' must be an integer or a number", "'abc'"]),
+    ("balance:\n  target_size: 99999999999999999999\n", ["'balance.target_size'", "out of range"]),
+    ("balanse:\n  t: 5\n", ["unknown key 'balanse'", "did you mean 'balance'"]),
+    ("balance:\n  tt: 5\n", ["unknown key 'balance.tt'", "did you mean 'balance.t'"]),
+    ("wat:\n  progress_interval: 0\n", ["'wat.progress_interval' must be > 0"]),
+    ("match:\n  lowercase: 'yes'\n", ["'match.lowercase' must be true/false"]),
+    ("wat:\n  max_text_length: true\n", ["'wat.max_text_length' must be an integer"]),
+])
+def test_config_of_the_wrong_shape_exit_2_naming_the_key(text, words, capsys, tmp_path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    assert cli.main(["balance", "--config", str(p), "--lake", str(tmp_path / "lake")]) == 2
+    err = one_error_line(capsys)
+    assert err.startswith(f"kgcurate: error: config file {p}: ")
+    for w in words:
+        assert w in err, err
+
+
+def test_shipped_configs_validate() -> None:
+    for name in ("conf/demo.yaml", "conf/cluster.yaml", "deploy/compose.yaml"):
+        config.load(name)
+    config.validate({"spark": {"conf": {"spark.any.key": 1}}, "balance": {"t": 3, "tail_share": 0.5}}, "x")
+    with pytest.raises(UserError, match="'spark.conf' must be a mapping"):
+        config.validate({"spark": {"conf": [1]}}, "x")
+
+
+def test_jvm_io_errors_become_one_line() -> None:
+    denied = RuntimeError("An error occurred while calling o131.parquet.\n: java.nio.file.AccessDeniedException: "
+                          "/data/lake/pairs/_delta_log\n\tat sun.nio.fs...")
+    err = io_error_from_jvm(denied)
+    assert err is not None and str(err) == ("cannot write /data/lake/pairs/_delta_log: permission denied "
+                                            "(check the lake path and its permissions)")
+    mkdirs = RuntimeError(": java.io.IOException: Mkdirs failed to create /ro/lake/x (exists=false, cwd=file:/)")
+    assert "cannot write /ro/lake/x: cannot create the directory" in str(io_error_from_jvm(mkdirs))
+    assert io_error_from_jvm(RuntimeError("division by zero")) is None
+    assert first_line(RuntimeError("An error occurred while calling o77.save.\n: org.apache.spark.SparkException: "
+                                   "Job aborted\n\tat x")) == "org.apache.spark.SparkException: Job aborted"
+    assert first_line(ValueError("plain message\nmore")) == "plain message"
+
+
+def test_cli_quiets_spark_console_unless_debug(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(session, "console_log_level", "WARN")
+    f = tmp_path / "file"
+    f.write_text("x")
+    cli.main(["match", "--lake", str(f)])
+    assert session.console_log_level == "OFF"
+    monkeypatch.setattr(session, "console_log_level", "WARN")
+    with pytest.raises(UserError):
+        cli.main(["match", "--lake", str(f), "--debug"])
+    assert session.console_log_level == "WARN"
