@@ -182,3 +182,25 @@ def test_readers_never_see_curated_rows_without_their_run_row(spark, tmp_path, s
     assert visible.count() == first["pairs_out"] and visible.where("run_id = 'balance-killed'").count() == 0
     s = report_stage.execute(spark, cfg_for(root, report__out=str(tmp_path / "report")))
     assert s["size_curated"] == first["pairs_out"]
+
+
+def test_maintenance_commits_keep_the_recorded_versions_current(spark, tmp_path, small_corpus) -> None:
+    """OPTIMIZE after a match rewrites files, not rows: balance reads the optimized version (a VACUUM
+    may remove the recorded one's files) and the next match restores nothing."""
+    from delta.tables import DeltaTable
+
+    root = str(tmp_path / "lake")
+    matched_then_more(spark, root, small_corpus)
+    recorded = int(match_stage.read_state(spark, root)["matches_version"])
+    DeltaTable.forPath(spark, lake.table_path(root, tables.MATCHES)).optimize().executeCompaction()
+    spark.sql(f"ALTER TABLE delta.`{lake.table_path(root, tables.MATCHES)}` "
+              "SET TBLPROPERTIES ('delta.deletedFileRetentionDuration' = 'interval 168 hours')")
+    latest = lake.version(spark, root, tables.MATCHES)
+    assert latest == recorded + 2
+    assert lake.content_version(spark, root, tables.MATCHES, recorded) == latest
+    assert balance_stage.input_versions(spark, root)[tables.MATCHES] == latest
+    assert match_stage.heal(spark, root, match_stage.read_state(spark, root)) == []
+    junk = spark.createDataFrame([(1, 2)], tables.schema(tables.MATCHES))
+    lake.append(spark, root, tables.MATCHES, junk)  # a data change after them stops the walk
+    assert lake.content_version(spark, root, tables.MATCHES, recorded) == latest
+    assert balance_stage.input_versions(spark, root)[tables.MATCHES] == latest

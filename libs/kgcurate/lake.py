@@ -104,6 +104,31 @@ def version(spark: SparkSession, lake: str, name: str) -> int | None:
         return int(row[0]) if row else None
 
 
+# Commits that rewrite files without changing a table's rows (maintain's work).
+SAME_CONTENT_OPERATIONS = frozenset({"OPTIMIZE", "SET TBLPROPERTIES", "VACUUM START", "VACUUM END"})
+
+
+def content_version(spark: SparkSession, lake: str, name: str, recorded: int) -> int:
+    """The newest version with the same rows as ``recorded``: ``recorded`` moved past the commits
+    after it that only rearrange files (OPTIMIZE, property changes, VACUUM). A stage that recorded a
+    version keeps reading current files after ``maintain`` instead of time-travelling into files a
+    VACUUM may have removed; any data-changing commit after it stops the walk."""
+    from delta.tables import DeltaTable
+
+    latest = version(spark, lake, name)
+    if latest is None or latest <= recorded:
+        return recorded
+    history = (DeltaTable.forPath(spark, table_path(lake, name)).history(latest - recorded)
+               .select("version", "operation").collect())
+    later = sorted((int(r["version"]), r["operation"]) for r in history if int(r["version"]) > recorded)
+    best = recorded
+    for v, operation in later:
+        if v != best + 1 or operation not in SAME_CONTENT_OPERATIONS:
+            break
+        best = v
+    return best
+
+
 def _log_version(spark: SparkSession, path: str) -> int:
     jvm = spark.sparkContext._jvm
     none = jvm.scala.Option.empty()

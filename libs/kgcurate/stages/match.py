@@ -109,13 +109,14 @@ def completed_versions(spark: SparkSession, root: str) -> dict[str, int | None]:
         raise UserError(f"no completed match run is recorded in lake {root} (table match_state): "
                         f"run `kgcurate match --lake {root}` first")
 
-    def v(key: str) -> int | None:
+    def v(name: str, key: str) -> int | None:
         x = state.get(key)
-        return None if x in (None, "", "None") else int(x)
+        return None if x in (None, "", "None") else lake.content_version(spark, root, name, int(x))
 
-    return {tables.PAIRS: v("pairs_version"), tables.METADATA: v("metadata_version"),
-            tables.MATCHES: v("matches_version"), tables.ENTRY_COUNTS: v("entry_counts_version"),
-            tables.QID_COUNTS: v("qid_counts_version")}
+    return {tables.PAIRS: v(tables.PAIRS, "pairs_version"), tables.METADATA: v(tables.METADATA, "metadata_version"),
+            tables.MATCHES: v(tables.MATCHES, "matches_version"),
+            tables.ENTRY_COUNTS: v(tables.ENTRY_COUNTS, "entry_counts_version"),
+            tables.QID_COUNTS: v(tables.QID_COUNTS, "qid_counts_version")}
 
 
 def load_entries(spark: SparkSession, root: str, version: int) -> tuple[np.ndarray, list[str], list[tuple[int, str]]]:
@@ -160,9 +161,10 @@ def heal(spark: SparkSession, root: str, state: dict[str, str]) -> list[str]:
         recorded = state.get(f"{name}_version")
         if recorded in (None, "", "None") or not lake.exists(spark, root, name):
             continue
-        if lake.version(spark, root, name) != int(recorded):
-            log.warning("%s: %s changed after the last completed run; restoring version %s", JOB, name, recorded)
-            lake.restore(spark, root, name, int(recorded))
+        same = lake.content_version(spark, root, name, int(recorded))  # past maintain's OPTIMIZE commits
+        if lake.version(spark, root, name) != same:
+            log.warning("%s: %s changed after the last completed run; restoring version %s", JOB, name, same)
+            lake.restore(spark, root, name, same)
             healed.append(name)
     return healed
 
@@ -261,13 +263,14 @@ def _execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
             summary.update(pairs_matched=0, pairs_with_match=0, matches=0, up_to_date=True,
                            entries_with_count=_entries_with_count(spark, root))
             return summary
-        matches_v = int(state["matches_version"])
-        old_pairs = _time_travel(spark, root, tables.PAIRS, state.get("pairs_version"))
+        recorded = completed_versions(spark, root)  # past maintain's OPTIMIZE commits: files VACUUM keeps
+        matches_v = recorded[tables.MATCHES]
+        old_pairs = _time_travel(spark, root, tables.PAIRS, str(recorded[tables.PAIRS]))
         if old_pairs is None:  # vacuumed: pairs already matched are those in matches (or matched nothing)
             old_pairs = lake.read(spark, root, tables.MATCHES, matches_v)
         pairs = pairs.join(old_pairs.select("pair_id"), "pair_id", "left_anti")
-        base_entry = _time_travel(spark, root, tables.ENTRY_COUNTS, state.get("entry_counts_version"))
-        base_qid = _time_travel(spark, root, tables.QID_COUNTS, state.get("qid_counts_version"))
+        base_entry = _time_travel(spark, root, tables.ENTRY_COUNTS, str(recorded[tables.ENTRY_COUNTS]))
+        base_qid = _time_travel(spark, root, tables.QID_COUNTS, str(recorded[tables.QID_COUNTS]))
 
     sc = spark.sparkContext
     payload = sc.broadcast((ids, entries, lowercase))

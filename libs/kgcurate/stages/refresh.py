@@ -26,7 +26,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from kgcurate import argtypes, config, lake, s3, tables
-from kgcurate.errors import UserError
+from kgcurate.errors import ConcurrentRunError, UserError
 from kgcurate.session import get_spark
 
 JOB = "refresh"
@@ -95,14 +95,17 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     summary["ingest"] = ingest_wat.execute(spark, wcfg)
 
     log.info("%s: matching new pairs", JOB)
-    summary["match"] = match.execute(spark, copy.deepcopy(cfg))
-
-    current = balance_is_current(spark, root, cfg)
-    if current:
-        log.info("%s: balance %s already holds these inputs: nothing to re-balance", JOB, current)
-        summary["balance"] = {"skipped": "up to date", "run_id": current}
-    else:
-        summary["balance"] = balance.execute(spark, copy.deepcopy(cfg))
+    try:
+        summary["match"] = match.execute(spark, copy.deepcopy(cfg))
+        current = balance_is_current(spark, root, cfg)
+        if current:
+            log.info("%s: balance %s already holds these inputs: nothing to re-balance", JOB, current)
+            summary["balance"] = {"skipped": "up to date", "run_id": current}
+        else:
+            summary["balance"] = balance.execute(spark, copy.deepcopy(cfg))
+    except ConcurrentRunError as exc:  # the ingest above did commit: say so, not "changed nothing"
+        raise ConcurrentRunError(str(exc).replace(
+            "this run changed nothing", f"this refresh ingested {crawl}'s files but stopped there")) from None
 
     after = _versions(spark, root)
     summary["changed_tables"] = sorted(n for n in WATCHED if after[n] != before[n])
