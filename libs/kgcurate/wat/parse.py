@@ -522,7 +522,7 @@ def _header_at(buf: bytes, i: int) -> tuple[int, dict[bytes, bytes]] | str:
 
 def _inflate(src: _Source, pos: int) -> tuple[bytes, int, str | None]:
     """Inflate the gzip member at ``pos``: (its bytes, the offset just past it, None), or
-    (b"", -1, why) when it is corrupt or does not end."""
+    (what inflated before the damage, -1, why) when it is corrupt or does not end."""
     d = zlib.decompressobj(wbits=31)
     outs: list[bytes] = []
     size = 0
@@ -541,7 +541,7 @@ def _inflate(src: _Source, pos: int) -> tuple[bytes, int, str | None]:
                 return b"", -1, f"gzip member inflates to over {_MAX_MEMBER >> 20} MB"
             i += len(piece)
     except zlib.error as exc:
-        return b"", -1, f"corrupt gzip data ({exc})"
+        return b"".join(outs), -1, f"corrupt gzip data ({exc})"
 
 
 def _next_member(src: _Source, offset: int) -> int:
@@ -568,6 +568,25 @@ def _next_record(src: _Source, offset: int) -> int:
         if not isinstance(_header_at(src.get(i, _MAX_HEADER), 0), str):
             return i
         offset = i + 1
+
+
+def _sniff_gzip(head: bytes) -> bool:
+    """Whether a file that gave no record is gzip per record: it starts with a gzip header, or
+    its first gzip member that inflates to a WARC record comes before its first plain record."""
+    if head[:2] == _GZIP_MAGIC:
+        return True
+    record = head.find(_WARC_START)
+    while record >= 0 and isinstance(_header_at(head, record), str):
+        record = head.find(_WARC_START, record + 1)
+    member = head.find(_GZ_HEAD)
+    while member >= 0 and (record < 0 or member < record):
+        try:
+            if zlib.decompressobj(wbits=31).decompress(head[member:member + 4096], 7) == _WARC_START:
+                return True
+        except zlib.error:
+            pass
+        member = head.find(_GZ_HEAD, member + 1)
+    return False
 
 
 class WatParser:
@@ -683,7 +702,7 @@ class WatParser:
             else:
                 fatal = self._fatal(exc, tap, last_pos, last_len, gz, whole)
         if not resync and fatal is None:
-            end = self._check_end(tap, last_pos, gz, whole)
+            end = self._check_end(tap, last_pos, last_len, gz, whole)
             if end == "resync":
                 resync = True
             else:
@@ -698,9 +717,10 @@ class WatParser:
                 del image_url[n_pairs:], text[n_pairs:], text_source[n_pairs:]
                 pages.pop()
                 page_rows.pop()
-            if seen == 0:
-                gz = tap.tail(0)[:2] == _GZIP_MAGIC
-            batch = yield from self._resync(tap, max(last_pos, 0), gz, batch)
+            src = _Source(tap, max(last_pos, 0))
+            if seen == 0:  # no record yet: the file's start may be damaged, gzip magic and all
+                gz = _sniff_gzip(src.get(0, _CHUNK))
+            batch = yield from self._resync(src, gz, batch)
         elif fatal is not None:
             offset, reason, sample = fatal
             if offset != last_pos:
@@ -746,7 +766,8 @@ class WatParser:
         return where, reason, _sample(tap.tail(max(where, 0)))
 
     @staticmethod
-    def _check_end(tap: _Tap, last_pos: int, gz: bool, whole: bool) -> tuple[int, str, str] | str | None:
+    def _check_end(tap: _Tap, last_pos: int, last_len: int, gz: bool,
+                   whole: bool) -> tuple[int, str, str] | str | None:
         """After fastwarc stopped cleanly: None if the file is whole to its end, "resync" if more
         must be read (fastwarc stops at an empty gzip member, and skips a final member cut short),
         else a fatal (offset, reason, sample)."""
@@ -772,16 +793,20 @@ class WatParser:
                 return "resync"
             if not d.eof or d.unused_data.strip(_PAD):
                 return "resync"
+        else:  # the last record must end the file (fastwarc takes a header cut short for a record)
+            end = _plain_record_end(tap.tail(last_pos), last_pos, last_len)
+            if end > tap.pos or tap.tail(end).strip(_PAD):
+                return "resync"
         return None
 
-    def _resync(self, tap: _Tap, start: int, gz: bool, batch: Batch) -> Generator[Batch, None, Batch]:
-        """Read the file from ``start`` (the start of the last record that was whole) to its end
+    def _resync(self, src: _Source, gz: bool, batch: Batch) -> Generator[Batch, None, Batch]:
+        """Read the file from ``src.base`` (the start of the last record that was whole) to its end
         without fastwarc: each gzip member (or plain record) is framed and checked here, and after
         damage reading resumes at the next member (record) start that inflates to (is) a parseable
         WARC header. Runs only after damage; returns the batch being filled."""
         stats = self.stats
-        src = _Source(tap, start)
-        pos = start
+        tap = src.tap
+        pos = src.base
         try:
             while not src.at_end(pos):
                 if len(batch.image_url) >= self.batch_size:
@@ -832,7 +857,10 @@ class WatParser:
             sample = src.get(pos, 400)
             nxt = _next_member(src, pos + 1)
             eof = src.eof() if nxt < 0 else -1
-            self._damage(batch, pos, problem, sample, nxt if nxt >= 0 else eof, eof)
+            whole = _EMBEDDED in out and nxt < 0  # one deflate stream of many records, to the end
+            self._damage(batch, pos, f"{problem}; {WHOLE_FILE_GZIP}" if whole else problem, sample,
+                         nxt if nxt >= 0 else eof, eof)
+            self.stats.fatal |= whole
             return nxt if nxt >= 0 else eof
         if not out:
             self._damage(batch, pos, "empty gzip member (no record in it)", b"", end, -1)
