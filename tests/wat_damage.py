@@ -175,9 +175,9 @@ def plan_for(kind: str, n: int, k: int) -> list[tuple[str, int]]:
     return [(kind, k % 2), (kind, n // 2), (kind, n - 3)]
 
 
-def mixed_plan(kinds: tuple[str, ...], n: int, rng: random.Random) -> list[tuple[str, int]]:
-    """Every kind once at random positions at least 3 records apart, and the last record cut."""
-    others = [k for k in kinds if k != "truncate"]
+def mixed_plan(kinds: tuple[str, ...], n: int, rng: random.Random, times: int = 1) -> list[tuple[str, int]]:
+    """Every kind ``times`` times at random positions at least 3 records apart, and the last record cut."""
+    others = [k for k in kinds if k != "truncate"] * times
     slots = sorted(rng.sample(range(0, n - 3, 3), len(others)))
     rng.shuffle(others)
     return list(zip(others, slots, strict=True)) + [("truncate", n - 1)]
