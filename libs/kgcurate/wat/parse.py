@@ -659,7 +659,8 @@ class WatParser:
                         break
                     continue
                 if _IMG_MARK not in payload and not decode_all:
-                    if _EMBEDDED in payload and not whole:
+                    # A WAT JSON payload has no raw CR; memchr for one is cheaper than the full search.
+                    if b"\r" in payload and _EMBEDDED in payload and not whole:
                         resync = True  # its Content-Length swallowed the next record
                         break
                     if not _looks_like_json_object(payload):
