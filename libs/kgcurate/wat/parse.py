@@ -12,9 +12,13 @@ decodes them too). Absolute http(s) image URLs are kept as written; only relativ
 protocol-relative ones go through ``urljoin``.
 
 Robustness: ``WatParser.parse`` never raises for bad input. Every WARC record is accounted for:
-``stats.records == good records + stats.bad_records``. A fatal problem (corrupt or truncated
-gzip, invalid WARC framing, an empty file) stops the file, sets ``stats.error`` and is itself
-counted as one record and one bad record, so the invariant holds for every file.
+``stats.records == good records + stats.bad_records``. Damage to the container (a corrupt, empty,
+junk or cut gzip member, bytes between members, a broken WARC header, a Content-Length that
+swallows the next record) does not stop the file: reading resumes at the next gzip member (plain
+record) that starts a parseable WARC record, and each skipped byte span is counted as one record
+and one bad record (``stats.status == "partial"``). Only what cannot be read on (a read error,
+damage inside a whole-file gzip stream, no WARC record at all, an empty file) stops the file
+(``"failed"``). See docs/wat.md.
 """
 
 from __future__ import annotations
@@ -345,7 +349,8 @@ def _looks_like_json_object(payload: bytes) -> bool:
 class _Tap:
     """Wraps the input stream for fastwarc: counts compressed bytes, gives fastwarc the ``tell``
     it needs (HTTP and S3 streams lack one), and keeps the bytes from the current record's start
-    on, so the end of the file can be checked for a truncated or trailing gzip member."""
+    on, so the end of the file can be checked and, after damage, reading can resume from that
+    record without seeking the stream."""
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
