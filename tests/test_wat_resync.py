@@ -174,3 +174,20 @@ def test_resync_path_equals_fast_path_on_whole_files(clean, gz):
         slow = _resync_only(data, gz)
         assert fast[0] == slow[0] and fast[1] == slow[1] and fast[2] == slow[2]
         assert fast[2].bad_records == 3 and fast[2].status == "ok"
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["gzip", "plain"])
+def test_runs_longer_than_the_read_buffer(clean, gz):
+    """A NUL run and a garbage run of 1.5 MB each (the resync path drops what it has read past)."""
+    _data, records, _ = clean[0]
+    recs = [gzip.compress(r, mtime=0) for r in records] if gz else list(records)
+    nul, junk = b"\x00" * 1_500_000, b"#" + bytes(i % 31 + 33 for i in range(1_500_000))
+    data = b"".join(recs[:5]) + nul + b"".join(recs[5:9]) + junk + b"".join(recs[9:])
+    pairs, bad, stats = parse(data)
+    d = Damaged(data, gz, records, list(range(len(records))))
+    assert Counter(pairs) == d.expected_pairs and stats.status == "partial"
+    start = len(b"".join(recs[:5]))
+    assert [(o, r.split(" (skipped ")[1]) for o, r, _ in bad] == [
+        (start, f"{len(nul)} bytes, resumed at offset {start + len(nul)})"),
+        (start + len(nul) + len(b"".join(recs[5:9])),
+         f"{len(junk)} bytes, resumed at offset {start + len(nul) + len(b''.join(recs[5:9])) + len(junk)})")]

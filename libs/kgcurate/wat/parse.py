@@ -452,6 +452,7 @@ class _Source:
         while self.end < offset + n and self.fill():
             pass
         i = offset - self.base
+        assert i >= 0, "bytes already dropped"
         return self.buf[i:i + n]
 
     def view(self, offset: int, n: int) -> memoryview:
@@ -849,18 +850,17 @@ class WatParser:
 
     def _member(self, src: _Source, pos: int, batch: Batch) -> int:
         """Read the gzip member at ``pos`` (or skip damage there); return where reading goes on."""
-        if src.get(pos, 3) != _GZ_HEAD:
+        sample = src.get(pos, 400)  # before pad_end or a scan may drop those bytes
+        if sample[:3] != _GZ_HEAD:
             nxt = src.pad_end(pos)
             if src.at_end(nxt):
                 return nxt  # only padding up to the end of the file
-            sample = src.get(pos, 400)
             nxt = _next_member(src, pos + 1)
             eof = src.eof() if nxt < 0 else -1
             self._damage(batch, pos, "bytes that are not a gzip member", sample, nxt if nxt >= 0 else eof, eof)
             return nxt if nxt >= 0 else eof
         out, end, problem = _inflate(src, pos)
         if problem is not None:  # where the member ends is unknown: go on at the next one
-            sample = src.get(pos, 400)
             nxt = _next_member(src, pos + 1)
             eof = src.eof() if nxt < 0 else -1
             whole = _EMBEDDED in out and nxt < 0  # one deflate stream of many records, to the end
