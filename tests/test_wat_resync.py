@@ -189,3 +189,11 @@ def test_runs_longer_than_the_read_buffer(clean, gz):
         (start, f"{len(nul)} bytes, resumed at offset {start + len(nul)})"),
         (start + len(nul) + len(b"".join(recs[5:9])),
          f"{len(junk)} bytes, resumed at offset {start + len(nul) + len(b''.join(recs[5:9])) + len(junk)})")]
+
+
+@pytest.mark.parametrize("name,gz", [("CC-MAIN-2014-35-excerpt.warc.wat", False), ("whirlwind.warc.wat.gz", True)])
+def test_resync_path_reads_real_commoncrawl_files_like_the_fast_path(shared_data, name, gz):
+    data = (shared_data / "commoncrawl" / name).read_bytes()
+    fast, slow = parse(data), _resync_only(data, gz)
+    assert fast[0] == slow[0] and fast[1] == slow[1] == [] and fast[2] == slow[2]
+    assert fast[2].records > 0 and fast[2].status == "ok"
