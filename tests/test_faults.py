@@ -106,7 +106,7 @@ def test_sigkill_ingest_mid_write_then_rerun_equals_clean_run(spark, tmp_path):
     assert latest_status(spark, str(killed)) == latest_status(spark, clean)
     ok_rows = lakemod.read(spark, str(killed), tables.INGEST_LOG).where("status = 'ok'")
     assert ok_rows.groupBy("source_file").count().where("count > 1").count() == 0  # no file ok twice
-    assert ok_rows.count() == 5  # the sample's last file ends in a truncated gzip member: failed
+    assert ok_rows.count() == 5  # the sample's last file ends in a truncated gzip member: partial
     # The killed run's staging may be left behind: it is kgcurate maintain's to remove, never read again.
 
 

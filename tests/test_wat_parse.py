@@ -13,6 +13,7 @@ import pytest
 
 from kgcurate.wat.parse import (
     DEFAULT_OPTIONS,
+    WHOLE_FILE_GZIP,
     BadRecord,
     Batch,
     FileStats,
@@ -270,30 +271,35 @@ def _offsets(members: list[bytes]) -> list[int]:
 
 
 @pytest.mark.parametrize("cut", [10, 40, "half", -8, -3])
-def test_truncated_last_gzip_member_stops_with_error(cut):
+def test_truncated_last_gzip_member_is_one_bad_record(cut):
     _, members = _good_file()
     last = members[-1]
     n = len(last) // 2 if cut == "half" else cut
     data = b"".join(members[:-1]) + last[:n]
     pairs, bad, stats = parse_bytes(data)
     off = _offsets(members)[-1]
-    assert stats.error == f"truncated gzip member at offset {off}"
-    assert [b[:2] for b in bad] == [(off, "truncated gzip member")]
+    skipped = f"(skipped {len(last[:n])} bytes, to the end of the file)"
+    assert stats.error == f"truncated gzip member at offset {off} {skipped}"
+    assert [b[:2] for b in bad] == [(off, f"truncated gzip member {skipped}")]
     assert stats.records == 9 and stats.bad_records == 1  # 8 whole records + the cut one
-    assert [p[1] for p in pairs] == [f"cat {i}" for i in range(3)] + (["cat 3"] if cut in (-8, -3) else [])
+    # a member without its CRC footer is not trusted, even when its record's bytes are all there
+    assert [p[1] for p in pairs] == [f"cat {i}" for i in range(3)]
+    assert stats.status == "partial" and not stats.fatal
 
 
-def test_corrupt_gzip_member_in_the_middle():
+def test_corrupt_gzip_member_in_the_middle_is_skipped_and_reading_resumes():
     _, members = _good_file()
     broken = bytearray(members[4])
     for i in range(20, len(broken) - 10, 7):
         broken[i] ^= 0x5A
     data = b"".join(members[:4]) + bytes(broken) + b"".join(members[5:])
     pairs, bad, stats = parse_bytes(data)
+    off = _offsets(members)
     assert stats.error is not None and stats.error.startswith("corrupt gzip data")
-    assert stats.error.endswith(f"at offset {_offsets(members)[4]}")
-    assert stats.records == 5 and stats.bad_records == 1 and len(bad) == 1
-    assert [p[1] for p in pairs] == ["cat 0"]
+    assert f"at offset {off[4]} (skipped {len(broken)} bytes, resumed at offset {off[5]})" in stats.error
+    assert stats.records == 9 and stats.bad_records == 1 and len(bad) == 1 and bad[0][0] == off[4]
+    assert [p[1] for p in pairs] == ["cat 0", "cat 2", "cat 3"]
+    assert stats.status == "partial"
 
 
 @pytest.mark.parametrize("data,reason", [
@@ -306,6 +312,7 @@ def test_not_a_wat_file(data, reason):
     assert pairs == []
     assert stats.error is not None and stats.error.startswith(reason)
     assert stats.records == 1 and stats.bad_records == 1 and bad[0][0] == 0
+    assert stats.status == "failed"  # not one record: the file could not be read at all
 
 
 def test_whole_file_gzip_with_a_large_last_record():
@@ -317,21 +324,24 @@ def test_whole_file_gzip_with_a_large_last_record():
     assert len(pairs) == 3000 and bad == [] and stats.error is None and stats.records == 3
     pairs, bad, stats = parse_bytes(data[: len(data) // 2])
     assert stats.error is not None and stats.error.startswith("truncated gzip member") and len(bad) == 1
+    assert WHOLE_FILE_GZIP in stats.error and stats.status == "failed"  # no resync inside one deflate stream
 
 
 def test_garbage_after_last_record():
     data, members = _good_file()
     _, bad, stats = parse_bytes(data + b"\r\nJUNK JUNK JUNK")
     assert stats.error is not None and bad[0][0] == len(data)
-    assert stats.records == 10 and stats.bad_records == 1
+    assert stats.records == 10 and stats.bad_records == 1 and stats.status == "partial"
 
 
 def test_truncated_uncompressed_file():
     records = [WARCINFO] + _page_records("http://a.example/p", [img("/1.jpg", alt="one")])
     data = wat(records, gz=False)
     pairs, bad, stats = parse_bytes(data[:-200])
-    assert pairs == [] and stats.error == f"truncated record at offset {len(WARCINFO) + len(records[1])}"
-    assert stats.records == 3 and stats.bad_records == 1
+    off = len(WARCINFO) + len(records[1])
+    assert pairs == [] and stats.error == f"truncated record at offset {off} (skipped {len(records[2]) - 200} " \
+        "bytes, to the end of the file)"
+    assert stats.records == 3 and stats.bad_records == 1 and stats.status == "partial"
 
 
 def test_stream_without_tell_is_fine():
@@ -366,6 +376,7 @@ def test_read_error_mid_file_is_reported_not_raised():
     _, bad, stats = parse_bytes_stream(Flaky())
     assert stats.error is not None and stats.error.startswith("read error")
     assert "ConnectionResetError" in stats.error and len(bad) == 1 and stats.bad_records == 1
+    assert stats.status == "failed"  # the rest of the stream is unknown: a re-run retries it
 
 
 def parse_bytes_stream(stream):

@@ -7,8 +7,13 @@ other file systems, or with ``wat.pairs_staging: spark``, they go to the JVM as 
 instead) and hands the JVM only its bad records and one log row per file, staged as Parquet in
 one tagged schema. Then the tables are committed one by one: pairs by an insert-only MERGE on
 (image_url, text), bad records by an insert-only MERGE on (source_file, offset, reason), and the
-log last, so a file counts as ``ok`` only after its rows are in. A killed run therefore leaves
+log last, so a file counts as done only after its rows are in. A killed run therefore leaves
 every table at a committed version, and a re-run neither duplicates rows nor skips work.
+
+File statuses in ``ingest_log`` (see docs/wat.md): ``ok`` (every record read), ``partial`` (damage
+to the container was skipped, each damaged span is a bad record, every other record was read),
+``failed`` (not read, or not to its end). ``ok`` and ``partial`` files are done: a re-run cannot
+recover damaged bytes, so only ``failed`` files are retried (``--force`` re-reads everything).
 """
 
 from __future__ import annotations
@@ -146,10 +151,14 @@ def parse_files(files: Iterator[tuple[int, str]], crawl: str | None, options: An
         except Exception as exc:  # noqa: BLE001 - unreadable file: logged as failed, the job goes on
             error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         stats = getattr(parser, "stats", None) or FileStats()
-        error = error or stats.error
+        status = "failed" if error else stats.status
+        if status == "partial":
+            error = (f"partial: {stats.damaged} damaged part(s) skipped (each a bad record), the rest read; "
+                     f"first: {stats.error}")
+        error = (error or stats.error or "")[:500] or None
         yield _batch({
             "kind": ["log"], "source_file": [path], "crawl": [file_crawl],
-            "status": ["failed" if error else "ok"], "records": [stats.records], "rows_out": [stats.rows_out],
+            "status": [status], "records": [stats.records], "rows_out": [stats.rows_out],
             "bad_records": [stats.bad_records], "filtered": [stats.filtered], "bytes": [stats.bytes],
             "error": [error], "started_at": [started], "finished_at": [datetime.now(timezone.utc)],
         }, 1)
@@ -166,15 +175,18 @@ def _parse_options(wat_cfg: dict[str, Any]):
     )
 
 
+DONE = ("ok", "partial")  # statuses of files a re-run skips: a re-read cannot recover damaged bytes
+
+
 def files_to_do(spark: SparkSession, lake_root: str, files: list[str], force: bool) -> list[str]:
-    """Drop files already ``ok`` in ingest_log (unless force). The file list is already on the
-    driver (it is the job's input); the log is joined in Spark, not collected."""
+    """Drop files already done (``ok`` or ``partial``) in ingest_log, unless force. The file list
+    is already on the driver (it is the job's input); the log is joined in Spark, not collected."""
     if force or not lake.exists(spark, lake_root, tables.INGEST_LOG):
         return files
     wanted = spark.createDataFrame([(f,) for f in files], "source_file string")
     done = (
         lake.read(spark, lake_root, tables.INGEST_LOG)
-        .where((F.col("job") == JOB) & (F.col("status") == "ok"))
+        .where((F.col("job") == JOB) & F.col("status").isin(*DONE))
         .select("source_file")
     )
     remaining = {r[0] for r in wanted.join(done, "source_file", "left_anti").collect()}
@@ -259,6 +271,7 @@ def commit(spark: SparkSession, lake_root: str, staging: str, run_id: str,
     )
     totals = logs.agg(
         F.count("*").alias("files"), F.sum(F.when(F.col("status") == "ok", 1).otherwise(0)).alias("ok"),
+        F.sum(F.when(F.col("status") == "partial", 1).otherwise(0)).alias("partial"),
         F.sum("records").alias("records"), F.sum("rows_out").alias("rows_out"),
         F.sum("bad_records").alias("bad_records"), F.sum("filtered").alias("filtered"), F.sum("bytes").alias("bytes"),
     ).first()
@@ -295,10 +308,12 @@ def commit(spark: SparkSession, lake_root: str, staging: str, run_id: str,
     return summary
 
 
-def failed_files(spark: SparkSession, lake_root: str, run_id: str, limit: int = 20) -> list[tuple[str, str]]:
+def files_with_status(spark: SparkSession, lake_root: str, run_id: str, status: str,
+                      limit: int = 20) -> list[tuple[str, str]]:
+    """(file, error) of this run's files with ``status`` (the first ``limit``, for the summary)."""
     rows = (
         lake.read(spark, lake_root, tables.INGEST_LOG)
-        .where((F.col("run_id") == run_id) & (F.col("status") == "failed"))
+        .where((F.col("run_id") == run_id) & (F.col("status") == status))
         .select("source_file", "error").orderBy("source_file").limit(limit).collect()
     )
     return [(r[0], r[1]) for r in rows]
@@ -316,7 +331,7 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     summary: dict[str, Any] = {"run_id": run_id, "inputs": len(files), "skipped_done": len(files) - len(todo)}
     if not todo:
         log.info("%s: all %d files already ingested (use --force to re-read them)", JOB, len(files))
-        return {**summary, "files": 0, "ok": 0, "failed": []}
+        return {**summary, "files": 0, "ok": 0, "partial": 0, "failed": [], "partial_files": []}
     log.info("%s: %d files to read (%d already ok)", JOB, len(todo), summary["skipped_done"])
     staging = f"{lake.normalize_root(lake_root)}/_staging/{run_id}"
     sc = spark.sparkContext
@@ -339,7 +354,9 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     finally:
         lake.remove_path(spark, staging)
     summary["seconds"] = round(time.monotonic() - t0, 2)
-    summary["failed"] = failed_files(spark, lake_root, run_id) if summary["ok"] < summary["files"] else []
+    failed = summary["files"] - summary["ok"] - summary["partial"]
+    summary["failed"] = files_with_status(spark, lake_root, run_id, "failed") if failed else []
+    summary["partial_files"] = files_with_status(spark, lake_root, run_id, "partial") if summary["partial"] else []
     return summary
 
 
@@ -350,7 +367,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crawl", help="crawl id for every input (default: taken from each file's path)")
     parser.add_argument("--listing-base", help="base for a listing's relative paths "
                         "(default: the listing's folder, or the bucket root for s3 listings)")
-    parser.add_argument("--force", action="store_true", default=None, help="re-read files already ok in ingest_log")
+    parser.add_argument("--force", action="store_true", default=None,
+                        help="re-read files already done (ok or partial) in ingest_log")
     parser.add_argument("--min-text-length", type=int)
     parser.add_argument("--max-text-length", type=int)
     parser.add_argument("--no-title", action="store_true", help="use alt texts only (not title)")
@@ -376,9 +394,13 @@ def print_summary(s: dict[str, Any]) -> None:
         print(f"{JOB}: nothing to do: {s['inputs']} files, all already ingested (use --force to re-read)")
         return
     mb = s.get("bytes", 0) / 1e6
-    print(f"{JOB}: {s['files']} files read ({s['ok']} ok, {s['files'] - s['ok']} failed, {s['skipped_done']} skipped "
+    failed = s["files"] - s["ok"] - s.get("partial", 0)
+    print(f"{JOB}: {s['files']} files read ({s['ok']} ok, {s.get('partial', 0)} partial, {failed} failed, "
+          f"{s['skipped_done']} skipped "
           f"as done), {s['records']:,} records, {s['rows_out']:,} pairs extracted, {s['pairs_inserted']:,} new pairs, "
           f"{s['bad_records']:,} bad records, {s['filtered']:,} texts filtered, {mb:.1f} MB in {s['seconds']}s")
+    for path, error in s.get("partial_files", []):
+        print(f"  partial: {display_name(path)}: {error}")
     for path, error in s["failed"]:
         print(f"  failed: {display_name(path)}: {error}")
 
@@ -392,9 +414,15 @@ def run(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
     spark = get_spark(f"kgcurate-{JOB}", cfg["spark"]["conf"])
     summary = execute(spark, cfg)
     print_summary(summary)
-    if summary.get("files") and summary["ok"] < summary["files"]:
-        failed = summary["files"] - summary["ok"]
-        print(f"kgcurate: error: {failed} of {summary['files']} input files failed (see table ingest_log); "
+    files, partial = summary.get("files", 0), summary.get("partial", 0)
+    failed = files - summary.get("ok", 0) - partial
+    if files and failed:
+        print(f"kgcurate: error: {failed} of {files} input files failed (see table ingest_log); "
               "the others were ingested; re-run to retry the failed ones", file=sys.stderr)
         return 1
+    if partial:
+        names = ", ".join(display_name(p) for p, _ in summary["partial_files"][:5]) + (", ..." if partial > 5 else "")
+        print(f"kgcurate: warning: {partial} of {files} input files were damaged and read in part ({names}): "
+              "the damaged spans are in bad_records, every other record is in; they count as done "
+              "(status partial in ingest_log), --force re-reads them", file=sys.stderr)
     return 0

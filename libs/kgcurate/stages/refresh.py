@@ -138,12 +138,15 @@ def run(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
         print(f"refresh {s['crawl']}: nothing new ({ing.get('inputs', 0)} files all ingested, matches and "
               "balance up to date); no table changed")
         return 0
-    failed = ing.get("files", 0) - ing.get("ok", 0)
-    print(f"refresh {s['crawl']}: {ing.get('files', 0)} files read ({ing.get('ok', 0)} ok, {failed} failed, "
+    failed = ing.get("files", 0) - ing.get("ok", 0) - ing.get("partial", 0)
+    print(f"refresh {s['crawl']}: {ing.get('files', 0)} files read ({ing.get('ok', 0)} ok, "
+          f"{ing.get('partial', 0)} partial, {failed} failed, "
           f"{ing.get('skipped_done', 0)} already done), {ing.get('pairs_inserted', 0):,} new pairs, "
           f"match {s['match'].get('mode')} ({s['match'].get('matches', 0):,} new matches), "
           + (f"curated {bal['pairs_out']:,} (run {bal['run_id']})" if "pairs_out" in bal else "balance up to date")
           + f"; changed: {', '.join(s['changed_tables'])}")
+    for path, error in ing.get("partial_files", []):
+        print(f"  partial: {path}: {error}")
     for path, error in ing.get("failed", []):
         print(f"  failed: {path}: {error}")
     if failed:
