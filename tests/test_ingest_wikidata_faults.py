@@ -95,7 +95,7 @@ def test_bad_lines_and_files_do_not_abort_the_run(spark, lake, inputs, capsys):
     assert status["empty.json"] == status["empty.nt"] == ("failed", "empty file (0 bytes)")
     assert status["plain.json.bz2"] == ("failed", "not a bzip2 file (no BZh header) though named .bz2")
     assert status["cut.json.bz2"][0] == "failed"
-    assert status["cut.json.bz2"][1].startswith("truncated bzip2 stream (no end-of-stream marker); the ")
+    assert status["cut.json.bz2"][1].startswith("truncated bzip2 stream (no end-of-stream marker); lines before ")
     assert status["cut.json.gz"][0] == "failed"
     assert status["cut.json.gz"][1].startswith("read error: java.io.EOFException: Unexpected end of input stream; ")
     assert (log["bad-values.json"]["records"], log["bad-values.json"]["rows_out"],
@@ -116,7 +116,7 @@ def test_bad_lines_and_files_do_not_abort_the_run(spark, lake, inputs, capsys):
     assert reasons[("empty.json", 0)] == reasons[("empty.nt", 0)] == "empty file (0 bytes)"
     assert reasons[("plain.json.bz2", 0)].startswith("not a bzip2 file")
     cut = log["cut.json.bz2"]
-    lines_kept = int(cut["error"].split("the ")[1].split(" lines")[0].replace(",", ""))
+    lines_kept = int(cut["error"].split("before offset ")[1].split(" ")[0].replace(",", ""))
     assert reasons[("cut.json.bz2", lines_kept)].startswith("truncated bzip2 stream")
     assert not [k for k in bad if k[0] in ("good.json", "good.nt")]
 
@@ -166,5 +166,5 @@ def test_file_logs_account_for_every_file():
     a, b, c = file_logs(files, stats)
     assert (a["status"], a["records"], a["bad_records"], a["error"]) == ("ok", 3, 1, None)
     assert (b["status"], b["records"], b["bad_records"], b["rows_out"]) == ("failed", 5, 1, 4)
-    assert b["error"] == "truncated bzip2 stream; the 1,200 lines before it were read"
+    assert b["error"] == "truncated bzip2 stream; lines before offset 1,200 were read and kept"
     assert (c["status"], c["error"]) == ("failed", "no lines to read (empty after decompression)")

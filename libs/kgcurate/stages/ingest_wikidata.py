@@ -506,7 +506,7 @@ def file_logs(files: list[InputFile], stats: dict[str, dict[str, int]]) -> list[
     """One ingest_log row per input file from the staged per-file counts, keyed by :func:`_key`
     (pure, so testable).
 
-    A file with a problem is ``failed`` with the cause (and how many lines before it were kept);
+    A file with a problem is ``failed`` with the cause (and up to which line offset it was read);
     its problem is one more record and one more bad record, as ingest-wat counts a file-level
     problem. A non-empty file of which Spark read no line at all (a compressed file holding
     nothing) is failed too: a dump is never empty, so saying "ok, 0 records" would hide it.
@@ -519,7 +519,7 @@ def file_logs(files: list[InputFile], stats: dict[str, dict[str, int]]) -> list[
         if problem is None and not st:
             problem = "no lines to read (empty after decompression)"
         if problem is not None and lines:
-            problem = f"{problem}; the {lines:,} lines before it were read"
+            problem = f"{problem}; lines before offset {lines:,} were read and kept"
         extra = 1 if problem is not None else 0
         out.append({
             "source_file": f.uri, "status": "failed" if problem else "ok",
