@@ -168,3 +168,55 @@ def test_file_logs_account_for_every_file():
     assert (b["status"], b["records"], b["bad_records"], b["rows_out"]) == ("failed", 5, 1, 4)
     assert b["error"] == "truncated bzip2 stream; lines before offset 1,200 were read and kept"
     assert (c["status"], c["error"]) == ("failed", "no lines to read (empty after decompression)")
+
+
+class _Java:
+    """A stand-in for a py4j JVM exception chain."""
+
+    def __init__(self, text: str, cause: _Java | None = None) -> None:
+        self.text, self.cause = text, cause
+
+    def toString(self) -> str:  # noqa: N802 - the JVM's name
+        return self.text
+
+    def getCause(self) -> _Java | None:  # noqa: N802
+        return self.cause
+
+
+def test_read_failure_names_the_file_and_cause():
+    cause = _Java("java.io.EOFException: Unexpected end of input stream")
+    spark_err = _Java("org.apache.spark.SparkException: [FAILED_READ_FILE.NO_HINT] Encountered error while reading "
+                      "file file:///data/sp%20ace.json.gz.  SQLSTATE: KD001", cause)
+    exc = Exception("An error occurred while calling o1.parquet.")
+    exc.java_exception = _Java("org.apache.spark.SparkException: Job aborted due to stage failure", spark_err)
+    assert stage.read_failure(exc) == ("file:///data/sp%20ace.json.gz",
+                                       "java.io.EOFException: Unexpected end of input stream")
+    assert stage._key("file:///data/sp%20ace.json.gz") == stage._key("file:/data/sp ace.json.gz")
+    text = Exception("x\n: org.apache.spark.SparkException: [FAILED_READ_FILE.NO_HINT] Encountered error while "
+                     "reading file s3a://b/d.nt.gz.  SQLSTATE: KD001\n\tat a.b\nCaused by: java.io.IOException: "
+                     "not a gzip file\n")
+    assert stage.read_failure(text) == ("s3a://b/d.nt.gz", "java.io.IOException: not a gzip file")
+    assert stage.read_failure(Exception("ArrowTypeError: something else")) is None
+    assert stage._error_line(exc) == "Exception: java.io.EOFException: Unexpected end of input stream"
+
+
+def test_failure_line_is_one_line_naming_the_files():
+    assert stage.failure_line({"files": 2, "failed": []}) is None
+    failed = [(f"file:/d/f{i}.json", "empty file (0 bytes)") for i in range(7)]
+    line = stage.failure_line({"files": 9, "failed": failed})
+    assert "\n" not in line and line.startswith("kgcurate: error: 7 of 9 Wikidata input files failed: f0.json (")
+    assert "f4.json" in line and "f5.json" not in line and "and 2 more" in line
+
+
+def test_inputs_are_listed_per_file(spark, tmp_path):
+    """Globs and folders become files on the driver (no Spark job), each with Spark's spelling."""
+    (tmp_path / "d").mkdir()
+    for name in ("a.json", "b c.json.bz2", "_SUCCESS", ".hidden.json"):
+        (tmp_path / "d" / name).write_bytes(b"x")
+    got = stage.list_files(spark, [str(tmp_path / "d" / "*.json*")], None)
+    assert [(f.uri.rsplit("/", 1)[-1], f.fmt, f.size) for f in got] == [("a.json", "json", 1),
+                                                                         ("b%20c.json.bz2", "json", 1)]
+    assert all(f.uri.startswith("file:/") and not f.uri.startswith("file://") for f in got)
+    got = stage.list_files(spark, [str(tmp_path / "d"), str(tmp_path / "d" / "a.json")], "nt")
+    assert sorted(f.uri.rsplit("/", 1)[-1] for f in got) == ["a.json", "b%20c.json.bz2"]
+    assert {f.fmt for f in got} == {"nt"}

@@ -190,6 +190,13 @@ def input_format(path: str, forced: str | None) -> str:
                     "or pass --format json|nt")
 
 
+def _is_pattern_or_folder(path: str) -> bool:
+    import os
+
+    local = path.split(":", 1)[1] if path.startswith("file:") else path
+    return any(ch in path for ch in "*?[{") or ("://" not in path and os.path.isdir(local))
+
+
 def check_inputs(inputs: list[str]) -> None:
     """Fail early, with one line, on a local input that is not there."""
     import glob
@@ -264,7 +271,6 @@ def list_files(spark: SparkSession, inputs: list[str], forced: str | None) -> li
     no line of it."""
     out: list[InputFile] = []
     for raw in inputs:
-        fmt = input_format(raw, forced)
         jvm, hpath, fs = _hadoop_fs(spark, raw)
         statuses = list(fs.globStatus(hpath) or [])
         if not statuses:
@@ -275,7 +281,10 @@ def list_files(spark: SparkSession, inputs: list[str], forced: str | None) -> li
                 name = ch.getPath().getName()
                 if ch.isDirectory() or name.startswith(("_", ".")):
                     continue
-                ch_fmt = fmt if forced or not st.isDirectory() else input_format(name, None)
+                try:  # the file's own name, else the name the user gave (a file renamed by a glob)
+                    ch_fmt = input_format(name, forced)
+                except UserError:
+                    ch_fmt = input_format(raw, forced)
                 # Hadoop spells a local URI file:/// or file:/ depending on the call; Spark's file_path is file:/
                 uri = re.sub(r"^file:/+", "file:/", str(ch.getPath().toUri().toString()))
                 out.append(InputFile(ch.getPath().toString(), uri, int(ch.getLen()), ch_fmt))
@@ -624,8 +633,9 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     forced = wd.get("format")
     if forced not in (None, "json", "nt"):
         raise UserError(f"unknown Wikidata format {forced!r}: use json or nt")
-    for path in inputs:
-        input_format(path, forced)  # an unknown file type fails before any Spark work
+    for path in inputs:  # an unknown file type fails before any Spark work (globs, folders: per file later)
+        if not _is_pattern_or_folder(path):
+            input_format(path, forced)
     run_id = wd.get("run_id") or f"{JOB}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     staging = f"{lake.normalize_root(lake_root)}/_staging/{run_id}"
     started = datetime.now(timezone.utc)
