@@ -15,6 +15,9 @@ Field rules, shared with the N-Triples reader so that both formats give the same
   the N-Triples dump has none, so the choice must not depend on it).
 * common_names (P1843): monolingual texts in the configured languages (and ``mul``); sorted, distinct.
 * sitelinks: the number of sitelinks; has_image: whether P18 has a truthy value.
+
+Every value a row takes is type-checked (a label ``{"value": 123}`` would otherwise reach Arrow
+and abort the Spark job): a wrong type is a :class:`BadRecord` whose reason names the field.
 """
 
 from __future__ import annotations

@@ -20,7 +20,9 @@ Mapping (prefixes as in Wikidata's RDF dump format, mediawiki.org/wiki/Wikibase/
 Two parsers: rdflib's N-Triples parser (exact, any valid line) and a fast path for the common
 line shape without backslash escapes (then the text between quotes *is* the value, exactly). A
 line the fast path does not recognise goes to rdflib, so escapes, odd spacing and datatypes are
-always decoded by the real parser; a line rdflib rejects is a bad record.
+always decoded by the real parser; a line rdflib rejects is a bad record. So is a line that is not
+UTF-8, an escape that decodes to a lone surrogate (``\\ud800``: Arrow cannot write it) and a
+sitelinks count that is not ASCII digits within the int column: facts are always Arrow-safe.
 """
 
 from __future__ import annotations
