@@ -275,19 +275,19 @@ def list_files(spark: SparkSession, inputs: list[str], forced: str | None) -> li
         statuses = list(fs.globStatus(hpath) or [])
         if not statuses:
             raise UserError(f"Wikidata input not found: {raw} (pass a .json(.gz|.bz2) or .nt(.bz2) dump)")
+        found = 0
         for st in statuses:
             children = list(fs.listStatus(st.getPath())) if st.isDirectory() else [st]
             for ch in children:
-                name = ch.getPath().getName()
-                if ch.isDirectory() or name.startswith(("_", ".")):
+                if ch.isDirectory() or ch.getPath().getName().startswith(("_", ".")):
                     continue
-                try:  # the file's own name, else the name the user gave (a file renamed by a glob)
-                    ch_fmt = input_format(name, forced)
-                except UserError:
-                    ch_fmt = input_format(raw, forced)
+                path = str(ch.getPath().toString())
                 # Hadoop spells a local URI file:/// or file:/ depending on the call; Spark's file_path is file:/
                 uri = re.sub(r"^file:/+", "file:/", str(ch.getPath().toUri().toString()))
-                out.append(InputFile(ch.getPath().toString(), uri, int(ch.getLen()), ch_fmt))
+                out.append(InputFile(path, uri, int(ch.getLen()), input_format(path, forced)))
+                found += 1
+        if not found:
+            raise UserError(f"no Wikidata file in {raw} (hidden files and subfolders are not read)")
     return list({f.uri: f for f in out}.values())
 
 
@@ -305,7 +305,7 @@ def _read_bytes(spark: SparkSession, f: InputFile, tail: int) -> tuple[bytes, by
             end = bytes(io.toByteArray(stream, n))
     finally:
         stream.close()
-    return head, head + end if f.size <= 4 else end
+    return head, (end or head)  # a file of at most 4 bytes: its tail is its head
 
 
 def check_files(spark: SparkSession, files: list[InputFile]) -> None:
