@@ -11,17 +11,29 @@ Offsets of bad records: Spark's text source does not expose byte offsets, so ``o
 line's index within its input split plus the split's start byte (``_metadata.file_block_start``).
 For an input read as one split (``.gz`` files, files under 128 MB) that is exactly the 0-based
 line number in the file; for a split ``.bz2``/plain dump it is ``split start + line index``.
+
+Bad input never aborts the run (issue #16): a bad line is a bad record; a bad *file* is an
+``ingest_log`` row with ``status = failed`` and the cause (plus one bad record at the line where
+reading stopped), and the other files are ingested. Files are listed on the driver and checked
+cheaply first (size, compression magic, bzip2 end-of-stream marker: a few bytes each); what only
+reading can reveal (a cut ``.gz``, a corrupt block) fails the Spark job, whose error names the
+file: that file is then read again with ``ignoreCorruptFiles`` (keeping the lines before the
+damage) and the rest re-run strictly. Totals come from this run's own rows and its own MERGE.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import re
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
@@ -51,14 +63,14 @@ STAGED = pa.schema([
     ("instance_of", STR_LIST), ("subclass_of", STR_LIST), ("parent_taxon", STR_LIST), ("has_image", pa.bool_()),
     ("subject", pa.string()), ("fact", pa.string()), ("value", pa.string()), ("rank", pa.int32()),
     ("offset", pa.int64()), ("reason", pa.string()), ("sample", pa.string()),
-    ("records", pa.int64()), ("skipped", pa.int64()), ("bytes", pa.int64()),
+    ("records", pa.int64()), ("skipped", pa.int64()), ("bytes", pa.int64()), ("lines", pa.int64()),
 ])
 STAGED_DDL = (
     "kind string, source_file string, qid string, label string, description string, aliases array<string>, "
     "common_names array<string>, taxon_name string, sitelinks int, instance_of array<string>, "
     "subclass_of array<string>, parent_taxon array<string>, has_image boolean, subject string, fact string, "
     "value string, rank int, offset bigint, reason string, sample string, records bigint, skipped bigint, "
-    "bytes bigint"
+    "bytes bigint, lines bigint"
 )
 ENTITY_COLUMNS = ("qid", "label", "description", "aliases", "common_names", "taxon_name", "sitelinks",
                   "instance_of", "subclass_of", "parent_taxon", "has_image")
@@ -79,10 +91,11 @@ def _bad_batch(source: str, bad: list[tuple[int, str, str]], base: list[int]) ->
 
 
 def _stat_batch(stats: dict[str, list[int]]) -> pa.RecordBatch:
+    """Per file: [records, skipped, bytes, lines] where lines = the last line position seen + 1."""
     files = list(stats)
     return _batch({"kind": ["stat"] * len(files), "source_file": files,
                    "records": [stats[f][0] for f in files], "skipped": [stats[f][1] for f in files],
-                   "bytes": [stats[f][2] for f in files]}, len(files))
+                   "bytes": [stats[f][2] for f in files], "lines": [stats[f][3] for f in files]}, len(files))
 
 
 def _runs(paths: list[str], starts: list[int]) -> Iterator[tuple[int, int]]:
@@ -116,7 +129,8 @@ def make_line_parser(fmt: str, languages: tuple[str, ...]):
                 first = seen.get((source, start), 0)
                 seen[(source, start)] = first + (end - begin)
                 base = [start + first + i for i in range(end - begin)]
-                st = stats.setdefault(source, [0, 0, sizes[begin] or 0])
+                st = stats.setdefault(source, [0, 0, sizes[begin] or 0, 0])
+                st[3] = max(st[3], base[-1] + 1)
                 chunk = lines[begin:end]
                 if fmt == "json":
                     res = parse_lines(chunk, languages)
@@ -159,7 +173,7 @@ def make_document_parser(languages: tuple[str, ...]):
                     yield _batch({"kind": ["entity"] * n, "source_file": [source] * n, **cols}, n)
                 if res.bad:
                     yield _bad_batch(source, res.bad, list(range(res.records)))
-                yield _stat_batch({source: [res.records, res.skipped, size or 0]})
+                yield _stat_batch({source: [res.records, res.skipped, size or 0, res.records]})
 
     return parse
 
@@ -174,6 +188,13 @@ def input_format(path: str, forced: str | None) -> str:
         return "json"
     raise UserError(f"cannot tell the format of {path}: name it *.json(.gz|.bz2) or *.nt(.bz2), "
                     "or pass --format json|nt")
+
+
+def _is_pattern_or_folder(path: str) -> bool:
+    import os
+
+    local = path.split(":", 1)[1] if path.startswith("file:") else path
+    return any(ch in path for ch in "*?[{") or ("://" not in path and os.path.isdir(local))
 
 
 def check_inputs(inputs: list[str]) -> None:
@@ -193,10 +214,117 @@ def check_inputs(inputs: list[str]) -> None:
             raise UserError(f"Wikidata input not readable: {path} (check its permissions)")
 
 
-def _read_text(spark: SparkSession, paths: list[str], wholetext: bool = False) -> DataFrame:
+@dataclass
+class InputFile:
+    """One input file as listed on the driver: ``path`` for Hadoop/Spark to open, ``uri`` as
+    Spark's ``_metadata.file_path`` spells it (the ``source_file`` of every row), its size, the
+    format of the input it came from, and the problem found before reading (None: none yet)."""
+
+    path: str
+    uri: str
+    size: int
+    fmt: str
+    problem: str | None = None
+    readable: bool = True  # False: nothing to read (empty, wrong compression); True with a problem: read tolerantly
+
+
+# bzip2's end-of-stream marker (48 bits, sqrt(pi)), then a 32-bit CRC, then padding to a byte:
+# a complete stream's last 11 bytes hold it at one of 8 bit positions; a cut file does not.
+_BZ2_EOS = 0x177245385090
+_FAILED_READ = re.compile(r"while reading file (.+?)\.(?:\s|$)")
+
+
+def bz2_complete(tail: bytes) -> bool:
+    """Whether the last bytes of a ``.bz2`` file end with the end-of-stream marker (and its CRC)."""
+    if len(tail) < 10:
+        return False
+    bits = int.from_bytes(tail[-11:], "big")
+    return any((bits >> (32 + pad)) & 0xFFFFFFFFFFFF == _BZ2_EOS for pad in range(8))
+
+
+def precheck(name: str, size: int, head: bytes, tail: bytes) -> tuple[str | None, bool]:
+    """(problem, readable) from a file's size, first and last bytes: the cheap checks that catch
+    an empty file, a file that is not the compression its name says, and a cut bzip2 dump (whose
+    lines before the cut are still worth reading) without reading it."""
+    name = name.lower()
+    if size == 0:
+        return "empty file (0 bytes)", False
+    if name.endswith(".bz2"):
+        if not (head[:3] == b"BZh" and head[3:4].isdigit() and head[3:4] != b"0"):
+            return "not a bzip2 file (no BZh header) though named .bz2", False
+        if not bz2_complete(tail):
+            return "truncated bzip2 stream (no end-of-stream marker)", True
+    elif name.endswith(".gz") and head[:2] != b"\x1f\x8b":
+        return "not a gzip file (no gzip header) though named .gz", False
+    return None, True
+
+
+def _hadoop_fs(spark: SparkSession, path: str):
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    return jvm, hpath, hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+
+
+def list_files(spark: SparkSession, inputs: list[str], forced: str | None) -> list[InputFile]:
+    """Every input file, globs and folders expanded on the driver (as Spark would: a folder's
+    visible files, not recursive), so that each gets its own ingest_log row even when Spark reads
+    no line of it."""
+    out: list[InputFile] = []
+    for raw in inputs:
+        jvm, hpath, fs = _hadoop_fs(spark, raw)
+        statuses = list(fs.globStatus(hpath) or [])
+        if not statuses:
+            raise UserError(f"Wikidata input not found: {raw} (pass a .json(.gz|.bz2) or .nt(.bz2) dump)")
+        found = 0
+        for st in statuses:
+            children = list(fs.listStatus(st.getPath())) if st.isDirectory() else [st]
+            for ch in children:
+                if ch.isDirectory() or ch.getPath().getName().startswith(("_", ".")):
+                    continue
+                path = str(ch.getPath().toString())
+                # Hadoop spells a local URI file:/// or file:/ depending on the call; Spark's file_path is file:/
+                uri = re.sub(r"^file:/+", "file:/", str(ch.getPath().toUri().toString()))
+                out.append(InputFile(path, uri, int(ch.getLen()), input_format(path, forced)))
+                found += 1
+        if not found:
+            raise UserError(f"no Wikidata file in {raw} (hidden files and subfolders are not read)")
+    return list({f.uri: f for f in out}.values())
+
+
+def _read_bytes(spark: SparkSession, f: InputFile, tail: int) -> tuple[bytes, bytes]:
+    """The first 4 and the last ``tail`` bytes of a file, through Hadoop (local, s3a, hdfs alike)."""
+    jvm, hpath, fs = _hadoop_fs(spark, f.path)
+    io = jvm.org.apache.commons.io.IOUtils
+    stream = fs.open(hpath)
+    try:
+        head = bytes(io.toByteArray(stream, min(4, f.size)))
+        end = b""
+        if tail and f.size > 4:
+            n = min(tail, f.size - 4)
+            stream.seek(f.size - n)
+            end = bytes(io.toByteArray(stream, n))
+    finally:
+        stream.close()
+    return head, (end or head)  # a file of at most 4 bytes: its tail is its head
+
+
+def check_files(spark: SparkSession, files: list[InputFile]) -> None:
+    """Run :func:`precheck` on every file (a few bytes each); sets ``problem`` and ``readable``."""
+    for f in files:
+        name = f.uri.lower()
+        if f.size and name.endswith((".bz2", ".gz")):
+            head, tail = _read_bytes(spark, f, 11 if name.endswith(".bz2") else 0)
+        else:
+            head, tail = b"", b""
+        f.problem, f.readable = precheck(name, f.size, head, tail)
+
+
+def _read_text(spark: SparkSession, paths: list[str], wholetext: bool = False, tolerant: bool = False) -> DataFrame:
     reader = spark.read.format("text")
     if wholetext:
         reader = reader.option("wholetext", "true")
+    if tolerant:  # a read error ends that file (lines read so far are kept) instead of failing the job
+        reader = reader.option("ignoreCorruptFiles", "true")
     return reader.load(paths).select(
         "value", F.col("_metadata.file_path").alias("file_path"),
         F.col("_metadata.file_block_start").alias("block_start"),
@@ -205,43 +333,100 @@ def _read_text(spark: SparkSession, paths: list[str], wholetext: bool = False) -
 
 
 def is_line_per_entity(spark: SparkSession, path: str) -> bool:
-    """Look at a JSON input's first lines (a bounded read): dump/JSONL, or one pretty document?"""
+    """Look at a JSON input's first lines (a bounded read): dump/JSONL, or one pretty document?
+    Read tolerantly: a damaged file is judged by what could be read (the parse job reports it)."""
     from kgcurate.wikidata.json_entity import looks_line_per_entity
 
-    head = [r[0] for r in spark.read.text(path).limit(5).collect()]
+    head = [r[0] for r in spark.read.option("ignoreCorruptFiles", "true").text(path).limit(5).collect()]
     return looks_line_per_entity(head)
 
 
-def stage_output(spark: SparkSession, inputs: list[str], forced: str | None, languages: tuple[str, ...],
-                 staging: str) -> None:
-    """Parse every input into the staged Parquet folder (one Spark job per input group)."""
-    groups: dict[str, list[str]] = {"json": [], "nt": [], "document": []}
-    for path in inputs:
-        fmt = input_format(path, forced)
-        if fmt == "json" and not is_line_per_entity(spark, path):
+def _key(path: str) -> str:
+    """A file's identity whatever the spelling: ``file:///x`` / ``file:/x``, %-escaped or not."""
+    return re.sub(r"^file:/+", "file:/", unquote(path))
+
+
+def read_failure(exc: BaseException) -> tuple[str, str] | None:
+    """(file, cause) when a Spark job failed because one input file could not be read, from the
+    JVM exception chain (Spark's FAILED_READ_FILE error names the file; its cause says why)."""
+    java = getattr(exc, "java_exception", None)
+    chain: list[str] = []
+    while java is not None and len(chain) < 20:
+        chain.append(str(java.toString()))
+        java = java.getCause()
+    if not chain:  # no JVM object: the message still holds the trace
+        chain = [ln.strip().removeprefix("Caused by: ") for ln in str(exc).splitlines()
+                 if "while reading file" in ln or ln.startswith("Caused by:")]
+    for i, text in enumerate(chain):
+        m = _FAILED_READ.search(text)
+        if m:
+            cause = chain[i + 1] if i + 1 < len(chain) else "read error"
+            return m.group(1), cause.splitlines()[0][:300]
+    return None
+
+
+def _write_group(spark: SparkSession, fmt: str, files: list[InputFile], languages: tuple[str, ...],
+                 out: str, tolerant: bool) -> None:
+    paths = [f.path for f in files]
+    if fmt == "document":
+        frame = _read_text(spark, paths, wholetext=True, tolerant=tolerant).mapInArrow(
+            make_document_parser(languages), STAGED_DDL)
+    else:
+        # Lines as bytes: the parsers decode them, so a line that is not UTF-8 is a bad record.
+        text = _read_text(spark, paths, tolerant=tolerant).withColumn("value", F.col("value").cast("binary"))
+        frame = text.mapInArrow(make_line_parser(fmt, languages), STAGED_DDL)
+    frame.write.mode("overwrite").parquet(out)
+
+
+def stage_output(spark: SparkSession, files: list[InputFile], languages: tuple[str, ...],
+                 staging: str) -> list[str]:
+    """Parse every readable file into Parquet folders under ``staging``; returns the folders.
+
+    Per format, one strict Spark job reads the files without a known problem; when it fails on a
+    file (Spark names it), that file gets the cause as its problem and the job is re-run without
+    it. Files with a problem are then read in one tolerant job that keeps their lines up to the
+    damage. Other failures propagate (the run is logged as failed)."""
+    groups: dict[str, list[InputFile]] = {"json": [], "nt": [], "document": []}
+    for f in files:
+        if not f.readable:
+            continue
+        fmt = f.fmt
+        if fmt == "json" and not is_line_per_entity(spark, f.path):
             fmt = "document"
-        groups[fmt].append(path)
+        groups[fmt].append(f)
     conf = spark.conf
     previous = conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
-    first = True
+    folders: list[str] = []
     try:
-        for fmt, paths in groups.items():
-            if not paths:
-                continue
-            if fmt == "document":
-                frame = _read_text(spark, paths, wholetext=True).mapInArrow(
-                    make_document_parser(languages), STAGED_DDL)
-            else:
+        for fmt, group in groups.items():
+            if fmt != "document":
                 conf.set("spark.sql.execution.arrow.maxRecordsPerBatch",
                          str(JSON_BATCH_ROWS if fmt == "json" else NT_BATCH_ROWS))
-                text = _read_text(spark, paths)
-                if fmt == "json":
-                    text = text.withColumn("value", F.col("value").cast("binary"))
-                frame = text.mapInArrow(make_line_parser(fmt, languages), STAGED_DDL)
-            frame.write.mode("overwrite" if first else "append").parquet(staging)
-            first = False
+            strict = [f for f in group if f.problem is None]
+            while strict:
+                out = f"{staging}/{fmt}-{len(folders)}"
+                try:
+                    _write_group(spark, fmt, strict, languages, out, tolerant=False)
+                    folders.append(out)
+                    break
+                except Exception as exc:  # noqa: BLE001 - a bad file is found and set aside, others re-run
+                    failure = read_failure(exc)
+                    bad = [f for f in strict if failure and _key(f.uri) == _key(failure[0])]
+                    if not bad:
+                        raise
+                    log.warning("%s: cannot read %s (%s); reading the other files again", JOB, bad[0].uri,
+                                failure[1])
+                    bad[0].problem = f"read error: {failure[1]}"
+                    strict.remove(bad[0])
+                    lake.remove_path(spark, out)
+            damaged = [f for f in group if f.problem is not None]
+            if damaged:
+                out = f"{staging}/{fmt}-{len(folders)}-tolerant"
+                _write_group(spark, fmt, damaged, languages, out, tolerant=True)
+                folders.append(out)
     finally:
         conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", previous)
+    return folders
 
 
 def assemble_facts(facts: DataFrame) -> DataFrame:
@@ -302,6 +487,8 @@ def upsert_entities(spark: SparkSession, lake_root: str, rows: DataFrame) -> dic
 
     The source must hold one row per qid; when several input files carry the same entity, the
     row from the greatest source_file wins, so the outcome does not depend on partitioning.
+    The counts are the ones this MERGE returns: reading the table's history instead showed an
+    earlier MERGE's (or another writer's) counts when this one had nothing to commit.
     """
     from delta.tables import DeltaTable
     from pyspark.sql.window import Window
@@ -311,60 +498,113 @@ def upsert_entities(spark: SparkSession, lake_root: str, rows: DataFrame) -> dic
     lake.ensure(spark, lake_root, tables.ENTITIES)
     target = DeltaTable.forPath(spark, lake.table_path(lake_root, tables.ENTITIES))
     source = conform_entities(one).alias("s")
-    (
+    result = (
         target.alias("t").merge(source, "t.qid = s.qid")
         .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
     )
-    metrics = target.history(1).select("operation", "operationMetrics").first()
-    if metrics is None or metrics["operation"] != "MERGE":
-        return {}
-    return {k: int(v) for k, v in (metrics["operationMetrics"] or {}).items() if v.isdigit()}
+    first = result.first() if result is not None else None
+    if first is None:
+        return {"inserted": 0, "updated": 0}
+    return {"inserted": int(first["num_inserted_rows"] or 0), "updated": int(first["num_updated_rows"] or 0)}
 
 
-def commit(spark: SparkSession, lake_root: str, staging: str, run_id: str, started: datetime) -> dict[str, Any]:
-    staged = spark.read.parquet(staging)
+LOG_FIELDS = ("source_file", "status", "records", "rows_out", "bad_records", "filtered", "bytes", "error")
+
+
+def file_logs(files: list[InputFile], stats: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+    """One ingest_log row per input file from the staged per-file counts, keyed by :func:`_key`
+    (pure, so testable).
+
+    A file with a problem is ``failed`` with the cause (and up to which line offset it was read);
+    its problem is one more record and one more bad record, as ingest-wat counts a file-level
+    problem. A non-empty file of which Spark read no line at all (a compressed file holding
+    nothing) is failed too: a dump is never empty, so saying "ok, 0 records" would hide it.
+    """
+    out = []
+    for f in files:
+        st = stats.get(_key(f.uri), {})
+        lines = int(st.get("lines") or 0)
+        problem = f.problem
+        if problem is None and not st:
+            problem = "no lines to read (empty after decompression)"
+        if problem is not None and lines:
+            problem = f"{problem}; lines before offset {lines:,} were read and kept"
+        extra = 1 if problem is not None else 0
+        out.append({
+            "source_file": f.uri, "status": "failed" if problem else "ok",
+            "records": int(st.get("records") or 0) + extra, "rows_out": int(st.get("rows_out") or 0),
+            "bad_records": int(st.get("bad_records") or 0) + extra, "filtered": int(st.get("skipped") or 0),
+            "bytes": f.size, "error": problem[:500] if problem else None, "lines": lines,
+        })
+    return out
+
+
+def commit(spark: SparkSession, lake_root: str, folders: list[str], files: list[InputFile], run_id: str,
+           started: datetime) -> dict[str, Any]:
+    """Staged rows -> entities, bad_records, then one ingest_log row per file (last)."""
+    staged = (spark.read.schema(STAGED_DDL).parquet(*folders) if folders
+              else spark.createDataFrame([], STAGED_DDL))
     kinds = F.col("kind")
     entity_rows = staged.where(kinds == "entity").select("source_file", *ENTITY_COLUMNS)
     nt_rows = assemble_facts(staged.where(kinds == "fact"))
     rows = entity_rows.unionByName(nt_rows).persist()
     try:
         merged = upsert_entities(spark, lake_root, rows)
-        per_file_rows = rows.groupBy("source_file").agg(F.count("*").alias("rows_out"))
-        bad = staged.where(kinds == "bad").select(
-            F.lit(JOB).alias("job"), F.lit(run_id).alias("run_id"), "source_file", "offset", "reason", "sample",
-        ).dropDuplicates(["source_file", "offset", "reason"])
-        lake.merge_insert_only(spark, lake_root, tables.BAD_RECORDS, bad, ["job", "source_file", "offset", "reason"])
-        bad_counts = staged.where(kinds == "bad").groupBy("source_file").agg(F.count("*").alias("bad_records"))
-        stats = staged.where(kinds == "stat").groupBy("source_file").agg(
-            F.sum("records").alias("records"), F.sum("skipped").alias("filtered"), F.max("bytes").alias("bytes"))
-        logs = (
-            stats.join(per_file_rows, "source_file", "left").join(bad_counts, "source_file", "left")
-            .select(
-                F.lit(JOB).alias("job"), F.lit(run_id).alias("run_id"), "source_file", F.lit("ok").alias("status"),
-                "records", F.coalesce("rows_out", F.lit(0)).alias("rows_out"),
-                F.coalesce("bad_records", F.lit(0)).cast("long").alias("bad_records"), "filtered", "bytes",
-                F.lit(None).cast("string").alias("error"), F.lit(started).alias("started_at"),
-                F.current_timestamp().alias("finished_at"),
-            )
-        )
-        lake.append(spark, lake_root, tables.INGEST_LOG, logs)
+        stats: dict[str, dict[str, int]] = {}
+        for r in staged.where(kinds == "stat").groupBy("source_file").agg(
+                F.sum("records").alias("records"), F.sum("skipped").alias("skipped"),
+                F.max("lines").alias("lines")).collect():
+            stats.setdefault(_key(r["source_file"]), {}).update(records=r["records"], skipped=r["skipped"],
+                                                          lines=r["lines"])
+        for r in rows.groupBy("source_file").agg(F.count("*").alias("n")).collect():
+            stats.setdefault(_key(r["source_file"]), {})["rows_out"] = r["n"]
+        for r in staged.where(kinds == "bad").groupBy("source_file").agg(F.count("*").alias("n")).collect():
+            stats.setdefault(_key(r["source_file"]), {})["bad_records"] = r["n"]
     finally:
         rows.unpersist()
-    totals = (
-        lake.read(spark, lake_root, tables.INGEST_LOG).where(F.col("run_id") == run_id)
-        .agg(F.count("*").alias("files"), F.sum("records").alias("records"), F.sum("rows_out").alias("rows_out"),
-             F.sum("bad_records").alias("bad_records"), F.sum("filtered").alias("skipped"))
-        .first()
-    )
-    summary = {k: int(totals[k] or 0) for k in totals.asDict()}
-    summary["inserted"] = int(merged.get("numTargetRowsInserted", 0))
-    summary["updated"] = int(merged.get("numTargetRowsUpdated", 0))
+    logs = file_logs(files, stats)
+    bad = staged.where(kinds == "bad").select("source_file", "offset", "reason", "sample")
+    file_bad = [(f.uri, row["lines"], f.problem or row["error"], None)
+                for f, row in zip(files, logs, strict=True) if row["status"] == "failed"]
+    if file_bad:  # the file-level problem, at the line where reading stopped
+        bad = bad.unionByName(spark.createDataFrame(file_bad, "source_file string, offset bigint, reason string, "
+                                                              "sample string"))
+    if any(row["bad_records"] for row in logs):
+        bad = bad.select(F.lit(JOB).alias("job"), F.lit(run_id).alias("run_id"), "*").dropDuplicates(
+            ["source_file", "offset", "reason"])
+        lake.merge_insert_only(spark, lake_root, tables.BAD_RECORDS, bad, ["job", "source_file", "offset", "reason"])
+    else:
+        lake.ensure(spark, lake_root, tables.BAD_RECORDS)
+    now = datetime.now(timezone.utc)
+    log_rows = [(JOB, run_id, *(row[k] for k in LOG_FIELDS), started, now) for row in logs]
+    lake.append(spark, lake_root, tables.INGEST_LOG,
+                spark.createDataFrame(log_rows, tables.schema(tables.INGEST_LOG)))
+    summary: dict[str, Any] = {
+        "files": len(logs), "ok": sum(row["status"] == "ok" for row in logs),
+        **{k: sum(row[k] for row in logs) for k in ("records", "rows_out", "bad_records")},
+        "skipped": sum(row["filtered"] for row in logs),
+        "failed": [(row["source_file"], row["error"]) for row in logs if row["status"] == "failed"],
+    }
+    summary.update(merged)
     return summary
+
+
+def _error_line(exc: BaseException) -> str:
+    """One non-empty line for a failure: a Py4J error's first line only says which call failed,
+    so take the JVM's innermost cause."""
+    java = getattr(exc, "java_exception", None)
+    text = ""
+    while java is not None:
+        text = str(java.toString()) or text
+        java = java.getCause()
+    first = (text or str(exc)).strip().splitlines()
+    return f"{type(exc).__name__}: {first[0] if first else 'no message'}"[:500]
 
 
 def _log_failure(spark: SparkSession, lake_root: str, inputs: list[str], run_id: str, started: datetime,
                  error: str) -> None:
-    """A run that died mid-way still says so in ingest_log (status failed), one row per input."""
+    """A run that died mid-way (not a bad input: those are logged per file) still says so in
+    ingest_log (status failed), one row per input."""
     rows = [(JOB, run_id, p, "failed", None, None, None, None, None, error[:500], started,
              datetime.now(timezone.utc)) for p in inputs]
     try:
@@ -393,25 +633,27 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     forced = wd.get("format")
     if forced not in (None, "json", "nt"):
         raise UserError(f"unknown Wikidata format {forced!r}: use json or nt")
-    for path in inputs:
-        input_format(path, forced)  # an unknown file type fails before any Spark work
+    for path in inputs:  # an unknown file type fails before any Spark work (globs, folders: per file later)
+        if not _is_pattern_or_folder(path):
+            input_format(path, forced)
     run_id = wd.get("run_id") or f"{JOB}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     staging = f"{lake.normalize_root(lake_root)}/_staging/{run_id}"
     started = datetime.now(timezone.utc)
     t0 = time.monotonic()
+    files = list_files(spark, inputs, forced)
     try:
-        stage_output(spark, inputs, forced, languages, staging)
-        summary = commit(spark, lake_root, staging, run_id, started)
+        check_files(spark, files)
+        folders = stage_output(spark, files, languages, staging)
+        summary = commit(spark, lake_root, folders, files, run_id, started)
     except UserError:
         raise
     except Exception as exc:
-        _log_failure(spark, lake_root, inputs, run_id, started, f"{type(exc).__name__}: {exc}".splitlines()[0])
+        _log_failure(spark, lake_root, [f.uri for f in files], run_id, started, _error_line(exc))
         raise
     finally:
         lake.remove_path(spark, staging)
     summary.update(run_id=run_id, inputs=len(inputs), seconds=round(time.monotonic() - t0, 2))
     return summary
-
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -431,13 +673,28 @@ def apply_args(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     config.set_if_given(cfg, "wikidata.format", args.format)
 
 
+def failure_line(summary: dict[str, Any], limit: int = 5) -> str | None:
+    """The one stderr line naming the files that failed (None when none did)."""
+    failed = summary.get("failed") or []
+    if not failed:
+        return None
+    named = "; ".join(f"{unquote(path.rsplit('/', 1)[-1])} ({error})" for path, error in failed[:limit])
+    more = f"; and {len(failed) - limit} more" if len(failed) > limit else ""
+    return (f"kgcurate: error: {len(failed)} of {summary['files']} Wikidata input files failed: {named}{more} "
+            "(see table ingest_log); the others were ingested")
+
+
 def run(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
     apply_args(args, cfg)
     _inputs(cfg)
     check_inputs(_inputs(cfg))
     spark = get_spark(f"kgcurate-{JOB}", cfg["spark"]["conf"])
     s = execute(spark, cfg)
-    print(f"{JOB}: {s['files']} files, {s['records']:,} records, {s['rows_out']:,} entities "
-          f"({s['inserted']:,} new, {s['updated']:,} replaced), {s['skipped']:,} non-items skipped, "
-          f"{s['bad_records']:,} bad records, in {s['seconds']}s")
+    print(f"{JOB}: {s['files']} files ({s['ok']} ok, {s['files'] - s['ok']} failed), {s['records']:,} records, "
+          f"{s['rows_out']:,} entities ({s['inserted']:,} new, {s['updated']:,} replaced), "
+          f"{s['skipped']:,} non-items skipped, {s['bad_records']:,} bad records, in {s['seconds']}s")
+    line = failure_line(s)
+    if line:
+        print(line, file=sys.stderr)
+        return 1
     return 0

@@ -38,6 +38,25 @@ def language_order(languages: list[str] | tuple[str, ...] | str | None) -> tuple
     return (*out, MUL)
 
 
+# The entities.sitelinks column is an int (tables.py): a count beyond it is a bad record, not a crash.
+MAX_SITELINKS = 2**31 - 1
+
+
+def is_ascii_digits(text: str) -> bool:
+    """Only 0-9: ``str.isdigit`` also accepts ``"²"`` and other Unicode digits ``int`` rejects."""
+    return text.isascii() and text.isdigit()
+
+
 def is_item_id(qid: str) -> bool:
-    """Q followed by digits: only items go to ``entities`` (not properties P.., lexemes L..)."""
-    return len(qid) > 1 and qid[0] == "Q" and qid[1:].isdigit()
+    """Q followed by ASCII digits: only items go to ``entities`` (not properties P.., lexemes L..)."""
+    return len(qid) > 1 and qid[0] == "Q" and is_ascii_digits(qid[1:])
+
+
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 (Arrow strings): a lone surrogate, which an escape
+    like ``\\ud800`` decodes to, cannot."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

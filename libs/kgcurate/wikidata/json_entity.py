@@ -15,6 +15,9 @@ Field rules, shared with the N-Triples reader so that both formats give the same
   the N-Triples dump has none, so the choice must not depend on it).
 * common_names (P1843): monolingual texts in the configured languages (and ``mul``); sorted, distinct.
 * sitelinks: the number of sitelinks; has_image: whether P18 has a truthy value.
+
+Every value a row takes is type-checked (a label ``{"value": 123}`` would otherwise reach Arrow
+and abort the Spark job): a wrong type is a :class:`BadRecord` whose reason names the field.
 """
 
 from __future__ import annotations
@@ -60,12 +63,30 @@ def strip_dump_line(line: bytes | str) -> bytes | str | None:
     return s
 
 
-def truthy(statements: Any) -> list[dict[str, Any]]:
-    """The main snaks of the best-ranked statements that carry a value (Wikidata's truthy rule)."""
+def _mapping(value: Any, name: str) -> dict[str, Any]:
+    """A JSON object field; missing, null and ``[]`` (how the dumps write an empty object) are empty."""
+    if value is None or value == []:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRecord(f"{name} is not an object")
+    return value
+
+
+def _text(value: Any, name: str) -> str | None:
+    """A text field that reaches a string column: a non-string is a bad record naming the field
+    (Arrow would reject it in the executor and abort the whole job)."""
+    if value is None or isinstance(value, str):
+        return value or None
+    raise BadRecord(f"{name} is not a string ({type(value).__name__})")
+
+
+def truthy(statements: Any, prop: str = "statement") -> list[dict[str, Any]]:
+    """The main snaks' datavalues of the best-ranked statements that carry a value (Wikidata's
+    truthy rule)."""
     if not statements:
         return []
     if not isinstance(statements, list):
-        raise BadRecord("statements of a property are not a list")
+        raise BadRecord(f"{prop} statements are not a list")
     ranks = {s.get("rank", "normal") for s in statements}
     best = "preferred" if "preferred" in ranks else "normal"
     out = []
@@ -74,16 +95,18 @@ def truthy(statements: Any) -> list[dict[str, Any]]:
             continue
         snak = s.get("mainsnak") or {}
         if snak.get("snaktype") == "value" and "datavalue" in snak:
+            if not isinstance(snak["datavalue"], dict):
+                raise BadRecord(f"{prop} datavalue is not an object")
             out.append(snak["datavalue"])
     return out
 
 
-def _item_ids(values: list[dict[str, Any]]) -> list[str]:
+def _item_ids(values: list[dict[str, Any]], prop: str) -> list[str]:
     ids = set()
     for dv in values:
         v = dv.get("value")
         if not isinstance(v, dict):
-            continue
+            raise BadRecord(f"{prop} value is not an entity id object")
         qid = v.get("id")
         if qid is None and v.get("entity-type", "item") == "item" and "numeric-id" in v:
             qid = f"Q{v['numeric-id']}"  # dumps before 2016 carry only the numeric id
@@ -92,18 +115,45 @@ def _item_ids(values: list[dict[str, Any]]) -> list[str]:
     return sorted(ids)
 
 
-def _first_text(terms: Any, langs: tuple[str, ...]) -> str | None:
-    if not isinstance(terms, dict):
-        return None
+def _first_text(terms: Any, langs: tuple[str, ...], name: str) -> str | None:
+    terms = _mapping(terms, name)
     for lang in langs:
         term = terms.get(lang)
-        if isinstance(term, dict) and term.get("value"):
-            return term["value"]
+        if term is None:
+            continue
+        if not isinstance(term, dict):
+            raise BadRecord(f"{name}.{lang} is not an object")
+        value = _text(term.get("value"), f"{name}.{lang}.value")
+        if value:
+            return value
     return None
 
 
+def _aliases(alias_map: Any, langs: tuple[str, ...]) -> list[str]:
+    alias_map = _mapping(alias_map, "aliases")
+    out: set[str] = set()
+    for lang in langs:
+        terms = alias_map.get(lang)
+        if terms is None:
+            continue
+        if not isinstance(terms, list):
+            raise BadRecord(f"aliases.{lang} is not a list")
+        for term in terms:
+            if not isinstance(term, dict):
+                raise BadRecord(f"aliases.{lang} holds a non-object")
+            value = _text(term.get("value"), f"aliases.{lang}.value")
+            if value:
+                out.add(value)
+    return sorted(out)
+
+
 def entity_to_row(entity: Any, langs: tuple[str, ...]) -> dict[str, Any]:
-    """One decoded entity -> an ``entities`` row (without source_file). ``langs`` ends with mul."""
+    """One decoded entity -> an ``entities`` row (without source_file). ``langs`` ends with mul.
+
+    Every value the row gets is type-checked here (strings, lists of strings, an int in the
+    column's range), so a row always fits the Arrow schema; a wrong type is a :class:`BadRecord`
+    whose reason names the field.
+    """
     if not isinstance(entity, dict):
         raise BadRecord("entity is not a JSON object")
     qid = entity.get("id")
@@ -113,31 +163,31 @@ def entity_to_row(entity: Any, langs: tuple[str, ...]) -> dict[str, Any]:
     if etype != "item" or not is_item_id(qid):
         raise SkippedEntity(etype if isinstance(etype, str) else "unknown")
     try:
-        claims = entity.get("claims") or {}
-        aliases: set[str] = set()
-        alias_map = entity.get("aliases") or {}
-        for lang in langs:
-            aliases.update(a["value"] for a in alias_map.get(lang) or () if a.get("value"))
+        claims = _mapping(entity.get("claims"), "claims")
         row: dict[str, Any] = {
             "qid": qid,
-            "label": _first_text(entity.get("labels"), langs),
-            "description": _first_text(entity.get("descriptions"), langs),
-            "aliases": sorted(aliases),
+            "label": _first_text(entity.get("labels"), langs, "labels"),
+            "description": _first_text(entity.get("descriptions"), langs, "descriptions"),
+            "aliases": _aliases(entity.get("aliases"), langs),
         }
         for prop, column in ITEM_PROPS.items():
-            row[column] = _item_ids(truthy(claims.get(prop)))
-        names = [dv.get("value") for dv in truthy(claims.get(P_TAXON_NAME))]
-        names = [n for n in names if isinstance(n, str) and n]
+            row[column] = _item_ids(truthy(claims.get(prop), prop), prop)
+        names = [_text(dv.get("value"), f"{P_TAXON_NAME} value") for dv in truthy(claims.get(P_TAXON_NAME),
+                                                                                  P_TAXON_NAME)]
+        names = [n for n in names if n]
         row["taxon_name"] = min(names) if names else None
         wanted = set(langs)
         common = set()
-        for dv in truthy(claims.get(P_COMMON_NAME)):
+        for dv in truthy(claims.get(P_COMMON_NAME), P_COMMON_NAME):
             v = dv.get("value")
-            if isinstance(v, dict) and v.get("language") in wanted and v.get("text"):
-                common.add(v["text"])
+            if not isinstance(v, dict):
+                raise BadRecord(f"{P_COMMON_NAME} value is not a monolingual text object")
+            text = _text(v.get("text"), f"{P_COMMON_NAME} text")
+            if text and v.get("language") in wanted:
+                common.add(text)
         row["common_names"] = sorted(common)
-        row["has_image"] = bool(truthy(claims.get(P_IMAGE)))
-        row["sitelinks"] = len(entity.get("sitelinks") or {})
+        row["has_image"] = bool(truthy(claims.get(P_IMAGE), P_IMAGE))
+        row["sitelinks"] = len(_mapping(entity.get("sitelinks"), "sitelinks"))
     except (AttributeError, TypeError, KeyError) as exc:
         raise BadRecord(f"malformed entity {qid}: {type(exc).__name__}: {exc}") from exc
     return row

@@ -20,7 +20,9 @@ Mapping (prefixes as in Wikidata's RDF dump format, mediawiki.org/wiki/Wikibase/
 Two parsers: rdflib's N-Triples parser (exact, any valid line) and a fast path for the common
 line shape without backslash escapes (then the text between quotes *is* the value, exactly). A
 line the fast path does not recognise goes to rdflib, so escapes, odd spacing and datatypes are
-always decoded by the real parser; a line rdflib rejects is a bad record.
+always decoded by the real parser; a line rdflib rejects is a bad record. So is a line that is not
+UTF-8, an escape that decodes to a lone surrogate (``\\ud800``: Arrow cannot write it) and a
+sitelinks count that is not ASCII digits within the int column: facts are always Arrow-safe.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from kgcurate.wikidata import (
+    MAX_SITELINKS,
     MUL,
     P_COMMON_NAME,
     P_IMAGE,
@@ -37,7 +40,9 @@ from kgcurate.wikidata import (
     P_PARENT_TAXON,
     P_SUBCLASS_OF,
     P_TAXON_NAME,
+    is_ascii_digits,
     is_item_id,
+    is_utf8,
     language_order,
 )
 
@@ -69,6 +74,11 @@ _FAST = re.compile(r"<([^<>\"{}|^`\\\s]*)> <([^<>\"{}|^`\\\s]*)> (.+) \.")
 _LANG = re.compile(r"[a-zA-Z]+(-[a-zA-Z0-9]+)*")
 
 SAMPLE_CHARS = 300
+
+
+class BadTriple(ValueError):
+    """A well-formed triple whose value cannot go to the entities table (a sitelinks count that is
+    not an integer in the column's range): a bad record, never dropped in silence."""
 
 
 class Term:
@@ -174,12 +184,24 @@ def _qid(iri: str) -> str | None:
     return None
 
 
+def sitelinks_count(obj: Term) -> int:
+    """The ``wikibase:sitelinks`` count: ASCII digits only (``"²"`` passes ``isdigit`` but not
+    ``int``) and within the int column (Spark's cast of a bigger number fails the whole job)."""
+    text = obj.value.strip() if obj.kind == "literal" else ""
+    digits = text[1:] if text[:1] == "+" else text
+    if not is_ascii_digits(digits):
+        raise BadTriple(f"sitelinks count is not a non-negative integer: {obj.value[:50]!r}")
+    if len(digits) > 10 or int(digits) > MAX_SITELINKS:
+        raise BadTriple(f"sitelinks count {digits[:30]} is beyond the column's range (max {MAX_SITELINKS})")
+    return int(digits)
+
+
 def fact_of(subject: str, kind: str, obj: Term, rank_of: dict[str, int]) -> tuple[str, str, str, int | None] | None:
-    """The fact for one kept triple, or None when it carries nothing for the entities table."""
+    """The fact for one kept triple, or None when it carries nothing for the entities table.
+
+    Raises :class:`BadTriple` for a value the table cannot hold."""
     if kind == "sitelinks":
-        if obj.kind == "literal" and obj.value.strip().lstrip("+").isdigit():
-            return (subject, kind, str(int(obj.value)), None)
-        return None
+        return (subject, kind, str(sitelinks_count(obj)), None)
     if kind == "about":
         qid = _qid(obj.value) if obj.kind == "iri" else None
         return (subject, kind, qid, None) if qid else None
@@ -202,11 +224,19 @@ def fact_of(subject: str, kind: str, obj: Term, rank_of: dict[str, int]) -> tupl
     return None
 
 
+def _sample(text: str) -> str:
+    return text[:SAMPLE_CHARS].encode("utf-8", "replace").decode("utf-8")
+
+
 def parse_nt_lines(
-    lines: Iterable[str | None], languages: Iterable[str] | str | None = None, mode: str = "auto"
+    lines: Iterable[bytes | str | None], languages: Iterable[str] | str | None = None, mode: str = "auto"
 ) -> NtBatch:
     """A batch of N-Triples lines -> facts. ``mode``: ``auto`` (fast path, rdflib for the rest)
-    or ``rdflib`` (every line through rdflib; the baseline the fast path must agree with)."""
+    or ``rdflib`` (every line through rdflib; the baseline the fast path must agree with).
+
+    Never raises on bad input: a line that is not UTF-8 (``bytes`` lines are decoded strictly),
+    that rdflib rejects, whose escapes decode to a lone surrogate, or whose value the table cannot
+    hold is a bad record; every fact's strings are valid UTF-8 (Arrow-safe)."""
     langs = language_order(languages)
     rank_of = {lang: i for i, lang in enumerate(langs)}
     rank_of.setdefault(MUL, len(langs) - 1)
@@ -214,6 +244,20 @@ def parse_nt_lines(
     slow: RdflibLines | None = None
     for i, line in enumerate(lines):
         if line is None:
+            continue
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as exc:  # N-Triples is UTF-8: the line is bad, the file goes on
+                text = line.decode("utf-8", "replace").strip()
+                if text and text[0] != "#":
+                    out.records += 1
+                    reason = f"invalid UTF-8 byte 0x{line[exc.start]:02x} at byte {exc.start} of the line"
+                    out.bad.append((i, reason, text[:SAMPLE_CHARS]))
+                continue
+        elif not line.isascii() and not is_utf8(line):  # a str line (tests, callers) may hold one
+            out.records += 1
+            out.bad.append((i, "lone surrogate in the line (not UTF-8)", _sample(line.strip())))
             continue
         stripped = line.strip()
         if not stripped or stripped[0] == "#":
@@ -244,9 +288,17 @@ def parse_nt_lines(
             kind = KEPT_PREDICATES.get(predicate)
             if kind is None:
                 continue
+            if not (is_utf8(subject) and is_utf8(obj.value)):  # a "\\ud800" escape decodes to a lone surrogate
+                out.bad.append((i, f"lone surrogate escape in the {'object' if is_utf8(subject) else 'subject'} "
+                                   "(not UTF-8)", stripped[:SAMPLE_CHARS]))
+                continue
         else:
             out.fast += 1
-        fact = fact_of(subject, kind, obj, rank_of)
+        try:
+            fact = fact_of(subject, kind, obj, rank_of)
+        except BadTriple as exc:
+            out.bad.append((i, str(exc), stripped[:SAMPLE_CHARS]))
+            continue
         if fact is None:
             continue
         if fact[1] == "skip":

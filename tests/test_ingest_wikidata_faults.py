@@ -1,0 +1,222 @@
+"""Issue #16: Wikidata inputs that cannot abort a run. One run (through the CLI, in process) with
+every kind of bad line and bad file next to good files: the good ones are ingested, each bad line
+is a bad record with its file and line, each bad file an ingest_log row naming the cause, and the
+CLI exits 1 with one line naming the failed files."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+
+import orjson
+import pytest
+from pyspark.sql import functions as F
+
+from kgcurate import cli, tables
+from kgcurate import lake as lk
+from kgcurate.stages import ingest_wikidata as stage
+from kgcurate.stages.ingest_wikidata import InputFile, bz2_complete, file_logs, precheck
+
+WD = "<http://www.wikidata.org/entity/{}>"
+LABEL = "<http://www.w3.org/2000/01/rdf-schema#label>"
+SITELINKS = "<http://wikiba.se/ontology#sitelinks>"
+ABOUT = "<http://schema.org/about>"
+NODE = "<https://www.wikidata.org/wiki/Special:EntityData/{}>"
+XSD_INT = "^^<http://www.w3.org/2001/XMLSchema#integer>"
+
+
+def _entity(n: int, **fields) -> bytes:
+    base = {"type": "item", "id": f"Q{n}", "labels": {"en": {"language": "en", "value": f"thing {n} {n * 7919}"}}}
+    return orjson.dumps({**base, **fields})
+
+
+def _dump(entities: list[bytes]) -> bytes:
+    return b"[\n" + b",\n".join(entities) + b"\n]\n"
+
+
+def _p1843(text) -> dict:
+    snak = {"snaktype": "value", "property": "P1843",
+            "datavalue": {"type": "monolingualtext", "value": {"language": "en", "text": text}}}
+    return {"P1843": [{"rank": "normal", "mainsnak": snak}]}
+
+
+@pytest.fixture()
+def inputs(tmp_path, fixtures):
+    """(paths, names) of eight inputs: two good fixtures, two with bad lines, four bad files."""
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "good.json").write_bytes((fixtures / "wikidata" / "sample.json").read_bytes())
+    (d / "good.nt").write_bytes((fixtures / "wikidata" / "sample-truthy.nt").read_bytes())
+    (d / "bad-values.json").write_bytes(_dump([  # lines 1-4 bad, line 5 good
+        _entity(970001, labels={"en": {"language": "en", "value": 123}}),
+        _entity(970002, descriptions={"en": {"language": "en", "value": 4.5}}),
+        _entity(970003, aliases={"en": [{"language": "en", "value": 123}]}),
+        _entity(970004, claims=_p1843(123)),
+        _entity(970005, claims=_p1843("fine")),
+    ]))
+    (d / "bad-lines.nt").write_bytes(b"\n".join([
+        f'{WD.format("Q970010")} {LABEL} "caf'.encode() + b'\xe9"@en .',                       # 0 invalid UTF-8
+        f'{WD.format("Q970011")} {LABEL} "a\\ud800"@en .'.encode(),                            # 1 lone surrogate
+        f'{NODE.format("Q970012")} {SITELINKS} "\u00b2" .'.encode(),                          # 2 "²"
+        f'{NODE.format("Q970012")} {SITELINKS} "99999999999999999999"{XSD_INT} .'.encode(),   # 3 beyond int
+        f'{WD.format("Q970012")} {LABEL} "twelve"@en .'.encode(),                              # 4 good
+        f'{NODE.format("Q970012")} {ABOUT} {WD.format("Q970012")} .'.encode(),                 # 5 good
+        f'{NODE.format("Q970012")} {SITELINKS} "3"{XSD_INT} .'.encode(),                       # 6 good
+    ]) + b"\n")
+    many = _dump([_entity(n) for n in range(800000, 803000)])  # ~200 kB: several 100k bzip2 blocks
+    packed = bz2.compress(many, compresslevel=1)
+    (d / "cut.json.bz2").write_bytes(packed[: len(packed) * 3 // 4])
+    packed = gzip.compress(_dump([_entity(n) for n in range(810000, 811000)]))
+    (d / "cut.json.gz").write_bytes(packed[: len(packed) // 2])
+    (d / "plain.json.bz2").write_bytes((fixtures / "wikidata" / "sample.json").read_bytes()[:400])
+    (d / "empty.json").write_bytes(b"")
+    (d / "empty.nt").write_bytes(b"")
+    names = sorted(p.name for p in d.iterdir())
+    return [str(d / n) for n in names], names
+
+
+def test_bad_lines_and_files_do_not_abort_the_run(spark, lake, inputs, capsys):
+    paths, names = inputs
+    assert cli.main(["ingest-wikidata", "--lake", lake, *paths]) == 1
+    captured = capsys.readouterr()
+    errors = [ln for ln in captured.err.splitlines() if ln.startswith("kgcurate: error")]
+    assert len(errors) == 1, captured.err
+    (line,) = errors
+    assert line.startswith("kgcurate: error: 5 of 9 Wikidata input files failed: ")
+    for name in ("cut.json.bz2", "cut.json.gz", "empty.json", "empty.nt", "plain.json.bz2"):
+        assert name in line
+    assert "5 failed" in captured.out and "(0 new" not in captured.out
+
+    log = {r["source_file"].rsplit("/", 1)[-1]: r for r in lk.read(spark, lake, tables.INGEST_LOG).collect()}
+    assert sorted(log) == names and len({r["run_id"] for r in log.values()}) == 1
+    status = {n: (r["status"], r["error"]) for n, r in log.items()}
+    assert status["good.json"] == ("ok", None) and status["good.nt"] == ("ok", None)
+    assert status["bad-values.json"] == ("ok", None) and status["bad-lines.nt"] == ("ok", None)
+    assert status["empty.json"] == status["empty.nt"] == ("failed", "empty file (0 bytes)")
+    assert status["plain.json.bz2"] == ("failed", "not a bzip2 file (no BZh header) though named .bz2")
+    assert status["cut.json.bz2"][0] == "failed"
+    assert status["cut.json.bz2"][1].startswith("truncated bzip2 stream (no end-of-stream marker); lines before ")
+    assert status["cut.json.gz"][0] == "failed"
+    assert status["cut.json.gz"][1].startswith("read error: java.io.EOFException: Unexpected end of input stream; ")
+    assert (log["bad-values.json"]["records"], log["bad-values.json"]["rows_out"],
+            log["bad-values.json"]["bad_records"]) == (5, 1, 4)
+    assert log["empty.json"]["records"] == log["empty.json"]["bad_records"] == 1
+
+    bad = {(r["source_file"].rsplit("/", 1)[-1], r["offset"]): r for r in lk.read(spark, lake, tables.BAD_RECORDS)
+           .where(F.col("job") == "ingest-wikidata").collect()}
+    reasons = {k: r["reason"] for k, r in bad.items()}
+    assert reasons[("bad-values.json", 1)] == "labels.en.value is not a string (int)"
+    assert reasons[("bad-values.json", 2)] == "descriptions.en.value is not a string (float)"
+    assert reasons[("bad-values.json", 3)] == "aliases.en.value is not a string (int)"
+    assert reasons[("bad-values.json", 4)] == "P1843 text is not a string (int)"
+    assert reasons[("bad-lines.nt", 0)].startswith("invalid UTF-8 byte 0xe9")
+    assert reasons[("bad-lines.nt", 1)] == "lone surrogate escape in the object (not UTF-8)"
+    assert reasons[("bad-lines.nt", 2)] == "sitelinks count is not a non-negative integer: '²'"
+    assert reasons[("bad-lines.nt", 3)].startswith("sitelinks count 99999999999999999999 is beyond")
+    assert reasons[("empty.json", 0)] == reasons[("empty.nt", 0)] == "empty file (0 bytes)"
+    assert reasons[("plain.json.bz2", 0)].startswith("not a bzip2 file")
+    cut = log["cut.json.bz2"]
+    lines_kept = int(cut["error"].split("before offset ")[1].split(" ")[0].replace(",", ""))
+    assert reasons[("cut.json.bz2", lines_kept)].startswith("truncated bzip2 stream")
+    assert not [k for k in bad if k[0] in ("good.json", "good.nt")]
+
+    entities = {r["qid"]: r for r in lk.read(spark, lake, tables.ENTITIES).collect()}
+    assert {"Q729", "Q144", "Q42", "Q970005", "Q970012"} <= set(entities)
+    assert entities["Q970005"]["common_names"] == ["fine"] and entities["Q970012"]["sitelinks"] == 3
+    assert not {"Q970001", "Q970002", "Q970003", "Q970004", "Q970010", "Q970011"} & set(entities)
+    # the lines before the damage are kept: whole bzip2 blocks, and what gzip inflated before the cut
+    kept_bz2 = [q for q in entities if q.startswith("Q80")]
+    kept_gz = [q for q in entities if q.startswith("Q81")]
+    assert 0 < len(kept_bz2) < 3000 and 0 < len(kept_gz) < 1000
+    assert cut["rows_out"] == len(kept_bz2) and log["cut.json.gz"]["rows_out"] == len(kept_gz)
+
+    # a run that merges nothing reports 0 new (not the counts of the previous MERGE in the history)
+    only_bad = [p for p in paths if p.endswith(("empty.json", "plain.json.bz2"))]
+    s = stage.execute(spark, {**_cfg(lake), "wikidata": {"input": only_bad}})
+    assert (s["files"], s["ok"], s["inserted"], s["updated"], s["rows_out"]) == (2, 0, 0, 0, 0)
+    assert [p.rsplit("/", 1)[-1] for p, _ in s["failed"]] == ["empty.json", "plain.json.bz2"]
+
+
+def _cfg(lake: str) -> dict:
+    from kgcurate import config
+
+    cfg = config.load(None)
+    cfg["lake"] = lake
+    return cfg
+
+
+def test_precheck_rules():
+    full = bz2.compress(b"[\n]\n" * 1000)
+    assert bz2_complete(full[-11:]) and not bz2_complete(full[:-3][-11:]) and bz2_complete(bz2.compress(b"")[-10:])
+    assert precheck("x.json", 0, b"", b"") == ("empty file (0 bytes)", False)
+    assert precheck("x.nt.bz2", 9, b"[\n{", b"") == ("not a bzip2 file (no BZh header) though named .bz2", False)
+    assert precheck("x.json.bz2", len(full), full[:4], full[-11:]) == (None, True)
+    assert precheck("x.json.bz2", 100, full[:4], full[40:51]) == ("truncated bzip2 stream (no end-of-stream marker)",
+                                                                  True)
+    assert precheck("x.json.gz", 5, b"[\n]\n", b"") == ("not a gzip file (no gzip header) though named .gz", False)
+    assert precheck("x.json.gz", 5, b"\x1f\x8b\x08\x00", b"") == (None, True)
+
+
+def test_file_logs_account_for_every_file():
+    files = [InputFile("a", "file:/a.json", 10, "json"), InputFile("b", "file:/b.json.bz2", 10, "json",
+                                                                    "truncated bzip2 stream", True),
+             InputFile("c", "file:/c.json.gz", 20, "json")]
+    stats = {"file:/a.json": {"records": 3, "rows_out": 2, "bad_records": 1, "skipped": 0, "lines": 5},
+             "file:/b.json.bz2": {"records": 4, "rows_out": 4, "lines": 1200}}
+    a, b, c = file_logs(files, stats)
+    assert (a["status"], a["records"], a["bad_records"], a["error"]) == ("ok", 3, 1, None)
+    assert (b["status"], b["records"], b["bad_records"], b["rows_out"]) == ("failed", 5, 1, 4)
+    assert b["error"] == "truncated bzip2 stream; lines before offset 1,200 were read and kept"
+    assert (c["status"], c["error"]) == ("failed", "no lines to read (empty after decompression)")
+
+
+class _Java:
+    """A stand-in for a py4j JVM exception chain."""
+
+    def __init__(self, text: str, cause: _Java | None = None) -> None:
+        self.text, self.cause = text, cause
+
+    def toString(self) -> str:  # noqa: N802 - the JVM's name
+        return self.text
+
+    def getCause(self) -> _Java | None:  # noqa: N802
+        return self.cause
+
+
+def test_read_failure_names_the_file_and_cause():
+    cause = _Java("java.io.EOFException: Unexpected end of input stream")
+    spark_err = _Java("org.apache.spark.SparkException: [FAILED_READ_FILE.NO_HINT] Encountered error while reading "
+                      "file file:///data/sp%20ace.json.gz.  SQLSTATE: KD001", cause)
+    exc = Exception("An error occurred while calling o1.parquet.")
+    exc.java_exception = _Java("org.apache.spark.SparkException: Job aborted due to stage failure", spark_err)
+    assert stage.read_failure(exc) == ("file:///data/sp%20ace.json.gz",
+                                       "java.io.EOFException: Unexpected end of input stream")
+    assert stage._key("file:///data/sp%20ace.json.gz") == stage._key("file:/data/sp ace.json.gz")
+    text = Exception("x\n: org.apache.spark.SparkException: [FAILED_READ_FILE.NO_HINT] Encountered error while "
+                     "reading file s3a://b/d.nt.gz.  SQLSTATE: KD001\n\tat a.b\nCaused by: java.io.IOException: "
+                     "not a gzip file\n")
+    assert stage.read_failure(text) == ("s3a://b/d.nt.gz", "java.io.IOException: not a gzip file")
+    assert stage.read_failure(Exception("ArrowTypeError: something else")) is None
+    assert stage._error_line(exc) == "Exception: java.io.EOFException: Unexpected end of input stream"
+
+
+def test_failure_line_is_one_line_naming_the_files():
+    assert stage.failure_line({"files": 2, "failed": []}) is None
+    failed = [(f"file:/d/f{i}.json", "empty file (0 bytes)") for i in range(7)]
+    line = stage.failure_line({"files": 9, "failed": failed})
+    assert "\n" not in line and line.startswith("kgcurate: error: 7 of 9 Wikidata input files failed: f0.json (")
+    assert "f4.json" in line and "f5.json" not in line and "and 2 more" in line
+
+
+def test_inputs_are_listed_per_file(spark, tmp_path):
+    """Globs and folders become files on the driver (no Spark job), each with Spark's spelling."""
+    (tmp_path / "d").mkdir()
+    for name in ("a.json", "b c.json.bz2", "_SUCCESS", ".hidden.json"):
+        (tmp_path / "d" / name).write_bytes(b"x")
+    got = stage.list_files(spark, [str(tmp_path / "d" / "*.json*")], None)
+    assert [(f.uri.rsplit("/", 1)[-1], f.fmt, f.size) for f in got] == [("a.json", "json", 1),
+                                                                         ("b%20c.json.bz2", "json", 1)]
+    assert all(f.uri.startswith("file:/") and not f.uri.startswith("file://") for f in got)
+    got = stage.list_files(spark, [str(tmp_path / "d"), str(tmp_path / "d" / "a.json")], "nt")
+    assert sorted(f.uri.rsplit("/", 1)[-1] for f in got) == ["a.json", "b%20c.json.bz2"]
+    assert {f.fmt for f in got} == {"nt"}
