@@ -271,6 +271,8 @@ def test_target_size_is_exact_and_reproducible_across_partitionings(spark, match
     for name, parts in ((tables.PAIRS, 7), (tables.MATCHES, 11), (tables.ENTRY_COUNTS, 3), (tables.METADATA, 1),
                         (tables.QID_COUNTS, 2)):
         lake.overwrite(spark, other, name, lake.read(spark, root, name).repartition(parts))
+    match_stage.record_state(spark, other, lake.version(spark, other, tables.METADATA), "copied", False,
+                             lake.version(spark, other, tables.PAIRS))  # the copy is a completed match
     balance_stage.execute(spark, cfg_for(other, balance__target_size=1234, balance__seed=3))
     assert curated_ids(spark, other) == first
     rows_a = sorted(tuple(r) for r in lake.read(spark, root, tables.CURATED).drop("run_id").collect())
