@@ -177,11 +177,45 @@ def test_readers_never_see_curated_rows_without_their_run_row(spark, tmp_path, s
     junk = lake.read(spark, root, tables.PAIRS).limit(7).select(
         "pair_id", "image_url", "text", F.array().cast("array<long>").alias("entry_ids"),
         F.lit("balance-killed").alias("run_id"))
-    lake.overwrite(spark, root, tables.CURATED, junk)  # what a SIGKILL after the overwrite leaves
+    # what a SIGKILL after a balance's partition write (before its run row) leaves
+    lake.overwrite(spark, root, tables.CURATED, junk, replace_where="run_id = 'balance-killed'")
     visible = balance_stage.latest_curated(spark, root)
     assert visible.count() == first["pairs_out"] and visible.where("run_id = 'balance-killed'").count() == 0
     s = report_stage.execute(spark, cfg_for(root, report__out=str(tmp_path / "report")))
     assert s["size_curated"] == first["pairs_out"]
+    assert balance_stage.orphan_runs(spark, root) == ["balance-killed"]
+    assert balance_stage.remove_orphans(spark, root) == ["balance-killed"]  # what maintain does
+    assert lake.read(spark, root, tables.CURATED).where("run_id = 'balance-killed'").count() == 0
+    assert curated_ids(balance_stage.latest_curated(spark, root)) == curated_ids(visible)
+
+
+def test_curated_sets_side_by_side_list_and_drop(spark, tmp_path, small_corpus, capsys) -> None:
+    from kgcurate import cli
+
+    root = str(tmp_path / "lake")
+    matched_then_more(spark, root, small_corpus)
+    small = balance_stage.execute(spark, cfg_for(root, balance__target_size=40, balance__seed=2))
+    large = balance_stage.execute(spark, cfg_for(root, balance__target_size=120, balance__seed=2))
+    a = curated_ids(balance_stage.latest_curated(spark, root, small["run_id"]))
+    b = curated_ids(balance_stage.latest_curated(spark, root, large["run_id"]))
+    assert len(a) == 40 and len(b) == 120 and a < b  # nested, both kept
+    assert curated_ids(balance_stage.latest_curated(spark, root)) == b  # the newest is the default
+    again = balance_stage.execute(spark, cfg_for(root, balance__target_size=40, balance__seed=2))
+    assert again["run_id"] == small["run_id"]  # idempotent: its own partition rewritten with the same rows
+    assert lake.read(spark, root, tables.CURATED).count() == 160
+
+    assert cli.main(["curated", "list", "--lake", root]) == 0
+    out = capsys.readouterr().out
+    assert small["run_id"] in out and large["run_id"] in out and "120" in out
+    assert cli.main(["curated", "drop", small["run_id"], "--lake", root]) == 0
+    assert f"dropped run {small['run_id']} (40 rows)" in capsys.readouterr().out
+    assert curated_ids(balance_stage.latest_curated(spark, root, large["run_id"])) == b
+    assert lake.read(spark, root, tables.CURATED).count() == 120
+    assert [r["run_id"] for r in lake.read(spark, root, tables.CURATION_RUNS).collect()] == [large["run_id"]]
+    assert cli.main(["curated", "drop", small["run_id"], "--lake", root]) == 2
+    assert "no curated run" in capsys.readouterr().err
+    with pytest.raises(Exception, match="no curated run 'balance-nope'"):
+        balance_stage.latest_curated(spark, root, "balance-nope")
 
 
 def test_maintenance_commits_keep_the_recorded_versions_current(spark, tmp_path, small_corpus) -> None:

@@ -218,8 +218,9 @@ def build_matched_lake(spark, root: str, n_pairs: int, n_entries: int, seed: int
     return per_pair, qid_of
 
 
-def curated_ids(spark, root: str) -> set[int]:
-    return {r[0] for r in lake.read(spark, root, tables.CURATED).select("pair_id").collect()}
+def curated_ids(spark, root: str, run_id: str | None = None) -> set[int]:
+    """The pair_ids of one curated set (default: the newest run; every run is kept side by side)."""
+    return {r[0] for r in balance_stage.latest_curated(spark, root, run_id).select("pair_id").collect()}
 
 
 @pytest.fixture(scope="module")
@@ -253,7 +254,7 @@ def test_balance_t_equals_python_coins_and_sets_are_nested(spark, matched_lake) 
     row = lake.read(spark, root, tables.CURATION_RUNS).where(F.col("t") == 40.0).first()
     assert row["pairs_in"] == len(per_pair) + 400 and row["seed"] == 7
     assert set(row["input_versions"]) >= {"pairs", "matches", "entry_counts", "metadata", "curated"}
-    cur = lake.read(spark, root, tables.CURATED).first()
+    cur = balance_stage.latest_curated(spark, root).first()
     assert cur["run_id"] == row["run_id"] and sorted(cur["entry_ids"]) == sorted(per_pair[cur["pair_id"]])
 
 
@@ -275,8 +276,8 @@ def test_target_size_is_exact_and_reproducible_across_partitionings(spark, match
                              lake.version(spark, other, tables.PAIRS))  # the copy is a completed match
     balance_stage.execute(spark, cfg_for(other, balance__target_size=1234, balance__seed=3))
     assert curated_ids(spark, other) == first
-    rows_a = sorted(tuple(r) for r in lake.read(spark, root, tables.CURATED).drop("run_id").collect())
-    rows_b = sorted(tuple(r) for r in lake.read(spark, other, tables.CURATED).drop("run_id").collect())
+    rows_a = sorted(tuple(r) for r in balance_stage.latest_curated(spark, root).drop("run_id").collect())
+    rows_b = sorted(tuple(r) for r in balance_stage.latest_curated(spark, other).drop("run_id").collect())
     assert rows_a == rows_b
     # a larger target contains the smaller one; a target above the matched pairs keeps them all
     balance_stage.execute(spark, cfg_for(root, balance__target_size=2000, balance__seed=3))

@@ -28,6 +28,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "build-metadata": ("build_metadata", "build metadata entries (WordNet, MetaCLIP, knowledge graph)"),
     "match": ("match", "match captions to metadata entries; per-entry counts"),
     "balance": ("balance", "balanced sampling into the curated table"),
+    "curated": ("curated", "list the curated sets kept side by side, or drop one"),
     "report": ("report", "HTML report with plots of counts and sizes"),
     "run": ("run_pipeline", "the whole pipeline from a config file"),
     "refresh": ("refresh", "incremental refresh for a new crawl"),

@@ -48,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "refresh": {"crawl": None, "listing_base": None},
     "maintain": {"vacuum_hours": 168.0, "staging_hours": 24.0, "dry_run": False},
     "entity_set": {"specs": []},
+    "curated": {"action": "list", "run_id": None},
     "sample": {"out": "samples", "files": 4, "records": 400, "seed": 0, "corrupt": True, "gzip": True,
                "size_mb": None},
 }
@@ -59,7 +60,7 @@ NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
     "wat.crawl": (str,), "wat.listing_base": (str,), "wikidata.input": (str, list), "wikidata.format": (str,),
     "metadata.wordnet_dir": (str,), "metadata.metaclip_metadata": (str,), "balance.t": (int, float),
     "balance.target_size": (int,), "balance.tail_share": (int, float), "sample.size_mb": (int, float),
-    "refresh.crawl": (str,), "refresh.listing_base": (str,),
+    "refresh.crawl": (str,), "refresh.listing_base": (str,), "curated.run_id": (str,),
 }
 FREE_FORM = {"spark.conf"}  # any Spark setting
 POSITIVE = {"wat.progress_interval"}  # 0 would busy-loop

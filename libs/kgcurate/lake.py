@@ -51,6 +51,7 @@ def ensure(spark: SparkSession, lake: str, name: str) -> None:
                 DeltaTable.createIfNotExists(spark)
                 .location(table_path(lake, name))
                 .addColumns(tables.schema(name))
+                .partitionedBy(*tables.partition_columns(name))
                 .execute()
             )
             return

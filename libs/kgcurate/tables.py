@@ -93,5 +93,14 @@ SCHEMAS: dict[str, StructType] = {
 }
 
 
+# Partition columns: every balance run's curated set is kept side by side, one partition per run_id,
+# so a run rewrites only its own partition and `curated drop` deletes one partition.
+PARTITIONED_BY: dict[str, tuple[str, ...]] = {CURATED: ("run_id",)}
+
+
 def schema(name: str) -> StructType:
     return SCHEMAS[name]
+
+
+def partition_columns(name: str) -> tuple[str, ...]:
+    return PARTITIONED_BY.get(name, ())

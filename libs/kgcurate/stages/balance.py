@@ -1,4 +1,4 @@
-"""``kgcurate balance``: balanced sampling of matched pairs -> ``curated`` (latest run) and ``curation_runs``.
+"""``kgcurate balance``: balanced sampling of matched pairs -> ``curated`` (a partition per run), ``curation_runs``.
 
 One pass over ``matches`` (joined with the small count table) gives each matched pair its threshold
 ``min_e u_e * count_e`` and its entry ids; that per-pair frame is persisted and everything else reads
@@ -8,9 +8,10 @@ it is small enough to fetch; never all thresholds); ``--tail-share P`` derives t
 histogram as MetaCLIP's p_to_t does. Coins are ``xxhash64(pair_id, entry_id, seed)`` masked to 53 bits,
 so a run is the same on any cluster size or partitioning.
 
-``curated`` holds the latest run only (overwrite; older runs stay readable through Delta time travel
-at the version recorded in ``curation_runs``); the run_id is a hash of the parameters and input
-versions, so re-running the same balance is idempotent.
+``curated`` keeps every run side by side, partitioned by run_id (MetaCLIP's nested 400M / 1B / 2.5B
+sets; a download or training run reads one set for days): a run replaces only its own partition, and
+the run_id is a hash of the parameters and input versions, so re-running the same balance is
+idempotent. ``kgcurate curated list|drop`` manages the sets; readers take the newest by default.
 """
 
 from __future__ import annotations
@@ -196,10 +197,13 @@ def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, se
                    .select("pair_id", "image_url", "text", "entry_ids", F.lit(run_id).alias("run_id")))
         before = lake.version(spark, root, tables.CURATED)
         try:
-            lake.overwrite(spark, root, tables.CURATED, curated)
+            # Only this run's partition is replaced: other runs stay side by side; a re-run of the same
+            # run_id (same parameters and inputs) rewrites identical rows.
+            lake.overwrite(spark, root, tables.CURATED, curated, replace_where=run_filter(run_id))
             versions_out = dict(versions)
             versions_out[tables.CURATED] = lake.version(spark, root, tables.CURATED)
-            pairs_out = lake.read(spark, root, tables.CURATED, versions_out[tables.CURATED]).count()
+            pairs_out = (lake.read(spark, root, tables.CURATED, versions_out[tables.CURATED])
+                         .where(F.col("run_id") == run_id).count())
             pairs_in = lake.read(spark, root, tables.PAIRS, versions[tables.PAIRS]).count()
             row = {
                 "run_id": run_id, "t": float(t), "target_size": None if target is None else int(target),
@@ -224,6 +228,13 @@ def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, se
     return summary
 
 
+def run_filter(run_id: str) -> str:
+    """The replaceWhere / delete predicate of one run's partition (run ids are ``balance-<hex>``)."""
+    if not all(c.isalnum() or c in "-_." for c in run_id):
+        raise UserError(f"not a curation run id: {run_id!r} (see `kgcurate curated list`)")
+    return f"run_id = '{run_id}'"
+
+
 def _roll_back_curated(spark: SparkSession, root: str, before: int | None) -> None:
     """A run is visible only with its ``curation_runs`` row: when that row could not be written,
     ``curated`` goes back to what it was (emptied, if this run created it). Readers also resolve
@@ -240,21 +251,68 @@ def _roll_back_curated(spark: SparkSession, root: str, before: int | None) -> No
         log.error("%s: could not roll curated back (%s); readers still see only recorded runs", JOB, exc)
 
 
-def latest_run(spark: SparkSession, root: str):
-    """The newest ``curation_runs`` row, or None."""
+def runs(spark: SparkSession, root: str) -> DataFrame | None:
+    """``curation_runs``, newest first (None when no run was recorded)."""
     if not lake.exists(spark, root, tables.CURATION_RUNS):
         return None
-    return lake.read(spark, root, tables.CURATION_RUNS).orderBy(F.col("created_at").desc(), "run_id").first()
+    return lake.read(spark, root, tables.CURATION_RUNS).orderBy(F.col("created_at").desc(), "run_id")
 
 
-def latest_curated(spark: SparkSession, root: str) -> DataFrame | None:
-    """``curated`` as the newest recorded run wrote it (time travel to its recorded version), so a
-    balance that died after its overwrite but before its row is never read; None when no run is recorded."""
-    run = latest_run(spark, root)
-    if run is None or not lake.exists(spark, root, tables.CURATED):
+def latest_run(spark: SparkSession, root: str, run_id: str | None = None):
+    """The ``curation_runs`` row of ``run_id``, or the newest one; None when there is none."""
+    df = runs(spark, root)
+    if df is None:
         return None
-    version = (run["input_versions"] or {}).get(tables.CURATED)
-    return lake.read(spark, root, tables.CURATED, version)
+    if run_id is not None:
+        df = df.where(F.col("run_id") == run_id)
+    return df.first()
+
+
+def latest_curated(spark: SparkSession, root: str, run_id: str | None = None) -> DataFrame | None:
+    """One curated set: the rows of ``run_id`` (default: the newest recorded run). Only runs with a
+    ``curation_runs`` row are visible, so a balance killed after writing its partition but before its
+    row is never read. Read at the current version: partitions of other runs do not change it, and
+    time travel would end with Delta's log retention; None when no run is recorded."""
+    run = latest_run(spark, root, run_id)
+    if run is None:
+        if run_id is not None:
+            raise UserError(f"no curated run '{run_id}' in lake {root}: see `kgcurate curated list --lake {root}`")
+        return None
+    if not lake.exists(spark, root, tables.CURATED):
+        return None
+    return lake.read(spark, root, tables.CURATED).where(F.col("run_id") == run["run_id"])
+
+
+def drop_run(spark: SparkSession, root: str, run_id: str) -> int:
+    """Remove one curated set: its run row first (it stops being visible), then its partition."""
+    where = run_filter(run_id)
+    with leases.held(spark, root, JOB):
+        if latest_run(spark, root, run_id) is None:
+            raise UserError(f"no curated run '{run_id}' in lake {root}: see `kgcurate curated list --lake {root}`")
+        rows = lake.read(spark, root, tables.CURATED).where(F.col("run_id") == run_id).count()
+        lake.delete(spark, root, tables.CURATION_RUNS, where)
+        lake.delete(spark, root, tables.CURATED, where)
+    return rows
+
+
+def orphan_runs(spark: SparkSession, root: str) -> list[str]:
+    """run_ids with curated rows but no ``curation_runs`` row: what killed balances left (invisible)."""
+    if not lake.exists(spark, root, tables.CURATED):
+        return []
+    cur = lake.read(spark, root, tables.CURATED).select("run_id").distinct()  # one row per partition
+    recorded = runs(spark, root)
+    if recorded is not None:
+        cur = cur.join(recorded.select("run_id"), "run_id", "left_anti")
+    return sorted(r[0] for r in cur.collect())
+
+
+def remove_orphans(spark: SparkSession, root: str) -> list[str]:
+    """Delete the partitions of :func:`orphan_runs`, under the balance lease (never a running balance's)."""
+    with leases.held(spark, root, JOB):
+        orphans = orphan_runs(spark, root)
+        for run_id in orphans:
+            lake.delete(spark, root, tables.CURATED, run_filter(run_id))
+    return orphans
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

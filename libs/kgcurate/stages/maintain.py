@@ -11,7 +11,10 @@ Delta 4 ignores ``VACUUM ... RETAIN H HOURS`` for H > 0 and uses the table prope
 ``delta.deletedFileRetentionDuration`` instead, so the window is set as that property (one extra
 commit per table, only when it changes) and VACUUM then runs with the table's own setting.
 
-Also removes staging folders (``<lake>/_staging/*``) that a killed ingest or match left behind,
+Every curated run listed in ``curation_runs`` stays readable (runs live side by side in ``curated``
+partitions, read at the current version); partitions that a killed balance left without a run row
+are removed (under the balance lease). Also removes staging folders (``<lake>/_staging/*``) that a
+killed ingest or match left behind,
 once they are older than ``--staging-hours`` (default 24; a run in progress is never touched).
 A dry run reports what would be compacted and deleted and changes nothing.
 """
@@ -106,6 +109,11 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     t0 = time.monotonic()
     summary: dict[str, Any] = {"lake": root, "vacuum_hours": hours, "dry_run": dry, "tables": {}}
     try:
+        if tables.CURATED in names:  # partitions of killed balances (no run row): invisible, removed here
+            from kgcurate.stages import balance
+
+            summary["orphan_runs"] = (balance.orphan_runs(spark, root) if dry
+                                      else balance.remove_orphans(spark, root))
         for name in names:
             path = lake.table_path(root, name)
             files, size = small_files(spark, root, name)
@@ -162,5 +170,7 @@ def run(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
             print(f"  {name}: {info['files_before']} -> {info['files_after']} files "
                   f"(compacted {info['files_removed']} into {info['files_added']})")
     print(f"maintain ({verb} run): {len(s['tables'])} tables, VACUUM keeps {s['vacuum_hours']:g}h of history, "
-          f"{len(s['stale_staging'])} stale staging folders {'to remove' if s['dry_run'] else 'removed'}")
+          f"{len(s['stale_staging'])} stale staging folders {'to remove' if s['dry_run'] else 'removed'}, "
+          f"{len(s.get('orphan_runs', []))} curated partitions of killed balances "
+          f"{'to remove' if s['dry_run'] else 'removed'}")
     return 0
