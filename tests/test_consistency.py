@@ -204,6 +204,21 @@ def test_curated_sets_side_by_side_list_and_drop(spark, tmp_path, small_corpus, 
     assert again["run_id"] == small["run_id"]  # idempotent: its own partition rewritten with the same rows
     assert lake.read(spark, root, tables.CURATED).count() == 160
 
+    per_qid = balance_stage.execute(spark, cfg_for(root, balance__target_size=60, balance__per_qid=True))
+    data = report_stage.gather(spark, root)
+    shown = {r["run_id"]: r for r in data["curated_runs"]}
+    assert set(shown) == {small["run_id"], large["run_id"], per_qid["run_id"]}
+    by_id = {row[0]: row[1:] for row in data["run_overlap"]}
+    order = [r["run_id"] for r in data["curated_runs"]]
+    assert by_id[small["run_id"]][order.index(large["run_id"])] == 40  # nested: all of the small set
+    assert by_id[large["run_id"]][order.index(large["run_id"])] == 120
+    q = balance_stage.latest_curated(spark, root, per_qid["run_id"])
+    meta = {r["entry_id"]: r for r in lake.read(spark, root, tables.METADATA).collect()}
+    qids = {meta[e]["qid"] for r in q.collect() for e in r["entry_ids"] if meta[e]["qid"]}
+    assert shown[per_qid["run_id"]]["entities_covered"] == len(qids) > 0
+    assert shown[small["run_id"]]["entities_covered"] is None
+    assert balance_stage.drop_run(spark, root, per_qid["run_id"]) == 60
+
     assert cli.main(["curated", "list", "--lake", root]) == 0
     out = capsys.readouterr().out
     assert small["run_id"] in out and large["run_id"] in out and "120" in out

@@ -122,6 +122,22 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _curated_runs_html(data: dict[str, Any]) -> list[str]:
+    """The curated sets kept side by side: parameters, sizes, entity coverage, pairs shared."""
+    runs = data.get("curated_runs") or []
+    if not runs:
+        return []
+    cols = ("run_id", "created_at", "pairs_out", "t", "target_size", "tail_share", "seed", "per_qid",
+            "entities_covered", "entity_set_size")
+    overlap = data.get("run_overlap") or []
+    return [
+        "<h2>Curated sets side by side</h2>",
+        _table(cols, [[r.get(c) for c in cols] for r in runs]),
+        "<p>Pairs shared by each two sets (the diagonal is each set's size):</p>",
+        _table(["run_id", *[r["run_id"] for r in runs]], overlap),
+    ]
+
+
 def render(data: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """Write the PNGs and ``index.html`` into ``out_dir``; returns their paths by name."""
     out = Path(out_dir)
@@ -161,6 +177,7 @@ def render(data: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
         _table(["tail entries (count < t)", "head entries", "tail share of matches"],
                [[ht["tail_entries"], ht["head_entries"], ht["tail_share"]]]),
         f"<img src='{files['counts'].name}' alt='entry counts'>",
+        *_curated_runs_html(data),
         "<h2>Top entries</h2>",
         _table(["entry", "source", "qid", "matched", "curated"],
                [[e["entry"], e["source"], e.get("qid"), e["count"], e.get("after", 0)] for e in top]),

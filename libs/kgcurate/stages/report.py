@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from kgcurate import config, lake, report_plots, tables
@@ -23,6 +23,7 @@ from kgcurate.stages import balance
 
 JOB = "report"
 TOP = 25
+RUNS_SHOWN = 8  # curated sets compared side by side
 log = logging.getLogger("kgcurate.report")
 
 
@@ -73,6 +74,8 @@ def gather(spark: SparkSession, root: str) -> dict[str, Any]:
     data["sources"] = [{k: (v if v is not None else 0) for k, v in r.asDict().items()}
                        for r in per_source.orderBy("source").collect()]
 
+    data["curated_runs"], data["run_overlap"] = curated_runs(spark, root)
+
     data["bad_records"] = []
     if has[tables.BAD_RECORDS]:
         data["bad_records"] = [{"job": r[0], "reason": r[1], "n": r[2]} for r in
@@ -84,6 +87,46 @@ def gather(spark: SparkSession, root: str) -> dict[str, Any]:
             F.count(F.lit(1)).alias("files"), F.sum("records").alias("records"), F.sum("rows_out").alias("rows_out"),
             F.sum("bad_records").alias("bad_records")).orderBy("job", "status").collect()]
     return data
+
+
+def _entry_qids(meta: DataFrame) -> DataFrame:
+    """(entry_id, qid) from either metadata layout: a qid column, or a qids array per string."""
+    if "qids" in meta.columns:
+        return meta.select("entry_id", F.explode("qids").alias("qid"))
+    return meta.where(F.col("qid").isNotNull()).select("entry_id", "qid")
+
+
+def curated_runs(spark: SparkSession, root: str) -> tuple[list[dict[str, Any]], list[list[Any]]]:
+    """The newest curated sets side by side: parameters, sizes, entity coverage of per-qid runs, and
+    how many pairs each pair of runs shares (one pass: a bit mask of runs per pair, counted by mask;
+    at most 2^RUNS_SHOWN distinct masks reach the driver)."""
+    runs_df = balance.runs(spark, root)
+    if runs_df is None or not lake.exists(spark, root, tables.CURATED):
+        return [], []
+    runs = [r.asDict() for r in runs_df.limit(RUNS_SHOWN).collect()]
+    ids = [r["run_id"] for r in runs]
+    cur = lake.read(spark, root, tables.CURATED).where(F.col("run_id").isin(ids))
+    bit = F.lit(0)
+    for i, run_id in enumerate(ids):
+        bit = F.when(F.col("run_id") == run_id, F.lit(1 << i)).otherwise(bit)
+    masks = [(int(r[0]), int(r[1])) for r in cur.select("pair_id", bit.alias("b")).groupBy("pair_id")
+             .agg(F.bit_or("b").alias("m")).groupBy("m").count().collect()]
+    overlap = [[run_id] + [sum(n for m, n in masks if m >> i & 1 and m >> j & 1) for j in range(len(ids))]
+               for i, run_id in enumerate(ids)]
+    per_qid = [r["run_id"] for r in runs if r["per_qid"]]
+    covered: dict[str, int] = {}
+    set_size = None
+    if per_qid and lake.exists(spark, root, tables.METADATA):
+        qids = _entry_qids(lake.read(spark, root, tables.METADATA))
+        kept = (cur.where(F.col("run_id").isin(per_qid)).select("run_id", F.explode("entry_ids").alias("entry_id"))
+                .join(qids, "entry_id").select("run_id", "qid").distinct().groupBy("run_id").count())
+        covered = {r[0]: r[1] for r in kept.collect()}
+        if lake.exists(spark, root, tables.ENTITY_SETS):
+            set_size = lake.read(spark, root, tables.ENTITY_SETS).select("qid").distinct().count()
+    for r in runs:
+        r["entities_covered"] = covered.get(r["run_id"]) if r["per_qid"] else None
+        r["entity_set_size"] = set_size if r["per_qid"] else None
+    return runs, overlap
 
 
 def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
