@@ -68,24 +68,28 @@ def _kg_lake(spark, root: str, entity_rows: list[dict], members: list[str], word
     build_metadata.execute(spark, cfg)
 
 
-def _curated(spark, root: str, captions: list[tuple[str, str]], copies: int = 1, run_id: str = "run-1"):
-    """Curated rows as balance writes them (entry_ids = the caption's matches), plus their pairs rows."""
+def _curated(spark, root: str, captions: list[tuple[str, str]], copies: int = 1, run_id: str = "run-1",
+             site: str = "img", write_pairs: bool = True) -> tuple[DataFrame, dict[int, str]]:
+    """Curated rows as balance writes them (entry_ids = the caption's matches) and {pair_id: text}.
+    With ``write_pairs`` their ``pairs`` rows are appended, else the frame carries text_source itself."""
     meta = [(r["entry_id"], r["entry"]) for r in lake.read(spark, root, tables.METADATA).collect()]
-    rows = [(f"http://img.example/{i}/{k}.jpg", text, source, sorted(reference_match(text, meta)))
+    rows = [(f"http://{site}.example/{i}/{k}.jpg", text, source, sorted(reference_match(text, meta)))
             for i, (text, source) in enumerate(captions) for k in range(copies)]
     df = (spark.createDataFrame(rows, "image_url string, text string, text_source string, entry_ids array<long>")
-          .withColumn("pair_id", ids.pair_id()))
-    pairs = df.select("pair_id", "image_url", "text", "text_source",
-                      *[F.lit(None).cast("string").alias(c) for c in ("page_url", "crawl", "source_file", "run_id")])
-    lake.merge_insert_only(spark, root, tables.PAIRS, pairs, ["pair_id"])
-    return df.select("pair_id", "image_url", "text", "entry_ids", F.lit(run_id).alias("run_id"))
+          .withColumn("pair_id", ids.pair_id()).withColumn("run_id", F.lit(run_id)))
+    if write_pairs:
+        lake.append(spark, root, tables.PAIRS, df.select(
+            "pair_id", "image_url", "text", "text_source",
+            *[F.lit(None).cast("string").alias(c) for c in ("page_url", "crawl", "source_file", "run_id")]))
+        df = df.drop("text_source")
+    return df, {r["pair_id"]: r["text"] for r in df.select("pair_id", "text").collect()}
 
 
-def _table(spark, root: str) -> dict[str, set[tuple]]:
+def _table(spark, root: str, texts: dict[int, str]) -> dict[str, set[tuple]]:
+    """pair_texts of the given pairs, by the pair's text: {text: {(text, text_source, qid, language)}}."""
     out: dict[str, set[tuple]] = {}
-    pairs = {r["pair_id"]: r["text"] for r in lake.read(spark, root, tables.PAIRS).collect()}
-    for r in lake.read(spark, root, tables.PAIR_TEXTS).collect():
-        out.setdefault(pairs[r["pair_id"]], set()).add((r["text"], r["text_source"], r["qid"], r["language"]))
+    for r in lake.read(spark, root, tables.PAIR_TEXTS).where(F.col("pair_id").isin(list(texts))).collect():
+        out.setdefault(texts[r["pair_id"]], set()).add((r["text"], r["text_source"], r["qid"], r["language"]))
     return out
 
 
@@ -132,7 +136,7 @@ def test_fixture_organisms_get_their_kg_texts(spark, fixture_lake, monkeypatch):
     only its own row; nothing input-sized is collected (every collect of the run returns at most one
     row while the run handles 40 pairs)."""
     root = fixture_lake
-    curated = _curated(spark, root, CAPTIONS, copies=10)
+    curated, texts = _curated(spark, root, CAPTIONS, copies=10)
     fetched: list[int] = []
     cls = type(curated)  # the classic DataFrame class, whose methods the driver actually calls
     real_collect = cls.collect
@@ -150,7 +154,7 @@ def test_fixture_organisms_get_their_kg_texts(spark, fixture_lake, monkeypatch):
     assert fetched and max(fetched) <= 1
     assert "collect(" not in inspect.getsource(kg_texts) and ".rdd" not in inspect.getsource(kg_texts)
 
-    got = _table(spark, root)
+    got = _table(spark, root, texts)
     assert summary["rows_inserted"] == 10 * sum(len(v) for v in got.values())
     assert got == _reference(spark, root, CAPTIONS, ["en"])
     assert got["an oak tree in autumn"] == {
@@ -173,30 +177,31 @@ def test_fixture_organisms_get_their_kg_texts(spark, fixture_lake, monkeypatch):
 
 
 @pytest.mark.spark
-def test_rerun_adds_nothing_and_a_later_run_replaces_only_its_pairs(spark, tmp_path, fixtures):
-    root = str(tmp_path / "lake")
-    lines = (fixtures / "wikidata" / "sample.json").read_bytes().split(b"\n")
-    rows = [{**r, "source_file": "sample.json"} for r in parse_lines(lines, ["en"]).rows]
-    _kg_lake(spark, root, rows, ORGANISMS, None)
-    first = CAPTIONS[:3]
-    curated = _curated(spark, root, first)
+def test_rerun_adds_nothing_and_a_later_run_replaces_only_its_pairs(spark, fixture_lake):
+    """Same lake as above, other pairs (other image URLs); curated carries text_source itself."""
+    root = fixture_lake
+    cat = ("a house cat asleep", "alt")
+    first = [cat, CAPTIONS[1], CAPTIONS[2]]
+    curated, texts = _curated(spark, root, first, site="rerun", write_pairs=False)
     s1 = kg_texts.write_pair_texts(spark, root, curated, None, None, ["en"])
-    before = _table(spark, root)
+    before = _table(spark, root, texts)
+    assert s1["rows_inserted"] == sum(len(v) for v in before.values())
     s2 = kg_texts.write_pair_texts(spark, root, curated, None, None, ["en"])
     assert (s2["rows_inserted"], s2["rows_deleted"], s2["rows_updated"]) == (0, 0, 0)
-    assert _table(spark, root) == before and s1["rows_inserted"] == sum(len(v) for v in before.values())
+    assert _table(spark, root, texts) == before
 
-    # a newer dump changes oak's description; the next run curates the oak pair and a new one
-    oak = next(r for r in rows if r["qid"] == "Q12004")
-    lake.merge(spark, root, tables.ENTITIES, _entities(spark, [{**oak, "description": "genus of oaks"}]),
+    # a newer dump changes the cat's description; the next run curates the cat pair and a new one
+    old = ("domesticated feline", KG_DESCRIPTION, "Q146", "en")
+    assert old in before[cat[0]]
+    row = lake.read(spark, root, tables.ENTITIES).where(F.col("qid") == "Q146")
+    lake.merge(spark, root, tables.ENTITIES, row.withColumn("description", F.lit("small domesticated feline")),
                "t.qid = s.qid", matched_update_when="true")
-    second = [CAPTIONS[0], ("a house cat asleep", "alt")]
-    s3 = kg_texts.write_pair_texts(spark, root, _curated(spark, root, second, run_id="run-2"), None, None, ["en"])
-    after = _table(spark, root)
-    assert s3["rows_deleted"] == 1
-    assert ("genus of oaks", KG_DESCRIPTION, "Q12004", "en") in after[CAPTIONS[0][0]]
-    assert ("genus of trees", KG_DESCRIPTION, "Q12004", "en") not in after[CAPTIONS[0][0]]
-    assert ("house cat", KG_LABEL, "Q146", "en") in after["a house cat asleep"]
+    curated2, texts2 = _curated(spark, root, [cat, CAPTIONS[0]], run_id="run-2", site="rerun", write_pairs=False)
+    s3 = kg_texts.write_pair_texts(spark, root, curated2, None, None, ["en"])
+    after = _table(spark, root, {**texts, **texts2})
+    assert (s3["rows_deleted"], s3["rows_updated"]) == (1, 0)
+    assert after[cat[0]] == before[cat[0]] - {old} | {("small domesticated feline", KG_DESCRIPTION, "Q146", "en")}
+    assert ("Quercus", KG_TAXON, "Q12004", "mul") in after[CAPTIONS[0][0]]
     for text, _ in first[1:]:  # pairs of the earlier run keep their texts
         assert after[text] == before[text]
 
@@ -234,8 +239,9 @@ def test_real_excerpt_organisms(spark, tmp_path, shared_data):
     rows = [{**r, "source_file": path.name} for r in parse_lines(path.read_bytes().split(b"\n"), ["en"]).rows]
     _kg_lake(spark, root, rows, ["Q144", "Q160"], None)
     captions = [("a dog on the beach", "alt"), ("Cetaceans in the bay", "alt")]
-    kg_texts.write_pair_texts(spark, root, _curated(spark, root, captions), None, None, ["en"])
-    got = _table(spark, root)
+    curated, texts = _curated(spark, root, captions)
+    kg_texts.write_pair_texts(spark, root, curated, None, None, ["en"])
+    got = _table(spark, root, texts)
     assert got == _reference(spark, root, captions, ["en"])
     cetacea = next(r for r in rows if r["qid"] == "Q160")
     assert cetacea["taxon_name"] == cetacea["label"] == "Cetacea"
