@@ -211,6 +211,44 @@ def merge_insert_only(
     return {k: int(v) for k, v in (metrics["operationMetrics"] or {}).items() if v.isdigit()}
 
 
+def merge_insert_delete(
+    spark: SparkSession, lake: str, name: str, rows: DataFrame, drop: DataFrame, keys: Sequence[str],
+    update_columns: Sequence[str] = (),
+) -> dict[str, int]:
+    """One MERGE commit that inserts ``rows`` whose keys are new, deletes the target rows whose keys
+    are in ``drop``, and updates ``update_columns`` of matched ``rows`` that differ; returns Delta's
+    operation metrics (all zero and no commit when nothing changes).
+
+    Replaces a set of rows (say, one run's pairs) without a ``replaceWhere`` predicate, which cannot
+    name millions of keys, and without an insert and a delete commit a reader could see between.
+    ``rows`` must be distinct on ``keys`` and share no key with ``drop`` (MERGE allows one source row
+    per target row).
+    """
+    from pyspark.sql import functions as F
+
+    ensure(spark, lake, name)
+    target = _for_path(spark, lake, name)
+    before = version(spark, lake, name)
+    fields = tables.schema(name).fields
+    keep = _conform(rows, name).withColumn("_drop", F.lit(False))
+    gone = drop.select(*[(F.col(f.name) if f.name in keys else F.lit(None)).cast(f.dataType).alias(f.name)
+                         for f in fields]).withColumn("_drop", F.lit(True))
+    cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    m = target.alias("t").merge(keep.unionByName(gone).alias("s"), cond).whenMatchedDelete("s._drop")
+    if update_columns:
+        changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in update_columns)
+        m = m.whenMatchedUpdate(f"NOT s._drop AND ({changed})", {c: f"s.`{c}`" for c in update_columns})
+    m = m.whenNotMatchedInsert("NOT s._drop", {f.name: f"s.`{f.name}`" for f in fields})
+    try:
+        m.execute()
+    except Exception as exc:  # noqa: BLE001
+        raise _translate_conflict(exc, name) from exc
+    metrics = target.history(1).select("version", "operation", "operationMetrics").first()
+    if metrics is None or metrics["version"] == before or metrics["operation"] != "MERGE":
+        return {"numTargetRowsInserted": 0, "numTargetRowsDeleted": 0, "numTargetRowsUpdated": 0}
+    return {k: int(v) for k, v in (metrics["operationMetrics"] or {}).items() if v.isdigit()}
+
+
 def merge(spark: SparkSession, lake: str, name: str, df: DataFrame, on: str, *,
           matched_update_when: str | Column | None = None, insert: bool = True,
           columns: Sequence[str] | None = None) -> None:

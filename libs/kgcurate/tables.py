@@ -31,6 +31,7 @@ QID_COUNTS = "qid_counts"
 MATCH_STATE = "match_state"
 CURATED = "curated"
 CURATION_RUNS = "curation_runs"
+PAIR_TEXTS = "pair_texts"
 LEASES = "leases"
 
 
@@ -86,6 +87,12 @@ SCHEMAS: dict[str, StructType] = {
         _f("seed", LONG), _f("per_qid", BOOL), _f("pairs_in", LONG), _f("matched_pairs", LONG),
         _f("unmatched_pairs", LONG), _f("pairs_out", LONG), _f("input_versions", MapType(STR, LONG)),
         _f("created_at", TS),
+    ),
+    # The texts a training sample of a curated pair may show: its own alt/title text (qid, language null)
+    # and the KG names/descriptions of the entities it matched (kgcurate.kg_texts).
+    PAIR_TEXTS: _s(
+        _f("pair_id", LONG, False), _f("text", STR, False), _f("text_source", STR, False), _f("qid", STR),
+        _f("language", STR),
     ),
     # One writer per stage and lake (kgcurate.leases): the run holding it, renewed until expires_at.
     LEASES: _s(_f("scope", STR, False), _f("run_id", STR, False), _f("holder", STR), _f("acquired_at", TS),
