@@ -252,3 +252,33 @@ def test_real_excerpt_organisms(spark, tmp_path, shared_data):
     assert got["a dog on the beach"] == {
         ("a dog on the beach", "alt", None, None), ("dog", KG_LABEL, "Q144", "en"),
         ("domestic animal", KG_DESCRIPTION, "Q144", "en")}
+
+
+@pytest.mark.spark
+def test_balance_writes_pair_texts_with_its_run(spark, fixture_lake, tmp_path):
+    """The balance stage writes its run's pair_texts before the run row, and records the version."""
+    import shutil
+
+    from kgcurate.stages import balance, match
+
+    root = str(tmp_path / "lake")
+    shutil.copytree(fixture_lake, root)
+    if lake.exists(spark, root, tables.PAIR_TEXTS):
+        shutil.rmtree(lake.table_path(root, tables.PAIR_TEXTS))
+    rows = [(f"http://img.example/b{i}.jpg", text, src) for i, (text, src) in enumerate(CAPTIONS)]
+    pairs = (spark.createDataFrame(rows, "image_url string, text string, text_source string")
+             .withColumn("pair_id", ids.pair_id()))
+    lake.overwrite(spark, root, tables.PAIRS, pairs.select(
+        "pair_id", "image_url", "text", "text_source",
+        *[F.lit(None).cast("string").alias(c) for c in ("page_url", "crawl", "source_file", "run_id")]))
+    cfg = config.load(None)
+    cfg["lake"] = root
+    match.execute(spark, cfg)
+    cfg["balance"]["t"] = 1e9  # keep every matched pair
+    s = balance.execute(spark, cfg)
+    assert s["input_versions"][tables.PAIR_TEXTS] == lake.version(spark, root, tables.PAIR_TEXTS)
+    texts = lake.read(spark, root, tables.PAIR_TEXTS)
+    oak = [r for r in texts.collect() if r["text_source"] == KG_TAXON]
+    assert ("Quercus", "Q12004") in {(r["text"], r["qid"]) for r in oak}
+    curated = {r[0] for r in balance.latest_curated(spark, root).select("pair_id").collect()}
+    assert {r[0] for r in texts.select("pair_id").distinct().collect()} == curated

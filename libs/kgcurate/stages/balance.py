@@ -138,7 +138,8 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
         if not lake.exists(spark, root, name):
             raise UserError(f"table '{name}' not found in lake {root}: run `kgcurate match --lake {root}` first")
     with leases.held(spark, root, JOB):
-        return _execute(spark, root, t, target, share, seed, per_qid)
+        return _execute(spark, root, t, target, share, seed, per_qid,
+                        list((cfg.get("wikidata") or {}).get("languages") or ["en"]))
 
 
 def input_versions(spark: SparkSession, root: str) -> dict[str, int | None]:
@@ -150,7 +151,7 @@ def input_versions(spark: SparkSession, root: str) -> dict[str, int | None]:
 
 
 def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, seed: int,
-             per_qid: bool) -> dict[str, Any]:
+             per_qid: bool, languages: list[str]) -> dict[str, Any]:
     t0 = time.monotonic()
     versions = input_versions(spark, root)
     params = {"t": t, "target_size": target, "tail_share": share, "seed": seed, "per_qid": per_qid}
@@ -202,8 +203,10 @@ def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, se
             lake.overwrite(spark, root, tables.CURATED, curated, replace_where=run_filter(run_id))
             versions_out = dict(versions)
             versions_out[tables.CURATED] = lake.version(spark, root, tables.CURATED)
-            pairs_out = (lake.read(spark, root, tables.CURATED, versions_out[tables.CURATED])
-                         .where(F.col("run_id") == run_id).count())
+            mine = lake.read(spark, root, tables.CURATED, versions_out[tables.CURATED]).where(F.col("run_id") == run_id)
+            pairs_out = mine.count()
+            texts = _write_kg_texts(spark, root, mine, versions, languages)  # before the run row: one visible unit
+            versions_out.update(texts)
             pairs_in = lake.read(spark, root, tables.PAIRS, versions[tables.PAIRS]).count()
             row = {
                 "run_id": run_id, "t": float(t), "target_size": None if target is None else int(target),
@@ -226,6 +229,25 @@ def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, se
     if not math.isfinite(summary["t"]):
         summary["t"] = None
     return summary
+
+
+def _write_kg_texts(spark: SparkSession, root: str, mine: DataFrame, versions: dict[str, int | None],
+                    languages: list[str]) -> dict[str, int]:
+    """``pair_texts`` for this run's pairs (EntityNet: KG texts next to each alt text), when the
+    metadata names entities at all; WordNet / MetaCLIP-only lakes skip it (a metadata-sized check)."""
+    from kgcurate import kg_texts
+
+    if not lake.exists(spark, root, tables.ENTITIES):
+        return {}
+    meta = lake.read(spark, root, tables.METADATA, versions[tables.METADATA])
+    if kg_texts.entry_qids(meta).isEmpty():
+        return {}
+    entities_version = lake.version(spark, root, tables.ENTITIES)
+    out = kg_texts.write_pair_texts(spark, root, mine, versions[tables.METADATA], entities_version, languages,
+                                    pairs_version=versions[tables.PAIRS])
+    log.info("%s: pair_texts: %d rows inserted, %d deleted", JOB, out.get("rows_inserted", 0),
+             out.get("rows_deleted", 0))
+    return {tables.ENTITIES: entities_version, tables.PAIR_TEXTS: out["version"]}
 
 
 def run_filter(run_id: str) -> str:
