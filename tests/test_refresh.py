@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from kgcurate import config, ids, tables
+from kgcurate import config, tables
 from kgcurate import lake as lakemod
 from kgcurate.errors import UserError
-from kgcurate.stages import maintain, refresh
+from kgcurate.stages import build_metadata, maintain, refresh
 from kgcurate.wat.sample import ANIMALS, CRAWL, OBJECTS, write_sample
 
 SEGMENT = f"crawl-data/{CRAWL}/segments/1700000000000.0/wat"
@@ -41,7 +41,7 @@ def publish(root: Path, keys: list[str]) -> None:
 
 def seed_metadata(spark, root: str) -> None:
     rows = [(e, "test", None) for e in ANIMALS + OBJECTS]
-    df = spark.createDataFrame(rows, "entry string, source string, qid string").withColumn("entry_id", ids.entry_id())
+    df = build_metadata.derive(spark.createDataFrame(rows, "entry string, source string, qid string"))
     lakemod.overwrite(spark, root, tables.METADATA, df)
 
 
