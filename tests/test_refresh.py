@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 from kgcurate import config, tables
 from kgcurate import lake as lakemod
 from kgcurate.errors import UserError
-from kgcurate.stages import build_metadata, maintain, refresh
+from kgcurate.stages import maintain, refresh
 from kgcurate.wat.sample import ANIMALS, CRAWL, OBJECTS, write_sample
 
 SEGMENT = f"crawl-data/{CRAWL}/segments/1700000000000.0/wat"
@@ -40,6 +40,8 @@ def publish(root: Path, keys: list[str]) -> None:
 
 
 def seed_metadata(spark, root: str) -> None:
+    from kgcurate.stages import build_metadata
+
     rows = [(e, "test", None) for e in ANIMALS + OBJECTS]
     df = build_metadata.derive(spark.createDataFrame(rows, "entry string, source string, qid string"))
     lakemod.overwrite(spark, root, tables.METADATA, df)
