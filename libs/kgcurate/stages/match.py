@@ -1,6 +1,8 @@
 """``kgcurate match``: captions x metadata entries -> ``matches``, ``entry_counts``, ``qid_counts``.
 
-The metadata (entry_id, entry) list is read at a pinned Delta version and broadcast once; each
+An entry is a distinct string (``metadata`` has one row per string; with ``--lowercase``, strings
+equal after ``lower()`` are one entry, see :func:`entry_groups`), so a string two sources list is
+matched and counted once. The (entry_id, entry) list is read at a pinned Delta version and broadcast once; each
 Python worker builds one Aho-Corasick automaton from it and keeps it in a module cache keyed by
 the entry set's fingerprint (workers are reused), so 500k entries cost one build per executor, not
 per task. Captions flow through ``mapInArrow`` in Arrow batches.
