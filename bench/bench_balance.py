@@ -53,7 +53,7 @@ def main() -> int:
     matches = lake.read(spark, root, tables.MATCHES)
     lake.overwrite(spark, root, tables.ENTRY_COUNTS, match_stage.entry_delta(matches))
     meta = spark.range(args.entries + 1).select(F.col("id").alias("entry_id"), F.col("id").cast("string").alias(
-        "entry"), F.lit("bench").alias("source"), F.lit(None).cast("string").alias("qid"))
+        "entry"), F.array(F.lit("bench")).alias("sources"), F.array().cast("array<string>").alias("qids"))
     lake.overwrite(spark, root, tables.METADATA, meta)
     match_stage.record_state(spark, root, lake.version(spark, root, tables.METADATA), "bench", False,
                              lake.version(spark, root, tables.PAIRS))  # as a completed match would

@@ -156,6 +156,7 @@ def bench_spark(entries: list[str], captions: list[str], bare_once, rounds: int)
 
     from kgcurate import config, ids, lake, tables
     from kgcurate.session import get_spark
+    from kgcurate.stages import build_metadata
     from kgcurate.stages import match as match_stage
 
     spark = get_spark("bench-match", {"spark.sql.shuffle.partitions": "4", "spark.driver.memory": "3g"})
@@ -164,7 +165,7 @@ def bench_spark(entries: list[str], captions: list[str], bare_once, rounds: int)
     root = tempfile.mkdtemp(prefix="bench-match-")
     meta = spark.createDataFrame(pa.table({"entry": entries, "source": ["bench"] * len(entries)}).to_pandas())
     meta = meta.withColumn("qid", F.lit(None).cast("string"))
-    lake.overwrite(spark, root, tables.METADATA, meta.withColumn("entry_id", ids.entry_id()))
+    lake.overwrite(spark, root, tables.METADATA, build_metadata.derive(meta))
     n = len(captions)
 
     def pairs_df(tag: str):
@@ -202,8 +203,8 @@ def bench_spark(entries: list[str], captions: list[str], bare_once, rounds: int)
     # matching stage alone, warm automaton cache in the reused workers, on n (pairs version 0) and
     # 3n captions (version 2): the difference is the stage's cost per caption without the fixed
     # cost of a Spark job (scheduling, snapshot, ~0.5 s here), which vanishes at 1B captions
-    m_ids, m_entries, _ = match_stage.load_entries(spark, root, lake.version(spark, root, tables.METADATA))
-    key = f"{match_stage.fingerprint(m_ids, m_entries)}|False"
+    m_ids, m_entries, _, m_qids = match_stage.load_entries(spark, root, lake.version(spark, root, tables.METADATA))
+    key = f"{match_stage.fingerprint(m_ids, m_entries, m_qids)}|False"
     payload = spark.sparkContext.broadcast((m_ids, m_entries, False))
 
     def passthrough(batches):

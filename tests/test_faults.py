@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from kgcurate import config, ids, tables
+from kgcurate import config, tables
 from kgcurate import lake as lakemod
-from kgcurate.stages import balance, ingest_wat, match, refresh
+from kgcurate.stages import balance, build_metadata, ingest_wat, match, refresh
 from kgcurate.wat.sample import ANIMALS, CRAWL, OBJECTS, write_sample
 
 pytestmark = pytest.mark.slow
@@ -47,7 +47,7 @@ def base_cfg(root: str) -> dict:
 
 def seed_metadata(spark, root: str) -> None:
     rows = [(e, "test", None) for e in ANIMALS + OBJECTS]
-    df = spark.createDataFrame(rows, "entry string, source string, qid string").withColumn("entry_id", ids.entry_id())
+    df = build_metadata.derive(spark.createDataFrame(rows, "entry string, source string, qid string"))
     lakemod.overwrite(spark, root, tables.METADATA, df)
 
 

@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 
 from kgcurate import balancing, config, ids, lake, tables
 from kgcurate.stages import balance as balance_stage
+from kgcurate.stages import build_metadata
 from kgcurate.stages import match as match_stage
 from test_matching import make_captions, make_entries, ref_match
 
@@ -18,16 +19,31 @@ pytestmark = pytest.mark.spark
 SOURCES = ["wordnet", "metaclip", "kg"]
 
 
-def write_metadata(spark, root: str, entries: list[tuple[int, str]]) -> list[tuple[int, str, str | None]]:
-    """Metadata rows with real entry ids; KG entries get qids, and one qid owns several names."""
+META_DDL = "entry string, source string, qid string"
+
+
+def write_metadata(spark, root: str, entries: list[tuple[int, str]]) -> list[tuple[int, str, list[str]]]:
+    """Metadata as build-metadata derives it: one row per distinct string, whatever lists it. KG entries
+    get qids, one qid owns several names, and a string listed twice ("dog") keeps both lists' provenance."""
     rows = []
     for i, (_, entry) in enumerate(entries):
         source = SOURCES[i % 3]
         qid = f"Q{100 + i % 40}" if source == "kg" else None
         rows.append((entry, source, qid))
-    df = spark.createDataFrame(rows, "entry string, source string, qid string").withColumn("entry_id", ids.entry_id())
+    df = build_metadata.derive(spark.createDataFrame(rows, META_DDL))
     lake.overwrite(spark, root, tables.METADATA, df)
-    return [(r["entry_id"], r["entry"], r["qid"]) for r in df.collect()]
+    return [(r["entry_id"], r["entry"], list(r["qids"])) for r in df.collect()]
+
+
+def ref_groups(meta: list[tuple[int, str, list[str]]], lowercase: bool = False) -> list[tuple[int, str, list[str]]]:
+    """The entries matching uses: with lowercase, strings equal after lower() are one entry, the smallest
+    id standing for all, holding every qid of the group."""
+    if not lowercase:
+        return meta
+    groups: dict[str, list[tuple[int, str, list[str]]]] = defaultdict(list)
+    for m in meta:
+        groups[m[1].lower()].append(m)
+    return [(min(g)[0], min(g)[1], sorted({q for m in g for q in m[2]})) for g in groups.values()]
 
 
 def append_pairs(spark, root: str, captions: list[str], start: int) -> None:
@@ -40,16 +56,16 @@ def append_pairs(spark, root: str, captions: list[str], start: int) -> None:
     lake.append(spark, root, tables.PAIRS, df)
 
 
-def reference(spark, root: str, meta: list[tuple[int, str, str | None]]):
-    entries = [(eid, e) for eid, e, _ in meta]
-    qid_of = {eid: q for eid, _, q in meta}
+def reference(spark, root: str, meta: list[tuple[int, str, list[str]]], lowercase: bool = False):
+    groups = ref_groups(meta, lowercase)
+    entries = [(eid, e) for eid, e, _ in groups]
+    qids_of = {eid: q for eid, _, q in groups}
     pairs = lake.read(spark, root, tables.PAIRS).select("pair_id", "text").collect()
-    matches = {(p["pair_id"], e) for p in pairs for e in ref_match(p["text"], entries)}
+    matches = {(p["pair_id"], e) for p in pairs for e in ref_match(p["text"], entries, lowercase)}
     entry_counts = Counter(e for _, e in matches)
     per_pair_qids = defaultdict(set)
     for p, e in matches:
-        if qid_of[e] is not None:
-            per_pair_qids[p].add(qid_of[e])
+        per_pair_qids[p].update(qids_of[e])
     qid_counts = Counter(q for qs in per_pair_qids.values() for q in qs)
     return matches, dict(entry_counts), dict(qid_counts)
 
@@ -145,9 +161,8 @@ def test_changed_metadata_or_options_rematch_everything(spark, tmp_path, corpus)
     assert set(got_m) == want_m and got_e == want_e
     s = match_stage.execute(spark, cfg_for(root, match__lowercase=True))
     assert s["mode"] == "full" and "lowercase" in s["reason"]
-    lower = {(p, e) for p, t in lake.read(spark, root, tables.PAIRS).select("pair_id", "text").collect()
-             for e in ref_match(t, [(m[0], m[1]) for m in meta], lowercase=True)}
-    assert set(lake_state(spark, root)[0]) == lower
+    want_m, want_e, want_q = reference(spark, root, meta, lowercase=True)
+    assert (set(lake_state(spark, root)[0]), *lake_state(spark, root)[1:]) == (want_m, want_e, want_q)
 
 
 def test_unmatchable_entries_go_to_bad_records(spark, tmp_path) -> None:
@@ -163,8 +178,7 @@ def test_unmatchable_entries_go_to_bad_records(spark, tmp_path) -> None:
 def test_metadata_without_kg_entries_gives_empty_qid_counts(spark, tmp_path) -> None:
     """WordNet-only metadata: entry counts as usual, qid_counts written and empty, also incrementally."""
     root = str(tmp_path / "lake")
-    df = spark.createDataFrame([("dog", "wordnet", None), ("cat", "metaclip", None)],
-                               "entry string, source string, qid string").withColumn("entry_id", ids.entry_id())
+    df = build_metadata.derive(spark.createDataFrame([("dog", "wordnet", None), ("cat", "metaclip", None)], META_DDL))
     lake.overwrite(spark, root, tables.METADATA, df)
     eid = {r["entry"]: r["entry_id"] for r in df.collect()}
     append_pairs(spark, root, ["a dog", "a cat and a dog", "nothing"], 0)
@@ -184,8 +198,7 @@ def build_matched_lake(spark, root: str, n_pairs: int, n_entries: int, seed: int
     rng = random.Random(seed)
     weights = [1.0 / (i + 1) for i in range(n_entries)]
     meta_rows = [(f"entry{i}", "kg" if i % 2 else "wordnet", f"Q{i // 4}" if i % 2 else None) for i in range(n_entries)]
-    meta = spark.createDataFrame(meta_rows, "entry string, source string, qid string").withColumn(
-        "entry_id", ids.entry_id())
+    meta = build_metadata.derive(spark.createDataFrame(meta_rows, META_DDL))
     lake.overwrite(spark, root, tables.METADATA, meta)
     eids = {r["entry"]: r["entry_id"] for r in meta.collect()}
     qid_of = {eids[e]: q for e, _, q in meta_rows}

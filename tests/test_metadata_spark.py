@@ -62,17 +62,19 @@ def test_build_metadata_end_to_end(spark, kg_lake, fixtures, capsys):
         1, 1, 1, 2)
     assert s1["rebuilt"] == "wordnet,kg" and s1["bad_records"] == 0
     meta = lake.read(spark, root, tables.METADATA)
-    # entry_id = xxhash64(source, entry, qid or ''): recomputed independently here
-    mismatched = meta.where(F.col("entry_id") != F.xxhash64("source", "entry", F.coalesce("qid", F.lit(""))))
-    assert mismatched.count() == 0
-    assert meta.where("source = 'wordnet' AND qid IS NOT NULL").count() == 0
-    assert meta.where("source = 'kg' AND entry = 'cat'").select("qid").first()["qid"] == "Q146"
-    assert meta.where("qid = 'Q5'").count() == 0
+    # entry_id = xxhash64(entry) alone: recomputed independently here; one row per string
+    assert meta.where(F.col("entry_id") != F.xxhash64("entry")).count() == 0
+    assert meta.count() == meta.select("entry").distinct().count() == _check_derived(spark, root)
+    src = lake.read(spark, root, tables.METADATA_SOURCES)
+    assert src.where("source = 'wordnet' AND qid IS NOT NULL").count() == 0
+    cat = meta.where("entry = 'cat'").first()
+    assert "kg" in cat["sources"] and cat["qids"] == ["Q146"]
+    assert meta.where(F.array_contains("qids", "Q5")).count() == 0
     drops = {(r["entry"], r["reason"]) for r in lake.read(spark, root, tables.METADATA_DROPS).collect()}
     assert drops == {("", "empty"), ("ox", "too_short"), ("The", "stop_word"), ("cat", "shared_alias"),
                      ("puma", "shared_alias")}
-    ids1 = {(r["source"], r["entry"], r["qid"]): r["entry_id"] for r in meta.collect()}
-    assert len(ids1) == 86 and len(set(ids1.values())) == 86
+    ids1 = _ids(spark, root)  # per (source, entry, qid) provenance row: the string's id
+    assert len(ids1) == 86 and len(set(ids1.values())) == meta.count()
 
     # same inputs again: same rows, same ids (idempotent)
     build_metadata.execute(spark, _cfg(root, fixtures, entity_sets=["organisms"]))
@@ -83,6 +85,9 @@ def test_build_metadata_end_to_end(spark, kg_lake, fixtures, capsys):
                                             metaclip_metadata=str(fixtures / "metaclip" / "metadata.json")))
     ids3 = _ids(spark, root)
     assert s3["entries_metaclip"] == 80 and len(ids3) == 166
+    # a string MetaCLIP repeats from WordNet is still one entry, listing both sources
+    both = {e for (src_, e, _) in ids3 if src_ == "wordnet"} & {e for (src_, e, _) in ids3 if src_ == "metaclip"}
+    assert both and s3["rows_total"] == len({e for (_, e, _) in ids3}) == _check_derived(spark, root)
     assert {k: v for k, v in ids3.items() if k[0] != "metaclip"} == ids1
 
     # no metaclip file and no entity sets this time: their previous rows are kept; wordnet rebuilt
@@ -93,14 +98,30 @@ def test_build_metadata_end_to_end(spark, kg_lake, fixtures, capsys):
     # --replace-all through the CLI: only this run's sources remain (here: WordNet only)
     assert main(["build-metadata", "--lake", root, "--wordnet-dir", str(fixtures / "wordnet"), "--replace-all"]) == 0
     out = capsys.readouterr().out
-    assert "metadata: 67 entries (wordnet=67, metaclip=0, kg=0)" in out and "kg names dropped: 0" in out
+    assert "metadata: 67 entries (distinct strings; listed by wordnet=67, metaclip=0, kg=0)" in out
+    assert "kg names dropped: 0" in out
     assert {k for k in _ids(spark, root)} == {k for k in ids1 if k[0] == "wordnet"}
     assert lake.read(spark, root, tables.METADATA_DROPS).count() == 0
 
 
 def _ids(spark, root):
-    rows = lake.read(spark, root, tables.METADATA).collect()
-    return {(r["source"], r["entry"], r["qid"]): r["entry_id"] for r in rows}
+    """(source, entry, qid) -> entry_id: the provenance rows, each with its string's id."""
+    ids = {r["entry"]: r["entry_id"] for r in lake.read(spark, root, tables.METADATA).collect()}
+    rows = lake.read(spark, root, tables.METADATA_SOURCES).collect()
+    return {(r["source"], r["entry"], r["qid"]): ids[r["entry"]] for r in rows}
+
+
+def _check_derived(spark, root) -> int:
+    """metadata == the plain-Python grouping of metadata_sources by string; returns its size."""
+    want: dict[str, tuple[set, set]] = {}
+    for r in lake.read(spark, root, tables.METADATA_SOURCES).collect():
+        srcs, qids = want.setdefault(r["entry"], (set(), set()))
+        srcs.add(r["source"])
+        if r["qid"] is not None:
+            qids.add(r["qid"])
+    got = {r["entry"]: (r["sources"], r["qids"]) for r in lake.read(spark, root, tables.METADATA).collect()}
+    assert got == {e: (sorted(s), sorted(q)) for e, (s, q) in want.items()}
+    return len(got)
 
 
 def test_entity_set_yaml_is_computed_first(spark, kg_lake, fixtures, monkeypatch, tmp_path):
@@ -125,7 +146,8 @@ def test_entity_set_yaml_is_computed_first(spark, kg_lake, fixtures, monkeypatch
     lake.append(spark, root, tables.ENTITIES, lake.read(spark, kg_lake, tables.ENTITIES))
     summary = build_metadata.execute(spark, _cfg(root, fixtures, wordnet=False, entity_sets=[str(spec_file)]))
     assert calls == [(root, str(spec_file))] and summary["set_cats"] == 2
-    kept = {(r["entry"], r["qid"]) for r in lake.read(spark, root, tables.METADATA).collect()}
+    kept = {(r["entry"], r["qid"]) for r in lake.read(spark, root, tables.METADATA_SOURCES).collect()}
+    assert lake.read(spark, root, tables.METADATA).where("entry = 'cat'").first()["qids"] == ["Q146"]
     assert ("cat", "Q146") in kept and ("cat", "Q228283") not in kept and ("cats", "Q228283") in kept
     assert summary["entries_kg"] == 7 and summary["dropped_stop_word"] == 1 and summary["dropped_shared_alias"] == 1
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from kgcurate import config, ids, tables
+from kgcurate import config, tables
 from kgcurate import lake as lakemod
 from kgcurate.errors import UserError
 from kgcurate.stages import balance, maintain, refresh
@@ -40,8 +40,10 @@ def publish(root: Path, keys: list[str]) -> None:
 
 
 def seed_metadata(spark, root: str) -> None:
+    from kgcurate.stages import build_metadata
+
     rows = [(e, "test", None) for e in ANIMALS + OBJECTS]
-    df = spark.createDataFrame(rows, "entry string, source string, qid string").withColumn("entry_id", ids.entry_id())
+    df = build_metadata.derive(spark.createDataFrame(rows, "entry string, source string, qid string"))
     lakemod.overwrite(spark, root, tables.METADATA, df)
 
 

@@ -71,3 +71,25 @@ def test_report_stage_on_a_balanced_lake(spark, tmp_path) -> None:
     files.update({p.stem: p for p in Path(s["html"]).parent.glob("*.png")})
     page = assert_report(files)
     assert "truncated gzip member" in page and "entry0" in page
+
+
+@pytest.mark.spark
+def test_report_shows_each_string_once_with_its_sources(spark, tmp_path) -> None:
+    """One top row per string with its sources; per-source numbers explode ``sources`` (provenance)."""
+    from kgcurate.stages import build_metadata
+    from kgcurate.stages import match as match_stage
+    from test_match_balance_spark import META_DDL, append_pairs
+
+    root = str(tmp_path / "lake")
+    rows = [("kitchen", "wordnet", None), ("kitchen", "metaclip", None), ("sink", "wordnet", None),
+            ("dog", "kg", "Q144"), ("dog", "metaclip", None)]
+    lake.overwrite(spark, root, tables.METADATA, build_metadata.derive(spark.createDataFrame(rows, META_DDL)))
+    append_pairs(spark, root, ["a kitchen sink", "kitchen", "dog"], 0)
+    match_stage.execute(spark, cfg_for(root))
+    data = report_stage.gather(spark, root)
+    top = {e["entry"]: e for e in data["top_entries"]}
+    assert len(data["top_entries"]) == len(top) == 3
+    assert (top["kitchen"]["source"], top["kitchen"]["count"]) == ("metaclip, wordnet", 2)
+    assert (top["dog"]["source"], top["dog"]["qid"]) == ("kg, metaclip", "Q144")
+    src = {s["source"]: (s["entries"], s["entries_matched"], s["matches"]) for s in data["sources"]}
+    assert src == {"wordnet": (2, 2, 3), "metaclip": (2, 2, 3), "kg": (1, 1, 1)}

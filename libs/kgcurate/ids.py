@@ -12,6 +12,7 @@ def pair_id(image_url: str = "image_url", text: str = "text") -> Column:
     return F.xxhash64(F.col(image_url), F.col(text))
 
 
-def entry_id(entry: str = "entry", source: str = "source", qid: str = "qid") -> Column:
-    """64-bit xxhash of (source, entry, qid or ''): re-running or adding a source renumbers nothing."""
-    return F.xxhash64(F.col(source), F.col(entry), F.coalesce(F.col(qid), F.lit("")))
+def entry_id(entry: str = "entry") -> Column:
+    """64-bit xxhash of the entry string alone: one string is one entry whatever lists it, and
+    re-running or adding a source renumbers nothing."""
+    return F.xxhash64(F.col(entry))

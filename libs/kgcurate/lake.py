@@ -174,15 +174,18 @@ def append(spark: SparkSession, lake: str, name: str, df: DataFrame) -> None:
 
 
 def overwrite(
-    spark: SparkSession, lake: str, name: str, df: DataFrame, replace_where: str | None = None
+    spark: SparkSession, lake: str, name: str, df: DataFrame, replace_where: str | None = None,
+    *, new_schema: bool = False,
 ) -> None:
-    """Replace the whole table, or only the rows matching ``replace_where``, in one commit."""
+    """Replace the whole table, or only the rows matching ``replace_where``, in one commit.
+
+    ``new_schema``: the declared schema replaces the table's (a migration that rebuilds it whole)."""
     writer = _conform(df, name).write.format("delta").mode("overwrite")
     if replace_where:
         ensure(spark, lake, name)
         writer = writer.option("replaceWhere", replace_where)
     else:
-        writer = writer.option("overwriteSchema", "false")
+        writer = writer.option("overwriteSchema", "true" if new_schema else "false")
     try:
         writer.save(table_path(lake, name))
     except Exception as exc:  # noqa: BLE001

@@ -179,7 +179,7 @@ def render(data: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
         f"<img src='{files['counts'].name}' alt='entry counts'>",
         *_curated_runs_html(data),
         "<h2>Top entries</h2>",
-        _table(["entry", "source", "qid", "matched", "curated"],
+        _table(["entry", "sources", "qids", "matched", "curated"],
                [[e["entry"], e["source"], e.get("qid"), e["count"], e.get("after", 0)] for e in top]),
         f"<img src='{files['top'].name}' alt='top entries'>",
         "<h2>Per source</h2>",

@@ -25,6 +25,7 @@ ENTITIES = "entities"
 ENTITY_SETS = "entity_sets"
 METADATA = "metadata"
 METADATA_DROPS = "metadata_drops"
+METADATA_SOURCES = "metadata_sources"
 MATCHES = "matches"
 ENTRY_COUNTS = "entry_counts"
 QID_COUNTS = "qid_counts"
@@ -70,8 +71,11 @@ SCHEMAS: dict[str, StructType] = {
         _f("subclass_of", STRS), _f("parent_taxon", STRS), _f("has_image", BOOL), _f("source_file", STR),
     ),
     ENTITY_SETS: _s(_f("set_name", STR, False), _f("qid", STR, False), _f("depth", INT)),
-    # entry_id = xxhash64(source, entry, qid): stable, and adding a source renumbers nothing.
-    METADATA: _s(_f("entry_id", LONG, False), _f("entry", STR, False), _f("source", STR, False), _f("qid", STR)),
+    # What each source lists, one row per (entry, source, qid): replaced per source by build-metadata.
+    METADATA_SOURCES: _s(_f("entry", STR, False), _f("source", STR, False), _f("qid", STR)),
+    # One row per distinct string, derived from metadata_sources: entry_id = xxhash64(entry) (stable);
+    # sources and qids (sorted; qids empty unless the KG names it) are provenance.
+    METADATA: _s(_f("entry_id", LONG, False), _f("entry", STR, False), _f("sources", STRS), _f("qids", STRS)),
     METADATA_DROPS: _s(_f("entry", STR, False), _f("source", STR, False), _f("qid", STR), _f("reason", STR, False)),
     MATCHES: _s(_f("pair_id", LONG, False), _f("entry_id", LONG, False)),
     ENTRY_COUNTS: _s(_f("entry_id", LONG, False), _f("count", LONG, False)),

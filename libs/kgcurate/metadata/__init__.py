@@ -26,3 +26,14 @@ SOURCES = (SOURCE_WORDNET, SOURCE_METACLIP, SOURCE_KG)
 def normalize(text: str) -> str:
     """Collapse every whitespace run to one space and trim: the form entries are stored (and matched) in."""
     return _WS.sub(" ", text).strip(" ")
+
+
+def old_layout_message(lake: str) -> str:
+    """One line for a lake whose ``metadata`` predates one-string-one-entry (columns source/qid).
+
+    Its entry ids hashed (source, entry, qid), so its matches and counts cannot be mixed with
+    string-keyed ones: the lake is rebuilt, never silently read in both layouts.
+    """
+    return (f"lake {lake} holds metadata in the old per-(source, entry, qid) layout (columns source/qid, "
+            f"ids that hash the source): rebuild it with `kgcurate build-metadata --lake {lake} --replace-all` "
+            f"(with your usual sources), then `kgcurate match --lake {lake} --full`")

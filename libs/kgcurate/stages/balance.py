@@ -55,9 +55,12 @@ def per_pair(spark: SparkSession, root: str, versions: dict[str, int | None], se
         return units.groupBy("pair_id").agg(
             F.min("w").alias("threshold"), F.array_sort(F.collect_list("entry_id")).alias("entry_ids"))
     # Entities: one coin per (pair, qid) weighted by qid_counts; entries without a qid keep their own coin.
-    meta = lake.read(spark, root, tables.METADATA, versions[tables.METADATA]).select("entry_id", "qid")
+    from kgcurate.stages import match
+
+    meta = lake.read(spark, root, tables.METADATA, versions[tables.METADATA])
+    eq = match.entry_qids(meta, match.recorded_lowercase(spark, root))  # a string may name several qids
     qcounts = lake.read(spark, root, tables.QID_COUNTS, versions[tables.QID_COUNTS])
-    mq = m.join(F.broadcast(meta), "entry_id", "left")
+    mq = m.join(F.broadcast(eq), "entry_id", "left")
     plain = (mq.where(F.col("qid").isNull()).join(F.broadcast(counts), "entry_id")
              .select("pair_id", (coin(F.col("pair_id"), F.col("entry_id"), seed) * F.col("count")).alias("w")))
     kg = (mq.where(F.col("qid").isNotNull()).select("pair_id", "qid").distinct().join(F.broadcast(qcounts), "qid")
@@ -111,8 +114,11 @@ def _count_hist(
     """(count, number of units with it): compact (distinct counts are few), safe to fetch."""
     counts = lake.read(spark, root, tables.ENTRY_COUNTS, versions[tables.ENTRY_COUNTS])
     if per_qid:
-        meta = lake.read(spark, root, tables.METADATA, versions[tables.METADATA]).where(F.col("qid").isNull())
-        counts = counts.join(meta.select("entry_id"), "entry_id").select("count").unionByName(
+        from kgcurate.stages import match
+
+        meta = lake.read(spark, root, tables.METADATA, versions[tables.METADATA])
+        named = match.entry_qids(meta, match.recorded_lowercase(spark, root)).select("entry_id")
+        counts = counts.join(named, "entry_id", "left_anti").select("count").unionByName(
             lake.read(spark, root, tables.QID_COUNTS, versions[tables.QID_COUNTS]).select("count"))
     return [(r[0], r[1]) for r in counts.where(F.col("count") > 0).groupBy("count").count().collect()]
 

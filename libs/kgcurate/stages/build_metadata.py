@@ -1,11 +1,17 @@
 """``kgcurate build-metadata``: WordNet lemmas, a MetaCLIP list and KG names -> ``metadata``.
 
+One string is one entry, whatever lists it (MetaCLIP's metadata is a set of strings and its
+``metadata.json`` already holds WordNet lemmas): what each source lists is kept in
+``metadata_sources`` (entry, source, qid), and ``metadata`` is derived from it, one row per distinct
+string with ``entry_id = xxhash64(entry)`` and its provenance (sorted ``sources`` and ``qids``).
+
 Sources rebuilt by a run: ``wordnet`` (unless ``--no-wordnet``), ``metaclip`` (when a file is given)
-and ``kg`` (when entity sets are given). Only those sources' rows are replaced (one Delta commit,
-``replaceWhere source IN (...)``); a source not given this run keeps its previous rows, because
-leaving out ``--metaclip-metadata`` on a re-run most likely means "no change", not "delete".
-``--replace-all`` rebuilds the table from this run's sources only. ``entry_id`` hashes
-(source, entry, qid), so re-runs and added sources renumber nothing.
+and ``kg`` (when entity sets are given). Only those sources' rows of ``metadata_sources`` are
+replaced (one Delta commit, ``replaceWhere source IN (...)``); a source not given this run keeps its
+rows, because leaving out ``--metaclip-metadata`` on a re-run most likely means "no change", not
+"delete". ``--replace-all`` rebuilds it from this run's sources only. Every run then re-derives
+``metadata`` whole from ``metadata_sources`` (a second commit), so a run that died between the two
+commits is repaired by the next one.
 
 All input files are read and checked before anything is written, so a bad file leaves every
 table as it was.
@@ -25,7 +31,7 @@ from pyspark.sql import functions as F
 
 from kgcurate import config, ids, lake, tables
 from kgcurate.errors import UserError
-from kgcurate.metadata import SOURCE_KG, SOURCE_METACLIP, SOURCE_WORDNET, kg, metaclip, wordnet
+from kgcurate.metadata import SOURCE_KG, SOURCE_METACLIP, SOURCE_WORDNET, kg, metaclip, old_layout_message, wordnet
 from kgcurate.session import get_spark
 
 JOB = "build-metadata"
@@ -65,7 +71,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     sources = (SOURCE_WORDNET, SOURCE_METACLIP, SOURCE_KG)
     per_source = ", ".join(f"{s}={summary.get(f'entries_{s}', 0)}" for s in sources)
     drops = ", ".join(f"{r}={summary.get(f'dropped_{r}', 0)}" for r in kg.REASONS)
-    return (f"metadata: {summary['rows_total']} entries ({per_source}); rebuilt: {summary['rebuilt'] or 'nothing'}\n"
+    return (f"metadata: {summary['rows_total']} entries (distinct strings; listed by {per_source}); "
+            f"rebuilt: {summary['rebuilt'] or 'nothing'}\n"
             f"kg names dropped: {summary['dropped_total']} ({drops}) -> table {tables.METADATA_DROPS}\n"
             f"bad input records: {summary['bad_records']} -> table {tables.BAD_RECORDS}")
 
@@ -123,6 +130,32 @@ def resolve_entity_sets(spark: SparkSession, root: str, items: list[str]) -> tup
     return list(dict.fromkeys(names)), computed
 
 
+# ---------------------------------------------------------------- layout
+
+def derive(sources: DataFrame) -> DataFrame:
+    """``metadata`` from (entry, source, qid) rows: one row per distinct string, provenance sorted.
+
+    ``collect_set`` skips nulls, so ``qids`` is empty for strings no KG entity names.
+    """
+    return (sources.groupBy("entry")
+            .agg(F.array_sort(F.collect_set("source")).alias("sources"),
+                 F.array_sort(F.collect_set("qid")).alias("qids"))
+            .withColumn("entry_id", ids.entry_id()))
+
+
+def is_old_layout(spark: SparkSession, root: str, version: int | None = None) -> bool:
+    """``metadata`` written before one-string-one-entry: a ``source`` column instead of ``sources``."""
+    if not lake.exists(spark, root, tables.METADATA):
+        return False
+    return "sources" not in lake.read(spark, root, tables.METADATA, version).columns
+
+
+def check_layout(spark: SparkSession, root: str, version: int | None = None) -> None:
+    """Refuse (one line, exit 2) a lake in the old layout rather than mix string ids with old ones."""
+    if is_old_layout(spark, root, version):
+        raise UserError(old_layout_message(root))
+
+
 # ---------------------------------------------------------------- the job
 
 def _sql_list(values: list[str]) -> str:
@@ -148,6 +181,9 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     bad: list[tuple[str, str, str, int, str, str]] = []  # job, run_id, source_file, offset, reason, sample
     rebuilt: list[str] = []
     summary: dict[str, Any] = {"run_id": run_id}
+    old_layout = is_old_layout(spark, root)
+    if old_layout and not replace_all:
+        raise UserError(old_layout_message(root))
 
     # 1. read and check every input before writing anything
     if md.get("wordnet", True):
@@ -177,11 +213,10 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
         kept = kg_all.where(F.col("reason").isNull()).select("entry", "source", "qid")
         base = base.unionByName(kept)
         rebuilt.append(SOURCE_KG)
-    entries = base.withColumn("entry_id", ids.entry_id())
 
-    # 3. write: metadata, then the drops of the same sources, then bad records
+    # 3. write: the sources' rows, the drops of the same sources, metadata derived from all sources, bad records
     try:
-        _write(spark, root, tables.METADATA, entries, rebuilt, replace_all)
+        _write(spark, root, tables.METADATA_SOURCES, base, rebuilt, replace_all)
         if kg_all is not None:
             _write(spark, root, tables.METADATA_DROPS, kg_all.where(F.col("reason").isNotNull()), rebuilt, replace_all)
         elif replace_all:  # only KG names are ever dropped: without KG this run there is nothing to replace
@@ -192,13 +227,15 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     finally:
         if kg_all is not None:
             kg_all.unpersist()
+    derived = derive(lake.read(spark, root, tables.METADATA_SOURCES))
+    lake.overwrite(spark, root, tables.METADATA, derived, new_schema=old_layout)
     if bad:
         bad_df = spark.createDataFrame(bad, tables.schema(tables.BAD_RECORDS))
         lake.merge_insert_only(spark, root, tables.BAD_RECORDS, bad_df, ["job", "source_file", "offset", "reason"])
 
     # 4. summary from the committed tables (aggregates: a handful of rows)
     per_source = {r["source"]: r["count"] for r in lake.read(spark, root, tables.METADATA)
-                  .groupBy("source").count().collect()}
+                  .select(F.explode("sources").alias("source")).groupBy("source").count().collect()}
     drops_by = {r["reason"]: r["count"] for r in lake.read(spark, root, tables.METADATA_DROPS)
                 .where(F.col("source") == SOURCE_KG).groupBy("reason").count().collect()}
     for source in (SOURCE_WORDNET, SOURCE_METACLIP, SOURCE_KG):
@@ -206,7 +243,7 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     for reason in kg.REASONS:
         summary[f"dropped_{reason}"] = int(drops_by.get(reason, 0))
     summary.update(
-        rows_total=int(sum(per_source.values())),
+        rows_total=lake.read(spark, root, tables.METADATA).count(),  # distinct strings
         dropped_total=int(sum(drops_by.values())),
         bad_records=len(bad),
         rebuilt=",".join(rebuilt),

@@ -1,6 +1,8 @@
 """``kgcurate match``: captions x metadata entries -> ``matches``, ``entry_counts``, ``qid_counts``.
 
-The metadata (entry_id, entry) list is read at a pinned Delta version and broadcast once; each
+An entry is a distinct string (``metadata`` has one row per string; with ``--lowercase``, strings
+equal after ``lower()`` are one entry, see :func:`entry_groups`), so a string two sources list is
+matched and counted once. The (entry_id, entry) list is read at a pinned Delta version and broadcast once; each
 Python worker builds one Aho-Corasick automaton from it and keeps it in a module cache keyed by
 the entry set's fingerprint (workers are reused), so 500k entries cost one build per executor, not
 per task. Captions flow through ``mapInArrow`` in Arrow batches.
@@ -36,6 +38,7 @@ from pyspark.sql import functions as F
 from kgcurate import config, lake, leases, matching, tables
 from kgcurate.errors import UserError
 from kgcurate.session import get_spark
+from kgcurate.stages import build_metadata
 
 JOB = "match"
 log = logging.getLogger("kgcurate.match")
@@ -113,21 +116,54 @@ def completed_versions(spark: SparkSession, root: str) -> dict[str, int | None]:
         x = state.get(key)
         return None if x in (None, "", "None") else lake.content_version(spark, root, name, int(x))
 
-    return {tables.PAIRS: v(tables.PAIRS, "pairs_version"), tables.METADATA: v(tables.METADATA, "metadata_version"),
-            tables.MATCHES: v(tables.MATCHES, "matches_version"),
-            tables.ENTRY_COUNTS: v(tables.ENTRY_COUNTS, "entry_counts_version"),
-            tables.QID_COUNTS: v(tables.QID_COUNTS, "qid_counts_version")}
+    versions = {tables.PAIRS: v(tables.PAIRS, "pairs_version"),
+                tables.METADATA: v(tables.METADATA, "metadata_version"),
+                tables.MATCHES: v(tables.MATCHES, "matches_version"),
+                tables.ENTRY_COUNTS: v(tables.ENTRY_COUNTS, "entry_counts_version"),
+                tables.QID_COUNTS: v(tables.QID_COUNTS, "qid_counts_version")}
+    # a match recorded on the old layout has ids that hash the source: never read beside string ids
+    build_metadata.check_layout(spark, root, versions[tables.METADATA])
+    return versions
 
 
-def load_entries(spark: SparkSession, root: str, version: int) -> tuple[np.ndarray, list[str], list[tuple[int, str]]]:
-    """(entry ids, entries) to match, and the (entry_id, reason) of entries that cannot be matched.
+def entry_groups(meta: DataFrame, lowercase: bool) -> DataFrame:
+    """(entry_id, entry, qids): the entries matching uses, one per string in the match's case mode.
+
+    Case-sensitive, that is ``metadata`` itself. With ``lowercase``, strings that Spark's ``lower()``
+    folds together ("Kitchen", "kitchen") are one entry: the smallest entry_id of the group stands for
+    it (so matches and counts still name a real ``metadata`` row) and holds the union of their qids.
+    """
+    if not lowercase:
+        return meta.select("entry_id", "entry", "qids")
+    groups = meta.groupBy(F.lower("entry").alias("fold")).agg(
+        F.min("entry_id").alias("entry_id"),
+        F.array_sort(F.array_distinct(F.flatten(F.collect_list("qids")))).alias("qids"))
+    return groups.join(meta.select("entry_id", "entry"), "entry_id").select("entry_id", "entry", "qids")
+
+
+def entry_qids(meta: DataFrame, lowercase: bool) -> DataFrame:
+    """(entry_id, qid) for every matched entry a KG entity names (metadata-sized)."""
+    return entry_groups(meta, lowercase).select("entry_id", F.explode("qids").alias("qid"))
+
+
+def recorded_lowercase(spark: SparkSession, root: str) -> bool:
+    """The case mode of the last completed match: entry ids in ``matches`` are groups of that mode."""
+    return read_state(spark, root).get("lowercase") == "True"
+
+
+def load_entries(
+    spark: SparkSession, root: str, version: int, lowercase: bool = False
+) -> tuple[np.ndarray, list[str], list[tuple[int, str]], list[list[str]]]:
+    """(entry ids, entries) to match, the (entry_id, reason) of entries that cannot be matched, and
+    each matched entry's qids (for the fingerprint: qid_counts depend on them).
 
     The list is metadata-sized (bounded by the entry set, ~500k), not input-sized, so it is fetched once
     as Arrow on the driver and broadcast.
     """
-    tbl = lake.read(spark, root, tables.METADATA, version).select("entry_id", "entry").toArrow()
+    tbl = entry_groups(lake.read(spark, root, tables.METADATA, version), lowercase).toArrow()
     ids = tbl.column("entry_id").to_numpy(zero_copy_only=False).astype(np.int64)
     entries = tbl.column("entry").to_pylist()
+    qids = [q or [] for q in tbl.column("qids").to_pylist()]
     keep = np.ones(len(entries), dtype=bool)
     bad: list[tuple[int, str]] = []
     for i, entry in enumerate(entries):
@@ -137,17 +173,20 @@ def load_entries(spark: SparkSession, root: str, version: int) -> tuple[np.ndarr
             bad.append((int(ids[i]), problem))
     if bad:
         entries = [e for e, k in zip(entries, keep, strict=True) if k]
+        qids = [q for q, k in zip(qids, keep, strict=True) if k]
         ids = ids[keep]
     order = np.argsort(ids, kind="stable")  # canonical order: the fingerprint ignores file layout
-    return ids[order], [entries[i] for i in order], bad
+    return ids[order], [entries[i] for i in order], bad, [qids[i] for i in order]
 
 
-def fingerprint(ids: np.ndarray, entries: list[str]) -> str:
-    """Content hash of the entry set: a rewritten but identical metadata table needs no re-match."""
+def fingerprint(ids: np.ndarray, entries: list[str], qids: list[list[str]] | None = None) -> str:
+    """Content hash of the entry set and its qids: a rewritten but identical metadata table needs no
+    re-match, while a string that changed entity does (its qid counts would be stale)."""
     h = hashlib.sha1(ids.tobytes())
     h.update("\x00".join(entries).encode("utf-8", "surrogatepass"))
+    if qids is not None:
+        h.update(b"\x01" + "\x00".join(",".join(q) for q in qids).encode("utf-8", "surrogatepass"))
     return h.hexdigest()[:16]
-
 
 
 def heal(spark: SparkSession, root: str, state: dict[str, str]) -> list[str]:
@@ -192,12 +231,12 @@ def _add_counts(base: DataFrame | None, delta: DataFrame, key: str) -> DataFrame
     )
 
 
-def qid_delta(matches: DataFrame, meta: DataFrame) -> DataFrame:
-    """Per qid: pairs matching at least one entry of it (a pair naming an entity twice counts once).
+def qid_delta(matches: DataFrame, meta: DataFrame, lowercase: bool = False) -> DataFrame:
+    """Per qid: pairs matching at least one of its names (a pair naming an entity twice counts once).
 
     Metadata without KG entries (WordNet, MetaCLIP's list) has no qid to count: no scan of the matches.
     """
-    kg = meta.where(F.col("qid").isNotNull()).select("entry_id", "qid")
+    kg = entry_qids(meta, lowercase)
     if kg.isEmpty():  # metadata-sized check
         return matches.sparkSession.createDataFrame([], tables.schema(tables.QID_COUNTS))
     return (
@@ -231,6 +270,7 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     for name, stage in ((tables.PAIRS, "ingest-wat"), (tables.METADATA, "build-metadata")):
         if not lake.exists(spark, root, name):
             raise UserError(f"table '{name}' not found in lake {root}: run `kgcurate {stage} --lake {root}` first")
+    build_metadata.check_layout(spark, root)
     with leases.held(spark, root, JOB):
         return _execute(spark, cfg)
 
@@ -242,10 +282,10 @@ def _execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     t0 = time.monotonic()
     meta_version = lake.version(spark, root, tables.METADATA)
     pairs_version = lake.version(spark, root, tables.PAIRS)
-    ids, entries, bad = load_entries(spark, root, meta_version)
+    ids, entries, bad, qids = load_entries(spark, root, meta_version, lowercase)
     if len(entries) == 0:
         raise UserError(f"table 'metadata' in lake {root} holds no usable entry: re-run build-metadata")
-    fp = fingerprint(ids, entries)
+    fp = fingerprint(ids, entries, qids)
     state = read_state(spark, root)
     mode, why = decide_mode(state, meta_version, fp, lowercase, bool(mcfg.get("full")),
                             lake.exists(spark, root, tables.MATCHES))
@@ -295,10 +335,10 @@ def _execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
         if mode == "incremental" and (base_entry is None or base_qid is None):
             log.warning("%s: recorded counts not readable; recounting from matches", JOB)
             everything = lake.read(spark, root, tables.MATCHES, matches_version)
-            entry_counts, qid_counts = entry_delta(everything), qid_delta(everything, meta)
+            entry_counts, qid_counts = entry_delta(everything), qid_delta(everything, meta, lowercase)
         else:
             entry_counts = _add_counts(base_entry, entry_delta(new), "entry_id")
-            qid_counts = _add_counts(base_qid, qid_delta(new, meta), "qid")
+            qid_counts = _add_counts(base_qid, qid_delta(new, meta, lowercase), "qid")
         lake.overwrite(spark, root, tables.ENTRY_COUNTS, entry_counts)
         lake.overwrite(spark, root, tables.QID_COUNTS, qid_counts)
     finally:

@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 from kgcurate import config, lake, report_plots, tables
 from kgcurate.errors import UserError
 from kgcurate.session import get_spark
-from kgcurate.stages import balance
+from kgcurate.stages import balance, build_metadata
 
 JOB = "report"
 TOP = 25
@@ -55,20 +55,24 @@ def gather(spark: SparkSession, root: str) -> dict[str, Any]:
         data["hist_after"] = [(r[0], r[1]) for r in after.groupBy("after").count().collect()]
     data["sizes"] = sizes
 
+    # An entry is one string; its sources are provenance: one top row per string, sources exploded per source.
+    build_metadata.check_layout(spark, root)
     meta = lake.read(spark, root, tables.METADATA)
     top = counts.orderBy(F.col("count").desc(), "entry_id").limit(TOP).join(meta, "entry_id", "left")
     if after is not None:
         top = top.join(after, "entry_id", "left")
     top_rows = top.orderBy(F.col("count").desc(), "entry_id").collect()
     data["top_entries"] = [
-        {"entry": r["entry"] or str(r["entry_id"]), "source": r["source"] or "?", "qid": r["qid"],
+        {"entry": r["entry"] or str(r["entry_id"]), "source": ", ".join(r["sources"] or []) or "?",
+         "qid": ", ".join(r["qids"] or []) or None,
          "count": r["count"], "after": (r["after"] or 0) if after is not None else 0} for r in top_rows]
 
-    per_source = (meta.join(counts, "entry_id", "left").groupBy("source").agg(
+    by_source = meta.select("entry_id", F.explode("sources").alias("source"))
+    per_source = (by_source.join(counts, "entry_id", "left").groupBy("source").agg(
         F.count(F.lit(1)).alias("entries"), F.count("count").alias("entries_matched"),
         F.coalesce(F.sum("count"), F.lit(0)).alias("matches")))
     if after is not None:
-        cur_src = after.join(meta.select("entry_id", "source"), "entry_id").groupBy("source").agg(
+        cur_src = after.join(by_source, "entry_id").groupBy("source").agg(
             F.sum("after").alias("curated_matches"))
         per_source = per_source.join(cur_src, "source", "left")
     data["sources"] = [{k: (v if v is not None else 0) for k, v in r.asDict().items()}
