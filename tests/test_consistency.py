@@ -214,7 +214,7 @@ def test_curated_sets_side_by_side_list_and_drop(spark, tmp_path, small_corpus, 
     assert by_id[large["run_id"]][order.index(large["run_id"])] == 120
     q = balance_stage.latest_curated(spark, root, per_qid["run_id"])
     meta = {r["entry_id"]: r for r in lake.read(spark, root, tables.METADATA).collect()}
-    qids = {meta[e]["qid"] for r in q.collect() for e in r["entry_ids"] if meta[e]["qid"]}
+    qids = {qid for r in q.collect() for e in r["entry_ids"] for qid in meta[e]["qids"]}
     assert shown[per_qid["run_id"]]["entities_covered"] == len(qids) > 0
     assert shown[small["run_id"]]["entities_covered"] is None
     assert balance_stage.drop_run(spark, root, per_qid["run_id"]) == 60
