@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from kgcurate import config, tables
+from helpers import wat_cfg
 from kgcurate import lake as lk
+from kgcurate import tables
 from kgcurate.stages import ingest_wat
 from kgcurate.wat.sample import write_sample
 from wat_damage import GZ_KINDS, PLAIN_KINDS, damage, mixed_plan, split_records
@@ -37,17 +38,9 @@ def damaged(tmp_path_factory):
     return files
 
 
-def _cfg(lake_root: str, inputs: list[str], **wat) -> dict:
-    cfg = config.load(None)
-    cfg["lake"] = lake_root
-    cfg["wat"]["inputs"] = inputs
-    cfg["wat"].update(wat)
-    return cfg
-
-
 def test_damaged_files_lose_nothing_and_rerun_adds_nothing(spark, lake, damaged, capsys):
     inputs = sorted(damaged)
-    summary = ingest_wat.execute(spark, _cfg(lake, inputs))
+    summary = ingest_wat.execute(spark, wat_cfg(lake, inputs))
     assert summary["files"] == len(inputs) and summary["partial"] == len(inputs) and summary["failed"] == []
 
     # every intact record's pairs are in, and nothing else
@@ -73,13 +66,13 @@ def test_damaged_files_lose_nothing_and_rerun_adds_nothing(spark, lake, damaged,
         assert all("skipped" in reason for _, reason in bad[path]), name
 
     # a re-run skips partial files (their damaged bytes cannot be recovered) ...
-    again = ingest_wat.execute(spark, _cfg(lake, inputs))
+    again = ingest_wat.execute(spark, wat_cfg(lake, inputs))
     assert again["files"] == 0 and again["skipped_done"] == len(inputs)
     # ... and --force re-reads them, adding nothing; the CLI says so and exits 0 with a warning
     parser = argparse.ArgumentParser()
     ingest_wat.add_arguments(parser)
     capsys.readouterr()
-    rc = ingest_wat.run(parser.parse_args(["--force", *inputs]), _cfg(lake, []))
+    rc = ingest_wat.run(parser.parse_args(["--force", *inputs]), wat_cfg(lake, []))
     out, err = capsys.readouterr()
     assert rc == 0 and f"{len(inputs)} partial, 0 failed" in out and "partial: " in out
     assert "kgcurate: warning: " in err and os.path.basename(inputs[0]) in err
