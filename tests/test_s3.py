@@ -168,8 +168,8 @@ def test_no_secret_in_errors(server):
 @pytest.mark.slow
 def test_refresh_from_bucket_to_bucket_lake(spark, tmp_path, capfd, caplog):
     """WAT files read from S3 (boto3), every table written through s3a to S3, one listed object missing."""
-    from kgcurate import config, ids, lake, tables
-    from kgcurate.stages import refresh
+    from kgcurate import config, lake, tables
+    from kgcurate.stages import build_metadata, refresh
     from kgcurate.wat.sample import ANIMALS, OBJECTS, write_sample
     from kgcurate.wat.sample import CRAWL as SAMPLE_CRAWL
     from s3server import point_spark_at, restore_spark
@@ -190,8 +190,7 @@ def test_refresh_from_bucket_to_bucket_lake(spark, tmp_path, capfd, caplog):
         try:
             root = "s3a://kgcurate-lake/lake"
             rows = [(e, "test", None) for e in ANIMALS + OBJECTS]
-            meta = spark.createDataFrame(rows, "entry string, source string, qid string").withColumn(
-                "entry_id", ids.entry_id())
+            meta = build_metadata.derive(spark.createDataFrame(rows, "entry string, source string, qid string"))
             lake.overwrite(spark, root, tables.METADATA, meta)
             cfg = config.load(None)
             cfg["lake"] = root
