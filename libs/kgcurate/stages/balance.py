@@ -242,11 +242,12 @@ def _write_kg_texts(spark: SparkSession, root: str, mine: DataFrame, versions: d
     """``pair_texts`` for this run's pairs (EntityNet: KG texts next to each alt text), when the
     metadata names entities at all; WordNet / MetaCLIP-only lakes skip it (a metadata-sized check)."""
     from kgcurate import kg_texts
+    from kgcurate.stages import match
 
     if not lake.exists(spark, root, tables.ENTITIES):
         return {}
     meta = lake.read(spark, root, tables.METADATA, versions[tables.METADATA])
-    if kg_texts.entry_qids(meta).isEmpty():
+    if match.entry_qids(meta, match.recorded_lowercase(spark, root)).isEmpty():
         return {}
     entities_version = lake.version(spark, root, tables.ENTITIES)
     out = kg_texts.write_pair_texts(spark, root, mine, versions[tables.METADATA], entities_version, languages,

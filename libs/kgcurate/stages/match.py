@@ -104,10 +104,11 @@ def record_state(spark: SparkSession, root: str, meta_version: int | None, fp: s
     })
 
 
-def completed_versions(spark: SparkSession, root: str) -> dict[str, int | None]:
+def completed_versions(spark: SparkSession, root: str, state: dict[str, str] | None = None) -> dict[str, int | None]:
     """The table versions the last completed match run recorded: pairs, metadata, matches and counts
-    that agree with each other, whatever a running or dead match has committed since."""
-    state = read_state(spark, root)
+    that agree with each other, whatever a running or dead match has committed since. ``state``:
+    ``match_state`` when the caller has read it already."""
+    state = read_state(spark, root) if state is None else state
     if not state.get("matches_version") or not state.get("entry_counts_version"):
         raise UserError(f"no completed match run is recorded in lake {root} (table match_state): "
                         f"run `kgcurate match --lake {root}` first")
@@ -303,7 +304,7 @@ def _execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
             summary.update(pairs_matched=0, pairs_with_match=0, matches=0, up_to_date=True,
                            entries_with_count=_entries_with_count(spark, root))
             return summary
-        recorded = completed_versions(spark, root)  # past maintain's OPTIMIZE commits: files VACUUM keeps
+        recorded = completed_versions(spark, root, state)  # past maintain's OPTIMIZE commits: files VACUUM keeps
         matches_v = recorded[tables.MATCHES]
         old_pairs = _time_travel(spark, root, tables.PAIRS, str(recorded[tables.PAIRS]))
         if old_pairs is None:  # vacuumed: pairs already matched are those in matches (or matched nothing)

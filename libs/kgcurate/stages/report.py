@@ -13,13 +13,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from kgcurate import config, lake, report_plots, tables
 from kgcurate.errors import UserError
 from kgcurate.session import get_spark
-from kgcurate.stages import balance, build_metadata
+from kgcurate.stages import balance, build_metadata, match
 
 JOB = "report"
 TOP = 25
@@ -93,13 +93,6 @@ def gather(spark: SparkSession, root: str) -> dict[str, Any]:
     return data
 
 
-def _entry_qids(meta: DataFrame) -> DataFrame:
-    """(entry_id, qid) from either metadata layout: a qid column, or a qids array per string."""
-    if "qids" in meta.columns:
-        return meta.select("entry_id", F.explode("qids").alias("qid"))
-    return meta.where(F.col("qid").isNotNull()).select("entry_id", "qid")
-
-
 def curated_runs(spark: SparkSession, root: str) -> tuple[list[dict[str, Any]], list[list[Any]]]:
     """The newest curated sets side by side: parameters, sizes, entity coverage of per-qid runs, and
     how many pairs each pair of runs shares (one pass: a bit mask of runs per pair, counted by mask;
@@ -121,7 +114,8 @@ def curated_runs(spark: SparkSession, root: str) -> tuple[list[dict[str, Any]], 
     covered: dict[str, int] = {}
     set_size = None
     if per_qid and lake.exists(spark, root, tables.METADATA):
-        qids = _entry_qids(lake.read(spark, root, tables.METADATA))
+        # the ids in curated are match's entry ids (case groups under --lowercase): match's own mapping
+        qids = match.entry_qids(lake.read(spark, root, tables.METADATA), match.recorded_lowercase(spark, root))
         kept = (cur.where(F.col("run_id").isin(per_qid)).select("run_id", F.explode("entry_ids").alias("entry_id"))
                 .join(qids, "entry_id").select("run_id", "qid").distinct().groupBy("run_id").count())
         covered = {r[0]: r[1] for r in kept.collect()}
