@@ -40,3 +40,30 @@ def test_version_from_the_delta_log_and_its_fallback_agree(spark, tmp_path, monk
 
     monkeypatch.setattr(lake, "_log_version", broken)
     assert lake.version(spark, root, tables.MATCH_STATE) == seen[-1]
+
+
+def test_a_table_whose_creator_was_killed_before_its_first_commit_is_created_again(spark, tmp_path) -> None:
+    """A SIGKILL between ``mkdir _delta_log`` and the first commit left a folder Delta would neither
+    read nor create over, so every later run of that stage failed. That folder is cleared, while a
+    log with a commit is never touched and a folder of bare files is refused in one line."""
+    import pytest
+
+    from kgcurate import tables
+    from kgcurate.errors import UserError
+
+    root = tmp_path / "lake"
+    log = root / tables.CURATED / "_delta_log"
+    log.mkdir(parents=True)
+    (log / ".00000000000000000000.json.4f1c.tmp").write_text('{"commitInfo"')
+    lake.ensure(spark, str(root), tables.CURATED)
+    assert lake.version(spark, str(root), tables.CURATED) == 0
+    assert lake.read(spark, str(root), tables.CURATED).columns == tables.schema(tables.CURATED).fieldNames()
+
+    assert not lake._clear_uncommitted_log(spark, str(root / tables.CURATED))
+    assert (log / "00000000000000000000.json").exists()
+
+    bare = root / tables.PAIRS
+    (bare / "_delta_log").mkdir(parents=True)
+    (bare / "part-00000.parquet").write_bytes(b"PAR1")
+    with pytest.raises(UserError, match="holds files but no Delta table"):
+        lake.ensure(spark, str(root), tables.PAIRS)

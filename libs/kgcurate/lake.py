@@ -6,16 +6,19 @@ insert-only MERGE and ``replaceWhere`` patterns make re-runs idempotent.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import time
 from collections.abc import Sequence
 
 from pyspark.sql import Column, DataFrame, SparkSession
 
 from kgcurate import tables
-from kgcurate.errors import ConcurrentRunError
+from kgcurate.errors import ConcurrentRunError, UserError
 
 _CREATE_TRIES = 5
+_log = logging.getLogger(__name__)
 
 
 def normalize_root(lake: str) -> str:
@@ -57,8 +60,39 @@ def ensure(spark: SparkSession, lake: str, name: str) -> None:
             return
         except Exception as exc:  # noqa: BLE001 - retried, then re-raised translated
             if attempt == _CREATE_TRIES - 1:
+                if "DELTA_MISSING_DELTA_TABLE" in str(exc):
+                    raise UserError(
+                        f"{table_path(lake, name)} holds files but no Delta table: move that folder "
+                        f"away (or point --lake elsewhere) and re-run"
+                    ) from exc
                 raise _translate_conflict(exc, name, creating=True) from exc
+            # A creator killed before its first commit leaves a ``_delta_log`` with no commit in
+            # it, which Delta neither reads as a table nor creates one over. Once a concurrent
+            # creator has had time to commit, that folder holds nothing and is cleared.
+            if attempt >= 1 and _clear_uncommitted_log(spark, table_path(lake, name)):
+                continue
             time.sleep(0.2 * (attempt + 1))
+
+
+_COMMIT_FILE = re.compile(r"^\d{20}\.(json|checkpoint\..*parquet)$")
+
+
+def _clear_uncommitted_log(spark: SparkSession, path: str) -> bool:
+    """Delete ``path/_delta_log`` when it holds no commit (what a creator killed mid-way leaves);
+    True when it did. Data files written before that first commit are unreferenced and stay for
+    ``maintain``'s VACUUM; a log with any commit is never touched."""
+    jvm = spark.sparkContext._jvm
+    log = jvm.org.apache.hadoop.fs.Path(f"{path}/_delta_log")
+    fs = log.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(log):
+        return False
+    names = [status.getPath().getName() for status in fs.listStatus(log)]
+    if any(_COMMIT_FILE.match(n) for n in names):
+        return False
+    _log.warning("table folder %s has a _delta_log with no commit (a run killed while creating it): "
+                 "clearing it (%d leftover file(s))", path, len(names))
+    fs.delete(log, True)
+    return True
 
 
 def _for_path(spark: SparkSession, lake: str, name: str):
