@@ -7,13 +7,14 @@ entries each, entry popularity log-uniform (Zipf-like) over ``--entries`` entrie
   balance --t, balance --target-size (histogram passes), balance --tail-share.
 Prints seconds, matches/s per core and ratios to baseline 1.
 
-    .venv/bin/python bench/bench_balance.py [--pairs 2500000] [--entries 500000]
+    .venv/bin/python bench/bench_balance.py [--pairs 2500000] [--entries 500000] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -23,6 +24,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=1_000_000)
     ap.add_argument("--entries", type=int, default=500_000)
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds; >1 prints median ratios")
     args = ap.parse_args()
     os.environ.setdefault("KGCURATE_MASTER", "local[2]")
     from pyspark.sql import functions as F
@@ -91,13 +93,22 @@ def main() -> int:
         s = balance_stage.execute(spark, cfg)
         return f"t={s['t']:.6g} out={s['pairs_out']:,} selection_passes={s.get('selection_passes', 0)}"
 
-    base = timed("baseline 1: one pass, per-pair min (noop)", bare_pass)
-    for label, fn in (("baseline 2: N-th threshold by global sort", sort_select),
-                      ("balance --t 50 (curated written)", lambda: balance(t=50.0)),
-                      (f"balance --target-size {target:,}", lambda: balance(target_size=target)),
-                      ("balance --tail-share 0.3", lambda: balance(tail_share=0.3))):
-        dt = timed(label, fn)
-        print(f"{'':42s} = {dt / base:.2f}x baseline 1")
+    modes = (("baseline 2: N-th threshold by global sort", sort_select),
+             ("balance --t 50 (curated written)", lambda: balance(t=50.0)),
+             (f"balance --target-size {target:,}", lambda: balance(target_size=target)),
+             ("balance --tail-share 0.3", lambda: balance(tail_share=0.3)))
+    ratios: dict[str, list[float]] = {label: [] for label, _ in modes}
+    for r in range(args.rounds):  # interleaved: each round times the baseline again, next to the modes
+        print(f"-- round {r + 1} of {args.rounds}")
+        base = timed("baseline 1: one pass, per-pair min (noop)", bare_pass)
+        for label, fn in modes:
+            dt = timed(label, fn)
+            ratios[label].append(dt / base)
+            print(f"{'':42s} = {dt / base:.2f}x baseline 1")
+    if args.rounds > 1:
+        print(f"-- median ratio to baseline 1 over {args.rounds} interleaved rounds (min-max)")
+        for label, rs in ratios.items():
+            print(f"{label:42s} {statistics.median(rs):5.2f}x  ({min(rs):.2f}-{max(rs):.2f}x)")
     spark.stop()
     return 0
 

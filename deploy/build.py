@@ -7,7 +7,7 @@ Why each piece:
   rebuilding the image (it shadows the installed copy on driver and executors);
 - ``jobs/``: the spark-submit entry scripts; ``conf/``: cluster.yaml and the entity sets;
 - ``packages.txt``: the Maven coordinates pinned to the Spark line (``--packages``);
-- ``spark-defaults.conf``: the Delta settings (``kgcurate.session.DELTA_CONF``);
+- ``spark-defaults.conf``: the session settings (``kgcurate.session.SESSION_CONF``: Delta, FAIR scheduling);
 - ``stages.tsv``: command -> job script, so ``deploy/spark-submit.sh`` needs no Python to map it;
 - ``airflow/``: the DAG and the stage list it imports, ready to drop into a dags folder.
 The build is deterministic for a given tree (sorted zip entries, fixed timestamps).
@@ -57,7 +57,7 @@ def build(dist: Path = DIST, wheel: bool = True) -> dict:
     """(Re)create ``dist`` and return a manifest of what is in it."""
     from kgcurate.cli import STAGES
     from kgcurate.jars import COORDINATES, SPARK_VERSION
-    from kgcurate.session import DELTA_CONF
+    from kgcurate.session import SESSION_CONF
 
     if dist.exists():
         shutil.rmtree(dist)
@@ -74,7 +74,7 @@ def build(dist: Path = DIST, wheel: bool = True) -> dict:
     if (ROOT / "conf" / "entity_sets").is_dir():
         shutil.copytree(ROOT / "conf" / "entity_sets", dist / "conf" / "entity_sets")
     (dist / "packages.txt").write_text(",".join(COORDINATES) + "\n")
-    (dist / "spark-defaults.conf").write_text("".join(f"{k} {v}\n" for k, v in DELTA_CONF.items()))
+    (dist / "spark-defaults.conf").write_text("".join(f"{k} {v}\n" for k, v in SESSION_CONF.items()))
     (dist / "stages.tsv").write_text("".join(f"{cmd}\tjobs/{mod}.py\n" for cmd, (mod, _) in STAGES.items()))
     (dist / "airflow").mkdir()
     shutil.copy2(ROOT / "deploy" / "airflow" / "kgcurate_dag.py", dist / "airflow" / "kgcurate_dag.py")

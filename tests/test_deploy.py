@@ -19,7 +19,7 @@ import yaml
 
 from kgcurate import cli, config
 from kgcurate.jars import COORDINATES, SPARK_VERSION, _artifact_name, local_jars
-from kgcurate.session import DELTA_CONF
+from kgcurate.session import SESSION_CONF
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
@@ -55,7 +55,7 @@ def test_build_outputs(dist):
     assert manifest["packages"] == list(COORDINATES)
     assert (dist / "packages.txt").read_text().strip() == ",".join(COORDINATES)
     conf = dict(line.split(" ", 1) for line in (dist / "spark-defaults.conf").read_text().splitlines())
-    assert conf == DELTA_CONF
+    assert conf == SESSION_CONF
     stages = dict(line.split("\t") for line in (dist / "stages.tsv").read_text().splitlines())
     assert stages["ingest-wat"] == "jobs/ingest_wat.py" and stages["run"] == "jobs/run_pipeline.py"
     assert set(stages) == set(cli.STAGES)
@@ -100,7 +100,7 @@ def test_spark_submit_wrapper_command(dist):
     assert argv[0] == "/opt/spark/bin/spark-submit"
     assert argv[argv.index("--packages") + 1] == ",".join(COORDINATES)
     confs = [argv[i + 1] for i, a in enumerate(argv) if a == "--conf"]
-    assert sorted(confs) == sorted(f"{k}={v}" for k, v in DELTA_CONF.items())
+    assert sorted(confs) == sorted(f"{k}={v}" for k, v in SESSION_CONF.items())
     assert argv[argv.index("--py-files") + 1] == str(dist / "kgcurate.zip")
     assert argv[argv.index("--master") + 1] == "yarn"
     script = argv.index(str(dist / "jobs" / "ingest_wat.py"))
@@ -178,7 +178,7 @@ def test_k8s_definitions_are_fresh_and_valid(tmp_path):
         assert spec["mainApplicationFile"] == f"local:///opt/kgcurate/{script}"
         assert (REPO / script).is_file()
         assert spec["arguments"] == pipeline.stage_args(stage, pipeline.EXAMPLE_CRAWL)
-        for key, value in DELTA_CONF.items():
+        for key, value in SESSION_CONF.items():
             assert spec["sparkConf"][key] == value
         assert spec["restartPolicy"]["onFailureRetries"] >= 1
         assert not re.search(r"(?i)secret|password|access.?key", committed.read_text())
@@ -193,7 +193,7 @@ def test_emr_steps_valid():
         args = step["Args"]
         assert args[args.index("--packages") + 1] == ",".join(COORDINATES)
         confs = {args[i + 1] for i, a in enumerate(args) if a == "--conf"}
-        assert {f"{k}={v}" for k, v in DELTA_CONF.items()} <= confs
+        assert {f"{k}={v}" for k, v in SESSION_CONF.items()} <= confs
         at = next(i for i, a in enumerate(args) if a.endswith(script))
         assert (REPO / script).is_file()
         parsed = parse_stage(stage, args[at + 1:])

@@ -99,3 +99,34 @@ def test_renew_pushes_expiry_and_notices_a_takeover(spark, lake) -> None:
 
 def lake_rows(spark, root: str) -> list[str]:
     return sorted(r["run_id"] for r in leases.lake.read(spark, root, tables.LEASES).collect())
+
+
+def test_a_lease_taken_while_reading_is_held_for_the_writes_and_given_back(spark, lake) -> None:
+    with leases.taken_while_reading(spark, lake, "balance") as pending:
+        assert spark.range(1000).count() == 1000  # reads run while the lease is being taken
+        pending.wait()
+        [row] = leases.lake.read(spark, lake, tables.LEASES).collect()
+        assert row["scope"] == "balance" and row["holder"] == leases.holder_name()
+        with leases.held(spark, lake, "balance") as nested:  # re-entrant, like held
+            assert nested == "nested"
+    assert lake_rows(spark, lake) == []
+
+
+def test_a_refused_lease_cancels_the_reads_under_way(spark, lake) -> None:
+    """Another live run holds the lease: the block's running Spark job is cancelled (a balance over
+    400M pairs must not read for an hour first) and the block ends with the lease's one line."""
+    now = leases._now()
+    leases.lake.merge_insert_only(spark, lake, tables.LEASES, spark.createDataFrame(
+        [("balance", "other-run", "other-host:1", now, now + timedelta(hours=1))],
+        tables.schema(tables.LEASES)), ["scope"])
+    finished = False
+    refused = pytest.raises(ConcurrentRunError, match=r"another balance run \(other-run on other-host:1")
+    with refused, leases.taken_while_reading(spark, lake, "balance") as pending:
+        # ~a minute of work on two cores unless cancelled, in short tasks as real stages are: the
+        # lease's own small jobs get the next free task slot (FAIR pools), not the stage's end
+        spark.range(0, 3_000_000_000, numPartitions=600).selectExpr("sum(hash(id, id * 7))").first()
+        finished = True
+        pending.wait()
+    assert not finished
+    assert lake_rows(spark, lake) == ["other-run"]
+    assert spark.range(10).count() == 10  # later jobs of this thread are not tagged for cancellation

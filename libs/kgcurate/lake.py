@@ -229,23 +229,32 @@ def overwrite(
 def merge_insert_only(
     spark: SparkSession, lake: str, name: str, df: DataFrame, keys: Sequence[str]
 ) -> dict[str, int]:
-    """Insert the rows whose keys are not in the table yet; return Delta's operation metrics.
+    """Insert the rows whose keys are not in the table yet; return this MERGE's row counts.
 
     ``df`` must already be distinct on ``keys`` (MERGE rejects several source rows per key).
     """
 
     ensure(spark, lake, name)
     target = _for_path(spark, lake, name)
-    before = version(spark, lake, name)
     cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    return _execute_merge(target.alias("t").merge(_conform(df, name).alias("s"), cond).whenNotMatchedInsertAll(),
+                          name)
+
+
+_MERGE_METRICS = {"num_inserted_rows": "numTargetRowsInserted", "num_deleted_rows": "numTargetRowsDeleted",
+                  "num_updated_rows": "numTargetRowsUpdated", "num_affected_rows": "numTargetRowsAffected"}
+
+
+def _execute_merge(builder, name: str) -> dict[str, int]:
+    """Run a MERGE; return the row counts of this MERGE itself (Delta returns them from ``execute``:
+    reading ``history(1)`` afterwards could report a concurrent writer's commit, and costs a query).
+    All zero when nothing changed, in which case Delta made no commit."""
     try:
-        target.alias("t").merge(_conform(df, name).alias("s"), cond).whenNotMatchedInsertAll().execute()
+        row = builder.execute().first()
     except Exception as exc:  # noqa: BLE001
         raise _translate_conflict(exc, name) from exc
-    metrics = target.history(1).select("version", "operation", "operationMetrics").first()
-    if metrics is None or metrics["version"] == before or metrics["operation"] != "MERGE":
-        return {"numTargetRowsInserted": 0}  # nothing new: Delta made no commit
-    return {k: int(v) for k, v in (metrics["operationMetrics"] or {}).items() if v.isdigit()}
+    got = row.asDict() if row is not None else {}
+    return {ours: int(got.get(theirs) or 0) for theirs, ours in _MERGE_METRICS.items()}
 
 
 def merge_insert_delete(
@@ -253,8 +262,8 @@ def merge_insert_delete(
     update_columns: Sequence[str] = (),
 ) -> dict[str, int]:
     """One MERGE commit that inserts ``rows`` whose keys are new, deletes the target rows whose keys
-    are in ``drop``, and updates ``update_columns`` of matched ``rows`` that differ; returns Delta's
-    operation metrics (all zero and no commit when nothing changes).
+    are in ``drop``, and updates ``update_columns`` of matched ``rows`` that differ; returns this
+    MERGE's row counts (all zero and no commit when nothing changes).
 
     Replaces a set of rows (say, one run's pairs) without a ``replaceWhere`` predicate, which cannot
     name millions of keys, and without an insert and a delete commit a reader could see between.
@@ -265,7 +274,6 @@ def merge_insert_delete(
 
     ensure(spark, lake, name)
     target = _for_path(spark, lake, name)
-    before = version(spark, lake, name)
     fields = tables.schema(name).fields
     keep = _conform(rows, name).withColumn("_drop", F.lit(False))
     gone = drop.select(*[(F.col(f.name) if f.name in keys else F.lit(None)).cast(f.dataType).alias(f.name)
@@ -276,21 +284,15 @@ def merge_insert_delete(
         changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in update_columns)
         m = m.whenMatchedUpdate(f"NOT s._drop AND ({changed})", {c: f"s.`{c}`" for c in update_columns})
     m = m.whenNotMatchedInsert("NOT s._drop", {f.name: f"s.`{f.name}`" for f in fields})
-    try:
-        m.execute()
-    except Exception as exc:  # noqa: BLE001
-        raise _translate_conflict(exc, name) from exc
-    metrics = target.history(1).select("version", "operation", "operationMetrics").first()
-    if metrics is None or metrics["version"] == before or metrics["operation"] != "MERGE":
-        return {"numTargetRowsInserted": 0, "numTargetRowsDeleted": 0, "numTargetRowsUpdated": 0}
-    return {k: int(v) for k, v in (metrics["operationMetrics"] or {}).items() if v.isdigit()}
+    return _execute_merge(m, name)
 
 
 def merge(spark: SparkSession, lake: str, name: str, df: DataFrame, on: str, *,
           matched_update_when: str | Column | None = None, insert: bool = True,
-          columns: Sequence[str] | None = None) -> None:
+          columns: Sequence[str] | None = None) -> dict[str, int]:
     """One MERGE of ``df`` (aliased ``s``) into the table (aliased ``t``): update the matched rows
-    satisfying ``matched_update_when`` (all columns, or only ``columns``), insert the rest."""
+    satisfying ``matched_update_when`` (all columns, or only ``columns``), insert the rest. Returns
+    this MERGE's row counts."""
     ensure(spark, lake, name)
     target = _for_path(spark, lake, name)
     m = target.alias("t").merge(_conform(df, name).alias("s"), on)
@@ -301,10 +303,7 @@ def merge(spark: SparkSession, lake: str, name: str, df: DataFrame, on: str, *,
             m = m.whenMatchedUpdateAll(condition=matched_update_when)
     if insert:
         m = m.whenNotMatchedInsertAll()
-    try:
-        m.execute()
-    except Exception as exc:  # noqa: BLE001
-        raise _translate_conflict(exc, name) from exc
+    return _execute_merge(m, name)
 
 
 def delete(spark: SparkSession, lake: str, name: str, condition) -> None:

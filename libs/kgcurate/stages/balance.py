@@ -143,9 +143,9 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     for name in (tables.PAIRS, tables.MATCHES, tables.ENTRY_COUNTS):
         if not lake.exists(spark, root, name):
             raise UserError(f"table '{name}' not found in lake {root}: run `kgcurate match --lake {root}` first")
-    with leases.held(spark, root, JOB):
+    with leases.taken_while_reading(spark, root, JOB) as lease:
         return _execute(spark, root, t, target, share, seed, per_qid,
-                        list((cfg.get("wikidata") or {}).get("languages") or ["en"]))
+                        list((cfg.get("wikidata") or {}).get("languages") or ["en"]), lease)
 
 
 def input_versions(spark: SparkSession, root: str) -> dict[str, int | None]:
@@ -157,7 +157,8 @@ def input_versions(spark: SparkSession, root: str) -> dict[str, int | None]:
 
 
 def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, seed: int,
-             per_qid: bool, languages: list[str]) -> dict[str, Any]:
+             per_qid: bool, languages: list[str], lease: leases.Pending) -> dict[str, Any]:
+    """Reads recorded versions and selects; writes only once ``lease`` is taken."""
     t0 = time.monotonic()
     versions = input_versions(spark, root)
     params = {"t": t, "target_size": target, "tail_share": share, "seed": seed, "per_qid": per_qid}
@@ -202,6 +203,7 @@ def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, se
         pairs = lake.read(spark, root, tables.PAIRS, versions[tables.PAIRS]).select("pair_id", "image_url", "text")
         curated = (pp.where(keep).join(pairs, "pair_id")
                    .select("pair_id", "image_url", "text", "entry_ids", F.lit(run_id).alias("run_id")))
+        lease.wait()
         before = lake.version(spark, root, tables.CURATED)
         try:
             # Only this run's partition is replaced: other runs stay side by side; a re-run of the same
@@ -210,7 +212,7 @@ def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, se
             versions_out = dict(versions)
             versions_out[tables.CURATED] = lake.version(spark, root, tables.CURATED)
             mine = lake.read(spark, root, tables.CURATED, versions_out[tables.CURATED]).where(F.col("run_id") == run_id)
-            pairs_out = mine.count()
+            pairs_out = pp.where(keep).count()  # in memory; every matched pair_id is in pairs (insert-only)
             texts = _write_kg_texts(spark, root, mine, versions, languages)  # before the run row: one visible unit
             versions_out.update(texts)
             pairs_in = lake.read(spark, root, tables.PAIRS, versions[tables.PAIRS]).count()
