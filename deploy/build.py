@@ -55,8 +55,8 @@ def _wheel(dest: Path) -> Path:
 
 def build(dist: Path = DIST, wheel: bool = True) -> dict:
     """(Re)create ``dist`` and return a manifest of what is in it."""
-    from kgcurate.cli import STAGES
     from kgcurate.jars import COORDINATES, SPARK_VERSION
+    from kgcurate.registry import STAGES
     from kgcurate.session import SESSION_CONF
 
     if dist.exists():
@@ -75,14 +75,15 @@ def build(dist: Path = DIST, wheel: bool = True) -> dict:
         shutil.copytree(ROOT / "conf" / "entity_sets", dist / "conf" / "entity_sets")
     (dist / "packages.txt").write_text(",".join(COORDINATES) + "\n")
     (dist / "spark-defaults.conf").write_text("".join(f"{k} {v}\n" for k, v in SESSION_CONF.items()))
-    (dist / "stages.tsv").write_text("".join(f"{cmd}\tjobs/{mod}.py\n" for cmd, (mod, _) in STAGES.items()))
+    (dist / "stages.tsv").write_text("".join(f"{s.name}\t{s.job_script}\n" for s in STAGES))
     (dist / "airflow").mkdir()
     shutil.copy2(ROOT / "deploy" / "airflow" / "kgcurate_dag.py", dist / "airflow" / "kgcurate_dag.py")
     shutil.copy2(ROOT / "deploy" / "pipeline.py", dist / "airflow" / "pipeline.py")
-    missing = [f"jobs/{mod}.py" for mod, _ in STAGES.values() if not (dist / "jobs" / f"{mod}.py").exists()]
+    shutil.copy2(ROOT / "deploy" / "stages.json", dist / "airflow" / "stages.json")
+    missing = [s.job_script for s in STAGES if not (dist / s.job_script).exists()]
     if missing:
         raise SystemExit(f"kgcurate: error: job scripts missing for stages: {', '.join(missing)}")
-    manifest["stages"] = sorted(STAGES)
+    manifest["stages"] = sorted(s.name for s in STAGES)
     (dist / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 

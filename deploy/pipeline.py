@@ -1,7 +1,9 @@
 """The cluster pipeline as plain data: stage order and each stage's CLI arguments.
 
 One source for every scheduler: ``deploy/k8s/*.yaml`` and ``deploy/emr/steps.json`` are rendered
-from it (``python deploy/pipeline.py render``), and the Airflow DAG imports it. It imports nothing
+from it (``python deploy/pipeline.py render``), and the Airflow DAG imports it. Which stages run,
+in which order, with what retries and cluster sizes comes from kgcurate's stage registry, rendered
+into ``stages.json`` beside this file by the same command. It imports nothing
 from kgcurate or Airflow, so it can be copied next to a DAG on a scheduler that has neither;
 ``tests/test_deploy.py`` parses every argument list with the real ``kgcurate`` CLI parser.
 
@@ -29,25 +31,24 @@ SITE: dict[str, str] = {
 }
 EXAMPLE_CRAWL = "CC-MAIN-2024-51"
 
-# (stage as in `kgcurate <stage>`, job script, retries). Order is the pipeline's order.
-STAGES: tuple[tuple[str, str, int], ...] = (
-    ("ingest-wat", "jobs/ingest_wat.py", 3),          # idempotent per file: a retry skips files already ok
-    ("ingest-wikidata", "jobs/ingest_wikidata.py", 2),
-    ("build-metadata", "jobs/build_metadata.py", 2),
-    ("match", "jobs/match.py", 2),
-    ("balance", "jobs/balance.py", 2),
-    ("report", "jobs/report.py", 1),
-)
+# The deployed stages, rendered from kgcurate's stage registry (kgcurate/registry.py) into
+# stages.json beside this file by `python deploy/pipeline.py render`: order, job script, retries and
+# the cluster sizes of one full crawl (docs/production.md has the arithmetic).
+_STAGES_JSON = Path(__file__).with_name("stages.json")
+# (stage as in `kgcurate <stage>`, job script, retries), in pipeline order; sizes and retries by stage
+STAGES: tuple[tuple[str, str, int], ...] = ()
+RESOURCES: dict[str, dict[str, int | str]] = {}
+STAGE_RETRIES: dict[str, int] = {}
 
-# Sizes for one full crawl (~90k WAT files); see docs/production.md for the arithmetic.
-RESOURCES: dict[str, dict[str, int | str]] = {
-    "ingest-wat": {"executors": 100, "cores": 4, "memory": "8g"},
-    "ingest-wikidata": {"executors": 40, "cores": 4, "memory": "12g"},
-    "build-metadata": {"executors": 10, "cores": 4, "memory": "8g"},
-    "match": {"executors": 60, "cores": 4, "memory": "12g"},
-    "balance": {"executors": 30, "cores": 4, "memory": "12g"},
-    "report": {"executors": 10, "cores": 4, "memory": "8g"},
-}
+
+def _declare(declared: list[dict]) -> None:
+    global STAGES, RESOURCES, STAGE_RETRIES
+    STAGES = tuple((d["stage"], d["script"], d["retries"]) for d in declared)
+    RESOURCES = {d["stage"]: d["resources"] for d in declared}
+    STAGE_RETRIES = {d["stage"]: d["retries"] for d in declared}
+
+
+_declare(json.loads(_STAGES_JSON.read_text()) if _STAGES_JSON.exists() else [])
 
 
 def listing_for(crawl: str, base: str | None = None) -> str:
@@ -113,9 +114,6 @@ def spark_application(stage: str, script: str, crawl: str) -> dict:
     }
 
 
-STAGE_RETRIES = {stage: retries for stage, _, retries in STAGES}
-
-
 def emr_steps(crawl: str, packages: str) -> list[dict]:
     """``aws emr add-steps --steps file://deploy/emr/steps.json``: one Spark step per stage."""
     dist = SITE["dist"].rstrip("/")
@@ -148,9 +146,15 @@ def _yaml_dump(obj: dict) -> str:
     return yaml.safe_dump(obj, sort_keys=False, width=120)
 
 
-def render(root: Path, packages: str) -> list[Path]:
-    """Write deploy/k8s/<stage>.yaml and deploy/emr/steps.json for EXAMPLE_CRAWL."""
+def render(root: Path, packages: str, stages_json: str | None = None) -> list[Path]:
+    """Write deploy/stages.json (``stages_json``: the registry's, when given), then deploy/k8s/<stage>.yaml
+    and deploy/emr/steps.json for EXAMPLE_CRAWL."""
     written = []
+    if stages_json is not None:
+        target = root / "deploy" / "stages.json"
+        target.write_text(stages_json)
+        written.append(target)
+        _declare(json.loads(stages_json))
     k8s = root / "deploy" / "k8s"
     k8s.mkdir(parents=True, exist_ok=True)
     for stage, script, _ in STAGES:
@@ -171,8 +175,9 @@ def main(argv: list[str]) -> int:
         print("usage: python deploy/pipeline.py render", file=sys.stderr)
         return 2
     from kgcurate.jars import COORDINATES
+    from kgcurate.registry import deploy_json
 
-    for path in render(Path(__file__).resolve().parents[1], ",".join(COORDINATES)):
+    for path in render(Path(__file__).resolve().parents[1], ",".join(COORDINATES), deploy_json()):
         print(path)
     return 0
 

@@ -1,7 +1,7 @@
 """``kgcurate`` command line: one entry for every stage; ``jobs/*.py`` call the same code.
 
-Each stage lives in ``kgcurate.stages.<module>`` and exposes ``add_arguments(parser)`` and
-``run(args, cfg) -> int``. Stage modules are imported only when their command runs, so
+Each stage is declared in :mod:`kgcurate.registry`, lives in ``kgcurate.stages.<module>`` and exposes
+``add_arguments(parser)`` and ``run(args, cfg) -> int``. Stage modules are imported only when their command runs, so
 ``kgcurate --help`` and one stage's failure to import never block the others.
 Exit codes: 0 success, 1 a job that ran but failed (see its log tables), 2 bad usage or
 unreadable input, with one line on stderr.
@@ -17,29 +17,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kgcurate import config, session
+from kgcurate import config, registry, session
 from kgcurate.errors import UserError, first_line, io_error_from_jvm
 
-STAGES: dict[str, tuple[str, str]] = {
-    "make-sample": ("make_sample", "write realistic generated WAT files (and a Wikidata sample)"),
-    "ingest-wat": ("ingest_wat", "parse CommonCrawl WAT files into the pairs table"),
-    "ingest-wikidata": ("ingest_wikidata", "parse a Wikidata JSON or N-Triples dump into entities"),
-    "entity-set": ("entity_set", "compute an entity set (conf/entity_sets/*.yaml) into entity_sets"),
-    "build-metadata": ("build_metadata", "build metadata entries (WordNet, MetaCLIP, knowledge graph)"),
-    "match": ("match", "match captions to metadata entries; per-entry counts"),
-    "balance": ("balance", "balanced sampling into the curated table"),
-    "curated": ("curated", "list the curated sets kept side by side, or drop one"),
-    "report": ("report", "HTML report with plots of counts and sizes"),
-    "run": ("run_pipeline", "the whole pipeline from a config file"),
-    "refresh": ("refresh", "incremental refresh for a new crawl"),
-    "maintain": ("maintain", "OPTIMIZE and VACUUM the lake's tables"),
-}
+# command -> (module, help), derived from the registry (kgcurate/registry.py)
+STAGES: dict[str, tuple[str, str]] = {s.name: (s.module, s.help) for s in registry.STAGES}
 
 log = logging.getLogger("kgcurate")
 
 
-NO_LAKE = {"make-sample"}  # commands that never touch the lake
-READ_ONLY = {"report"}  # commands that only read it
+NO_LAKE = {s.name for s in registry.STAGES if s.lake == "none"}  # commands that never touch the lake
+READ_ONLY = {s.name for s in registry.STAGES if s.lake == "read"}  # commands that only read it
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -101,11 +89,11 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
 def build_parser(command: str | None) -> argparse.ArgumentParser:
     parser = OneLineParser(prog="kgcurate", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
-    for name, (module, help_text) in STAGES.items():
-        sp = sub.add_parser(name, help=help_text, description=help_text)
-        if name == command:
+    for stage in registry.STAGES:
+        sp = sub.add_parser(stage.name, help=stage.help, description=stage.help)
+        if stage.name == command:
             add_common(sp)
-            importlib.import_module(f"kgcurate.stages.{module}").add_arguments(sp)
+            importlib.import_module(f"kgcurate.stages.{stage.module}").add_arguments(sp)
     return parser
 
 
@@ -119,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                         datefmt="%H:%M:%S", stream=sys.stderr)
     logging.getLogger("py4j").setLevel(logging.WARNING)
     command = _command_of(argv)
-    if command is not None and command not in STAGES:
+    if command is not None and command not in registry.BY_NAME:
         print(f"kgcurate: error: unknown command '{command}' (see kgcurate --help)", file=sys.stderr)
         return 2
     parser = build_parser(command)
@@ -127,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    module = importlib.import_module(f"kgcurate.stages.{STAGES[args.command][0]}")
+    module = importlib.import_module(f"kgcurate.stages.{registry.BY_NAME[args.command].module}")
     if not args.debug and not session.under_spark_submit():  # a terminal: our one line says it all
         session.console_log_level = "OFF"  # (under spark-submit the driver log keeps Spark's WARN/ERROR)
     try:

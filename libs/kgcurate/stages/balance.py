@@ -346,6 +346,14 @@ def remove_orphans(spark: SparkSession, root: str) -> list[str]:
     return orphans
 
 
+def skip_reason(cfg: dict[str, Any]) -> str | None:
+    """``kgcurate run`` skips this stage when no balance target is configured."""
+    b = cfg["balance"]
+    if b.get("t") is None and b.get("target_size") is None and b.get("tail_share") is None:
+        return "no balance.t, balance.target_size or balance.tail_share configured"
+    return None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_mutually_exclusive_group()
     g.add_argument("--t", type=argtypes.positive_float, help="head/tail threshold: p_e = min(1, t / count_e)")

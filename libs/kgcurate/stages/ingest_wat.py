@@ -361,6 +361,11 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 
+def skip_reason(cfg: dict[str, Any]) -> str | None:
+    """``kgcurate run`` skips this stage when no WAT input is configured."""
+    return None if cfg["wat"].get("inputs") else "no wat.inputs configured"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="*", metavar="INPUT",
                         help="WAT files, directories, globs, s3a:// prefixes or a wat.paths(.gz) listing")

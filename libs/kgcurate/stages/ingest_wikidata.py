@@ -656,6 +656,11 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def skip_reason(cfg: dict[str, Any]) -> str | None:
+    """``kgcurate run`` skips this stage when no dump is configured."""
+    return None if cfg["wikidata"].get("input") else "no wikidata.input configured"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="*", metavar="INPUT",
                         help="Wikidata dump: .json/.json.gz/.json.bz2 (or one pretty-printed entity file) "

@@ -1,8 +1,10 @@
 """``kgcurate run --config conf/demo.yaml``: every stage in order, in one Spark session.
 
 Each stage's ``execute(spark, cfg)`` is the same code its own command runs, so the pipeline is
-exactly the sequence a user would type. A stage whose input is not configured is skipped (no
-Wikidata dump -> no knowledge-graph entries; no balance target -> no curated table).
+exactly the sequence a user would type, in the order :func:`kgcurate.registry.pipeline_order`
+derives from what the stages read and write. A stage whose input is not configured says so in its
+``skip_reason(cfg)`` and is skipped (no Wikidata dump -> no knowledge-graph entries; no balance
+target -> no curated table).
 """
 
 from __future__ import annotations
@@ -13,32 +15,21 @@ import logging
 import time
 from typing import Any
 
+from kgcurate import registry
 from kgcurate.errors import UserError
 from kgcurate.session import get_spark
 
 log = logging.getLogger("kgcurate.run")
 
-STEPS: tuple[tuple[str, str], ...] = (
-    ("ingest-wat", "ingest_wat"),
-    ("ingest-wikidata", "ingest_wikidata"),
-    ("build-metadata", "build_metadata"),
-    ("match", "match"),
-    ("balance", "balance"),
-    ("report", "report"),
-)
+# (command, module) in the order the registry derives from what each stage reads and writes
+STEPS: tuple[tuple[str, str], ...] = tuple((s.name, s.module) for s in registry.pipeline_order())
 
 
 def skip_reason(step: str, cfg: dict[str, Any]) -> str | None:
-    """Why a step does not apply to this config (None: run it)."""
-    if step == "ingest-wat" and not cfg["wat"].get("inputs"):
-        return "no wat.inputs configured"
-    if step == "ingest-wikidata" and not cfg["wikidata"].get("input"):
-        return "no wikidata.input configured"
-    if step == "balance":
-        b = cfg["balance"]
-        if b.get("t") is None and b.get("target_size") is None and b.get("tail_share") is None:
-            return "no balance.t, balance.target_size or balance.tail_share configured"
-    return None
+    """Why a step does not apply to this config (None: run it): the stage's own ``skip_reason``."""
+    module = importlib.import_module(f"kgcurate.stages.{registry.BY_NAME[step].module}")
+    reason = getattr(module, "skip_reason", None)
+    return reason(cfg) if reason is not None else None
 
 
 def execute(spark, cfg: dict[str, Any], only: list[str] | None = None, skip: list[str] | None = None) -> dict:
@@ -53,8 +44,7 @@ def execute(spark, cfg: dict[str, Any], only: list[str] | None = None, skip: lis
             continue
         log.info("run: %s ...", step)
         started = time.monotonic()
-        module = importlib.import_module(f"kgcurate.stages.{module_name}")
-        summary = module.execute(spark, cfg) or {}
+        summary = importlib.import_module(f"kgcurate.stages.{module_name}").execute(spark, cfg) or {}
         summary["seconds"] = round(time.monotonic() - started, 1)
         summaries[step] = summary
         log.info("run: %s done in %.1fs", step, summary["seconds"])
