@@ -87,3 +87,14 @@ def test_config_file_and_flag_precedence(tmp_path):
     (tmp_path / "bad.yaml").write_text("lake: [unclosed\n")
     with pytest.raises(UserError, match="not valid YAML"):
         config.load(tmp_path / "bad.yaml")
+
+
+def test_settings_asked_of_a_running_session_are_named_not_dropped_silently(spark, caplog) -> None:
+    from kgcurate.session import get_spark
+
+    before = spark.conf.get("spark.sql.shuffle.partitions")
+    with caplog.at_level("WARNING", logger="kgcurate.session"):
+        same = get_spark("again", {"spark.sql.shuffle.partitions": 999, "spark.sql.session.timeZone": "UTC"})
+    assert same is spark and spark.conf.get("spark.sql.shuffle.partitions") == before
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "kgcurate.session"]
+    assert "spark.sql.shuffle.partitions=999" in warning and "timeZone" not in warning

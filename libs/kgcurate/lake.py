@@ -306,6 +306,25 @@ def merge(spark: SparkSession, lake: str, name: str, df: DataFrame, on: str, *,
     return _execute_merge(m, name)
 
 
+def optimize(spark: SparkSession, lake: str, name: str) -> dict[str, int]:
+    """Compact small files (one OPTIMIZE commit, rows unchanged); the files removed and added."""
+    try:
+        row = _for_path(spark, lake, name).optimize().executeCompaction().select("metrics").first()
+    except Exception as exc:  # noqa: BLE001
+        raise _translate_conflict(exc, name) from exc
+    m = row["metrics"] if row else None
+    return {"files_removed": int(m["numFilesRemoved"]) if m else 0, "files_added": int(m["numFilesAdded"]) if m else 0}
+
+
+def vacuum(spark: SparkSession, lake: str, name: str, hours: float | None = None) -> None:
+    """Delete files no version within ``hours`` (default: the table's retention) still reads."""
+    try:
+        table = _for_path(spark, lake, name)
+        table.vacuum() if hours is None else table.vacuum(hours)
+    except Exception as exc:  # noqa: BLE001
+        raise _translate_conflict(exc, name) from exc
+
+
 def delete(spark: SparkSession, lake: str, name: str, condition) -> None:
     """Delete the rows matching ``condition`` (a Column or SQL string) in one commit."""
     if not exists(spark, lake, name):

@@ -8,6 +8,7 @@ the default AWS credential chain (environment, profile, instance role), never a 
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from kgcurate.jars import COORDINATES, local_jars
+
+log = logging.getLogger("kgcurate.session")
 
 # What every kgcurate session needs, local or on a cluster (deploy writes it to spark-defaults.conf).
 SESSION_CONF = {
@@ -103,6 +106,7 @@ def get_spark(app_name: str = "kgcurate", overrides: Mapping[str, Any] | None = 
 
     active = SparkSession.getActiveSession()
     if active is not None:
+        _apply_to_active(active, overrides or {})
         return active
     cluster = under_spark_submit()
     if not cluster:  # SparkContext reads the worker interpreter from the environment, not the conf
@@ -117,3 +121,18 @@ def get_spark(app_name: str = "kgcurate", overrides: Mapping[str, Any] | None = 
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("KGCURATE_SPARK_LOG_LEVEL", console_log_level))
     return spark
+
+
+def _apply_to_active(spark, overrides: Mapping[str, Any]) -> None:
+    """Settings asked of a session that already runs (a notebook's, or the one the tests share) are
+    not applied: that session's owner chose its settings, and changing them in place would leak into
+    whatever runs next in it. The ones that differ are named in a warning instead of being dropped
+    without a word."""
+    differ = []
+    for key, value in overrides.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if spark.conf.get(key, None) != text:
+            differ.append(f"{key}={text}")
+    if differ:
+        log.warning("a Spark session is already running; these settings are not applied to it: %s "
+                    "(set them on that session, or run the job in a new one)", ", ".join(sorted(differ)))

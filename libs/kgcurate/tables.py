@@ -115,3 +115,11 @@ def schema(name: str) -> StructType:
 
 def partition_columns(name: str) -> tuple[str, ...]:
     return PARTITIONED_BY.get(name, ())
+
+
+def from_arrow(schema) -> StructType:
+    """The Spark schema of an Arrow one: a task-side schema (what ``mapInArrow`` tasks emit and stage
+    as Parquet) is declared once, in Arrow, and Spark reads it through this."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(schema)

@@ -69,14 +69,9 @@ PAIRS_STAGED = pa.schema([
     ("source_file", pa.string()), ("crawl", pa.string()), ("image_url", pa.string()), ("text", pa.string()),
     ("text_source", pa.string()), ("page_url", pa.string()),
 ])
-PAIRS_STAGED_DDL = ("source_file string, crawl string, image_url string, text string, text_source string, "
-                    "page_url string")
-STAGED_DDL = (
-    "kind string, source_file string, crawl string, image_url string, text string, text_source string, "
-    "page_url string, offset bigint, reason string, sample string, status string, records bigint, "
-    "rows_out bigint, bad_records bigint, filtered bigint, bytes bigint, error string, "
-    "started_at timestamp, finished_at timestamp"
-)
+# The Spark side of the two schemas above, derived (declared once, in Arrow).
+PAIRS_STAGED_SPARK = tables.from_arrow(PAIRS_STAGED)
+STAGED_SPARK = tables.from_arrow(STAGED)
 
 
 def _batch(columns: dict[str, Any], n: int) -> pa.RecordBatch:
@@ -252,7 +247,7 @@ def stage_output(spark: SparkSession, files: list[str], crawl: str | None, optio
     numbered = spark.sparkContext.parallelize(list(enumerate(files)), numSlices=len(files))
     (
         spark.createDataFrame(numbered, "file_no int, source_file string")
-        .mapInArrow(run_partition, STAGED_DDL)
+        .mapInArrow(run_partition, STAGED_SPARK)
         .write.mode("overwrite").parquet(staging)
     )
 
@@ -278,7 +273,7 @@ def commit(spark: SparkSession, lake_root: str, staging: str, run_id: str,
     summary = {k: int(totals[k] or 0) for k in totals.asDict()}
     summary["pairs_inserted"] = 0
     if summary["rows_out"]:
-        pairs = (spark.read.schema(PAIRS_STAGED_DDL).parquet(pairs_dir) if pairs_dir
+        pairs = (spark.read.schema(PAIRS_STAGED_SPARK).parquet(pairs_dir) if pairs_dir
                  else staged.where(F.col("kind") == "pair"))
         # One row per (image_url, text); the earliest (source_file, page_url) wins, so the choice is
         # the same whatever the partitioning.

@@ -65,13 +65,7 @@ STAGED = pa.schema([
     ("offset", pa.int64()), ("reason", pa.string()), ("sample", pa.string()),
     ("records", pa.int64()), ("skipped", pa.int64()), ("bytes", pa.int64()), ("lines", pa.int64()),
 ])
-STAGED_DDL = (
-    "kind string, source_file string, qid string, label string, description string, aliases array<string>, "
-    "common_names array<string>, taxon_name string, sitelinks int, instance_of array<string>, "
-    "subclass_of array<string>, parent_taxon array<string>, has_image boolean, subject string, fact string, "
-    "value string, rank int, offset bigint, reason string, sample string, records bigint, skipped bigint, "
-    "bytes bigint, lines bigint"
-)
+STAGED_SPARK = tables.from_arrow(STAGED)  # the Spark side, derived: declared once, in Arrow
 ENTITY_COLUMNS = ("qid", "label", "description", "aliases", "common_names", "taxon_name", "sitelinks",
                   "instance_of", "subclass_of", "parent_taxon", "has_image")
 
@@ -370,11 +364,11 @@ def _write_group(spark: SparkSession, fmt: str, files: list[InputFile], language
     paths = [f.path for f in files]
     if fmt == "document":
         frame = _read_text(spark, paths, wholetext=True, tolerant=tolerant).mapInArrow(
-            make_document_parser(languages), STAGED_DDL)
+            make_document_parser(languages), STAGED_SPARK)
     else:
         # Lines as bytes: the parsers decode them, so a line that is not UTF-8 is a bad record.
         text = _read_text(spark, paths, tolerant=tolerant).withColumn("value", F.col("value").cast("binary"))
-        frame = text.mapInArrow(make_line_parser(fmt, languages), STAGED_DDL)
+        frame = text.mapInArrow(make_line_parser(fmt, languages), STAGED_SPARK)
     frame.write.mode("overwrite").parquet(out)
 
 
@@ -490,22 +484,13 @@ def upsert_entities(spark: SparkSession, lake_root: str, rows: DataFrame) -> dic
     The counts are the ones this MERGE returns: reading the table's history instead showed an
     earlier MERGE's (or another writer's) counts when this one had nothing to commit.
     """
-    from delta.tables import DeltaTable
     from pyspark.sql.window import Window
 
     w = Window.partitionBy("qid").orderBy(F.col("source_file").desc())
     one = rows.withColumn("_n", F.row_number().over(w)).where(F.col("_n") == 1).drop("_n")
-    lake.ensure(spark, lake_root, tables.ENTITIES)
-    target = DeltaTable.forPath(spark, lake.table_path(lake_root, tables.ENTITIES))
-    source = conform_entities(one).alias("s")
-    result = (
-        target.alias("t").merge(source, "t.qid = s.qid")
-        .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
-    )
-    first = result.first() if result is not None else None
-    if first is None:
-        return {"inserted": 0, "updated": 0}
-    return {"inserted": int(first["num_inserted_rows"] or 0), "updated": int(first["num_updated_rows"] or 0)}
+    got = lake.merge(spark, lake_root, tables.ENTITIES, conform_entities(one), "t.qid = s.qid",
+                     matched_update_when="true")
+    return {"inserted": got["numTargetRowsInserted"], "updated": got["numTargetRowsUpdated"]}
 
 
 LOG_FIELDS = ("source_file", "status", "records", "rows_out", "bad_records", "filtered", "bytes", "error")
@@ -542,8 +527,8 @@ def file_logs(files: list[InputFile], stats: dict[str, dict[str, int]]) -> list[
 def commit(spark: SparkSession, lake_root: str, folders: list[str], files: list[InputFile], run_id: str,
            started: datetime) -> dict[str, Any]:
     """Staged rows -> entities, bad_records, then one ingest_log row per file (last)."""
-    staged = (spark.read.schema(STAGED_DDL).parquet(*folders) if folders
-              else spark.createDataFrame([], STAGED_DDL))
+    staged = (spark.read.schema(STAGED_SPARK).parquet(*folders) if folders
+              else spark.createDataFrame([], STAGED_SPARK))
     kinds = F.col("kind")
     entity_rows = staged.where(kinds == "entity").select("source_file", *ENTITY_COLUMNS)
     nt_rows = assemble_facts(staged.where(kinds == "fact"))

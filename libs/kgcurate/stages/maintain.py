@@ -90,8 +90,6 @@ def vacuum_candidates(spark: SparkSession, root: str, name: str, hours: float) -
 
 
 def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
-    from delta.tables import DeltaTable
-
     m = cfg.get("maintain") or {}
     hours = float(m.get("vacuum_hours", DEFAULT_VACUUM_HOURS))
     dry = bool(m.get("dry_run"))
@@ -115,24 +113,19 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
             summary["orphan_runs"] = (balance.orphan_runs(spark, root) if dry
                                       else balance.remove_orphans(spark, root))
         for name in names:
-            path = lake.table_path(root, name)
             files, size = small_files(spark, root, name)
             info: dict[str, Any] = {"files_before": files, "bytes": size}
             if dry:
                 info["vacuum_would_delete"] = vacuum_candidates(spark, root, name, hours)
             else:
-                table = DeltaTable.forPath(spark, path)
                 before = lake.version(spark, root, name)
-                metrics = table.optimize().executeCompaction().select("metrics").first()
-                compacted = metrics["metrics"] if metrics else None
-                info["files_removed"] = int(compacted["numFilesRemoved"]) if compacted else 0
-                info["files_added"] = int(compacted["numFilesAdded"]) if compacted else 0
+                info.update(lake.optimize(spark, root, name))
                 info["optimized"] = lake.version(spark, root, name) != before
                 if hours == 0:
-                    table.vacuum(0)
+                    lake.vacuum(spark, root, name, 0)
                 else:
                     info["retention_set"] = set_retention(spark, root, name, hours)
-                    table.vacuum()
+                    lake.vacuum(spark, root, name)
                 info["files_after"] = small_files(spark, root, name)[0]
             summary["tables"][name] = info
         stale = stale_staging(spark, root, float(m.get("staging_hours", DEFAULT_STAGING_HOURS)))
