@@ -123,7 +123,7 @@ def test_metaclip_items_normalized_deduplicated_and_bad_ones_reported():
     got = metaclip.parse_bytes(data, "m.json")
     assert got.entries == ["dog", "hot dog", "cat"]
     assert got.items == 8 and got.duplicates == 1
-    assert [(b.index, b.reason) for b in got.bad] == [
+    assert [(b.offset, b.reason) for b in got.bad] == [
         (3, "item is a JSON int, not a string"),
         (4, "item is a JSON NoneType, not a string"),
         (5, "item is a JSON list, not a string"),

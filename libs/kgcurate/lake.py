@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 from pyspark.sql import Column, DataFrame, SparkSession
 
-from kgcurate import tables
+from kgcurate import bad_input, tables
+from kgcurate.bad_input import BadInput
 from kgcurate.errors import ConcurrentRunError, UserError
 
 _CREATE_TRIES = 5
@@ -285,6 +286,25 @@ def merge_insert_delete(
         m = m.whenMatchedUpdate(f"NOT s._drop AND ({changed})", {c: f"s.`{c}`" for c in update_columns})
     m = m.whenNotMatchedInsert("NOT s._drop", {f.name: f"s.`{f.name}`" for f in fields})
     return _execute_merge(m, name)
+
+
+def record_bad_input(spark: SparkSession, lake: str, job: str, run_id: str | None,
+                     bad: DataFrame | Sequence[BadInput]) -> None:
+    """Put what ``job`` could not use into ``bad_records`` (created empty when there is none): a
+    frame of (source_file, offset, reason, sample) rows from Spark tasks, or :class:`BadInput` items
+    from a pure parser. Insert-only on (job, source_file, offset, reason): a re-run adds nothing."""
+    from pyspark.sql import functions as F
+
+    if not isinstance(bad, DataFrame):
+        if not bad:
+            ensure(spark, lake, tables.BAD_RECORDS)
+            return
+        bad = spark.createDataFrame([(b.source_file, b.offset, b.reason, b.sample) for b in bad],
+                                    "source_file string, offset bigint, reason string, sample string")
+    rows = (bad.select(F.lit(job).alias("job"), F.lit(run_id).cast("string").alias("run_id"),
+                       "source_file", "offset", "reason", "sample")
+            .dropDuplicates(["source_file", "offset", "reason"]))
+    merge_insert_only(spark, lake, tables.BAD_RECORDS, rows, bad_input.KEYS)
 
 
 def merge(spark: SparkSession, lake: str, name: str, df: DataFrame, on: str, *,

@@ -12,18 +12,9 @@ from pathlib import Path
 
 import orjson
 
+from kgcurate.bad_input import SAMPLE_CHARS, BadInput
 from kgcurate.errors import UserError
 from kgcurate.metadata import normalize
-
-SAMPLE_CHARS = 200
-
-
-@dataclass(frozen=True)
-class BadItem:
-    source_file: str
-    index: int  # position in the JSON list: the "offset" of a bad record
-    reason: str
-    sample: str
 
 
 @dataclass
@@ -31,7 +22,7 @@ class MetaclipEntries:
     entries: list[str]  # distinct normalized entries, in first-seen order
     items: int = 0
     duplicates: int = 0
-    bad: list[BadItem] = field(default_factory=list)
+    bad: list[BadInput] = field(default_factory=list)
 
 
 def _one_line(text: str) -> str:
@@ -53,12 +44,12 @@ def parse_bytes(data: bytes, source_file: str) -> MetaclipEntries:
     for index, item in enumerate(items):
         if not isinstance(item, str):
             sample = orjson.dumps(item).decode("utf-8", "replace")[:SAMPLE_CHARS]
-            out.bad.append(BadItem(source_file, index, f"item is a JSON {type(item).__name__}, not a string", sample))
+            out.bad.append(BadInput(source_file, index, f"item is a JSON {type(item).__name__}, not a string", sample))
             continue
         entry = normalize(item)
         if not entry:
             reason = "empty entry after whitespace normalization"
-            out.bad.append(BadItem(source_file, index, reason, item[:SAMPLE_CHARS]))
+            out.bad.append(BadInput(source_file, index, reason, item[:SAMPLE_CHARS]))
         elif entry in seen:
             out.duplicates += 1
         else:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kgcurate.bad_input import SAMPLE_CHARS, BadInput
 from kgcurate.errors import UserError
 from kgcurate.metadata import normalize
 
@@ -22,17 +23,6 @@ POS_FILES: dict[str, str] = {"noun": "data.noun", "verb": "data.verb", "adj": "d
 SS_TYPES = frozenset("nvasr")
 DEFAULT_DIRS = ("/usr/share/wordnet", "/usr/local/WordNet-3.0/dict", "/usr/local/share/wordnet")
 _MARKER = re.compile(r"\((?:a|p|ip)\)$")
-SAMPLE_CHARS = 200
-
-
-@dataclass(frozen=True)
-class BadLine:
-    """A data line that does not follow wndb(5): kept for ``bad_records`` (file, byte offset, why)."""
-
-    source_file: str
-    offset: int
-    reason: str
-    sample: str
 
 
 @dataclass
@@ -41,7 +31,7 @@ class WordNetLemmas:
     synsets: int = 0
     lemmas: int = 0  # lemma occurrences before dedup
     per_file: dict[str, int] = field(default_factory=dict)  # synsets per data file
-    bad: list[BadLine] = field(default_factory=list)
+    bad: list[BadInput] = field(default_factory=list)
 
 
 def lemma_to_entry(word: str) -> str:
@@ -78,8 +68,8 @@ def _is_hex(text: str) -> bool:
     return bool(text) and all(c in "0123456789abcdefABCDEF" for c in text)
 
 
-def iter_data_lines(data: bytes, source_file: str) -> Iterator[tuple[int, list[str] | BadLine]]:
-    """(byte offset, words or BadLine) for every non-header line of one data file."""
+def iter_data_lines(data: bytes, source_file: str) -> Iterator[tuple[int, list[str] | BadInput]]:
+    """(byte offset, words or BadInput) for every non-header line of one data file."""
     offset = 0
     for raw in data.splitlines(keepends=True):
         here, offset = offset, offset + len(raw)
@@ -89,12 +79,12 @@ def iter_data_lines(data: bytes, source_file: str) -> Iterator[tuple[int, list[s
         try:
             line = body.decode("utf-8")
         except UnicodeDecodeError:
-            yield here, BadLine(source_file, here, "not UTF-8", body[:SAMPLE_CHARS].decode("latin-1"))
+            yield here, BadInput(source_file, here, "not UTF-8", body[:SAMPLE_CHARS].decode("latin-1"))
             continue
         try:
             yield here, parse_data_line(line)
         except ValueError as exc:
-            yield here, BadLine(source_file, here, str(exc), line[:SAMPLE_CHARS])
+            yield here, BadInput(source_file, here, str(exc), line[:SAMPLE_CHARS])
 
 
 def parse_files(files: Iterable[tuple[str, bytes]]) -> WordNetLemmas:
@@ -104,7 +94,7 @@ def parse_files(files: Iterable[tuple[str, bytes]]) -> WordNetLemmas:
     for name, data in files:
         synsets = 0
         for _, got in iter_data_lines(data, name):
-            if isinstance(got, BadLine):
+            if isinstance(got, BadInput):
                 out.bad.append(got)
                 continue
             synsets += 1

@@ -30,6 +30,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from kgcurate import config, ids, lake, tables
+from kgcurate.bad_input import BadInput
 from kgcurate.errors import UserError
 from kgcurate.metadata import SOURCE_KG, SOURCE_METACLIP, SOURCE_WORDNET, kg, metaclip, old_layout_message, wordnet
 from kgcurate.session import get_spark
@@ -178,7 +179,7 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     replace_all = bool(md.get("replace_all", False))
     run_id = uuid.uuid4().hex[:12]
     rows: list[tuple[str, str, None]] = []
-    bad: list[tuple[str, str, str, int, str, str]] = []  # job, run_id, source_file, offset, reason, sample
+    bad: list[BadInput] = []
     rebuilt: list[str] = []
     summary: dict[str, Any] = {"run_id": run_id}
     old_layout = is_old_layout(spark, root)
@@ -189,13 +190,13 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     if md.get("wordnet", True):
         wn = read_wordnet(spark, md.get("wordnet_dir"))
         rows += [(e, SOURCE_WORDNET, None) for e in wn.entries]
-        bad += [(JOB, run_id, b.source_file, b.offset, b.reason, b.sample) for b in wn.bad]
+        bad += wn.bad
         summary.update(wordnet_synsets=wn.synsets, wordnet_lemmas=wn.lemmas)
         rebuilt.append(SOURCE_WORDNET)
     if md.get("metaclip_metadata"):
         mc = read_metaclip(spark, str(md["metaclip_metadata"]))
         rows += [(e, SOURCE_METACLIP, None) for e in mc.entries]
-        bad += [(JOB, run_id, b.source_file, b.index, b.reason, b.sample) for b in mc.bad]
+        bad += mc.bad
         summary.update(metaclip_items=mc.items, metaclip_duplicates=mc.duplicates)
         rebuilt.append(SOURCE_METACLIP)
     set_items = [str(s) for s in (md.get("entity_sets") or [])]
@@ -230,8 +231,7 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     derived = derive(lake.read(spark, root, tables.METADATA_SOURCES))
     lake.overwrite(spark, root, tables.METADATA, derived, new_schema=old_layout)
     if bad:
-        bad_df = spark.createDataFrame(bad, tables.schema(tables.BAD_RECORDS))
-        lake.merge_insert_only(spark, root, tables.BAD_RECORDS, bad_df, ["job", "source_file", "offset", "reason"])
+        lake.record_bad_input(spark, root, JOB, run_id, bad)
 
     # 4. summary from the committed tables (aggregates: a handful of rows)
     per_source = {r["source"]: r["count"] for r in lake.read(spark, root, tables.METADATA)

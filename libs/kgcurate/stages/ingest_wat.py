@@ -289,16 +289,9 @@ def commit(spark: SparkSession, lake_root: str, staging: str, run_id: str,
         summary["pairs_inserted"] = int(merged.get("numTargetRowsInserted", 0))
     else:
         lake.ensure(spark, lake_root, tables.PAIRS)  # later stages find the table, empty
-    if summary["bad_records"]:  # the staged bad rows are exactly the files' bad_records
-        bad = (
-            staged.where(F.col("kind") == "bad")
-            .select(F.lit(JOB).alias("job"), F.lit(run_id).alias("run_id"), "source_file", "offset", "reason",
-                    "sample")
-            .dropDuplicates(["source_file", "offset", "reason"])
-        )
-        lake.merge_insert_only(spark, lake_root, tables.BAD_RECORDS, bad, ["job", "source_file", "offset", "reason"])
-    else:
-        lake.ensure(spark, lake_root, tables.BAD_RECORDS)
+    # the staged bad rows are exactly the files' bad_records
+    lake.record_bad_input(spark, lake_root, JOB, run_id, staged.where(F.col("kind") == "bad").select(
+        "source_file", "offset", "reason", "sample") if summary["bad_records"] else [])
     lake.append(spark, lake_root, tables.INGEST_LOG, logs)
     return summary
 

@@ -554,12 +554,7 @@ def commit(spark: SparkSession, lake_root: str, folders: list[str], files: list[
     if file_bad:  # the file-level problem, at the line where reading stopped
         bad = bad.unionByName(spark.createDataFrame(file_bad, "source_file string, offset bigint, reason string, "
                                                               "sample string"))
-    if any(row["bad_records"] for row in logs):
-        bad = bad.select(F.lit(JOB).alias("job"), F.lit(run_id).alias("run_id"), "*").dropDuplicates(
-            ["source_file", "offset", "reason"])
-        lake.merge_insert_only(spark, lake_root, tables.BAD_RECORDS, bad, ["job", "source_file", "offset", "reason"])
-    else:
-        lake.ensure(spark, lake_root, tables.BAD_RECORDS)
+    lake.record_bad_input(spark, lake_root, JOB, run_id, bad if any(row["bad_records"] for row in logs) else [])
     now = datetime.now(timezone.utc)
     log_rows = [(JOB, run_id, *(row[k] for k in LOG_FIELDS), started, now) for row in logs]
     lake.append(spark, lake_root, tables.INGEST_LOG,

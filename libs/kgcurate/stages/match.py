@@ -36,6 +36,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from kgcurate import config, lake, leases, matching, tables
+from kgcurate.bad_input import BadInput
 from kgcurate.errors import UserError
 from kgcurate.session import get_spark
 from kgcurate.stages import build_metadata
@@ -360,9 +361,8 @@ def _entries_with_count(spark: SparkSession, root: str) -> int:
 def _record_bad_entries(spark: SparkSession, root: str, meta_version: int, bad: list[tuple[int, str]]) -> None:
     """Unmatchable entries are not silently dropped: one bad_records row each (offset = entry_id)."""
     log.warning("%s: %d metadata entries cannot be matched (see bad_records)", JOB, len(bad))
-    rows = [(JOB, None, f"{tables.METADATA}@v{meta_version}", eid, reason, None) for eid, reason in bad]
-    df = spark.createDataFrame(rows, tables.schema(tables.BAD_RECORDS))
-    lake.merge_insert_only(spark, root, tables.BAD_RECORDS, df, ["job", "source_file", "offset", "reason"])
+    lake.record_bad_input(spark, root, JOB, None,
+                          [BadInput(f"{tables.METADATA}@v{meta_version}", eid, reason) for eid, reason in bad])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
