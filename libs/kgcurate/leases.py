@@ -30,7 +30,7 @@ from datetime import datetime, timedelta, timezone
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import lake, tables
+from kgcurate import lake, run_ids, tables
 from kgcurate.errors import ConcurrentRunError
 
 log = logging.getLogger("kgcurate.leases")
@@ -138,10 +138,6 @@ def release(spark: SparkSession, root: str, lease: Lease) -> None:
                 (F.col("scope") == lease.scope) & (F.col("run_id") == lease.run_id))
 
 
-def _new_run_id(scope: str) -> str:
-    return f"{scope}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-
-
 @contextmanager
 def _nested(key: tuple[str, str, int]) -> Iterator[bool]:
     """Yields True (and counts the nesting) when this thread already holds the lease of ``key``."""
@@ -196,7 +192,7 @@ def held(spark: SparkSession, root: str, scope: str, run_id: str | None = None,
         if nested:
             yield run_id or "nested"
             return
-        run_id = run_id or _new_run_id(scope)
+        run_id = run_id or run_ids.new(scope)
         beat = _Heartbeat(spark, root, acquire(spark, root, scope, run_id, ttl), ttl)
         with _lock:
             _held[key] = 1
@@ -243,7 +239,7 @@ def taken_while_reading(spark: SparkSession, root: str, scope: str, ttl: float =
         def take() -> None:
             sc.setLocalProperty("spark.scheduler.pool", "kgcurate-leases")
             try:
-                got.append(_Heartbeat(spark, root, acquire(spark, root, scope, _new_run_id(scope), ttl), ttl))
+                got.append(_Heartbeat(spark, root, acquire(spark, root, scope, run_ids.new(scope), ttl), ttl))
             except BaseException as exc:  # noqa: BLE001 - handed to the block's thread
                 pending.error = exc
                 sc.cancelJobsWithTag(tag)

@@ -17,8 +17,6 @@ idempotent. ``kgcurate curated list|drop`` manages the sets; readers take the ne
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import logging
 import math
 import time
@@ -29,7 +27,7 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import argtypes, balancing, config, lake, leases, tables
+from kgcurate import argtypes, balancing, config, lake, leases, run_ids, tables
 from kgcurate.errors import UserError
 from kgcurate.session import get_spark
 
@@ -104,8 +102,7 @@ def select_target(pp: DataFrame, n: int, total: int, lo: float, hi: float) -> di
 
 
 def run_id_for(params: dict[str, Any], versions: dict[str, int | None]) -> str:
-    blob = json.dumps({"p": params, "v": versions}, sort_keys=True).encode()
-    return "balance-" + hashlib.sha1(blob).hexdigest()[:12]
+    return run_ids.derived(JOB, params, versions)
 
 
 def _count_hist(

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import config, ids, lake, tables
+from kgcurate import config, ids, lake, run_ids, tables
 from kgcurate.bad_input import BadInput
 from kgcurate.errors import UserError
 from kgcurate.metadata import SOURCE_KG, SOURCE_METACLIP, SOURCE_WORDNET, kg, metaclip, old_layout_message, wordnet
@@ -177,7 +176,7 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     root = cfg["lake"]
     guards = kg.Guards.from_config(md)
     replace_all = bool(md.get("replace_all", False))
-    run_id = uuid.uuid4().hex[:12]
+    run_id = run_ids.new(JOB)
     rows: list[tuple[str, str, None]] = []
     bad: list[BadInput] = []
     rebuilt: list[str] = []

@@ -23,7 +23,6 @@ import logging
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -33,7 +32,7 @@ import pyarrow as pa
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import argtypes, config, ids, lake, tables
+from kgcurate import argtypes, config, ids, lake, run_ids, tables
 from kgcurate import staging as staging_mod
 from kgcurate.errors import UserError
 from kgcurate.session import get_spark
@@ -315,7 +314,7 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
         inputs = [inputs]
     files = wat.get("_files") or expand_inputs(inputs, wat.get("listing_base"))
     todo = files_to_do(spark, lake_root, files, bool(wat.get("force")))
-    run_id = wat.get("run_id") or f"{JOB}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    run_id = wat.get("run_id") or run_ids.new(JOB)
     summary: dict[str, Any] = {"run_id": run_id, "inputs": len(files), "skipped_done": len(files) - len(todo)}
     if not todo:
         log.info("%s: all %d files already ingested (use --force to re-read them)", JOB, len(files))

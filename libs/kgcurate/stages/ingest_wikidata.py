@@ -28,7 +28,6 @@ import logging
 import re
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -39,7 +38,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import config, lake, tables
+from kgcurate import config, lake, run_ids, tables
 from kgcurate.errors import UserError
 from kgcurate.session import get_spark
 from kgcurate.wikidata import P_COMMON_NAME, P_IMAGE, P_INSTANCE_OF, P_PARENT_TAXON, P_SUBCLASS_OF, P_TAXON_NAME
@@ -616,7 +615,7 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     for path in inputs:  # an unknown file type fails before any Spark work (globs, folders: per file later)
         if not _is_pattern_or_folder(path):
             input_format(path, forced)
-    run_id = wd.get("run_id") or f"{JOB}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    run_id = wd.get("run_id") or run_ids.new(JOB)
     staging = f"{lake.normalize_root(lake_root)}/_staging/{run_id}"
     started = datetime.now(timezone.utc)
     t0 = time.monotonic()
