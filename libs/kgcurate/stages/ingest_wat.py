@@ -306,15 +306,16 @@ def files_with_status(spark: SparkSession, lake_root: str, run_id: str, status: 
     return [(r[0], r[1]) for r in rows]
 
 
-def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
+def execute(spark: SparkSession, cfg: dict[str, Any], files: list[str] | None = None) -> dict[str, Any]:
+    """Ingest ``wat.inputs`` (or ``files``, when the caller expanded them already)."""
     wat = cfg["wat"]
     lake_root = cfg["lake"]
     inputs = wat.get("inputs") or []
     if isinstance(inputs, str):
         inputs = [inputs]
-    files = wat.get("_files") or expand_inputs(inputs, wat.get("listing_base"))
+    files = files if files is not None else expand_inputs(inputs, wat.get("listing_base"))
     todo = files_to_do(spark, lake_root, files, bool(wat.get("force")))
-    run_id = wat.get("run_id") or run_ids.new(JOB)
+    run_id = run_ids.new(JOB)
     summary: dict[str, Any] = {"run_id": run_id, "inputs": len(files), "skipped_done": len(files) - len(todo)}
     if not todo:
         log.info("%s: all %d files already ingested (use --force to re-read them)", JOB, len(files))
@@ -402,9 +403,9 @@ def run(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
     if not cfg["wat"].get("inputs"):
         raise UserError("no input given: pass WAT files, directories, globs or a wat.paths.gz listing")
     # Expand (and fail on a bad path) before starting Spark; execute reuses the list.
-    cfg["wat"]["_files"] = expand_inputs(cfg["wat"]["inputs"], cfg["wat"].get("listing_base"))
+    files = expand_inputs(cfg["wat"]["inputs"], cfg["wat"].get("listing_base"))
     spark = get_spark(f"kgcurate-{JOB}", cfg["spark"]["conf"])
-    summary = execute(spark, cfg)
+    summary = execute(spark, cfg, files)
     print_summary(summary)
     files, partial = summary.get("files", 0), summary.get("partial", 0)
     failed = files - summary.get("ok", 0) - partial

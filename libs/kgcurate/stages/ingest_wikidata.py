@@ -615,7 +615,7 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     for path in inputs:  # an unknown file type fails before any Spark work (globs, folders: per file later)
         if not _is_pattern_or_folder(path):
             input_format(path, forced)
-    run_id = wd.get("run_id") or run_ids.new(JOB)
+    run_id = run_ids.new(JOB)
     staging = f"{lake.normalize_root(lake_root)}/_staging/{run_id}"
     started = datetime.now(timezone.utc)
     t0 = time.monotonic()

@@ -90,7 +90,6 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
 
     wcfg = copy.deepcopy(cfg)
     wcfg["wat"].update(inputs=[listing], crawl=crawl, listing_base=base, force=False)
-    wcfg["wat"].pop("_files", None)
     log.info("%s: %s: ingesting files not yet ok from %s", JOB, crawl, listing)
     summary["ingest"] = ingest_wat.execute(spark, wcfg)
 
