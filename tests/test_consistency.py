@@ -88,7 +88,7 @@ def test_two_matches_at_once_never_duplicate_matches(spark, tmp_path, small_corp
     assert m.groupBy("pair_id", "entry_id").count().where("count > 1").count() == 0
     assert counts(spark, root) == recount(spark, root)
     state = match_stage.read_state(spark, root)
-    assert state["matches_version"] == str(lake.version(spark, root, tables.MATCHES))
+    assert state.matches_version == lake.version(spark, root, tables.MATCHES)
     again = match_stage.execute(spark, cfg_for(root))
     assert again.get("up_to_date") and not again["healed"]
     assert lake.read(spark, root, tables.LEASES).count() == 0  # both leases given back
@@ -113,13 +113,13 @@ def test_match_dead_between_commits_balance_reads_the_last_completed_run(spark, 
         match_stage.execute(spark, cfg_for(root))
     monkeypatch.undo()
     state = match_stage.read_state(spark, root)
-    assert lake.version(spark, root, tables.MATCHES) > int(state["matches_version"])  # the dead run's append
+    assert lake.version(spark, root, tables.MATCHES) > state.matches_version  # the dead run's append
     assert lake.read(spark, root, tables.LEASES).count() == 0  # given back on the way out
 
     got = balance_stage.execute(spark, cfg_for(root, balance__t=5.0, balance__seed=4))
     want = balance_stage.execute(spark, cfg_for(consistent, balance__t=5.0, balance__seed=4))
     assert got["pairs_out"] == want["pairs_out"] and got["run_id"] == want["run_id"]
-    assert got["input_versions"][tables.MATCHES] == int(state["matches_version"])
+    assert got["input_versions"][tables.MATCHES] == state.matches_version
     assert curated_ids(lake.read(spark, root, tables.CURATED)) == curated_ids(
         lake.read(spark, consistent, tables.CURATED))
 
@@ -240,7 +240,7 @@ def test_maintenance_commits_keep_the_recorded_versions_current(spark, tmp_path,
 
     root = str(tmp_path / "lake")
     matched_then_more(spark, root, small_corpus)
-    recorded = int(match_stage.read_state(spark, root)["matches_version"])
+    recorded = match_stage.read_state(spark, root).matches_version
     DeltaTable.forPath(spark, lake.table_path(root, tables.MATCHES)).optimize().executeCompaction()
     spark.sql(f"ALTER TABLE delta.`{lake.table_path(root, tables.MATCHES)}` "
               "SET TBLPROPERTIES ('delta.deletedFileRetentionDuration' = 'interval 168 hours')")

@@ -10,7 +10,8 @@ import logging
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from pyspark.sql import Column, DataFrame, SparkSession
 
@@ -361,6 +362,25 @@ def restore(spark: SparkSession, lake: str, name: str, version: int) -> None:
         _for_path(spark, lake, name).restoreToVersion(version)
     except Exception as exc:  # noqa: BLE001
         raise _translate_conflict(exc, name) from exc
+
+
+STAGING = "_staging"  # runs' scratch folders: <lake>/_staging/<run_id>
+
+
+def staging_path(lake: str, run_id: str = "") -> str:
+    """``<lake>/_staging/<run_id>`` (the folder of all of them without ``run_id``)."""
+    return f"{normalize_root(lake)}/{STAGING}" + (f"/{run_id}" if run_id else "")
+
+
+@contextmanager
+def staging_folder(spark: SparkSession, lake: str, run_id: str) -> Iterator[str]:
+    """A run's scratch folder (intermediate Parquet), removed when the run ends however it ends; one a
+    killed run leaves behind is removed by ``maintain`` after a while."""
+    path = staging_path(lake, run_id)
+    try:
+        yield path
+    finally:
+        remove_path(spark, path)
 
 
 def remove_path(spark: SparkSession, path: str) -> None:

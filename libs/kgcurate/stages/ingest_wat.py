@@ -321,7 +321,7 @@ def execute(spark: SparkSession, cfg: dict[str, Any], files: list[str] | None = 
         log.info("%s: all %d files already ingested (use --force to re-read them)", JOB, len(files))
         return {**summary, "files": 0, "ok": 0, "partial": 0, "failed": [], "partial_files": []}
     log.info("%s: %d files to read (%d already ok)", JOB, len(todo), summary["skipped_done"])
-    staging = f"{lake.normalize_root(lake_root)}/_staging/{run_id}"
+    staging = lake.staging_path(lake_root, run_id)
     sc = spark.sparkContext
     accs = (sc.accumulator(0), sc.accumulator(0), sc.accumulator(0))
     options = _parse_options(wat)
@@ -333,14 +333,12 @@ def execute(spark: SparkSession, cfg: dict[str, Any], files: list[str] | None = 
     pairs_dir = f"{staging}/pairs" if route == "task" or (route == "auto" and staging_mod.supported(staging)) else None
     summary["pairs_staging"] = "task" if pairs_dir else "spark"
     t0 = time.monotonic()
-    try:
+    with lake.staging_folder(spark, lake_root, run_id):
         with Progress(spark, len(todo), float(wat.get("progress_interval", 10)), *accs) as progress:
             stage_output(spark, todo, wat.get("crawl"), options, f"{staging}/rows", accs, pairs_dir)
             log.info(progress.line(final=True))
         summary["parse_seconds"] = round(time.monotonic() - t0, 2)  # read + parse + stage, before commits
         summary.update(commit(spark, lake_root, f"{staging}/rows", run_id, pairs_dir))
-    finally:
-        lake.remove_path(spark, staging)
     summary["seconds"] = round(time.monotonic() - t0, 2)
     failed = summary["files"] - summary["ok"] - summary["partial"]
     summary["failed"] = files_with_status(spark, lake_root, run_id, "failed") if failed else []

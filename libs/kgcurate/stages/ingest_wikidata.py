@@ -616,21 +616,19 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
         if not _is_pattern_or_folder(path):
             input_format(path, forced)
     run_id = run_ids.new(JOB)
-    staging = f"{lake.normalize_root(lake_root)}/_staging/{run_id}"
     started = datetime.now(timezone.utc)
     t0 = time.monotonic()
     files = list_files(spark, inputs, forced)
-    try:
-        check_files(spark, files)
-        folders = stage_output(spark, files, languages, staging)
-        summary = commit(spark, lake_root, folders, files, run_id, started)
-    except UserError:
-        raise
-    except Exception as exc:
-        _log_failure(spark, lake_root, [f.uri for f in files], run_id, started, _error_line(exc))
-        raise
-    finally:
-        lake.remove_path(spark, staging)
+    with lake.staging_folder(spark, lake_root, run_id) as staging:
+        try:
+            check_files(spark, files)
+            folders = stage_output(spark, files, languages, staging)
+            summary = commit(spark, lake_root, folders, files, run_id, started)
+        except UserError:
+            raise
+        except Exception as exc:
+            _log_failure(spark, lake_root, [f.uri for f in files], run_id, started, _error_line(exc))
+            raise
     summary.update(run_id=run_id, inputs=len(inputs), seconds=round(time.monotonic() - t0, 2))
     return summary
 

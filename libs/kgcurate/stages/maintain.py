@@ -49,7 +49,7 @@ def _fs(spark: SparkSession, path: str):
 
 def stale_staging(spark: SparkSession, root: str, hours: float) -> list[str]:
     """Staging folders older than ``hours`` (by modification time)."""
-    fs, staging = _fs(spark, f"{lake.normalize_root(root)}/_staging")
+    fs, staging = _fs(spark, lake.staging_path(root))
     if not fs.exists(staging):
         return []
     cutoff_ms = (time.time() - hours * 3600) * 1000

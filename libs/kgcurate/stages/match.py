@@ -25,7 +25,6 @@ import argparse
 import hashlib
 import logging
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -35,9 +34,10 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import config, lake, leases, matching, tables
+from kgcurate import config, lake, leases, matching, run_ids, tables
 from kgcurate.bad_input import BadInput
 from kgcurate.errors import UserError
+from kgcurate.match_state import MatchState
 from kgcurate.session import get_spark
 from kgcurate.stages import build_metadata
 
@@ -81,48 +81,44 @@ def make_matcher_fn(key: str, payload: Any, accs: tuple[Any, Any, Any] | None = 
 # --- driver side ----------------------------------------------------------------------------------
 
 
-def read_state(spark: SparkSession, root: str) -> dict[str, str]:
+def read_state(spark: SparkSession, root: str) -> MatchState | None:
+    """What the last completed match recorded; None when no match ever did."""
     if not lake.exists(spark, root, tables.MATCH_STATE):
-        return {}
-    return {r["key"]: r["value"] for r in lake.read(spark, root, tables.MATCH_STATE).collect()}
+        return None
+    return MatchState.from_rows((r["key"], r["value"]) for r in lake.read(spark, root, tables.MATCH_STATE).collect())
 
 
-def write_state(spark: SparkSession, root: str, state: dict[str, Any]) -> None:
-    rows = [(k, None if v is None else str(v)) for k, v in sorted(state.items())]
-    lake.overwrite(spark, root, tables.MATCH_STATE, spark.createDataFrame(rows, tables.schema(tables.MATCH_STATE)))
+def write_state(spark: SparkSession, root: str, state: MatchState) -> None:
+    rows = spark.createDataFrame(state.to_rows(), tables.schema(tables.MATCH_STATE))
+    lake.overwrite(spark, root, tables.MATCH_STATE, rows)
 
 
 def record_state(spark: SparkSession, root: str, meta_version: int | None, fp: str, lowercase: bool,
                  pairs_version: int | None, matches_version: int | None = None) -> None:
     """Mark a completed match: the versions written last are the consistent set later stages read."""
-    write_state(spark, root, {
-        "metadata_version": meta_version, "metadata_fingerprint": fp, "lowercase": lowercase,
-        "pairs_version": pairs_version,
-        "matches_version": lake.version(spark, root, tables.MATCHES) if matches_version is None else matches_version,
-        "entry_counts_version": lake.version(spark, root, tables.ENTRY_COUNTS),
-        "qid_counts_version": lake.version(spark, root, tables.QID_COUNTS),
-        "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    })
+    write_state(spark, root, MatchState(
+        metadata_version=meta_version, metadata_fingerprint=fp, lowercase=lowercase, pairs_version=pairs_version,
+        matches_version=lake.version(spark, root, tables.MATCHES) if matches_version is None else matches_version,
+        entry_counts_version=lake.version(spark, root, tables.ENTRY_COUNTS),
+        qid_counts_version=lake.version(spark, root, tables.QID_COUNTS),
+        updated_at=datetime.now(timezone.utc).isoformat(timespec="seconds")))
 
 
-def completed_versions(spark: SparkSession, root: str, state: dict[str, str] | None = None) -> dict[str, int | None]:
+def completed_versions(spark: SparkSession, root: str, state: MatchState | None = None) -> dict[str, int | None]:
     """The table versions the last completed match run recorded: pairs, metadata, matches and counts
     that agree with each other, whatever a running or dead match has committed since. ``state``:
     ``match_state`` when the caller has read it already."""
     state = read_state(spark, root) if state is None else state
-    if not state.get("matches_version") or not state.get("entry_counts_version"):
+    if state is None or not state.completed:
         raise UserError(f"no completed match run is recorded in lake {root} (table match_state): "
                         f"run `kgcurate match --lake {root}` first")
 
-    def v(name: str, key: str) -> int | None:
-        x = state.get(key)
-        return None if x in (None, "", "None") else lake.content_version(spark, root, name, int(x))
+    def v(name: str) -> int | None:
+        x = state.version_of(name)
+        return None if x is None else lake.content_version(spark, root, name, x)
 
-    versions = {tables.PAIRS: v(tables.PAIRS, "pairs_version"),
-                tables.METADATA: v(tables.METADATA, "metadata_version"),
-                tables.MATCHES: v(tables.MATCHES, "matches_version"),
-                tables.ENTRY_COUNTS: v(tables.ENTRY_COUNTS, "entry_counts_version"),
-                tables.QID_COUNTS: v(tables.QID_COUNTS, "qid_counts_version")}
+    versions = {name: v(name) for name in (tables.PAIRS, tables.METADATA, tables.MATCHES, tables.ENTRY_COUNTS,
+                                           tables.QID_COUNTS)}
     # a match recorded on the old layout has ids that hash the source: never read beside string ids
     build_metadata.check_layout(spark, root, versions[tables.METADATA])
     return versions
@@ -150,7 +146,8 @@ def entry_qids(meta: DataFrame, lowercase: bool) -> DataFrame:
 
 def recorded_lowercase(spark: SparkSession, root: str) -> bool:
     """The case mode of the last completed match: entry ids in ``matches`` are groups of that mode."""
-    return read_state(spark, root).get("lowercase") == "True"
+    state = read_state(spark, root)
+    return state is not None and state.lowercase
 
 
 def load_entries(
@@ -191,7 +188,7 @@ def fingerprint(ids: np.ndarray, entries: list[str], qids: list[list[str]] | Non
     return h.hexdigest()[:16]
 
 
-def heal(spark: SparkSession, root: str, state: dict[str, str]) -> list[str]:
+def heal(spark: SparkSession, root: str, state: MatchState) -> list[str]:
     """Put ``matches`` and the count tables back at the versions the last completed run recorded.
 
     A run that died (or lost a race) after some of its commits left them newer than ``match_state``
@@ -199,10 +196,10 @@ def heal(spark: SparkSession, root: str, state: dict[str, str]) -> list[str]:
     """
     healed = []
     for name in (tables.MATCHES, tables.ENTRY_COUNTS, tables.QID_COUNTS):
-        recorded = state.get(f"{name}_version")
-        if recorded in (None, "", "None") or not lake.exists(spark, root, name):
+        recorded = state.version_of(name)
+        if recorded is None or not lake.exists(spark, root, name):
             continue
-        same = lake.content_version(spark, root, name, int(recorded))  # past maintain's OPTIMIZE commits
+        same = lake.content_version(spark, root, name, recorded)  # past maintain's OPTIMIZE commits
         if lake.version(spark, root, name) != same:
             log.warning("%s: %s changed after the last completed run; restoring version %s", JOB, name, same)
             lake.restore(spark, root, name, same)
@@ -210,12 +207,12 @@ def heal(spark: SparkSession, root: str, state: dict[str, str]) -> list[str]:
     return healed
 
 
-def _time_travel(spark: SparkSession, root: str, name: str, version: str | None) -> DataFrame | None:
+def _time_travel(spark: SparkSession, root: str, name: str, version: int | None) -> DataFrame | None:
     """The table at ``version``, or None when that version is gone (vacuumed) or unknown."""
-    if version in (None, "", "None"):
+    if version is None:
         return None
     try:
-        df = lake.read(spark, root, name, int(version))
+        df = lake.read(spark, root, name, version)
         df.limit(1).collect()  # force the snapshot to resolve now
         return df
     except Exception as exc:  # noqa: BLE001 - a vacuumed version: fall back to a recount
@@ -252,18 +249,18 @@ def entry_delta(matches: DataFrame) -> DataFrame:
     return matches.groupBy("entry_id").agg(F.count(F.lit(1)).alias("count"))
 
 
-def decide_mode(state: dict[str, str], meta_version: int, fp: str, lowercase: bool, full: bool,
+def decide_mode(state: MatchState | None, meta_version: int, fp: str, lowercase: bool, full: bool,
                 matches_exist: bool) -> tuple[str, str]:
     """('full' | 'incremental', why)."""
     if full:
         return "full", "--full given"
-    if not state or not matches_exist:
+    if state is None or not matches_exist:
         return "full", "no previous match run"
-    if state.get("lowercase") != str(lowercase):
+    if state.lowercase != lowercase:
         return "full", "lowercase option changed"
-    if state.get("metadata_fingerprint") != fp:
-        return "full", f"metadata changed (version {state.get('metadata_version')} -> {meta_version})"
-    return "incremental", f"pairs since version {state.get('pairs_version')}"
+    if state.metadata_fingerprint != fp:
+        return "full", f"metadata changed (version {state.metadata_version} -> {meta_version})"
+    return "incremental", f"pairs since version {state.pairs_version}"
 
 
 def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -301,50 +298,49 @@ def _execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     base_entry = base_qid = None
     if mode == "incremental":
         summary["healed"] = heal(spark, root, state)  # before "up to date": a dead run may have written since
-        if state.get("pairs_version") == str(pairs_version):
+        if state.pairs_version == pairs_version:
             summary.update(pairs_matched=0, pairs_with_match=0, matches=0, up_to_date=True,
                            entries_with_count=_entries_with_count(spark, root))
             return summary
         recorded = completed_versions(spark, root, state)  # past maintain's OPTIMIZE commits: files VACUUM keeps
         matches_v = recorded[tables.MATCHES]
-        old_pairs = _time_travel(spark, root, tables.PAIRS, str(recorded[tables.PAIRS]))
+        old_pairs = _time_travel(spark, root, tables.PAIRS, recorded[tables.PAIRS])
         if old_pairs is None:  # vacuumed: pairs already matched are those in matches (or matched nothing)
             old_pairs = lake.read(spark, root, tables.MATCHES, matches_v)
         pairs = pairs.join(old_pairs.select("pair_id"), "pair_id", "left_anti")
-        base_entry = _time_travel(spark, root, tables.ENTRY_COUNTS, str(recorded[tables.ENTRY_COUNTS]))
-        base_qid = _time_travel(spark, root, tables.QID_COUNTS, str(recorded[tables.QID_COUNTS]))
+        base_entry = _time_travel(spark, root, tables.ENTRY_COUNTS, recorded[tables.ENTRY_COUNTS])
+        base_qid = _time_travel(spark, root, tables.QID_COUNTS, recorded[tables.QID_COUNTS])
 
     sc = spark.sparkContext
     payload = sc.broadcast((ids, entries, lowercase))
     accs = (sc.accumulator(0), sc.accumulator(0), sc.accumulator(0))
     key = f"{fp}|{lowercase}"
-    staging = f"{lake.normalize_root(root)}/_staging/match-{uuid.uuid4().hex[:12]}"
     matched = pairs.mapInArrow(make_matcher_fn(key, payload, accs), OUT_DDL)
     try:
-        if mode == "full":
-            # One pass straight into the table: an overwrite is one atomic commit, so a crash
-            # leaves the previous matches, which the state (written last) still names.
-            lake.overwrite(spark, root, tables.MATCHES, matched)
-            matches_version = lake.version(spark, root, tables.MATCHES)
-            new = lake.read(spark, root, tables.MATCHES, matches_version)
-        else:
-            # The increment is staged so its own counts can be added to the recorded ones.
-            matched.write.mode("overwrite").parquet(staging)
-            new = spark.read.parquet(staging)
-            lake.append(spark, root, tables.MATCHES, new)
-            matches_version = lake.version(spark, root, tables.MATCHES)
-        meta = lake.read(spark, root, tables.METADATA, meta_version)
-        if mode == "incremental" and (base_entry is None or base_qid is None):
-            log.warning("%s: recorded counts not readable; recounting from matches", JOB)
-            everything = lake.read(spark, root, tables.MATCHES, matches_version)
-            entry_counts, qid_counts = entry_delta(everything), qid_delta(everything, meta, lowercase)
-        else:
-            entry_counts = _add_counts(base_entry, entry_delta(new), "entry_id")
-            qid_counts = _add_counts(base_qid, qid_delta(new, meta, lowercase), "qid")
-        lake.overwrite(spark, root, tables.ENTRY_COUNTS, entry_counts)
-        lake.overwrite(spark, root, tables.QID_COUNTS, qid_counts)
+        with lake.staging_folder(spark, root, run_ids.new(JOB)) as staging:
+            if mode == "full":
+                # One pass straight into the table: an overwrite is one atomic commit, so a crash
+                # leaves the previous matches, which the state (written last) still names.
+                lake.overwrite(spark, root, tables.MATCHES, matched)
+                matches_version = lake.version(spark, root, tables.MATCHES)
+                new = lake.read(spark, root, tables.MATCHES, matches_version)
+            else:
+                # The increment is staged so its own counts can be added to the recorded ones.
+                matched.write.mode("overwrite").parquet(staging)
+                new = spark.read.parquet(staging)
+                lake.append(spark, root, tables.MATCHES, new)
+                matches_version = lake.version(spark, root, tables.MATCHES)
+            meta = lake.read(spark, root, tables.METADATA, meta_version)
+            if mode == "incremental" and (base_entry is None or base_qid is None):
+                log.warning("%s: recorded counts not readable; recounting from matches", JOB)
+                everything = lake.read(spark, root, tables.MATCHES, matches_version)
+                entry_counts, qid_counts = entry_delta(everything), qid_delta(everything, meta, lowercase)
+            else:
+                entry_counts = _add_counts(base_entry, entry_delta(new), "entry_id")
+                qid_counts = _add_counts(base_qid, qid_delta(new, meta, lowercase), "qid")
+            lake.overwrite(spark, root, tables.ENTRY_COUNTS, entry_counts)
+            lake.overwrite(spark, root, tables.QID_COUNTS, qid_counts)
     finally:
-        lake.remove_path(spark, staging)
         payload.unpersist()
     record_state(spark, root, meta_version, fp, lowercase, pairs_version, matches_version)
     summary.update(
