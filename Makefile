@@ -9,7 +9,7 @@ WORDNET := /usr/share/wordnet/data.noun
 SAMPLE_FILES ?= 4
 SAMPLE_RECORDS ?= 400
 
-.PHONY: setup demo test bench lint clean wordnet
+.PHONY: setup demo test bench bench-peers-setup lint clean wordnet
 setup: $(STAMP) $(JARS) wordnet
 
 $(STAMP): pyproject.toml
@@ -37,6 +37,11 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/run_all.py
+
+# The peer tools the benches compare against, outside the project's venv (never its dependencies).
+bench-peers-setup: setup
+	$(BIN)/pip install -q --target .cache/peers --no-deps cc2dataset==1.5.0
+	$(BIN)/pip install -q --target .cache/peers pysimdjson==7.0.2 loguru==0.7.3 fsspec==2026.9.0
 
 lint: setup
 	$(BIN)/ruff check libs jobs tests bench deploy
