@@ -28,8 +28,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench_wat import make_bench_input  # bench/ is on sys.path: this script's folder
-from kgcurate.wat.parse import WatParser
+import bench_wat  # bench/ is on sys.path: this script's folder
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT / ".cache" / "peers"
@@ -64,15 +63,8 @@ def peer_pairs(process_wat, paths: list[Path], out: list | None = None) -> int:
 
 
 def our_pairs(paths: list[Path], out: list | None = None) -> int:
-    n = 0
-    for p in paths:
-        parser = WatParser()
-        with open(p, "rb") as f:
-            for b in parser.parse(f):
-                n += len(b.image_url)
-                if out is not None:
-                    out.extend(zip(b.image_url, b.text, b.text_source, b.page_url, strict=True))
-    return n
+    """WatParser over ``paths`` (bench_wat's runner): the number of pairs."""
+    return bench_wat.ours(paths, out)[2]
 
 
 def agreement(paths: list[Path], process_wat) -> tuple[bool, str]:
@@ -108,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     process_wat = load_peer(args.peers)
 
     directory = args.dir or os.path.join(tempfile.gettempdir(), f"kgcurate-bench-wat-{args.size_mb:g}mb")
-    paths = make_bench_input(directory, args.size_mb)
+    paths = bench_wat.make_bench_input(directory, args.size_mb)
     size = sum(p.stat().st_size for p in paths) / 1e6
     print(f"input: {len(paths)} generated WAT files, {size:.1f} MB compressed, in {directory}")
     same, line = agreement(paths[:1], process_wat)
