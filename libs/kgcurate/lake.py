@@ -83,9 +83,7 @@ def _clear_uncommitted_log(spark: SparkSession, path: str) -> bool:
     """Delete ``path/_delta_log`` when it holds no commit (what a creator killed mid-way leaves);
     True when it did. Data files written before that first commit are unreferenced and stay for
     ``maintain``'s VACUUM; a log with any commit is never touched."""
-    jvm = spark.sparkContext._jvm
-    log = jvm.org.apache.hadoop.fs.Path(f"{path}/_delta_log")
-    fs = log.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    fs, log = hadoop_fs(spark, f"{path}/_delta_log")
     if not fs.exists(log):
         return False
     names = [status.getPath().getName() for status in fs.listStatus(log)]
@@ -383,10 +381,14 @@ def staging_folder(spark: SparkSession, lake: str, run_id: str) -> Iterator[str]
         remove_path(spark, path)
 
 
+def hadoop_fs(spark: SparkSession, path: str):
+    """(Hadoop FileSystem, Hadoop Path) of ``path``: local, s3a, hdfs alike, with the session's settings."""
+    hpath = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(path)
+    return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hpath
+
+
 def remove_path(spark: SparkSession, path: str) -> None:
     """Delete a folder (a run's staging output) through Hadoop's FileSystem: local, s3a, hdfs alike."""
-    jvm = spark.sparkContext._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    fs, hpath = hadoop_fs(spark, path)
     if fs.exists(hpath):
         fs.delete(hpath, True)

@@ -73,8 +73,8 @@ class Lease:
     expires_at: datetime
 
 
-def _row(spark: SparkSession, root: str, scope: str, version: int | None = None):
-    return (lake.read(spark, root, tables.LEASES, version).where(F.col("scope") == scope)
+def _row(spark: SparkSession, root: str, scope: str):
+    return (lake.read(spark, root, tables.LEASES).where(F.col("scope") == scope)
             .orderBy(F.col("acquired_at").desc()).first())
 
 

@@ -41,15 +41,9 @@ SAFE_HOURS = 168
 RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
 
 
-def _fs(spark: SparkSession, path: str):
-    jvm = spark.sparkContext._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hpath
-
-
 def stale_staging(spark: SparkSession, root: str, hours: float) -> list[str]:
     """Staging folders older than ``hours`` (by modification time)."""
-    fs, staging = _fs(spark, lake.staging_path(root))
+    fs, staging = lake.hadoop_fs(spark, lake.staging_path(root))
     if not fs.exists(staging):
         return []
     cutoff_ms = (time.time() - hours * 3600) * 1000
@@ -132,7 +126,7 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
         summary["stale_staging"] = stale
         if not dry:
             for path in stale:
-                fs, hpath = _fs(spark, path)
+                fs, hpath = lake.hadoop_fs(spark, path)
                 fs.delete(hpath, True)
     finally:
         spark.conf.set(RETENTION_CHECK, previous)
