@@ -1,0 +1,277 @@
+"""Fetch one image URL politely and safely: identifying User-Agent, timeouts, redirects followed by hand
+(each hop's address checked, see :mod:`.addresses`), X-Robots-Tag opt-out honoured before the body is read,
+a byte cap while streaming, and retries only where the site said "not now".
+
+Never raises for anything a URL or a server can do: every outcome is a :class:`FetchResult` whose status is
+one of :data:`kgcurate.download.status.STATUSES`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import socket
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple, Protocol
+from urllib.parse import quote, urljoin, urlsplit
+
+import urllib3
+from urllib3 import exceptions as u3
+
+from kgcurate import __version__
+from kgcurate.download import status as st
+from kgcurate.download.addresses import AddressGuard, AddressRefused, ResolutionFailed, Resolver
+from kgcurate.download.hosts import HostLimiter
+from kgcurate.download.policy import OptOut, RetryPolicy
+
+DEFAULT_USER_AGENT = f"kgcurate/{__version__} (+https://github.com/kgcurate; image-text research dataset)"
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_CHUNK = 64 * 1024
+_HOSTNAME = re.compile(r"^[a-z0-9_.-]+$")
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    """How one URL is fetched; the defaults are what a production run uses."""
+
+    user_agent: str = DEFAULT_USER_AGENT
+    connect_timeout: float = 10.0  # seconds to open a connection
+    read_timeout: float = 20.0  # seconds any single socket read may wait
+    total_timeout: float = 60.0  # seconds for one response's body, so a slow drip cannot hold a thread
+    max_redirects: int = 5
+    max_bytes: int = 32 * 2**20  # a body longer than this is cut off: too_large
+    allow_private: bool = False  # connect to private/loopback/... addresses (tests only)
+    allow_networks: tuple[str, ...] = ()  # non-public networks allowed all the same (CIDRs)
+    opt_out: OptOut = field(default_factory=OptOut)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """The outcome of fetching one URL; ``body`` is set only for ``success``."""
+
+    url: str
+    status: str
+    http_status: int | None = None
+    error: str | None = None  # one line, None on success and opt-out
+    body: bytes | None = None
+    final_url: str | None = None  # the last hop reached (after redirects)
+    attempts: int = 0
+    opt_out_reason: str | None = None  # the X-Robots-Tag directive that opted out
+
+    @property
+    def ok(self) -> bool:
+        return self.status == st.SUCCESS
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One hop's URL taken apart: what to resolve, how to connect, what to ask for."""
+
+    scheme: str
+    host: str  # lower case, ASCII (IDNA), IPv6 without brackets
+    port: int
+    request_uri: str  # path?query, percent-encoded
+
+    @property
+    def host_header(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+def _parse_target(url: str) -> _Target:
+    """Split an http(s) URL into a :class:`_Target`; ValueError says why it is not one we can fetch."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ValueError(f"unsupported scheme {scheme!r}" if scheme else "not an absolute URL")
+    host = parts.hostname
+    if not host:
+        raise ValueError("no host")
+    port = parts.port or (443 if scheme == "https" else 80)  # .port raises ValueError when out of range
+    if not host.isascii():
+        host = host.encode("idna").decode("ascii")  # UnicodeError is a ValueError
+    if ":" not in host and not _HOSTNAME.match(host):
+        raise ValueError(f"invalid host {host!r}")
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return _Target(scheme, host, port, quote(target, safe="/?&=%:@!$'()*+,;~-._[]"))
+
+
+def _classify(error: BaseException) -> str:
+    """The status for an exception raised while connecting or reading."""
+    if isinstance(error, u3.NewConnectionError):  # a ConnectTimeoutError subclass, but refused/unreachable
+        return st.CONNECTION_ERROR
+    if isinstance(error, (u3.TimeoutError, TimeoutError)):
+        return st.TIMEOUT
+    if isinstance(error, u3.DecodeError):
+        return st.DECODE_ERROR
+    if isinstance(error, (u3.LocationValueError, http.client.InvalidURL)):
+        return st.INVALID_URL
+    return st.CONNECTION_ERROR
+
+
+_NETWORK_ERRORS = (u3.HTTPError, http.client.HTTPException, OSError)
+
+
+class UrlFetcher(Protocol):
+    """What :func:`kgcurate.download.shard_task.download_shard` needs of a fetcher (tests pass fakes)."""
+
+    def fetch(self, url: str) -> FetchResult: ...
+
+
+class _Hop(NamedTuple):
+    """One request's outcome: a final result, or a redirect to follow (``location``)."""
+
+    result: FetchResult
+    location: str | None = None
+    retry_after: str | None = None
+
+
+class Fetcher:
+    """Fetches URLs with one urllib3 pool manager; thread-safe, close it (or use ``with``) when done.
+
+    ``limiter`` caps requests per host; ``resolver``, ``sleep`` and ``clock`` are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        config: FetchConfig | None = None,
+        *,
+        limiter: HostLimiter | None = None,
+        resolver: Resolver = socket.getaddrinfo,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        num_pools: int = 64,
+    ) -> None:
+        self.config = config or FetchConfig()
+        self.guard = AddressGuard(self.config.allow_private, self.config.allow_networks, resolver)
+        self.limiter = limiter
+        self._sleep = sleep
+        self._clock = clock
+        # Keep as many idle connections per host as may be in flight to it (the limiter's cap).
+        per_host = limiter.max_per_host if limiter else 8
+        self._pools = urllib3.PoolManager(num_pools=num_pools, maxsize=per_host, block=False, retries=False)
+        self._headers = {"User-Agent": self.config.user_agent, "Accept": "image/*,*/*;q=0.8"}
+        self._timeout = urllib3.Timeout(connect=self.config.connect_timeout, read=self.config.read_timeout)
+
+    def close(self) -> None:
+        self._pools.clear()
+
+    def __enter__(self) -> Fetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def fetch(self, url: str) -> FetchResult:
+        """Fetch ``url``, retrying per the config's :class:`RetryPolicy`; ``attempts`` counts the tries."""
+        policy = self.config.retry
+        attempt = 0
+        while True:
+            attempt += 1
+            result, retry_after = self._attempt(url)
+            if attempt >= policy.max_attempts or not policy.retryable(result.status, result.http_status):
+                return replace(result, attempts=attempt)
+            self._sleep(policy.delay(url, attempt, retry_after))
+
+    def _attempt(self, url: str) -> tuple[FetchResult, str | None]:
+        """One try: follow redirects by hand, checking every hop. Returns the result and any Retry-After."""
+        current = url
+        for _hop in range(self.config.max_redirects + 1):
+            try:
+                target = _parse_target(current)
+            except ValueError as e:
+                return FetchResult(url, st.INVALID_URL, error=st.one_line(e), final_url=current), None
+            try:
+                address = self.guard.resolve(target.host, target.port)
+            except AddressRefused as e:
+                return FetchResult(url, st.REFUSED_ADDRESS, error=st.one_line(e), final_url=current), None
+            except ResolutionFailed as e:
+                return FetchResult(url, st.CONNECTION_ERROR, error=st.one_line(e), final_url=current), None
+            slot = self.limiter.slot(target.host) if self.limiter else nullcontext()
+            with slot:
+                hop = self._request(url, current, target, address)
+            if hop.location is None:
+                return hop.result, hop.retry_after
+            current = hop.location
+        error = f"more than {self.config.max_redirects} redirects"
+        return FetchResult(url, st.TOO_MANY_REDIRECTS, error=error, final_url=current), None
+
+    def _request(self, url: str, current: str, target: _Target, address: str) -> _Hop:
+        """One HTTP request to the checked ``address``; the body is read only for a 2xx not opted out."""
+        pool_kwargs = {"server_hostname": target.host} if target.scheme == "https" else None
+        headers = dict(self._headers, Host=target.host_header)
+
+        def fail(status: str, error: object, http_status: int | None = None, retry_after: str | None = None) -> _Hop:
+            return _Hop(FetchResult(url, status, http_status, st.one_line(error), final_url=current), None, retry_after)
+
+        try:
+            pool = self._pools.connection_from_host(address, target.port, target.scheme, pool_kwargs=pool_kwargs)
+            response = pool.urlopen(
+                "GET", target.request_uri, headers=headers, redirect=False, retries=False,
+                preload_content=False, timeout=self._timeout, assert_same_host=False,
+            )
+        except _NETWORK_ERRORS as e:
+            return fail(_classify(e), e)
+        complete = False
+        try:
+            code = response.status
+            opted_out = self.config.opt_out.check(response.headers.getlist("X-Robots-Tag"))
+            if opted_out:
+                return _Hop(FetchResult(url, st.OPTED_OUT, code, final_url=current, opt_out_reason=opted_out))
+            if code in REDIRECTS:
+                location = response.headers.get("Location")
+                if not location:
+                    return fail(st.HTTP_ERROR, f"HTTP {code} without Location", code)
+                try:
+                    following = urljoin(current, location.strip())
+                except ValueError as e:  # e.g. an unclosed IPv6 bracket
+                    return fail(st.INVALID_URL, f"redirect to {location!r}: {e}", code)
+                return _Hop(FetchResult(url, st.HTTP_ERROR, code, final_url=current), following)
+            if not 200 <= code < 300:
+                retry_after = response.headers.get("Retry-After")
+                return fail(st.HTTP_ERROR, f"HTTP {code} {response.reason or ''}", code, retry_after)
+            declared = _content_length(response.headers.get("Content-Length"))
+            if declared is not None and declared > self.config.max_bytes:
+                return fail(st.TOO_LARGE, f"Content-Length {declared} > max_bytes {self.config.max_bytes}", code)
+            body, problem = self._read(response)
+            if problem is not None:
+                return fail(problem[0], problem[1], code)
+            complete = True
+            return _Hop(FetchResult(url, st.SUCCESS, code, body=body, final_url=current))
+        except _NETWORK_ERRORS as e:
+            return fail(_classify(e), e, response.status)
+        finally:
+            if not complete:
+                response.close()  # do not drain an unread body just to reuse the connection
+            response.release_conn()
+
+    def _read(self, response: urllib3.BaseHTTPResponse) -> tuple[bytes, tuple[str, str] | None]:
+        """The body, or a (status, error) once it passes max_bytes or total_timeout.
+
+        ``read1`` returns whatever has arrived (``read``/``stream`` would wait for a full chunk), so a body
+        dripping in a few bytes at a time still meets the deadline check between reads.
+        """
+        limit = self.config.max_bytes
+        deadline = self._clock() + self.config.total_timeout
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := response.read1(_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                return b"", (st.TOO_LARGE, f"body over {limit} bytes")
+            chunks.append(chunk)
+            if self._clock() > deadline:
+                return b"", (st.TIMEOUT, f"body not complete after {self.config.total_timeout} s")
+        return b"".join(chunks), None
+
+
+def _content_length(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,121 @@
+"""Turn downloaded bytes into the training JPEG: decode with Pillow whatever the Content-Type claimed,
+refuse decompression bombs from the header alone, convert to RGB, shrink, re-encode at a fixed quality.
+
+Pure (bytes in, bytes out) and deterministic for a given Pillow version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from kgcurate.download import status as st
+
+RESIZE_MODES = ("keep_ratio_largest", "keep_ratio", "no")
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """How a downloaded image becomes a sample.
+
+    ``resize_mode``: ``keep_ratio_largest`` shrinks so the longer side is at most ``image_size`` (the
+    whole image kept); ``keep_ratio`` so the shorter side is ``image_size`` (what a center-crop
+    training transform wants); ``no`` keeps the size. ``upscale=False`` never enlarges a smaller image.
+    """
+
+    image_size: int = 256
+    resize_mode: str = "keep_ratio_largest"
+    upscale: bool = False
+    jpeg_quality: int = 95
+    max_pixels: int = 89_478_485  # Pillow's own MAX_IMAGE_PIXELS: above it, too_large before decoding
+
+    def __post_init__(self) -> None:
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
+        if self.image_size < 1 or self.max_pixels < 1 or not 1 <= self.jpeg_quality <= 100:
+            raise ValueError("image_size and max_pixels must be >= 1, jpeg_quality in 1..100")
+
+
+@dataclass(frozen=True)
+class ProcessedImage:
+    jpeg: bytes
+    width: int  # of the JPEG written
+    height: int
+    original_width: int  # as stored in the downloaded file
+    original_height: int
+    sha256: str  # hex digest of the downloaded bytes, before any processing
+
+
+class ImageError(Exception):
+    """The bytes cannot become a sample; ``status`` is decode_error or too_large."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def target_size(width: int, height: int, config: ImageConfig) -> tuple[int, int]:
+    """The output size for an image of ``width`` x ``height`` under ``config`` (aspect ratio kept)."""
+    if config.resize_mode == "no":
+        return width, height
+    side = max(width, height) if config.resize_mode == "keep_ratio_largest" else min(width, height)
+    scale = config.image_size / side
+    if scale >= 1 and not config.upscale:
+        return width, height
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def process_image(data: bytes, config: ImageConfig | None = None) -> ProcessedImage:
+    """Decode, check, convert, resize and JPEG-encode ``data``; raises :class:`ImageError`."""
+    config = config or ImageConfig()
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        with Image.open(io.BytesIO(data)) as im:  # reads the header only
+            width, height = im.size
+            if width * height > config.max_pixels:
+                raise ImageError(st.TOO_LARGE, f"{width}x{height} = {width * height} pixels > {config.max_pixels}")
+            out_w, out_h = target_size(width, height, config)
+            if (out_w, out_h) != (width, height):
+                im.draft("RGB", (out_w, out_h))  # JPEG: decode at a reduced scale (still >= the target)
+            im.load()
+            oriented = _oriented(im)
+            if oriented.size != im.size:  # a quarter turn: the target's sides swap too
+                out_w, out_h = out_h, out_w
+            rgb = _to_rgb(oriented)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(st.TOO_LARGE, st.one_line(e)) from e
+    except Exception as e:  # Pillow raises many types for bad data: OSError, SyntaxError, ValueError, ...
+        raise ImageError(st.DECODE_ERROR, st.one_line(f"{type(e).__name__}: {e}")) from e
+    if (out_w, out_h) != rgb.size:
+        rgb = rgb.resize((out_w, out_h), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    buffer = io.BytesIO()
+    rgb.save(buffer, format="JPEG", quality=config.jpeg_quality)
+    return ProcessedImage(buffer.getvalue(), out_w, out_h, width, height, digest)
+
+
+def _oriented(im: Image.Image) -> Image.Image:
+    """The image as it is meant to be seen (EXIF orientation applied); as stored if the EXIF is unreadable,
+    since a broken orientation tag should not cost a decodable image."""
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception:
+        return im
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """RGB, with transparency composited on white (a plain convert would show the hidden colour, often black)
+    and 16/32-bit grey scaled to 8 bits (a plain convert clips everything above 255 to white)."""
+    if im.mode == "I" or im.mode.startswith("I;16"):
+        grey = np.asarray(im, dtype=np.float64) / 257.0  # 0..65535 -> 0..255
+        im = Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), "L")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im if im.mode == "RGB" else im.convert("RGB")

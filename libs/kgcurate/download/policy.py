@@ -1,0 +1,105 @@
+"""Politeness rules as data: which X-Robots-Tag directives opt an image out, and when/how long to retry.
+
+Both are frozen dataclasses so a run's rules are part of its config, printed and compared like any
+other parameter, and both are pure (no I/O, no clock) so they are tested without a server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from kgcurate.download import status as st
+
+DEFAULT_OPT_OUT = ("noai", "noimageai")
+# What img2dataset refuses by default: also the search-engine directives.
+IMG2DATASET_OPT_OUT = ("noai", "noimageai", "noindex", "noimageindex")
+DEFAULT_UA_TOKEN = "kgcurate"
+
+# Directives whose own syntax has a colon ("max-snippet: 20", "unavailable_after: 2030-01-01"): the part
+# before that colon is the directive, not a user agent, so it must not be read as "for another bot".
+_VALUED_DIRECTIVES = frozenset({"max-snippet", "max-image-preview", "max-video-preview", "unavailable_after"})
+
+
+@dataclass(frozen=True)
+class OptOut:
+    """Which ``X-Robots-Tag`` directives make us skip an image.
+
+    A header value is a comma-separated list of directives, optionally led by ``<bot>:``; a bot prefix
+    applies to the directives after it in that value. Directives with no prefix, or prefixed with our own
+    token, apply to us; those for another bot (``otherbot: noai``) do not. Case-insensitive throughout.
+    """
+
+    directives: tuple[str, ...] = DEFAULT_OPT_OUT
+    user_agent_token: str = DEFAULT_UA_TOKEN
+
+    def check(self, header_values: Iterable[str]) -> str | None:
+        """The first directive (lower case) that opts us out across all header values, or None."""
+        refused = {d.lower() for d in self.directives}
+        me = self.user_agent_token.lower()
+        for value in header_values:
+            bot: str | None = None
+            for item in value.split(","):
+                directive = item.strip().lower()
+                if ":" in directive:
+                    head, rest = (part.strip() for part in directive.split(":", 1))
+                    if head not in _VALUED_DIRECTIVES:
+                        bot, directive = head, rest
+                if (bot is None or bot == me) and directive in refused:
+                    return directive
+        return None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When a failed attempt is tried again and after how long.
+
+    Retried: timeouts, HTTP 429 and 5xx, because they say "not now" rather than "no". Never retried:
+    other 4xx, decode errors, refused addresses, ... (a second try gives the same answer and costs the
+    site a request). Delays back off exponentially from ``base_delay``, capped at ``max_delay``, with a
+    jitter drawn from a hash of (url, attempt) so a rerun waits exactly as long as the first run did.
+    """
+
+    max_attempts: int = 3
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+    jitter: float = 0.5  # a delay is stretched by a factor in [1, 1 + jitter)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if self.base_delay < 0 or self.max_delay < 0 or self.jitter < 0:
+            raise ValueError("base_delay, max_delay and jitter must be >= 0")
+
+    @staticmethod
+    def retryable(status: str, http_status: int | None) -> bool:
+        """Whether an attempt that ended in ``status`` (with ``http_status``, if any) is worth repeating."""
+        if status == st.TIMEOUT:
+            return True
+        return status == st.HTTP_ERROR and http_status is not None and (http_status == 429 or http_status >= 500)
+
+    def delay(self, url: str, attempt: int, retry_after: str | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based) of ``url``.
+
+        A ``Retry-After`` given in seconds wins over the backoff (capped at ``max_delay``); the HTTP-date
+        form is not read (it needs the server's clock) and falls back to the backoff.
+        """
+        seconds = _retry_after_seconds(retry_after)
+        if seconds is not None:
+            return min(seconds, self.max_delay)
+        digest = hashlib.blake2b(f"{attempt}\x00{url}".encode(), digest_size=8).digest()
+        fraction = int.from_bytes(digest, "big") / 2**64
+        backoff = self.base_delay * 2 ** min(attempt - 1, 62) * (1 + self.jitter * fraction)
+        return min(backoff, self.max_delay)
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None

@@ -1,0 +1,94 @@
+"""Opt-out parsing and retry rules (kgcurate.download.policy): pure, no server."""
+
+from __future__ import annotations
+
+import pytest
+
+from kgcurate.download import status as st
+from kgcurate.download.policy import IMG2DATASET_OPT_OUT, OptOut, RetryPolicy
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([], None),
+        (["noai"], "noai"),
+        (["NoImageAI"], "noimageai"),
+        (["index, follow"], None),
+        (["noindex, noai"], "noai"),
+        (["otherbot: noai"], None),  # another bot's rule is not ours
+        (["otherbot: noindex, noai"], None),  # the prefix covers every directive after it in the value
+        (["otherbot: noindex", "noimageai"], "noimageai"),  # a second header value starts without a bot
+        (["kgcurate: noai"], "noai"),
+        (["KGCurate: NOAI"], "noai"),
+        (["otherbot: noindex, kgcurate: noai"], "noai"),
+        (["unavailable_after: 2030-01-01, noai"], "noai"),  # a valued directive is not a bot name
+        (["max-image-preview: none"], None),
+        (["noindex", "noimageindex"], None),  # search-engine directives are not ours by default
+    ],
+)
+def test_opt_out_default(values, expected):
+    assert OptOut().check(values) == expected
+
+
+def test_opt_out_img2dataset_directives_and_own_token():
+    strict = OptOut(directives=IMG2DATASET_OPT_OUT)
+    assert strict.check(["noindex"]) == "noindex"
+    assert strict.check(["googlebot: noindex"]) is None
+    assert strict.check(["nofollow, NOIMAGEINDEX"]) == "noimageindex"
+    mine = OptOut(user_agent_token="MyBot")
+    assert mine.check(["mybot: noai"]) == "noai"
+    assert mine.check(["kgcurate: noai"]) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "http_status", "retry"),
+    [
+        (st.TIMEOUT, None, True),
+        (st.HTTP_ERROR, 429, True),
+        (st.HTTP_ERROR, 500, True),
+        (st.HTTP_ERROR, 503, True),
+        (st.HTTP_ERROR, 404, False),
+        (st.HTTP_ERROR, 403, False),
+        (st.HTTP_ERROR, 400, False),
+        (st.DECODE_ERROR, 200, False),
+        (st.CONNECTION_ERROR, None, False),
+        (st.REFUSED_ADDRESS, None, False),
+        (st.TOO_LARGE, 200, False),
+        (st.OPTED_OUT, 200, False),
+        (st.SUCCESS, 200, False),
+    ],
+)
+def test_retryable(status, http_status, retry):
+    assert RetryPolicy.retryable(status, http_status) is retry
+
+
+def test_delay_backoff_is_deterministic_jittered_and_capped():
+    policy = RetryPolicy(base_delay=1.0, max_delay=30.0, jitter=0.5)
+    url = "https://example.org/a.jpg"
+    delays = [policy.delay(url, attempt) for attempt in range(1, 5)]
+    assert delays == [RetryPolicy(base_delay=1.0, max_delay=30.0).delay(url, a) for a in range(1, 5)]
+    for attempt, delay in enumerate(delays, start=1):
+        assert 2 ** (attempt - 1) <= delay < 2 ** (attempt - 1) * 1.5
+    assert policy.delay(url, 10) == 30.0  # 512 s of backoff, capped
+    others = {policy.delay(f"https://example.org/{i}.jpg", 1) for i in range(20)}
+    assert len(others) > 10  # the jitter differs per URL, so a batch of failures does not retry in lockstep
+    assert RetryPolicy(jitter=0.0).delay(url, 3) == 4.0
+
+
+def test_retry_after_seconds_honoured_and_capped():
+    policy = RetryPolicy(base_delay=1.0, max_delay=30.0)
+    assert policy.delay("u", 1, "7") == 7.0
+    assert policy.delay("u", 1, " 0 ") == 0.0
+    assert policy.delay("u", 1, "1000") == 30.0
+    backoff = policy.delay("u", 2)
+    assert policy.delay("u", 2, "Wed, 21 Oct 2015 07:28:00 GMT") == backoff  # HTTP-date: not read
+    assert policy.delay("u", 2, "-5") == backoff
+    assert policy.delay("u", 2, "nan") == backoff
+
+
+def test_retry_policy_rejects_nonsense():
+    with pytest.raises(ValueError):
+        RetryPolicy(max_attempts=0)
+    with pytest.raises(ValueError):
+        RetryPolicy(base_delay=-1)
