@@ -30,6 +30,7 @@ def main() -> int:
     from pyspark.sql import functions as F
 
     from kgcurate import config, lake, tables
+    from kgcurate.context import execute_stage
     from kgcurate.session import get_spark
     from kgcurate.stages import balance as balance_stage
     from kgcurate.stages import match as match_stage
@@ -90,7 +91,7 @@ def main() -> int:
         cfg = config.load(None)
         cfg["lake"] = root
         cfg["balance"].update(kw)
-        s = balance_stage.execute(spark, cfg)
+        s = execute_stage(balance_stage, cfg, spark)
         return f"t={s['t']:.6g} out={s['pairs_out']:,} selection_passes={s.get('selection_passes', 0)}"
 
     modes = (("baseline 2: N-th threshold by global sort", sort_select),

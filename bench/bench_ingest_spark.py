@@ -62,6 +62,7 @@ def main() -> None:
 
         os.environ["KGCURATE_MASTER"] = f"local[{args.cores}]"
         from kgcurate import config
+        from kgcurate.context import execute_stage
         from kgcurate.session import get_spark
         from kgcurate.stages import ingest_wat
 
@@ -73,7 +74,7 @@ def main() -> None:
             cfg["wat"]["inputs"] = inputs
             cfg["wat"]["progress_interval"] = 3600
             t0 = time.perf_counter()
-            summary = ingest_wat.execute(spark, cfg)
+            summary = execute_stage(ingest_wat, cfg, spark)
             return time.perf_counter() - t0, summary
 
         warm = write_sample(work / "warm-wat", files=args.cores, size_mb=min(60.0, args.size_mb / 4), seed=2,

@@ -155,6 +155,7 @@ def bench_spark(entries: list[str], captions: list[str], bare_once, rounds: int)
     from pyspark.sql import functions as F
 
     from kgcurate import config, ids, lake, tables
+    from kgcurate.context import execute_stage
     from kgcurate.session import get_spark
     from kgcurate.stages import build_metadata
     from kgcurate.stages import match as match_stage
@@ -181,14 +182,14 @@ def bench_spark(entries: list[str], captions: list[str], bare_once, rounds: int)
     cfg["match"]["full"] = True
     # whole job, cold workers (includes broadcast + one automaton build per worker)
     t0 = time.perf_counter()
-    summary = match_stage.execute(spark, cfg)
+    summary = execute_stage(match_stage, cfg, spark)
     cold = time.perf_counter() - t0
 
     def best_run() -> tuple[float, dict]:
         runs = []
         for _ in range(3):
             t0 = time.perf_counter()
-            out = match_stage.execute(spark, cfg)
+            out = execute_stage(match_stage, cfg, spark)
             runs.append(time.perf_counter() - t0)
         return min(runs), out
 

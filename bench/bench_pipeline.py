@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("KGCURATE_MASTER", f"local[{args.cores}]")
     from kgcurate import config, lake, tables
+    from kgcurate.context import execute_stage
     from kgcurate.session import get_spark
     from kgcurate.stages import balance, build_metadata, ingest_wat, match
     from kgcurate.wat.sample import write_sample
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, stage in (("ingest-wat", ingest_wat), ("build-metadata", build_metadata), ("match", match),
                         ("balance", balance)):
         t0 = time.perf_counter()
-        out[name] = stage.execute(spark, cfg) or {}
+        out[name] = execute_stage(stage, cfg, spark) or {}
         secs[name] = time.perf_counter() - t0
     pairs = lake.read(spark, cfg["lake"], tables.PAIRS).count()
     entries = lake.read(spark, cfg["lake"], tables.METADATA).count()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kgcurate import config
+from kgcurate.context import execute_stage
 
 
 def wat_cfg(lake_root: str, inputs: list[str], **wat) -> dict:
@@ -12,3 +13,8 @@ def wat_cfg(lake_root: str, inputs: list[str], **wat) -> dict:
     cfg["wat"]["inputs"] = inputs
     cfg["wat"].update(wat)
     return cfg
+
+
+def execute(stage, spark, cfg: dict, *args, **kwargs):
+    """Run a stage module's ``execute`` in the shared session, as the CLI does (one context per run)."""
+    return execute_stage(stage, cfg, spark, *args, **kwargs)

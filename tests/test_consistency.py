@@ -11,6 +11,7 @@ import threading
 import pytest
 from pyspark.sql import functions as F
 
+from helpers import execute
 from kgcurate import lake, tables
 from kgcurate.errors import ConcurrentRunError
 from kgcurate.stages import balance as balance_stage
@@ -34,7 +35,7 @@ def matched_then_more(spark, root: str, corpus) -> None:
     entries, captions = corpus
     write_metadata(spark, root, entries)
     append_pairs(spark, root, captions[:600], 0)
-    match_stage.execute(spark, cfg_for(root))
+    execute(match_stage, spark, cfg_for(root))
     append_pairs(spark, root, captions[600:], 600)
 
 
@@ -69,7 +70,7 @@ def test_two_matches_at_once_never_duplicate_matches(spark, tmp_path, small_corp
 
     def run(name: str) -> None:
         try:
-            outcome[name] = match_stage.execute(spark, cfg_for(root))
+            outcome[name] = execute(match_stage, spark, cfg_for(root))
         except ConcurrentRunError as exc:
             outcome[name] = exc
 
@@ -89,7 +90,7 @@ def test_two_matches_at_once_never_duplicate_matches(spark, tmp_path, small_corp
     assert counts(spark, root) == recount(spark, root)
     state = match_stage.read_state(spark, root)
     assert state.matches_version == lake.version(spark, root, tables.MATCHES)
-    again = match_stage.execute(spark, cfg_for(root))
+    again = execute(match_stage, spark, cfg_for(root))
     assert again.get("up_to_date") and not again["healed"]
     assert lake.read(spark, root, tables.LEASES).count() == 0  # both leases given back
 
@@ -110,24 +111,24 @@ def test_match_dead_between_commits_balance_reads_the_last_completed_run(spark, 
 
     monkeypatch.setattr(lake, "overwrite", die_at_counts)
     with pytest.raises(KeyboardInterrupt):
-        match_stage.execute(spark, cfg_for(root))
+        execute(match_stage, spark, cfg_for(root))
     monkeypatch.undo()
     state = match_stage.read_state(spark, root)
     assert lake.version(spark, root, tables.MATCHES) > state.matches_version  # the dead run's append
     assert lake.read(spark, root, tables.LEASES).count() == 0  # given back on the way out
 
-    got = balance_stage.execute(spark, cfg_for(root, balance__t=5.0, balance__seed=4))
-    want = balance_stage.execute(spark, cfg_for(consistent, balance__t=5.0, balance__seed=4))
+    got = execute(balance_stage, spark, cfg_for(root, balance__t=5.0, balance__seed=4))
+    want = execute(balance_stage, spark, cfg_for(consistent, balance__t=5.0, balance__seed=4))
     assert got["pairs_out"] == want["pairs_out"] and got["run_id"] == want["run_id"]
     assert got["input_versions"][tables.MATCHES] == state.matches_version
     assert curated_ids(lake.read(spark, root, tables.CURATED)) == curated_ids(
         lake.read(spark, consistent, tables.CURATED))
 
     # the next match heals and completes; balance then reads the new consistent set
-    s = match_stage.execute(spark, cfg_for(root))
+    s = execute(match_stage, spark, cfg_for(root))
     assert s["mode"] == "incremental" and tables.MATCHES in s["healed"]
     assert counts(spark, root) == recount(spark, root)
-    after = balance_stage.execute(spark, cfg_for(root, balance__t=5.0, balance__seed=4))
+    after = execute(balance_stage, spark, cfg_for(root, balance__t=5.0, balance__seed=4))
     assert after["input_versions"][tables.MATCHES] == lake.version(spark, root, tables.MATCHES)
 
 
@@ -140,14 +141,14 @@ def test_balance_without_a_completed_match_is_refused(spark, tmp_path, small_cor
     lake.overwrite(spark, root, tables.MATCHES, m)
     lake.overwrite(spark, root, tables.ENTRY_COUNTS, match_stage.entry_delta(m))
     with pytest.raises(Exception, match=r"no completed match run .*run `kgcurate match --lake"):
-        balance_stage.execute(spark, cfg_for(root, balance__t=5.0))
+        execute(balance_stage, spark, cfg_for(root, balance__t=5.0))
 
 
 def test_balance_failing_after_its_overwrite_leaves_curated_as_it_was(spark, tmp_path, small_corpus,
                                                                      monkeypatch) -> None:
     root = str(tmp_path / "lake")
     matched_then_more(spark, root, small_corpus)
-    first = balance_stage.execute(spark, cfg_for(root, balance__t=3.0))
+    first = execute(balance_stage, spark, cfg_for(root, balance__t=3.0))
     before_rows = curated_ids(lake.read(spark, root, tables.CURATED))
     assert len(before_rows) == first["pairs_out"]
 
@@ -160,7 +161,7 @@ def test_balance_failing_after_its_overwrite_leaves_curated_as_it_was(spark, tmp
 
     monkeypatch.setattr(lake, "merge_insert_only", fail_on_run_row)
     with pytest.raises(RuntimeError, match="disk full"):
-        balance_stage.execute(spark, cfg_for(root, balance__t=50.0))
+        execute(balance_stage, spark, cfg_for(root, balance__t=50.0))
     monkeypatch.undo()
     assert curated_ids(lake.read(spark, root, tables.CURATED)) == before_rows
     runs = lake.read(spark, root, tables.CURATION_RUNS).collect()
@@ -173,7 +174,7 @@ def test_readers_never_see_curated_rows_without_their_run_row(spark, tmp_path, s
     resolve curated through curation_runs, so the dead run's rows are invisible."""
     root = str(tmp_path / "lake")
     matched_then_more(spark, root, small_corpus)
-    first = balance_stage.execute(spark, cfg_for(root, balance__t=3.0))
+    first = execute(balance_stage, spark, cfg_for(root, balance__t=3.0))
     junk = lake.read(spark, root, tables.PAIRS).limit(7).select(
         "pair_id", "image_url", "text", F.array().cast("array<long>").alias("entry_ids"),
         F.lit("balance-killed").alias("run_id"))
@@ -181,7 +182,7 @@ def test_readers_never_see_curated_rows_without_their_run_row(spark, tmp_path, s
     lake.overwrite(spark, root, tables.CURATED, junk, replace_where="run_id = 'balance-killed'")
     visible = balance_stage.latest_curated(spark, root)
     assert visible.count() == first["pairs_out"] and visible.where("run_id = 'balance-killed'").count() == 0
-    s = report_stage.execute(spark, cfg_for(root, report__out=str(tmp_path / "report")))
+    s = execute(report_stage, spark, cfg_for(root, report__out=str(tmp_path / "report")))
     assert s["size_curated"] == first["pairs_out"]
     assert balance_stage.orphan_runs(spark, root) == ["balance-killed"]
     assert balance_stage.remove_orphans(spark, root) == ["balance-killed"]  # what maintain does
@@ -194,17 +195,17 @@ def test_curated_sets_side_by_side_list_and_drop(spark, tmp_path, small_corpus, 
 
     root = str(tmp_path / "lake")
     matched_then_more(spark, root, small_corpus)
-    small = balance_stage.execute(spark, cfg_for(root, balance__target_size=40, balance__seed=2))
-    large = balance_stage.execute(spark, cfg_for(root, balance__target_size=120, balance__seed=2))
+    small = execute(balance_stage, spark, cfg_for(root, balance__target_size=40, balance__seed=2))
+    large = execute(balance_stage, spark, cfg_for(root, balance__target_size=120, balance__seed=2))
     a = curated_ids(balance_stage.latest_curated(spark, root, small["run_id"]))
     b = curated_ids(balance_stage.latest_curated(spark, root, large["run_id"]))
     assert len(a) == 40 and len(b) == 120 and a < b  # nested, both kept
     assert curated_ids(balance_stage.latest_curated(spark, root)) == b  # the newest is the default
-    again = balance_stage.execute(spark, cfg_for(root, balance__target_size=40, balance__seed=2))
+    again = execute(balance_stage, spark, cfg_for(root, balance__target_size=40, balance__seed=2))
     assert again["run_id"] == small["run_id"]  # idempotent: its own partition rewritten with the same rows
     assert lake.read(spark, root, tables.CURATED).count() == 160
 
-    per_qid = balance_stage.execute(spark, cfg_for(root, balance__target_size=60, balance__per_qid=True))
+    per_qid = execute(balance_stage, spark, cfg_for(root, balance__target_size=60, balance__per_qid=True))
     data = report_stage.gather(spark, root)
     shown = {r["run_id"]: r for r in data["curated_runs"]}
     assert set(shown) == {small["run_id"], large["run_id"], per_qid["run_id"]}

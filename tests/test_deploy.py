@@ -161,8 +161,8 @@ def test_stage_args_parse_with_real_cli(stage):
     args = parse_stage(stage, pipeline.stage_args(stage, "CC-MAIN-2024-51"))
     assert args.command == stage and args.lake == pipeline.SITE["lake"] and args.config == pipeline.SITE["config"]
     if stage == "ingest-wat":
-        assert args.crawl == "CC-MAIN-2024-51"
-        assert args.inputs == ["s3://commoncrawl/crawl-data/CC-MAIN-2024-51/wat.paths.gz"]
+        assert getattr(args, "wat.crawl") == "CC-MAIN-2024-51"  # flags land under their config key
+        assert getattr(args, "wat.inputs") == ["s3://commoncrawl/crawl-data/CC-MAIN-2024-51/wat.paths.gz"]
 
 
 def test_k8s_definitions_are_fresh_and_valid(tmp_path):
@@ -266,7 +266,8 @@ def test_airflow_dag(monkeypatch):
         assert task.kw["retries"] == retries
         parsed = parse_stage(stage, argv[2:])
         if stage == "ingest-wat":
-            assert parsed.crawl == "CC-MAIN-2025-08" and parsed.inputs[0].endswith("CC-MAIN-2025-08/wat.paths.gz")
+            assert getattr(parsed, "wat.crawl") == "CC-MAIN-2025-08"
+            assert getattr(parsed, "wat.inputs")[0].endswith("CC-MAIN-2025-08/wat.paths.gz")
     refresh = dags["kgcurate_refresh"]
     assert refresh.kw["schedule"] == "@weekly"
     assert [t.task_id for t in refresh.tasks] == ["refresh", "maintain"]

@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 import pytest
 from pyspark.sql import functions as F
 
+from helpers import execute
 from kgcurate import balancing, lake, tables
 from kgcurate.cli import main
 from kgcurate.metadata import kg, wordnet
@@ -60,10 +61,10 @@ def test_wordnet_plus_repeating_metaclip_curates_as_the_union_once(spark, tmp_pa
         root = str(tmp_path / name)
         cfg = cfg_for(root)
         cfg["metadata"].update(wordnet_dir=str(fixtures / "wordnet"), **md)
-        build_metadata.execute(spark, cfg)
+        execute(build_metadata, spark, cfg)
         append_pairs(spark, root, captions, 0)
-        match_stage.execute(spark, cfg_for(root))
-        run = balance_stage.execute(spark, cfg_for(root, balance__t=t, balance__seed=seed))
+        execute(match_stage, spark, cfg_for(root))
+        run = execute(balance_stage, spark, cfg_for(root, balance__t=t, balance__seed=seed))
         results.append((*_by_string(spark, root), run["pairs_out"]))
     (m_a, c_a, cur_a, id_a, n_a), (m_b, c_b, cur_b, id_b, n_b) = results
     assert len(m_a) == len(set(m_a)), "a string listed twice is matched once"
@@ -97,12 +98,12 @@ def test_lowercase_folds_case_variants_into_one_entry(spark, tmp_path) -> None:
     eid = {r["entry"]: r["entry_id"] for r in meta.collect()}
     append_pairs(spark, root, ["a Kitchen sink", "kitchen kitchen", "the KITCHEN", "nothing"], 0)
 
-    match_stage.execute(spark, cfg_for(root))
+    execute(match_stage, spark, cfg_for(root))
     counts = {r[0]: r[1] for r in lake.read(spark, root, tables.ENTRY_COUNTS).collect()}
     assert counts == {eid["Kitchen"]: 1, eid["kitchen"]: 1, eid["KITCHEN"]: 1, eid["sink"]: 1}
     assert {r[0]: r[1] for r in lake.read(spark, root, tables.QID_COUNTS).collect()} == {"Q1": 1, "Q2": 1}
 
-    s = match_stage.execute(spark, cfg_for(root, match__lowercase=True))
+    s = execute(match_stage, spark, cfg_for(root, match__lowercase=True))
     assert s["entries"] == 2 and s["mode"] == "full"
     one = min(eid["Kitchen"], eid["kitchen"], eid["KITCHEN"])  # the group's smallest id stands for it
     counts = {r[0]: r[1] for r in lake.read(spark, root, tables.ENTRY_COUNTS).collect()}
@@ -110,7 +111,7 @@ def test_lowercase_folds_case_variants_into_one_entry(spark, tmp_path) -> None:
     assert {r[0]: r[1] for r in lake.read(spark, root, tables.QID_COUNTS).collect()} == {"Q1": 3, "Q2": 3}
     assert lake.read(spark, root, tables.MATCHES).count() == 4  # one (pair, entry) per caption and string
     # balance per entity reads the folded groups too: every matched pair is a unit member
-    balance_stage.execute(spark, cfg_for(root, balance__t=100.0, balance__per_qid=True))
+    execute(balance_stage, spark, cfg_for(root, balance__t=100.0, balance__per_qid=True))
     assert lake.read(spark, root, tables.CURATED).count() == 3
     hist = balance_stage._count_hist(spark, root, match_stage.completed_versions(spark, root), True)
     assert sorted(hist) == [(1, 1), (3, 2)]  # units: Q1 and Q2 (3 pairs each), "sink" without a qid
@@ -138,14 +139,14 @@ def test_per_qid_counts_on_real_wikidata(spark, tmp_path, shared_data) -> None:
     mc_file.write_text(json.dumps(names[::3] + ["photo"]))  # MetaCLIP repeating some KG names
     cfg["metadata"].update(wordnet=False, entity_sets=["head50"], shared_alias_min_qids=1000,
                            metaclip_metadata=str(mc_file))
-    build_metadata.execute(spark, cfg)
+    execute(build_metadata, spark, cfg)
     qids_of: dict[str, set[str]] = defaultdict(set)
     for e, q in kept:
         qids_of[e].add(q)
     assert any(len(q) > 1 for q in qids_of.values())
 
     append_pairs(spark, root, _captions(random.Random(11), names, 2000), 0)
-    match_stage.execute(spark, cfg_for(root))
+    execute(match_stage, spark, cfg_for(root))
     strings = sorted(set(names) | {"photo"})
     entries = list(enumerate(strings))
     want: Counter[str] = Counter()
@@ -154,7 +155,7 @@ def test_per_qid_counts_on_real_wikidata(spark, tmp_path, shared_data) -> None:
     got = {r[0]: r[1] for r in lake.read(spark, root, tables.QID_COUNTS).collect()}
     assert got == dict(want) and len(got) > 10
     # per-qid balance runs on these units: each qid's weight is its count above
-    s = balance_stage.execute(spark, cfg_for(root, balance__t=5.0, balance__per_qid=True))
+    s = execute(balance_stage, spark, cfg_for(root, balance__t=5.0, balance__per_qid=True))
     assert 0 < s["pairs_out"] <= s["matched_pairs"]
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
+from helpers import execute
 from kgcurate import config, tables
 from kgcurate import lake as lakemod
 from kgcurate.stages import balance, build_metadata, ingest_wat, match, refresh
@@ -92,10 +93,10 @@ def test_sigkill_ingest_mid_write_then_rerun_equals_clean_run(spark, tmp_path):
 
     cfg = base_cfg(clean)
     cfg["wat"]["inputs"] = [listing]
-    ingest_wat.execute(spark, cfg)
+    execute(ingest_wat, spark, cfg)
     cfg = base_cfg(str(killed))
     cfg["wat"]["inputs"] = [listing]
-    rerun = ingest_wat.execute(spark, cfg)
+    rerun = execute(ingest_wat, spark, cfg)
     assert rerun["files"] >= 1  # the killed run had not logged every file as ok
 
     for name, cols in ((tables.PAIRS, PAIR_COLS), (tables.BAD_RECORDS, ["source_file", "offset", "reason", "sample"])):
@@ -115,20 +116,20 @@ def test_sigkill_balance_mid_write_then_rerun_equals_clean_run(spark, tmp_path):
     clean = str(tmp_path / "clean")
     cfg = base_cfg(clean)
     cfg["wat"]["inputs"] = [sample.listing]
-    ingest_wat.execute(spark, cfg)
+    execute(ingest_wat, spark, cfg)
     seed_metadata(spark, clean)
-    match.execute(spark, cfg)
+    execute(match, spark, cfg)
     killed = tmp_path / "killed"
     shutil.copytree(clean, killed)
 
     cfg["balance"]["target_size"] = 40
-    clean_run = balance.execute(spark, cfg)
+    clean_run = execute(balance, spark, cfg)
 
     proc = start_cli(["balance", "--lake", str(killed), "--target-size", "40"], tmp_path)
     assert kill_when(proc, lambda: (killed / tables.CURATED).exists()), proc.communicate()[1][-2000:]
     kcfg = base_cfg(str(killed))
     kcfg["balance"]["target_size"] = 40
-    rerun = balance.execute(spark, kcfg)
+    rerun = execute(balance, spark, kcfg)
     assert rerun["run_id"] == clean_run["run_id"] and rerun["pairs_out"] == 40
     cols = ["pair_id", "image_url", "text", "run_id"]
     assert checksum(lakemod.read(spark, str(killed), tables.CURATED), cols) == checksum(
@@ -170,8 +171,8 @@ def test_two_refreshes_at_once_stay_consistent(spark, tmp_path):
     cfg = base_cfg(lake_dir)
     cfg["balance"]["target_size"] = 30
     cfg["refresh"] = {"crawl": CRAWL, "listing_base": str(root)}
-    refresh.execute(spark, cfg)
-    assert refresh.execute(spark, cfg)["noop"]
+    execute(refresh, spark, cfg)
+    assert execute(refresh, spark, cfg)["noop"]
     recount = {(r[0], r[1])
                for r in lakemod.read(spark, lake_dir, tables.MATCHES).groupBy("entry_id").count().collect()}
     counts = {(r[0], r[1]) for r in lakemod.read(spark, lake_dir, tables.ENTRY_COUNTS).where("count > 0").collect()}

@@ -4,7 +4,6 @@ files are ``partial`` (exit 0 with a warning), and re-runs add nothing."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 from pathlib import Path
@@ -12,9 +11,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from helpers import wat_cfg
+from helpers import execute, wat_cfg
+from kgcurate import cli, tables
 from kgcurate import lake as lk
-from kgcurate import tables
 from kgcurate.stages import ingest_wat
 from kgcurate.wat.sample import write_sample
 from wat_damage import GZ_KINDS, PLAIN_KINDS, damage, mixed_plan, split_records
@@ -40,7 +39,7 @@ def damaged(tmp_path_factory):
 
 def test_damaged_files_lose_nothing_and_rerun_adds_nothing(spark, lake, damaged, capsys):
     inputs = sorted(damaged)
-    summary = ingest_wat.execute(spark, wat_cfg(lake, inputs))
+    summary = execute(ingest_wat, spark, wat_cfg(lake, inputs))
     assert summary["files"] == len(inputs) and summary["partial"] == len(inputs) and summary["failed"] == []
 
     # every intact record's pairs are in, and nothing else
@@ -66,13 +65,11 @@ def test_damaged_files_lose_nothing_and_rerun_adds_nothing(spark, lake, damaged,
         assert all("skipped" in reason for _, reason in bad[path]), name
 
     # a re-run skips partial files (their damaged bytes cannot be recovered) ...
-    again = ingest_wat.execute(spark, wat_cfg(lake, inputs))
+    again = execute(ingest_wat, spark, wat_cfg(lake, inputs))
     assert again["files"] == 0 and again["skipped_done"] == len(inputs)
     # ... and --force re-reads them, adding nothing; the CLI says so and exits 0 with a warning
-    parser = argparse.ArgumentParser()
-    ingest_wat.add_arguments(parser)
     capsys.readouterr()
-    rc = ingest_wat.run(parser.parse_args(["--force", *inputs]), wat_cfg(lake, []))
+    rc = cli.main(["ingest-wat", "--lake", lake, "--force", *inputs])
     out, err = capsys.readouterr()
     assert rc == 0 and f"{len(inputs)} partial, 0 failed" in out and "partial: " in out
     assert "kgcurate: warning: " in err and os.path.basename(inputs[0]) in err

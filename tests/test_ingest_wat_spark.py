@@ -8,7 +8,7 @@ import os
 import pytest
 from pyspark.sql import functions as F
 
-from helpers import wat_cfg
+from helpers import execute, wat_cfg
 from kgcurate import lake as lk
 from kgcurate import tables
 from kgcurate.stages import ingest_wat
@@ -21,7 +21,7 @@ def sample(tmp_path_factory):
 
 
 def test_generated_sample_exact_pairs_accounting_and_idempotence(spark, lake, sample):
-    summary = ingest_wat.execute(spark, wat_cfg(lake, [sample.listing]))
+    summary = execute(ingest_wat, spark, wat_cfg(lake, [sample.listing]))
     expected = {(u, t) for (u, t, _src, _page) in sample.pairs}
     got = lk.read(spark, lake, tables.PAIRS)
     rows = {(r.image_url, r.text) for r in got.select("image_url", "text").collect()}
@@ -48,9 +48,9 @@ def test_generated_sample_exact_pairs_accounting_and_idempotence(spark, lake, sa
     assert os.path.basename(summary["partial_files"][0][0]) == sample.truncated_file
 
     # re-run: a partial file is done too (re-reading cannot recover its damaged bytes); --force re-reads
-    again = ingest_wat.execute(spark, wat_cfg(lake, [sample.listing]))
+    again = execute(ingest_wat, spark, wat_cfg(lake, [sample.listing]))
     assert again["files"] == 0 and again["skipped_done"] == len(sample.files)
-    forced = ingest_wat.execute(spark, wat_cfg(lake, [sample.listing], force=True))
+    forced = execute(ingest_wat, spark, wat_cfg(lake, [sample.listing], force=True))
     assert forced["files"] == len(sample.files) and forced["pairs_inserted"] == 0
     assert lk.read(spark, lake, tables.PAIRS).count() == len(expected)
     assert lk.read(spark, lake, tables.BAD_RECORDS).count() == sample.bad_records
@@ -63,7 +63,7 @@ def test_pairs_written_by_tasks_equal_pairs_sent_through_spark(spark, tmp_path, 
     give the same tables, row for row, on a sample with bad records and a partial file."""
     def tables_of(route: str) -> dict[str, set]:
         root = str(tmp_path / route)
-        summary = ingest_wat.execute(spark, wat_cfg(root, [sample.listing], pairs_staging=route))
+        summary = execute(ingest_wat, spark, wat_cfg(root, [sample.listing], pairs_staging=route))
         assert summary["pairs_staging"] == route
         out = {}
         for name, drop in ((tables.PAIRS, ["run_id"]), (tables.BAD_RECORDS, ["run_id"]),
@@ -83,7 +83,7 @@ def test_listing_with_missing_objects_fails_those_and_does_the_rest(spark, lake,
     listing = tmp_path / "wat.paths.gz"
     names = [os.path.relpath(good[0], tmp_path), "crawl-data/missing-00001.warc.wat.gz"]
     listing.write_bytes(gzip.compress("\n".join(names).encode()))
-    summary = ingest_wat.execute(spark, wat_cfg(lake, [str(listing)]))
+    summary = execute(ingest_wat, spark, wat_cfg(lake, [str(listing)]))
     assert summary["files"] == 2 and summary["ok"] == 1
     (path, error), = summary["failed"]
     assert path.endswith("missing-00001.warc.wat.gz") and "FileNotFoundError" in error
@@ -94,7 +94,7 @@ def test_listing_with_missing_objects_fails_those_and_does_the_rest(spark, lake,
 def test_real_commoncrawl_wat(spark, lake, shared_data):
     wat = shared_data / "commoncrawl" / "CC-MAIN-2014-35-excerpt.warc.wat"
     whirl = shared_data / "commoncrawl" / "whirlwind.warc.wat.gz"
-    ingest_wat.execute(spark, wat_cfg(lake, [str(wat), str(whirl)]))
+    execute(ingest_wat, spark, wat_cfg(lake, [str(wat), str(whirl)]))
     rows = {(r.image_url, r.text, r.text_source, r.page_url, r.crawl)
             for r in lk.read(spark, lake, tables.PAIRS).collect()}
     page = "http://0pointer.de/photos/?gallery=Australia&photo=496"

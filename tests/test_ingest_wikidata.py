@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import functions as F
 
+from helpers import execute
 from kgcurate import config, tables
 from kgcurate import lake as lk
 from kgcurate.errors import UserError
@@ -38,7 +39,7 @@ def test_json_and_nt_dumps_with_bad_lines_idempotent(spark, lake, fixtures, tmp_
     nt = fixtures / "wikidata" / "sample-truthy.nt"
     expected = {r["qid"]: r for r in parse_lines(lines, ["en"]).rows}
 
-    s1 = stage.execute(spark, _cfg(lake, [dump, nt]))
+    s1 = execute(stage, spark, _cfg(lake, [dump, nt]))
     got = _entities(spark, lake)
     assert sorted(got) == sorted(expected) and len(got) == 30
     for qid, row in expected.items():
@@ -55,7 +56,7 @@ def test_json_and_nt_dumps_with_bad_lines_idempotent(spark, lake, fixtures, tmp_
     assert log["sample-truthy.nt"]["records"] == 115 and log["sample-truthy.nt"]["rows_out"] == 8
 
     # the same dump again: entities replaced in place, no duplicate bad records, one more log row per file
-    s2 = stage.execute(spark, _cfg(lake, [dump, nt]))
+    s2 = execute(stage, spark, _cfg(lake, [dump, nt]))
     assert s2["inserted"] == 0 and s2["updated"] == 30
     assert lk.read(spark, lake, tables.ENTITIES).count() == 30
     assert lk.read(spark, lake, tables.BAD_RECORDS).count() == 2
@@ -81,7 +82,7 @@ def test_spark_grouping_of_nt_facts_equals_json(spark, fixtures):
 
 def test_real_excerpts(spark, lake, shared_data):
     wd = shared_data / "wikidata"
-    s = stage.execute(spark, _cfg(lake, [wd / "latest-all-2017-head50.json", wd / "Q42-2018.json"]))
+    s = execute(stage, spark, _cfg(lake, [wd / "latest-all-2017-head50.json", wd / "Q42-2018.json"]))
     assert (s["files"], s["rows_out"], s["bad_records"]) == (2, 50, 0)
     got = _entities(spark, lake)
     assert got["Q144"]["label"] == "dog" and got["Q144"]["subclass_of"] == ["Q39201", "Q622852"]
@@ -93,10 +94,10 @@ def test_real_excerpts(spark, lake, shared_data):
 
 def test_bad_usage_is_a_user_error(spark, lake, tmp_path):
     with pytest.raises(UserError, match="not found"):
-        stage.execute(spark, _cfg(lake, [tmp_path / "missing.json.bz2"]))
+        execute(stage, spark, _cfg(lake, [tmp_path / "missing.json.bz2"]))
     odd = tmp_path / "dump.xml"
     odd.write_text("<x/>")
     with pytest.raises(UserError, match="--format"):
-        stage.execute(spark, _cfg(lake, [odd]))
+        execute(stage, spark, _cfg(lake, [odd]))
     with pytest.raises(UserError, match="no Wikidata input"):
-        stage.execute(spark, _cfg(lake, []))
+        execute(stage, spark, _cfg(lake, []))

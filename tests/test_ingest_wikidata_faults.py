@@ -12,6 +12,7 @@ import orjson
 import pytest
 from pyspark.sql import functions as F
 
+from helpers import execute
 from kgcurate import cli, tables
 from kgcurate import lake as lk
 from kgcurate.stages import ingest_wikidata as stage
@@ -132,7 +133,7 @@ def test_bad_lines_and_files_do_not_abort_the_run(spark, lake, inputs, capsys):
 
     # a run that merges nothing reports 0 new (not the counts of the previous MERGE in the history)
     only_bad = [p for p in paths if p.endswith(("empty.json", "plain.json.bz2"))]
-    s = stage.execute(spark, {**_cfg(lake), "wikidata": {"input": only_bad}})
+    s = execute(stage, spark, {**_cfg(lake), "wikidata": {"input": only_bad}})
     assert (s["files"], s["ok"], s["inserted"], s["updated"], s["rows_out"]) == (2, 0, 0, 0, 0)
     assert [p.rsplit("/", 1)[-1] for p, _ in s["failed"]] == ["empty.json", "plain.json.bz2"]
 

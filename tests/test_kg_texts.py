@@ -9,6 +9,7 @@ import pytest
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from helpers import execute
 from kgcurate import config, ids, kg_texts, lake, tables
 from kgcurate.kg_texts import KG_ALIAS, KG_COMMON_NAME, KG_DESCRIPTION, KG_LABEL, KG_TAXON
 from kgcurate.matching import reference_match
@@ -65,7 +66,7 @@ def _kg_lake(spark, root: str, entity_rows: list[dict], members: list[str], word
     cfg = copy.deepcopy(config.DEFAULTS)
     cfg["lake"] = root
     cfg["metadata"].update(entity_sets=["organisms"], wordnet=wordnet_dir is not None, wordnet_dir=wordnet_dir)
-    build_metadata.execute(spark, cfg)
+    execute(build_metadata, spark, cfg)
 
 
 def _curated(spark, root: str, captions: list[tuple[str, str]], copies: int = 1, run_id: str = "run-1",
@@ -273,9 +274,9 @@ def test_balance_writes_pair_texts_with_its_run(spark, fixture_lake, tmp_path):
         *[F.lit(None).cast("string").alias(c) for c in ("page_url", "crawl", "source_file", "run_id")]))
     cfg = config.load(None)
     cfg["lake"] = root
-    match.execute(spark, cfg)
+    execute(match, spark, cfg)
     cfg["balance"]["t"] = 1e9  # keep every matched pair
-    s = balance.execute(spark, cfg)
+    s = execute(balance, spark, cfg)
     assert s["input_versions"][tables.PAIR_TEXTS] == lake.version(spark, root, tables.PAIR_TEXTS)
     texts = lake.read(spark, root, tables.PAIR_TEXTS)
     oak = [r for r in texts.collect() if r["text_source"] == KG_TAXON]

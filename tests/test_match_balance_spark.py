@@ -8,6 +8,7 @@ from collections import Counter, defaultdict
 import pytest
 from pyspark.sql import functions as F
 
+from helpers import execute
 from kgcurate import balancing, config, ids, lake, tables
 from kgcurate.stages import balance as balance_stage
 from kgcurate.stages import build_metadata
@@ -99,12 +100,12 @@ def test_full_then_incremental_match_equals_reference(spark, tmp_path, corpus) -
     half = len(captions) // 2
     append_pairs(spark, root, captions[:half], 0)
 
-    s1 = match_stage.execute(spark, cfg_for(root))
+    s1 = execute(match_stage, spark, cfg_for(root))
     assert s1["mode"] == "full"
     assert s1["pairs_matched"] == half
 
     append_pairs(spark, root, captions[half:], half)
-    s2 = match_stage.execute(spark, cfg_for(root))
+    s2 = execute(match_stage, spark, cfg_for(root))
     assert s2["mode"] == "incremental"
     assert s2["pairs_matched"] == len(captions) - half  # old pairs were not matched again
 
@@ -118,11 +119,11 @@ def test_full_then_incremental_match_equals_reference(spark, tmp_path, corpus) -
 
     # nothing new: up to date, nothing rewritten
     v = lake.version(spark, root, tables.MATCHES)
-    s3 = match_stage.execute(spark, cfg_for(root))
+    s3 = execute(match_stage, spark, cfg_for(root))
     assert s3.get("up_to_date") and lake.version(spark, root, tables.MATCHES) == v
 
     # a full re-run gives the same tables as incremental
-    s4 = match_stage.execute(spark, cfg_for(root, match__full=True))
+    s4 = execute(match_stage, spark, cfg_for(root, match__full=True))
     assert s4["mode"] == "full"
     full_m, full_e, full_q = lake_state(spark, root)
     assert set(full_m) == want_m and full_e == want_e and full_q == want_q
@@ -133,14 +134,14 @@ def test_incremental_recovers_from_a_run_that_died_after_writing_matches(spark, 
     entries, captions = corpus
     meta = write_metadata(spark, root, entries[:120])
     append_pairs(spark, root, captions[:1500], 0)
-    match_stage.execute(spark, cfg_for(root))
+    execute(match_stage, spark, cfg_for(root))
     append_pairs(spark, root, captions[1500:3000], 1500)
     # simulate a run killed after its matches append: garbage rows appended, counts overwritten
     junk = spark.createDataFrame([(1, 2), (3, 4)], tables.schema(tables.MATCHES))
     lake.append(spark, root, tables.MATCHES, junk)
     bogus = spark.createDataFrame([(5, 99)], tables.schema(tables.ENTRY_COUNTS))
     lake.overwrite(spark, root, tables.ENTRY_COUNTS, bogus)
-    s = match_stage.execute(spark, cfg_for(root))
+    s = execute(match_stage, spark, cfg_for(root))
     assert s["mode"] == "incremental"
     want_m, want_e, want_q = reference(spark, root, meta)
     got_m, got_e, got_q = lake_state(spark, root)
@@ -152,14 +153,14 @@ def test_changed_metadata_or_options_rematch_everything(spark, tmp_path, corpus)
     entries, captions = corpus
     write_metadata(spark, root, entries[:80])
     append_pairs(spark, root, captions[:800], 0)
-    match_stage.execute(spark, cfg_for(root))
+    execute(match_stage, spark, cfg_for(root))
     meta = write_metadata(spark, root, entries[40:160])
-    s = match_stage.execute(spark, cfg_for(root))
+    s = execute(match_stage, spark, cfg_for(root))
     assert s["mode"] == "full" and "metadata changed" in s["reason"]
     want_m, want_e, _ = reference(spark, root, meta)
     got_m, got_e, _ = lake_state(spark, root)
     assert set(got_m) == want_m and got_e == want_e
-    s = match_stage.execute(spark, cfg_for(root, match__lowercase=True))
+    s = execute(match_stage, spark, cfg_for(root, match__lowercase=True))
     assert s["mode"] == "full" and "lowercase" in s["reason"]
     want_m, want_e, want_q = reference(spark, root, meta, lowercase=True)
     assert (set(lake_state(spark, root)[0]), *lake_state(spark, root)[1:]) == (want_m, want_e, want_q)
@@ -169,7 +170,7 @@ def test_unmatchable_entries_go_to_bad_records(spark, tmp_path) -> None:
     root = str(tmp_path / "lake")
     write_metadata(spark, root, [(0, "dog"), (1, "   "), (2, "cat")])
     append_pairs(spark, root, ["a dog", "a cat and a dog", "nothing"], 0)
-    s = match_stage.execute(spark, cfg_for(root))
+    s = execute(match_stage, spark, cfg_for(root))
     assert s["entries_skipped"] == 1 and s["pairs_with_match"] == 2 and s["matches"] == 3
     bad = lake.read(spark, root, tables.BAD_RECORDS).collect()
     assert len(bad) == 1 and bad[0]["job"] == "match" and "empty" in bad[0]["reason"]
@@ -182,9 +183,9 @@ def test_metadata_without_kg_entries_gives_empty_qid_counts(spark, tmp_path) -> 
     lake.overwrite(spark, root, tables.METADATA, df)
     eid = {r["entry"]: r["entry_id"] for r in df.collect()}
     append_pairs(spark, root, ["a dog", "a cat and a dog", "nothing"], 0)
-    assert match_stage.execute(spark, cfg_for(root))["mode"] == "full"
+    assert execute(match_stage, spark, cfg_for(root))["mode"] == "full"
     append_pairs(spark, root, ["dog dog"], 10)
-    assert match_stage.execute(spark, cfg_for(root))["mode"] == "incremental"
+    assert execute(match_stage, spark, cfg_for(root))["mode"] == "incremental"
     counts = {r["entry_id"]: r["count"] for r in lake.read(spark, root, tables.ENTRY_COUNTS).collect()}
     assert counts == {eid["dog"]: 3, eid["cat"]: 1}
     assert lake.read(spark, root, tables.QID_COUNTS).count() == 0
@@ -257,7 +258,7 @@ def test_balance_t_equals_python_coins_and_sets_are_nested(spark, matched_lake) 
     th = py_thresholds(per_pair, counts, seed=7)
     previous: set[int] = set()
     for t in (3.0, 10.0, 40.0):
-        s = balance_stage.execute(spark, cfg_for(root, balance__t=t, balance__seed=7))
+        s = execute(balance_stage, spark, cfg_for(root, balance__t=t, balance__seed=7))
         got = curated_ids(spark, root)
         assert got == {p for p, v in th.items() if v < t}  # Spark coins == Python coins, bit for bit
         assert previous <= got and len(got) > len(previous)
@@ -273,7 +274,7 @@ def test_balance_t_equals_python_coins_and_sets_are_nested(spark, matched_lake) 
 
 def test_target_size_is_exact_and_reproducible_across_partitionings(spark, matched_lake, tmp_path) -> None:
     root, per_pair, _ = matched_lake
-    s = balance_stage.execute(spark, cfg_for(root, balance__target_size=1234, balance__seed=3))
+    s = execute(balance_stage, spark, cfg_for(root, balance__target_size=1234, balance__seed=3))
     first = curated_ids(spark, root)
     assert len(first) == 1234 == s["pairs_out"]
     counts = Counter(e for es in per_pair.values() for e in es)
@@ -287,15 +288,15 @@ def test_target_size_is_exact_and_reproducible_across_partitionings(spark, match
         lake.overwrite(spark, other, name, lake.read(spark, root, name).repartition(parts))
     match_stage.record_state(spark, other, lake.version(spark, other, tables.METADATA), "copied", False,
                              lake.version(spark, other, tables.PAIRS))  # the copy is a completed match
-    balance_stage.execute(spark, cfg_for(other, balance__target_size=1234, balance__seed=3))
+    execute(balance_stage, spark, cfg_for(other, balance__target_size=1234, balance__seed=3))
     assert curated_ids(spark, other) == first
     rows_a = sorted(tuple(r) for r in balance_stage.latest_curated(spark, root).drop("run_id").collect())
     rows_b = sorted(tuple(r) for r in balance_stage.latest_curated(spark, other).drop("run_id").collect())
     assert rows_a == rows_b
     # a larger target contains the smaller one; a target above the matched pairs keeps them all
-    balance_stage.execute(spark, cfg_for(root, balance__target_size=2000, balance__seed=3))
+    execute(balance_stage, spark, cfg_for(root, balance__target_size=2000, balance__seed=3))
     assert first < curated_ids(spark, root)
-    s = balance_stage.execute(spark, cfg_for(root, balance__target_size=10**6, balance__seed=3))
+    s = execute(balance_stage, spark, cfg_for(root, balance__target_size=10**6, balance__seed=3))
     assert s["pairs_out"] == len(per_pair)
 
 
@@ -303,7 +304,7 @@ def test_target_size_with_histogram_passes(spark, matched_lake, monkeypatch) -> 
     root, per_pair, _ = matched_lake
     monkeypatch.setattr(balance_stage, "FETCH_LIMIT", 50)
     monkeypatch.setattr(balance_stage, "BUCKETS", 8)
-    s = balance_stage.execute(spark, cfg_for(root, balance__target_size=777, balance__seed=11))
+    s = execute(balance_stage, spark, cfg_for(root, balance__target_size=777, balance__seed=11))
     assert s["selection_passes"] >= 3 and s["pairs_out"] == 777
     counts = Counter(e for es in per_pair.values() for e in es)
     th = sorted(py_thresholds(per_pair, counts, seed=11).values())
@@ -313,7 +314,7 @@ def test_target_size_with_histogram_passes(spark, matched_lake, monkeypatch) -> 
 def test_tail_share_uses_metaclip_p_to_t(spark, matched_lake) -> None:
     root, per_pair, _ = matched_lake
     counts = Counter(e for es in per_pair.values() for e in es)
-    s = balance_stage.execute(spark, cfg_for(root, balance__tail_share=0.3))
+    s = execute(balance_stage, spark, cfg_for(root, balance__tail_share=0.3))
     np = pytest.importorskip("numpy")
     c = np.sort(np.array(list(counts.values())))
     want = c[np.abs(np.cumsum(c) / c.sum() - 0.3).argmin()]
@@ -326,7 +327,7 @@ def test_per_qid_balances_entities(spark, matched_lake) -> None:
     key_of = {e: (qid_of[e] if qid_of[e] is not None else e) for es in per_pair.values() for e in es}
     unit_counts = Counter(u for es in per_pair.values() for u in {key_of[e] for e in es})
     t = 12.0
-    balance_stage.execute(spark, cfg_for(root, balance__t=t, balance__seed=2, balance__per_qid=True))
+    execute(balance_stage, spark, cfg_for(root, balance__t=t, balance__seed=2, balance__per_qid=True))
     got = curated_ids(spark, root)
     # qid coins hash a string (not reproduced in Python): check the integer-keyed part exactly and the rest
     # statistically via the kept fraction per unit
@@ -352,7 +353,7 @@ def test_kept_fraction_per_entry(spark, tmp_path) -> None:
     per_pair, _ = build_matched_lake(spark, root, 6000, 30, seed=8, single=True)
     counts = Counter(e for es in per_pair.values() for e in es)
     t = 60.0
-    balance_stage.execute(spark, cfg_for(root, balance__t=t, balance__seed=1))
+    execute(balance_stage, spark, cfg_for(root, balance__t=t, balance__seed=1))
     got = curated_ids(spark, root)
     kept = Counter(e for p, es in per_pair.items() if p in got for e in es)
     for e, c in counts.items():

@@ -9,6 +9,7 @@ import types
 import pytest
 from pyspark.sql import functions as F
 
+from helpers import execute
 from kgcurate import config, lake, tables
 from kgcurate.cli import main
 from kgcurate.metadata import kg
@@ -56,7 +57,7 @@ def test_kg_frames_agree_with_the_pure_spec(spark, kg_lake, mode):
 def test_build_metadata_end_to_end(spark, kg_lake, fixtures, capsys):
     """One lake through the stage's lifecycle: build, re-run, drop a source's input, add a source, replace all."""
     root = kg_lake
-    s1 = build_metadata.execute(spark, _cfg(root, fixtures, entity_sets=["organisms"]))
+    s1 = execute(build_metadata, spark, _cfg(root, fixtures, entity_sets=["organisms"]))
     assert (s1["entries_wordnet"], s1["entries_metaclip"], s1["entries_kg"]) == (67, 0, 19)
     assert (s1["dropped_empty"], s1["dropped_too_short"], s1["dropped_stop_word"], s1["dropped_shared_alias"]) == (
         1, 1, 1, 2)
@@ -77,11 +78,11 @@ def test_build_metadata_end_to_end(spark, kg_lake, fixtures, capsys):
     assert len(ids1) == 86 and len(set(ids1.values())) == meta.count()
 
     # same inputs again: same rows, same ids (idempotent)
-    build_metadata.execute(spark, _cfg(root, fixtures, entity_sets=["organisms"]))
+    execute(build_metadata, spark, _cfg(root, fixtures, entity_sets=["organisms"]))
     assert _ids(spark, root) == ids1
 
     # add MetaCLIP: nothing renumbered, 80 rows more
-    s3 = build_metadata.execute(spark, _cfg(root, fixtures, entity_sets=["organisms"],
+    s3 = execute(build_metadata, spark, _cfg(root, fixtures, entity_sets=["organisms"],
                                             metaclip_metadata=str(fixtures / "metaclip" / "metadata.json")))
     ids3 = _ids(spark, root)
     assert s3["entries_metaclip"] == 80 and len(ids3) == 166
@@ -91,7 +92,7 @@ def test_build_metadata_end_to_end(spark, kg_lake, fixtures, capsys):
     assert {k: v for k, v in ids3.items() if k[0] != "metaclip"} == ids1
 
     # no metaclip file and no entity sets this time: their previous rows are kept; wordnet rebuilt
-    s4 = build_metadata.execute(spark, _cfg(root, fixtures))
+    s4 = execute(build_metadata, spark, _cfg(root, fixtures))
     assert s4["rebuilt"] == "wordnet" and _ids(spark, root) == ids3
     assert lake.read(spark, root, tables.METADATA_DROPS).count() == 5
 
@@ -144,7 +145,7 @@ def test_entity_set_yaml_is_computed_first(spark, kg_lake, fixtures, monkeypatch
                         types.SimpleNamespace(load_spec=load_spec, write_entity_set=write_entity_set))
     root = str(tmp_path / "lake")
     lake.append(spark, root, tables.ENTITIES, lake.read(spark, kg_lake, tables.ENTITIES))
-    summary = build_metadata.execute(spark, _cfg(root, fixtures, wordnet=False, entity_sets=[str(spec_file)]))
+    summary = execute(build_metadata, spark, _cfg(root, fixtures, wordnet=False, entity_sets=[str(spec_file)]))
     assert calls == [(root, str(spec_file))] and summary["set_cats"] == 2
     kept = {(r["entry"], r["qid"]) for r in lake.read(spark, root, tables.METADATA_SOURCES).collect()}
     assert lake.read(spark, root, tables.METADATA).where("entry = 'cat'").first()["qids"] == ["Q146"]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
+from helpers import execute
 from kgcurate import config, tables
 from kgcurate import lake as lakemod
 from kgcurate.errors import UserError
@@ -79,11 +80,11 @@ def test_refresh_needs_metadata_and_target(spark, lake, crawl_root):
     root, keys = crawl_root
     publish(root, keys)
     with pytest.raises(UserError, match="build-metadata"):
-        refresh.execute(spark, cfg_for(lake, root))
+        execute(refresh, spark, cfg_for(lake, root))
     cfg = cfg_for(lake, root)
     cfg["balance"]["target_size"] = None
     with pytest.raises(UserError, match="target"):
-        refresh.execute(spark, cfg)
+        execute(refresh, spark, cfg)
 
 
 @pytest.mark.slow
@@ -92,7 +93,7 @@ def test_refresh_incremental_noop_and_time_travel(spark, lake, crawl_root):
     seed_metadata(spark, lake)
     # The crawl is being published: two files listed first.
     publish(root, keys[:2])
-    first = refresh.execute(spark, cfg_for(lake, root))
+    first = execute(refresh, spark, cfg_for(lake, root))
     assert first["ingest"]["files"] == 2 and first["ingest"]["ok"] == 2
     assert first["match"]["mode"] == "full" and first["balance"]["pairs_out"] == 15
     assert not first["noop"]
@@ -102,7 +103,7 @@ def test_refresh_incremental_noop_and_time_travel(spark, lake, crawl_root):
 
     # Same crawl again, nothing new: no table gets a new version.
     before = versions(spark, lake)
-    again = refresh.execute(spark, cfg_for(lake, root))
+    again = execute(refresh, spark, cfg_for(lake, root))
     assert again["noop"] and again["changed_tables"] == []
     assert again["ingest"]["files"] == 0 and again["ingest"]["skipped_done"] == 2
     assert again["balance"] == {"skipped": "up to date", "run_id": runs1[0]["run_id"]}
@@ -110,7 +111,7 @@ def test_refresh_incremental_noop_and_time_travel(spark, lake, crawl_root):
 
     # The third file appears: only it is read, only its pairs are matched, a new run is recorded.
     publish(root, keys)
-    third = refresh.execute(spark, cfg_for(lake, root))
+    third = execute(refresh, spark, cfg_for(lake, root))
     assert third["ingest"]["files"] == 1 and third["ingest"]["skipped_done"] == 2
     assert third["match"]["mode"] == "incremental"
     pairs = lakemod.read(spark, lake, tables.PAIRS)
@@ -145,14 +146,14 @@ def test_refresh_incremental_noop_and_time_travel(spark, lake, crawl_root):
     before = versions(spark, lake)
     cfg = cfg_for(lake, root)
     cfg["maintain"] = {"vacuum_hours": 1, "dry_run": True, "staging_hours": 2}
-    dry = maintain.execute(spark, copy.deepcopy(cfg))
+    dry = execute(maintain, spark, copy.deepcopy(cfg))
     assert versions(spark, lake) == before and stale.exists()
     assert [Path(p).name for p in dry["stale_staging"]] == [stale.name]
     assert dry["tables"][tables.PAIRS]["files_before"] >= 1
 
     curated_now = sorted(r[0] for r in lakemod.read(spark, lake, tables.CURATED).select("pair_id").collect())
     cfg["maintain"] = {"vacuum_hours": 0, "dry_run": False, "staging_hours": 2}
-    done = maintain.execute(spark, cfg)
+    done = execute(maintain, spark, cfg)
     assert not stale.exists() and fresh.exists()
     for name, info in done["tables"].items():
         assert info["files_after"] <= info["files_before"], name
@@ -175,4 +176,4 @@ def test_maintain_rejects_empty_lake(spark, lake):
     cfg = config.load(None)
     cfg["lake"] = lake
     with pytest.raises(UserError, match="no Delta table"):
-        maintain.execute(spark, cfg)
+        execute(maintain, spark, cfg)

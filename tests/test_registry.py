@@ -5,11 +5,15 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
+import sys
+import types
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from kgcurate import cli, registry, tables
+from kgcurate import cli, config, registry, settings, tables
+from kgcurate.errors import UserError
 from kgcurate.registry import Stage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,9 +45,12 @@ def test_stages_reading_each_other_are_refused() -> None:
 @pytest.mark.parametrize("stage", registry.STAGES, ids=lambda s: s.name)
 def test_each_stage_keeps_the_contract(stage: Stage) -> None:
     module = importlib.import_module(f"kgcurate.stages.{stage.module}")
-    assert callable(module.add_arguments) and callable(module.run), stage.name
-    if stage.pipeline:
-        assert list(inspect.signature(module.execute).parameters)[:2] == ["spark", "cfg"], stage.name
+    assert callable(module.execute) and callable(module.report), stage.name
+    assert list(inspect.signature(module.execute).parameters)[:2] == ["ctx", "cfg"], stage.name
+    assert list(inspect.signature(module.report).parameters)[1:] == ["args"], stage.name
+    for key in stage.flag_keys:  # every flag sets a declared config key
+        section, name = key.split(".", 1)
+        assert name in config.DEFAULTS[section], (stage.name, key)
     script = (REPO / stage.job_script).read_text()
     assert f'main(["{stage.name}", *sys.argv[1:]])' in script, stage.job_script
     docs = (REPO / "docs" / "stages.md").read_text()
@@ -78,11 +85,34 @@ def test_deploy_definitions_are_rendered_from_the_registry() -> None:
         assert (REPO / "deploy" / "k8s" / f"{stage.name}.yaml").is_file()
 
 
+def _example_code() -> list[str]:
+    """The code blocks of docs/architecture.md's "Adding a stage" example: its options, its registry line."""
+    text = (REPO / "docs" / "architecture.md").read_text().split("## Adding a stage", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
 def _example_stage() -> Stage:
-    """The registry line of docs/architecture.md's "Adding a stage" example."""
-    text = (REPO / "docs" / "architecture.md").read_text().split("## Adding a stage", 1)[1]
-    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
-    return eval(code, {"Stage": Stage, "T": tables})  # noqa: S307 - our own doc
+    return eval(_example_code()[-1], {"Stage": Stage, "T": tables})  # noqa: S307 - our own doc
+
+
+def test_the_add_a_stage_example_options_become_its_flags_and_yaml_keys(monkeypatch) -> None:
+    namespace = {"dataclass": dataclass, "option": settings.option}
+    exec(_example_code()[0], namespace)  # noqa: S102 - our own doc
+    monkeypatch.setitem(settings.SECTIONS, "sizes", namespace["SizesOptions"])
+    example = _example_stage()
+    monkeypatch.setattr(registry, "STAGES", (*registry.STAGES, example))
+    monkeypatch.setattr(registry, "BY_NAME", {s.name: s for s in registry.STAGES})
+    monkeypatch.setitem(sys.modules, "kgcurate.stages.sizes", types.ModuleType("kgcurate.stages.sizes"))
+    args = cli.build_parser("sizes").parse_args(["sizes", "--top", "5"])
+    cfg = settings.defaults()
+    assert cfg["sizes"] == {"top": 20}
+    settings.apply_flags(args, cfg, example.flag_keys)
+    assert cfg["sizes"]["top"] == 5
+    config.validate({"sizes": {"top": 3}}, "x.yaml", settings.defaults())
+    with pytest.raises(UserError, match=r"'sizes.tpo' \(did you mean 'sizes.top'\?\)"):
+        config.validate({"sizes": {"tpo": 3}}, "x.yaml", settings.defaults())
+    with pytest.raises(UserError, match=r"'sizes.top' must be an integer"):
+        config.validate({"sizes": {"top": "many"}}, "x.yaml", settings.defaults())
 
 
 def test_the_add_a_stage_example_works_as_the_doc_says(monkeypatch, capsys) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import execute
 from kgcurate import lake, report_plots, tables
 from kgcurate.stages import balance as balance_stage
 from kgcurate.stages import report as report_stage
@@ -64,8 +65,8 @@ def test_report_stage_on_a_balanced_lake(spark, tmp_path) -> None:
     bad = spark.createDataFrame([("ingest-wat", "r1", "f.wat.gz", 10, "truncated gzip member", None)],
                                 tables.schema(tables.BAD_RECORDS))
     lake.append(spark, root, tables.BAD_RECORDS, bad)
-    balance_stage.execute(spark, cfg_for(root, balance__target_size=500))
-    s = report_stage.execute(spark, cfg_for(root, report__out=str(tmp_path / "report")))
+    execute(balance_stage, spark, cfg_for(root, balance__target_size=500))
+    s = execute(report_stage, spark, cfg_for(root, report__out=str(tmp_path / "report")))
     assert s["size_pairs"] == 1650 and s["size_curated"] == 500 and s["size_matched"] == 1500
     files = {"html": Path(s["html"])}
     files.update({p.stem: p for p in Path(s["html"]).parent.glob("*.png")})
@@ -85,7 +86,7 @@ def test_report_shows_each_string_once_with_its_sources(spark, tmp_path) -> None
             ("dog", "kg", "Q144"), ("dog", "metaclip", None)]
     lake.overwrite(spark, root, tables.METADATA, build_metadata.derive(spark.createDataFrame(rows, META_DDL)))
     append_pairs(spark, root, ["a kitchen sink", "kitchen", "dog"], 0)
-    match_stage.execute(spark, cfg_for(root))
+    execute(match_stage, spark, cfg_for(root))
     data = report_stage.gather(spark, root)
     top = {e["entry"]: e for e in data["top_entries"]}
     assert len(data["top_entries"]) == len(top) == 3

@@ -7,6 +7,7 @@ import io
 
 import pytest
 
+from helpers import execute
 from kgcurate import s3
 from kgcurate.errors import UserError
 from kgcurate.wat.inputs import expand_inputs, open_input, read_listing_names
@@ -197,7 +198,7 @@ def test_refresh_from_bucket_to_bucket_lake(spark, tmp_path, capfd, caplog):
             cfg["balance"]["target_size"] = 10
             cfg["refresh"] = {"crawl": SAMPLE_CRAWL, "listing_base": "s3a://commoncrawl-mirror/"}
             cfg["wat"]["progress_interval"] = 3600
-            s = refresh.execute(spark, cfg)
+            s = execute(refresh, spark, cfg)
             assert s["ingest"]["files"] == 3 and s["ingest"]["ok"] == 2
             failed = dict(s["ingest"]["failed"])
             assert list(failed) == [f"s3a://commoncrawl-mirror/{missing}"]

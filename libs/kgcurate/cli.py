@@ -1,7 +1,9 @@
 """``kgcurate`` command line: one entry for every stage; ``jobs/*.py`` call the same code.
 
 Each stage is declared in :mod:`kgcurate.registry`, lives in ``kgcurate.stages.<module>`` and exposes
-``add_arguments(parser)`` and ``run(args, cfg) -> int``. Stage modules are imported only when their command runs, so
+``execute(ctx, cfg)`` and ``report(summary, args) -> int`` (optionally ``prepare(args, cfg)`` for checks
+before Spark starts, and ``add_arguments(parser)`` for flags that set no config key); its config flags
+come from :mod:`kgcurate.settings`. Stage modules are imported only when their command runs, so
 ``kgcurate --help`` and one stage's failure to import never block the others.
 Exit codes: 0 success, 1 a job that ran but failed (see its log tables), 2 bad usage or
 unreadable input, with one line on stderr.
@@ -17,7 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kgcurate import config, registry, session
+from kgcurate import config, registry, session, settings
+from kgcurate.context import Context
 from kgcurate.errors import UserError, first_line, io_error_from_jvm
 
 # command -> (module, help), derived from the registry (kgcurate/registry.py)
@@ -93,12 +96,25 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
         sp = sub.add_parser(stage.name, help=stage.help, description=stage.help)
         if stage.name == command:
             add_common(sp)
-            importlib.import_module(f"kgcurate.stages.{stage.module}").add_arguments(sp)
+            settings.add_flags(sp, stage.flag_keys)
+            extra = getattr(importlib.import_module(f"kgcurate.stages.{stage.module}"), "add_arguments", None)
+            if extra is not None:  # flags that set no config key (output format, step selection)
+                extra(sp)
     return parser
 
 
 def _command_of(argv: list[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
+
+
+def run_stage(module: Any, args: argparse.Namespace, cfg: dict[str, Any]) -> int:
+    """The one way a command runs its stage: checks that need no Spark (``prepare``), then
+    ``execute(ctx, cfg)`` with a context whose session starts on first use, then ``report``
+    (the summary lines, the exit code)."""
+    prepare = getattr(module, "prepare", None)
+    extra = prepare(args, cfg) if prepare is not None else {}
+    summary = module.execute(Context.of(args.command, cfg), cfg, **extra)
+    return int(module.report(summary, args) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         session.console_log_level = "OFF"  # (under spark-submit the driver log keeps Spark's WARN/ERROR)
     try:
         cfg = resolve_config(args)
+        settings.apply_flags(args, cfg, registry.BY_NAME[args.command].flag_keys)
         check_lake(str(cfg.get("lake") or ""), args.command)
-        return int(module.run(args, cfg) or 0)
+        return run_stage(module, args, cfg)
     except UserError as exc:
         if args.debug:
             raise

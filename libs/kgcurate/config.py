@@ -9,73 +9,33 @@ from typing import Any
 
 import yaml
 
+from kgcurate import settings
 from kgcurate.errors import UserError
 
-DEFAULTS: dict[str, Any] = {
-    "lake": "./lake",
-    "spark": {"conf": {}},
-    "wat": {
-        "crawl": None,
-        "inputs": [],
-        "listing_base": None,  # None: the listing's own folder, or the bucket root for s3 listings
-        "min_text_length": 1,
-        "max_text_length": 2000,
-        "text_sources": ["alt", "title"],
-        "force": False,
-        "decode_all": False,  # JSON-decode payloads without image links too (stricter bad-record detection)
-        # Who writes the parsed pairs to staging: "task" (the Python task, with pyarrow: local and s3
-        # lakes), "spark" (through the JVM: any lake), "auto" (task where the lake allows it).
-        "pairs_staging": "auto",
-        "progress_interval": 10.0,  # seconds between progress lines
-    },
-    "wikidata": {"input": None, "languages": ["en"], "format": None},  # format: json | nt | None (by suffix)
-    "metadata": {
-        "wordnet": True,
-        "wordnet_dir": None,
-        "metaclip_metadata": None,
-        "entity_sets": [],
-        "replace_all": False,
-        "min_length": 3,
-        "min_length_cjk": 1,
-        "stop_words": True,
-        "extra_stop_words": [],
-        "shared_alias": "keep_most_sitelinks",
-        "shared_alias_min_qids": 2,
-    },
-    "match": {"lowercase": False, "full": False},
-    "balance": {"t": None, "target_size": None, "tail_share": None, "seed": 0, "per_qid": False},
-    "report": {"out": "./reports/latest"},
-    "refresh": {"crawl": None, "listing_base": None},
-    "maintain": {"vacuum_hours": 168.0, "staging_hours": 24.0, "dry_run": False},
-    "entity_set": {"specs": []},
-    "curated": {"action": "list", "run_id": None},
-    "sample": {"out": "samples", "files": 4, "records": 400, "seed": 0, "corrupt": True, "gzip": True,
-               "size_mb": None},
-}
-
-
+# Derived from the sections declared in kgcurate.settings (one place for keys, defaults, types, flags).
+DEFAULTS: dict[str, Any] = settings.defaults()
 INT64 = (-(2**63), 2**63 - 1)
-# Keys whose default is None: the types a value may have (None always allowed).
-NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
-    "wat.crawl": (str,), "wat.listing_base": (str,), "wikidata.input": (str, list), "wikidata.format": (str,),
-    "metadata.wordnet_dir": (str,), "metadata.metaclip_metadata": (str,), "balance.t": (int, float),
-    "balance.target_size": (int,), "balance.tail_share": (int, float), "sample.size_mb": (int, float),
-    "refresh.crawl": (str,), "refresh.listing_base": (str,), "curated.run_id": (str,),
-}
-FREE_FORM = {"spark.conf"}  # any Spark setting
-POSITIVE = {"wat.progress_interval"}  # 0 would busy-loop
+FREE_FORM = settings.FREE_FORM
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true/false", list: "a list",
                dict: "a mapping"}
 
 
+def _declared(dotted: str) -> tuple[type, str] | None:
+    sec, _, name = dotted.partition(".")
+    cls = settings.SECTIONS.get(sec)
+    return (cls, name) if cls is not None and name else None
+
+
 def _allowed(dotted: str, default: Any) -> tuple[type, ...]:
-    if default is None:
-        return NULLABLE_TYPES.get(dotted, (object,))
-    if isinstance(default, bool):
-        return (bool,)
-    if isinstance(default, float):
-        return (int, float)
-    return (type(default),)
+    declared = _declared(dotted)
+    if declared is not None:
+        return settings.value_types(*declared)
+    return (type(default),) if default is not None else (object,)
+
+
+def _positive(dotted: str) -> bool:
+    declared = _declared(dotted)
+    return declared is not None and bool(settings.meta(*declared)["positive"])
 
 
 def validate(data: dict[str, Any], where: str, defaults: dict[str, Any] = DEFAULTS, prefix: str = "") -> None:
@@ -107,7 +67,7 @@ def validate(data: dict[str, Any], where: str, defaults: dict[str, Any] = DEFAUL
         if not ok:
             want = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in allowed)
             raise UserError(f"config file {where}: '{dotted}' must be {want}, got {value!r}")
-        if dotted in POSITIVE and not value > 0:
+        if _positive(dotted) and not value > 0:
             raise UserError(f"config file {where}: '{dotted}' must be > 0, got {value!r}")
         if isinstance(value, int) and not isinstance(value, bool) and not INT64[0] <= value <= INT64[1]:
             raise UserError(f"config file {where}: '{dotted}' = {value} is out of range "

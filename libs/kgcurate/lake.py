@@ -392,3 +392,64 @@ def remove_path(spark: SparkSession, path: str) -> None:
     fs, hpath = hadoop_fs(spark, path)
     if fs.exists(hpath):
         fs.delete(hpath, True)
+
+
+class Lake:
+    """The lake one run works on: every operation above bound to its session and root, so a stage
+    says ``ctx.lake.read(tables.PAIRS)``; conflict translation and this-commit metrics as above."""
+
+    def __init__(self, spark: SparkSession, root: str) -> None:
+        self.spark, self.root = spark, root
+
+    def path(self, name: str) -> str:
+        return table_path(self.root, name)
+
+    def exists(self, name: str) -> bool:
+        return exists(self.spark, self.root, name)
+
+    def ensure(self, name: str) -> None:
+        ensure(self.spark, self.root, name)
+
+    def read(self, name: str, version: int | None = None) -> DataFrame:
+        return read(self.spark, self.root, name, version)
+
+    def version(self, name: str) -> int | None:
+        return version(self.spark, self.root, name)
+
+    def content_version(self, name: str, recorded: int) -> int:
+        return content_version(self.spark, self.root, name, recorded)
+
+    def append(self, name: str, df: DataFrame) -> None:
+        append(self.spark, self.root, name, df)
+
+    def overwrite(self, name: str, df: DataFrame, replace_where: str | None = None, *,
+                  new_schema: bool = False) -> None:
+        overwrite(self.spark, self.root, name, df, replace_where, new_schema=new_schema)
+
+    def merge_insert_only(self, name: str, df: DataFrame, keys: Sequence[str]) -> dict[str, int]:
+        return merge_insert_only(self.spark, self.root, name, df, keys)
+
+    def merge_insert_delete(self, name: str, rows: DataFrame, drop: DataFrame, keys: Sequence[str],
+                            update_columns: Sequence[str] = ()) -> dict[str, int]:
+        return merge_insert_delete(self.spark, self.root, name, rows, drop, keys, update_columns)
+
+    def merge(self, name: str, df: DataFrame, on: str, **kwargs) -> dict[str, int]:
+        return merge(self.spark, self.root, name, df, on, **kwargs)
+
+    def record_bad_input(self, job: str, run_id: str | None, bad: DataFrame | Sequence[BadInput]) -> None:
+        record_bad_input(self.spark, self.root, job, run_id, bad)
+
+    def delete(self, name: str, condition) -> None:
+        delete(self.spark, self.root, name, condition)
+
+    def restore(self, name: str, version: int) -> None:
+        restore(self.spark, self.root, name, version)
+
+    def optimize(self, name: str) -> dict[str, int]:
+        return optimize(self.spark, self.root, name)
+
+    def vacuum(self, name: str, hours: float | None = None) -> None:
+        vacuum(self.spark, self.root, name, hours)
+
+    def staging_folder(self, run_id: str):
+        return staging_folder(self.spark, self.root, run_id)

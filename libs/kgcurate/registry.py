@@ -40,7 +40,16 @@ class Stage:
     pipeline: bool = False  # one of the steps `kgcurate run` executes (ordered by reads/writes)
     deploy: Resources | None = None  # a job of its own on a cluster (deploy/ renders it)
     retries: int = 1  # scheduler retries of that job; every stage is idempotent
+    options: tuple[str, ...] = ()  # config sections (kgcurate.settings) whose flagged keys are its flags
+    extra_flags: tuple[str, ...] = ()  # keys of other sections it offers as flags ("balance.target_size")
     notes: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def flag_keys(self) -> list[str]:
+        """The config keys its command-line flags set (declared in kgcurate.settings)."""
+        from kgcurate import settings
+
+        return settings.flag_keys(self.options, self.extra_flags)
 
     @property
     def job_script(self) -> str:
@@ -52,40 +61,44 @@ LOG_TABLES = frozenset({T.INGEST_LOG, T.BAD_RECORDS, T.LEASES})
 
 STAGES: tuple[Stage, ...] = (
     Stage("make-sample", "make_sample", "write realistic generated WAT files (and a Wikidata sample)",
-          needs_spark=False, lake="none"),
+          needs_spark=False, lake="none", options=("sample",)),
     Stage("ingest-wat", "ingest_wat", "parse CommonCrawl WAT files into the pairs table",
           writes=(T.PAIRS, T.INGEST_LOG, T.BAD_RECORDS), pipeline=True,
-          deploy=Resources(100, 4, "8g"), retries=3),
+          deploy=Resources(100, 4, "8g"), retries=3, options=("wat",)),
     Stage("ingest-wikidata", "ingest_wikidata", "parse a Wikidata JSON or N-Triples dump into entities",
           writes=(T.ENTITIES, T.INGEST_LOG, T.BAD_RECORDS), pipeline=True,
-          deploy=Resources(40, 4, "12g"), retries=2),
+          deploy=Resources(40, 4, "12g"), retries=2, options=("wikidata",)),
     Stage("entity-set", "entity_set", "compute an entity set (conf/entity_sets/*.yaml) into entity_sets",
-          reads=(T.ENTITIES,), writes=(T.ENTITY_SETS,)),
+          reads=(T.ENTITIES,), writes=(T.ENTITY_SETS,), options=("entity_set",)),
     Stage("build-metadata", "build_metadata", "build metadata entries (WordNet, MetaCLIP, knowledge graph)",
           reads=(T.ENTITIES, T.ENTITY_SETS),
           writes=(T.METADATA, T.METADATA_SOURCES, T.METADATA_DROPS, T.ENTITY_SETS, T.BAD_RECORDS),
-          pipeline=True, deploy=Resources(10, 4, "8g"), retries=2),
+          pipeline=True, deploy=Resources(10, 4, "8g"), retries=2, options=("metadata",)),
     Stage("match", "match", "match captions to metadata entries; per-entry counts",
           reads=(T.PAIRS, T.METADATA),
           writes=(T.MATCHES, T.ENTRY_COUNTS, T.QID_COUNTS, T.MATCH_STATE, T.BAD_RECORDS, T.LEASES),
-          pipeline=True, deploy=Resources(60, 4, "12g"), retries=2),
+          pipeline=True, deploy=Resources(60, 4, "12g"), retries=2, options=("match",)),
     Stage("balance", "balance", "balanced sampling into the curated table",
           reads=(T.PAIRS, T.METADATA, T.MATCHES, T.ENTRY_COUNTS, T.QID_COUNTS, T.MATCH_STATE, T.ENTITIES),
           writes=(T.CURATED, T.CURATION_RUNS, T.PAIR_TEXTS, T.LEASES),
-          pipeline=True, deploy=Resources(30, 4, "12g"), retries=2),
+          pipeline=True, deploy=Resources(30, 4, "12g"), retries=2, options=("balance",)),
     Stage("curated", "curated", "list the curated sets kept side by side, or drop one",
-          reads=(T.CURATED, T.CURATION_RUNS), writes=(T.CURATED, T.CURATION_RUNS, T.LEASES)),
+          reads=(T.CURATED, T.CURATION_RUNS), writes=(T.CURATED, T.CURATION_RUNS, T.LEASES),
+          options=("curated",)),
     Stage("report", "report", "HTML report with plots of counts and sizes",
           reads=(T.PAIRS, T.INGEST_LOG, T.BAD_RECORDS, T.METADATA, T.METADATA_SOURCES, T.ENTITY_SETS, T.MATCHES,
                  T.ENTRY_COUNTS, T.QID_COUNTS, T.MATCH_STATE, T.CURATED, T.CURATION_RUNS),
-          lake="read", pipeline=True, deploy=Resources(10, 4, "8g"), retries=1),
+          lake="read", pipeline=True, deploy=Resources(10, 4, "8g"), retries=1,
+          options=("report",)),
     # Commands over other stages: the pipeline in one session, a crawl's refresh, table upkeep.
     Stage("run", "run_pipeline", "the whole pipeline from a config file"),
     Stage("refresh", "refresh", "incremental refresh for a new crawl",
           reads=(T.INGEST_LOG, T.METADATA, T.MATCH_STATE, T.CURATION_RUNS),
           writes=(T.PAIRS, T.INGEST_LOG, T.BAD_RECORDS, T.MATCHES, T.ENTRY_COUNTS, T.QID_COUNTS, T.MATCH_STATE,
-                  T.CURATED, T.CURATION_RUNS, T.PAIR_TEXTS, T.LEASES)),
-    Stage("maintain", "maintain", "OPTIMIZE and VACUUM the lake's tables", writes=tuple(T.SCHEMAS)),
+                  T.CURATED, T.CURATION_RUNS, T.PAIR_TEXTS, T.LEASES),
+          options=("refresh",), extra_flags=("balance.target_size",)),
+    Stage("maintain", "maintain", "OPTIMIZE and VACUUM the lake's tables", writes=tuple(T.SCHEMAS),
+          options=("maintain",)),
 )
 
 BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}

@@ -27,9 +27,9 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import argtypes, balancing, config, lake, leases, run_ids, tables
+from kgcurate import argtypes, balancing, lake, leases, run_ids, tables
+from kgcurate.context import Context
 from kgcurate.errors import UserError
-from kgcurate.session import get_spark
 
 JOB = "balance"
 log = logging.getLogger("kgcurate.balance")
@@ -120,7 +120,8 @@ def _count_hist(
     return [(r[0], r[1]) for r in counts.where(F.col("count") > 0).groupBy("count").count().collect()]
 
 
-def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
+def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
+    spark = ctx.spark
     root = cfg["lake"]
     b = cfg.get("balance", {})
     t, target, share = b.get("t"), b.get("target_size"), b.get("tail_share")
@@ -351,31 +352,7 @@ def skip_reason(cfg: dict[str, Any]) -> str | None:
     return None
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_mutually_exclusive_group()
-    g.add_argument("--t", type=argtypes.positive_float, help="head/tail threshold: p_e = min(1, t / count_e)")
-    g.add_argument("--target-size", type=argtypes.positive_int64,
-                   help="keep exactly this many pairs (t is derived; 1 .. 2^63-1)")
-    g.add_argument("--tail-share", type=float,
-                   help="MetaCLIP p -> t: t such that entries with count below t hold this share of all matches")
-    parser.add_argument("--seed", type=argtypes.int64,
-                        help="coin seed (default 0; a 64-bit integer); same seed, same curated set")
-    parser.add_argument("--per-qid", action="store_true", default=None,
-                        help="balance knowledge-graph entries per entity (qid_counts) instead of per string")
-
-
-def run(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
-    for dotted, value in (("balance.t", args.t), ("balance.target_size", args.target_size),
-                          ("balance.tail_share", args.tail_share), ("balance.seed", args.seed),
-                          ("balance.per_qid", args.per_qid)):
-        config.set_if_given(cfg, dotted, value)
-    if any(getattr(args, a) is not None for a in ("t", "target_size", "tail_share")):
-        # a flag on the command line replaces the config's choice of target
-        for key, attr in (("t", "t"), ("target_size", "target_size"), ("tail_share", "tail_share")):
-            if getattr(args, attr) is None:
-                cfg["balance"][key] = None
-    spark = get_spark(f"kgcurate-{JOB}", cfg["spark"]["conf"])
-    s = execute(spark, cfg)
+def report(s: dict[str, Any], args: argparse.Namespace) -> int:
     print(f"balance {s['run_id']}: t={s['t']}, pairs in {s['pairs_in']}, matched {s['matched_pairs']}, "
           f"unmatched {s['unmatched_pairs']} (not curated), curated {s['pairs_out']}")
     return 0

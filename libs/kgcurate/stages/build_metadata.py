@@ -28,41 +28,18 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import config, ids, lake, run_ids, tables
+from kgcurate import ids, lake, run_ids, tables
 from kgcurate.bad_input import BadInput
+from kgcurate.context import Context
 from kgcurate.errors import UserError
 from kgcurate.metadata import SOURCE_KG, SOURCE_METACLIP, SOURCE_WORDNET, kg, metaclip, old_layout_message, wordnet
-from kgcurate.session import get_spark
 
 JOB = "build-metadata"
 log = logging.getLogger("kgcurate.build_metadata")
 ENTRY_DDL = "entry string, source string, qid string"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--entity-set", action="append", metavar="YAML_OR_NAME",
-                        help="entity set to add KG entries for: a conf/entity_sets/*.yaml file (computed first) "
-                             "or the name of a set already in the entity_sets table (repeatable)")
-    parser.add_argument("--metaclip-metadata", metavar="FILE", help="MetaCLIP metadata.json (a JSON list of strings)")
-    parser.add_argument("--wordnet-dir", metavar="DIR", help="WordNet 3.0 dict directory (default /usr/share/wordnet)")
-    parser.add_argument("--no-wordnet", action="store_true", help="leave WordNet out (its previous rows are kept)")
-    parser.add_argument("--replace-all", action="store_true",
-                        help="rebuild the whole table from this run's sources (drop rows of sources not given)")
-    parser.add_argument("--min-length", type=int, metavar="N", help="KG names shorter than N characters are dropped")
-    parser.add_argument("--shared-alias", choices=kg.SHARED_MODES,
-                        help="a KG name shared by several entities: keep it for the best one, or drop it")
-
-
-def run(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
-    config.set_if_given(cfg, "metadata.entity_sets", args.entity_set)
-    config.set_if_given(cfg, "metadata.metaclip_metadata", args.metaclip_metadata)
-    config.set_if_given(cfg, "metadata.wordnet_dir", args.wordnet_dir)
-    config.set_if_given(cfg, "metadata.wordnet", False if args.no_wordnet else None)
-    config.set_if_given(cfg, "metadata.replace_all", True if args.replace_all else None)
-    config.set_if_given(cfg, "metadata.min_length", args.min_length)
-    config.set_if_given(cfg, "metadata.shared_alias", args.shared_alias)
-    spark = get_spark("kgcurate-build-metadata", cfg["spark"]["conf"])
-    summary = execute(spark, cfg)
+def report(summary: dict[str, Any], args: argparse.Namespace) -> int:
     print(format_summary(summary))
     return 0
 
@@ -171,7 +148,8 @@ def _write(spark: SparkSession, root: str, name: str, df: DataFrame, rebuilt: li
         lake.ensure(spark, root, name)
 
 
-def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
+def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
+    spark = ctx.spark
     md = cfg.get("metadata") or {}
     root = cfg["lake"]
     guards = kg.Guards.from_config(md)

@@ -16,8 +16,8 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from kgcurate import lake, tables
+from kgcurate.context import Context
 from kgcurate.errors import UserError
-from kgcurate.session import get_spark
 from kgcurate.stages import balance
 
 JOB = "curated"
@@ -26,8 +26,6 @@ COLUMNS = ("run_id", "created_at", "pairs_out", "t", "target_size", "tail_share"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("list", "drop"), help="list the curated runs, or drop one")
-    parser.add_argument("run_id", nargs="?", metavar="RUN_ID", help="the run to drop (see `kgcurate curated list`)")
     parser.add_argument("--json", action="store_true", help="list as JSON lines (every column)")
 
 
@@ -44,7 +42,8 @@ def list_runs(spark: SparkSession, root: str) -> list[dict[str, Any]]:
     return runs
 
 
-def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
+def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
+    spark = ctx.spark
     root = cfg["lake"]
     c = cfg.get("curated") or {}
     if c.get("action") == "drop":
@@ -71,14 +70,16 @@ def format_runs(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
-    if args.action == "drop" and not args.run_id:
+def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
+    c = cfg["curated"]
+    if c["action"] == "drop" and not c["run_id"]:
         raise UserError("curated drop needs a RUN_ID (see `kgcurate curated list`)")
-    if args.action == "list" and args.run_id:
+    if c["action"] == "list" and c["run_id"]:
         raise UserError("curated list takes no RUN_ID")
-    cfg["curated"] = {"action": args.action, "run_id": args.run_id}
-    spark = get_spark(f"kgcurate-{JOB}", cfg["spark"]["conf"])
-    s = execute(spark, cfg)
+    return {}
+
+
+def report(s: dict[str, Any], args: argparse.Namespace) -> int:
     if s["action"] == "drop":
         print(f"curated: dropped run {s['run_id']} ({s['rows_removed']:,} rows)")
         return 0

@@ -10,11 +10,9 @@ import argparse
 import time
 from typing import Any
 
-from pyspark.sql import SparkSession
-
+from kgcurate.context import Context
 from kgcurate.entity_sets import load_spec, write_entity_set
 from kgcurate.errors import UserError
-from kgcurate.session import get_spark
 
 JOB = "entity-set"
 
@@ -26,8 +24,9 @@ def _specs(cfg: dict[str, Any]) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
-def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
+def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
     """Every configured spec (``entity_set.specs``, else ``metadata.entity_sets``) -> entity_sets."""
+    spark = ctx.spark
     paths = _specs(cfg)
     if not paths:
         raise UserError("no entity set spec given: pass a YAML file such as conf/entity_sets/organisms.yaml")
@@ -39,16 +38,13 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     return {"sets": sets, "seconds": round(time.monotonic() - t0, 2)}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("specs", nargs="+", metavar="SPEC.yaml", help="entity set spec(s), see conf/entity_sets/")
-
-
-def run(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
-    cfg.setdefault("entity_set", {})["specs"] = list(args.specs)
-    for p in args.specs:
+def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
+    for p in cfg["entity_set"]["specs"]:
         load_spec(p)  # a bad spec fails before Spark starts
-    spark = get_spark(f"kgcurate-{JOB}", cfg["spark"]["conf"])
-    summary = execute(spark, cfg)
+    return {}
+
+
+def report(summary: dict[str, Any], args: argparse.Namespace) -> int:
     for name, n in summary["sets"].items():
         print(f"{JOB}: {name}: {n:,} entities")
     print(f"{JOB}: done in {summary['seconds']}s")

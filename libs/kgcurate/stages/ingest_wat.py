@@ -32,10 +32,10 @@ import pyarrow as pa
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import argtypes, config, ids, lake, run_ids, tables
+from kgcurate import ids, lake, run_ids, tables
 from kgcurate import staging as staging_mod
+from kgcurate.context import Context
 from kgcurate.errors import UserError
-from kgcurate.session import get_spark
 from kgcurate.wat.inputs import display_name, expand_inputs
 
 JOB = "ingest-wat"
@@ -306,8 +306,9 @@ def files_with_status(spark: SparkSession, lake_root: str, run_id: str, status: 
     return [(r[0], r[1]) for r in rows]
 
 
-def execute(spark: SparkSession, cfg: dict[str, Any], files: list[str] | None = None) -> dict[str, Any]:
+def execute(ctx: Context, cfg: dict[str, Any], files: list[str] | None = None) -> dict[str, Any]:
     """Ingest ``wat.inputs`` (or ``files``, when the caller expanded them already)."""
+    spark = ctx.spark
     wat = cfg["wat"]
     lake_root = cfg["lake"]
     inputs = wat.get("inputs") or []
@@ -352,34 +353,6 @@ def skip_reason(cfg: dict[str, Any]) -> str | None:
     return None if cfg["wat"].get("inputs") else "no wat.inputs configured"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="*", metavar="INPUT",
-                        help="WAT files, directories, globs, s3a:// prefixes or a wat.paths(.gz) listing")
-    parser.add_argument("--crawl", help="crawl id for every input (default: taken from each file's path)")
-    parser.add_argument("--listing-base", help="base for a listing's relative paths "
-                        "(default: the listing's folder, or the bucket root for s3 listings)")
-    parser.add_argument("--force", action="store_true", default=None,
-                        help="re-read files already done (ok or partial) in ingest_log")
-    parser.add_argument("--min-text-length", type=int)
-    parser.add_argument("--max-text-length", type=int)
-    parser.add_argument("--no-title", action="store_true", help="use alt texts only (not title)")
-    parser.add_argument("--progress-interval", type=argtypes.positive_float,
-                        help="seconds between progress lines (default 10; > 0)")
-
-
-def apply_args(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    if args.inputs:
-        cfg["wat"]["inputs"] = list(args.inputs)
-    config.set_if_given(cfg, "wat.crawl", args.crawl)
-    config.set_if_given(cfg, "wat.listing_base", args.listing_base)
-    config.set_if_given(cfg, "wat.force", args.force)
-    config.set_if_given(cfg, "wat.min_text_length", args.min_text_length)
-    config.set_if_given(cfg, "wat.max_text_length", args.max_text_length)
-    config.set_if_given(cfg, "wat.progress_interval", args.progress_interval)
-    if args.no_title:
-        cfg["wat"]["text_sources"] = ["alt"]
-
-
 def print_summary(s: dict[str, Any]) -> None:
     if not s.get("files"):
         print(f"{JOB}: nothing to do: {s['inputs']} files, all already ingested (use --force to re-read)")
@@ -396,14 +369,14 @@ def print_summary(s: dict[str, Any]) -> None:
         print(f"  failed: {display_name(path)}: {error}")
 
 
-def run(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
-    apply_args(args, cfg)
+def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Expand the inputs (and fail on a bad path) before Spark starts; execute reuses the list."""
     if not cfg["wat"].get("inputs"):
         raise UserError("no input given: pass WAT files, directories, globs or a wat.paths.gz listing")
-    # Expand (and fail on a bad path) before starting Spark; execute reuses the list.
-    files = expand_inputs(cfg["wat"]["inputs"], cfg["wat"].get("listing_base"))
-    spark = get_spark(f"kgcurate-{JOB}", cfg["spark"]["conf"])
-    summary = execute(spark, cfg, files)
+    return {"files": expand_inputs(cfg["wat"]["inputs"], cfg["wat"].get("listing_base"))}
+
+
+def report(summary: dict[str, Any], args: argparse.Namespace) -> int:
     print_summary(summary)
     files, partial = summary.get("files", 0), summary.get("partial", 0)
     failed = files - summary.get("ok", 0) - partial

@@ -38,9 +38,9 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import config, lake, run_ids, tables
+from kgcurate import lake, run_ids, tables
+from kgcurate.context import Context
 from kgcurate.errors import UserError
-from kgcurate.session import get_spark
 from kgcurate.wikidata import P_COMMON_NAME, P_IMAGE, P_INSTANCE_OF, P_PARENT_TAXON, P_SUBCLASS_OF, P_TAXON_NAME
 from kgcurate.wikidata import language_order as _language_order
 
@@ -600,7 +600,8 @@ def _inputs(cfg: dict[str, Any]) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
-def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
+def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
+    spark = ctx.spark
     wd = cfg["wikidata"]
     lake_root = cfg["lake"]
     inputs = _inputs(cfg)
@@ -638,23 +639,6 @@ def skip_reason(cfg: dict[str, Any]) -> str | None:
     return None if cfg["wikidata"].get("input") else "no wikidata.input configured"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="*", metavar="INPUT",
-                        help="Wikidata dump: .json/.json.gz/.json.bz2 (or one pretty-printed entity file) "
-                             "or truthy N-Triples .nt/.nt.bz2")
-    parser.add_argument("--languages", help="comma-separated label languages in priority order (default en); "
-                        "mul is always the last fallback")
-    parser.add_argument("--format", choices=("json", "nt"), help="input format (default: from the file name)")
-
-
-def apply_args(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    if args.inputs:
-        cfg["wikidata"]["input"] = list(args.inputs)
-    if args.languages:
-        cfg["wikidata"]["languages"] = [x.strip() for x in args.languages.split(",") if x.strip()]
-    config.set_if_given(cfg, "wikidata.format", args.format)
-
-
 def failure_line(summary: dict[str, Any], limit: int = 5) -> str | None:
     """The one stderr line naming the files that failed (None when none did)."""
     failed = summary.get("failed") or []
@@ -666,12 +650,12 @@ def failure_line(summary: dict[str, Any], limit: int = 5) -> str | None:
             "(see table ingest_log); the others were ingested")
 
 
-def run(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
-    apply_args(args, cfg)
-    _inputs(cfg)
-    check_inputs(_inputs(cfg))
-    spark = get_spark(f"kgcurate-{JOB}", cfg["spark"]["conf"])
-    s = execute(spark, cfg)
+def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
+    check_inputs(_inputs(cfg))  # before Spark starts
+    return {}
+
+
+def report(s: dict[str, Any], args: argparse.Namespace) -> int:
     print(f"{JOB}: {s['files']} files ({s['ok']} ok, {s['files'] - s['ok']} failed), {s['records']:,} records, "
           f"{s['rows_out']:,} entities ({s['inserted']:,} new, {s['updated']:,} replaced), "
           f"{s['skipped']:,} non-items skipped, {s['bad_records']:,} bad records, in {s['seconds']}s")

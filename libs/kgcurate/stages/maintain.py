@@ -28,9 +28,9 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from kgcurate import config, lake, tables
+from kgcurate import lake, tables
+from kgcurate.context import Context
 from kgcurate.errors import UserError
-from kgcurate.session import get_spark
 
 JOB = "maintain"
 log = logging.getLogger("kgcurate.maintain")
@@ -83,7 +83,8 @@ def vacuum_candidates(spark: SparkSession, root: str, name: str, hours: float) -
     return int(spark.sql(f"VACUUM delta.`{path}` {clause}DRY RUN").count())
 
 
-def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
+def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
+    spark = ctx.spark
     m = cfg.get("maintain") or {}
     hours = float(m.get("vacuum_hours", DEFAULT_VACUUM_HOURS))
     dry = bool(m.get("dry_run"))
@@ -134,20 +135,7 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--vacuum-hours", type=float,
-                        help=f"history kept by VACUUM, hours (default {DEFAULT_VACUUM_HOURS}: 7 days of time travel)")
-    parser.add_argument("--staging-hours", type=float,
-                        help=f"remove staging folders of killed runs older than this (default {DEFAULT_STAGING_HOURS})")
-    parser.add_argument("--dry-run", action="store_true", default=None, help="report only; change nothing")
-
-
-def run(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
-    config.set_if_given(cfg, "maintain.vacuum_hours", args.vacuum_hours)
-    config.set_if_given(cfg, "maintain.dry_run", args.dry_run)
-    config.set_if_given(cfg, "maintain.staging_hours", args.staging_hours)
-    spark = get_spark(f"kgcurate-{JOB}", cfg["spark"]["conf"])
-    s = execute(spark, cfg)
+def report(s: dict[str, Any], args: argparse.Namespace) -> int:
     verb = "would" if s["dry_run"] else "did"
     for name, info in s["tables"].items():
         if s["dry_run"]:

@@ -11,24 +11,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from kgcurate import config
+from kgcurate.context import Context
 from kgcurate.errors import UserError
 
 DEFAULTS: dict[str, Any] = {"out": "samples", "files": 4, "records": 400, "seed": 0, "corrupt": True,
                             "gzip": True, "size_mb": None}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", help="output folder; WAT files go to OUT/wat/ (default: samples)")
-    parser.add_argument("--files", type=int, help="number of WAT files (default 4)")
-    parser.add_argument("--records", type=int, help="WARC records per file (default 400; 3 per page + warcinfo)")
-    parser.add_argument("--seed", type=int, help="random seed; the same seed writes the same bytes (default 0)")
-    parser.add_argument("--no-corrupt", dest="corrupt", action="store_false", default=None,
-                        help="leave out the deliberate corruptions (malformed JSON, truncated gzip member)")
-    parser.add_argument("--uncompressed", dest="gzip", action="store_false", default=None,
-                        help="write plain .warc.wat instead of one gzip member per record")
-    parser.add_argument("--size-mb", type=float,
-                        help="total size in MB (compressed) instead of --records per file")
 
 
 def _settings(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -42,8 +29,8 @@ def _settings(cfg: dict[str, Any]) -> dict[str, Any]:
     return s
 
 
-def execute(spark: Any, cfg: dict[str, Any]) -> dict[str, Any]:
-    """Write the sample (``spark`` is unused: generation is plain Python)."""
+def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Write the sample (plain Python: the context's Spark session is never started)."""
     from kgcurate.wat.sample import write_sample
 
     s = _settings(cfg)
@@ -63,10 +50,7 @@ def execute(spark: Any, cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
-    for key in DEFAULTS:
-        config.set_if_given(cfg, f"sample.{key}", getattr(args, key, None))
-    s = execute(None, cfg)
+def report(s: dict[str, Any], args: argparse.Namespace) -> int:
     print(f"make-sample: {s['files']} WAT files in {s['out']} ({s['bytes'] / 1e6:.1f} MB, {s['records']:,} records, "
           f"{s['pairs']:,} expected pairs, {s['bad_records']} deliberate bad records); listing {s['listing']}")
     return 0

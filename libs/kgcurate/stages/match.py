@@ -34,11 +34,11 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import config, lake, leases, matching, run_ids, tables
+from kgcurate import lake, leases, matching, run_ids, tables
 from kgcurate.bad_input import BadInput
+from kgcurate.context import Context
 from kgcurate.errors import UserError
 from kgcurate.match_state import MatchState
-from kgcurate.session import get_spark
 from kgcurate.stages import build_metadata
 
 JOB = "match"
@@ -263,8 +263,9 @@ def decide_mode(state: MatchState | None, meta_version: int, fp: str, lowercase:
     return "incremental", f"pairs since version {state.pairs_version}"
 
 
-def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
+def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
     """Match under the lake's match lease: two runs at once would each be right alone and wrong together."""
+    spark = ctx.spark
     root = cfg["lake"]
     for name, stage in ((tables.PAIRS, "ingest-wat"), (tables.METADATA, "build-metadata")):
         if not lake.exists(spark, root, name):
@@ -361,18 +362,7 @@ def _record_bad_entries(spark: SparkSession, root: str, meta_version: int, bad: 
                           [BadInput(f"{tables.METADATA}@v{meta_version}", eid, reason) for eid, reason in bad])
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lowercase", action="store_true", default=None,
-                        help="lowercase captions and entries before matching (default: case-sensitive, as MetaCLIP)")
-    parser.add_argument("--full", action="store_true", default=None,
-                        help="re-match every pair instead of only the pairs added since the last run")
-
-
-def run(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
-    config.set_if_given(cfg, "match.lowercase", args.lowercase)
-    config.set_if_given(cfg, "match.full", args.full)
-    spark = get_spark(f"kgcurate-{JOB}", cfg["spark"]["conf"])
-    s = execute(spark, cfg)
+def report(s: dict[str, Any], args: argparse.Namespace) -> int:
     print(f"match ({s['mode']}: {s['reason']}): pairs matched {s['pairs_matched']}, "
           f"with >=1 match {s['pairs_with_match']}, matches {s['matches']}, "
           f"entries with count>0 {s['entries_with_count']} of {s['entries']}"

@@ -25,9 +25,9 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import argtypes, config, lake, s3, tables
+from kgcurate import lake, s3, tables
+from kgcurate.context import Context
 from kgcurate.errors import ConcurrentRunError, UserError
-from kgcurate.session import get_spark
 
 JOB = "refresh"
 log = logging.getLogger("kgcurate.refresh")
@@ -68,9 +68,10 @@ def balance_is_current(spark: SparkSession, root: str, cfg: dict[str, Any]) -> s
     return run_id if found else None
 
 
-def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
+def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
     from kgcurate.stages import balance, ingest_wat, match
 
+    spark = ctx.spark
     r = cfg.get("refresh") or {}
     crawl = r.get("crawl") or cfg["wat"].get("crawl")
     if not crawl:
@@ -91,17 +92,17 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     wcfg = copy.deepcopy(cfg)
     wcfg["wat"].update(inputs=[listing], crawl=crawl, listing_base=base, force=False)
     log.info("%s: %s: ingesting files not yet ok from %s", JOB, crawl, listing)
-    summary["ingest"] = ingest_wat.execute(spark, wcfg)
+    summary["ingest"] = ingest_wat.execute(ctx.for_stage(ingest_wat.JOB), wcfg)
 
     log.info("%s: matching new pairs", JOB)
     try:
-        summary["match"] = match.execute(spark, copy.deepcopy(cfg))
+        summary["match"] = match.execute(ctx.for_stage(match.JOB), copy.deepcopy(cfg))
         current = balance_is_current(spark, root, cfg)
         if current:
             log.info("%s: balance %s already holds these inputs: nothing to re-balance", JOB, current)
             summary["balance"] = {"skipped": "up to date", "run_id": current}
         else:
-            summary["balance"] = balance.execute(spark, copy.deepcopy(cfg))
+            summary["balance"] = balance.execute(ctx.for_stage(balance.JOB), copy.deepcopy(cfg))
     except ConcurrentRunError as exc:  # the ingest above did commit: say so, not "changed nothing"
         raise ConcurrentRunError(str(exc).replace(
             "this run changed nothing", f"this refresh ingested {crawl}'s files but stopped there")) from None
@@ -114,24 +115,14 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--crawl", help="crawl id, e.g. CC-MAIN-2024-51")
-    parser.add_argument("--target-size", type=argtypes.positive_int64,
-                        help="re-balance to this many pairs (default: balance.* in config)")
-    parser.add_argument("--listing-base", help="root laid out like s3://commoncrawl/ (default), holding "
-                        "crawl-data/<crawl>/wat.paths.gz; the listing's lines are relative to it")
-
-
-def run(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
-    config.set_if_given(cfg, "refresh.crawl", args.crawl)
-    config.set_if_given(cfg, "refresh.listing_base", args.listing_base)
-    if args.target_size is not None:
-        cfg["balance"].update(target_size=args.target_size, t=None, tail_share=None)
+def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
     crawl = (cfg.get("refresh") or {}).get("crawl") or cfg["wat"].get("crawl")
     if crawl:
         s3.listing_url(crawl)  # a malformed crawl id fails here, before Spark starts
-    spark = get_spark(f"kgcurate-{JOB}", cfg["spark"]["conf"])
-    s = execute(spark, cfg)
+    return {}
+
+
+def report(s: dict[str, Any], args: argparse.Namespace) -> int:
     ing, bal = s["ingest"], s["balance"]
     if s["noop"]:
         print(f"refresh {s['crawl']}: nothing new ({ing.get('inputs', 0)} files all ingested, matches and "

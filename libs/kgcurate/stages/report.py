@@ -16,9 +16,9 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import config, lake, report_plots, tables
+from kgcurate import lake, report_plots, tables
+from kgcurate.context import Context
 from kgcurate.errors import UserError
-from kgcurate.session import get_spark
 from kgcurate.stages import balance, build_metadata, match
 
 JOB = "report"
@@ -127,7 +127,8 @@ def curated_runs(spark: SparkSession, root: str) -> tuple[list[dict[str, Any]], 
     return runs, overlap
 
 
-def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
+def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
+    spark = ctx.spark
     root = cfg["lake"]
     out = Path(cfg.get("report", {}).get("out") or "./reports/latest")
     data = gather(spark, root)
@@ -135,13 +136,6 @@ def execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     return {"html": str(files["html"]), "plots": len(files) - 1, **{f"size_{k}": v for k, v in data["sizes"].items()}}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", help="output folder for index.html and the PNGs (default: report.out)")
-
-
-def run(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
-    config.set_if_given(cfg, "report.out", args.out)
-    spark = get_spark(f"kgcurate-{JOB}", cfg["spark"]["conf"])
-    s = execute(spark, cfg)
+def report(s: dict[str, Any], args: argparse.Namespace) -> int:
     print(f"report: {s['html']} ({s['plots']} plots)")
     return 0

@@ -16,8 +16,8 @@ import time
 from typing import Any
 
 from kgcurate import registry
+from kgcurate.context import Context
 from kgcurate.errors import UserError
-from kgcurate.session import get_spark
 
 log = logging.getLogger("kgcurate.run")
 
@@ -32,7 +32,7 @@ def skip_reason(step: str, cfg: dict[str, Any]) -> str | None:
     return reason(cfg) if reason is not None else None
 
 
-def execute(spark, cfg: dict[str, Any], only: list[str] | None = None, skip: list[str] | None = None) -> dict:
+def execute(ctx: Context, cfg: dict[str, Any], only: list[str] | None = None, skip: list[str] | None = None) -> dict:
     summaries: dict[str, Any] = {}
     for step, module_name in STEPS:
         if (only and step not in only) or (skip and step in skip):
@@ -44,7 +44,7 @@ def execute(spark, cfg: dict[str, Any], only: list[str] | None = None, skip: lis
             continue
         log.info("run: %s ...", step)
         started = time.monotonic()
-        summary = importlib.import_module(f"kgcurate.stages.{module_name}").execute(spark, cfg) or {}
+        summary = importlib.import_module(f"kgcurate.stages.{module_name}").execute(ctx.for_stage(step), cfg) or {}
         summary["seconds"] = round(time.monotonic() - started, 1)
         summaries[step] = summary
         log.info("run: %s done in %.1fs", step, summary["seconds"])
@@ -62,11 +62,13 @@ def _short(summary: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in list(keep.items())[:10])
 
 
-def run(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
+def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
     if not args.config:
         raise UserError("run needs --config (e.g. conf/demo.yaml or conf/cluster.yaml)")
-    spark = get_spark("kgcurate-run", cfg["spark"]["conf"])
-    summaries = execute(spark, cfg, only=args.only, skip=args.skip)
+    return {"only": args.only, "skip": args.skip}
+
+
+def report(summaries: dict[str, Any], args: argparse.Namespace) -> int:
     for step, summary in summaries.items():
         print(f"{step}: {_short(summary)}")
     report = summaries.get("report", {})

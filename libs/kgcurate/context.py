@@ -1,0 +1,105 @@
+"""What a stage's ``execute(ctx, cfg)`` is handed by whoever runs it (the CLI, ``kgcurate run``,
+``refresh``, a spark-submit job, a test): the job's name, the lake root, a Spark session made only
+when the stage first asks for one, the one :class:`~kgcurate.lake.Lake` its Delta work goes
+through, run ids, the logger, bad-record recording and progress lines.
+
+Imports nothing heavy: a stage without Spark (``make-sample``) never starts a JVM.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from kgcurate import run_ids
+
+
+@dataclass
+class Context:
+    job: str
+    root: str
+    spark_conf: Mapping[str, Any] = field(default_factory=dict)
+    session: Any = None  # a running SparkSession to use (tests, `kgcurate run`); else made on first use
+
+    @classmethod
+    def of(cls, job: str, cfg: Mapping[str, Any], session: Any = None) -> Context:
+        return cls(job, str(cfg.get("lake") or ""), (cfg.get("spark") or {}).get("conf") or {}, session)
+
+    def for_stage(self, job: str) -> Context:
+        """The same session and lake for another stage run inside this one (``run``, ``refresh``)."""
+        return Context(job, self.root, self.spark_conf, self.session)
+
+    @property
+    def spark(self):
+        if self.session is None:
+            from kgcurate.session import get_spark
+
+            self.session = get_spark(f"kgcurate-{self.job}", self.spark_conf)
+        return self.session
+
+    @cached_property
+    def lake(self):
+        from kgcurate.lake import Lake
+
+        return Lake(self.spark, self.root)
+
+    @property
+    def log(self) -> logging.Logger:
+        return logging.getLogger(f"kgcurate.{self.job}")
+
+    def new_run_id(self) -> str:
+        """A run id for a run whose result is not a function of its inputs (ingest, metadata)."""
+        return run_ids.new(self.job)
+
+    def derived_run_id(self, params: Mapping[str, Any], versions: Mapping[str, Any]) -> str:
+        """The run id of a run whose result is a function of ``params`` and input ``versions``
+        (balance): the same inputs give the same id, so a re-run replaces its own output."""
+        return run_ids.derived(self.job, params, versions)
+
+    def record_bad_input(self, run_id: str | None, bad: Sequence[Any]) -> None:
+        """This job's unusable input items (:class:`~kgcurate.bad_input.BadInput`) into ``bad_records``."""
+        self.lake.record_bad_input(self.job, run_id, bad)
+
+    def staging(self, run_id: str):
+        """A scratch folder for this run, removed when the run ends (local, s3a, any Hadoop path)."""
+        return self.lake.staging_folder(run_id)
+
+    def progress(self, line: Callable[[], str], interval: float) -> Progress:
+        """Log ``line()`` every ``interval`` seconds while the ``with`` block runs."""
+        return Progress(self.log, line, interval)
+
+
+class Progress:
+    """A driver thread logging a progress line at an interval (the line says what is done of what)."""
+
+    def __init__(self, log: logging.Logger, line: Callable[[], str], interval: float) -> None:
+        self.log, self.line, self.interval = log, line, interval
+        self.start = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def seconds(self) -> float:
+        return max(time.monotonic() - self.start, 1e-9)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.log.info(self.line())
+
+    def __enter__(self) -> Progress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+
+
+def execute_stage(stage: Any, cfg: Mapping[str, Any], session: Any = None, *args: Any, **kwargs: Any) -> Any:
+    """Run a stage module's ``execute`` with a fresh context (in ``session`` when given: a notebook's,
+    a bench's, the tests'): what the CLI does between ``prepare`` and ``report``."""
+    job = getattr(stage, "JOB", stage.__name__.rsplit(".", 1)[-1])
+    return stage.execute(Context.of(job, cfg, session), cfg, *args, **kwargs)

@@ -1,0 +1,304 @@
+"""Every config key, declared once: its YAML section and key, its default, its type, its help and,
+when a command sets it, its CLI flag.
+
+A section is a dataclass; each field is an :func:`option`. From these declarations come
+``config.DEFAULTS`` (the YAML defaults), the types ``config.validate`` checks a YAML file against,
+and the flags of each command (:func:`add_flags`, :func:`apply_flags`), so a key, its default and
+its flag can no longer drift apart. Typed access for code: :func:`section` (``settings.section(cfg,
+MatchOptions).lowercase``). Pure: no Spark, nothing heavy imported, so ``kgcurate --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any, TypeVar
+
+from kgcurate import argtypes
+
+S = TypeVar("S")
+SHARED_ALIAS_MODES = ("keep_most_sitelinks", "drop")  # metadata.kg.SHARED_MODES (checked by a test)
+
+
+def option(default: Any, help: str, *, flag: str | None = None, type: Callable[[str], Any] | None = None,
+           action: str | None = None, const: Any = None, choices: tuple[str, ...] | None = None,
+           metavar: str | None = None, nargs: str | None = None, exclusive: str | None = None,
+           positive: bool = False, flag_help: str | None = None) -> Any:
+    """A config key. ``flag``: its command-line form (``--name``, or a bare name for a positional);
+    ``exclusive``: keys of one group exclude each other on the command line, and a flag given there
+    clears the others' config values (the flag replaces the config's choice); ``flag_help``: the flag's
+    own help where it says something else than the key (``--no-title`` for ``text_sources``)."""
+    meta = {"help": help, "flag": flag, "type": type, "action": action, "const": const, "choices": choices,
+            "metavar": metavar, "nargs": nargs, "exclusive": exclusive, "positive": positive,
+            "flag_help": flag_help}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type_copy(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def type_copy(value: Any) -> Any:
+    return [*value] if isinstance(value, list) else {**value}
+
+
+def comma_list(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+# ---------------------------------------------------------------- the sections
+
+
+@dataclass(frozen=True)
+class SparkOptions:
+    conf: dict = option({}, "extra Spark settings (any key); --spark-conf KEY=VALUE adds one")
+
+
+@dataclass(frozen=True)
+class WatOptions:
+    inputs: list = option([], "WAT files, directories, globs, s3a:// prefixes or a wat.paths(.gz) listing",
+                          flag="inputs", nargs="*", metavar="INPUT")
+    crawl: str | None = option(None, "crawl id for every input (default: taken from each file's path)",
+                               flag="--crawl")
+    listing_base: str | None = option(None, "base for a listing's relative paths (default: the listing's folder, "
+                                      "or the bucket root for s3 listings)", flag="--listing-base")
+    min_text_length: int = option(1, "texts shorter than this are filtered", flag="--min-text-length", type=int)
+    max_text_length: int = option(2000, "texts longer than this are filtered", flag="--max-text-length", type=int)
+    text_sources: list = option(["alt", "title"], "which texts make pairs: alt, title",
+                                flag="--no-title", action="store_const", const=["alt"],
+                                flag_help="use alt texts only (not title)")
+    force: bool = option(False, "re-read files already done (ok or partial) in ingest_log", flag="--force")
+    decode_all: bool = option(False, "JSON-decode payloads without image links too (stricter bad-record detection)")
+    pairs_staging: str = option("auto", "who writes parsed pairs to staging: task (pyarrow in the Python task: "
+                                "local and s3 lakes), spark (through the JVM: any lake), auto (task where allowed)")
+    progress_interval: float = option(10.0, "seconds between progress lines (default 10; > 0)",
+                                      flag="--progress-interval", type=argtypes.positive_float, positive=True)
+
+
+@dataclass(frozen=True)
+class WikidataOptions:
+    input: str | list | None = option(None, "Wikidata dump: .json/.json.gz/.json.bz2 (or one pretty-printed entity "
+                                      "file) or truthy N-Triples .nt/.nt.bz2", flag="inputs", nargs="*",
+                                      metavar="INPUT")
+    languages: list = option(["en"], "label languages in priority order (comma-separated on the command line); "
+                             "mul is always the last fallback", flag="--languages", type=comma_list)
+    format: str | None = option(None, "input format (default: from the file name)", flag="--format",
+                                choices=("json", "nt"))
+
+
+@dataclass(frozen=True)
+class MetadataOptions:
+    wordnet: bool = option(True, "WordNet lemmas as entries", flag="--no-wordnet", action="store_false",
+                           flag_help="leave WordNet out (its previous rows are kept)")
+    wordnet_dir: str | None = option(None, "WordNet 3.0 dict directory (default /usr/share/wordnet)",
+                                     flag="--wordnet-dir", metavar="DIR")
+    metaclip_metadata: str | None = option(None, "MetaCLIP metadata.json (a JSON list of strings)",
+                                           flag="--metaclip-metadata", metavar="FILE")
+    entity_sets: list = option([], "entity set to add KG entries for: a conf/entity_sets/*.yaml file (computed "
+                               "first) or the name of a set already in the entity_sets table (repeatable)",
+                               flag="--entity-set", action="append", metavar="YAML_OR_NAME")
+    replace_all: bool = option(False, "rebuild the whole table from this run's sources (drop rows of sources "
+                               "not given)", flag="--replace-all")
+    min_length: int = option(3, "KG names shorter than N characters are dropped", flag="--min-length", type=int,
+                             metavar="N")
+    min_length_cjk: int = option(1, "the same for names in CJK scripts")
+    stop_words: bool = option(True, "drop KG names that are English function words")
+    extra_stop_words: list = option([], "more words to drop as KG names")
+    shared_alias: str = option("keep_most_sitelinks", "a KG name shared by several entities: keep it for the best "
+                               "one, or drop it", flag="--shared-alias", choices=SHARED_ALIAS_MODES)
+    shared_alias_min_qids: int = option(2, "a name naming this many entities or more is shared")
+
+
+@dataclass(frozen=True)
+class MatchOptions:
+    lowercase: bool = option(False, "lowercase captions and entries before matching (default: case-sensitive, "
+                             "as MetaCLIP)", flag="--lowercase")
+    full: bool = option(False, "re-match every pair instead of only the pairs added since the last run",
+                        flag="--full")
+
+
+@dataclass(frozen=True)
+class BalanceOptions:
+    t: int | float | None = option(None, "head/tail threshold: p_e = min(1, t / count_e)", flag="--t",
+                                   type=argtypes.positive_float, exclusive="target")
+    target_size: int | None = option(None, "keep exactly this many pairs (t is derived; 1 .. 2^63-1)",
+                                     flag="--target-size", type=argtypes.positive_int64, exclusive="target")
+    tail_share: int | float | None = option(None, "MetaCLIP p -> t: t such that entries with count below t hold "
+                                            "this share of all matches", flag="--tail-share", type=float,
+                                            exclusive="target")
+    seed: int = option(0, "coin seed (default 0; a 64-bit integer); same seed, same curated set", flag="--seed",
+                       type=argtypes.int64)
+    per_qid: bool = option(False, "balance knowledge-graph entries per entity (qid_counts) instead of per string",
+                           flag="--per-qid")
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    out: str = option("./reports/latest", "output folder for index.html and the PNGs (default: report.out)",
+                      flag="--out")
+
+
+@dataclass(frozen=True)
+class RefreshOptions:
+    crawl: str | None = option(None, "crawl id, e.g. CC-MAIN-2024-51", flag="--crawl")
+    listing_base: str | None = option(None, "root laid out like s3://commoncrawl/ (default), holding "
+                                      "crawl-data/<crawl>/wat.paths.gz; the listing's lines are relative to it",
+                                      flag="--listing-base")
+
+
+@dataclass(frozen=True)
+class MaintainOptions:
+    vacuum_hours: float = option(168.0, "history kept by VACUUM, hours (default 168: 7 days of time travel)",
+                                 flag="--vacuum-hours", type=float)
+    staging_hours: float = option(24.0, "remove staging folders of killed runs older than this (default 24)",
+                                  flag="--staging-hours", type=float)
+    dry_run: bool = option(False, "report only; change nothing", flag="--dry-run")
+
+
+@dataclass(frozen=True)
+class EntitySetOptions:
+    specs: list = option([], "entity set spec(s), see conf/entity_sets/", flag="specs", nargs="+",
+                         metavar="SPEC.yaml")
+
+
+@dataclass(frozen=True)
+class CuratedOptions:
+    action: str = option("list", "list the curated runs, or drop one", flag="action", choices=("list", "drop"))
+    run_id: str | None = option(None, "the run to drop (see `kgcurate curated list`)", flag="run_id", nargs="?",
+                                metavar="RUN_ID")
+
+
+@dataclass(frozen=True)
+class SampleOptions:
+    out: str = option("samples", "output folder; WAT files go to OUT/wat/ (default: samples)", flag="--out")
+    files: int = option(4, "number of WAT files (default 4)", flag="--files", type=int)
+    records: int = option(400, "WARC records per file (default 400; 3 per page + warcinfo)", flag="--records",
+                          type=int)
+    seed: int = option(0, "random seed; the same seed writes the same bytes (default 0)", flag="--seed", type=int)
+    corrupt: bool = option(True, "add deliberate corruptions (malformed JSON, truncated gzip member)",
+                           flag="--no-corrupt", action="store_false",
+                           flag_help="leave out the deliberate corruptions (malformed JSON, truncated gzip member)")
+    gzip: bool = option(True, "one gzip member per record (.warc.wat.gz)", flag="--uncompressed",
+                        action="store_false", flag_help="write plain .warc.wat instead of one gzip member per record")
+    size_mb: int | float | None = option(None, "total size in MB (compressed) instead of --records per file",
+                                         flag="--size-mb", type=float)
+
+
+# YAML section -> its options; the order is the order of conf files and docs.
+SECTIONS: dict[str, type] = {
+    "spark": SparkOptions, "wat": WatOptions, "wikidata": WikidataOptions, "metadata": MetadataOptions,
+    "match": MatchOptions, "balance": BalanceOptions, "report": ReportOptions, "refresh": RefreshOptions,
+    "maintain": MaintainOptions, "entity_set": EntitySetOptions, "curated": CuratedOptions, "sample": SampleOptions,
+}
+TOP_LEVEL: dict[str, Any] = {"lake": "./lake"}  # keys outside any section
+FREE_FORM = {"spark.conf"}  # any keys
+
+
+def defaults() -> dict[str, Any]:
+    """The whole default config as the dict a YAML file is merged over."""
+    return {**TOP_LEVEL, **{name: asdict(cls()) for name, cls in SECTIONS.items()}}
+
+
+def value_types(cls: type, name: str) -> tuple[type, ...]:
+    """The YAML value types a key accepts (None aside), from its annotation."""
+    hint = typing.get_type_hints(cls)[name]
+    args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    out = [typing.get_origin(a) or a for a in args if a is not type(None)]
+    if float in out and int not in out:  # a whole number is a fine float
+        out.insert(out.index(float), int)
+    return tuple(out) or (object,)
+
+
+def meta(cls: type, name: str) -> dict[str, Any]:
+    return next(f.metadata for f in fields(cls) if f.name == name)
+
+
+def section(cfg: dict[str, Any], cls: type[S]) -> S:
+    """A section of a merged config dict as its typed dataclass (unset keys take their defaults)."""
+    name = next(n for n, c in SECTIONS.items() if c is cls)
+    given = cfg.get(name) or {}
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in given.items() if k in known})
+
+
+# ---------------------------------------------------------------- command-line flags
+
+
+def flag_keys(sections: tuple[str, ...], extra: tuple[str, ...] = ()) -> list[str]:
+    """Dotted keys (``wat.crawl``) a command offers as flags: every flagged key of its sections, then
+    ``extra`` (keys of other sections it sets, e.g. refresh's ``balance.target_size``)."""
+    keys = [f"{s}.{f.name}" for s in sections for f in fields(SECTIONS[s]) if f.metadata.get("flag")]
+    return keys + [k for k in extra if k not in keys]
+
+
+def _split(dotted: str) -> tuple[type, str]:
+    sec, name = dotted.split(".", 1)
+    return SECTIONS[sec], name
+
+
+def add_flags(parser: argparse.ArgumentParser, keys: list[str]) -> None:
+    """One argparse argument per key; its value lands under ``dest = key`` (None when not given)."""
+    groups: dict[str, Any] = {}
+    members: dict[str, int] = {}
+    for dotted in keys:
+        group = meta(*_split(dotted))["exclusive"]
+        if group:
+            members[group] = members.get(group, 0) + 1
+    for dotted in keys:
+        cls, name = _split(dotted)
+        m = meta(cls, name)
+        target = parser
+        if members.get(m["exclusive"], 0) > 1:
+            if m["exclusive"] not in groups:
+                groups[m["exclusive"]] = parser.add_mutually_exclusive_group()
+            target = groups[m["exclusive"]]
+        kwargs: dict[str, Any] = {"help": m["flag_help"] or m["help"]}
+        if m["metavar"]:
+            kwargs["metavar"] = m["metavar"]
+        elif (m["flag"].startswith("-") and not m["action"] and not m["choices"]
+              and not isinstance(field_default(cls, name), bool)):
+            kwargs["metavar"] = m["flag"].lstrip("-").upper().replace("-", "_")
+        if m["choices"]:
+            kwargs["choices"] = m["choices"]
+        if m["flag"].startswith("-"):
+            kwargs["dest"] = dotted
+            kwargs["default"] = None
+            default = next(f for f in fields(cls) if f.name == name).default
+            if m["action"]:
+                kwargs["action"] = m["action"]
+                if m["action"] == "store_const":
+                    kwargs["const"] = m["const"]
+            elif isinstance(default, bool):
+                kwargs["action"] = "store_true"
+            else:
+                kwargs["type"] = m["type"]
+            target.add_argument(m["flag"], **kwargs)
+        else:  # positional: argparse takes dest from the name
+            kwargs["nargs"] = m["nargs"]
+            target.add_argument(dotted, **kwargs)
+
+
+def apply_flags(args: argparse.Namespace, cfg: dict[str, Any], keys: list[str]) -> None:
+    """Set every key whose flag was given over the config; a given flag of an exclusive group clears
+    the group's other keys (``--target-size`` replaces a ``t:`` from the YAML)."""
+    for dotted in keys:
+        value = getattr(args, dotted, None)
+        if not _given(value):
+            continue
+        cls, name = _split(dotted)
+        sec = cfg.setdefault(dotted.split(".")[0], {})
+        group = meta(cls, name)["exclusive"]
+        for other in fields(cls):
+            if group and other.name != name and other.metadata.get("exclusive") == group:
+                sec[other.name] = None
+        sec[name] = list(value) if isinstance(value, list) else value
+
+
+def _given(value: Any) -> bool:
+    return value is not None and value != []
+
+
+def field_default(cls: type, name: str) -> Any:
+    f = next(f for f in fields(cls) if f.name == name)
+    return f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]

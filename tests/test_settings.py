@@ -1,0 +1,67 @@
+"""Config keys declared once (kgcurate.settings): defaults, YAML types and command flags agree."""
+
+from __future__ import annotations
+
+import pytest
+
+from kgcurate import cli, config, registry, settings
+from kgcurate.metadata import kg
+
+
+def _flags(command: str, argv: list[str], cfg: dict | None = None) -> dict:
+    args = cli.build_parser(command).parse_args([command, *argv])
+    cfg = cfg if cfg is not None else settings.defaults()
+    settings.apply_flags(args, cfg, registry.BY_NAME[command].flag_keys)
+    return cfg
+
+
+def test_flags_land_on_their_config_keys_and_absent_flags_leave_the_yaml() -> None:
+    cfg = settings.defaults()
+    cfg["wat"]["crawl"] = "CC-MAIN-2020-01"  # as if from YAML
+    _flags("ingest-wat", ["--no-title", "--min-text-length", "5", "a.wat.gz", "b.wat.gz"], cfg)
+    assert cfg["wat"]["text_sources"] == ["alt"] and cfg["wat"]["min_text_length"] == 5
+    assert cfg["wat"]["inputs"] == ["a.wat.gz", "b.wat.gz"] and cfg["wat"]["crawl"] == "CC-MAIN-2020-01"
+    assert cfg["wat"]["force"] is False  # a store_true flag not given is not "False from the CLI"
+    wd = _flags("ingest-wikidata", ["--languages", "de, en,", "dump.json.bz2"])["wikidata"]
+    assert wd["languages"] == ["de", "en"] and wd["input"] == ["dump.json.bz2"]
+    md = _flags("build-metadata", ["--no-wordnet", "--entity-set", "a.yaml", "--entity-set", "b"])["metadata"]
+    assert md["wordnet"] is False and md["entity_sets"] == ["a.yaml", "b"]
+    sample = _flags("make-sample", ["--uncompressed", "--files", "2"])["sample"]
+    assert sample["gzip"] is False and sample["corrupt"] is True and sample["files"] == 2
+
+
+def test_a_target_flag_replaces_the_yaml_target_also_from_refresh() -> None:
+    cfg = settings.defaults()
+    cfg["balance"].update(t=50.0)
+    _flags("balance", ["--target-size", "1000"], cfg)
+    assert cfg["balance"]["target_size"] == 1000 and cfg["balance"]["t"] is None
+    cfg = settings.defaults()
+    cfg["balance"].update(tail_share=0.3)
+    _flags("refresh", ["--crawl", "CC-MAIN-2024-51", "--target-size", "77"], cfg)
+    assert cfg["balance"] == {**cfg["balance"], "target_size": 77, "t": None, "tail_share": None}
+    assert cfg["refresh"]["crawl"] == "CC-MAIN-2024-51" and cfg["wat"]["crawl"] is None
+    kept = settings.defaults()
+    kept["balance"].update(t=50.0)
+    assert _flags("balance", ["--seed", "3"], kept)["balance"]["t"] == 50.0
+
+
+def test_exclusive_flags_given_together_are_a_usage_error() -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.build_parser("balance").parse_args(["balance", "--t", "5", "--target-size", "10"])
+    assert exc.value.code == 2
+
+
+def test_yaml_types_come_from_the_declarations() -> None:
+    assert settings.value_types(settings.MaintainOptions, "vacuum_hours") == (int, float)  # 24 is a fine float
+    assert settings.value_types(settings.WikidataOptions, "input") == (str, list)
+    config.validate({"maintain": {"vacuum_hours": 24}, "balance": {"t": 3}}, "x.yaml")
+    with pytest.raises(Exception, match=r"'wat.progress_interval' must be > 0"):
+        config.validate({"wat": {"progress_interval": 0}}, "x.yaml")
+    assert settings.SHARED_ALIAS_MODES == kg.SHARED_MODES
+
+
+def test_typed_section_view() -> None:
+    cfg = settings.defaults()
+    cfg["match"]["lowercase"] = True
+    m = settings.section(cfg, settings.MatchOptions)
+    assert m.lowercase is True and m.full is False
