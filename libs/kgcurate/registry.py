@@ -90,6 +90,9 @@ STAGES: tuple[Stage, ...] = (
                  T.ENTRY_COUNTS, T.QID_COUNTS, T.MATCH_STATE, T.CURATED, T.CURATION_RUNS),
           lake="read", pipeline=True, deploy=Resources(10, 4, "8g"), retries=1,
           options=("report",)),
+    Stage("download", "download", "download a curated run's images into webdataset shards",
+          reads=(T.CURATED, T.CURATION_RUNS, T.PAIR_TEXTS, T.DOWNLOADS, T.DOWNLOAD_RUNS),
+          writes=(T.DOWNLOADS, T.DOWNLOAD_RUNS, T.LEASES), options=("download",)),
     # Commands over other stages: the pipeline in one session, a crawl's refresh, table upkeep.
     Stage("run", "run_pipeline", "the whole pipeline from a config file"),
     Stage("refresh", "refresh", "incremental refresh for a new crawl",

@@ -185,11 +185,54 @@ class SampleOptions:
                                          flag="--size-mb", type=float)
 
 
+@dataclass(frozen=True)
+class DownloadOptions:
+    run_id: str | None = option(None, "the curated run to download (default: the newest; see kgcurate curated list)",
+                                flag="--run-id")
+    out: str = option("./shards", "folder for the webdataset shards and sizes.json: a local path or s3://...",
+                      flag="--out")
+    shard_size: int = option(10_000, "images per shard, at most (hashed: 0.9x that on average; a key holds 4 digits "
+                             "of index, so 10000 at most)",
+                             flag="--shard-size", type=argtypes.int_in(1, 10_000), positive=True)
+    threads: int = option(16, "concurrent downloads per task", flag="--threads", type=argtypes.int_in(1, 1024),
+                          positive=True)
+    max_per_host: int = option(4, "concurrent requests to one host per task", flag="--max-per-host",
+                               type=argtypes.int_in(1, 1024), positive=True)
+    host_delay: float = option(0.0, "seconds between request starts to one host per task", flag="--host-delay",
+                               type=float)
+    image_size: int = option(256, "longer side of the stored image in pixels (never upscaled)",
+                             flag="--image-size", type=argtypes.int_in(8, 65_536), positive=True)
+    resize_mode: str = option("keep_ratio_largest", "keep_ratio_largest: longer side = image_size; keep_ratio: "
+                              "shorter side; no: keep the size", flag="--resize-mode",
+                              choices=("keep_ratio_largest", "keep_ratio", "no"))
+    timeout: float = option(10.0, "seconds to connect and for each read", flag="--timeout",
+                            type=argtypes.positive_float, positive=True)
+    attempts: int = option(3, "tries per URL (retries only timeouts, 429 and 5xx, with backoff)", flag="--attempts",
+                           type=argtypes.int_in(1, 20), positive=True)
+    max_redirects: int = option(5, "redirects followed per URL")
+    max_bytes: int = option(32 * 2**20, "larger bodies are cut off (too_large)")
+    max_pixels: int = option(89_478_485, "images with more pixels are refused before decoding (too_large)")
+    opt_out: list = option(["noai", "noimageai"], "X-Robots-Tag directives that opt an image out (comma-separated "
+                           "on the command line; add noindex,noimageindex to honour those too)", flag="--opt-out",
+                           type=comma_list)
+    user_agent: str | None = option(None, "User-Agent (default: kgcurate/<version> with a project URL)",
+                                    flag="--user-agent")
+    allow_private: bool = option(False, "allow private and loopback addresses (a local mirror; tests)",
+                                 flag="--allow-private")
+    retry_failed: bool = option(False, "download again the URLs that failed with a timeout, 429 or 5xx, into new "
+                                "shards", flag="--retry-failed")
+    min_success_rate: float = option(0.5, "warn when fewer downloads than this share succeed",
+                                     flag="--min-success-rate", type=float)
+    progress_interval: float = option(10.0, "seconds between progress lines", type=argtypes.positive_float,
+                                      positive=True)
+
+
 # YAML section -> its options; the order is the order of conf files and docs.
 SECTIONS: dict[str, type] = {
     "spark": SparkOptions, "wat": WatOptions, "wikidata": WikidataOptions, "metadata": MetadataOptions,
     "match": MatchOptions, "balance": BalanceOptions, "report": ReportOptions, "refresh": RefreshOptions,
     "maintain": MaintainOptions, "entity_set": EntitySetOptions, "curated": CuratedOptions, "sample": SampleOptions,
+    "download": DownloadOptions,
 }
 TOP_LEVEL: dict[str, Any] = {"lake": "./lake"}  # keys outside any section
 FREE_FORM = {"spark.conf"}  # any keys

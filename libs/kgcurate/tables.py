@@ -34,6 +34,8 @@ CURATED = "curated"
 CURATION_RUNS = "curation_runs"
 PAIR_TEXTS = "pair_texts"
 LEASES = "leases"
+DOWNLOADS = "downloads"
+DOWNLOAD_RUNS = "download_runs"
 
 
 def _s(*fields: StructField) -> StructType:
@@ -97,6 +99,23 @@ SCHEMAS: dict[str, StructType] = {
     PAIR_TEXTS: _s(
         _f("pair_id", LONG, False), _f("text", STR, False), _f("text_source", STR, False), _f("qid", STR),
         _f("language", STR),
+    ),
+    # One row per image URL of a curated run that `download` tried: where it is (shard, key) or why not.
+    # Columns after curated_run_id are kgcurate.download.shard_task.DOWNLOAD_ROWS (checked by a test).
+    DOWNLOADS: _s(
+        _f("curated_run_id", STR, False), _f("image_url", STR, False), _f("shard", INT, False), _f("key", STR),
+        _f("status", STR, False), _f("http_status", INT), _f("error", STR), _f("bytes", LONG), _f("width", INT),
+        _f("height", INT), _f("original_width", INT), _f("original_height", INT), _f("sha256", STR),
+        _f("opt_out_reason", STR), _f("attempts", INT, False), _f("final_url", STR), _f("download_run_id", STR),
+    ),
+    # One row per download run: which curated run (and table version) into which folder, its shards.
+    DOWNLOAD_RUNS: _s(
+        _f("run_id", STR, False), _f("curated_run_id", STR, False), _f("curated_version", LONG), _f("out", STR, False),
+        _f("params", MapType(STR, STR)),
+        _f("shards", ArrayType(StructType([_f("shard", INT), _f("file", STR), _f("samples", LONG),
+                                           _f("urls", LONG)]), True)),
+        _f("urls", LONG), _f("succeeded", LONG), _f("success_rate", DBL), _f("bytes", LONG),
+        _f("started_at", TS), _f("finished_at", TS),
     ),
     # One writer per stage and lake (kgcurate.leases): the run holding it, renewed until expires_at.
     LEASES: _s(_f("scope", STR, False), _f("run_id", STR, False), _f("holder", STR), _f("acquired_at", TS),

@@ -1,0 +1,287 @@
+"""``kgcurate download``: one curated run's images -> webdataset shards, ``downloads``, ``download_runs``.
+
+The img2dataset step, done on the lake. The curated pairs of one run (``--run-id``, default the
+newest) are grouped by image URL: one sample per image, carrying every curated text of it and, when
+``pair_texts`` holds them, the knowledge-graph texts of its pairs. A URL's shard is a hash of the
+curated run and the URL (``xxhash64``, a Spark expression), so a rerun writes the same shard names.
+
+One Spark task per shard (:func:`kgcurate.download.shard_task.download_shard`): polite fetching (an
+identifying User-Agent, opt-out headers honoured and recorded as a status, a per-host cap and delay,
+retries with backoff only for timeouts, 429 and 5xx, private addresses refused), validation with
+Pillow, resizing, and a tar written whole under its final name (local: temp + rename; S3: one upload).
+
+Commit order: every task's rows are staged as Parquet, then MERGEd into ``downloads`` on (curated run,
+image URL), then the run's row with its shard list goes into ``download_runs``, then ``sizes.json``.
+A shard counts as done only once a ``download_runs`` row lists it, so a run killed at any point is
+redone shard by shard, never half; a URL has one row whatever the reruns. ``--retry-failed`` puts the
+URLs that failed with a retryable status into new shards (numbered after the existing ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from kgcurate import leases, s3, settings, tables
+from kgcurate.context import Context
+from kgcurate.errors import UserError
+from kgcurate.wat.inputs import strip_file_uri
+
+JOB = "download"
+# Statuses worth another try later (the server or the network, not the content).
+RETRYABLE = ("status IN ('timeout', 'connection_error') "
+             "OR (status = 'http_error' AND (http_status = 429 OR http_status >= 500))")
+
+
+# ---------------------------------------------------------------- planning (driver)
+
+
+def out_folder(out: str) -> str:
+    """Where shards go: an S3 URL (s3://, s3a://) as s3://..., anything else as a local absolute path."""
+    if s3.is_s3(out):
+        _, bucket, key = s3.split_url(out)
+        return f"s3://{bucket}/{key.strip('/')}".rstrip("/")
+    if "://" in out and not out.startswith("file:"):
+        raise UserError(f"download --out {out}: shards go to a local folder or s3://bucket/prefix")
+    return os.path.abspath(strip_file_uri(out))
+
+
+def samples_of(ctx: Context, curated: DataFrame) -> DataFrame:
+    """(image_url, text, texts) per distinct image URL of a curated set: ``text`` the smallest curated
+    text (the primary one), ``texts`` every text of its pairs, from ``pair_texts`` when it has them."""
+    own = curated.select("pair_id", "image_url", "text")
+    alt = own.select("pair_id", "text", F.lit("alt").alias("text_source"), F.lit(None).cast("string").alias("qid"),
+                     F.lit(None).cast("string").alias("language"))
+    if ctx.lake.exists(tables.PAIR_TEXTS):
+        kg = (ctx.lake.read(tables.PAIR_TEXTS).join(own.select("pair_id"), "pair_id", "left_semi")
+              .select("pair_id", "text", "text_source", "qid", "language"))
+        # pairs pair_texts knows keep its rows (own text with its real source, KG texts); others get "alt"
+        texts = kg.unionByName(alt.join(kg.select("pair_id").distinct(), "pair_id", "left_anti"))
+    else:
+        texts = alt
+    per_url = (texts.join(own.select("pair_id", "image_url"), "pair_id")
+               .groupBy("image_url")
+               .agg(F.array_sort(F.collect_set(F.struct("text", "text_source", "qid", "pair_id", "language")))
+                    .alias("texts")))
+    primary = own.groupBy("image_url").agg(F.min("text").alias("text"))
+    return primary.join(per_url, "image_url", "left")
+
+
+def committed_shards(ctx: Context, curated_run_id: str, out: str) -> dict[int, dict[str, Any]]:
+    """Shards a completed run of this curated set wrote into ``out``: shard -> its row (file, samples)."""
+    if not ctx.lake.exists(tables.DOWNLOAD_RUNS):
+        return {}
+    rows = (ctx.lake.read(tables.DOWNLOAD_RUNS)
+            .where((F.col("curated_run_id") == curated_run_id) & (F.col("out") == out))
+            .select(F.explode("shards").alias("s"), "params").select("s.*", "params").collect())
+    return {r["shard"]: r.asDict() for r in rows}
+
+
+def check_same_layout(done: dict[int, dict[str, Any]], shard_size: int, out: str) -> None:
+    sizes = {int(r["params"]["shard_size"]) for r in done.values() if r["params"] and "shard_size" in r["params"]}
+    if sizes and sizes != {shard_size}:
+        raise UserError(f"shards in {out} were made with --shard-size {sizes.pop()}, not {shard_size}: use the same "
+                        "shard size to resume, or a new --out")
+
+
+def shard_count(images: int, shard_size: int) -> int:
+    """Shards for ``images`` hashed ones: a mean of 90% of ``shard_size`` per shard, so that the hash's
+    spread (a few standard deviations are ~100 images at 10,000) never overflows a shard's 10,000 keys."""
+    return max(1, math.ceil(images / (0.9 * shard_size)))
+
+
+def plan(ctx: Context, samples: DataFrame, curated_run_id: str, n_urls: int, o: settings.DownloadOptions,
+         done: dict[int, dict[str, Any]]) -> DataFrame:
+    """(shard, image_url, text, texts) still to download."""
+    n_shards = shard_count(n_urls, o.shard_size)
+    if not o.retry_failed:
+        shard_of = F.pmod(F.xxhash64(F.lit(curated_run_id), F.col("image_url")), F.lit(n_shards)).cast("int")
+        todo = samples.withColumn("shard", shard_of)
+        return todo.where(~F.col("shard").isin(list(done))) if done else todo
+    if not ctx.lake.exists(tables.DOWNLOADS):
+        return samples.limit(0).withColumn("shard", F.lit(0))
+    failed = (ctx.lake.read(tables.DOWNLOADS).where((F.col("curated_run_id") == curated_run_id) & F.expr(RETRYABLE))
+              .select("image_url"))
+    n_failed = failed.count()
+    if not n_failed:
+        return samples.limit(0).withColumn("shard", F.lit(0))
+    first = max([*done, n_shards - 1]) + 1
+    k = shard_count(n_failed, o.shard_size)
+    # ~n/k per shard: a hash over k shards numbered after the existing ones
+    shard_of = (F.lit(first) + F.pmod(F.xxhash64(F.lit(f"{curated_run_id}/retry{first}"), F.col("image_url")),
+                                      F.lit(k))).cast("int")
+    return samples.join(failed, "image_url", "left_semi").withColumn("shard", shard_of)
+
+
+# ---------------------------------------------------------------- the tasks
+
+
+def download_config(o: settings.DownloadOptions) -> Any:
+    from kgcurate.download.fetch import FetchConfig
+    from kgcurate.download.images import ImageConfig
+    from kgcurate.download.policy import OptOut, RetryPolicy
+    from kgcurate.download.shard_task import DownloadConfig
+
+    fetch = FetchConfig(connect_timeout=o.timeout, read_timeout=o.timeout, max_redirects=o.max_redirects,
+                        max_bytes=o.max_bytes, allow_private=o.allow_private, opt_out=OptOut(tuple(o.opt_out)),
+                        retry=RetryPolicy(max_attempts=o.attempts))
+    if o.user_agent:
+        fetch = FetchConfig(**{**fetch.__dict__, "user_agent": o.user_agent})
+    image = ImageConfig(image_size=o.image_size, resize_mode=o.resize_mode, max_pixels=o.max_pixels)
+    return DownloadConfig(fetch=fetch, image=image, threads=o.threads, max_per_host=o.max_per_host,
+                          host_min_interval=o.host_delay)
+
+
+def rows_schema() -> pa.Schema:
+    from kgcurate.download.shard_task import DOWNLOAD_ROWS
+
+    return pa.schema([pa.field("curated_run_id", pa.string(), False), *DOWNLOAD_ROWS,
+                      pa.field("download_run_id", pa.string())])
+
+
+def shard_task(out: str, curated_run_id: str, run_id: str, config: Any, accs: tuple):
+    """The mapInArrow function: (shard, samples) rows -> ``downloads`` rows, one shard at a time."""
+    schema = rows_schema()
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from kgcurate.download.shard_task import download_shard
+
+        for batch in batches:
+            for shard, samples in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
+                local = tempfile.mkdtemp(prefix="kgcurate-shard-") if s3.is_s3(out) else out
+                try:
+                    result = download_shard(samples, shard, local, config)
+                    if s3.is_s3(out):
+                        _, bucket, key = s3.split_url(f"{out}/{os.path.basename(result.tar_path)}")
+                        s3.client().upload_file(result.tar_path, bucket, key)  # one object, whole
+                finally:
+                    if local != out:
+                        shutil.rmtree(local, ignore_errors=True)
+                accs[0].add(1)
+                accs[1].add(len(result.rows))
+                accs[2].add(result.samples)
+                accs[3].add(result.bytes)
+                table = result.rows_table()
+                n = table.num_rows
+                table = table.add_column(0, schema.field(0), pa.array([curated_run_id] * n, pa.string()))
+                table = table.append_column(schema.field(schema.get_field_index("download_run_id")),
+                                            pa.array([run_id] * n, pa.string()))
+                yield from table.cast(schema).to_batches()
+
+    return run
+
+
+# ---------------------------------------------------------------- the job
+
+
+def write_sizes(out: str, sizes: dict[str, int]) -> str:
+    from kgcurate.download.shards import SIZES_FILE, sizes_json
+    from kgcurate.download.shards import write_sizes as write_local
+
+    if s3.is_s3(out):
+        _, bucket, key = s3.split_url(f"{out}/{SIZES_FILE}")
+        s3.client().put_object(Bucket=bucket, Key=key, Body=sizes_json(sizes))
+        return f"{out}/{SIZES_FILE}"
+    return write_local(out, sizes)
+
+
+def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
+    from kgcurate.download.shards import shard_name
+    from kgcurate.stages import balance
+
+    o = settings.section(cfg, settings.DownloadOptions)
+    spark = ctx.spark
+    run = balance.latest_run(spark, ctx.root, o.run_id)
+    if run is None:
+        raise UserError(f"no curated run {'named ' + repr(o.run_id) + ' ' if o.run_id else ''}in lake {ctx.root}: "
+                        f"run `kgcurate balance --lake {ctx.root}` first (see `kgcurate curated list`)")
+    curated_run_id = run["run_id"]
+    out = out_folder(o.out)
+    if not s3.is_s3(out):
+        os.makedirs(out, exist_ok=True)
+    run_id = ctx.new_run_id()
+    started = datetime.now(timezone.utc)
+    summary: dict[str, Any] = {"run_id": run_id, "curated_run_id": curated_run_id, "out": out}
+    with leases.held(spark, ctx.root, JOB, run_id):
+        curated_version = ctx.lake.version(tables.CURATED)
+        curated = ctx.lake.read(tables.CURATED).where(F.col("run_id") == curated_run_id)
+        samples = samples_of(ctx, curated)
+        n_urls = samples.count()
+        done = committed_shards(ctx, curated_run_id, out)
+        check_same_layout(done, o.shard_size, out)
+        todo = plan(ctx, samples, curated_run_id, n_urls, o, done)
+        shards = sorted(r[0] for r in todo.select("shard").distinct().collect())  # one per shard: small
+        summary.update(images=n_urls, shards_done_before=len(done), shards=len(shards))
+        if not shards:
+            ctx.log.info("%s: nothing to download for curated run %s (%d shards done)", JOB, curated_run_id, len(done))
+            return {**summary, "urls": 0, "succeeded": 0, "success_rate": None, "counts": {}, "bytes": 0,
+                    "sizes": write_sizes(out, {shard_name(s): int(r["samples"] or 0) for s, r in done.items()})}
+        grouped = (todo.groupBy("shard")
+                   .agg(F.collect_list(F.struct("image_url", "text", "texts")).alias("samples"))
+                   .repartitionByRange(len(shards), "shard"))  # distinct keys, all sampled: one shard per task
+        sc = spark.sparkContext
+        accs = (sc.accumulator(0), sc.accumulator(0), sc.accumulator(0), sc.accumulator(0))
+        t0 = time.monotonic()
+
+        def line() -> str:
+            secs = max(time.monotonic() - t0, 1e-9)
+            rate = f"{accs[2].value / accs[1].value:.0%}" if accs[1].value else "-"
+            return (f"{JOB}: {accs[0].value}/{len(shards)} shards, {accs[1].value:,} images ({rate} ok), "
+                    f"{accs[1].value / secs:.1f} images/s, {accs[3].value / 1e6:.1f} MB")
+
+        with ctx.staging(run_id) as staging, ctx.progress(line, o.progress_interval):
+            fn = shard_task(out, curated_run_id, run_id, download_config(o), accs)
+            grouped.mapInArrow(fn, tables.from_arrow(rows_schema())).write.mode("overwrite").parquet(f"{staging}/rows")
+            rows = spark.read.parquet(f"{staging}/rows")
+            ctx.lake.merge(tables.DOWNLOADS, rows, "t.curated_run_id = s.curated_run_id AND t.image_url = s.image_url",
+                           matched_update_when="true")
+            ok_rows = F.sum(F.when(F.col("status") == "success", 1).otherwise(0)).alias("samples")
+            per_shard = rows.groupBy("shard").agg(F.count("*").alias("urls"), ok_rows,
+                                                  F.sum(F.coalesce("bytes", F.lit(0))).alias("bytes"))
+            stats = {r["shard"]: r.asDict() for r in per_shard.collect()}  # one row per shard
+            counts = {r["status"]: r["count"] for r in rows.groupBy("status").count().collect()}
+        ctx.log.info(line())
+        urls = sum(int(r["urls"]) for r in stats.values())
+        ok = sum(int(r["samples"]) for r in stats.values())
+        shard_rows = [(s, shard_name(s), int(stats[s]["samples"]), int(stats[s]["urls"])) for s in sorted(stats)]
+        params = {"shard_size": str(o.shard_size), "image_size": str(o.image_size), "resize_mode": o.resize_mode,
+                  "opt_out": ",".join(o.opt_out), "retry_failed": str(o.retry_failed).lower()}
+        record = spark.createDataFrame(
+            [(run_id, curated_run_id, curated_version, out, params, shard_rows, urls, ok,
+              ok / urls if urls else None, sum(int(r["bytes"]) for r in stats.values()), started,
+              datetime.now(timezone.utc))], tables.schema(tables.DOWNLOAD_RUNS))
+        ctx.lake.append(tables.DOWNLOAD_RUNS, record)
+    every = {**{s: r["samples"] for s, r in done.items()}, **{s: stats[s]["samples"] for s in stats}}
+    summary.update(urls=urls, succeeded=ok, success_rate=ok / urls if urls else None, counts=counts,
+                   bytes=sum(int(r["bytes"]) for r in stats.values()), seconds=round(time.monotonic() - t0, 2),
+                   sizes=write_sizes(out, {shard_name(s): int(n or 0) for s, n in sorted(every.items())}),
+                   low_success=bool(urls and ok / urls < o.min_success_rate), min_success_rate=o.min_success_rate)
+    return summary
+
+
+def report(s: dict[str, Any], args: argparse.Namespace) -> int:
+    if not s.get("urls"):
+        print(f"{JOB}: curated run {s['curated_run_id']}: nothing to download ({s['shards_done_before']} shards done, "
+              f"{s['images']:,} images); sizes {s['sizes']}")
+        return 0
+    counts = ", ".join(f"{k}={v:,}" for k, v in sorted(s["counts"].items()))
+    print(f"{JOB} {s['run_id']}: curated run {s['curated_run_id']}: {s['shards']} shards, {s['urls']:,} images tried, "
+          f"{s['succeeded']:,} stored ({s['success_rate']:.1%}; {counts}), {s['bytes'] / 1e6:.1f} MB in "
+          f"{s['seconds']}s -> {s['out']} (sizes {s['sizes']})")
+    if s["low_success"]:
+        print(f"kgcurate: warning: only {s['success_rate']:.1%} of downloads succeeded (floor "
+              f"{s['min_success_rate']:.0%}): see table downloads for the statuses; `kgcurate download "
+              "--retry-failed` tries timeouts, 429 and 5xx again", file=sys.stderr)
+    return 0

@@ -1,0 +1,192 @@
+"""``kgcurate download`` on a lake: a curated run's images from a local web server into webdataset
+shards, ``downloads`` and ``download_runs``; reruns, a killed run and ``--retry-failed``."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import threading
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from PIL import Image
+from pyspark.sql import functions as F
+
+from helpers import execute
+from kgcurate import cli, config, tables
+from kgcurate import lake as lk
+from kgcurate.errors import UserError
+from kgcurate.stages import download
+
+pytestmark = pytest.mark.spark
+
+
+def _jpeg(w: int, h: int, color: tuple[int, int, int]) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), color).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+class Site:
+    """Images at /img/N.jpg; /noai.jpg opted out; /gone.jpg 404; /page.jpg an HTML page; /flaky.jpg 503
+    until ``healed``."""
+
+    def __init__(self) -> None:
+        self.healed = False
+        self.hits: dict[str, int] = {}
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                site.hits[self.path] = site.hits.get(self.path, 0) + 1
+                if self.path.startswith("/img/"):
+                    n = int(self.path.split("/")[-1].split(".")[0])
+                    self._send(200, _jpeg(40 + n, 30 + 2 * n, (n * 9 % 255, 80, 160)))
+                elif self.path == "/noai.jpg":
+                    self._send(200, _jpeg(50, 50, (1, 2, 3)), {"X-Robots-Tag": "noai"})
+                elif self.path == "/page.jpg":
+                    self._send(200, b"<html><body>not an image</body></html>")
+                elif self.path == "/flaky.jpg":
+                    self._send(200, _jpeg(64, 48, (9, 9, 9))) if site.healed else self._send(503, b"busy")
+                else:
+                    self._send(404, b"no")
+
+            def _send(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def site():
+    s = Site()
+    yield s
+    s.server.shutdown()
+
+
+def _curated_lake(spark, root: str, base: str) -> list[str]:
+    """A curated run (as balance writes it) of 12 good images, 4 bad URLs, one URL with two texts, and
+    knowledge-graph texts for one pair in pair_texts."""
+    urls = [f"{base}/img/{n}.jpg" for n in range(12)] + [f"{base}/{p}" for p in
+                                                         ("noai.jpg", "gone.jpg", "page.jpg", "flaky.jpg")]
+    rows = [(i, u, f"caption {i}", [7], "run-a") for i, u in enumerate(urls)]
+    rows.append((100, urls[0], "another caption of image 0", [7], "run-a"))
+    lk.append(spark, root, tables.CURATED, spark.createDataFrame(rows, tables.schema(tables.CURATED)))
+    run = [("run-a", 5.0, None, None, 0, False, 20, 17, 3, len(rows), {"pairs": 1}, datetime.now(timezone.utc))]
+    lk.append(spark, root, tables.CURATION_RUNS, spark.createDataFrame(run, tables.schema(tables.CURATION_RUNS)))
+    texts = [(1, "caption 1", "alt", None, None), (1, "Panthera leo", "kg_taxon", "Q140", None),
+             (1, "lion", "kg_label", "Q140", "en")]
+    lk.append(spark, root, tables.PAIR_TEXTS, spark.createDataFrame(texts, tables.schema(tables.PAIR_TEXTS)))
+    return urls
+
+
+def _cfg(root: str, out: str, **download_opts) -> dict:
+    cfg = config.load(None)
+    cfg["lake"] = root
+    cfg["download"].update({"out": out, "allow_private": True, "attempts": 1, "shard_size": 5, "threads": 4,
+                            **download_opts})
+    return cfg
+
+
+def _members(path: str) -> dict[str, bytes]:
+    with tarfile.open(path) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+
+
+def test_download_writes_shards_rows_and_resumes(spark, lake, tmp_path, site) -> None:
+    site.healed = False
+    urls = _curated_lake(spark, lake, site.base)
+    out = str(tmp_path / "shards")
+    s = execute(download, spark, _cfg(lake, out))
+    assert s["curated_run_id"] == "run-a" and s["images"] == len(urls) == s["urls"]
+    n_shards = download.shard_count(16, 5)  # ceil(16 / 4.5) = 4 hash shards, some may be empty
+    assert n_shards == 4 and 1 <= s["shards"] <= n_shards
+    assert s["counts"] == {"success": 12, "opted_out": 1, "http_error": 2, "decode_error": 1}
+
+    rows = {r["image_url"]: r for r in lk.read(spark, lake, tables.DOWNLOADS).collect()}
+    assert set(rows) == set(urls)
+    assert rows[f"{site.base}/noai.jpg"]["opt_out_reason"] == "noai" and rows[f"{site.base}/noai.jpg"]["key"] is None
+    assert rows[f"{site.base}/gone.jpg"]["http_status"] == 404
+    assert rows[f"{site.base}/flaky.jpg"]["http_status"] == 503
+
+    sizes = json.loads((tmp_path / "shards" / "sizes.json").read_text())
+    assert sum(sizes.values()) == 12 and len(sizes) == s["shards"]
+    tars = {}
+    for name in sizes:
+        members = _members(os.path.join(out, name))
+        tars[name] = members
+        assert len(members) == 3 * sizes[name]  # KEY.jpg, KEY.txt, KEY.json per stored image
+    everything = {k: v for m in tars.values() for k, v in m.items()}
+    first = rows[urls[0]]
+    assert everything[f"{first['key']}.txt"] == b"another caption of image 0"  # the smallest curated text
+    meta0 = json.loads(everything[f"{first['key']}.json"])
+    assert {t["text"] for t in meta0["texts"]} == {"caption 0", "another caption of image 0"}
+    meta1 = json.loads(everything[f"{rows[urls[1]]['key']}.json"])
+    assert {(t["text"], t["text_source"]) for t in meta1["texts"]} == {
+        ("caption 1", "alt"), ("Panthera leo", "kg_taxon"), ("lion", "kg_label")}
+    with Image.open(io.BytesIO(everything[f"{rows[urls[11]]['key']}.jpg"])) as im:
+        assert im.size == (rows[urls[11]]["width"], rows[urls[11]]["height"]) == (51, 52)
+
+    # a rerun finds every shard done: nothing fetched, no new rows, no new run
+    hits = dict(site.hits)
+    again = execute(download, spark, _cfg(lake, out))
+    assert again["urls"] == 0 and again["shards_done_before"] == s["shards"] and site.hits == hits
+    assert lk.read(spark, lake, tables.DOWNLOAD_RUNS).count() == 1
+
+    # a run killed after its rows but before its download_runs row: redone whole, same bytes, no URL twice
+    before = {name: (tmp_path / "shards" / name).read_bytes() for name in sizes}
+    lk.delete(spark, lake, tables.DOWNLOAD_RUNS, F.lit(True))
+    redo = execute(download, spark, _cfg(lake, out))
+    assert redo["shards"] == s["shards"] and redo["urls"] == len(urls)
+    assert lk.read(spark, lake, tables.DOWNLOADS).count() == len(urls)
+    assert {name: (tmp_path / "shards" / name).read_bytes() for name in sizes} == before
+
+    # a different shard size cannot resume this folder
+    with pytest.raises(UserError, match="made with --shard-size 5, not 7"):
+        execute(download, spark, _cfg(lake, out, shard_size=7))
+
+    # --retry-failed: only the 503 is tried again, into a new shard after the hash shards (0..3)
+    site.healed = True
+    retry = execute(download, spark, _cfg(lake, out, retry_failed=True))
+    assert retry["urls"] == 1 and retry["succeeded"] == 1 and retry["shards"] == 1
+    healed = lk.read(spark, lake, tables.DOWNLOADS).where(F.col("image_url") == f"{site.base}/flaky.jpg").collect()
+    assert len(healed) == 1 and healed[0]["status"] == "success" and healed[0]["shard"] == 4
+    assert healed[0]["key"].startswith("00004")
+    sizes = json.loads((tmp_path / "shards" / "sizes.json").read_text())
+    assert sizes["00004.tar"] == 1 and sum(sizes.values()) == 13
+    assert site.hits["/img/0.jpg"] == hits["/img/0.jpg"] + 1  # the killed run's redo only
+
+
+def test_download_command_line(spark, lake, tmp_path, site, capsys) -> None:
+    site.healed = False
+    _curated_lake(spark, lake, site.base)
+    out = str(tmp_path / "cli-shards")
+    rc = cli.main(["download", "--lake", lake, "--out", out, "--allow-private", "--attempts", "1",
+                   "--shard-size", "8", "--opt-out", "noai,noimageai", "--image-size", "32"])
+    stdout, stderr = capsys.readouterr()
+    assert rc == 0 and "16 images tried, 12 stored (75.0%" in stdout, (stdout, stderr)
+    small = lk.read(spark, lake, tables.DOWNLOADS).where(F.col("status") == "success").agg(
+        F.max(F.greatest("width", "height"))).first()[0]
+    assert small == 32  # resized: the longer side
+    assert cli.main(["download", "--lake", lake, "--run-id", "nope", "--out", out]) == 2
+    assert "no curated run named 'nope'" in capsys.readouterr().err
+
+
+def test_the_downloads_table_holds_exactly_what_the_tasks_emit() -> None:
+    emitted = tables.from_arrow(download.rows_schema())
+    declared = tables.schema(tables.DOWNLOADS)
+    assert [(f.name, f.dataType) for f in emitted.fields] == [(f.name, f.dataType) for f in declared.fields]
