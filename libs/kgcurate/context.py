@@ -69,6 +69,17 @@ class Context:
         """A scratch folder for this run, removed when the run ends (local, s3a, any Hadoop path)."""
         return self.lake.staging_folder(run_id)
 
+    def tasks_done(self, total: int) -> int:
+        """Completed tasks of the running Spark stage that has ``total`` tasks (one task per input unit:
+        a WAT file, a shard), from Spark's status tracker; 0 before it starts."""
+        tracker = self.spark.sparkContext.statusTracker()
+        done = 0
+        for stage_id in tracker.getActiveStageIds():
+            info = tracker.getStageInfo(stage_id)
+            if info and info.numTasks == total:
+                done = max(done, info.numCompletedTasks)
+        return done
+
     def progress(self, line: Callable[[], str], interval: float) -> Progress:
         """Log ``line()`` every ``interval`` seconds while the ``with`` block runs."""
         return Progress(self.log, line, interval)

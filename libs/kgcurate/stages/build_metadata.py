@@ -28,7 +28,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import ids, lake, run_ids, tables
+from kgcurate import ids, lake, tables
 from kgcurate.bad_input import BadInput
 from kgcurate.context import Context
 from kgcurate.errors import UserError
@@ -148,22 +148,12 @@ def _write(spark: SparkSession, root: str, name: str, df: DataFrame, rebuilt: li
         lake.ensure(spark, root, name)
 
 
-def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
-    spark = ctx.spark
-    md = cfg.get("metadata") or {}
-    root = cfg["lake"]
-    guards = kg.Guards.from_config(md)
-    replace_all = bool(md.get("replace_all", False))
-    run_id = run_ids.new(JOB)
+def read_sources(spark: SparkSession, md: dict[str, Any], summary: dict[str, Any]) -> tuple[list, list, list]:
+    """Step 1: WordNet and MetaCLIP entries, read and checked before anything is written: (entry, source,
+    qid) rows, their bad input items, and the sources this run rebuilds."""
     rows: list[tuple[str, str, None]] = []
     bad: list[BadInput] = []
     rebuilt: list[str] = []
-    summary: dict[str, Any] = {"run_id": run_id}
-    old_layout = is_old_layout(spark, root)
-    if old_layout and not replace_all:
-        raise UserError(old_layout_message(root))
-
-    # 1. read and check every input before writing anything
     if md.get("wordnet", True):
         wn = read_wordnet(spark, md.get("wordnet_dir"))
         rows += [(e, SOURCE_WORDNET, None) for e in wn.entries]
@@ -176,41 +166,36 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
         bad += mc.bad
         summary.update(metaclip_items=mc.items, metaclip_duplicates=mc.duplicates)
         rebuilt.append(SOURCE_METACLIP)
-    set_items = [str(s) for s in (md.get("entity_sets") or [])]
-    if set_items and not lake.exists(spark, root, tables.ENTITIES):
-        raise UserError(f"entity sets are configured but the lake {root} has no {tables.ENTITIES} table: "
-                        "run kgcurate ingest-wikidata first, or leave --entity-set / metadata.entity_sets out")
+    return rows, bad, rebuilt
 
-    # 2. KG entries with Spark joins (after the checks: computing a set writes entity_sets)
-    base = spark.createDataFrame(rows, ENTRY_DDL) if rows else spark.createDataFrame([], ENTRY_DDL)
-    kg_all = None
-    if set_items:
-        set_names, computed = resolve_entity_sets(spark, root, set_items)
-        summary.update({f"set_{k}": v for k, v in computed.items()}, entity_sets=",".join(set_names))
-        kg_all = kg.kg_frames(spark, root, set_names, guards).persist(StorageLevel.MEMORY_AND_DISK)
-        kept = kg_all.where(F.col("reason").isNull()).select("entry", "source", "qid")
-        base = base.unionByName(kept)
-        rebuilt.append(SOURCE_KG)
 
-    # 3. write: the sources' rows, the drops of the same sources, metadata derived from all sources, bad records
-    try:
-        _write(spark, root, tables.METADATA_SOURCES, base, rebuilt, replace_all)
-        if kg_all is not None:
-            _write(spark, root, tables.METADATA_DROPS, kg_all.where(F.col("reason").isNotNull()), rebuilt, replace_all)
-        elif replace_all:  # only KG names are ever dropped: without KG this run there is nothing to replace
-            empty = spark.createDataFrame([], tables.schema(tables.METADATA_DROPS))
-            lake.overwrite(spark, root, tables.METADATA_DROPS, empty)
-        else:
-            lake.ensure(spark, root, tables.METADATA_DROPS)
-    finally:
-        if kg_all is not None:
-            kg_all.unpersist()
+def kg_entries(spark: SparkSession, root: str, set_items: list[str], guards: kg.Guards,
+               summary: dict[str, Any]) -> DataFrame:
+    """Step 2: KG names of the entity sets by Spark joins (computing a YAML set writes entity_sets), kept
+    and dropped alike (``reason`` set on drops); persisted, the caller unpersists."""
+    set_names, computed = resolve_entity_sets(spark, root, set_items)
+    summary.update({f"set_{k}": v for k, v in computed.items()}, entity_sets=",".join(set_names))
+    return kg.kg_frames(spark, root, set_names, guards).persist(StorageLevel.MEMORY_AND_DISK)
+
+
+def write_tables(spark: SparkSession, root: str, base: DataFrame, kg_all: DataFrame | None, rebuilt: list[str],
+                 replace_all: bool, old_layout: bool) -> None:
+    """Step 3: the sources' rows, the drops of the same sources, then metadata derived from all sources."""
+    _write(spark, root, tables.METADATA_SOURCES, base, rebuilt, replace_all)
+    if kg_all is not None:
+        _write(spark, root, tables.METADATA_DROPS, kg_all.where(F.col("reason").isNotNull()), rebuilt, replace_all)
+    elif replace_all:  # only KG names are ever dropped: without KG this run there is nothing to replace
+        empty = spark.createDataFrame([], tables.schema(tables.METADATA_DROPS))
+        lake.overwrite(spark, root, tables.METADATA_DROPS, empty)
+    else:
+        lake.ensure(spark, root, tables.METADATA_DROPS)
     derived = derive(lake.read(spark, root, tables.METADATA_SOURCES))
     lake.overwrite(spark, root, tables.METADATA, derived, new_schema=old_layout)
-    if bad:
-        lake.record_bad_input(spark, root, JOB, run_id, bad)
 
-    # 4. summary from the committed tables (aggregates: a handful of rows)
+
+def summarize(spark: SparkSession, root: str, summary: dict[str, Any], bad: list[BadInput],
+              rebuilt: list[str]) -> None:
+    """Step 4: counts per source and per drop reason from the committed tables (a handful of rows)."""
     per_source = {r["source"]: r["count"] for r in lake.read(spark, root, tables.METADATA)
                   .select(F.explode("sources").alias("source")).groupBy("source").count().collect()}
     drops_by = {r["reason"]: r["count"] for r in lake.read(spark, root, tables.METADATA_DROPS)
@@ -229,4 +214,34 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
     for reason in kg.REASONS:
         if summary[f"dropped_{reason}"]:
             log.info("kg names dropped as %s: %d", reason, summary[f"dropped_{reason}"])
+
+
+def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
+    spark, root = ctx.spark, ctx.root
+    md = cfg.get("metadata") or {}
+    guards = kg.Guards.from_config(md)
+    replace_all = bool(md.get("replace_all", False))
+    run_id = ctx.new_run_id()
+    summary: dict[str, Any] = {"run_id": run_id}
+    old_layout = is_old_layout(spark, root)
+    if old_layout and not replace_all:
+        raise UserError(old_layout_message(root))
+    rows, bad, rebuilt = read_sources(spark, md, summary)
+    set_items = [str(s) for s in (md.get("entity_sets") or [])]
+    if set_items and not lake.exists(spark, root, tables.ENTITIES):
+        raise UserError(f"entity sets are configured but the lake {root} has no {tables.ENTITIES} table: "
+                        "run kgcurate ingest-wikidata first, or leave --entity-set / metadata.entity_sets out")
+    base = spark.createDataFrame(rows, ENTRY_DDL) if rows else spark.createDataFrame([], ENTRY_DDL)
+    kg_all = kg_entries(spark, root, set_items, guards, summary) if set_items else None
+    if kg_all is not None:
+        base = base.unionByName(kg_all.where(F.col("reason").isNull()).select("entry", "source", "qid"))
+        rebuilt.append(SOURCE_KG)
+    try:
+        write_tables(spark, root, base, kg_all, rebuilt, replace_all, old_layout)
+    finally:
+        if kg_all is not None:
+            kg_all.unpersist()
+    if bad:
+        ctx.record_bad_input(run_id, bad)
+    summarize(spark, root, summary, bad, rebuilt)
     return summary

@@ -19,9 +19,9 @@ recover damaged bytes, so only ``failed`` files are retried (``--force`` re-read
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -187,37 +187,13 @@ def files_to_do(spark: SparkSession, lake_root: str, files: list[str], force: bo
     return [f for f in files if f in remaining]
 
 
-class Progress:
-    """Driver thread: files done of total (Spark's task counts), pairs and bad records so far."""
-
-    def __init__(self, spark: SparkSession, total: int, interval: float, pairs_acc, bad_acc, bytes_acc):
-        self.sc, self.total, self.interval = spark.sparkContext, total, interval
-        self.pairs, self.bad, self.bytes = pairs_acc, bad_acc, bytes_acc
-        self.start = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def line(self, final: bool = False) -> str:
-        tracker = self.sc.statusTracker()
-        done = self.total if final else 0
-        for stage_id in tracker.getActiveStageIds():
-            info = tracker.getStageInfo(stage_id)
-            if info and info.numTasks == self.total:
-                done = max(done, info.numCompletedTasks)
-        secs = max(time.monotonic() - self.start, 1e-9)
-        return (f"{JOB}: {done}/{self.total} files, {self.pairs.value:,} pairs, {self.bad.value:,} bad records, "
-                f"{self.bytes.value / secs / 1e6:.1f} MB/s, {secs:.0f}s")
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            log.info(self.line())
-
-    def __enter__(self) -> Progress:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
+def progress_line(ctx: Context, total: int, accs: tuple, started: float, final: bool = False) -> str:
+    """Files done of total (Spark's task counts), pairs and bad records so far, read throughput."""
+    pairs, bad, read = accs
+    done = total if final else ctx.tasks_done(total)
+    secs = max(time.monotonic() - started, 1e-9)
+    return (f"{JOB}: {done}/{total} files, {pairs.value:,} pairs, {bad.value:,} bad records, "
+            f"{read.value / secs / 1e6:.1f} MB/s, {secs:.0f}s")
 
 
 def stage_output(spark: SparkSession, files: list[str], crawl: str | None, options: Any,
@@ -335,9 +311,10 @@ def execute(ctx: Context, cfg: dict[str, Any], files: list[str] | None = None) -
     summary["pairs_staging"] = "task" if pairs_dir else "spark"
     t0 = time.monotonic()
     with lake.staging_folder(spark, lake_root, run_id):
-        with Progress(spark, len(todo), float(wat.get("progress_interval", 10)), *accs) as progress:
+        line = functools.partial(progress_line, ctx, len(todo), accs, time.monotonic())
+        with ctx.progress(line, float(wat.get("progress_interval", 10))):
             stage_output(spark, todo, wat.get("crawl"), options, f"{staging}/rows", accs, pairs_dir)
-            log.info(progress.line(final=True))
+        log.info(line(final=True))
         summary["parse_seconds"] = round(time.monotonic() - t0, 2)  # read + parse + stage, before commits
         summary.update(commit(spark, lake_root, f"{staging}/rows", run_id, pairs_dir))
     summary["seconds"] = round(time.monotonic() - t0, 2)
