@@ -190,3 +190,27 @@ def test_the_downloads_table_holds_exactly_what_the_tasks_emit() -> None:
     emitted = tables.from_arrow(download.rows_schema())
     declared = tables.schema(tables.DOWNLOADS)
     assert [(f.name, f.dataType) for f in emitted.fields] == [(f.name, f.dataType) for f in declared.fields]
+
+
+def test_download_to_s3_uploads_whole_shards_and_sizes(spark, lake, site) -> None:
+    """Shards and sizes.json into a bucket (moto, S3's REST API): each tar one object, read back whole."""
+    from s3server import point_spark_at, restore_spark, running_server
+
+    site.healed = False
+    _curated_lake(spark, lake, site.base)
+    with running_server() as srv:
+        srv.create_bucket("shards")
+        previous = point_spark_at(spark, srv)  # the tasks' boto3 needs the endpoint and dummy credentials
+        try:
+            s = execute(download, spark, _cfg(lake, "s3a://shards/run-a"))
+        finally:
+            restore_spark(spark, previous)
+        assert s["out"] == "s3://shards/run-a" and s["succeeded"] == 12
+        body = srv.client().get_object(Bucket="shards", Key="run-a/sizes.json")["Body"].read()
+        sizes = json.loads(body)
+        assert sorted(srv.keys("shards", "run-a/")) == sorted([f"run-a/{n}" for n in sizes] + ["run-a/sizes.json"])
+        assert sum(sizes.values()) == 12
+        for name, n in sizes.items():
+            data = srv.client().get_object(Bucket="shards", Key=f"run-a/{name}")["Body"].read()
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                assert len(tar.getmembers()) == 3 * n
