@@ -237,9 +237,12 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
 
         def line() -> str:
             secs = max(time.monotonic() - t0, 1e-9)
-            rate = f"{accs[2].value / accs[1].value:.0%}" if accs[1].value else "-"
-            return (f"{JOB}: {accs[0].value}/{len(shards)} shards, {accs[1].value:,} images ({rate} ok), "
-                    f"{accs[1].value / secs:.1f} images/s, {accs[3].value / 1e6:.1f} MB")
+            tried, ok = accs[1].value, accs[2].value
+            rate = f"{ok / tried:.0%}" if tried else "-"
+            low = (f" -- WARNING: success rate under the floor of {o.min_success_rate:.0%}"
+                   if tried and ok / tried < o.min_success_rate else "")
+            return (f"{JOB}: {accs[0].value}/{len(shards)} shards, {tried:,} images ({rate} ok), "
+                    f"{tried / secs:.1f} images/s, {accs[3].value / 1e6:.1f} MB{low}")
 
         with ctx.staging(run_id) as staging, ctx.progress(line, o.progress_interval):
             fn = shard_task(out, curated_run_id, run_id, download_config(o), accs)
