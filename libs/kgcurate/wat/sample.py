@@ -505,6 +505,40 @@ def _page_records(page: _Page, rng: random.Random, t: datetime, warcinfo_id: str
     return out
 
 
+@dataclass
+class _SampleSpec:
+    """The settings every file of one sample shares: write_sample's arguments, resolved once."""
+
+    files: int
+    seed: int
+    corrupt: bool
+    gzip: bool
+    per_file_bytes: float | None  # with size_mb: write pages until a file is this large
+    pages_per_file: int  # otherwise: this many pages (three records each) after the warcinfo record
+    shared_pool: list[int]  # page seeds that appear in several files
+    t0: datetime
+
+    @property
+    def suffix(self) -> str:
+        return ".warc.wat.gz" if self.gzip else ".warc.wat"
+
+
+@dataclass
+class _File:
+    """One WAT file being written, with what the parser must report for it."""
+
+    name: str
+    path: Path
+    writer: _Writer
+    rng: random.Random  # the file's own stream: a file's content does not depend on the others
+    warcinfo_id: str
+    warc_name: str
+    records: int = 1  # the warcinfo record
+    bad: int = 0
+    filtered: int = 0
+    pairs: list[Pair] = field(default_factory=list)
+
+
 def write_sample(out_dir: str | Path, files: int = 4, records: int = 400, seed: int = 0, corrupt: bool = True,
                  gzip: bool = True, size_mb: float | None = None) -> SampleManifest:
     """Write ``files`` WAT files of about ``records`` WARC records each (or ``size_mb`` MB in all,
@@ -516,82 +550,113 @@ def write_sample(out_dir: str | Path, files: int = 4, records: int = 400, seed: 
     """
     if files < 1:
         raise ValueError("files must be >= 1")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(f"{CRAWL}-sample-*.warc.wat*"):  # a previous, larger sample's files
-        stale.unlink()
+    out = _clear_out_dir(out_dir)
     rng = random.Random(seed)
-    shared_pool = [rng.getrandbits(64) for _ in range(20)]  # pages that appear in several files
-    suffix = ".warc.wat.gz" if gzip else ".warc.wat"
-    per_file_bytes = size_mb * 1e6 / files if size_mb else None
-    pages_per_file = max(1, (records - 1) // 3)
+    spec = _SampleSpec(
+        files=files, seed=seed, corrupt=corrupt, gzip=gzip,
+        per_file_bytes=size_mb * 1e6 / files if size_mb else None, pages_per_file=max(1, (records - 1) // 3),
+        shared_pool=[rng.getrandbits(64) for _ in range(20)], t0=datetime(2099, 1, 3, 10, 0, 0, tzinfo=timezone.utc))
     manifest = SampleManifest(out_dir=str(out.resolve()), crawl=CRAWL, files=[], listing="")
-    t0 = datetime(2099, 1, 3, 10, 0, 0, tzinfo=timezone.utc)
     for fi in range(files):
-        name = f"{CRAWL}-sample-{fi:05d}{suffix}"
-        path = out / name
-        frng = random.Random(f"{seed}/{fi}")
-        writer = _Writer(path, gzip)
-        warc_name = f"{CRAWL}-sample-{fi:05d}.warc.gz"
-        warcinfo_id = _uuid(frng)
-        info = (f"Software-Info: kgcurate-sample\r\nExtracted-Date: {t0:%a, %d %b %Y %H:%M:%S GMT}\r\n"
-                f"ip: 10.0.0.1\r\nhostname: sample.internal\r\nformat: WARC File Format 1.0\r\n"
-                f"isPartOf: {CRAWL}\r\n").encode()
-        writer.write(writer.encode(_Writer.record(
-            [("WARC-Type", "warcinfo"), ("WARC-Date", _warc_date(t0)), ("WARC-Filename", name),
-             ("WARC-Record-ID", warcinfo_id), ("Content-Type", "application/warc-fields")], info)))
-        n_records, bad, filtered = 1, 0, 0
-        pairs: list[Pair] = []
-        malformed_at: dict[int, str] = {}
-        if corrupt:
-            if fi == 0:
-                malformed_at[min(3, pages_per_file - 1)] = "response"
-            if fi == min(1, files - 1):
-                malformed_at[min(5, pages_per_file - 1) if fi else min(4, pages_per_file - 1)] = "request"
-        pi = 0
-        while (writer.size < per_file_bytes) if per_file_bytes else (pi < pages_per_file):
-            use_shared = frng.random() < 0.05
-            page_seed = frng.choice(shared_pool) if use_shared else frng.getrandbits(64)
-            page = _make_page(page_seed)
-            broken = malformed_at.get(pi)
-            if broken == "response" and not page.imgs:
-                page = _forced_image_page(page_seed)
-            t = t0 + timedelta(seconds=fi * 10000 + pi)
-            for inner, raw in _page_records(page, frng, t, warcinfo_id, warc_name, writer.size, broken):
-                writer.write(writer.encode(raw))
-                n_records += 1
-                if inner == broken:
-                    bad += 1
-            if broken != "response":
-                page_pairs, page_filtered = _expected(page)
-                pairs.extend(page_pairs)
-                filtered += page_filtered
-            pi += 1
-        if corrupt and fi == files - 1:
-            # A final page whose response record is cut in the middle of its gzip member.
-            page = _forced_image_page(frng.getrandbits(64))
-            t = t0 + timedelta(seconds=fi * 10000 + pi)
-            recs = _page_records(page, frng, t, warcinfo_id, warc_name, writer.size)
-            writer.write(writer.encode(recs[0][1]))
-            cut = writer.encode(recs[1][1])
-            writer.write(cut[: len(cut) // 2])
-            n_records += 2
-            bad += 1
-            manifest.truncated_file = name
-        writer.close()
-        manifest.files.append(str(path.resolve()))
-        manifest.pairs_by_file[name] = pairs
-        manifest.records_by_file[name] = n_records
-        manifest.bad_by_file[name] = bad
-        manifest.filtered_by_file[name] = filtered
-        manifest.bytes_by_file[name] = writer.size
-        manifest.pairs.update(pairs)
+        _write_file(out, fi, spec, manifest)
     listing = out / "wat.paths.gz"
     with gzip_mod.GzipFile(listing, "wb", mtime=0) as f:
         f.write("".join(f"{Path(p).name}\n" for p in manifest.files).encode())
     manifest.listing = str(listing.resolve())
     (out / "manifest.json").write_text(json.dumps(manifest.to_json(), ensure_ascii=False))
     return manifest
+
+
+def _clear_out_dir(out_dir: str | Path) -> Path:
+    """The output folder, without a previous (larger) sample's files that this one would not overwrite."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(f"{CRAWL}-sample-*.warc.wat*"):
+        stale.unlink()
+    return out
+
+
+def _write_file(out: Path, fi: int, spec: _SampleSpec, manifest: SampleManifest) -> None:
+    """File ``fi``: warcinfo, the pages, and (last file, with ``corrupt``) a truncated final page."""
+    f = _open_file(out, fi, spec)
+    pi = _write_pages(f, fi, spec)
+    if spec.corrupt and fi == spec.files - 1:
+        _write_truncated_page(f, spec.t0 + timedelta(seconds=fi * 10000 + pi))
+        manifest.truncated_file = f.name
+    f.writer.close()
+    manifest.files.append(str(f.path.resolve()))
+    manifest.pairs_by_file[f.name] = f.pairs
+    manifest.records_by_file[f.name] = f.records
+    manifest.bad_by_file[f.name] = f.bad
+    manifest.filtered_by_file[f.name] = f.filtered
+    manifest.bytes_by_file[f.name] = f.writer.size
+    manifest.pairs.update(f.pairs)
+
+
+def _open_file(out: Path, fi: int, spec: _SampleSpec) -> _File:
+    """Create file ``fi`` and write its ``warcinfo`` record (the one record that is not a page's)."""
+    name = f"{CRAWL}-sample-{fi:05d}{spec.suffix}"
+    path = out / name
+    frng = random.Random(f"{spec.seed}/{fi}")
+    writer = _Writer(path, spec.gzip)
+    warc_name = f"{CRAWL}-sample-{fi:05d}.warc.gz"
+    warcinfo_id = _uuid(frng)
+    t0 = spec.t0
+    info = (f"Software-Info: kgcurate-sample\r\nExtracted-Date: {t0:%a, %d %b %Y %H:%M:%S GMT}\r\n"
+            f"ip: 10.0.0.1\r\nhostname: sample.internal\r\nformat: WARC File Format 1.0\r\n"
+            f"isPartOf: {CRAWL}\r\n").encode()
+    writer.write(writer.encode(_Writer.record(
+        [("WARC-Type", "warcinfo"), ("WARC-Date", _warc_date(t0)), ("WARC-Filename", name),
+         ("WARC-Record-ID", warcinfo_id), ("Content-Type", "application/warc-fields")], info)))
+    return _File(name, path, writer, frng, warcinfo_id, warc_name)
+
+
+def _malformed_pages(fi: int, spec: _SampleSpec) -> dict[int, str]:
+    """page index -> the record cut short on it in file ``fi`` (see write_sample's ``corrupt``)."""
+    malformed_at: dict[int, str] = {}
+    if spec.corrupt:
+        last = spec.pages_per_file - 1
+        if fi == 0:
+            malformed_at[min(3, last)] = "response"
+        if fi == min(1, spec.files - 1):
+            malformed_at[min(5, last) if fi else min(4, last)] = "request"
+    return malformed_at
+
+
+def _write_pages(f: _File, fi: int, spec: _SampleSpec) -> int:
+    """Write file ``fi``'s pages, counting records and expected pairs; return how many pages."""
+    malformed_at = _malformed_pages(fi, spec)
+    pi = 0
+    while (f.writer.size < spec.per_file_bytes) if spec.per_file_bytes else (pi < spec.pages_per_file):
+        use_shared = f.rng.random() < 0.05
+        page_seed = f.rng.choice(spec.shared_pool) if use_shared else f.rng.getrandbits(64)
+        page = _make_page(page_seed)
+        broken = malformed_at.get(pi)
+        if broken == "response" and not page.imgs:
+            page = _forced_image_page(page_seed)
+        t = spec.t0 + timedelta(seconds=fi * 10000 + pi)
+        for inner, raw in _page_records(page, f.rng, t, f.warcinfo_id, f.warc_name, f.writer.size, broken):
+            f.writer.write(f.writer.encode(raw))
+            f.records += 1
+            if inner == broken:
+                f.bad += 1
+        if broken != "response":  # a broken response loses the page's pairs; a broken request does not
+            page_pairs, page_filtered = _expected(page)
+            f.pairs.extend(page_pairs)
+            f.filtered += page_filtered
+        pi += 1
+    return pi
+
+
+def _write_truncated_page(f: _File, t: datetime) -> None:
+    """A final page whose response record is cut in the middle of its gzip member."""
+    page = _forced_image_page(f.rng.getrandbits(64))
+    recs = _page_records(page, f.rng, t, f.warcinfo_id, f.warc_name, f.writer.size)
+    f.writer.write(f.writer.encode(recs[0][1]))
+    cut = f.writer.encode(recs[1][1])
+    f.writer.write(cut[: len(cut) // 2])
+    f.records += 2
+    f.bad += 1
 
 
 def _forced_image_page(page_seed: int) -> _Page:
