@@ -326,47 +326,13 @@ def _other_links(rng: random.Random, page: _Page, n: int) -> list[dict[str, Any]
 
 def _response_json(page: _Page, rng: random.Random, container: dict[str, Any], dates: tuple[str, str],
                    ids: tuple[str, str, str]) -> dict[str, Any]:
+    """The response record: HTTP response metadata (HTML metadata for HTML and error pages) in its WARC
+    envelope. The parts draw from ``rng`` in document order, so the record is a function of the page."""
     warc_date, fetch_date = dates
     rec_id, warcinfo_id, req_id = ids
-    headers: dict[str, Any] = {
-        "Date": fetch_date, "Server": rng.choice(["nginx", "Apache", "cloudflare"]),
-        "Content-Type": "text/html; charset=UTF-8" if page.kind.startswith("html") else "application/pdf",
-        "Cache-Control": "max-age=600",
-    }
-    if rng.random() < 0.5:  # repeated header: a JSON list since CC-MAIN-2024-51
-        headers["Set-Cookie"] = [f"sid={rng.getrandbits(64):x}; Path=/", "consent=0; Path=/"]
-        headers["Vary"] = ["Accept-Encoding", "User-Agent"]
-    else:
-        headers["Vary"] = "Accept-Encoding"
-    status = ("404", "Not Found") if page.kind == "error" else ("200", "OK")
-    http: dict[str, Any] = {
-        "Response-Message": {"Version": "HTTP/1.1", "Status": status[0], "Reason": status[1]},
-        "Headers": headers, "Headers-Length": str(200 + rng.randint(0, 400)),
-        "Entity-Length": str(rng.randint(2000, 200000)), "Entity-Trailing-Slop-Length": "0",
-        "Entity-Digest": _digest(rng),
-    }
+    http = _http_response(page, rng, fetch_date)
     if page.kind in ("html", "html-noimg", "error"):
-        head: dict[str, Any] = {
-            "Title": " ".join(_caption(rng)).title(),
-            "Metas": [{"name": "viewport", "content": "width=device-width, initial-scale=1"},
-                      {"name": "description", "content": " ".join(_caption(rng))},
-                      {"property": "og:image", "content": f"{_origin(page.url)}/og/{rng.randint(1, 999)}.jpg"}],
-            "Link": [{"path": "LINK@/href", "rel": "stylesheet", "type": "text/css", "url": "/css/site.css"},
-                     {"path": "LINK@/href", "rel": "icon", "url": "/favicon.ico"},
-                     {"path": "LINK@/href", "rel": "canonical", "url": page.url}],
-            "Scripts": [{"path": "SCRIPT@/src", "url": "/js/main.js", "type": "text/javascript"}],
-        }
-        if page.base_written:
-            head["Base"] = page.base_written
-        links = _other_links(rng, page, rng.randint(5, 60) if page.kind != "error" else 2)
-        for img in page.imgs:
-            link: dict[str, Any] = {"path": "IMG@/src", "url": img.written}
-            if img.alt_raw is not None:
-                link["alt"] = img.alt_raw
-            if img.title_raw is not None:
-                link["title"] = img.title_raw
-            links.insert(rng.randint(0, len(links)), link)
-        http["HTML-Metadata"] = {"Head": head, "Links": links}
+        http["HTML-Metadata"] = _html_metadata(page, rng)
     return {
         "Container": container,
         "Envelope": {
@@ -386,6 +352,54 @@ def _response_json(page: _Page, rng: random.Random, container: dict[str, Any], d
                                  "HTTP-Response-Metadata": http, "Trailing-Slop-Length": "4"},
         },
     }
+
+
+def _http_response(page: _Page, rng: random.Random, fetch_date: str) -> dict[str, Any]:
+    """``HTTP-Response-Metadata`` without the HTML part: status line and headers, some of them
+    repeated (a JSON list, as CommonCrawl writes them since CC-MAIN-2024-51)."""
+    headers: dict[str, Any] = {
+        "Date": fetch_date, "Server": rng.choice(["nginx", "Apache", "cloudflare"]),
+        "Content-Type": "text/html; charset=UTF-8" if page.kind.startswith("html") else "application/pdf",
+        "Cache-Control": "max-age=600",
+    }
+    if rng.random() < 0.5:  # repeated header: a JSON list since CC-MAIN-2024-51
+        headers["Set-Cookie"] = [f"sid={rng.getrandbits(64):x}; Path=/", "consent=0; Path=/"]
+        headers["Vary"] = ["Accept-Encoding", "User-Agent"]
+    else:
+        headers["Vary"] = "Accept-Encoding"
+    status = ("404", "Not Found") if page.kind == "error" else ("200", "OK")
+    return {
+        "Response-Message": {"Version": "HTTP/1.1", "Status": status[0], "Reason": status[1]},
+        "Headers": headers, "Headers-Length": str(200 + rng.randint(0, 400)),
+        "Entity-Length": str(rng.randint(2000, 200000)), "Entity-Trailing-Slop-Length": "0",
+        "Entity-Digest": _digest(rng),
+    }
+
+
+def _html_metadata(page: _Page, rng: random.Random) -> dict[str, Any]:
+    """``HTML-Metadata``: the head (with the page's ``<base href>``, if any) and the links, the page's
+    image links scattered among links that must give no pair."""
+    head: dict[str, Any] = {
+        "Title": " ".join(_caption(rng)).title(),
+        "Metas": [{"name": "viewport", "content": "width=device-width, initial-scale=1"},
+                  {"name": "description", "content": " ".join(_caption(rng))},
+                  {"property": "og:image", "content": f"{_origin(page.url)}/og/{rng.randint(1, 999)}.jpg"}],
+        "Link": [{"path": "LINK@/href", "rel": "stylesheet", "type": "text/css", "url": "/css/site.css"},
+                 {"path": "LINK@/href", "rel": "icon", "url": "/favicon.ico"},
+                 {"path": "LINK@/href", "rel": "canonical", "url": page.url}],
+        "Scripts": [{"path": "SCRIPT@/src", "url": "/js/main.js", "type": "text/javascript"}],
+    }
+    if page.base_written:
+        head["Base"] = page.base_written
+    links = _other_links(rng, page, rng.randint(5, 60) if page.kind != "error" else 2)
+    for img in page.imgs:
+        link: dict[str, Any] = {"path": "IMG@/src", "url": img.written}
+        if img.alt_raw is not None:
+            link["alt"] = img.alt_raw
+        if img.title_raw is not None:
+            link["title"] = img.title_raw
+        links.insert(rng.randint(0, len(links)), link)
+    return {"Head": head, "Links": links}
 
 
 def _request_json(page: _Page, rng: random.Random, container: dict[str, Any], warc_date: str,
