@@ -156,71 +156,36 @@ def input_versions(spark: SparkSession, root: str) -> dict[str, int | None]:
 
 def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, seed: int,
              per_qid: bool, languages: list[str], lease: leases.Pending) -> dict[str, Any]:
-    """Reads recorded versions and selects; writes only once ``lease`` is taken."""
+    """Reads recorded versions and selects; writes only once ``lease`` is taken.
+
+    The writes, in this order: this run's ``curated`` partition, its ``pair_texts``, then the
+    ``curation_runs`` row that makes both visible. When the row is not written, ``curated`` is
+    rolled back (:func:`_roll_back_curated`)."""
     t0 = time.monotonic()
     versions = input_versions(spark, root)
     params = {"t": t, "target_size": target, "tail_share": share, "seed": seed, "per_qid": per_qid}
     run_id = run_id_for(params, versions)
-
     if share is not None:
-        hist = _count_hist(spark, root, versions, per_qid)
-        if not hist:
-            raise UserError(f"no matches in lake {root}: nothing to balance (run match first)")
-        t = balancing.p_to_t(hist, float(share))
-        log.info("%s: tail share %.4f -> t = %s", JOB, float(share), t)
+        t = _t_for_tail_share(spark, root, versions, per_qid, float(share))
 
     pp = per_pair(spark, root, versions, seed, per_qid).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        stats = pp.agg(F.count(F.lit(1)).alias("n"), F.min("threshold").alias("lo"),
-                       F.max("threshold").alias("hi")).first()
-        matched = int(stats["n"])
-        summary: dict[str, Any] = {"run_id": run_id, "seed": seed, "per_qid": per_qid, "matched_pairs": matched,
-                                   "passes_over_matches": 1, "tie_pair_id": None}
-        keep: Column
-        if target is not None:
-            target = int(target)
-            if matched == 0:
-                raise UserError(f"no matched pairs in lake {root}: nothing to balance")
-            if target >= matched:
-                log.warning("%s: target size %d >= %d matched pairs: keeping all", JOB, target, matched)
-                t = balancing.t_above(float(stats["hi"]))
-                keep, summary["selection_passes"] = F.lit(True), 0
-            else:
-                cut = select_target(pp, target, matched, float(stats["lo"]), float(stats["hi"]))
-                t = balancing.t_above(cut["tau"])
-                summary["selection_passes"] = cut["passes"]
-                summary["tie_pair_id"] = cut["tie_pair_id"]
-                keep = F.col("threshold") < F.lit(cut["tau"])
-                if cut["tie_pair_id"] is None:
-                    keep = F.col("threshold") <= F.lit(cut["tau"])
-                else:
-                    keep = keep | ((F.col("threshold") == F.lit(cut["tau"]))
-                                   & (F.col("pair_id") <= F.lit(cut["tie_pair_id"])))
-        else:
-            keep = F.col("threshold") < F.lit(float(t))
-        pairs = lake.read(spark, root, tables.PAIRS, versions[tables.PAIRS]).select("pair_id", "image_url", "text")
-        curated = (pp.where(keep).join(pairs, "pair_id")
-                   .select("pair_id", "image_url", "text", "entry_ids", F.lit(run_id).alias("run_id")))
+        summary, t, keep = _select(pp, root, run_id, t, target, seed, per_qid)
+        curated = _curated_rows(spark, root, versions, pp, keep, run_id)
         lease.wait()
         before = lake.version(spark, root, tables.CURATED)
         try:
-            # Only this run's partition is replaced: other runs stay side by side; a re-run of the same
+            # 1. Only this run's partition is replaced: other runs stay side by side; a re-run of the same
             # run_id (same parameters and inputs) rewrites identical rows.
             lake.overwrite(spark, root, tables.CURATED, curated, replace_where=run_filter(run_id))
             versions_out = dict(versions)
             versions_out[tables.CURATED] = lake.version(spark, root, tables.CURATED)
             mine = lake.read(spark, root, tables.CURATED, versions_out[tables.CURATED]).where(F.col("run_id") == run_id)
             pairs_out = pp.where(keep).count()  # in memory; every matched pair_id is in pairs (insert-only)
-            texts = _write_kg_texts(spark, root, mine, versions, languages)  # before the run row: one visible unit
-            versions_out.update(texts)
-            pairs_in = lake.read(spark, root, tables.PAIRS, versions[tables.PAIRS]).count()
-            row = {
-                "run_id": run_id, "t": float(t), "target_size": None if target is None else int(target),
-                "tail_share": None if share is None else float(share), "seed": seed, "per_qid": per_qid,
-                "pairs_in": pairs_in, "matched_pairs": matched, "unmatched_pairs": max(0, pairs_in - matched),
-                "pairs_out": pairs_out, "input_versions": {k: v for k, v in versions_out.items() if v is not None},
-                "created_at": datetime.now(timezone.utc).replace(tzinfo=None),
-            }
+            # 2. pair_texts before the run row: one visible unit
+            versions_out.update(_write_kg_texts(spark, root, mine, versions, languages))
+            # 3. Last, the curation_runs row that makes the run visible.
+            row = _run_row(spark, root, params, run_id, t, versions, versions_out, summary["matched_pairs"], pairs_out)
             df = spark.createDataFrame([row], tables.schema(tables.CURATION_RUNS))
             lake.merge_insert_only(spark, root, tables.CURATION_RUNS, df, ["run_id"])
         except BaseException:
@@ -228,6 +193,86 @@ def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, se
             raise
     finally:
         pp.unpersist()
+    return _final_summary(summary, row, t0)
+
+
+def _t_for_tail_share(spark: SparkSession, root: str, versions: dict[str, int | None], per_qid: bool,
+                      share: float) -> float:
+    """``--tail-share``: t from the compact count histogram (MetaCLIP's p_to_t), never from the pairs."""
+    hist = _count_hist(spark, root, versions, per_qid)
+    if not hist:
+        raise UserError(f"no matches in lake {root}: nothing to balance (run match first)")
+    t = balancing.p_to_t(hist, share)
+    log.info("%s: tail share %.4f -> t = %s", JOB, share, t)
+    return t
+
+
+def _select(pp: DataFrame, root: str, run_id: str, t: Any, target: Any, seed: int,
+            per_qid: bool) -> tuple[dict[str, Any], Any, Column]:
+    """(summary so far, t, keep condition): read-only, so it runs before the lease is needed.
+
+    One aggregate of the persisted per-pair frame gives the matched count and threshold range that
+    ``--target-size`` searches; ``--t`` (given or from the tail share) is a plain cut."""
+    stats = pp.agg(F.count(F.lit(1)).alias("n"), F.min("threshold").alias("lo"),
+                   F.max("threshold").alias("hi")).first()
+    matched = int(stats["n"])
+    summary: dict[str, Any] = {"run_id": run_id, "seed": seed, "per_qid": per_qid, "matched_pairs": matched,
+                               "passes_over_matches": 1, "tie_pair_id": None}
+    if target is None:
+        return summary, t, F.col("threshold") < F.lit(float(t))
+    t, keep, selection = _target_cut(pp, root, int(target), matched, float(stats["lo"]), float(stats["hi"]))
+    summary.update(selection)
+    return summary, t, keep
+
+
+def _target_cut(pp: DataFrame, root: str, target: int, matched: int, lo: float,
+                hi: float) -> tuple[float, Column, dict[str, Any]]:
+    """(t, keep, summary keys) for ``--target-size``: exactly ``target`` pairs, ties broken on pair_id
+    so the cut is the same on any cluster; a target of all matched pairs or more keeps everything."""
+    if matched == 0:
+        raise UserError(f"no matched pairs in lake {root}: nothing to balance")
+    if target >= matched:
+        log.warning("%s: target size %d >= %d matched pairs: keeping all", JOB, target, matched)
+        return balancing.t_above(hi), F.lit(True), {"selection_passes": 0}
+    cut = select_target(pp, target, matched, lo, hi)
+    selection = {"selection_passes": cut["passes"], "tie_pair_id": cut["tie_pair_id"]}
+    return balancing.t_above(cut["tau"]), _keep_through(cut), selection
+
+
+def _keep_through(cut: dict[str, Any]) -> Column:
+    """The pairs up to the cut: below tau, and at tau those up to the tie's pair_id (all, when no tie)."""
+    if cut["tie_pair_id"] is None:
+        return F.col("threshold") <= F.lit(cut["tau"])
+    return (F.col("threshold") < F.lit(cut["tau"])) | (
+        (F.col("threshold") == F.lit(cut["tau"])) & (F.col("pair_id") <= F.lit(cut["tie_pair_id"])))
+
+
+def _curated_rows(spark: SparkSession, root: str, versions: dict[str, int | None], pp: DataFrame, keep: Column,
+                  run_id: str) -> DataFrame:
+    """The kept pairs with their image URL and text (pairs at the recorded version), tagged with the run."""
+    pairs = lake.read(spark, root, tables.PAIRS, versions[tables.PAIRS]).select("pair_id", "image_url", "text")
+    return (pp.where(keep).join(pairs, "pair_id")
+            .select("pair_id", "image_url", "text", "entry_ids", F.lit(run_id).alias("run_id")))
+
+
+def _run_row(spark: SparkSession, root: str, params: dict[str, Any], run_id: str, t: Any,
+             versions: dict[str, int | None], versions_out: dict[str, int | None], matched: int,
+             pairs_out: int) -> dict[str, Any]:
+    """The ``curation_runs`` row: the run's parameters (t as applied), counts and the versions it read
+    and wrote, so readers resolve the run's tables through it."""
+    target, share = params["target_size"], params["tail_share"]
+    pairs_in = lake.read(spark, root, tables.PAIRS, versions[tables.PAIRS]).count()
+    return {
+        "run_id": run_id, "t": float(t), "target_size": None if target is None else int(target),
+        "tail_share": None if share is None else float(share), "seed": params["seed"], "per_qid": params["per_qid"],
+        "pairs_in": pairs_in, "matched_pairs": matched, "unmatched_pairs": max(0, pairs_in - matched),
+        "pairs_out": pairs_out, "input_versions": {k: v for k, v in versions_out.items() if v is not None},
+        "created_at": datetime.now(timezone.utc).replace(tzinfo=None),
+    }
+
+
+def _final_summary(summary: dict[str, Any], row: dict[str, Any], t0: float) -> dict[str, Any]:
+    """The summary as recorded (from the run row); an infinite t (keep all) is reported as None."""
     summary.update({k: row[k] for k in ("t", "target_size", "tail_share", "pairs_in", "unmatched_pairs",
                                         "pairs_out")})
     summary["input_versions"] = row["input_versions"]
