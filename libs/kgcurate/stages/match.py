@@ -276,16 +276,15 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def _execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Decide full or incremental, match, and write in the order crash safety needs: (heal,) matches,
+    entry_counts, qid_counts, and ``match_state`` last, which names the versions just written."""
     root = cfg["lake"]
     mcfg = cfg.get("match", {})
     lowercase = bool(mcfg.get("lowercase"))
     t0 = time.monotonic()
     meta_version = lake.version(spark, root, tables.METADATA)
     pairs_version = lake.version(spark, root, tables.PAIRS)
-    ids, entries, bad, qids = load_entries(spark, root, meta_version, lowercase)
-    if len(entries) == 0:
-        raise UserError(f"table 'metadata' in lake {root} holds no usable entry: re-run build-metadata")
-    fp = fingerprint(ids, entries, qids)
+    ids, entries, bad, fp = _entry_set(spark, root, meta_version, lowercase)
     state = read_state(spark, root)
     mode, why = decide_mode(state, meta_version, fp, lowercase, bool(mcfg.get("full")),
                             lake.exists(spark, root, tables.MATCHES))
@@ -296,22 +295,58 @@ def _execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
         _record_bad_entries(spark, root, meta_version, bad)
 
     pairs = lake.read(spark, root, tables.PAIRS, pairs_version).select("pair_id", "text")
-    base_entry = base_qid = None
+    base: tuple[DataFrame | None, DataFrame | None] = (None, None)
     if mode == "incremental":
         summary["healed"] = heal(spark, root, state)  # before "up to date": a dead run may have written since
         if state.pairs_version == pairs_version:
             summary.update(pairs_matched=0, pairs_with_match=0, matches=0, up_to_date=True,
                            entries_with_count=_entries_with_count(spark, root))
             return summary
-        recorded = completed_versions(spark, root, state)  # past maintain's OPTIMIZE commits: files VACUUM keeps
-        matches_v = recorded[tables.MATCHES]
-        old_pairs = _time_travel(spark, root, tables.PAIRS, recorded[tables.PAIRS])
-        if old_pairs is None:  # vacuumed: pairs already matched are those in matches (or matched nothing)
-            old_pairs = lake.read(spark, root, tables.MATCHES, matches_v)
-        pairs = pairs.join(old_pairs.select("pair_id"), "pair_id", "left_anti")
-        base_entry = _time_travel(spark, root, tables.ENTRY_COUNTS, recorded[tables.ENTRY_COUNTS])
-        base_qid = _time_travel(spark, root, tables.QID_COUNTS, recorded[tables.QID_COUNTS])
+        pairs, base = _unmatched_since(spark, root, state, pairs)
 
+    matches_version, accs = _write_matches_and_counts(
+        spark, root, mode, pairs, (ids, entries, lowercase, fp), meta_version, base)
+    record_state(spark, root, meta_version, fp, lowercase, pairs_version, matches_version)  # last
+    summary.update(
+        pairs_matched=int(accs[0].value), pairs_with_match=int(accs[1].value), matches=int(accs[2].value),
+        entries_with_count=_entries_with_count(spark, root), seconds=round(time.monotonic() - t0, 2),
+    )
+    return summary
+
+
+def _entry_set(spark: SparkSession, root: str, meta_version: int | None,
+               lowercase: bool) -> tuple[np.ndarray, list[str], list[tuple[int, str]], str]:
+    """(ids, entries, unmatchable entries, fingerprint) at ``meta_version``: the fingerprint is what
+    decides whether the recorded matches still hold; no usable entry at all is the user's error."""
+    ids, entries, bad, qids = load_entries(spark, root, meta_version, lowercase)
+    if len(entries) == 0:
+        raise UserError(f"table 'metadata' in lake {root} holds no usable entry: re-run build-metadata")
+    return ids, entries, bad, fingerprint(ids, entries, qids)
+
+
+def _unmatched_since(spark: SparkSession, root: str, state: MatchState,
+                     pairs: DataFrame) -> tuple[DataFrame, tuple[DataFrame | None, DataFrame | None]]:
+    """(pairs added since the recorded run, (entry counts, qid counts) it recorded): an incremental
+    run matches only the former and adds to the latter. A recorded count table no longer readable
+    (vacuumed) comes back as None, and the caller recounts."""
+    recorded = completed_versions(spark, root, state)  # past maintain's OPTIMIZE commits: files VACUUM keeps
+    old_pairs = _time_travel(spark, root, tables.PAIRS, recorded[tables.PAIRS])
+    if old_pairs is None:  # vacuumed: pairs already matched are those in matches (or matched nothing)
+        old_pairs = lake.read(spark, root, tables.MATCHES, recorded[tables.MATCHES])
+    pairs = pairs.join(old_pairs.select("pair_id"), "pair_id", "left_anti")
+    base_entry = _time_travel(spark, root, tables.ENTRY_COUNTS, recorded[tables.ENTRY_COUNTS])
+    base_qid = _time_travel(spark, root, tables.QID_COUNTS, recorded[tables.QID_COUNTS])
+    return pairs, (base_entry, base_qid)
+
+
+def _write_matches_and_counts(spark: SparkSession, root: str, mode: str, pairs: DataFrame,
+                              matcher: tuple[np.ndarray, list[str], bool, str], meta_version: int | None,
+                              base: tuple[DataFrame | None, DataFrame | None]) -> tuple[int | None, tuple[Any, ...]]:
+    """Match ``pairs`` and write ``matches``, then ``entry_counts``, then ``qid_counts``; return the
+    matches version (for the state the caller writes after these) and the (captions read, captions
+    with a match, matches) accumulators the matching pass filled. ``matcher``: (ids, entries,
+    lowercase, fingerprint); the entries are broadcast once for the run."""
+    ids, entries, lowercase, fp = matcher
     sc = spark.sparkContext
     payload = sc.broadcast((ids, entries, lowercase))
     accs = (sc.accumulator(0), sc.accumulator(0), sc.accumulator(0))
@@ -319,36 +354,47 @@ def _execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     matched = pairs.mapInArrow(make_matcher_fn(key, payload, accs), OUT_DDL)
     try:
         with lake.staging_folder(spark, root, run_ids.new(JOB)) as staging:
-            if mode == "full":
-                # One pass straight into the table: an overwrite is one atomic commit, so a crash
-                # leaves the previous matches, which the state (written last) still names.
-                lake.overwrite(spark, root, tables.MATCHES, matched)
-                matches_version = lake.version(spark, root, tables.MATCHES)
-                new = lake.read(spark, root, tables.MATCHES, matches_version)
-            else:
-                # The increment is staged so its own counts can be added to the recorded ones.
-                matched.write.mode("overwrite").parquet(staging)
-                new = spark.read.parquet(staging)
-                lake.append(spark, root, tables.MATCHES, new)
-                matches_version = lake.version(spark, root, tables.MATCHES)
-            meta = lake.read(spark, root, tables.METADATA, meta_version)
-            if mode == "incremental" and (base_entry is None or base_qid is None):
-                log.warning("%s: recorded counts not readable; recounting from matches", JOB)
-                everything = lake.read(spark, root, tables.MATCHES, matches_version)
-                entry_counts, qid_counts = entry_delta(everything), qid_delta(everything, meta, lowercase)
-            else:
-                entry_counts = _add_counts(base_entry, entry_delta(new), "entry_id")
-                qid_counts = _add_counts(base_qid, qid_delta(new, meta, lowercase), "qid")
+            new, matches_version = _write_matches(spark, root, mode, matched, staging)
+            entry_counts, qid_counts = _counts_after(spark, root, mode, new, matches_version, meta_version,
+                                                     lowercase, base)
             lake.overwrite(spark, root, tables.ENTRY_COUNTS, entry_counts)
             lake.overwrite(spark, root, tables.QID_COUNTS, qid_counts)
     finally:
         payload.unpersist()
-    record_state(spark, root, meta_version, fp, lowercase, pairs_version, matches_version)
-    summary.update(
-        pairs_matched=int(accs[0].value), pairs_with_match=int(accs[1].value), matches=int(accs[2].value),
-        entries_with_count=_entries_with_count(spark, root), seconds=round(time.monotonic() - t0, 2),
-    )
-    return summary
+    return matches_version, accs
+
+
+def _write_matches(spark: SparkSession, root: str, mode: str, matched: DataFrame,
+                   staging: str) -> tuple[DataFrame, int | None]:
+    """(the new matches, the ``matches`` version holding them): the one pass over the captions."""
+    if mode == "full":
+        # One pass straight into the table: an overwrite is one atomic commit, so a crash
+        # leaves the previous matches, which the state (written last) still names.
+        lake.overwrite(spark, root, tables.MATCHES, matched)
+        matches_version = lake.version(spark, root, tables.MATCHES)
+        return lake.read(spark, root, tables.MATCHES, matches_version), matches_version
+    # The increment is staged so its own counts can be added to the recorded ones.
+    matched.write.mode("overwrite").parquet(staging)
+    new = spark.read.parquet(staging)
+    lake.append(spark, root, tables.MATCHES, new)
+    return new, lake.version(spark, root, tables.MATCHES)
+
+
+def _counts_after(spark: SparkSession, root: str, mode: str, new: DataFrame, matches_version: int | None,
+                  meta_version: int | None, lowercase: bool,
+                  base: tuple[DataFrame | None, DataFrame | None]) -> tuple[DataFrame, DataFrame]:
+    """(entry_counts, qid_counts) for ``matches`` at ``matches_version``: the recorded ``base`` plus the
+    new matches' own counts (a full run has no base), or a recount of all matches when an incremental
+    run's base is not readable any more."""
+    base_entry, base_qid = base
+    meta = lake.read(spark, root, tables.METADATA, meta_version)
+    if mode == "incremental" and (base_entry is None or base_qid is None):
+        log.warning("%s: recorded counts not readable; recounting from matches", JOB)
+        everything = lake.read(spark, root, tables.MATCHES, matches_version)
+        return entry_delta(everything), qid_delta(everything, meta, lowercase)
+    entry_counts = _add_counts(base_entry, entry_delta(new), "entry_id")
+    qid_counts = _add_counts(base_qid, qid_delta(new, meta, lowercase), "qid")
+    return entry_counts, qid_counts
 
 
 def _entries_with_count(spark: SparkSession, root: str) -> int:
