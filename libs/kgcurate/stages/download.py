@@ -20,6 +20,7 @@ URLs that failed with a retryable status into new shards (numbered after the exi
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import shutil
@@ -197,27 +198,83 @@ def write_sizes(out: str, sizes: dict[str, int]) -> str:
     return write_local(out, sizes)
 
 
-def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
-    from kgcurate.download.shards import shard_name
+def curated_run(ctx: Context, run_id: str | None) -> str:
+    """The curated run to download: ``run_id`` or the newest recorded one (a one-line error when none)."""
     from kgcurate.stages import balance
 
-    o = settings.section(cfg, settings.DownloadOptions)
-    spark = ctx.spark
-    run = balance.latest_run(spark, ctx.root, o.run_id)
+    run = balance.latest_run(ctx.spark, ctx.root, run_id)
     if run is None:
-        raise UserError(f"no curated run {'named ' + repr(o.run_id) + ' ' if o.run_id else ''}in lake {ctx.root}: "
+        raise UserError(f"no curated run {'named ' + repr(run_id) + ' ' if run_id else ''}in lake {ctx.root}: "
                         f"run `kgcurate balance --lake {ctx.root}` first (see `kgcurate curated list`)")
-    curated_run_id = run["run_id"]
+    return str(run["run_id"])
+
+
+def progress_line(o: settings.DownloadOptions, shards: int, accs: tuple, started: float) -> str:
+    """Shards done of total, images tried and their success rate (warned under the floor), rate, bytes."""
+    secs = max(time.monotonic() - started, 1e-9)
+    tried, ok = accs[1].value, accs[2].value
+    rate = f"{ok / tried:.0%}" if tried else "-"
+    low = (f" -- WARNING: success rate under the floor of {o.min_success_rate:.0%}"
+           if tried and ok / tried < o.min_success_rate else "")
+    return (f"{JOB}: {accs[0].value}/{shards} shards, {tried:,} images ({rate} ok), "
+            f"{tried / secs:.1f} images/s, {accs[3].value / 1e6:.1f} MB{low}")
+
+
+def run_shards(ctx: Context, todo: DataFrame, shards: int, o: settings.DownloadOptions, out: str,
+               curated_run_id: str, run_id: str) -> tuple[dict[int, dict[str, Any]], dict[str, int]]:
+    """One task per shard, rows staged then MERGEd into ``downloads``; per-shard stats and status counts."""
+    grouped = (todo.groupBy("shard")
+               .agg(F.collect_list(F.struct("image_url", "text", "texts")).alias("samples"))
+               .repartitionByRange(shards, "shard"))  # distinct keys, all sampled: one shard per task
+    sc = ctx.spark.sparkContext
+    accs = (sc.accumulator(0), sc.accumulator(0), sc.accumulator(0), sc.accumulator(0))
+    line = functools.partial(progress_line, o, shards, accs, time.monotonic())
+    with ctx.staging(run_id) as staging, ctx.progress(line, o.progress_interval):
+        fn = shard_task(out, curated_run_id, run_id, download_config(o), accs)
+        grouped.mapInArrow(fn, tables.from_arrow(rows_schema())).write.mode("overwrite").parquet(f"{staging}/rows")
+        rows = ctx.spark.read.parquet(f"{staging}/rows")
+        ctx.lake.merge(tables.DOWNLOADS, rows, "t.curated_run_id = s.curated_run_id AND t.image_url = s.image_url",
+                       matched_update_when="true")
+        ok_rows = F.sum(F.when(F.col("status") == "success", 1).otherwise(0)).alias("samples")
+        per_shard = rows.groupBy("shard").agg(F.count("*").alias("urls"), ok_rows,
+                                              F.sum(F.coalesce("bytes", F.lit(0))).alias("bytes"))
+        stats = {r["shard"]: r.asDict() for r in per_shard.collect()}  # one row per shard
+        counts = {r["status"]: r["count"] for r in rows.groupBy("status").count().collect()}
+    ctx.log.info(line())
+    return stats, counts
+
+
+def record_run(ctx: Context, run_id: str, curated_run_id: str, curated_version: int | None, out: str,
+               o: settings.DownloadOptions, stats: dict[int, dict[str, Any]], started: datetime) -> None:
+    """The ``download_runs`` row, written last: its shard list is what makes those shards done."""
+    from kgcurate.download.shards import shard_name
+
+    urls = sum(int(r["urls"]) for r in stats.values())
+    ok = sum(int(r["samples"]) for r in stats.values())
+    shard_rows = [(s, shard_name(s), int(stats[s]["samples"]), int(stats[s]["urls"])) for s in sorted(stats)]
+    params = {"shard_size": str(o.shard_size), "image_size": str(o.image_size), "resize_mode": o.resize_mode,
+              "opt_out": ",".join(o.opt_out), "retry_failed": str(o.retry_failed).lower()}
+    record = ctx.spark.createDataFrame(
+        [(run_id, curated_run_id, curated_version, out, params, shard_rows, urls, ok, ok / urls if urls else None,
+          sum(int(r["bytes"]) for r in stats.values()), started, datetime.now(timezone.utc))],
+        tables.schema(tables.DOWNLOAD_RUNS))
+    ctx.lake.append(tables.DOWNLOAD_RUNS, record)
+
+
+def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
+    from kgcurate.download.shards import shard_name
+
+    o = settings.section(cfg, settings.DownloadOptions)
+    curated_run_id = curated_run(ctx, o.run_id)
     out = out_folder(o.out)
     if not s3.is_s3(out):
         os.makedirs(out, exist_ok=True)
     run_id = ctx.new_run_id()
-    started = datetime.now(timezone.utc)
+    started, t0 = datetime.now(timezone.utc), time.monotonic()
     summary: dict[str, Any] = {"run_id": run_id, "curated_run_id": curated_run_id, "out": out}
-    with leases.held(spark, ctx.root, JOB, run_id):
+    with leases.held(ctx.spark, ctx.root, JOB, run_id):
         curated_version = ctx.lake.version(tables.CURATED)
-        curated = ctx.lake.read(tables.CURATED).where(F.col("run_id") == curated_run_id)
-        samples = samples_of(ctx, curated)
+        samples = samples_of(ctx, ctx.lake.read(tables.CURATED).where(F.col("run_id") == curated_run_id))
         n_urls = samples.count()
         done = committed_shards(ctx, curated_run_id, out)
         check_same_layout(done, o.shard_size, out)
@@ -228,44 +285,10 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
             ctx.log.info("%s: nothing to download for curated run %s (%d shards done)", JOB, curated_run_id, len(done))
             return {**summary, "urls": 0, "succeeded": 0, "success_rate": None, "counts": {}, "bytes": 0,
                     "sizes": write_sizes(out, {shard_name(s): int(r["samples"] or 0) for s, r in done.items()})}
-        grouped = (todo.groupBy("shard")
-                   .agg(F.collect_list(F.struct("image_url", "text", "texts")).alias("samples"))
-                   .repartitionByRange(len(shards), "shard"))  # distinct keys, all sampled: one shard per task
-        sc = spark.sparkContext
-        accs = (sc.accumulator(0), sc.accumulator(0), sc.accumulator(0), sc.accumulator(0))
-        t0 = time.monotonic()
-
-        def line() -> str:
-            secs = max(time.monotonic() - t0, 1e-9)
-            tried, ok = accs[1].value, accs[2].value
-            rate = f"{ok / tried:.0%}" if tried else "-"
-            low = (f" -- WARNING: success rate under the floor of {o.min_success_rate:.0%}"
-                   if tried and ok / tried < o.min_success_rate else "")
-            return (f"{JOB}: {accs[0].value}/{len(shards)} shards, {tried:,} images ({rate} ok), "
-                    f"{tried / secs:.1f} images/s, {accs[3].value / 1e6:.1f} MB{low}")
-
-        with ctx.staging(run_id) as staging, ctx.progress(line, o.progress_interval):
-            fn = shard_task(out, curated_run_id, run_id, download_config(o), accs)
-            grouped.mapInArrow(fn, tables.from_arrow(rows_schema())).write.mode("overwrite").parquet(f"{staging}/rows")
-            rows = spark.read.parquet(f"{staging}/rows")
-            ctx.lake.merge(tables.DOWNLOADS, rows, "t.curated_run_id = s.curated_run_id AND t.image_url = s.image_url",
-                           matched_update_when="true")
-            ok_rows = F.sum(F.when(F.col("status") == "success", 1).otherwise(0)).alias("samples")
-            per_shard = rows.groupBy("shard").agg(F.count("*").alias("urls"), ok_rows,
-                                                  F.sum(F.coalesce("bytes", F.lit(0))).alias("bytes"))
-            stats = {r["shard"]: r.asDict() for r in per_shard.collect()}  # one row per shard
-            counts = {r["status"]: r["count"] for r in rows.groupBy("status").count().collect()}
-        ctx.log.info(line())
-        urls = sum(int(r["urls"]) for r in stats.values())
-        ok = sum(int(r["samples"]) for r in stats.values())
-        shard_rows = [(s, shard_name(s), int(stats[s]["samples"]), int(stats[s]["urls"])) for s in sorted(stats)]
-        params = {"shard_size": str(o.shard_size), "image_size": str(o.image_size), "resize_mode": o.resize_mode,
-                  "opt_out": ",".join(o.opt_out), "retry_failed": str(o.retry_failed).lower()}
-        record = spark.createDataFrame(
-            [(run_id, curated_run_id, curated_version, out, params, shard_rows, urls, ok,
-              ok / urls if urls else None, sum(int(r["bytes"]) for r in stats.values()), started,
-              datetime.now(timezone.utc))], tables.schema(tables.DOWNLOAD_RUNS))
-        ctx.lake.append(tables.DOWNLOAD_RUNS, record)
+        stats, counts = run_shards(ctx, todo, len(shards), o, out, curated_run_id, run_id)
+        record_run(ctx, run_id, curated_run_id, curated_version, out, o, stats, started)
+    urls = sum(int(r["urls"]) for r in stats.values())
+    ok = sum(int(r["samples"]) for r in stats.values())
     every = {**{s: r["samples"] for s, r in done.items()}, **{s: stats[s]["samples"] for s in stats}}
     summary.update(urls=urls, succeeded=ok, success_rate=ok / urls if urls else None, counts=counts,
                    bytes=sum(int(r["bytes"]) for r in stats.values()), seconds=round(time.monotonic() - t0, 2),
