@@ -1,10 +1,11 @@
 """Every kgcurate stage, declared once; the CLI, the job entries, the pipeline order and the
 cluster definitions are derived from this list.
 
-A stage is a module ``kgcurate.stages.<module>`` with ``add_arguments(parser)``, ``run(args, cfg)``
-and, when it has Spark work, ``execute(spark, cfg)``; it may define ``skip_reason(cfg)`` to say when
-``kgcurate run`` has nothing for it to do. Adding a stage is its module, its tests, its section in
-``docs/stages.md`` and one line here (see docs/architecture.md, "Adding a stage").
+A stage is a module ``kgcurate.stages.<module>`` with ``execute(ctx, cfg)`` and ``report(summary, args)``
+(optionally ``prepare(args, cfg)`` and ``skip_reason(cfg)``; see docs/architecture.md, "The stage
+contract"); its config keys and flags are a section of :mod:`kgcurate.settings`, named by ``options``.
+Adding a stage is its module, its tests, its section in ``docs/stages.md``, its options and one line
+here (docs/architecture.md, "Adding a stage").
 
 It starts nothing (no Spark session, no stage module imported), so ``kgcurate --help`` and ``deploy/``
 use it freely.

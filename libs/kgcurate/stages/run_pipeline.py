@@ -1,6 +1,6 @@
 """``kgcurate run --config conf/demo.yaml``: every stage in order, in one Spark session.
 
-Each stage's ``execute(spark, cfg)`` is the same code its own command runs, so the pipeline is
+Each stage's ``execute(ctx, cfg)`` is the same code its own command runs, so the pipeline is
 exactly the sequence a user would type, in the order :func:`kgcurate.registry.pipeline_order`
 derives from what the stages read and write. A stage whose input is not configured says so in its
 ``skip_reason(cfg)`` and is skipped (no Wikidata dump -> no knowledge-graph entries; no balance
