@@ -214,3 +214,9 @@ def test_download_to_s3_uploads_whole_shards_and_sizes(spark, lake, site) -> Non
             data = srv.client().get_object(Bucket="shards", Key=f"run-a/{name}")["Body"].read()
             with tarfile.open(fileobj=io.BytesIO(data)) as tar:
                 assert len(tar.getmembers()) == 3 * n
+
+
+def test_a_set_past_five_digit_shard_numbers_is_refused_up_front() -> None:
+    download.check_shard_numbers([0, 99_999], "/x")
+    with pytest.raises(UserError, match="would need shard 100,000, past the 100,000"):
+        download.check_shard_numbers([5, 100_000], "/x")

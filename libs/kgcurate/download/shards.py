@@ -6,7 +6,6 @@ of a shard yields the same keys and a byte-identical tar: reruns replace files i
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -21,17 +20,6 @@ MAX_PER_SHARD = 10_000  # ... and the index within it 4 digits
 SIZES_FILE = "sizes.json"
 _MTIME = 0  # fixed member metadata: identical input, identical bytes
 _MODE = 0o644
-
-
-def shard_of(image_url: str, run_id: str, n_shards: int) -> int:
-    """The shard of ``image_url`` in run ``run_id``: a stable hash (blake2b), the same on any machine or run.
-
-    The run id is mixed in so two runs with different parameters do not put the same URLs together.
-    """
-    if not 0 < n_shards <= MAX_SHARDS:
-        raise ValueError(f"n_shards must be in 1..{MAX_SHARDS}, got {n_shards}")
-    digest = hashlib.blake2b(f"{run_id}\x00{image_url}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % n_shards
 
 
 def sample_key(shard: int, index: int) -> str:

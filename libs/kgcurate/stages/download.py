@@ -97,6 +97,16 @@ def check_same_layout(done: dict[int, dict[str, Any]], shard_size: int, out: str
                         "shard size to resume, or a new --out")
 
 
+def check_shard_numbers(shards: list[int], out: str) -> None:
+    """Sample keys give a shard 5 digits: a set that needs shard 100,000 or more (about 900M images, or
+    many --retry-failed rounds) is refused before any download, not failed task by task."""
+    from kgcurate.download.shards import MAX_SHARDS
+
+    if shards and shards[-1] >= MAX_SHARDS:
+        raise UserError(f"download into {out} would need shard {shards[-1]:,}, past the {MAX_SHARDS:,} that 5-digit "
+                        "sample keys allow: download the curated run in parts (--run-id of smaller curated runs)")
+
+
 def shard_count(images: int, shard_size: int) -> int:
     """Shards for ``images`` hashed ones: a mean of 90% of ``shard_size`` per shard, so that the hash's
     spread (a few standard deviations are ~100 images at 10,000) never overflows a shard's 10,000 keys."""
@@ -280,6 +290,7 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
         check_same_layout(done, o.shard_size, out)
         todo = plan(ctx, samples, curated_run_id, n_urls, o, done)
         shards = sorted(r[0] for r in todo.select("shard").distinct().collect())  # one per shard: small
+        check_shard_numbers(shards, out)
         summary.update(images=n_urls, shards_done_before=len(done), shards=len(shards))
         if not shards:
             ctx.log.info("%s: nothing to download for curated run %s (%d shards done)", JOB, curated_run_id, len(done))
