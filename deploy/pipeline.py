@@ -25,6 +25,10 @@ SITE: dict[str, str] = {
     "wikidata": "s3a://example-bucket/wikidata/latest-all.json.bz2",
     "report_out": "/tmp/kgcurate-report",                   # driver-local; copy it out afterwards
     "target_size": "400000000",                             # MetaCLIP's 400M
+    "shards": "s3://example-bucket/kgcurate/shards",        # `kgcurate download` output (webdataset tars)
+    "train_image": "ghcr.io/example/kgcurate-train:0.1.0",  # built from deploy/Dockerfile.train (CUDA)
+    "experiments": "/mnt/experiments",                      # checkpoints: a volume shared by train and evaluate
+    "experiments_claim": "kgcurate-experiments",            # the PersistentVolumeClaim mounted there
     "dist": "s3://example-bucket/kgcurate/dist",            # `python deploy/build.py` output, uploaded (EMR)
     "namespace": "spark-jobs",
     "service_account": "kgcurate-spark",
@@ -35,17 +39,20 @@ EXAMPLE_CRAWL = "CC-MAIN-2024-51"
 # stages.json beside this file by `python deploy/pipeline.py render`: order, job script, retries and
 # the cluster sizes of one full crawl (docs/production.md has the arithmetic).
 _STAGES_JSON = Path(__file__).with_name("stages.json")
-# (stage as in `kgcurate <stage>`, job script, retries), in pipeline order; sizes and retries by stage
+# (stage as in `kgcurate <stage>`, job script, retries), in pipeline order; sizes and retries by stage;
+# SPARK: whether it is a Spark job (else a plain container: train and evaluate, on GPU nodes).
 STAGES: tuple[tuple[str, str, int], ...] = ()
 RESOURCES: dict[str, dict[str, int | str]] = {}
 STAGE_RETRIES: dict[str, int] = {}
+SPARK: dict[str, bool] = {}
 
 
 def _declare(declared: list[dict]) -> None:
-    global STAGES, RESOURCES, STAGE_RETRIES
+    global STAGES, RESOURCES, STAGE_RETRIES, SPARK
     STAGES = tuple((d["stage"], d["script"], d["retries"]) for d in declared)
     RESOURCES = {d["stage"]: d["resources"] for d in declared}
     STAGE_RETRIES = {d["stage"]: d["retries"] for d in declared}
+    SPARK = {d["stage"]: d.get("spark", True) for d in declared}
 
 
 _declare(json.loads(_STAGES_JSON.read_text()) if _STAGES_JSON.exists() else [])
@@ -67,6 +74,7 @@ def stage_args(stage: str, crawl: str, site: dict[str, str] | None = None) -> li
         "match": [],
         "balance": ["--target-size", s["target_size"]],
         "report": ["--out", s["report_out"]],
+        "download": ["--out", s["shards"]],
     }
     return common + extra[stage]
 
@@ -114,11 +122,65 @@ def spark_application(stage: str, script: str, crawl: str) -> dict:
     }
 
 
+def launch(stage: str, script: str, crawl: str, home: str = "/opt/kgcurate") -> list[str]:
+    """The command of a stage that is not a Spark job: ``torchrun`` over the pod's GPUs for train (open_clip's
+    trainer runs one process per GPU), plain ``python`` otherwise."""
+    path = f"{home}/{script}"
+    gpus = int(RESOURCES[stage].get("gpus", 0))
+    if stage == "train" and gpus > 1:
+        return ["torchrun", "--standalone", f"--nproc_per_node={gpus}", path, *stage_args(stage, crawl)]
+    return ["python", path, *stage_args(stage, crawl)]
+
+
+def container_job(stage: str, script: str, crawl: str) -> dict:
+    """A Kubernetes ``batch/v1`` Job for a stage without Spark (train, evaluate): one pod of the training
+    image (deploy/Dockerfile.train) on a GPU node, checkpoints on a shared volume."""
+    res = RESOURCES[stage]
+    limits: dict[str, int | str] = {"cpu": str(res["cores"]), "memory": str(res["memory"])}
+    if int(res.get("gpus", 0)):
+        limits["nvidia.com/gpu"] = int(res["gpus"])
+    labels = {"app": "kgcurate", "stage": stage}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": job_name(stage), "namespace": SITE["namespace"], "labels": labels},
+        "spec": {
+            # A retried pod resumes from the newest checkpoint (same command), so retries are safe.
+            "backoffLimit": STAGE_RETRIES[stage],
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": SITE["service_account"],
+                    "containers": [{
+                        "name": stage,
+                        "image": SITE["train_image"],
+                        "imagePullPolicy": "IfNotPresent",
+                        "command": launch(stage, script, crawl),
+                        "env": [{"name": "OMP_NUM_THREADS", "value": "4"}],
+                        "resources": {"requests": dict(limits), "limits": dict(limits)},
+                        "volumeMounts": [{"name": "experiments", "mountPath": SITE["experiments"]},
+                                         {"name": "dshm", "mountPath": "/dev/shm"}],
+                    }],
+                    # Data-loader workers share batches through /dev/shm; the default 64 MiB is too small.
+                    "volumes": [{"name": "experiments",
+                                 "persistentVolumeClaim": {"claimName": SITE["experiments_claim"]}},
+                                {"name": "dshm", "emptyDir": {"medium": "Memory"}}],
+                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                },
+            },
+        },
+    }
+
+
 def emr_steps(crawl: str, packages: str) -> list[dict]:
-    """``aws emr add-steps --steps file://deploy/emr/steps.json``: one Spark step per stage."""
+    """``aws emr add-steps --steps file://deploy/emr/steps.json``: one Spark step per Spark stage (train and
+    evaluate run on GPU nodes: deploy/k8s)."""
     dist = SITE["dist"].rstrip("/")
     steps = []
     for stage, script, _ in STAGES:
+        if not SPARK[stage]:
+            continue
         res = RESOURCES[stage]
         args = [
             "--deploy-mode", "cluster",
@@ -161,7 +223,8 @@ def render(root: Path, packages: str, stages_json: str | None = None) -> list[Pa
         path = k8s / f"{stage}.yaml"
         header = (f"# Rendered by `python deploy/pipeline.py render` for {EXAMPLE_CRAWL}: edit SITE there, "
                   "or this file by hand.\n")
-        path.write_text(header + _yaml_dump(spark_application(stage, script, EXAMPLE_CRAWL)))
+        make = spark_application if SPARK[stage] else container_job
+        path.write_text(header + _yaml_dump(make(stage, script, EXAMPLE_CRAWL)))
         written.append(path)
     emr = root / "deploy" / "emr" / "steps.json"
     emr.parent.mkdir(parents=True, exist_ok=True)

@@ -150,7 +150,13 @@ def test_spark_submit_runs_a_stage_for_real(dist, tmp_path, shared_data, spark):
 def test_stage_list_matches_cli_and_pipeline():
     from kgcurate.stages.run_pipeline import STEPS
 
-    assert [s for s, _, _ in pipeline.STAGES] == [s for s, _ in STEPS]
+    deployed = [s for s, _, _ in pipeline.STAGES]
+    # the pipeline's stages in `kgcurate run`'s order, then download (and train/evaluate) after balance
+    assert [s for s in deployed if s in dict(STEPS)] == [s for s, _ in STEPS]
+    assert deployed.index("download") > deployed.index("balance")
+    for later, earlier in (("train", "download"), ("evaluate", "train")):
+        if later in deployed:
+            assert deployed.index(later) > deployed.index(earlier) and not pipeline.SPARK[later]
     for stage, script, retries in pipeline.STAGES:
         assert script == f"jobs/{cli.STAGES[stage][0]}.py" and (REPO / script).is_file()
         assert retries >= 1
@@ -172,6 +178,10 @@ def test_k8s_definitions_are_fresh_and_valid(tmp_path):
         assert committed.read_text() == (tmp_path / "deploy" / "k8s" / f"{stage}.yaml").read_text(), (
             "run: python deploy/pipeline.py render")
         app = yaml.safe_load(committed.read_text())
+        assert not re.search(r"(?i)secret|password|access.?key", committed.read_text())
+        if not pipeline.SPARK[stage]:
+            _check_container_job(stage, script, app)
+            continue
         assert app["apiVersion"] == "sparkoperator.k8s.io/v1beta2" and app["kind"] == "SparkApplication"
         spec = app["spec"]
         assert spec["sparkVersion"] == SPARK_VERSION and spec["type"] == "Python"
@@ -181,14 +191,35 @@ def test_k8s_definitions_are_fresh_and_valid(tmp_path):
         for key, value in SESSION_CONF.items():
             assert spec["sparkConf"][key] == value
         assert spec["restartPolicy"]["onFailureRetries"] >= 1
-        assert not re.search(r"(?i)secret|password|access.?key", committed.read_text())
     assert (DEPLOY / "emr" / "steps.json").read_text() == (tmp_path / "deploy" / "emr" / "steps.json").read_text()
+
+
+def _check_container_job(stage: str, script: str, job: dict) -> None:
+    """A GPU stage's batch/v1 Job: the training image, its GPUs, the command parsed by the real CLI."""
+    assert job["apiVersion"] == "batch/v1" and job["kind"] == "Job"
+    assert job["spec"]["backoffLimit"] == pipeline.STAGE_RETRIES[stage]
+    pod = job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    (container,) = pod["containers"]
+    assert container["image"] == pipeline.SITE["train_image"]
+    gpus = pipeline.RESOURCES[stage]["gpus"]
+    assert gpus >= 1 and container["resources"]["limits"]["nvidia.com/gpu"] == gpus
+    command = container["command"]
+    at = command.index(f"/opt/kgcurate/{script}")
+    assert (REPO / script).is_file()
+    if stage == "train" and gpus > 1:
+        assert command[:3] == ["torchrun", "--standalone", f"--nproc_per_node={gpus}"]
+    parsed = parse_stage(stage, command[at + 1:])
+    assert parsed.command == stage and parsed.lake == pipeline.SITE["lake"]
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert pipeline.SITE["experiments"] in mounts and "/dev/shm" in mounts
 
 
 def test_emr_steps_valid():
     steps = json.loads((DEPLOY / "emr" / "steps.json").read_text())
-    assert [s["Name"] for s in steps] == [f"kgcurate-{s}" for s, _, _ in pipeline.STAGES]
-    for step, (stage, script, _) in zip(steps, pipeline.STAGES, strict=True):
+    spark_stages = [st for st in pipeline.STAGES if pipeline.SPARK[st[0]]]
+    assert [s["Name"] for s in steps] == [f"kgcurate-{s}" for s, _, _ in spark_stages]
+    for step, (stage, script, _) in zip(steps, spark_stages, strict=True):
         assert step["Type"] == "Spark" and step["ActionOnFailure"] in ("CANCEL_AND_WAIT", "CONTINUE")
         args = step["Args"]
         assert args[args.index("--packages") + 1] == ",".join(COORDINATES)
@@ -258,9 +289,19 @@ def test_airflow_dag(monkeypatch):
     assert dag.kw["max_active_runs"] == 1 and dag.kw["default_args"]["retries"] >= 1
     ids = [t.task_id for t in dag.tasks]
     assert ids == [s.replace("-", "_") for s, _, _ in pipeline.STAGES]
+    for task, (stage, script, _) in zip(dag.tasks, pipeline.STAGES, strict=True):
+        argv = _render(task.bash_command, {"crawl": "CC-MAIN-2024-51"})
+        if pipeline.SPARK[stage]:
+            assert argv[0].endswith("deploy/spark-submit.sh") and argv[1] == stage and "queue" not in task.kw
+            continue
+        assert task.kw["queue"] == "gpu"  # GPU stages run on the GPU workers' queue
+        parsed = parse_stage(stage, argv[argv.index(next(a for a in argv if a.endswith(script))) + 1:])
+        assert parsed.command == stage
     for before, after in zip(dag.tasks, dag.tasks[1:], strict=False):
         assert before.downstream == [after]  # strictly in order, one task per stage
     for task, (stage, _, retries) in zip(dag.tasks, pipeline.STAGES, strict=True):
+        if not pipeline.SPARK[stage]:
+            continue
         argv = _render(task.bash_command, {"crawl": "CC-MAIN-2025-08"})
         assert argv[0].endswith("/deploy/spark-submit.sh") and argv[1] == stage
         assert task.kw["retries"] == retries

@@ -20,10 +20,10 @@ from datetime import datetime, timedelta
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 try:
-    from pipeline import EXAMPLE_CRAWL, STAGES, stage_args
+    from pipeline import EXAMPLE_CRAWL, SPARK, STAGES, launch, stage_args
 except ImportError:  # in the repository: deploy/airflow/ sits below deploy/pipeline.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from pipeline import EXAMPLE_CRAWL, STAGES, stage_args
+    from pipeline import EXAMPLE_CRAWL, SPARK, STAGES, launch, stage_args
 
 from airflow import DAG
 
@@ -35,6 +35,7 @@ except ImportError:  # Airflow 2
 KGCURATE_HOME = os.environ.get("KGCURATE_HOME", "/opt/kgcurate")
 SUBMIT = f"{KGCURATE_HOME}/deploy/spark-submit.sh"
 CRAWL = "{{ params.crawl }}"  # rendered by Airflow at run time
+GPU_QUEUE = os.environ.get("KGCURATE_GPU_QUEUE", "gpu")  # the Celery queue of workers with GPUs
 DEFAULT_ARGS = {
     "owner": "kgcurate",
     "retries": 2,
@@ -44,10 +45,23 @@ DEFAULT_ARGS = {
 }
 
 
+def _join(args: list[str]) -> str:
+    """A shell line; Jinja placeholders are left unquoted on purpose."""
+    return " ".join(a if "{{" in a else shlex.quote(a) for a in args)
+
+
 def command(stage: str, args: list[str]) -> str:
-    """The shell line for one stage; the Jinja crawl placeholder is left unquoted on purpose."""
-    quoted = [a if "{{" in a else shlex.quote(a) for a in args]
-    return " ".join([shlex.quote(SUBMIT), stage, *quoted])
+    """The shell line for one Spark stage (through deploy/spark-submit.sh)."""
+    return _join([SUBMIT, stage, *args])
+
+
+def task_args(stage: str, script: str) -> dict:
+    """A pipeline task: Spark stages through spark-submit; train and evaluate (no Spark) on a GPU worker."""
+    if SPARK[stage]:
+        return {"bash_command": command(stage, stage_args(stage, CRAWL)),
+                "env": {"KGCURATE_SUBMIT_OPTS": os.environ.get("KGCURATE_SUBMIT_OPTS", "--deploy-mode cluster")},
+                "append_env": True}
+    return {"bash_command": _join(launch(stage, script, CRAWL, KGCURATE_HOME)), "queue": GPU_QUEUE}
 
 
 with DAG(
@@ -62,14 +76,8 @@ with DAG(
     tags=["kgcurate"],
 ) as pipeline_dag:
     previous = None
-    for stage, _script, retries in STAGES:
-        task = BashOperator(
-            task_id=stage.replace("-", "_"),
-            bash_command=command(stage, stage_args(stage, CRAWL)),
-            retries=retries,
-            env={"KGCURATE_SUBMIT_OPTS": os.environ.get("KGCURATE_SUBMIT_OPTS", "--deploy-mode cluster")},
-            append_env=True,
-        )
+    for stage, script, retries in STAGES:
+        task = BashOperator(task_id=stage.replace("-", "_"), retries=retries, **task_args(stage, script))
         if previous is not None:
             previous >> task
         previous = task

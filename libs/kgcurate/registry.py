@@ -93,7 +93,8 @@ STAGES: tuple[Stage, ...] = (
           options=("report",)),
     Stage("download", "download", "download a curated run's images into webdataset shards",
           reads=(T.CURATED, T.CURATION_RUNS, T.PAIR_TEXTS, T.DOWNLOADS, T.DOWNLOAD_RUNS),
-          writes=(T.DOWNLOADS, T.DOWNLOAD_RUNS, T.LEASES), options=("download",)),
+          writes=(T.DOWNLOADS, T.DOWNLOAD_RUNS, T.LEASES), deploy=Resources(50, 4, "8g"), retries=3,
+          options=("download",)),
     # Commands over other stages: the pipeline in one session, a crawl's refresh, table upkeep.
     Stage("run", "run_pipeline", "the whole pipeline from a config file"),
     Stage("refresh", "refresh", "incremental refresh for a new crawl",
@@ -108,11 +109,9 @@ STAGES: tuple[Stage, ...] = (
 BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
 
 
-def pipeline_order(stages: tuple[Stage, ...] | None = None) -> list[Stage]:
-    """The pipeline's stages (of ``stages``, default the registry) with every writer of a table
-    before its readers (log tables aside); stages that do not depend on each other keep their order
-    of declaration."""
-    steps = [s for s in (STAGES if stages is None else stages) if s.pipeline]
+def _ordered(steps: list[Stage]) -> list[Stage]:
+    """``steps`` with every writer of a table before its readers (log tables aside); steps that do not
+    depend on each other keep their order of declaration."""
     writers = {t: [s.name for s in steps if t in s.writes] for t in {t for s in steps for t in s.writes}}
     needs = {s.name: {w for t in s.reads if t not in LOG_TABLES for w in writers.get(t, []) if w != s.name}
              for s in steps}
@@ -126,9 +125,16 @@ def pipeline_order(stages: tuple[Stage, ...] | None = None) -> list[Stage]:
     return done
 
 
+def pipeline_order(stages: tuple[Stage, ...] | None = None) -> list[Stage]:
+    """The stages `kgcurate run` executes (of ``stages``, default the registry), writers before readers."""
+    return _ordered([s for s in (STAGES if stages is None else stages) if s.pipeline])
+
+
 def deployed() -> list[Stage]:
-    """The stages a cluster runs as jobs, in pipeline order."""
-    return [s for s in pipeline_order() if s.deploy is not None]
+    """The stages a cluster runs as jobs, writers before readers: the pipeline's Spark jobs, then the
+    stages after it that are not part of `kgcurate run` (download reaches the internet; train and
+    evaluate need GPUs and no Spark)."""
+    return _ordered([s for s in STAGES if s.deploy is not None])
 
 
 def doc_line(stage: Stage) -> str:
@@ -144,6 +150,6 @@ def doc_line(stage: Stage) -> str:
 def deploy_json() -> str:
     """``deploy/stages.json``: what ``deploy/pipeline.py`` (which imports nothing from kgcurate, so it
     can sit next to a DAG) reads; rendered by ``python deploy/pipeline.py render``."""
-    rows = [{"stage": s.name, "script": s.job_script, "retries": s.retries, "resources": asdict(s.deploy)}
-            for s in deployed()]
+    rows = [{"stage": s.name, "script": s.job_script, "retries": s.retries, "spark": s.needs_spark,
+             "resources": asdict(s.deploy)} for s in deployed()]
     return json.dumps(rows, indent=2) + "\n"
