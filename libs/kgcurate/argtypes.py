@@ -39,3 +39,17 @@ def positive_float(text: str) -> float:
 positive_float.__name__ = "number"
 int64 = int_in()
 positive_int64 = int_in(1)
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1] (a probability, a share)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+fraction.__name__ = "number"

@@ -95,6 +95,8 @@ STAGES: tuple[Stage, ...] = (
           reads=(T.CURATED, T.CURATION_RUNS, T.PAIR_TEXTS, T.DOWNLOADS, T.DOWNLOAD_RUNS),
           writes=(T.DOWNLOADS, T.DOWNLOAD_RUNS, T.LEASES), deploy=Resources(50, 4, "8g"), retries=3,
           options=("download",)),
+    Stage("train", "train", "train a CLIP model on a download's shards with open_clip's trainer",
+          reads=(T.DOWNLOADS, T.DOWNLOAD_RUNS), writes=(T.TRAIN_RUNS,), needs_spark=False, options=("train",)),
     # Commands over other stages: the pipeline in one session, a crawl's refresh, table upkeep.
     Stage("run", "run_pipeline", "the whole pipeline from a config file"),
     Stage("refresh", "refresh", "incremental refresh for a new crawl",

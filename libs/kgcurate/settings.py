@@ -227,12 +227,50 @@ class DownloadOptions:
                                       positive=True)
 
 
+@dataclass(frozen=True)
+class TrainOptions:
+    download_run_id: str | None = option(None, "the download run whose shards to train on (default: the newest; its "
+                                         "folder's shards from every run into it)", flag="--download-run-id")
+    download_runs_version: int | None = option(None, "Delta version of download_runs to read (default: the newest; "
+                                               "recorded in train_runs)", flag="--download-runs-version",
+                                               type=argtypes.int_in(0))
+    model: str = option("ViT-B-32", "open_clip model name", flag="--model")
+    model_config_dir: str | None = option(None, "folder of extra open_clip model configs (conf/models holds "
+                                          "kgc-tiny)", flag="--model-config-dir", metavar="DIR")
+    batch_size: int = option(256, "batch size per process", flag="--batch-size", type=argtypes.int_in(1),
+                             positive=True)
+    epochs: int = option(32, "epochs (with --samples: checkpoints, each of samples/epochs samples)", flag="--epochs",
+                         type=argtypes.int_in(1), positive=True)
+    samples: int | None = option(None, "samples seen in all, drawn with replacement (default: epochs x the shards' "
+                                 "samples, in passes)", flag="--samples", type=argtypes.int_in(1))
+    lr: float = option(5e-4, "peak learning rate", flag="--lr", type=argtypes.positive_float, positive=True)
+    warmup: int = option(2000, "warmup steps", flag="--warmup", type=argtypes.int_in(0))
+    wd: float = option(0.2, "weight decay", flag="--wd", type=float)
+    precision: str = option("auto", "auto: amp on a GPU, fp32 on the CPU; or any open_clip precision",
+                            flag="--precision", choices=("auto", "amp", "amp_bf16", "bf16", "fp16", "fp32"))
+    workers: int = option(4, "dataloader workers per process", flag="--workers", type=argtypes.int_in(0))
+    kg_text_share: float = option(0.5, "chance a draw shows a knowledge-graph text when the sample has one "
+                                  "(0: curated texts only; EntityNet's mix is 0.5)", flag="--kg-text-share",
+                                  type=argtypes.fraction)
+    seed: int = option(0, "seed of the trainer and of the text draw", flag="--seed", type=argtypes.int64)
+    experiments: str = option("./experiments", "folder holding one folder per experiment (open_clip's --logs)",
+                              flag="--experiments", metavar="DIR")
+    name: str | None = option(None, "the experiment's folder name (default: model and curated run)", flag="--name")
+    resume: bool = option(False, "continue the experiment from its latest checkpoint (or start it when absent); "
+                          "without it an existing experiment folder is refused", flag="--resume")
+    gpus: int = option(1, "processes on this node: more than 1 runs open_clip under torchrun", flag="--gpus",
+                       type=argtypes.int_in(1))
+    log_every: int = option(100, "steps between loss lines (the manifest's loss curve)", flag="--log-every",
+                            type=argtypes.int_in(1), positive=True)
+    extra_args: list = option([], "more open_clip_train arguments, appended as given (YAML only)")
+
+
 # YAML section -> its options; the order is the order of conf files and docs.
 SECTIONS: dict[str, type] = {
     "spark": SparkOptions, "wat": WatOptions, "wikidata": WikidataOptions, "metadata": MetadataOptions,
     "match": MatchOptions, "balance": BalanceOptions, "report": ReportOptions, "refresh": RefreshOptions,
     "maintain": MaintainOptions, "entity_set": EntitySetOptions, "curated": CuratedOptions, "sample": SampleOptions,
-    "download": DownloadOptions,
+    "download": DownloadOptions, "train": TrainOptions,
 }
 TOP_LEVEL: dict[str, Any] = {"lake": "./lake"}  # keys outside any section
 FREE_FORM = {"spark.conf"}  # any keys

@@ -36,6 +36,7 @@ PAIR_TEXTS = "pair_texts"
 LEASES = "leases"
 DOWNLOADS = "downloads"
 DOWNLOAD_RUNS = "download_runs"
+TRAIN_RUNS = "train_runs"
 
 
 def _s(*fields: StructField) -> StructType:
@@ -117,6 +118,15 @@ SCHEMAS: dict[str, StructType] = {
         _f("urls", LONG), _f("succeeded", LONG), _f("success_rate", DBL), _f("bytes", LONG),
         _f("started_at", TS), _f("finished_at", TS),
     ),
+    # One row per training experiment (kgcurate train, written with deltalake, no Spark): what it read at which
+    # versions, the trainer's exact arguments and package versions, how far it got; a resume updates the row.
+    TRAIN_RUNS: _s(
+        _f("train_run_id", STR, False), _f("curated_run_id", STR), _f("download_run_id", STR),
+        _f("downloads_version", LONG), _f("download_runs_version", LONG), _f("model", STR, False),
+        _f("args", STR), _f("packages", STR), _f("samples_seen", LONG), _f("steps", LONG), _f("final_loss", DBL),
+        _f("checkpoint", STR), _f("experiment_dir", STR, False), _f("status", STR, False), _f("started_at", TS),
+        _f("finished_at", TS),
+    ),
     # One writer per stage and lake (kgcurate.leases): the run holding it, renewed until expires_at.
     LEASES: _s(_f("scope", STR, False), _f("run_id", STR, False), _f("holder", STR), _f("acquired_at", TS),
                _f("expires_at", TS)),
@@ -142,3 +152,11 @@ def from_arrow(schema) -> StructType:
     from pyspark.sql.pandas.types import from_arrow_schema
 
     return from_arrow_schema(schema)
+
+
+def arrow_schema(name: str):
+    """A table's schema in Arrow, for writers without Spark (``kgcurate train`` writes with deltalake):
+    derived from the one declaration above, never written twice."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(SCHEMAS[name])

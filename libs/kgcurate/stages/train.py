@@ -1,0 +1,158 @@
+"""``kgcurate train``: a CLIP model trained on one download's shards by open_clip's own trainer.
+
+No Spark: the lake is read with ``deltalake`` (``download_runs`` at a pinned version, ``downloads`` for a
+cross-check) into a shard list and sample count (:mod:`kgcurate.train.lake_input`); the ``train`` section
+becomes open_clip_train's argument list (:mod:`kgcurate.train.trainer_args`); ``open_clip_train.main``
+runs in this process (``--gpus 1``, a GPU or the CPU) or under torchrun (``--gpus N``), with each sample's
+text drawn from its ``KEY.json`` at every pass (:mod:`kgcurate.train.launch`, ``--kg-text-share``).
+
+The experiment folder (``<experiments>/<name>``) holds open_clip's log and checkpoints and our
+``manifest.json``; an existing one is refused unless ``--resume``, which continues from its latest
+checkpoint with the inputs its manifest pinned. The ``train_runs`` row (one per experiment, MERGEd on
+``train_run_id``) is written when the trainer has finished: a failed run leaves the table as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from kgcurate import settings, tables
+from kgcurate.context import Context
+from kgcurate.errors import UserError
+
+JOB = "train"
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    train_run_id: str
+    experiment_dir: str
+    curated_run_id: str
+    download_run_id: str
+    shards: int
+    samples: int  # in the shards (download_runs)
+    downloaded_samples: int | None  # stored per `downloads` (a cross-check; None without the table)
+    resumed_from_epoch: int
+    epochs_done: int
+    samples_seen: int
+    steps: int
+    first_loss: float | None
+    final_loss: float | None
+    checkpoint: str | None
+    train_runs_version: int | None
+    seconds: float
+    command: tuple[str, ...] = ()  # the torchrun command when --gpus > 1
+
+
+def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Checks that need neither the lake nor torch: the [train] extra, the options a YAML file can get wrong."""
+    o = settings.section(cfg, settings.TrainOptions)
+    if importlib.util.find_spec("open_clip_train") is None or importlib.util.find_spec("torch") is None:
+        raise UserError("kgcurate train needs torch and open_clip's trainer: pip install -e '.[train]' "
+                        "(make test installs it)")
+    if not 0.0 <= float(o.kg_text_share) <= 1.0:
+        raise UserError(f"train.kg_text_share is {o.kg_text_share}: it is a probability, between 0 and 1")
+    if o.model_config_dir and not os.path.isdir(o.model_config_dir):
+        raise UserError(f"train.model_config_dir {o.model_config_dir} is not a folder: pass the folder of the "
+                        "model's JSON config (conf/models)")
+    return {}
+
+
+def default_name(o: settings.TrainOptions, curated_run_id: str) -> str:
+    return f"{o.model.replace('/', '-')}-{curated_run_id}-kg{round(o.kg_text_share * 100)}"
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def run_trainer(o: settings.TrainOptions, argv: list[str], start_pass: int, ctx: Context) -> tuple[int, tuple]:
+    """open_clip's trainer in this process, or ``--gpus`` torchrun processes; (exit code, torchrun command)."""
+    from kgcurate.train import launch, trainer_args
+
+    config_dir = os.path.abspath(o.model_config_dir) if o.model_config_dir else None
+    if o.gpus == 1:
+        return launch.run(argv, o.kg_text_share, o.seed, start_pass, config_dir), ()
+    command = trainer_args.torchrun_command(sys.executable, o.gpus, launch.launch_args(
+        o.kg_text_share, o.seed, start_pass, config_dir, argv))
+    ctx.log.info("%s: %s", JOB, " ".join(command))
+    return subprocess.run(command, check=False).returncode, tuple(command)
+
+
+def execute(ctx: Context, cfg: dict[str, Any]) -> TrainSummary:
+    from kgcurate.train import experiment as ex
+    from kgcurate.train import lake_input, runs, trainer_args
+
+    o = settings.section(cfg, settings.TrainOptions)
+    t0 = time.monotonic()
+    inp = lake_input.read_input(ctx.root, o.download_run_id, o.download_runs_version)
+    experiment_dir = os.path.abspath(os.path.join(o.experiments, o.name or default_name(o, inp.curated_run_id)))
+    expected = {"model": o.model, "kg_text_share": o.kg_text_share, "seed": o.seed}
+    manifest = ex.check_start(experiment_dir, o.resume, expected)
+    if manifest is not None and (manifest.download_runs_version, manifest.download_run_id) != (
+            inp.download_runs_version, inp.download_run_id):  # a resume reads what the experiment started on
+        inp = lake_input.read_input(ctx.root, manifest.download_run_id, manifest.download_runs_version)
+    if not inp.files:
+        raise UserError(f"download run {inp.download_run_id} stored no images in {inp.out}: nothing to train on "
+                        "(see table downloads for the statuses)")
+    p = trainer_args.plan(o, inp, cuda_available())
+    argv = trainer_args.build_args(o, inp, p, os.path.dirname(experiment_dir), os.path.basename(experiment_dir),
+                                   resume=manifest is not None or ex.is_started(experiment_dir))
+    start_epoch = ex.epoch_of((ex.checkpoints(experiment_dir) or [None])[-1])
+    now = datetime.now(timezone.utc).isoformat()
+    manifest = manifest or ex.Manifest(
+        train_run_id=ctx.new_run_id(), model=o.model,
+        model_config_dir=os.path.abspath(o.model_config_dir) if o.model_config_dir else None,
+        experiment_dir=experiment_dir, args=argv, curated_run_id=inp.curated_run_id,
+        download_run_id=inp.download_run_id, download_runs_version=inp.download_runs_version,
+        downloads_version=inp.downloads_version, kg_text_share=o.kg_text_share, seed=o.seed,
+        packages=runs.package_versions(), started_at=now)
+    manifest = replace(manifest, args=argv, status="running")
+    command: tuple = ()
+    if start_epoch < o.epochs:
+        ex.write_manifest(manifest)
+        rc, command = run_trainer(o, argv, start_epoch, ctx)
+        if rc != 0:
+            raise RuntimeError(f"open_clip's trainer exited with {rc}: see {experiment_dir}/{ex.LOG} "
+                               f"(resume with the same command and --resume)")
+    else:
+        ctx.log.info("%s: %s already has epoch %d of %d: nothing to train", JOB, experiment_dir, start_epoch, o.epochs)
+    global_batch = o.batch_size * o.gpus
+    curve = ex.loss_curve(ex.read_log(experiment_dir), global_batch)
+    saved = ex.checkpoints(experiment_dir)
+    steps = int(curve[-1][0]) if curve else 0
+    manifest = replace(manifest, status="completed", checkpoint=saved[-1] if saved else None,
+                       epochs_done=ex.epoch_of(saved[-1] if saved else None), steps=steps,
+                       samples_seen=steps * global_batch, final_loss=curve[-1][1] if curve else None,
+                       loss_curve=curve, finished_at=datetime.now(timezone.utc).isoformat())
+    version = runs.record(ctx.root, tables.TRAIN_RUNS, tables.arrow_schema(tables.TRAIN_RUNS), manifest)
+    ex.write_manifest(manifest)
+    return TrainSummary(
+        train_run_id=manifest.train_run_id, experiment_dir=experiment_dir, curated_run_id=inp.curated_run_id,
+        download_run_id=inp.download_run_id, shards=len(inp.files), samples=inp.samples,
+        downloaded_samples=inp.downloaded_samples, resumed_from_epoch=start_epoch,
+        epochs_done=manifest.epochs_done, samples_seen=manifest.samples_seen, steps=steps,
+        first_loss=curve[0][1] if curve else None, final_loss=manifest.final_loss, checkpoint=manifest.checkpoint,
+        train_runs_version=version, seconds=round(time.monotonic() - t0, 2), command=command)
+
+
+def report(s: TrainSummary, args: argparse.Namespace) -> int:
+    resumed = f", resumed at epoch {s.resumed_from_epoch}" if s.resumed_from_epoch else ""
+    loss = f"loss {s.first_loss:.4g} -> {s.final_loss:.4g}" if s.final_loss is not None else "no loss logged"
+    print(f"{JOB} {s.train_run_id}: curated run {s.curated_run_id} (download {s.download_run_id}), {s.shards} shards, "
+          f"{s.samples:,} samples; epoch {s.epochs_done}{resumed}, {s.steps:,} steps, {s.samples_seen:,} samples "
+          f"seen, {loss} in {s.seconds}s -> {s.checkpoint} (manifest {s.experiment_dir}/manifest.json)")
+    if s.downloaded_samples is not None and s.downloaded_samples != s.samples:
+        print(f"kgcurate: warning: download_runs lists {s.samples:,} samples in these shards, downloads has "
+              f"{s.downloaded_samples:,} stored: the tables disagree (a download run in progress?)", file=sys.stderr)
+    return 0

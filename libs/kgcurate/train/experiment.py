@@ -1,0 +1,123 @@
+"""The experiment folder open_clip writes (``<experiments>/<name>/``: ``out.log``, ``params.txt``,
+``checkpoints/epoch_N.pt``) and our ``manifest.json`` next to it: checks before a run, what a run left."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from kgcurate.errors import UserError
+
+MANIFEST = "manifest.json"
+LOG = "out.log"  # open_clip's log of the master process
+# open_clip_train.train: "Train Epoch: 0 [ 64/512 (12%)] ... Contrastive_loss: 4.1 (4.2) Loss: 4.1 (4.2)"
+_LINE = re.compile(r"Train Epoch: (\d+) \[\s*(\d+)/(\d+) .*?(?<![\w])Loss: ([-+0-9.eE]+|nan|inf)")
+_EPOCH = re.compile(r"epoch_(\d+)\.pt$")
+
+
+@dataclass
+class Manifest:
+    """``manifest.json``: what the evaluate stage and a person need to find and trust a checkpoint."""
+
+    train_run_id: str
+    model: str
+    model_config_dir: str | None
+    experiment_dir: str
+    args: list[str]
+    curated_run_id: str
+    download_run_id: str
+    download_runs_version: int
+    downloads_version: int | None
+    kg_text_share: float
+    seed: int
+    packages: dict[str, str]
+    started_at: str
+    status: str = "running"  # running, completed
+    checkpoint: str | None = None  # the latest .pt, open_clip's own format
+    epochs_done: int = 0
+    samples_seen: int = 0
+    steps: int = 0
+    final_loss: float | None = None
+    loss_curve: list[list[float]] = field(default_factory=list)  # [[step, loss], ...]
+    finished_at: str | None = None
+
+
+def write_manifest(m: Manifest) -> str:
+    path = os.path.join(m.experiment_dir, MANIFEST)
+    os.makedirs(m.experiment_dir, exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(asdict(m), f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)  # a reader never sees half a manifest
+    return path
+
+
+def read_manifest(experiment_dir: str) -> Manifest | None:
+    path = os.path.join(experiment_dir, MANIFEST)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            return Manifest(**json.load(f))
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"{path} is not a kgcurate manifest ({exc}): move the folder away or pass another "
+                        "--name") from None
+
+
+def checkpoints(experiment_dir: str) -> list[str]:
+    """The folder's ``epoch_N.pt`` files, by epoch."""
+    found = glob.glob(os.path.join(experiment_dir, "checkpoints", "epoch_*.pt"))
+    return sorted((p for p in found if _EPOCH.search(p)), key=lambda p: int(_EPOCH.search(p).group(1)))
+
+def epoch_of(checkpoint: str | None) -> int:
+    m = _EPOCH.search(checkpoint or "")
+    return int(m.group(1)) if m else 0
+
+
+def is_started(experiment_dir: str) -> bool:
+    """open_clip's own test (its log file exists) or anything of ours or its checkpoints."""
+    return any(os.path.exists(os.path.join(experiment_dir, n)) for n in (LOG, MANIFEST, "checkpoints"))
+
+
+def check_start(experiment_dir: str, resume: bool, expected: Mapping[str, Any]) -> Manifest | None:
+    """Before any heavy work: an existing experiment is refused without ``resume`` (open_clip itself only
+    prints an error and returns, which a caller sees as success), and with it must be the same experiment
+    (``expected``: manifest fields such as model, kg_text_share). Returns the manifest to continue."""
+    if not is_started(experiment_dir):
+        return None
+    done = checkpoints(experiment_dir)
+    if not resume:
+        state = f"epoch {epoch_of(done[-1])} saved" if done else "no checkpoint yet"
+        raise UserError(f"experiment {experiment_dir} exists ({state}): add --resume to continue it from its latest "
+                        "checkpoint, or pass another --name")
+    manifest = read_manifest(experiment_dir)
+    if manifest is not None:
+        for key, value in expected.items():
+            if value is not None and getattr(manifest, key) != value:
+                raise UserError(f"experiment {experiment_dir} was started with {key}={getattr(manifest, key)!r}, not "
+                                f"{value!r}: resume it with the same setting, or pass another --name")
+    return manifest
+
+
+def loss_curve(log_text: str, global_batch: int) -> list[list[float]]:
+    """[[step, loss], ...] from open_clip's log lines; a step logged twice (a resumed epoch) keeps its
+    last value. ``global_batch``: samples per step over all processes."""
+    by_step: dict[int, float] = {}
+    for m in _LINE.finditer(log_text):
+        epoch, seen, per_epoch, loss = int(m.group(1)), int(m.group(2)), int(m.group(3)), float(m.group(4))
+        by_step[(epoch * per_epoch + seen) // global_batch] = loss
+    return [[step, by_step[step]] for step in sorted(by_step)]
+
+
+def read_log(experiment_dir: str) -> str:
+    path = os.path.join(experiment_dir, LOG)
+    if not os.path.exists(path):
+        return ""
+    with open(path, errors="replace") as f:
+        return f.read()

@@ -1,0 +1,119 @@
+"""open_clip's own trainer with our text draw: the one module here that imports torch and open_clip.
+
+The hook. ``open_clip_train.data.get_wds_dataset`` builds its training pipeline from module-level names
+looked up when it is called; its first per-sample stage is ``tarfile_to_samples_nothrow`` (tar members
+grouped into raw samples: ``jpg``, ``txt``, ``json`` bytes), and everything after it (shuffle, the
+``txt`` filter, decode, augment, the tokenizer of ``text=txt``) reads ``txt``. So we replace that one
+name, for the trainer's call only, with :class:`DrawTexts`: their function, then each raw sample's
+``txt`` set to the text :func:`kgcurate.train.texts.draw_text` picks from its ``json``. Nothing of
+open_clip is copied or forked; the validation pipeline (``wds.tarfile_to_samples``) is untouched. Why
+not elsewhere: the tokenizer sees only the ``txt`` string (not the JSON), ``preprocess_txt`` is not on
+the webdataset path, and a custom ``--dataset-type`` would mean copying ``get_wds_dataset``.
+
+``pass_index``: how many times this loader has started over its shards (each epoch, or a wrap-around
+inside one) plus the epoch training resumed at, so every pass draws anew and a rerun draws the same.
+
+Runs in-process (``run``) or as ``python -m kgcurate.train.launch [draw options] -- [open_clip args]``,
+which is what each torchrun process executes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+
+from open_clip_train import data as oc_data
+
+from kgcurate.train.texts import text_of_json
+
+log = logging.getLogger("kgcurate.train")
+
+
+def _original():
+    """open_clip's own function, even while ours is installed (and in a worker that imported us anew)."""
+    current = oc_data.tarfile_to_samples_nothrow
+    return current.original if isinstance(current, DrawTexts) else current
+
+
+class DrawTexts:
+    """A drop-in for ``tarfile_to_samples_nothrow`` whose samples carry a drawn text as ``txt``."""
+
+    def __init__(self, kg_text_share: float, seed: int, start_pass: int = 0) -> None:
+        self.original = _original()
+        self.kg_text_share, self.seed, self.start_pass = kg_text_share, seed, start_pass
+        self.passes = 0
+        self.unreadable = 0  # samples whose json could not be read (they show their txt)
+
+    def __call__(self, src, handler=oc_data.log_and_continue) -> Iterator[dict]:
+        pass_index = self.start_pass + self.passes
+        self.passes += 1
+        visits: dict[str, int] = {}  # a shard drawn twice in a pass (resampled) draws anew
+        url = None
+        for sample in self.original(src, handler=handler):
+            if sample.get("__url__") != url:
+                url = sample.get("__url__")
+                visits[url] = visits.get(url, -1) + 1
+            txt = sample.get("txt")
+            primary = txt.decode("utf-8", "replace") if isinstance(txt, bytes) else (txt or "")
+            text, ok = text_of_json(sample.get("json"), primary, self.kg_text_share, self.seed, pass_index,
+                                    sample["__key__"], visits[url])
+            if not ok:
+                self.unreadable += 1
+                if self.unreadable in (1, 1000):
+                    log.warning("sample %s of %s: no readable json texts, showing its txt (%d so far)",
+                                sample["__key__"], url, self.unreadable)
+            if text:
+                sample["txt"] = text.encode()
+            yield sample
+
+
+@contextlib.contextmanager
+def installed(draw: DrawTexts) -> Iterator[DrawTexts]:
+    """``draw`` in place of open_clip's sample reader for the duration (restored after, even on error)."""
+    before = oc_data.tarfile_to_samples_nothrow
+    oc_data.tarfile_to_samples_nothrow = draw
+    try:
+        yield draw
+    finally:
+        oc_data.tarfile_to_samples_nothrow = before
+
+
+def run(argv: list[str], kg_text_share: float, seed: int, start_pass: int = 0,
+        model_config_dir: str | None = None) -> int:
+    """``open_clip_train.main.main(argv)`` with our text draw; its return as an exit code (it returns -1
+    for the errors it only prints)."""
+    import open_clip
+    from open_clip_train import main as oc_main
+
+    if model_config_dir:
+        open_clip.add_model_config(model_config_dir)
+    with installed(DrawTexts(kg_text_share, seed, start_pass)):
+        rc = oc_main.main(list(argv))
+    return 0 if not rc else 1
+
+
+def launch_args(kg_text_share: float, seed: int, start_pass: int, model_config_dir: str | None,
+                argv: list[str]) -> list[str]:
+    """This module's own arguments (for torchrun): the draw's, then ``--``, then open_clip's."""
+    extra = ["--model-config-dir", model_config_dir] if model_config_dir else []
+    return ["--kg-text-share", repr(kg_text_share), "--text-seed", str(seed), "--start-pass", str(start_pass),
+            *extra, "--", *argv]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    parser = argparse.ArgumentParser(prog="python -m kgcurate.train.launch", description=__doc__.splitlines()[0])
+    parser.add_argument("--kg-text-share", type=float, required=True)
+    parser.add_argument("--text-seed", type=int, default=0)
+    parser.add_argument("--start-pass", type=int, default=0)
+    parser.add_argument("--model-config-dir")
+    ours = parser.parse_args(argv[:split])
+    return run(argv[split + 1:], ours.kg_text_share, ours.text_seed, ours.start_pass, ours.model_config_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
