@@ -90,9 +90,34 @@ def run(argv: list[str], kg_text_share: float, seed: int, start_pass: int = 0,
 
     if model_config_dir:
         open_clip.add_model_config(model_config_dir)
-    with installed(DrawTexts(kg_text_share, seed, start_pass)):
+    with installed(DrawTexts(kg_text_share, seed, start_pass)), own_logging():
         rc = oc_main.main(list(argv))
     return 0 if not rc else 1
+
+
+@contextlib.contextmanager
+def own_logging() -> Iterator[None]:
+    """open_clip's ``setup_logging`` adds a console and an ``out.log`` handler to the root logger and sets
+    every logger to INFO: during its run they are the only handlers (no line printed twice); after it, the
+    handlers it added are closed (a second run in the process must not write into the first one's log)
+    and the levels are restored (torch's INFO chatter at exit stays quiet)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    levels = {name: lg.level for name, lg in root.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
+    for h in handlers:
+        root.removeHandler(h)
+    try:
+        yield
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+            h.close()
+        for h in handlers:
+            root.addHandler(h)
+        root.setLevel(level)
+        for name, lg in root.manager.loggerDict.items():
+            if isinstance(lg, logging.Logger):
+                lg.setLevel(levels.get(name, logging.WARNING if name.startswith("torch") else logging.NOTSET))
 
 
 def launch_args(kg_text_share: float, seed: int, start_pass: int, model_config_dir: str | None,

@@ -1,0 +1,87 @@
+"""The experiment folder: refusal as one line, resume checks, the loss curve from open_clip's log, the manifest."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from kgcurate.errors import UserError
+from kgcurate.train import experiment as ex
+
+LOG = """\
+2026-12-03,09:05:15 | INFO | Start epoch 0
+2026-12-03,09:05:16 | INFO | Train Epoch: 0 [ 32/256 (12%)] Data (t): 0.1 Batch (t): 0.5, 64/s, 64/s/gpu LR: 0.000400 \
+Logit Scale: 14.286 Contrastive_loss: 3.6380 (3.6380) Loss: 3.6380 (3.6380)
+2026-12-03,09:05:19 | INFO | Train Epoch: 0 [256/256 (100%)] Data (t): 0.1 Batch (t): 0.5, 64/s, 64/s/gpu LR: 0.002 \
+Logit Scale: 14.3 Contrastive_loss: 3.1000 (3.3) Loss: 3.1000 (3.3)
+2026-12-03,09:05:20 | INFO | Train Epoch: 1 [ 32/256 (12%)] Data (t): 0.1 Batch (t): 0.5, 64/s, 64/s/gpu LR: 0.002 \
+Logit Scale: 14.3 Contrastive_loss: 2.9 (2.9) Loss: 2.9000 (2.9)
+2026-12-03,09:06:20 | INFO | Train Epoch: 1 [ 32/256 (12%)] Data (t): 0.1 Batch (t): 0.5, 64/s, 64/s/gpu LR: 0.002 \
+Logit Scale: 14.3 Contrastive_loss: 2.8 (2.8) Loss: 2.8000 (2.8)
+"""
+
+
+def _manifest(d: str, **kw) -> ex.Manifest:
+    base = ex.Manifest(train_run_id="train-1", model="kgc-tiny", model_config_dir="/conf/models", experiment_dir=d,
+                       args=["--model", "kgc-tiny"], curated_run_id="balance-1", download_run_id="download-1",
+                       download_runs_version=2, downloads_version=3, kg_text_share=0.5, seed=0,
+                       packages={"torch": "2.15.0"}, started_at="2026-12-03T09:00:00+00:00")
+    return replace(base, **kw)
+
+
+def test_loss_curve_steps_and_values_with_a_resumed_step_kept_last() -> None:
+    assert ex.loss_curve(LOG, 32) == [[1, 3.638], [8, 3.1], [9, 2.8]]
+
+
+def test_a_fresh_folder_starts(tmp_path) -> None:
+    assert ex.check_start(str(tmp_path / "new"), resume=False, expected={}) is None
+    assert ex.check_start(str(tmp_path / "new"), resume=True, expected={}) is None
+
+
+@pytest.mark.parametrize("leftover", ["out.log", "manifest.json", "checkpoints/epoch_2.pt"])
+def test_an_existing_experiment_is_refused_in_one_line_without_resume(tmp_path, leftover) -> None:
+    path = tmp_path / "exp" / leftover
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(ex.asdict(_manifest(str(tmp_path / "exp")))) if leftover == "manifest.json" else "x")
+    with pytest.raises(UserError) as err:
+        ex.check_start(str(tmp_path / "exp"), resume=False, expected={})
+    message = str(err.value)
+    assert "\n" not in message and "exists" in message and "--resume" in message and "--name" in message
+    assert ("epoch 2 saved" in message) == leftover.startswith("checkpoints")
+
+
+def test_resume_continues_the_same_experiment_only(tmp_path) -> None:
+    d = str(tmp_path / "exp")
+    ex.write_manifest(_manifest(d))
+    same = ex.check_start(d, resume=True, expected={"model": "kgc-tiny", "kg_text_share": 0.5})
+    assert same is not None and same.train_run_id == "train-1"
+    with pytest.raises(UserError, match=r"kg_text_share=0\.5, not 0\.2.*same setting"):
+        ex.check_start(d, resume=True, expected={"kg_text_share": 0.2})
+
+
+def test_manifest_round_trip_and_the_evaluate_contract(tmp_path) -> None:
+    d = str(tmp_path / "exp")
+    m = _manifest(d, checkpoint=f"{d}/checkpoints/epoch_3.pt", loss_curve=[[1, 3.6], [8, 3.1]], samples_seen=256,
+                  final_loss=3.1)
+    path = ex.write_manifest(m)
+    with open(path) as f:
+        on_disk = json.load(f)
+    assert {"train_run_id", "model", "model_config_dir", "checkpoint", "loss_curve", "samples_seen",
+            "final_loss"} <= set(on_disk)
+    assert ex.read_manifest(d) == m
+
+
+def test_a_foreign_manifest_is_one_line(tmp_path) -> None:
+    (tmp_path / "manifest.json").write_text('{"something": 1}')
+    with pytest.raises(UserError, match="not a kgcurate manifest"):
+        ex.read_manifest(str(tmp_path))
+
+
+def test_checkpoints_sort_by_epoch(tmp_path) -> None:
+    (tmp_path / "checkpoints").mkdir()
+    for n in (1, 10, 2):
+        (tmp_path / "checkpoints" / f"epoch_{n}.pt").write_text("")
+    (tmp_path / "checkpoints" / "tmp.pt").write_text("")
+    assert [ex.epoch_of(p) for p in ex.checkpoints(str(tmp_path))] == [1, 2, 10]

@@ -1,0 +1,78 @@
+"""kgcurate train end to end on the CPU: generated shards and download tables, the tiny model for a few dozen
+steps through the command line, the loss falls, a train_runs row and the manifest; the same command is
+refused without --resume, resumes a killed run from its latest checkpoint, and a finished one is left alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pytest
+
+torch = pytest.importorskip("torch")  # only the [train] extra has it
+open_clip = pytest.importorskip("open_clip")
+
+import train_data  # noqa: E402
+from kgcurate import cli  # noqa: E402
+from kgcurate.train.lake_input import open_table  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _rows(lake: str) -> list[dict]:
+    return open_table(lake, "train_runs").to_pyarrow_table().to_pylist()
+
+
+def test_train_smoke_loss_falls_records_and_resumes(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(REPO)  # conf/train-smoke.yaml names conf/models relative to the repo
+    torch.set_num_threads(1)
+    lake, _ = train_data.make_input(str(tmp_path), n=320, per_shard=64)
+    command = ["train", "--config", "conf/train-smoke.yaml", "--lake", lake, "--experiments", str(tmp_path / "exp"),
+               "--name", "smoke"]
+    assert cli.main(command) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"epoch 2, 20 steps, 640 samples seen, loss [\d.]+ -> [\d.]+", out), out
+
+    exp = tmp_path / "exp" / "smoke"
+    manifest = json.loads((exp / "manifest.json").read_text())
+    curve = manifest["loss_curve"]
+    assert [s for s, _ in curve] == list(range(1, 21))
+    first, last = sum(v for _, v in curve[:3]) / 3, sum(v for _, v in curve[-3:]) / 3
+    assert last < first - 0.3, curve  # log(32) = 3.47 at chance
+    assert manifest["checkpoint"] == str(exp / "checkpoints" / "epoch_2.pt")
+    assert manifest["model"] == "kgc-tiny" and manifest["samples_seen"] == 640
+    assert manifest["final_loss"] == curve[-1][1]
+    [row] = _rows(lake)
+    assert (row["train_run_id"], row["status"], row["steps"], row["curated_run_id"], row["download_runs_version"]) == (
+        manifest["train_run_id"], "completed", 20, "balance-abc", 0)
+    assert json.loads(row["args"])[:2] == ["--train-data", f"{tmp_path}/shards/{{00000..00004}}.tar"]
+    assert json.loads(row["packages"])["open_clip_torch"] == "3.3.0"
+
+    # the evaluate stage's contract: open_clip's own checkpoint format
+    model, _, _ = open_clip.create_model_and_transforms("kgc-tiny", pretrained=manifest["checkpoint"])
+    assert sum(p.numel() for p in model.parameters()) > 1_000_000
+
+    # the same command again: refused in one line, nothing changed
+    assert cli.main(command) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "exists (epoch 2 saved): add --resume" in err
+    assert len(_rows(lake)) == 1
+
+    # killed during epoch 2: --resume continues from epoch 1's checkpoint, same run id, one row
+    os.remove(exp / "checkpoints" / "epoch_2.pt")
+    assert cli.main([*command, "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "epoch 2, resumed at epoch 1, 20 steps" in out, out
+    resumed = json.loads((exp / "manifest.json").read_text())
+    assert resumed["train_run_id"] == manifest["train_run_id"] and "--resume" in resumed["args"]
+    assert [s for s, _ in resumed["loss_curve"]] == list(range(1, 21))
+    assert resumed["loss_curve"][:10] == curve[:10]
+    assert (exp / "checkpoints" / "epoch_2.pt").exists()
+    [row] = _rows(lake)
+    assert row["train_run_id"] == manifest["train_run_id"] and row["steps"] == 20
+
+    # finished: --resume trains nothing and keeps the one row
+    assert cli.main([*command, "--resume"]) == 0
+    assert "epoch 2, 20 steps" in capsys.readouterr().out
+    assert len(_rows(lake)) == 1
