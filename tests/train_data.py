@@ -1,67 +1,17 @@
-"""Generated training input for the train tests and bench: webdataset shards written by the download
-stage's own writer (kgcurate.download.shards, pure) and the download_runs / downloads rows that list them,
-written with deltalake in the tables' declared schemas (no Spark)."""
+"""Training input for the train tests: generated shards (kgcurate.train.sample) and the download_runs /
+downloads rows that list them, written with deltalake in the tables' declared schemas (no Spark)."""
 
 from __future__ import annotations
 
-import io
 import os
-import random
 from datetime import datetime, timezone
 
 import pyarrow as pa
-from PIL import Image
 
 from kgcurate import tables
-from kgcurate.download.shards import TarSample, shard_name, write_shard, write_sizes
+from kgcurate.download.shards import shard_name
 from kgcurate.train.lake_input import table_uri
-
-# Classes a tiny CLIP can tell apart in a few dozen steps: a colour and where a square sits.
-COLOURS = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (40, 60, 220), "yellow": (230, 220, 40)}
-PLACES = {"left": (2, 10), "right": (18, 10), "top": (10, 2), "bottom": (10, 18)}
-
-
-def jpeg(colour: tuple[int, int, int], place: tuple[int, int], rng: random.Random, size: int = 32) -> bytes:
-    noise = bytes(rng.randrange(60, 120) for _ in range(size * size * 3))
-    img = Image.frombytes("RGB", (size, size), noise)
-    img.paste(colour, (*place, place[0] + 12, place[1] + 12))
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=90)
-    return buf.getvalue()
-
-
-def texts_of(colour: str, place: str, i: int, kg: bool = True) -> list[dict]:
-    """Curated alt texts (two phrasings) and, with ``kg``, KG names of the sample's entity."""
-    out = [{"text": f"a {colour} square on the {place}", "text_source": "alt", "qid": None, "pair_id": 2 * i,
-            "language": None},
-           {"text": f"{place} {colour} block photo", "text_source": "title", "qid": None, "pair_id": 2 * i + 1,
-            "language": None}]
-    if kg:
-        out += [{"text": f"{colour} {place}", "text_source": "kg_label", "qid": f"Q{i % 16}", "pair_id": 2 * i,
-                 "language": "en"},
-                {"text": f"{colour} thing at {place}", "text_source": "kg_alias", "qid": f"Q{i % 16}",
-                 "pair_id": 2 * i, "language": "en"}]
-    return out
-
-
-def write_shards(out: str, n: int, per_shard: int, seed: int = 0, kg_every: int = 2) -> dict[int, int]:
-    """``n`` samples in shards of ``per_shard``; every ``kg_every``-th sample has KG texts. Shard -> samples."""
-    rng = random.Random(seed)
-    by_shard: dict[int, list[TarSample]] = {}
-    for i in range(n):
-        shard, index = divmod(i, per_shard)
-        colour, place = rng.choice(list(COLOURS)), rng.choice(list(PLACES))
-        texts = texts_of(colour, place, i, kg=i % kg_every == 0)
-        key = f"{shard:05d}{index:04d}"
-        meta = {"key": key, "shard": shard, "url": f"http://img.test/{i}.jpg", "text": texts[0]["text"],
-                "texts": texts}
-        by_shard.setdefault(shard, []).append(
-            TarSample(key, jpeg(COLOURS[colour], PLACES[place], rng), texts[0]["text"], meta))
-    for shard, samples in by_shard.items():
-        write_shard(out, shard, samples)
-    counts = {s: len(v) for s, v in by_shard.items()}
-    write_sizes(out, {shard_name(s): c for s, c in counts.items()})
-    return counts
+from kgcurate.train.sample import write_shards
 
 
 def record_download(lake: str, out: str, counts: dict[int, int], run_id: str = "download-1",

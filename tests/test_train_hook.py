@@ -1,0 +1,52 @@
+"""Our text draw inside open_clip's own webdataset pipeline (get_wds_dataset): each pass shows drawn texts
+with the KG share asked for; without the hook (and after it) open_clip shows KEY.txt as before."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+pytest.importorskip("torch")
+oc_data = pytest.importorskip("open_clip_train.data")
+
+from kgcurate.train.launch import DrawTexts, installed  # noqa: E402
+from kgcurate.train.sample import write_shards  # noqa: E402
+
+
+def _args(files: str, n: int) -> argparse.Namespace:
+    return argparse.Namespace(train_data=files, val_data=None, dataset_resampled=False, train_num_samples=n,
+                              train_data_upsampling_factors=None, seed=0, workers=0, world_size=1, batch_size=50)
+
+
+def _texts(files: str, n: int, passes: int = 1) -> list[str]:
+    """Texts of every sample open_clip's training loader yields over ``passes`` epochs (tokenizer = identity)."""
+    info = oc_data.get_wds_dataset(_args(files, n), lambda img: 0, is_train=True, tokenizer=lambda t: [t])
+    out: list[str] = []
+    for epoch in range(passes):
+        info.set_epoch(epoch)
+        for _, texts in info.dataloader:
+            out.extend(texts)
+    return out
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> str:
+    out = str(tmp_path_factory.mktemp("shards"))
+    write_shards(out, 400, 100, kg_every=1)  # every sample has 2 alt and 2 KG texts
+    return f"{out}/{{00000..00003}}.tar"
+
+
+def test_the_trainer_sees_drawn_texts_with_the_kg_share(shards) -> None:
+    with installed(DrawTexts(kg_text_share=0.25, seed=1)) as draw:
+        texts = _texts(shards, 400, passes=3)
+    assert len(texts) == 1200 and draw.passes == 3 and draw.unreadable == 0
+    kg = sum(not (t.startswith("a ") or t.endswith(" photo")) for t in texts)  # alt texts: "a ..." / "... photo"
+    assert abs(kg - 300) <= 4 * (1200 * 0.25 * 0.75) ** 0.5, kg
+    assert len(set(texts)) > 40  # both phrasings of each kind, many classes
+
+
+def test_without_the_hook_open_clip_shows_the_primary_text(shards) -> None:
+    with installed(DrawTexts(kg_text_share=1.0, seed=1)):
+        assert not any(t.startswith("a ") for t in _texts(shards, 400))
+    assert all(t.startswith("a ") for t in _texts(shards, 400))  # restored: KEY.txt, the alt text
