@@ -4,19 +4,31 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+TRAIN_STAMP := $(VENV)/.installed-train
 JARS    := .cache/jars/.complete
 WORDNET := /usr/share/wordnet/data.noun
 SAMPLE_FILES ?= 4
 SAMPLE_RECORDS ?= 400
 
-.PHONY: setup demo test bench bench-peers-setup lint clean wordnet
+.PHONY: setup setup-train demo test bench bench-peers-setup lint clean wordnet constraints
 setup: $(STAMP) $(JARS) wordnet
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+# torch, open_clip's trainer, deltalake (kgcurate train / evaluate): tests and benches only, never `make demo`.
+setup-train: $(TRAIN_STAMP)
+$(TRAIN_STAMP): $(STAMP)
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,train]'
+	touch $(TRAIN_STAMP)
+
+# constraints.txt: every installed package pinned, after a change of pyproject.toml's pins.
+constraints: $(TRAIN_STAMP)
+	{ sed -n '1,3p' constraints.txt; $(BIN)/pip freeze | grep -v '^-e \|^# Editable\|^kgcurate=='; } > constraints.new
+	mv constraints.new constraints.txt
 
 $(JARS): $(STAMP) libs/kgcurate/jars.py
 	$(BIN)/python -m kgcurate.jars fetch
@@ -32,10 +44,10 @@ demo: setup
 	$(BIN)/kgcurate make-sample --out samples --files $(SAMPLE_FILES) --records $(SAMPLE_RECORDS)
 	$(BIN)/kgcurate run --config conf/demo.yaml
 
-test: setup
+test: setup $(TRAIN_STAMP)
 	$(BIN)/pytest
 
-bench: setup
+bench: setup $(TRAIN_STAMP)
 	$(BIN)/python bench/run_all.py
 
 # The peer tools the benches compare against, outside the project's venv (never its dependencies).
