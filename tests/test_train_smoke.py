@@ -76,3 +76,20 @@ def test_train_smoke_loss_falls_records_and_resumes(tmp_path, monkeypatch, capsy
     assert cli.main([*command, "--resume"]) == 0
     assert "epoch 2, 20 steps" in capsys.readouterr().out
     assert len(_rows(lake)) == 1
+
+
+def test_train_failures_are_one_line_and_leave_the_lake_as_it_was(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(REPO)
+    lake, _ = train_data.make_input(str(tmp_path), n=64, per_shard=32)
+    base = ["train", "--config", "conf/train-smoke.yaml", "--lake", lake, "--experiments", str(tmp_path / "exp")]
+    assert cli.main([*base, "--model-config-dir", str(tmp_path / "nowhere")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert cli.main([*base, "--download-run-id", "download-9"]) == 2
+    assert "no download run 'download-9'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*base, "--kg-text-share", "1.5"])
+    assert exit_.value.code == 2 and "between 0 and 1" in capsys.readouterr().err
+    assert cli.main([*base, "--model", "no-such-model"]) == 1  # open_clip's own error, as one line
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("kgcurate: error: train failed:") and "no-such-model" in err
+    assert open_table(lake, "train_runs") is None
