@@ -85,3 +85,15 @@ def test_checkpoints_sort_by_epoch(tmp_path) -> None:
         (tmp_path / "checkpoints" / f"epoch_{n}.pt").write_text("")
     (tmp_path / "checkpoints" / "tmp.pt").write_text("")
     assert [ex.epoch_of(p) for p in ex.checkpoints(str(tmp_path))] == [1, 2, 10]
+
+
+def test_without_the_train_extra_the_stage_says_what_to_install(monkeypatch) -> None:
+    import importlib.util
+
+    from kgcurate import config
+    from kgcurate.stages import train
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.raises(UserError, match=r"needs torch \(the \[train\] extra\): pip install -e '\.\[train\]'"):
+        train.prepare(None, config.load(None))

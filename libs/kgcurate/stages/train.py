@@ -55,8 +55,9 @@ class TrainSummary:
 def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
     """Checks that need neither the lake nor torch: the [train] extra, the options a YAML file can get wrong."""
     o = settings.section(cfg, settings.TrainOptions)
-    if importlib.util.find_spec("open_clip_train") is None or importlib.util.find_spec("torch") is None:
-        raise UserError("kgcurate train needs torch and open_clip's trainer: pip install -e '.[train]' "
+    missing = [m for m in ("torch", "open_clip_train", "deltalake") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(f"kgcurate train needs {', '.join(missing)} (the [train] extra): pip install -e '.[train]' "
                         "(make test installs it)")
     if not 0.0 <= float(o.kg_text_share) <= 1.0:
         raise UserError(f"train.kg_text_share is {o.kg_text_share}: it is a probability, between 0 and 1")
