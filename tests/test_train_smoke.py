@@ -89,6 +89,9 @@ def test_train_failures_are_one_line_and_leave_the_lake_as_it_was(tmp_path, monk
     with pytest.raises(SystemExit) as exit_:
         cli.main([*base, "--kg-text-share", "1.5"])
     assert exit_.value.code == 2 and "between 0 and 1" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert cli.main([*base, "--gpus", "2"]) == 2
+        assert "open_clip's multi-process training runs on GPUs only" in capsys.readouterr().err
     assert cli.main([*base, "--model", "no-such-model"]) == 1  # open_clip's own error, as one line
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("kgcurate: error: train failed:") and "no-such-model" in err

@@ -71,10 +71,18 @@ def default_name(o: settings.TrainOptions, curated_run_id: str) -> str:
     return f"{o.model.replace('/', '-')}-{curated_run_id}-kg{round(o.kg_text_share * 100)}"
 
 
-def cuda_available() -> bool:
+def gpu_count() -> int:
     import torch
 
-    return bool(torch.cuda.is_available())
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def check_gpus(wanted: int, have: int) -> None:
+    """Several processes need as many GPUs: open_clip wraps the model in DDP with a device id, which
+    torch refuses for CPU modules (tried: every rank fails after loading)."""
+    if wanted > 1 and have < wanted:
+        raise UserError(f"train --gpus {wanted}: torch sees {have} GPU(s), and open_clip's multi-process training "
+                        "runs on GPUs only: use --gpus 1 (the CPU, or one GPU) or a machine with the GPUs")
 
 
 def run_trainer(o: settings.TrainOptions, argv: list[str], start_pass: int, ctx: Context) -> tuple[int, tuple]:
@@ -106,7 +114,9 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> TrainSummary:
     if not inp.files:
         raise UserError(f"download run {inp.download_run_id} stored no images in {inp.out}: nothing to train on "
                         "(see table downloads for the statuses)")
-    p = trainer_args.plan(o, inp, cuda_available())
+    gpus = gpu_count()
+    check_gpus(o.gpus, gpus)
+    p = trainer_args.plan(o, inp, gpus > 0)
     argv = trainer_args.build_args(o, inp, p, os.path.dirname(experiment_dir), os.path.basename(experiment_dir),
                                    resume=manifest is not None or ex.is_started(experiment_dir))
     start_epoch = ex.epoch_of((ex.checkpoints(experiment_dir) or [None])[-1])
