@@ -41,3 +41,28 @@ def test_missing_input_is_one_line(tmp_path) -> None:
         read_input(lake, "nope")
     with pytest.raises(UserError, match="no version 9"):
         read_input(lake, version=9)
+
+
+def test_train_runs_has_one_row_per_experiment_in_the_declared_schema(tmp_path) -> None:
+    from dataclasses import replace
+
+    from kgcurate import tables
+    from kgcurate.train import runs
+    from kgcurate.train.experiment import Manifest
+    from kgcurate.train.lake_input import open_table
+
+    lake, schema = str(tmp_path / "lake"), tables.arrow_schema(tables.TRAIN_RUNS)
+    m = Manifest(train_run_id="train-1", model="kgc-tiny", model_config_dir=None, experiment_dir="/e", args=["--a"],
+                 curated_run_id="c", download_run_id="d", download_runs_version=1, downloads_version=2,
+                 kg_text_share=0.5, seed=0, packages={"torch": "2.15.0"}, started_at="2026-12-03T09:00:00+00:00")
+    assert runs.record(lake, tables.TRAIN_RUNS, schema, m) == 0
+    runs.record(lake, tables.TRAIN_RUNS, schema, m)  # a rerun
+    runs.record(lake, tables.TRAIN_RUNS, schema, replace(m, status="completed", steps=40, final_loss=2.1))  # a resume
+    runs.record(lake, tables.TRAIN_RUNS, schema, replace(m, train_run_id="train-2"))
+    table = open_table(lake, tables.TRAIN_RUNS).to_pyarrow_table()
+    assert table.schema.names == schema.names
+    rows = {r["train_run_id"]: r for r in table.to_pylist()}
+    assert sorted(rows) == ["train-1", "train-2"]
+    one = rows["train-1"]
+    assert (one["status"], one["steps"], one["final_loss"]) == ("completed", 40, 2.1)
+    assert one["args"] == '["--a"]' and one["started_at"].year == 2026
