@@ -22,11 +22,15 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kgcurate import settings, tables
 from kgcurate.context import Context
 from kgcurate.errors import UserError
+
+if TYPE_CHECKING:  # kgcurate.train is imported when the command runs
+    from kgcurate.train.experiment import Manifest
+    from kgcurate.train.lake_input import TrainInput
 
 JOB = "train"
 
@@ -98,61 +102,84 @@ def run_trainer(o: settings.TrainOptions, argv: list[str], start_pass: int, ctx:
     return subprocess.run(command, check=False).returncode, tuple(command)
 
 
-def execute(ctx: Context, cfg: dict[str, Any]) -> TrainSummary:
+def experiment_input(ctx: Context, o: settings.TrainOptions) -> tuple[TrainInput, str, Manifest | None]:
+    """(the lake input, the experiment folder, the manifest to continue or None): an existing folder is
+    refused without --resume, and a resume reads the input its manifest pinned."""
     from kgcurate.train import experiment as ex
-    from kgcurate.train import lake_input, runs, trainer_args
+    from kgcurate.train import lake_input
 
-    o = settings.section(cfg, settings.TrainOptions)
-    t0 = time.monotonic()
     inp = lake_input.read_input(ctx.root, o.download_run_id, o.download_runs_version)
     experiment_dir = os.path.abspath(os.path.join(o.experiments, o.name or default_name(o, inp.curated_run_id)))
-    expected = {"model": o.model, "kg_text_share": o.kg_text_share, "seed": o.seed}
-    manifest = ex.check_start(experiment_dir, o.resume, expected)
+    manifest = ex.check_start(experiment_dir, o.resume, {"model": o.model, "kg_text_share": o.kg_text_share,
+                                                         "seed": o.seed})
     if manifest is not None and (manifest.download_runs_version, manifest.download_run_id) != (
-            inp.download_runs_version, inp.download_run_id):  # a resume reads what the experiment started on
+            inp.download_runs_version, inp.download_run_id):
         inp = lake_input.read_input(ctx.root, manifest.download_run_id, manifest.download_runs_version)
     if not inp.files:
         raise UserError(f"download run {inp.download_run_id} stored no images in {inp.out}: nothing to train on "
                         "(see table downloads for the statuses)")
+    return inp, experiment_dir, manifest
+
+
+def new_manifest(ctx: Context, o: settings.TrainOptions, inp: TrainInput, experiment_dir: str,
+                 argv: list[str]) -> Manifest:
+    from kgcurate.train import experiment as ex
+    from kgcurate.train import runs
+
+    return ex.Manifest(
+        train_run_id=ctx.new_run_id(), model=o.model,
+        model_config_dir=os.path.abspath(o.model_config_dir) if o.model_config_dir else None,
+        experiment_dir=experiment_dir, args=argv, curated_run_id=inp.curated_run_id,
+        download_run_id=inp.download_run_id, download_runs_version=inp.download_runs_version,
+        downloads_version=inp.downloads_version, kg_text_share=o.kg_text_share, seed=o.seed,
+        packages=runs.package_versions(), started_at=datetime.now(timezone.utc).isoformat())
+
+
+def finished(manifest: Manifest, global_batch: int) -> Manifest:
+    """The manifest as the experiment folder now stands: latest checkpoint, loss curve, samples seen."""
+    from kgcurate.train import experiment as ex
+
+    curve = ex.loss_curve(ex.read_log(manifest.experiment_dir), global_batch)
+    saved = ex.checkpoints(manifest.experiment_dir)
+    steps = int(curve[-1][0]) if curve else 0
+    return replace(manifest, status="completed", checkpoint=saved[-1] if saved else None,
+                   epochs_done=ex.epoch_of(saved[-1] if saved else None), steps=steps,
+                   samples_seen=steps * global_batch, final_loss=curve[-1][1] if curve else None,
+                   loss_curve=curve, finished_at=datetime.now(timezone.utc).isoformat())
+
+
+def execute(ctx: Context, cfg: dict[str, Any]) -> TrainSummary:
+    from kgcurate.train import experiment as ex
+    from kgcurate.train import runs, trainer_args
+
+    o = settings.section(cfg, settings.TrainOptions)
+    t0 = time.monotonic()
+    inp, experiment_dir, manifest = experiment_input(ctx, o)
     gpus = gpu_count()
     check_gpus(o.gpus, gpus)
     p = trainer_args.plan(o, inp, gpus > 0)
     argv = trainer_args.build_args(o, inp, p, os.path.dirname(experiment_dir), os.path.basename(experiment_dir),
                                    resume=manifest is not None or ex.is_started(experiment_dir))
     start_epoch = ex.epoch_of((ex.checkpoints(experiment_dir) or [None])[-1])
-    now = datetime.now(timezone.utc).isoformat()
-    manifest = manifest or ex.Manifest(
-        train_run_id=ctx.new_run_id(), model=o.model,
-        model_config_dir=os.path.abspath(o.model_config_dir) if o.model_config_dir else None,
-        experiment_dir=experiment_dir, args=argv, curated_run_id=inp.curated_run_id,
-        download_run_id=inp.download_run_id, download_runs_version=inp.download_runs_version,
-        downloads_version=inp.downloads_version, kg_text_share=o.kg_text_share, seed=o.seed,
-        packages=runs.package_versions(), started_at=now)
-    manifest = replace(manifest, args=argv, status="running")
+    manifest = replace(manifest or new_manifest(ctx, o, inp, experiment_dir, argv), args=argv, status="running")
     command: tuple = ()
     if start_epoch < o.epochs:
-        ex.write_manifest(manifest)
+        ex.write_manifest(manifest)  # before the trainer: a killed run's resume finds its train_run_id
         rc, command = run_trainer(o, argv, start_epoch, ctx)
         if rc != 0:
             raise RuntimeError(f"open_clip's trainer exited with {rc}: see {experiment_dir}/{ex.LOG} "
                                f"(resume with the same command and --resume)")
     else:
         ctx.log.info("%s: %s already has epoch %d of %d: nothing to train", JOB, experiment_dir, start_epoch, o.epochs)
-    global_batch = o.batch_size * o.gpus
-    curve = ex.loss_curve(ex.read_log(experiment_dir), global_batch)
-    saved = ex.checkpoints(experiment_dir)
-    steps = int(curve[-1][0]) if curve else 0
-    manifest = replace(manifest, status="completed", checkpoint=saved[-1] if saved else None,
-                       epochs_done=ex.epoch_of(saved[-1] if saved else None), steps=steps,
-                       samples_seen=steps * global_batch, final_loss=curve[-1][1] if curve else None,
-                       loss_curve=curve, finished_at=datetime.now(timezone.utc).isoformat())
+    manifest = finished(manifest, o.batch_size * o.gpus)
     version = runs.record(ctx.root, tables.TRAIN_RUNS, tables.arrow_schema(tables.TRAIN_RUNS), manifest)
-    ex.write_manifest(manifest)
+    ex.write_manifest(manifest)  # after the row: a completed manifest always has its train_runs row
+    curve = manifest.loss_curve
     return TrainSummary(
         train_run_id=manifest.train_run_id, experiment_dir=experiment_dir, curated_run_id=inp.curated_run_id,
         download_run_id=inp.download_run_id, shards=len(inp.files), samples=inp.samples,
         downloaded_samples=inp.downloaded_samples, resumed_from_epoch=start_epoch,
-        epochs_done=manifest.epochs_done, samples_seen=manifest.samples_seen, steps=steps,
+        epochs_done=manifest.epochs_done, samples_seen=manifest.samples_seen, steps=manifest.steps,
         first_loss=curve[0][1] if curve else None, final_loss=manifest.final_loss, checkpoint=manifest.checkpoint,
         train_runs_version=version, seconds=round(time.monotonic() - t0, 2), command=command)
 
