@@ -50,3 +50,22 @@ def test_without_the_hook_open_clip_shows_the_primary_text(shards) -> None:
     with installed(DrawTexts(kg_text_share=1.0, seed=1)):
         assert not any(t.startswith("a ") for t in _texts(shards, 400))
     assert all(t.startswith("a ") for t in _texts(shards, 400))  # restored: KEY.txt, the alt text
+
+
+def test_a_shard_read_twice_in_a_pass_draws_anew_and_bad_json_keeps_its_txt() -> None:
+    import json
+
+    from kgcurate.train.texts import draw_text
+
+    texts = [{"text": f"t{i}", "text_source": "alt" if i % 2 else "kg_label"} for i in range(8)]
+    meta = json.dumps({"texts": texts}).encode()
+    raw = [{"__key__": f"k{i}", "__url__": url, "txt": b"primary", "json": meta}
+           for url in ("a.tar", "b.tar", "a.tar") for i in range(50)]
+    raw.append({"__key__": "bad", "__url__": "b.tar", "txt": b"primary", "json": b"{oops"})
+    draw = DrawTexts(kg_text_share=0.5, seed=3, start_pass=4)
+    draw.original = lambda src, handler=None: iter(src)
+    shown = [s["txt"].decode() for s in draw([dict(r) for r in raw])]
+    expected = [draw_text(texts, "primary", 0.5, 3, 4, f"k{i}", visit)
+                for visit in (0, 0, 1) for i in range(50)]
+    assert shown[:-1] == expected and shown[:50] != shown[100:150]  # the second visit of a.tar draws anew
+    assert shown[-1] == "primary" and draw.unreadable == 1 and draw.passes == 1
