@@ -97,3 +97,17 @@ def test_without_the_train_extra_the_stage_says_what_to_install(monkeypatch) -> 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
     with pytest.raises(UserError, match=r"needs torch \(the \[train\] extra\): pip install -e '\.\[train\]'"):
         train.prepare(None, config.load(None))
+
+
+def test_report_reads_the_typed_summary_and_warns_when_the_tables_disagree(capsys) -> None:
+    from kgcurate.stages.train import TrainSummary, report
+
+    s = TrainSummary(train_run_id="train-1", experiment_dir="/e", curated_run_id="balance-1",
+                     download_run_id="download-1", shards=5, samples=320, downloaded_samples=320, resumed_from_epoch=1,
+                     epochs_done=2, samples_seen=640, steps=20, first_loss=3.5, final_loss=2.75,
+                     checkpoint="/e/checkpoints/epoch_2.pt", train_runs_version=3, seconds=12.5)
+    assert report(s, None) == 0
+    out, err = capsys.readouterr()
+    assert "epoch 2, resumed at epoch 1, 20 steps, 640 samples seen, loss 3.5 -> 2.75" in out and err == ""
+    assert report(replace(s, downloaded_samples=300), None) == 0
+    assert "download_runs lists 320 samples in these shards, downloads has 300" in capsys.readouterr().err
