@@ -57,7 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", help="shard folder (default: a temp folder)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
-    out = a.dir or tempfile.mkdtemp(prefix="kgcurate-bench-train-")
+    if a.dir:
+        return measure(a, a.dir)
+    with tempfile.TemporaryDirectory(prefix="kgcurate-bench-train-") as out:  # removed after
+        return measure(a, out)
+
+
+def measure(a: argparse.Namespace, out: str) -> int:
     counts = write_shards(out, a.samples, a.per_shard, kg_every=2, size=a.image_size)
     files = os.path.join(out, f"{{00000..{max(counts):05d}}}.tar")
     preprocess = image_transform(224, is_train=True, mean=OPENAI_DATASET_MEAN, std=OPENAI_DATASET_STD)
