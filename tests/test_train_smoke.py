@@ -96,3 +96,30 @@ def test_train_failures_are_one_line_and_leave_the_lake_as_it_was(tmp_path, monk
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("kgcurate: error: train failed:") and "no-such-model" in err
     assert open_table(lake, "train_runs") is None
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_under_torchrun_each_process_trains_and_rank_0_alone_records(rank, tmp_path, monkeypatch, capsys) -> None:
+    """deploy/ starts `torchrun --nproc_per_node=N jobs/train.py ...`: every process runs the stage, which then
+    runs open_clip in-process (no torchrun inside torchrun) with the same arguments; only rank 0 checks the
+    folder and writes the manifest and the train_runs row."""
+    from kgcurate.train import launch
+
+    monkeypatch.chdir(REPO)
+    lake, _ = train_data.make_input(str(tmp_path), n=64, per_shard=16)
+    calls = []
+    monkeypatch.setattr(launch, "run", lambda argv, *a, **k: calls.append(argv) or 0)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setenv("LOCAL_RANK", str(rank))
+    command = ["train", "--config", "conf/train-smoke.yaml", "--lake", lake, "--experiments", str(tmp_path / "exp"),
+               "--name", "ddp", "--workers", "4"]
+    assert cli.main(command) == 0
+    [argv] = calls
+    assert argv[argv.index("--workers") + 1] == "2"  # 4 shards over 2 processes
+    assert (tmp_path / "exp" / "ddp" / "manifest.json").exists() == (rank == 0)
+    assert (open_table(lake, "train_runs") is not None) == (rank == 0)
+    if rank == 1:  # a folder rank 0 has just made is not refused on the others
+        (tmp_path / "exp" / "ddp").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "exp" / "ddp" / "out.log").write_text("")
+        assert cli.main(command) == 0

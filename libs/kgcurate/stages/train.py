@@ -89,12 +89,22 @@ def check_gpus(wanted: int, have: int) -> None:
                         "runs on GPUs only: use --gpus 1 (the CPU, or one GPU) or a machine with the GPUs")
 
 
-def run_trainer(o: settings.TrainOptions, argv: list[str], start_pass: int, ctx: Context) -> tuple[int, tuple]:
+def torchrun_rank() -> tuple[int, int] | None:
+    """(rank, world size) when this process is one of several that torchrun started around the stage itself
+    (deploy/ runs ``torchrun --nproc_per_node=N jobs/train.py``); None otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world > 1 and "LOCAL_RANK" in os.environ:
+        return int(os.environ.get("RANK", os.environ["LOCAL_RANK"])), world
+    return None
+
+
+def run_trainer(o: settings.TrainOptions, argv: list[str], start_pass: int, ctx: Context,
+                in_process: bool) -> tuple[int, tuple]:
     """open_clip's trainer in this process, or ``--gpus`` torchrun processes; (exit code, torchrun command)."""
     from kgcurate.train import launch, trainer_args
 
     config_dir = os.path.abspath(o.model_config_dir) if o.model_config_dir else None
-    if o.gpus == 1:
+    if in_process:
         return launch.run(argv, o.kg_text_share, o.seed, start_pass, config_dir), ()
     command = trainer_args.torchrun_command(sys.executable, o.gpus, launch.launch_args(
         o.kg_text_share, o.seed, start_pass, config_dir, argv))
@@ -102,16 +112,18 @@ def run_trainer(o: settings.TrainOptions, argv: list[str], start_pass: int, ctx:
     return subprocess.run(command, check=False).returncode, tuple(command)
 
 
-def experiment_input(ctx: Context, o: settings.TrainOptions) -> tuple[TrainInput, str, Manifest | None]:
+def experiment_input(ctx: Context, o: settings.TrainOptions,
+                     master: bool = True) -> tuple[TrainInput, str, Manifest | None]:
     """(the lake input, the experiment folder, the manifest to continue or None): an existing folder is
-    refused without --resume, and a resume reads the input its manifest pinned."""
+    refused without --resume, and a resume reads the input its manifest pinned. Under torchrun only the
+    master checks the folder (the others would see what it has just written)."""
     from kgcurate.train import experiment as ex
     from kgcurate.train import lake_input
 
     inp = lake_input.read_input(ctx.root, o.download_run_id, o.download_runs_version)
     experiment_dir = os.path.abspath(os.path.join(o.experiments, o.name or default_name(o, inp.curated_run_id)))
-    manifest = ex.check_start(experiment_dir, o.resume, {"model": o.model, "kg_text_share": o.kg_text_share,
-                                                         "seed": o.seed})
+    expected = {"model": o.model, "kg_text_share": o.kg_text_share, "seed": o.seed}
+    manifest = ex.check_start(experiment_dir, o.resume, expected) if master else ex.read_manifest(experiment_dir)
     if manifest is not None and (manifest.download_runs_version, manifest.download_run_id) != (
             inp.download_runs_version, inp.download_run_id):
         inp = lake_input.read_input(ctx.root, manifest.download_run_id, manifest.download_runs_version)
@@ -154,26 +166,33 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> TrainSummary:
 
     o = settings.section(cfg, settings.TrainOptions)
     t0 = time.monotonic()
-    inp, experiment_dir, manifest = experiment_input(ctx, o)
+    rank = torchrun_rank()  # inside torchrun: this process trains, rank 0 alone checks and records
+    master, processes = (rank[0] == 0, rank[1]) if rank else (True, o.gpus)
+    inp, experiment_dir, manifest = experiment_input(ctx, o, master)
     gpus = gpu_count()
-    check_gpus(o.gpus, gpus)
-    p = trainer_args.plan(o, inp, gpus > 0)
+    if rank is None:
+        check_gpus(o.gpus, gpus)
+    p = trainer_args.plan(replace(o, gpus=processes), inp, gpus > 0)
+    # --resume as asked (not as the folder looks), so every torchrun process passes the same arguments
     argv = trainer_args.build_args(o, inp, p, os.path.dirname(experiment_dir), os.path.basename(experiment_dir),
-                                   resume=manifest is not None or ex.is_started(experiment_dir))
+                                   resume=o.resume)
     start_epoch = ex.epoch_of((ex.checkpoints(experiment_dir) or [None])[-1])
     manifest = replace(manifest or new_manifest(ctx, o, inp, experiment_dir, argv), args=argv, status="running")
     command: tuple = ()
     if start_epoch < o.epochs:
-        ex.write_manifest(manifest)  # before the trainer: a killed run's resume finds its train_run_id
-        rc, command = run_trainer(o, argv, start_epoch, ctx)
+        if master:
+            ex.write_manifest(manifest)  # before the trainer: a killed run's resume finds its train_run_id
+        rc, command = run_trainer(o, argv, start_epoch, ctx, in_process=rank is not None or o.gpus == 1)
         if rc != 0:
             raise RuntimeError(f"open_clip's trainer exited with {rc}: see {experiment_dir}/{ex.LOG} "
                                f"(resume with the same command and --resume)")
     else:
         ctx.log.info("%s: %s already has epoch %d of %d: nothing to train", JOB, experiment_dir, start_epoch, o.epochs)
-    manifest = finished(manifest, o.batch_size * o.gpus)
-    version = runs.record(ctx.root, tables.TRAIN_RUNS, tables.arrow_schema(tables.TRAIN_RUNS), manifest)
-    ex.write_manifest(manifest)  # after the row: a completed manifest always has its train_runs row
+    manifest = finished(manifest, o.batch_size * processes)
+    version = None
+    if master:
+        version = runs.record(ctx.root, tables.TRAIN_RUNS, tables.arrow_schema(tables.TRAIN_RUNS), manifest)
+        ex.write_manifest(manifest)  # after the row: a completed manifest always has its train_runs row
     curve = manifest.loss_curve
     return TrainSummary(
         train_run_id=manifest.train_run_id, experiment_dir=experiment_dir, curated_run_id=inp.curated_run_id,
