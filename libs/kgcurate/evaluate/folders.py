@@ -1,0 +1,90 @@
+"""Labelled image folders, ``DIR/<class>/<image>`` (the ImageFolder layout of ImageNet, iNat and the
+offline sets): the file list and class names come from torchvision's folder scan; images are opened
+one by one so an unreadable file is counted and reported, never a crash and never silently skipped.
+
+Class names, in sorted folder order: ``DIR/classnames.txt`` (one per line) when present; else the
+ImageNet names of open_clip when the folders are the 1000 ImageNet WordNet ids; else the folder
+names with ``_`` as spaces.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from kgcurate.errors import UserError
+
+CLASSNAMES_FILE = "classnames.txt"
+_WNID = re.compile(r"n\d{8}")
+
+
+@dataclass(frozen=True)
+class LabelledFolder:
+    """What a folder holds: (path, class index) per image and the class names, by index."""
+
+    root: str
+    samples: list[tuple[str, int]]
+    classnames: list[str]
+    folders: list[str] = field(default_factory=list)
+
+
+def read_folder(root: str) -> LabelledFolder:
+    """Scan ``root``; a path that is not such a folder is one :class:`UserError` line."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+    if not os.path.isdir(root):
+        raise UserError(f"evaluate: dataset folder {root} does not exist: pass a folder laid out as "
+                        "DIR/<class>/<image>, or digits / skimage for the offline sets")
+    try:
+        folders, index = find_classes(root)
+        samples = make_dataset(root, index, extensions=IMG_EXTENSIONS)
+    except FileNotFoundError as exc:
+        raise UserError(f"evaluate: dataset folder {root} holds no labelled images ({exc}): lay it out as "
+                        "DIR/<class>/<image>.jpg|png") from None
+    return LabelledFolder(root, list(samples), classnames_of(root, folders), folders)
+
+
+def classnames_of(root: str, folders: list[str]) -> list[str]:
+    """Human class names for the prompts, one per folder (see the module docstring)."""
+    listed = os.path.join(root, CLASSNAMES_FILE)
+    if os.path.isfile(listed):
+        with open(listed, encoding="utf-8") as f:
+            names = [line.strip() for line in f if line.strip()]
+        if len(names) != len(folders):
+            raise UserError(f"evaluate: {listed} lists {len(names)} class names for {len(folders)} class folders: "
+                            "give one name per folder, in sorted folder order")
+        return names
+    if len(folders) == 1000 and all(_WNID.fullmatch(f) for f in folders):
+        from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+        return list(IMAGENET_CLASSNAMES)
+    return [f.replace("_", " ") for f in folders]
+
+
+def open_image(path: str) -> tuple[Image.Image | None, str | None]:
+    """The image as RGB, or None and why it could not be read."""
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB"), None
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        return None, f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+class TransformedFolder:
+    """A map-style dataset over a folder's samples: (tensor or None, label, path, error) per item, so a
+    DataLoader worker hands unreadable files back to the caller instead of raising."""
+
+    def __init__(self, folder: LabelledFolder, transform: Any) -> None:
+        self.folder, self.transform = folder, transform
+
+    def __len__(self) -> int:
+        return len(self.folder.samples)
+
+    def __getitem__(self, i: int) -> tuple[Any, int, str, str | None]:
+        path, label = self.folder.samples[i]
+        image, error = open_image(path)
+        return (self.transform(image) if image is not None else None), label, path, error

@@ -1,0 +1,85 @@
+"""Image-text retrieval on held-out webdataset shards (``KEY.jpg`` + ``KEY.txt``, as ``kgcurate
+download`` writes them): every image against every text of the set, recall@K both ways.
+
+Shards are read with webdataset; a sample whose image does not decode or that lacks its text, and a
+tar that cannot be read, are listed with their key or file, never a crash.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from kgcurate.errors import UserError
+from kgcurate.evaluate import metrics
+from kgcurate.evaluate.model import LoadedModel
+
+
+@dataclass(frozen=True)
+class RetrievalResult:
+    recall: dict[str, float]  # "image_to_text_R@1" ... "text_to_image_R@10"
+    samples: int
+    unreadable: list[tuple[str, str]]  # (key or shard, why)
+
+
+def shard_files(spec: str) -> list[str]:
+    """The ``.tar`` files of a folder, a glob or one file, sorted; none is one clear line."""
+    files = sorted(glob.glob(os.path.join(spec, "*.tar") if os.path.isdir(spec) else spec))
+    if not files:
+        raise UserError(f"evaluate: no webdataset shards (*.tar) at {spec}: pass the folder `kgcurate download "
+                        "--out` wrote, or a glob of its tars")
+    return files
+
+
+def read_pairs(files: Sequence[str], limit: int | None = None) -> tuple[list[tuple[str, Any, str]], list]:
+    """(key, RGB image, text) of the first ``limit`` good samples, in shard order, and what was unreadable."""
+    import io
+
+    import webdataset as wds
+    from PIL import Image
+
+    unreadable: list[tuple[str, str]] = []
+
+    def handler(exc: Exception) -> bool:
+        unreadable.append((str(getattr(exc, "filename", "") or "shard"), f"{type(exc).__name__}: {str(exc)[:200]}"))
+        return True  # go on with the next shard or sample
+
+    pairs: list[tuple[str, Any, str]] = []
+    for sample in wds.WebDataset(list(files), shardshuffle=False, handler=handler):
+        key = sample.get("__key__", "?")
+        if "jpg" not in sample or "txt" not in sample:
+            unreadable.append((key, "sample lacks its jpg or txt member"))
+            continue
+        try:
+            with Image.open(io.BytesIO(sample["jpg"])) as im:
+                image = im.convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            unreadable.append((key, f"{type(exc).__name__}: {str(exc)[:200]}"))
+            continue
+        pairs.append((key, image, sample["txt"].decode("utf-8", "replace")))
+        if limit is not None and len(pairs) >= limit:
+            break
+    return pairs, unreadable
+
+
+def evaluate(m: LoadedModel, spec: str, ks: Sequence[int] = (1, 5, 10), batch_size: int = 64,
+             limit: int | None = 5000) -> RetrievalResult:
+    """Recall@K of ``m`` on the shards at ``spec`` (the first ``limit`` samples)."""
+    pairs, unreadable = read_pairs(shard_files(spec), limit)
+    if not pairs:
+        return RetrievalResult({}, 0, unreadable)
+    image_emb, text_emb = [], []
+    with torch.no_grad():
+        for i in range(0, len(pairs), batch_size):
+            chunk = pairs[i:i + batch_size]
+            images = torch.stack([m.preprocess(image) for _, image, _ in chunk]).to(m.device)
+            image_emb.append(m.model.encode_image(images, normalize=True).float().cpu())
+            texts = m.tokenizer([text for _, _, text in chunk]).to(m.device)
+            text_emb.append(m.model.encode_text(texts, normalize=True).float().cpu())
+    recall = metrics.retrieval_recall(torch.cat(image_emb), torch.cat(text_emb), ks)
+    return RetrievalResult(recall, len(pairs), unreadable)

@@ -1,0 +1,63 @@
+"""Zero-shot classification of a labelled folder: class-name prompts through open_clip's
+``build_zero_shot_classifier`` with its ImageNet templates, then top-k accuracy of the image
+embeddings against the class embeddings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from kgcurate.evaluate import metrics
+from kgcurate.evaluate.folders import LabelledFolder, TransformedFolder
+from kgcurate.evaluate.model import LoadedModel
+
+TEMPLATES = ("openai", "simple")  # open_clip.zero_shot_metadata: OPENAI_ / SIMPLE_IMAGENET_TEMPLATES
+
+
+@dataclass(frozen=True)
+class ZeroShotResult:
+    accuracy: dict[int, float]  # k -> top-k accuracy
+    samples: int  # images scored
+    classes: int
+    unreadable: list[tuple[str, str]]  # (path, why) of images that could not be read
+
+
+def templates(name: str) -> Sequence[object]:
+    from open_clip import zero_shot_metadata as z
+
+    return {"openai": z.OPENAI_IMAGENET_TEMPLATES, "simple": z.SIMPLE_IMAGENET_TEMPLATES}[name]
+
+
+def _collate(items: list) -> tuple[torch.Tensor | None, torch.Tensor, list[tuple[str, str]]]:
+    good = [(x, y) for x, y, _, err in items if err is None]
+    bad = [(path, err) for _, _, path, err in items if err is not None]
+    if not good:
+        return None, torch.empty(0, dtype=torch.long), bad
+    return torch.stack([x for x, _ in good]), torch.tensor([y for _, y in good]), bad
+
+
+def evaluate(m: LoadedModel, folder: LabelledFolder, template_set: str = "openai", ks: Sequence[int] = (1, 5),
+             batch_size: int = 64, workers: int = 0) -> ZeroShotResult:
+    """Top-k accuracy of ``m`` on ``folder``; unreadable images are listed, not scored."""
+    from open_clip import build_zero_shot_classifier
+
+    classifier = build_zero_shot_classifier(m.model, m.tokenizer, folder.classnames, templates(template_set),
+                                            device=m.device)
+    loader = torch.utils.data.DataLoader(TransformedFolder(folder, m.preprocess), batch_size=batch_size,
+                                         num_workers=workers, collate_fn=_collate)
+    logits, labels, unreadable = [], [], []
+    with torch.no_grad():
+        for images, y, bad in loader:
+            unreadable += bad
+            if images is None:
+                continue
+            emb = m.model.encode_image(images.to(m.device), normalize=True)
+            logits.append((emb @ classifier).float().cpu())
+            labels.append(y)
+    n = sum(len(y) for y in labels)
+    if not n:
+        return ZeroShotResult({k: float("nan") for k in ks}, 0, len(folder.classnames), unreadable)
+    acc = metrics.topk_accuracy(torch.cat(logits), torch.cat(labels), ks)
+    return ZeroShotResult(acc, n, len(folder.classnames), unreadable)
