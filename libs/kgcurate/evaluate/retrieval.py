@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +47,12 @@ def read_pairs(files: Sequence[str], limit: int | None = None) -> tuple[list[tup
     unreadable: list[tuple[str, str]] = []
 
     def handler(exc: Exception) -> bool:
-        unreadable.append((str(getattr(exc, "filename", "") or "shard"), f"{type(exc).__name__}: {str(exc)[:200]}"))
+        # webdataset adds the shard's URL to the exception's args; a shard's error is listed once
+        named = re.search(r"name='([^']+)'", str(exc))
+        where = next((a for a in exc.args[1:] if isinstance(a, str)), named.group(1) if named else "a shard")
+        if where not in {w for w, _ in unreadable}:
+            why = re.sub(r" @ <.*", "", str(exc.args[0] if exc.args else exc))
+            unreadable.append((where, f"{type(exc).__name__}: {why[:200]}"))
         return True  # go on with the next shard or sample
 
     pairs: list[tuple[str, Any, str]] = []

@@ -1,0 +1,138 @@
+"""Evaluation inputs without a real model: the folder reader on the offline sets, class names,
+unreadable files, webdataset shards for retrieval, and zero-shot through a model that cannot miss."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from kgcurate.download.shards import TarSample, write_shard
+from kgcurate.errors import UserError
+from kgcurate.evaluate import folders, offline, retrieval, zeroshot
+from kgcurate.evaluate.model import LoadedModel
+
+
+def jpg(color: tuple[int, int, int], size: int = 16) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), color).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def test_digits_are_written_as_class_folders_and_read_back(tmp_path) -> None:
+    root = offline.write_digits(str(tmp_path / "digits"), per_class=3, size=32)
+    f = folders.read_folder(root)
+    assert f.classnames == sorted(offline.DIGIT_NAMES)  # folder names, sorted: eight, five, four, ...
+    assert len(f.samples) == 30
+    by_class = {name: sum(1 for _, y in f.samples if f.classnames[y] == name) for name in f.classnames}
+    assert set(by_class.values()) == {3}
+    path, label = f.samples[0]
+    image, error = folders.open_image(path)
+    assert error is None and image is not None and image.size == (32, 32)
+    assert os.path.basename(os.path.dirname(path)) == f.classnames[label]
+
+
+def test_digits_keep_their_sklearn_labels(tmp_path) -> None:
+    """The PNG in folder ``three`` is sklearn's image of a 3 (upscaled, dark ink on white)."""
+    from sklearn.datasets import load_digits
+
+    root = offline.write_digits(str(tmp_path / "d"), per_class=1, size=8)
+    d = load_digits()
+    for name in offline.DIGIT_NAMES:
+        (png,) = os.listdir(os.path.join(root, name))
+        i = int(png.split(".")[0])
+        assert offline.DIGIT_NAMES[int(d.target[i])] == name
+        pixels = torch.from_numpy(np.asarray(Image.open(os.path.join(root, name, png))))
+        expected = (255 - torch.tensor(d.images[i]) * (255 / 16)).clamp(0, 255).to(torch.uint8)
+        assert torch.equal(pixels.to(torch.uint8), expected)
+
+
+def test_skimage_photos_are_one_class_each_with_spoken_names(tmp_path) -> None:
+    f = folders.read_folder(offline.write_skimage(str(tmp_path / "sk"), max_side=64))
+    assert len(f.samples) == len(offline.SKIMAGE_PHOTOS) == len(f.classnames)
+    assert {"cat", "cup of coffee", "brick wall", "astronaut", "rocket"} <= set(f.classnames)
+    for path, _ in f.samples:
+        image, error = folders.open_image(path)
+        assert error is None and max(image.size) <= 64 and image.mode == "RGB"
+
+
+def test_class_names_come_from_classnames_txt_or_imagenet_ids(tmp_path) -> None:
+    for name in ("b_cls", "a_cls"):
+        os.makedirs(tmp_path / name)
+        Image.new("RGB", (8, 8)).save(tmp_path / name / "x.png")
+    assert folders.read_folder(str(tmp_path)).classnames == ["a cls", "b cls"]
+    (tmp_path / "classnames.txt").write_text("first thing\nsecond thing\n")
+    assert folders.read_folder(str(tmp_path)).classnames == ["first thing", "second thing"]
+    (tmp_path / "classnames.txt").write_text("only one\n")
+    with pytest.raises(UserError, match="lists 1 class names for 2 class folders"):
+        folders.read_folder(str(tmp_path))
+    wnids = [f"n{i:08d}" for i in range(1000)]
+    names = folders.classnames_of(str(tmp_path / "nowhere"), wnids)
+    assert names[0] == "tench" and names[1] == "goldfish" and len(names) == 1000
+
+
+def test_a_missing_or_empty_folder_is_one_line(tmp_path) -> None:
+    with pytest.raises(UserError) as missing:
+        folders.read_folder(str(tmp_path / "nope"))
+    assert "does not exist" in str(missing.value) and "\n" not in str(missing.value)
+    (tmp_path / "empty" / "cls").mkdir(parents=True)
+    with pytest.raises(UserError, match="holds no labelled images"):
+        folders.read_folder(str(tmp_path / "empty"))
+
+
+class ColourModel(torch.nn.Module):
+    """A 'model' that cannot miss: an image embeds as its mean colour, a prompt as the colour it names."""
+
+    COLOURS = {"red": (1.0, 0, 0), "green": (0, 1.0, 0), "blue": (0, 0, 1.0)}
+
+    def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        x = images.mean(dim=(2, 3))
+        return x / x.norm(dim=1, keepdim=True)
+
+    def encode_text(self, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        return tokens
+
+
+def colour_tokens(texts: list[str]) -> torch.Tensor:
+    return torch.tensor([next(v for k, v in ColourModel.COLOURS.items() if k in t) for t in texts])
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1) / 255
+
+
+def test_zero_shot_of_a_model_that_cannot_miss_is_perfect_and_counts_unreadable_files(tmp_path) -> None:
+    colours = {"red": (250, 5, 5), "green": (5, 250, 5), "blue": (5, 5, 250)}
+    for name, rgb in colours.items():
+        os.makedirs(tmp_path / name)
+        for i in range(4):
+            Image.new("RGB", (8, 8), rgb).save(tmp_path / name / f"{i}.png")
+    (tmp_path / "blue" / "broken.png").write_bytes(b"not a png")
+    m = LoadedModel("colour", ColourModel(), to_tensor, colour_tokens, "cpu")
+    r = zeroshot.evaluate(m, folders.read_folder(str(tmp_path)), "simple", (1, 2), batch_size=5)
+    assert r.accuracy == {1: 1.0, 2: 1.0} and r.samples == 12 and r.classes == 3
+    assert [os.path.basename(p) for p, _ in r.unreadable] == ["broken.png"]
+    assert "UnidentifiedImageError" in r.unreadable[0][1]
+
+
+def test_retrieval_reads_shards_and_lists_what_it_cannot_use(tmp_path) -> None:
+    out = str(tmp_path / "shards")
+    os.makedirs(out)
+    write_shard(out, 0, [TarSample(f"0000000{i:02d}", jpg((i * 20, 0, 0)), f"caption {i}", {}) for i in range(5)])
+    write_shard(out, 1, [TarSample("000010000", b"\xff\xd8 broken jpeg", "bad", {}),
+                         TarSample("000010001", jpg((0, 9, 9)), "fine", {})])
+    whole = (tmp_path / "shards" / "00000.tar").read_bytes()
+    (tmp_path / "shards" / "00002.tar").write_bytes(whole[:700])  # a cut-off download
+    pairs, bad = retrieval.read_pairs(retrieval.shard_files(out))
+    assert [k for k, _, _ in pairs][:6] == [f"0000000{i:02d}" for i in range(5)] + ["000010001"]
+    assert pairs[0][2] == "caption 0" and pairs[0][1].size == (16, 16)
+    assert len(pairs) == 6 and [k for k, _ in bad] == ["000010000", os.path.join(out, "00002.tar")]
+    assert "UnidentifiedImageError" in bad[0][1] and "unexpected end of data" in bad[1][1]
+    limited, _ = retrieval.read_pairs(retrieval.shard_files(out), limit=3)
+    assert len(limited) == 3
+    with pytest.raises(UserError, match="no webdataset shards"):
+        retrieval.shard_files(str(tmp_path / "none"))
