@@ -88,7 +88,7 @@ STAGES: tuple[Stage, ...] = (
           options=("curated",)),
     Stage("report", "report", "HTML report with plots of counts and sizes",
           reads=(T.PAIRS, T.INGEST_LOG, T.BAD_RECORDS, T.METADATA, T.METADATA_SOURCES, T.ENTITY_SETS, T.MATCHES,
-                 T.ENTRY_COUNTS, T.QID_COUNTS, T.MATCH_STATE, T.CURATED, T.CURATION_RUNS),
+                 T.ENTRY_COUNTS, T.QID_COUNTS, T.MATCH_STATE, T.CURATED, T.CURATION_RUNS, T.TRAIN_RUNS, T.EVAL_RUNS),
           lake="read", pipeline=True, deploy=Resources(10, 4, "8g"), retries=1,
           options=("report",)),
     Stage("download", "download", "download a curated run's images into webdataset shards",
@@ -97,6 +97,8 @@ STAGES: tuple[Stage, ...] = (
           options=("download",)),
     Stage("train", "train", "train a CLIP model on a download's shards with open_clip's trainer",
           reads=(T.DOWNLOADS, T.DOWNLOAD_RUNS), writes=(T.TRAIN_RUNS,), needs_spark=False, options=("train",)),
+    Stage("evaluate", "evaluate", "zero-shot accuracy and image-text retrieval of a trained CLIP checkpoint",
+          reads=(T.TRAIN_RUNS,), writes=(T.EVAL_RUNS,), needs_spark=False, options=("evaluate",)),
     # Commands over other stages: the pipeline in one session, a crawl's refresh, table upkeep.
     Stage("run", "run_pipeline", "the whole pipeline from a config file"),
     Stage("refresh", "refresh", "incremental refresh for a new crawl",

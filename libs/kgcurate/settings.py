@@ -265,12 +265,42 @@ class TrainOptions:
     extra_args: list = option([], "more open_clip_train arguments, appended as given (YAML only)")
 
 
+@dataclass(frozen=True)
+class EvaluateOptions:
+    train_run_id: str | None = option(None, "the train run whose checkpoint to evaluate (default: the newest finished "
+                                      "one in train_runs, unless --checkpoint is given)", flag="--train-run-id")
+    checkpoint: str | None = option(None, "an open_clip checkpoint file to evaluate instead of a train run's (needs "
+                                    "--model)", flag="--checkpoint", metavar="FILE")
+    model: str | None = option(None, "open_clip model name of --checkpoint (e.g. kgc-tiny, ViT-B-32)", flag="--model")
+    model_config_dir: str | None = option(None, "folder of <model>.json configs for --model (e.g. conf/models)",
+                                          flag="--model-config-dir", metavar="DIR")
+    datasets: list = option(["digits", "skimage"], "zero-shot sets: digits, skimage (offline), or a labelled folder "
+                            "DIR/<class>/<image> as PATH or NAME=PATH (ImageNet, iNat; repeatable)",
+                            flag="--dataset", action="append", metavar="SET")
+    retrieval: list = option([], "held-out webdataset shards for image-text retrieval: a folder of *.tar or a glob, "
+                             "as PATH or NAME=PATH (repeatable)", flag="--retrieval", action="append",
+                             metavar="SHARDS")
+    retrieval_limit: int = option(5000, "samples of a retrieval set scored (every image against every text)",
+                                  flag="--retrieval-limit", type=argtypes.int_in(1, 1_000_000), positive=True)
+    digits_per_class: int | None = option(None, "images per digit of the offline digits set (default all, ~180)",
+                                          flag="--digits-per-class", type=argtypes.int_in(1, 200))
+    templates: str = option("openai", "prompt templates: openai (80, open_clip's ImageNet set) or simple (2)",
+                            flag="--templates", choices=("openai", "simple"))
+    top_k: list = option([1, 5], "zero-shot accuracies reported: top-k for each k")
+    recall_k: list = option([1, 5, 10], "retrieval recall@K reported for each K")
+    batch_size: int = option(64, "images per forward pass", flag="--batch-size", type=argtypes.int_in(1, 65_536),
+                             positive=True)
+    workers: int = option(0, "DataLoader workers reading images (0: in the main process)", flag="--workers",
+                          type=argtypes.int_in(0, 256))
+    device: str = option("auto", "auto (cuda when present), cpu, cuda or cuda:N", flag="--device")
+
+
 # YAML section -> its options; the order is the order of conf files and docs.
 SECTIONS: dict[str, type] = {
     "spark": SparkOptions, "wat": WatOptions, "wikidata": WikidataOptions, "metadata": MetadataOptions,
     "match": MatchOptions, "balance": BalanceOptions, "report": ReportOptions, "refresh": RefreshOptions,
     "maintain": MaintainOptions, "entity_set": EntitySetOptions, "curated": CuratedOptions, "sample": SampleOptions,
-    "download": DownloadOptions, "train": TrainOptions,
+    "download": DownloadOptions, "train": TrainOptions, "evaluate": EvaluateOptions,
 }
 TOP_LEVEL: dict[str, Any] = {"lake": "./lake"}  # keys outside any section
 FREE_FORM = {"spark.conf"}  # any keys

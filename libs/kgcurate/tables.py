@@ -37,6 +37,7 @@ LEASES = "leases"
 DOWNLOADS = "downloads"
 DOWNLOAD_RUNS = "download_runs"
 TRAIN_RUNS = "train_runs"
+EVAL_RUNS = "eval_runs"
 
 
 def _s(*fields: StructField) -> StructType:
@@ -127,6 +128,13 @@ SCHEMAS: dict[str, StructType] = {
         _f("checkpoint", STR), _f("experiment_dir", STR, False), _f("status", STR, False), _f("started_at", TS),
         _f("finished_at", TS),
     ),
+    # One row per (evaluation, dataset, metric), written by `kgcurate evaluate` with deltalake; a rerun of
+    # a checkpoint on a dataset replaces that checkpoint's rows for the dataset.
+    EVAL_RUNS: _s(
+        _f("eval_run_id", STR, False), _f("train_run_id", STR), _f("checkpoint", STR, False), _f("model", STR, False),
+        _f("dataset", STR, False), _f("metric", STR, False), _f("value", DBL), _f("samples", LONG),
+        _f("created_at", TS),
+    ),
     # One writer per stage and lake (kgcurate.leases): the run holding it, renewed until expires_at.
     LEASES: _s(_f("scope", STR, False), _f("run_id", STR, False), _f("holder", STR), _f("acquired_at", TS),
                _f("expires_at", TS)),
@@ -146,17 +154,16 @@ def partition_columns(name: str) -> tuple[str, ...]:
     return PARTITIONED_BY.get(name, ())
 
 
+def arrow_schema(name: str):
+    """A table's schema as Arrow, for writers without Spark (``deltalake``): derived from the one above."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(SCHEMAS[name])
+
+
 def from_arrow(schema) -> StructType:
     """The Spark schema of an Arrow one: a task-side schema (what ``mapInArrow`` tasks emit and stage
     as Parquet) is declared once, in Arrow, and Spark reads it through this."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
     return from_arrow_schema(schema)
-
-
-def arrow_schema(name: str):
-    """A table's schema in Arrow, for writers without Spark (``kgcurate train`` writes with deltalake):
-    derived from the one declaration above, never written twice."""
-    from pyspark.sql.pandas.types import to_arrow_schema
-
-    return to_arrow_schema(SCHEMAS[name])

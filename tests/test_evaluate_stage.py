@@ -1,0 +1,151 @@
+"""``kgcurate evaluate`` end to end on CPU: a randomly initialised kgc-tiny checkpoint in open_clip's
+format, a fake train run (train_runs row + manifest, as the train stage writes them), the offline
+sets and a few webdataset shards. No Spark: the lake is read and written with deltalake."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from deltalake import write_deltalake
+from PIL import Image
+
+from kgcurate import cli, config, tables
+from kgcurate.context import execute_stage
+from kgcurate.download.shards import TarSample, write_shard
+from kgcurate.evaluate.results import read_rows
+from kgcurate.stages import evaluate
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = str(REPO / "conf" / "models")
+RECALL = {f"{way}_R@{k}" for way in ("image_to_text", "text_to_image") for k in (1, 5, 10)}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> str:
+    """A random kgc-tiny saved as open_clip saves it ({"epoch", "state_dict"} with DDP's ``module.``)."""
+    import open_clip
+    import torch
+
+    open_clip.add_model_config(MODELS)
+    torch.manual_seed(0)
+    model = open_clip.create_model("kgc-tiny")
+    path = tmp_path_factory.mktemp("exp") / "checkpoints" / "epoch_1.pt"
+    path.parent.mkdir()
+    torch.save({"epoch": 1, "name": "kgc-tiny",
+                "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> str:
+    out = tmp_path_factory.mktemp("shards")
+    for shard in range(2):
+        samples = []
+        for i in range(6):
+            buf = io.BytesIO()
+            Image.new("RGB", (40, 30), (40 * i, 100 * shard, 200 - 30 * i)).save(buf, "JPEG")
+            samples.append(TarSample(f"{shard:05d}{i:04d}", buf.getvalue(), f"a photo of thing {shard}-{i}", {}))
+        write_shard(str(out), shard, samples)
+    return str(out)
+
+
+def train_run(lake: str, checkpoint: str, run_id: str, status: str, finished: datetime | None) -> None:
+    """One train_runs row and its manifest, as the train stage's contract says."""
+    exp = os.path.join(os.path.dirname(os.path.dirname(checkpoint)), run_id)
+    os.makedirs(exp, exist_ok=True)
+    manifest = {"train_run_id": run_id, "model": "kgc-tiny", "model_config_dir": MODELS, "checkpoint": checkpoint,
+                "loss_curve": [[1, 4.1], [2, 3.9]], "samples_seen": 64, "final_loss": 3.9}
+    Path(exp, "manifest.json").write_text(json.dumps(manifest))
+    row = {"train_run_id": run_id, "model": "kgc-tiny", "checkpoint": checkpoint, "experiment_dir": exp,
+           "finished_at": finished, "status": status}
+    write_deltalake(f"{lake}/{tables.TRAIN_RUNS}",
+                    pa.Table.from_pylist([row], schema=tables.arrow_schema(tables.TRAIN_RUNS)), mode="append")
+
+
+def cfg_for(lake: str, **evaluate_opts) -> dict:
+    cfg = config.load(None)
+    cfg["lake"] = lake
+    cfg["evaluate"].update({"digits_per_class": 2, "templates": "simple", "device": "cpu", "batch_size": 32,
+                            **evaluate_opts})
+    return cfg
+
+
+def test_evaluate_a_train_run_on_offline_sets_and_shards_then_rerun(tmp_path, checkpoint, shards) -> None:
+    lake = str(tmp_path / "lake")
+    train_run(lake, checkpoint, "train-old", "finished", datetime(2026, 1, 1, tzinfo=timezone.utc))
+    train_run(lake, checkpoint, "train-broken", "failed", datetime(2026, 1, 2, tzinfo=timezone.utc))
+    cfg = cfg_for(lake, retrieval=[f"held-out={shards}"])
+
+    s = execute_stage(evaluate, cfg)
+    assert isinstance(s, evaluate.EvaluateSummary) and s.train_run_id == "train-old"  # newest *finished* run
+    by_set = {r.dataset: r for r in s.results}
+    assert set(by_set) == {"digits", "skimage", "held-out"}
+    assert by_set["digits"].samples == 20 and by_set["skimage"].samples == 15 and by_set["held-out"].samples == 12
+    # a random model: chance level, but real numbers in range and monotone in k
+    assert 0 <= by_set["digits"].metrics["top1"] <= by_set["digits"].metrics["top5"] <= 1
+    assert by_set["digits"].metrics["top5"] > 0  # 5 of 10 classes: top-5 cannot miss every image
+    assert set(by_set["held-out"].metrics) == RECALL
+    for way in ("image_to_text", "text_to_image"):
+        r1, r5, r10 = (by_set["held-out"].metrics[f"{way}_R@{k}"] for k in (1, 5, 10))
+        assert 0 <= r1 <= r5 <= r10 <= 1 and r10 > 0
+
+    rows = read_rows(s.table)
+    assert len(rows) == s.rows == 2 + 2 + 6
+    assert {r["eval_run_id"] for r in rows} == {s.eval_run_id}
+    assert {(r["dataset"], r["metric"]) for r in rows} >= {("digits", "top1"), ("skimage", "top5"),
+                                                          ("held-out", "text_to_image_R@1")}
+    assert all(r["train_run_id"] == "train-old" and r["model"] == "kgc-tiny" and r["checkpoint"] == checkpoint
+               for r in rows)
+    doc = json.loads(Path(s.eval_json).read_text())
+    assert Path(s.eval_json).parent == Path(checkpoint).parent
+    assert doc["datasets"]["digits"]["metrics"]["top1"] == pytest.approx(by_set["digits"].metrics["top1"])
+    assert doc["datasets"]["held-out"]["samples"] == 12
+
+    again = execute_stage(evaluate, cfg)  # the same evaluation: same id, rows replaced, not added
+    assert again.eval_run_id == s.eval_run_id
+    rerun = read_rows(s.table)
+    assert len(rerun) == len(rows)
+    assert sorted((r["dataset"], r["metric"], r["value"]) for r in rerun) == \
+        sorted((r["dataset"], r["metric"], r["value"]) for r in rows)  # deterministic on CPU
+
+    # another evaluation of the same checkpoint on one set replaces that set only; eval.json keeps the others
+    only = execute_stage(evaluate, cfg_for(lake, datasets=["digits"], templates="openai"))
+    final = read_rows(s.table)
+    assert len(final) == len(rows)
+    assert {r["eval_run_id"] for r in final if r["dataset"] == "digits"} == {only.eval_run_id} != {s.eval_run_id}
+    assert set(json.loads(Path(s.eval_json).read_text())["datasets"]) == {"digits", "skimage", "held-out"}
+
+
+def test_cli_checkpoint_mode_and_one_line_errors(tmp_path, checkpoint, capsys) -> None:
+    lake = str(tmp_path / "lake")
+    base = ["evaluate", "--lake", lake, "--checkpoint", checkpoint, "--model", "kgc-tiny",
+            "--model-config-dir", MODELS, "--device", "cpu", "--templates", "simple"]
+
+    assert cli.main([*base, "--dataset", str(tmp_path / "no-such-folder")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "dataset folder" in err and "no-such-folder" in err and "does not exist" in err
+    assert not os.path.exists(f"{lake}/{tables.EVAL_RUNS}")  # refused before anything ran
+
+    assert cli.main(["evaluate", "--lake", lake, "--dataset", "digits"]) == 2  # no train_runs, no --checkpoint
+    assert "no train_runs table" in capsys.readouterr().err
+
+    folder = tmp_path / "colours"
+    for name, rgb in (("red_thing", (250, 0, 0)), ("blue_thing", (0, 0, 250))):
+        (folder / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (20, 20), rgb).save(folder / name / f"{i}.png")
+    (folder / "red_thing" / "bad.png").write_bytes(b"oops")
+    assert cli.main([*base, "--dataset", f"colours={folder}"]) == 0
+    out = capsys.readouterr()
+    assert "colours (zeroshot, 6 samples): top1=" in out.out
+    assert "1 unreadable samples not scored" in out.err and "bad.png" in out.err
+    rows = read_rows(f"{lake}/{tables.EVAL_RUNS}")
+    assert {(r["dataset"], r["metric"], r["train_run_id"], r["samples"]) for r in rows} == \
+        {("colours", "top1", None, 6), ("colours", "top5", None, 6)}
+    assert json.loads(Path(checkpoint).with_name("eval.json").read_text())["datasets"]["colours"]["unreadable"] == 1
