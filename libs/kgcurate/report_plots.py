@@ -138,6 +138,38 @@ def _curated_runs_html(data: dict[str, Any]) -> list[str]:
     ]
 
 
+def plot_loss_curves(runs: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Training loss against step, one line per train run (its manifest's ``loss_curve``)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn = 0
+    for run in runs:
+        points = run.get("loss_curve") or []
+        if points:
+            ax.plot([p[0] for p in points], [p[1] for p in points], label=str(run.get("train_run_id")))
+            drawn += 1
+    if drawn:
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss")
+        ax.legend(fontsize="small")
+    else:
+        ax.text(0.5, 0.5, "no loss curve recorded", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title("Training loss")
+    return _save(fig, path)
+
+
+def _training_html(training: dict[str, Any], loss_png: Path) -> list[str]:
+    """Train runs (with their loss curve) and the eval_runs metrics: only when those tables exist."""
+    runs, evals = training.get("runs") or [], training.get("evals") or []
+    run_cols = ("train_run_id", "model", "status", "finished_at", "samples_seen", "final_loss")
+    eval_cols = ("train_run_id", "model", "dataset", "metric", "value", "samples", "created_at", "checkpoint")
+    return [
+        "<h2>Training and evaluation</h2>",
+        _table(run_cols, [[r.get(c) for c in run_cols] for r in runs]) if runs else "<p>no train runs</p>",
+        f"<img src='{loss_png.name}' alt='training loss'>",
+        _table(eval_cols, [[e.get(c) for c in eval_cols] for e in evals]) if evals else "<p>no evaluations</p>",
+    ]
+
+
 def render(data: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """Write the PNGs and ``index.html`` into ``out_dir``; returns their paths by name."""
     out = Path(out_dir)
@@ -161,6 +193,9 @@ def render(data: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
         "bad": plot_bars([f"{b['job']}: {b['reason']}"[:60] for b in bad], {"records": [b["n"] for b in bad]},
                          "Bad records by job and reason", out / "bad_records.png", horizontal=True),
     }
+    training = data.get("training") or {}
+    if training:
+        files["loss"] = plot_loss_curves(training.get("runs") or [], out / "training_loss.png")
     ht = head_tail(data.get("hist_before") or [], data.get("t"))
     run = data.get("run") or {}
     parts = [
@@ -193,6 +228,7 @@ def render(data: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
                [[g["job"], g["status"], g["files"], g["records"], g["rows_out"], g["bad_records"]]
                 for g in data.get("ingest", [])]),
         f"<img src='{files['bad'].name}' alt='bad records'>",
+        *(_training_html(training, files["loss"]) if training else []),
         "</body></html>",
     ]
     index = out / "index.html"

@@ -23,7 +23,8 @@ from kgcurate.stages import balance, build_metadata, match
 
 JOB = "report"
 TOP = 25
-RUNS_SHOWN = 8  # curated sets compared side by side
+RUNS_SHOWN = 8  # curated sets compared side by side; train runs plotted
+EVAL_ROWS_SHOWN = 200  # newest eval_runs rows in the metrics table
 log = logging.getLogger("kgcurate.report")
 
 
@@ -90,7 +91,30 @@ def gather(spark: SparkSession, root: str) -> dict[str, Any]:
         data["ingest"] = [r.asDict() for r in lake.read(spark, root, tables.INGEST_LOG).groupBy("job", "status").agg(
             F.count(F.lit(1)).alias("files"), F.sum("records").alias("records"), F.sum("rows_out").alias("rows_out"),
             F.sum("bad_records").alias("bad_records")).orderBy("job", "status").collect()]
+    data["training"] = training(spark, root)
     return data
+
+
+def training(spark: SparkSession, root: str) -> dict[str, Any]:
+    """The newest train runs with their loss curves (from each run's manifest) and every eval_runs row
+    of their checkpoints; ``{}`` when neither table exists (no section in the report)."""
+    from kgcurate.evaluate.manifest import loss_curve, read_manifest
+
+    runs: list[dict[str, Any]] = []
+    if lake.exists(spark, root, tables.TRAIN_RUNS):
+        rows = (lake.read(spark, root, tables.TRAIN_RUNS).orderBy(F.col("finished_at").desc_nulls_last())
+                .limit(RUNS_SHOWN).collect())
+        for r in rows:
+            manifest = read_manifest(r["experiment_dir"])
+            runs.append({"train_run_id": r["train_run_id"], "model": r["model"], "status": r["status"],
+                         "finished_at": r["finished_at"], "samples_seen": manifest.get("samples_seen"),
+                         "final_loss": manifest.get("final_loss"), "loss_curve": loss_curve(manifest)})
+    evals: list[dict[str, Any]] = []
+    if lake.exists(spark, root, tables.EVAL_RUNS):
+        evals = [r.asDict() for r in lake.read(spark, root, tables.EVAL_RUNS)
+                 .select("train_run_id", "model", "checkpoint", "dataset", "metric", "value", "samples", "created_at")
+                 .orderBy(F.col("created_at").desc(), "dataset", "metric").limit(EVAL_ROWS_SHOWN).collect()]
+    return {"runs": runs, "evals": evals} if runs or evals else {}
 
 
 def curated_runs(spark: SparkSession, root: str) -> tuple[list[dict[str, Any]], list[list[Any]]]:
