@@ -115,7 +115,7 @@ def test_evaluate_a_train_run_on_offline_sets_and_shards_then_rerun(tmp_path, ch
         sorted((r["dataset"], r["metric"], r["value"]) for r in rows)  # deterministic on CPU
 
     # another evaluation of the same checkpoint on one set replaces that set only; eval.json keeps the others
-    only = execute_stage(evaluate, cfg_for(lake, datasets=["digits"], templates="openai"))
+    only = execute_stage(evaluate, cfg_for(lake, datasets=["digits"], digits_per_class=1))
     final = read_rows(s.table)
     assert len(final) == len(rows)
     assert {r["eval_run_id"] for r in final if r["dataset"] == "digits"} == {only.eval_run_id} != {s.eval_run_id}
@@ -149,3 +149,36 @@ def test_cli_checkpoint_mode_and_one_line_errors(tmp_path, checkpoint, capsys) -
     assert {(r["dataset"], r["metric"], r["train_run_id"], r["samples"]) for r in rows} == \
         {("colours", "top1", None, 6), ("colours", "top5", None, 6)}
     assert json.loads(Path(checkpoint).with_name("eval.json").read_text())["datasets"]["colours"]["unreadable"] == 1
+
+
+def test_a_run_failing_midway_leaves_eval_runs_as_it_was(tmp_path, checkpoint, monkeypatch) -> None:
+    lake = str(tmp_path / "lake")
+    cfg = cfg_for(lake, checkpoint=checkpoint, model="kgc-tiny", model_config_dir=MODELS, datasets=["skimage"])
+    first = execute_stage(evaluate, cfg)
+    before = read_rows(first.table)
+    real = evaluate.evaluate_set
+
+    def dies_on_digits(m, s, o, scratch):
+        if s.name == "digits":
+            raise RuntimeError("killed")
+        return real(m, s, o, scratch)
+
+    monkeypatch.setattr(evaluate, "evaluate_set", dies_on_digits)
+    with pytest.raises(RuntimeError, match="killed"):
+        execute_stage(evaluate, cfg_for(lake, checkpoint=checkpoint, model="kgc-tiny", model_config_dir=MODELS,
+                                        datasets=["skimage", "digits"]))
+    after = read_rows(first.table)
+    assert after == before  # skimage was re-scored in the failed run, but nothing was committed
+
+
+def test_a_retrieval_set_with_nothing_usable_records_null_metrics(tmp_path, checkpoint) -> None:
+    shards = tmp_path / "broken"
+    shards.mkdir()
+    write_shard(str(shards), 0, [TarSample("000000000", b"not a jpeg", "text", {})])
+    lake = str(tmp_path / "lake")
+    s = execute_stage(evaluate, cfg_for(lake, checkpoint=checkpoint, model="kgc-tiny", model_config_dir=MODELS,
+                                        datasets=[], retrieval=[f"broken={shards}"]))
+    (r,) = s.results
+    assert r.samples == 0 and r.unreadable == 1 and r.unreadable_examples[0][0] == "000000000"
+    rows = read_rows(s.table)
+    assert {row["metric"] for row in rows} == RECALL and {row["value"] for row in rows} == {None}

@@ -8,9 +8,10 @@ tar that cannot be read, are listed with their key or file, never a crash.
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,14 +38,14 @@ def shard_files(spec: str) -> list[str]:
     return files
 
 
-def read_pairs(files: Sequence[str], limit: int | None = None) -> tuple[list[tuple[str, Any, str]], list]:
-    """(key, RGB image, text) of the first ``limit`` good samples, in shard order, and what was unreadable."""
+def iter_pairs(files: Sequence[str], unreadable: list[tuple[str, str]],
+               limit: int | None = None) -> Iterator[tuple[str, Any, str]]:
+    """(key, RGB image, text) of the first ``limit`` good samples, in shard order, one at a time (5,000
+    decoded images would not fit memory at once); what cannot be used is appended to ``unreadable``."""
     import io
 
     import webdataset as wds
     from PIL import Image
-
-    unreadable: list[tuple[str, str]] = []
 
     def handler(exc: Exception) -> bool:
         # webdataset adds the shard's URL to the exception's args; a shard's error is listed once
@@ -55,7 +56,7 @@ def read_pairs(files: Sequence[str], limit: int | None = None) -> tuple[list[tup
             unreadable.append((where, f"{type(exc).__name__}: {why[:200]}"))
         return True  # go on with the next shard or sample
 
-    pairs: list[tuple[str, Any, str]] = []
+    good = 0
     for sample in wds.WebDataset(list(files), shardshuffle=False, handler=handler):
         key = sample.get("__key__", "?")
         if "jpg" not in sample or "txt" not in sample:
@@ -67,25 +68,32 @@ def read_pairs(files: Sequence[str], limit: int | None = None) -> tuple[list[tup
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             unreadable.append((key, f"{type(exc).__name__}: {str(exc)[:200]}"))
             continue
-        pairs.append((key, image, sample["txt"].decode("utf-8", "replace")))
-        if limit is not None and len(pairs) >= limit:
-            break
-    return pairs, unreadable
+        yield key, image, sample["txt"].decode("utf-8", "replace")
+        good += 1
+        if limit is not None and good >= limit:
+            return
+
+
+def read_pairs(files: Sequence[str], limit: int | None = None) -> tuple[list[tuple[str, Any, str]], list]:
+    """:func:`iter_pairs` as a list, with the unreadable list."""
+    unreadable: list[tuple[str, str]] = []
+    return list(iter_pairs(files, unreadable, limit)), unreadable
 
 
 def evaluate(m: LoadedModel, spec: str, ks: Sequence[int] = (1, 5, 10), batch_size: int = 64,
              limit: int | None = 5000) -> RetrievalResult:
-    """Recall@K of ``m`` on the shards at ``spec`` (the first ``limit`` samples)."""
-    pairs, unreadable = read_pairs(shard_files(spec), limit)
-    if not pairs:
-        return RetrievalResult({}, 0, unreadable)
+    """Recall@K of ``m`` on the shards at ``spec`` (the first ``limit`` samples), embedded a batch at a
+    time; only the embeddings are kept."""
+    unreadable: list[tuple[str, str]] = []
     image_emb, text_emb = [], []
+    pairs = iter_pairs(shard_files(spec), unreadable, limit)
     with torch.no_grad():
-        for i in range(0, len(pairs), batch_size):
-            chunk = pairs[i:i + batch_size]
+        while chunk := list(itertools.islice(pairs, batch_size)):
             images = torch.stack([m.preprocess(image) for _, image, _ in chunk]).to(m.device)
             image_emb.append(m.model.encode_image(images, normalize=True).float().cpu())
             texts = m.tokenizer([text for _, _, text in chunk]).to(m.device)
             text_emb.append(m.model.encode_text(texts, normalize=True).float().cpu())
-    recall = metrics.retrieval_recall(torch.cat(image_emb), torch.cat(text_emb), ks)
-    return RetrievalResult(recall, len(pairs), unreadable)
+    if not image_emb:  # nothing usable: every metric undefined (null rows replace older ones)
+        return RetrievalResult(metrics.retrieval_recall(torch.empty(0, 1), torch.empty(0, 1), ks), 0, unreadable)
+    images_all, texts_all = torch.cat(image_emb), torch.cat(text_emb)
+    return RetrievalResult(metrics.retrieval_recall(images_all, texts_all, ks), len(images_all), unreadable)
