@@ -135,6 +135,12 @@ def test_cli_checkpoint_mode_and_one_line_errors(tmp_path, checkpoint, capsys) -
     assert cli.main(["evaluate", "--lake", lake, "--dataset", "digits"]) == 2  # no train_runs, no --checkpoint
     assert "no train_runs table" in capsys.readouterr().err
 
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    assert cli.main([*base[:4], str(garbage), *base[5:], "--dataset", "digits"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "garbage.pt is not a torch checkpoint" in err
+
     folder = tmp_path / "colours"
     for name, rgb in (("red_thing", (250, 0, 0)), ("blue_thing", (0, 0, 250))):
         (folder / name).mkdir(parents=True)
@@ -177,7 +183,7 @@ def test_a_retrieval_set_with_nothing_usable_records_null_metrics(tmp_path, chec
     write_shard(str(shards), 0, [TarSample("000000000", b"not a jpeg", "text", {})])
     lake = str(tmp_path / "lake")
     s = execute_stage(evaluate, cfg_for(lake, checkpoint=checkpoint, model="kgc-tiny", model_config_dir=MODELS,
-                                        datasets=[], retrieval=[f"broken={shards}"]))
+                                        datasets=["none"], retrieval=[f"broken={shards}"]))
     (r,) = s.results
     assert r.samples == 0 and r.unreadable == 1 and r.unreadable_examples[0][0] == "000000000"
     rows = read_rows(s.table)

@@ -275,7 +275,8 @@ class EvaluateOptions:
     model_config_dir: str | None = option(None, "folder of <model>.json configs for --model (e.g. conf/models)",
                                           flag="--model-config-dir", metavar="DIR")
     datasets: list = option(["digits", "skimage"], "zero-shot sets: digits, skimage (offline), or a labelled folder "
-                            "DIR/<class>/<image> as PATH or NAME=PATH (ImageNet, iNat; repeatable)",
+                            "DIR/<class>/<image> as PATH or NAME=PATH (ImageNet, iNat; repeatable); none: "
+                            "retrieval only",
                             flag="--dataset", action="append", metavar="SET")
     retrieval: list = option([], "held-out webdataset shards for image-text retrieval: a folder of *.tar or a glob, "
                              "as PATH or NAME=PATH (repeatable)", flag="--retrieval", action="append",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import pickle
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,10 +49,18 @@ def load(model: str, checkpoint: str, model_config_dir: str | None, device: str)
     if model not in open_clip.list_models():
         raise UserError(f"evaluate: model {model!r} has no open_clip config: pass --model-config-dir with "
                         f"{model}.json, or one of open_clip's models")
+    logging.disable(logging.INFO)  # open_clip narrates every load step at INFO on the root logger
     try:
         clip, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=checkpoint, device=device)
-    except (RuntimeError, KeyError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"evaluate: checkpoint {checkpoint} does not load as {model}: {first}") from None
+        tokenizer = open_clip.get_tokenizer(model)
+    except pickle.UnpicklingError:
+        raise UserError(f"evaluate: checkpoint {checkpoint} is not a torch checkpoint (or holds more than weights): "
+                        "pass the .pt open_clip_train saved, a state dict or .safetensors") from None
+    except (RuntimeError, KeyError, OSError, ValueError) as exc:
+        why = " ".join(line.strip() for line in str(exc).strip().splitlines()[:2]) or type(exc).__name__
+        raise UserError(f"evaluate: checkpoint {checkpoint} does not load as {model}: {why[:240]} (is --model the "
+                        "model it was trained as?)") from None
+    finally:
+        logging.disable(logging.NOTSET)
     clip.eval()
-    return LoadedModel(model, clip, preprocess, open_clip.get_tokenizer(model), device)
+    return LoadedModel(model, clip, preprocess, tokenizer, device)

@@ -91,6 +91,8 @@ def eval_sets(o: settings.EvaluateOptions) -> list[EvalSet]:
 
     sets: list[EvalSet] = []
     for spec in o.datasets:
+        if spec == "none":  # retrieval only: --dataset none replaces the default offline sets
+            continue
         name, path = _named(str(spec))
         if path in offline.OFFLINE:
             sets.append(EvalSet(name or path, "zeroshot", path, offline=True))
