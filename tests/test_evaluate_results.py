@@ -1,0 +1,40 @@
+"""eval_runs rows through deltalake (no Spark) and eval.json: replaced per (checkpoint, dataset), never
+duplicated, other checkpoints' and datasets' rows kept."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from kgcurate.evaluate.results import EvalRow, read_rows, update_eval_json, write_rows
+
+NOW = datetime(2026, 12, 3, tzinfo=timezone.utc)
+
+
+def rows(checkpoint: str, run: str, values: dict[tuple[str, str], float]) -> list[EvalRow]:
+    return [EvalRow(run, None, checkpoint, "kgc-tiny", d, m, v, 10, NOW) for (d, m), v in values.items()]
+
+
+def test_rows_are_replaced_per_checkpoint_and_dataset(tmp_path) -> None:
+    uri = str(tmp_path / "eval_runs")
+    odd = str(tmp_path / "it's here" / "epoch_1.pt")  # a quote in the path: the predicate escapes it
+    write_rows(uri, rows(odd, "e1", {("digits", "top1"): 0.1, ("digits", "top5"): 0.5, ("skimage", "top1"): 0.2}))
+    write_rows(uri, rows("/other.pt", "e2", {("digits", "top1"): 0.9}))
+    write_rows(uri, rows(odd, "e3", {("digits", "top1"): 0.3, ("digits", "top5"): 0.6}))  # digits again
+    got = sorted((r["checkpoint"], r["dataset"], r["metric"], r["value"], r["eval_run_id"]) for r in read_rows(uri))
+    assert got == [("/other.pt", "digits", "top1", 0.9, "e2"),
+                   (odd, "digits", "top1", 0.3, "e3"), (odd, "digits", "top5", 0.6, "e3"),
+                   (odd, "skimage", "top1", 0.2, "e1")]
+    write_rows(uri, rows(odd, "e3", {("digits", "top1"): 0.3, ("digits", "top5"): 0.6}))
+    assert len(read_rows(uri)) == 4
+
+
+def test_eval_json_keeps_earlier_datasets_and_survives_a_damaged_file(tmp_path) -> None:
+    path = str(tmp_path / "eval.json")
+    update_eval_json(path, {"eval_run_id": "e1"}, {"digits": {"metrics": {"top1": 0.1}}})
+    update_eval_json(path, {"eval_run_id": "e2"}, {"skimage": {"metrics": {"top1": 0.2}}})
+    doc = json.loads((tmp_path / "eval.json").read_text())
+    assert doc["eval_run_id"] == "e2" and set(doc["datasets"]) == {"digits", "skimage"}
+    (tmp_path / "eval.json").write_text("{broken")
+    update_eval_json(path, {"eval_run_id": "e3"}, {"digits": {"metrics": {"top1": 0.3}}})
+    assert json.loads((tmp_path / "eval.json").read_text())["datasets"] == {"digits": {"metrics": {"top1": 0.3}}}
