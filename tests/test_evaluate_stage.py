@@ -16,7 +16,7 @@ from deltalake import write_deltalake
 from PIL import Image
 
 from kgcurate import cli, config, tables
-from kgcurate.context import execute_stage
+from kgcurate.context import Context, execute_stage
 from kgcurate.download.shards import TarSample, write_shard
 from kgcurate.evaluate.results import read_rows
 from kgcurate.stages import evaluate
@@ -182,8 +182,11 @@ def test_a_retrieval_set_with_nothing_usable_records_null_metrics(tmp_path, chec
     shards.mkdir()
     write_shard(str(shards), 0, [TarSample("000000000", b"not a jpeg", "text", {})])
     lake = str(tmp_path / "lake")
-    s = execute_stage(evaluate, cfg_for(lake, checkpoint=checkpoint, model="kgc-tiny", model_config_dir=MODELS,
-                                        datasets=["none"], retrieval=[f"broken={shards}"]))
+    cfg = cfg_for(lake, checkpoint=checkpoint, model="kgc-tiny", model_config_dir=MODELS, datasets=["none"],
+                  retrieval=[f"broken={shards}"])
+    ctx = Context.of("evaluate", cfg)
+    s = evaluate.execute(ctx, cfg)
+    assert ctx.session is None  # the stage never asked for Spark (needs_spark=False)
     (r,) = s.results
     assert r.samples == 0 and r.unreadable == 1 and r.unreadable_examples[0][0] == "000000000"
     rows = read_rows(s.table)
