@@ -19,7 +19,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def training_data() -> dict:
     return {
-        "runs": [{"train_run_id": "train-a", "model": "kgc-tiny", "status": "finished",
+        "runs": [{"train_run_id": "train-a", "model": "kgc-tiny", "status": "completed",
                   "finished_at": "2026-12-01", "samples_seen": 640, "final_loss": 3.25,
                   "loss_curve": [(s, 4.2 - s / 40) for s in range(0, 40, 4)]},
                  {"train_run_id": "train-b", "model": "kgc-tiny", "status": "failed", "finished_at": None,
@@ -56,7 +56,7 @@ def test_training_section_reads_deltalake_tables_through_spark(spark, tmp_path) 
     when = datetime(2026, 12, 1, tzinfo=timezone.utc)
     write_deltalake(f"{root}/{tables.TRAIN_RUNS}", pa.Table.from_pylist(
         [{"train_run_id": "train-a", "model": "kgc-tiny", "checkpoint": str(exp / "c.pt"), "experiment_dir": str(exp),
-          "finished_at": when, "status": "finished"}], schema=tables.arrow_schema(tables.TRAIN_RUNS)))
+          "finished_at": when, "status": "completed"}], schema=tables.arrow_schema(tables.TRAIN_RUNS)))
     write_deltalake(f"{root}/{tables.EVAL_RUNS}", pa.Table.from_pylist(
         [{"eval_run_id": "evaluate-x", "train_run_id": "train-a", "checkpoint": str(exp / "c.pt"), "model": "kgc-tiny",
           "dataset": "digits", "metric": "top1", "value": 0.25, "samples": 20, "created_at": when}],

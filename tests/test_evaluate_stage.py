@@ -78,7 +78,7 @@ def cfg_for(lake: str, **evaluate_opts) -> dict:
 
 def test_evaluate_a_train_run_on_offline_sets_and_shards_then_rerun(tmp_path, checkpoint, shards) -> None:
     lake = str(tmp_path / "lake")
-    train_run(lake, checkpoint, "train-old", "finished", datetime(2026, 1, 1, tzinfo=timezone.utc))
+    train_run(lake, checkpoint, "train-old", "completed", datetime(2026, 1, 1, tzinfo=timezone.utc))
     train_run(lake, checkpoint, "train-broken", "failed", datetime(2026, 1, 2, tzinfo=timezone.utc))
     cfg = cfg_for(lake, retrieval=[f"held-out={shards}"])
 

@@ -25,9 +25,10 @@ from typing import Any
 from kgcurate import run_ids, settings, tables
 from kgcurate.context import Context
 from kgcurate.errors import UserError
+from kgcurate.train.experiment import COMPLETED
 
 JOB = "evaluate"
-FINISHED = ("finished", "success", "succeeded", "ok")  # train_runs.status of a run with a usable checkpoint
+FINISHED = (COMPLETED,)  # train_runs.status of a run with a usable checkpoint (kgcurate train writes it)
 UNREADABLE_LISTED = 20  # unreadable files named in eval.json and the summary, per dataset
 
 

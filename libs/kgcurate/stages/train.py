@@ -154,7 +154,7 @@ def finished(manifest: Manifest, global_batch: int) -> Manifest:
     curve = ex.loss_curve(ex.read_log(manifest.experiment_dir), global_batch)
     saved = ex.checkpoints(manifest.experiment_dir)
     steps = int(curve[-1][0]) if curve else 0
-    return replace(manifest, status="completed", checkpoint=saved[-1] if saved else None,
+    return replace(manifest, status=ex.COMPLETED, checkpoint=saved[-1] if saved else None,
                    epochs_done=ex.epoch_of(saved[-1] if saved else None), steps=steps,
                    samples_seen=steps * global_batch, final_loss=curve[-1][1] if curve else None,
                    loss_curve=curve, finished_at=datetime.now(timezone.utc).isoformat())
@@ -177,7 +177,7 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> TrainSummary:
     argv = trainer_args.build_args(o, inp, p, os.path.dirname(experiment_dir), os.path.basename(experiment_dir),
                                    resume=o.resume)
     start_epoch = ex.epoch_of((ex.checkpoints(experiment_dir) or [None])[-1])
-    manifest = replace(manifest or new_manifest(ctx, o, inp, experiment_dir, argv), args=argv, status="running")
+    manifest = replace(manifest or new_manifest(ctx, o, inp, experiment_dir, argv), args=argv, status=ex.RUNNING)
     command: tuple = ()
     if start_epoch < o.epochs:
         if master:

@@ -13,6 +13,9 @@ from typing import Any
 
 from kgcurate.errors import UserError
 
+# train_runs.status / manifest status: evaluate picks the newest COMPLETED run.
+RUNNING, COMPLETED = "running", "completed"
+
 MANIFEST = "manifest.json"
 LOG = "out.log"  # open_clip's log of the master process
 # open_clip_train.train: "Train Epoch: 0 [ 64/512 (12%)] ... Contrastive_loss: 4.1 (4.2) Loss: 4.1 (4.2)"
@@ -37,7 +40,7 @@ class Manifest:
     seed: int
     packages: dict[str, str]
     started_at: str
-    status: str = "running"  # running, completed
+    status: str = "running"  # RUNNING, then COMPLETED
     checkpoint: str | None = None  # the latest .pt, open_clip's own format
     epochs_done: int = 0
     samples_seen: int = 0
