@@ -5,7 +5,8 @@ Why each piece:
   dependencies (pyarrow, FastWARC, ... have native code, so they cannot travel in a zip);
 - ``kgcurate.zip``: the pure-Python package for ``--py-files``, so a code fix ships without
   rebuilding the image (it shadows the installed copy on driver and executors);
-- ``jobs/``: the spark-submit entry scripts; ``conf/``: cluster.yaml and the entity sets;
+- ``jobs/``: the spark-submit entry scripts; ``conf/``: cluster.yaml, the entity sets, extra model configs;
+- ``constraints.txt``: every package pinned, for the training image (``deploy/Dockerfile.train``);
 - ``packages.txt``: the Maven coordinates pinned to the Spark line (``--packages``);
 - ``spark-defaults.conf``: the session settings (``kgcurate.session.SESSION_CONF``: Delta, FAIR scheduling);
 - ``stages.tsv``: command -> job script, so ``deploy/spark-submit.sh`` needs no Python to map it;
@@ -71,8 +72,11 @@ def build(dist: Path = DIST, wheel: bool = True) -> dict:
     (dist / "conf").mkdir()
     if (ROOT / "conf" / "cluster.yaml").exists():
         shutil.copy2(ROOT / "conf" / "cluster.yaml", dist / "conf" / "cluster.yaml")
-    if (ROOT / "conf" / "entity_sets").is_dir():
-        shutil.copytree(ROOT / "conf" / "entity_sets", dist / "conf" / "entity_sets")
+    for folder in ("entity_sets", "models"):
+        if (ROOT / "conf" / folder).is_dir():
+            shutil.copytree(ROOT / "conf" / folder, dist / "conf" / folder)
+    # every transitive package pinned, for the training image's `pip install -c` (deploy/Dockerfile.train)
+    shutil.copy2(ROOT / "constraints.txt", dist / "constraints.txt")
     (dist / "packages.txt").write_text(",".join(COORDINATES) + "\n")
     (dist / "spark-defaults.conf").write_text("".join(f"{k} {v}\n" for k, v in SESSION_CONF.items()))
     (dist / "stages.tsv").write_text("".join(f"{s.name}\t{s.job_script}\n" for s in STAGES))

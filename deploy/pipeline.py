@@ -75,6 +75,9 @@ def stage_args(stage: str, crawl: str, site: dict[str, str] | None = None) -> li
         "balance": ["--target-size", s["target_size"]],
         "report": ["--out", s["report_out"]],
         "download": ["--out", s["shards"]],
+        # --resume: a retried pod continues the experiment from its newest checkpoint (or starts it)
+        "train": ["--experiments", s["experiments"], "--resume"],
+        "evaluate": [],
     }
     return common + extra[stage]
 
@@ -136,14 +139,16 @@ def container_job(stage: str, script: str, crawl: str) -> dict:
     """A Kubernetes ``batch/v1`` Job for a stage without Spark (train, evaluate): one pod of the training
     image (deploy/Dockerfile.train) on a GPU node, checkpoints on a shared volume."""
     res = RESOURCES[stage]
-    limits: dict[str, int | str] = {"cpu": str(res["cores"]), "memory": str(res["memory"])}
+    # Spark's "480g" is Kubernetes' "480Gi"
+    memory = str(res["memory"]).replace("g", "Gi").replace("m", "Mi")
+    limits: dict[str, int | str] = {"cpu": str(res["cores"]), "memory": memory}
     if int(res.get("gpus", 0)):
         limits["nvidia.com/gpu"] = int(res["gpus"])
     labels = {"app": "kgcurate", "stage": stage}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": job_name(stage), "namespace": SITE["namespace"], "labels": labels},
+        "metadata": {"name": job_name(stage), "namespace": SITE["namespace"], "labels": dict(labels)},
         "spec": {
             # A retried pod resumes from the newest checkpoint (same command), so retries are safe.
             "backoffLimit": STAGE_RETRIES[stage],

@@ -322,10 +322,15 @@ def test_airflow_dag(monkeypatch):
 # --- image ------------------------------------------------------------------------------------------
 
 
-def test_dockerfile(dist):
-    text = (DEPLOY / "Dockerfile").read_text()
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.train"])
+def test_dockerfile(dist, dockerfile):
+    text = (DEPLOY / dockerfile).read_text()
     froms = re.findall(r"^FROM\s+(\S+)", text, re.M)
-    assert f"apache/spark:{SPARK_VERSION}-scala2.13-java17-python3-ubuntu" in froms
+    if dockerfile == "Dockerfile":
+        assert f"apache/spark:{SPARK_VERSION}-scala2.13-java17-python3-ubuntu" in froms
+    else:  # the GPU image: CUDA base, the [train] extra under the pinned constraints, no Spark
+        assert froms[0].startswith("nvidia/cuda:") and "-c /tmp/wheel/constraints.txt" in text
+        assert '"${wheel}[train]"' in text and "apache/spark" not in text and "openjdk" not in text
     for image in froms:
         assert ":" in image and not image.endswith(":latest")
     for src in re.findall(r"^COPY\s+(?!--from)(.+)\s+\S+$", text, re.M):
