@@ -54,6 +54,11 @@ bench: setup $(TRAIN_STAMP)
 bench-peers-setup: setup
 	$(BIN)/pip install -q --target .cache/peers --no-deps cc2dataset==1.5.0
 	$(BIN)/pip install -q --target .cache/peers pysimdjson==7.0.2 loguru==0.7.3 fsspec==2026.9.0
+# img2dataset and its ~56 packages (opencv, pandas, albumentations, wandb, ...) in their own folder, run by
+# bench/bench_download.py in a subprocess with PYTHONPATH set to it. It pulls the 2018 `dataclasses`
+# backport, which shadows the standard library's and breaks wandb's import: removed.
+	$(BIN)/pip install -q --target .cache/peers-img2dataset img2dataset==1.47.0
+	rm -rf .cache/peers-img2dataset/dataclasses.py .cache/peers-img2dataset/dataclasses-0.6.dist-info
 
 lint: setup
 	$(BIN)/ruff check libs jobs tests bench deploy
