@@ -4,19 +4,15 @@ so there are few of them; the clean baselines and re-runs use the shared in-proc
 from __future__ import annotations
 
 import gzip
-import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
 
-from helpers import execute
+from helpers import execute, kill_when, start_cli
 from kgcurate import config, tables
 from kgcurate import lake as lakemod
 from kgcurate.stages import balance, build_metadata, ingest_wat, match, refresh
@@ -50,31 +46,6 @@ def seed_metadata(spark, root: str) -> None:
     rows = [(e, "test", None) for e in ANIMALS + OBJECTS]
     df = build_metadata.derive(spark.createDataFrame(rows, "entry string, source string, qid string"))
     lakemod.overwrite(spark, root, tables.METADATA, df)
-
-
-def start_cli(args: list[str], cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "KGCURATE_MASTER": "local[2]", "PYSPARK_PYTHON": sys.executable}
-    cmd = [sys.executable, "-m", "kgcurate.cli", *args, "--spark-conf", "spark.sql.shuffle.partitions=2",
-           "--spark-conf", "spark.driver.memory=1g"]
-    # Own process group: SIGKILL reaches the driver and its JVM at once, like a lost node.
-    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-
-
-def kill_when(proc: subprocess.Popen, ready, timeout: float = 400) -> bool:
-    """SIGKILL the process group as soon as ``ready()``; False if the job ended first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        if ready():
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=60)
-            return True
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=60)
-    raise AssertionError("the job never reached the point to kill it at")
 
 
 def _has_parts(path: Path) -> bool:
