@@ -69,10 +69,11 @@ def target_size(width: int, height: int, config: ImageConfig) -> tuple[int, int]
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def process_image(data: bytes, config: ImageConfig | None = None) -> ProcessedImage:
-    """Decode, check, convert, resize and JPEG-encode ``data``; raises :class:`ImageError`."""
+def process_image(data: bytes, config: ImageConfig | None = None, sha256: str | None = None) -> ProcessedImage:
+    """Decode, check, convert, resize and JPEG-encode ``data``; raises :class:`ImageError`. ``sha256``: the
+    hex digest of ``data`` when the caller already has it (a shard hashes every body it reads)."""
     config = config or ImageConfig()
-    digest = hashlib.sha256(data).hexdigest()
+    digest = sha256 or hashlib.sha256(data).hexdigest()
     try:
         with Image.open(io.BytesIO(data)) as im:  # reads the header only
             width, height = im.size

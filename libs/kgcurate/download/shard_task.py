@@ -218,7 +218,7 @@ def _work(url: str, fetcher: UrlFetcher, image_config: ImageConfig) -> _Outcome:
     if not fetched.ok:
         return found
     try:
-        return replace(found, image=process_image(body, image_config))
+        return replace(found, image=process_image(body, image_config, found.sha256))
     except ImageError as e:
         return replace(found, status=e.status, error=st.one_line(e))
     except Exception as e:
