@@ -11,11 +11,12 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 from kgcurate.download import status as st
 
 RESIZE_MODES = ("keep_ratio_largest", "keep_ratio", "no")
+_TURNED = frozenset(range(2, 9))  # EXIF orientations that flip or rotate
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,11 @@ def process_image(data: bytes, config: ImageConfig | None = None, sha256: str | 
 
 def _oriented(im: Image.Image) -> Image.Image:
     """The image as it is meant to be seen (EXIF orientation applied); as stored if the EXIF is unreadable,
-    since a broken orientation tag should not cost a decodable image."""
+    since a broken orientation tag should not cost a decodable image. Upright images (nearly all) are
+    returned as they are: ``exif_transpose`` would copy the full-size pixels just to change nothing."""
     try:
+        if im.getexif().get(ExifTags.Base.Orientation, 1) not in _TURNED:
+            return im
         return ImageOps.exif_transpose(im)
     except Exception:
         return im
