@@ -112,10 +112,10 @@ def test_download_writes_shards_rows_and_resumes(spark, lake, tmp_path, site) ->
     urls = _curated_lake(spark, lake, site.base)
     out = str(tmp_path / "shards")
     s = execute(download, spark, _cfg(lake, out))
-    assert s["curated_run_id"] == "run-a" and s["images"] == len(urls) == s["urls"]
+    assert s.curated_run_id == "run-a" and s.images == len(urls) == s.urls
     n_shards = download.shard_count(16, 5)  # ceil(16 / 4.5) = 4 hash shards, some may be empty
-    assert n_shards == 4 and 1 <= s["shards"] <= n_shards
-    assert s["counts"] == {"success": 12, "opted_out": 1, "http_error": 2, "decode_error": 1}
+    assert n_shards == 4 and 1 <= s.shards <= n_shards
+    assert s.counts == {"success": 12, "opted_out": 1, "http_error": 2, "decode_error": 1}
 
     rows = {r["image_url"]: r for r in lk.read(spark, lake, tables.DOWNLOADS).collect()}
     assert set(rows) == set(urls)
@@ -124,7 +124,7 @@ def test_download_writes_shards_rows_and_resumes(spark, lake, tmp_path, site) ->
     assert rows[f"{site.base}/flaky.jpg"]["http_status"] == 503
 
     sizes = json.loads((tmp_path / "shards" / "sizes.json").read_text())
-    assert sum(sizes.values()) == 12 and len(sizes) == s["shards"]
+    assert sum(sizes.values()) == 12 and len(sizes) == s.shards
     tars = {}
     for name in sizes:
         members = _members(os.path.join(out, name))
@@ -144,14 +144,14 @@ def test_download_writes_shards_rows_and_resumes(spark, lake, tmp_path, site) ->
     # a rerun finds every shard done: nothing fetched, no new rows, no new run
     hits = dict(site.hits)
     again = execute(download, spark, _cfg(lake, out))
-    assert again["urls"] == 0 and again["shards_done_before"] == s["shards"] and site.hits == hits
+    assert again.urls == 0 and again.shards_done_before == s.shards and site.hits == hits
     assert lk.read(spark, lake, tables.DOWNLOAD_RUNS).count() == 1
 
     # a run killed after its rows but before its download_runs row: redone whole, same bytes, no URL twice
     before = {name: (tmp_path / "shards" / name).read_bytes() for name in sizes}
     lk.delete(spark, lake, tables.DOWNLOAD_RUNS, F.lit(True))
     redo = execute(download, spark, _cfg(lake, out))
-    assert redo["shards"] == s["shards"] and redo["urls"] == len(urls)
+    assert redo.shards == s.shards and redo.urls == len(urls)
     assert lk.read(spark, lake, tables.DOWNLOADS).count() == len(urls)
     assert {name: (tmp_path / "shards" / name).read_bytes() for name in sizes} == before
 
@@ -162,7 +162,7 @@ def test_download_writes_shards_rows_and_resumes(spark, lake, tmp_path, site) ->
     # --retry-failed: only the 503 is tried again, into a new shard after the hash shards (0..3)
     site.healed = True
     retry = execute(download, spark, _cfg(lake, out, retry_failed=True))
-    assert retry["urls"] == 1 and retry["succeeded"] == 1 and retry["shards"] == 1
+    assert retry.urls == 1 and retry.succeeded == 1 and retry.shards == 1
     healed = lk.read(spark, lake, tables.DOWNLOADS).where(F.col("image_url") == f"{site.base}/flaky.jpg").collect()
     assert len(healed) == 1 and healed[0]["status"] == "success" and healed[0]["shard"] == 4
     assert healed[0]["key"].startswith("00004")
@@ -205,7 +205,7 @@ def test_download_to_s3_uploads_whole_shards_and_sizes(spark, lake, site) -> Non
             s = execute(download, spark, _cfg(lake, "s3a://shards/run-a"))
         finally:
             restore_spark(spark, previous)
-        assert s["out"] == "s3://shards/run-a" and s["succeeded"] == 12
+        assert s.out == "s3://shards/run-a" and s.succeeded == 12
         body = srv.client().get_object(Bucket="shards", Key="run-a/sizes.json")["Body"].read()
         sizes = json.loads(body)
         assert sorted(srv.keys("shards", "run-a/")) == sorted([f"run-a/{n}" for n in sizes] + ["run-a/sizes.json"])

@@ -68,7 +68,7 @@ def test_sigkill_ingest_mid_write_then_rerun_equals_clean_run(spark, tmp_path):
     cfg = base_cfg(str(killed))
     cfg["wat"]["inputs"] = [listing]
     rerun = execute(ingest_wat, spark, cfg)
-    assert rerun["files"] >= 1  # the killed run had not logged every file as ok
+    assert rerun.files >= 1  # the killed run had not logged every file as ok
 
     for name, cols in ((tables.PAIRS, PAIR_COLS), (tables.BAD_RECORDS, ["source_file", "offset", "reason", "sample"])):
         assert checksum(lakemod.read(spark, str(killed), name), cols) == checksum(
@@ -101,12 +101,12 @@ def test_sigkill_balance_mid_write_then_rerun_equals_clean_run(spark, tmp_path):
     kcfg = base_cfg(str(killed))
     kcfg["balance"]["target_size"] = 40
     rerun = execute(balance, spark, kcfg)
-    assert rerun["run_id"] == clean_run["run_id"] and rerun["pairs_out"] == 40
+    assert rerun.run_id == clean_run.run_id and rerun.pairs_out == 40
     cols = ["pair_id", "image_url", "text", "run_id"]
     assert checksum(lakemod.read(spark, str(killed), tables.CURATED), cols) == checksum(
         lakemod.read(spark, clean, tables.CURATED), cols)
     runs = lakemod.read(spark, str(killed), tables.CURATION_RUNS).collect()
-    assert [r["run_id"] for r in runs] == [clean_run["run_id"]]
+    assert [r["run_id"] for r in runs] == [clean_run.run_id]
 
 
 def test_two_refreshes_at_once_stay_consistent(spark, tmp_path):

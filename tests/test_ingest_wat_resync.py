@@ -40,12 +40,12 @@ def damaged(tmp_path_factory):
 def test_damaged_files_lose_nothing_and_rerun_adds_nothing(spark, lake, damaged, capsys):
     inputs = sorted(damaged)
     summary = execute(ingest_wat, spark, wat_cfg(lake, inputs))
-    assert summary["files"] == len(inputs) and summary["partial"] == len(inputs) and summary["failed"] == []
+    assert summary.files == len(inputs) and summary.partial == len(inputs) and summary.failed == []
 
     # every intact record's pairs are in, and nothing else
     expected = {(u, t) for d in damaged.values() for (u, t, _s, _p) in d.expected_pairs}
     pairs = {(r.image_url, r.text) for r in lk.read(spark, lake, tables.PAIRS).select("image_url", "text").collect()}
-    assert pairs == expected and summary["pairs_inserted"] == len(expected)
+    assert pairs == expected and summary.pairs_inserted == len(expected)
 
     log = {r.source_file: r for r in lk.read(spark, lake, tables.INGEST_LOG).collect()}
     bad = {}
@@ -66,7 +66,7 @@ def test_damaged_files_lose_nothing_and_rerun_adds_nothing(spark, lake, damaged,
 
     # a re-run skips partial files (their damaged bytes cannot be recovered) ...
     again = execute(ingest_wat, spark, wat_cfg(lake, inputs))
-    assert again["files"] == 0 and again["skipped_done"] == len(inputs)
+    assert again.files == 0 and again.skipped_done == len(inputs)
     # ... and --force re-reads them, adding nothing; the CLI says so and exits 0 with a warning
     capsys.readouterr()
     rc = cli.main(["ingest-wat", "--lake", lake, "--force", *inputs])

@@ -43,15 +43,15 @@ def test_generated_sample_exact_pairs_accounting_and_idempotence(spark, lake, sa
     bad = lk.read(spark, lake, tables.BAD_RECORDS)
     assert bad.count() == sample.bad_records > 0
     assert bad.where(F.col("offset").isNull() | (F.col("reason") == "")).count() == 0
-    assert summary["pairs_inserted"] == len(expected)
-    assert not summary["failed"] and summary["partial"] == 1
-    assert os.path.basename(summary["partial_files"][0][0]) == sample.truncated_file
+    assert summary.pairs_inserted == len(expected)
+    assert not summary.failed and summary.partial == 1
+    assert os.path.basename(summary.partial_files[0][0]) == sample.truncated_file
 
     # re-run: a partial file is done too (re-reading cannot recover its damaged bytes); --force re-reads
     again = execute(ingest_wat, spark, wat_cfg(lake, [sample.listing]))
-    assert again["files"] == 0 and again["skipped_done"] == len(sample.files)
+    assert again.files == 0 and again.skipped_done == len(sample.files)
     forced = execute(ingest_wat, spark, wat_cfg(lake, [sample.listing], force=True))
-    assert forced["files"] == len(sample.files) and forced["pairs_inserted"] == 0
+    assert forced.files == len(sample.files) and forced.pairs_inserted == 0
     assert lk.read(spark, lake, tables.PAIRS).count() == len(expected)
     assert lk.read(spark, lake, tables.BAD_RECORDS).count() == sample.bad_records
     runs = lk.read(spark, lake, tables.INGEST_LOG).select("run_id").distinct().count()
@@ -64,7 +64,7 @@ def test_pairs_written_by_tasks_equal_pairs_sent_through_spark(spark, tmp_path, 
     def tables_of(route: str) -> dict[str, set]:
         root = str(tmp_path / route)
         summary = execute(ingest_wat, spark, wat_cfg(root, [sample.listing], pairs_staging=route))
-        assert summary["pairs_staging"] == route
+        assert summary.pairs_staging == route
         out = {}
         for name, drop in ((tables.PAIRS, ["run_id"]), (tables.BAD_RECORDS, ["run_id"]),
                            (tables.INGEST_LOG, ["run_id", "started_at", "finished_at"])):
@@ -84,8 +84,8 @@ def test_listing_with_missing_objects_fails_those_and_does_the_rest(spark, lake,
     names = [os.path.relpath(good[0], tmp_path), "crawl-data/missing-00001.warc.wat.gz"]
     listing.write_bytes(gzip.compress("\n".join(names).encode()))
     summary = execute(ingest_wat, spark, wat_cfg(lake, [str(listing)]))
-    assert summary["files"] == 2 and summary["ok"] == 1
-    (path, error), = summary["failed"]
+    assert summary.files == 2 and summary.ok == 1
+    (path, error), = summary.failed
     assert path.endswith("missing-00001.warc.wat.gz") and "FileNotFoundError" in error
     name = os.path.basename(good[0])
     assert lk.read(spark, lake, tables.PAIRS).count() == len({(u, t) for u, t, _s, _p in sample.pairs_by_file[name]})

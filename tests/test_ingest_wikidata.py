@@ -44,7 +44,7 @@ def test_json_and_nt_dumps_with_bad_lines_idempotent(spark, lake, fixtures, tmp_
     assert sorted(got) == sorted(expected) and len(got) == 30
     for qid, row in expected.items():
         assert {k: got[qid][k] for k in FIELDS} == row, qid
-    assert (s1["files"], s1["bad_records"], s1["skipped"], s1["inserted"]) == (2, 2, 4, 30)
+    assert (s1.files, s1.bad_records, s1.skipped, s1.inserted) == (2, 2, 4, 30)
 
     bad = lk.read(spark, lake, tables.BAD_RECORDS).orderBy("offset").collect()
     assert [(b["offset"], b["job"]) for b in bad] == [(3, "ingest-wikidata"), (10, "ingest-wikidata")]
@@ -57,7 +57,7 @@ def test_json_and_nt_dumps_with_bad_lines_idempotent(spark, lake, fixtures, tmp_
 
     # the same dump again: entities replaced in place, no duplicate bad records, one more log row per file
     s2 = execute(stage, spark, _cfg(lake, [dump, nt]))
-    assert s2["inserted"] == 0 and s2["updated"] == 30
+    assert s2.inserted == 0 and s2.updated == 30
     assert lk.read(spark, lake, tables.ENTITIES).count() == 30
     assert lk.read(spark, lake, tables.BAD_RECORDS).count() == 2
     assert lk.read(spark, lake, tables.INGEST_LOG).where(F.col("status") == "ok").count() == 4
@@ -83,7 +83,7 @@ def test_spark_grouping_of_nt_facts_equals_json(spark, fixtures):
 def test_real_excerpts(spark, lake, shared_data):
     wd = shared_data / "wikidata"
     s = execute(stage, spark, _cfg(lake, [wd / "latest-all-2017-head50.json", wd / "Q42-2018.json"]))
-    assert (s["files"], s["rows_out"], s["bad_records"]) == (2, 50, 0)
+    assert (s.files, s.rows_out, s.bad_records) == (2, 50, 0)
     got = _entities(spark, lake)
     assert got["Q144"]["label"] == "dog" and got["Q144"]["subclass_of"] == ["Q39201", "Q622852"]
     assert got["Q144"]["instance_of"] == ["Q213907", "Q502895"]

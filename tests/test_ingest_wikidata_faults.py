@@ -134,8 +134,8 @@ def test_bad_lines_and_files_do_not_abort_the_run(spark, lake, inputs, capsys):
     # a run that merges nothing reports 0 new (not the counts of the previous MERGE in the history)
     only_bad = [p for p in paths if p.endswith(("empty.json", "plain.json.bz2"))]
     s = execute(stage, spark, {**_cfg(lake), "wikidata": {"input": only_bad}})
-    assert (s["files"], s["ok"], s["inserted"], s["updated"], s["rows_out"]) == (2, 0, 0, 0, 0)
-    assert [p.rsplit("/", 1)[-1] for p, _ in s["failed"]] == ["empty.json", "plain.json.bz2"]
+    assert (s.files, s.ok, s.inserted, s.updated, s.rows_out) == (2, 0, 0, 0, 0)
+    assert [p.rsplit("/", 1)[-1] for p, _ in s.failed] == ["empty.json", "plain.json.bz2"]
 
 
 def _cfg(lake: str) -> dict:
@@ -202,9 +202,9 @@ def test_read_failure_names_the_file_and_cause():
 
 
 def test_failure_line_is_one_line_naming_the_files():
-    assert stage.failure_line({"files": 2, "failed": []}) is None
+    assert stage.failure_line([], 2) is None
     failed = [(f"file:/d/f{i}.json", "empty file (0 bytes)") for i in range(7)]
-    line = stage.failure_line({"files": 9, "failed": failed})
+    line = stage.failure_line(failed, 9)
     assert "\n" not in line and line.startswith("kgcurate: error: 7 of 9 Wikidata input files failed: f0.json (")
     assert "f4.json" in line and "f5.json" not in line and "and 2 more" in line
 

@@ -58,10 +58,10 @@ def test_build_metadata_end_to_end(spark, kg_lake, fixtures, capsys):
     """One lake through the stage's lifecycle: build, re-run, drop a source's input, add a source, replace all."""
     root = kg_lake
     s1 = execute(build_metadata, spark, _cfg(root, fixtures, entity_sets=["organisms"]))
-    assert (s1["entries_wordnet"], s1["entries_metaclip"], s1["entries_kg"]) == (67, 0, 19)
-    assert (s1["dropped_empty"], s1["dropped_too_short"], s1["dropped_stop_word"], s1["dropped_shared_alias"]) == (
+    assert (s1.entries["wordnet"], s1.entries["metaclip"], s1.entries["kg"]) == (67, 0, 19)
+    assert (s1.dropped["empty"], s1.dropped["too_short"], s1.dropped["stop_word"], s1.dropped["shared_alias"]) == (
         1, 1, 1, 2)
-    assert s1["rebuilt"] == "wordnet,kg" and s1["bad_records"] == 0
+    assert s1.rebuilt == "wordnet,kg" and s1.bad_records == 0
     meta = lake.read(spark, root, tables.METADATA)
     # entry_id = xxhash64(entry) alone: recomputed independently here; one row per string
     assert meta.where(F.col("entry_id") != F.xxhash64("entry")).count() == 0
@@ -85,15 +85,15 @@ def test_build_metadata_end_to_end(spark, kg_lake, fixtures, capsys):
     s3 = execute(build_metadata, spark, _cfg(root, fixtures, entity_sets=["organisms"],
                                             metaclip_metadata=str(fixtures / "metaclip" / "metadata.json")))
     ids3 = _ids(spark, root)
-    assert s3["entries_metaclip"] == 80 and len(ids3) == 166
+    assert s3.entries["metaclip"] == 80 and len(ids3) == 166
     # a string MetaCLIP repeats from WordNet is still one entry, listing both sources
     both = {e for (src_, e, _) in ids3 if src_ == "wordnet"} & {e for (src_, e, _) in ids3 if src_ == "metaclip"}
-    assert both and s3["rows_total"] == len({e for (_, e, _) in ids3}) == _check_derived(spark, root)
+    assert both and s3.rows_total == len({e for (_, e, _) in ids3}) == _check_derived(spark, root)
     assert {k: v for k, v in ids3.items() if k[0] != "metaclip"} == ids1
 
     # no metaclip file and no entity sets this time: their previous rows are kept; wordnet rebuilt
     s4 = execute(build_metadata, spark, _cfg(root, fixtures))
-    assert s4["rebuilt"] == "wordnet" and _ids(spark, root) == ids3
+    assert s4.rebuilt == "wordnet" and _ids(spark, root) == ids3
     assert lake.read(spark, root, tables.METADATA_DROPS).count() == 5
 
     # --replace-all through the CLI: only this run's sources remain (here: WordNet only)
@@ -146,11 +146,11 @@ def test_entity_set_yaml_is_computed_first(spark, kg_lake, fixtures, monkeypatch
     root = str(tmp_path / "lake")
     lake.append(spark, root, tables.ENTITIES, lake.read(spark, kg_lake, tables.ENTITIES))
     summary = execute(build_metadata, spark, _cfg(root, fixtures, wordnet=False, entity_sets=[str(spec_file)]))
-    assert calls == [(root, str(spec_file))] and summary["set_cats"] == 2
+    assert calls == [(root, str(spec_file))] and summary.sets["cats"] == 2
     kept = {(r["entry"], r["qid"]) for r in lake.read(spark, root, tables.METADATA_SOURCES).collect()}
     assert lake.read(spark, root, tables.METADATA).where("entry = 'cat'").first()["qids"] == ["Q146"]
     assert ("cat", "Q146") in kept and ("cat", "Q228283") not in kept and ("cats", "Q228283") in kept
-    assert summary["entries_kg"] == 7 and summary["dropped_stop_word"] == 1 and summary["dropped_shared_alias"] == 1
+    assert summary.entries["kg"] == 7 and summary.dropped["stop_word"] == 1 and summary.dropped["shared_alias"] == 1
 
 
 def test_bad_inputs_fail_before_any_write(spark, fixtures, tmp_path, capsys):

@@ -8,6 +8,7 @@ Imports nothing heavy: a stage without Spark (``make-sample``) never starts a JV
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -17,6 +18,23 @@ from functools import cached_property
 from typing import Any
 
 from kgcurate import run_ids
+
+
+class Summary:
+    """Base of every stage's summary (``<Stage>Summary``, a dataclass in the stage module): ``execute``
+    returns it, ``report`` reads its attributes, and whatever prints JSON (``run``, ``curated --json``,
+    the benches) goes through :meth:`as_dict`. A run-time key is a typed field (``dict[str, int]``)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+
+@dataclass
+class Skipped(Summary):
+    """A stage ``run`` or ``refresh`` did not execute: why (and the run that already holds the result)."""
+
+    skipped: str
+    run_id: str | None = None
 
 
 @dataclass
@@ -83,6 +101,42 @@ class Context:
     def progress(self, line: Callable[[], str], interval: float) -> Progress:
         """Log ``line()`` every ``interval`` seconds while the ``with`` block runs."""
         return Progress(self.log, line, interval)
+
+    def run_units(self, units: Any, task: Callable[[Any], Any], schema: Any, out: str, line: Callable[[int], str],
+                  interval: float, *, columns: str | None = None, key: str | None = None,
+                  count: int | None = None) -> None:
+        """One Spark task per input unit (a WAT file, a download shard), ``task`` (a ``mapInArrow``
+        function) writing its rows of ``schema`` to ``out`` (Parquet), with a progress line.
+
+        ``units`` is either a driver list of rows (``columns``: their DDL), sliced one per task, or a
+        DataFrame of one row per unit (its contents computed in Spark) whose ``count`` distinct
+        ``key`` values are range-partitioned, all sampled, so again one per task. ``line(done)`` is the
+        stage's own progress line given units done of ``count``: logged every ``interval`` seconds
+        and once at the end. Which units to run is :func:`kgcurate.units.plan`; what each did,
+        :meth:`unit_results` and :func:`kgcurate.units.tally`.
+        """
+        if isinstance(units, Sequence):
+            count = len(units)
+            frame = self.spark.createDataFrame(self.spark.sparkContext.parallelize(list(units), numSlices=count),
+                                               columns)
+        else:
+            if key is None or count is None:
+                raise ValueError("run_units over a DataFrame needs its key column and unit count")
+            frame = units.repartitionByRange(count, key)
+        with self.progress(lambda: line(self.tasks_done(count)), interval):
+            frame.mapInArrow(task, schema).write.mode("overwrite").parquet(out)
+        self.log.info(line(count))
+
+    @staticmethod
+    def unit_results(rows: Any, key: str, status: str, error: str | None = None) -> list[Any]:
+        """One :class:`kgcurate.units.UnitResult` per row of ``rows`` (a DataFrame with a row per unit)."""
+        from pyspark.sql import functions as F
+
+        from kgcurate.units import UnitResult
+
+        err = F.col(error) if error else F.lit(None).cast("string")
+        return [UnitResult(str(r[0]), r[1], r[2])
+                for r in rows.select(F.col(key), F.col(status), err).collect()]
 
 
 class Progress:

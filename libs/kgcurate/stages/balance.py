@@ -20,6 +20,7 @@ import argparse
 import logging
 import math
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,7 +29,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from kgcurate import argtypes, balancing, lake, leases, run_ids, tables
-from kgcurate.context import Context
+from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
 
 JOB = "balance"
@@ -120,7 +121,30 @@ def _count_hist(
     return [(r[0], r[1]) for r in counts.where(F.col("count") > 0).groupBy("count").count().collect()]
 
 
-def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
+@dataclass
+class BalanceSummary(Summary):
+    """One balance run as ``curation_runs`` records it: the run id (derived from parameters and input
+    versions), t as applied (None: keep all), pairs in, matched, unmatched and curated, the passes the
+    ``--target-size`` search took and the versions read and written."""
+
+    run_id: str
+    seed: int
+    per_qid: bool
+    matched_pairs: int
+    passes_over_matches: int = 1
+    tie_pair_id: int | None = None
+    selection_passes: int | None = None  # --target-size only
+    t: float | None = None
+    target_size: int | None = None
+    tail_share: float | None = None
+    pairs_in: int = 0
+    unmatched_pairs: int = 0
+    pairs_out: int = 0
+    input_versions: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def execute(ctx: Context, cfg: dict[str, Any]) -> BalanceSummary:
     spark = ctx.spark
     root = cfg["lake"]
     b = cfg.get("balance", {})
@@ -155,7 +179,7 @@ def input_versions(spark: SparkSession, root: str) -> dict[str, int | None]:
 
 
 def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, seed: int,
-             per_qid: bool, languages: list[str], lease: leases.Pending) -> dict[str, Any]:
+             per_qid: bool, languages: list[str], lease: leases.Pending) -> BalanceSummary:
     """Reads recorded versions and selects; writes only once ``lease`` is taken.
 
     The writes, in this order: this run's ``curated`` partition, its ``pair_texts``, then the
@@ -185,7 +209,7 @@ def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, se
             # 2. pair_texts before the run row: one visible unit
             versions_out.update(_write_kg_texts(spark, root, mine, versions, languages))
             # 3. Last, the curation_runs row that makes the run visible.
-            row = _run_row(spark, root, params, run_id, t, versions, versions_out, summary["matched_pairs"], pairs_out)
+            row = _run_row(spark, root, params, run_id, t, versions, versions_out, summary.matched_pairs, pairs_out)
             df = spark.createDataFrame([row], tables.schema(tables.CURATION_RUNS))
             lake.merge_insert_only(spark, root, tables.CURATION_RUNS, df, ["run_id"])
         except BaseException:
@@ -208,7 +232,7 @@ def _t_for_tail_share(spark: SparkSession, root: str, versions: dict[str, int | 
 
 
 def _select(pp: DataFrame, root: str, run_id: str, t: Any, target: Any, seed: int,
-            per_qid: bool) -> tuple[dict[str, Any], Any, Column]:
+            per_qid: bool) -> tuple[BalanceSummary, Any, Column]:
     """(summary so far, t, keep condition): read-only, so it runs before the lease is needed.
 
     One aggregate of the persisted per-pair frame gives the matched count and threshold range that
@@ -216,12 +240,12 @@ def _select(pp: DataFrame, root: str, run_id: str, t: Any, target: Any, seed: in
     stats = pp.agg(F.count(F.lit(1)).alias("n"), F.min("threshold").alias("lo"),
                    F.max("threshold").alias("hi")).first()
     matched = int(stats["n"])
-    summary: dict[str, Any] = {"run_id": run_id, "seed": seed, "per_qid": per_qid, "matched_pairs": matched,
-                               "passes_over_matches": 1, "tie_pair_id": None}
+    summary = BalanceSummary(run_id=run_id, seed=seed, per_qid=per_qid, matched_pairs=matched)
     if target is None:
         return summary, t, F.col("threshold") < F.lit(float(t))
     t, keep, selection = _target_cut(pp, root, int(target), matched, float(stats["lo"]), float(stats["hi"]))
-    summary.update(selection)
+    for k, v in selection.items():
+        setattr(summary, k, v)
     return summary, t, keep
 
 
@@ -271,14 +295,12 @@ def _run_row(spark: SparkSession, root: str, params: dict[str, Any], run_id: str
     }
 
 
-def _final_summary(summary: dict[str, Any], row: dict[str, Any], t0: float) -> dict[str, Any]:
+def _final_summary(summary: BalanceSummary, row: dict[str, Any], t0: float) -> BalanceSummary:
     """The summary as recorded (from the run row); an infinite t (keep all) is reported as None."""
-    summary.update({k: row[k] for k in ("t", "target_size", "tail_share", "pairs_in", "unmatched_pairs",
-                                        "pairs_out")})
-    summary["input_versions"] = row["input_versions"]
-    summary["seconds"] = round(time.monotonic() - t0, 2)
-    if not math.isfinite(summary["t"]):
-        summary["t"] = None
+    for k in ("target_size", "tail_share", "pairs_in", "unmatched_pairs", "pairs_out", "input_versions"):
+        setattr(summary, k, row[k])
+    summary.t = row["t"] if math.isfinite(row["t"]) else None
+    summary.seconds = round(time.monotonic() - t0, 2)
     return summary
 
 
@@ -397,7 +419,7 @@ def skip_reason(cfg: dict[str, Any]) -> str | None:
     return None
 
 
-def report(s: dict[str, Any], args: argparse.Namespace) -> int:
-    print(f"balance {s['run_id']}: t={s['t']}, pairs in {s['pairs_in']}, matched {s['matched_pairs']}, "
-          f"unmatched {s['unmatched_pairs']} (not curated), curated {s['pairs_out']}")
+def report(s: BalanceSummary, args: argparse.Namespace) -> int:
+    print(f"balance {s.run_id}: t={s.t}, pairs in {s.pairs_in}, matched {s.matched_pairs}, "
+          f"unmatched {s.unmatched_pairs} (not curated), curated {s.pairs_out}")
     return 0

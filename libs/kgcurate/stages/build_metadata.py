@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ from pyspark.sql import functions as F
 
 from kgcurate import ids, lake, tables
 from kgcurate.bad_input import BadInput
-from kgcurate.context import Context
+from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
 from kgcurate.metadata import SOURCE_KG, SOURCE_METACLIP, SOURCE_WORDNET, kg, metaclip, old_layout_message, wordnet
 
@@ -39,19 +41,41 @@ log = logging.getLogger("kgcurate.build_metadata")
 ENTRY_DDL = "entry string, source string, qid string"
 
 
-def report(summary: dict[str, Any], args: argparse.Namespace) -> int:
+@dataclass
+class BuildMetadataSummary(Summary):
+    """One build-metadata run: what each source read (None: not read this run), the entity sets' sizes,
+    entries per source and KG names dropped per reason (of the committed tables), bad input."""
+
+    run_id: str
+    wordnet_synsets: int | None = None
+    wordnet_lemmas: int | None = None
+    metaclip_items: int | None = None
+    metaclip_duplicates: int | None = None
+    sets: dict[str, int] = field(default_factory=dict)  # entity set -> entities, those computed this run
+    entity_sets: str | None = None  # the sets whose names were read, comma-separated
+    entries: dict[str, int] = field(default_factory=dict)  # source -> distinct strings it lists
+    dropped: dict[str, int] = field(default_factory=dict)  # reason -> KG names dropped
+    rows_total: int = 0
+    dropped_total: int = 0
+    bad_records: int = 0
+    rebuilt: str = ""
+    metadata_version: int | None = None
+    seconds: float = 0.0
+
+
+def report(summary: BuildMetadataSummary, args: argparse.Namespace) -> int:
     print(format_summary(summary))
     return 0
 
 
-def format_summary(summary: dict[str, Any]) -> str:
+def format_summary(summary: BuildMetadataSummary) -> str:
     sources = (SOURCE_WORDNET, SOURCE_METACLIP, SOURCE_KG)
-    per_source = ", ".join(f"{s}={summary.get(f'entries_{s}', 0)}" for s in sources)
-    drops = ", ".join(f"{r}={summary.get(f'dropped_{r}', 0)}" for r in kg.REASONS)
-    return (f"metadata: {summary['rows_total']} entries (distinct strings; listed by {per_source}); "
-            f"rebuilt: {summary['rebuilt'] or 'nothing'}\n"
-            f"kg names dropped: {summary['dropped_total']} ({drops}) -> table {tables.METADATA_DROPS}\n"
-            f"bad input records: {summary['bad_records']} -> table {tables.BAD_RECORDS}")
+    per_source = ", ".join(f"{s}={summary.entries.get(s, 0)}" for s in sources)
+    drops = ", ".join(f"{r}={summary.dropped.get(r, 0)}" for r in kg.REASONS)
+    return (f"metadata: {summary.rows_total} entries (distinct strings; listed by {per_source}); "
+            f"rebuilt: {summary.rebuilt or 'nothing'}\n"
+            f"kg names dropped: {summary.dropped_total} ({drops}) -> table {tables.METADATA_DROPS}\n"
+            f"bad input records: {summary.bad_records} -> table {tables.BAD_RECORDS}")
 
 
 # ---------------------------------------------------------------- inputs
@@ -148,7 +172,8 @@ def _write(spark: SparkSession, root: str, name: str, df: DataFrame, rebuilt: li
         lake.ensure(spark, root, name)
 
 
-def read_sources(spark: SparkSession, md: dict[str, Any], summary: dict[str, Any]) -> tuple[list, list, list]:
+def read_sources(spark: SparkSession, md: dict[str, Any],
+                 summary: BuildMetadataSummary) -> tuple[list, list, list]:
     """Step 1: WordNet and MetaCLIP entries, read and checked before anything is written: (entry, source,
     qid) rows, their bad input items, and the sources this run rebuilds."""
     rows: list[tuple[str, str, None]] = []
@@ -158,23 +183,23 @@ def read_sources(spark: SparkSession, md: dict[str, Any], summary: dict[str, Any
         wn = read_wordnet(spark, md.get("wordnet_dir"))
         rows += [(e, SOURCE_WORDNET, None) for e in wn.entries]
         bad += wn.bad
-        summary.update(wordnet_synsets=wn.synsets, wordnet_lemmas=wn.lemmas)
+        summary.wordnet_synsets, summary.wordnet_lemmas = wn.synsets, wn.lemmas
         rebuilt.append(SOURCE_WORDNET)
     if md.get("metaclip_metadata"):
         mc = read_metaclip(spark, str(md["metaclip_metadata"]))
         rows += [(e, SOURCE_METACLIP, None) for e in mc.entries]
         bad += mc.bad
-        summary.update(metaclip_items=mc.items, metaclip_duplicates=mc.duplicates)
+        summary.metaclip_items, summary.metaclip_duplicates = mc.items, mc.duplicates
         rebuilt.append(SOURCE_METACLIP)
     return rows, bad, rebuilt
 
 
 def kg_entries(spark: SparkSession, root: str, set_items: list[str], guards: kg.Guards,
-               summary: dict[str, Any]) -> DataFrame:
+               summary: BuildMetadataSummary) -> DataFrame:
     """Step 2: KG names of the entity sets by Spark joins (computing a YAML set writes entity_sets), kept
     and dropped alike (``reason`` set on drops); persisted, the caller unpersists."""
     set_names, computed = resolve_entity_sets(spark, root, set_items)
-    summary.update({f"set_{k}": v for k, v in computed.items()}, entity_sets=",".join(set_names))
+    summary.sets, summary.entity_sets = dict(computed), ",".join(set_names)
     return kg.kg_frames(spark, root, set_names, guards).persist(StorageLevel.MEMORY_AND_DISK)
 
 
@@ -193,36 +218,33 @@ def write_tables(spark: SparkSession, root: str, base: DataFrame, kg_all: DataFr
     lake.overwrite(spark, root, tables.METADATA, derived, new_schema=old_layout)
 
 
-def summarize(spark: SparkSession, root: str, summary: dict[str, Any], bad: list[BadInput],
+def summarize(spark: SparkSession, root: str, summary: BuildMetadataSummary, bad: list[BadInput],
               rebuilt: list[str]) -> None:
     """Step 4: counts per source and per drop reason from the committed tables (a handful of rows)."""
     per_source = {r["source"]: r["count"] for r in lake.read(spark, root, tables.METADATA)
                   .select(F.explode("sources").alias("source")).groupBy("source").count().collect()}
     drops_by = {r["reason"]: r["count"] for r in lake.read(spark, root, tables.METADATA_DROPS)
                 .where(F.col("source") == SOURCE_KG).groupBy("reason").count().collect()}
-    for source in (SOURCE_WORDNET, SOURCE_METACLIP, SOURCE_KG):
-        summary[f"entries_{source}"] = int(per_source.get(source, 0))
-    for reason in kg.REASONS:
-        summary[f"dropped_{reason}"] = int(drops_by.get(reason, 0))
-    summary.update(
-        rows_total=lake.read(spark, root, tables.METADATA).count(),  # distinct strings
-        dropped_total=int(sum(drops_by.values())),
-        bad_records=len(bad),
-        rebuilt=",".join(rebuilt),
-        metadata_version=lake.version(spark, root, tables.METADATA),
-    )
-    for reason in kg.REASONS:
-        if summary[f"dropped_{reason}"]:
-            log.info("kg names dropped as %s: %d", reason, summary[f"dropped_{reason}"])
+    summary.entries = {s: int(per_source.get(s, 0)) for s in (SOURCE_WORDNET, SOURCE_METACLIP, SOURCE_KG)}
+    summary.dropped = {reason: int(drops_by.get(reason, 0)) for reason in kg.REASONS}
+    summary.rows_total = lake.read(spark, root, tables.METADATA).count()  # distinct strings
+    summary.dropped_total = int(sum(drops_by.values()))
+    summary.bad_records = len(bad)
+    summary.rebuilt = ",".join(rebuilt)
+    summary.metadata_version = lake.version(spark, root, tables.METADATA)
+    for reason, n in summary.dropped.items():
+        if n:
+            log.info("kg names dropped as %s: %d", reason, n)
 
 
-def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
+def execute(ctx: Context, cfg: dict[str, Any]) -> BuildMetadataSummary:
     spark, root = ctx.spark, ctx.root
+    t0 = time.monotonic()
     md = cfg.get("metadata") or {}
     guards = kg.Guards.from_config(md)
     replace_all = bool(md.get("replace_all", False))
     run_id = ctx.new_run_id()
-    summary: dict[str, Any] = {"run_id": run_id}
+    summary = BuildMetadataSummary(run_id=run_id)
     old_layout = is_old_layout(spark, root)
     if old_layout and not replace_all:
         raise UserError(old_layout_message(root))
@@ -244,4 +266,5 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
     if bad:
         ctx.record_bad_input(run_id, bad)
     summarize(spark, root, summary, bad, rebuilt)
+    summary.seconds = round(time.monotonic() - t0, 2)
     return summary

@@ -11,18 +11,31 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyspark.sql import SparkSession
 
 from kgcurate import lake, tables
-from kgcurate.context import Context
+from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
 from kgcurate.stages import balance
 
 JOB = "curated"
 COLUMNS = ("run_id", "created_at", "pairs_out", "t", "target_size", "tail_share", "seed", "per_qid", "pairs_in",
            "matched_pairs")
+
+
+@dataclass
+class CuratedSummary(Summary):
+    """``list``: the recorded runs (newest first, as ``curation_runs`` rows plus ``rows``) and the orphan
+    partitions; ``drop``: the run dropped and the rows removed."""
+
+    action: str  # "list" or "drop"
+    run_id: str | None = None
+    rows_removed: int | None = None
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +55,7 @@ def list_runs(spark: SparkSession, root: str) -> list[dict[str, Any]]:
     return runs
 
 
-def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
+def execute(ctx: Context, cfg: dict[str, Any]) -> CuratedSummary:
     spark = ctx.spark
     root = cfg["lake"]
     c = cfg.get("curated") or {}
@@ -50,10 +63,10 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
         run_id = c.get("run_id")
         if not run_id:
             raise UserError("curated drop needs a RUN_ID (see `kgcurate curated list`)")
-        return {"action": "drop", "run_id": run_id, "rows_removed": balance.drop_run(spark, root, run_id)}
+        return CuratedSummary("drop", run_id=run_id, rows_removed=balance.drop_run(spark, root, run_id))
     if not lake.exists(spark, root, tables.CURATION_RUNS):
         raise UserError(f"no curated run in lake {root}: run `kgcurate balance --lake {root}` first")
-    return {"action": "list", "runs": list_runs(spark, root), "orphans": balance.orphan_runs(spark, root)}
+    return CuratedSummary("list", runs=list_runs(spark, root), orphans=balance.orphan_runs(spark, root))
 
 
 def format_runs(runs: list[dict[str, Any]]) -> str:
@@ -79,16 +92,16 @@ def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def report(s: dict[str, Any], args: argparse.Namespace) -> int:
-    if s["action"] == "drop":
-        print(f"curated: dropped run {s['run_id']} ({s['rows_removed']:,} rows)")
+def report(s: CuratedSummary, args: argparse.Namespace) -> int:
+    if s.action == "drop":
+        print(f"curated: dropped run {s.run_id} ({s.rows_removed or 0:,} rows)")
         return 0
     if args.json:
-        for r in s["runs"]:
+        for r in s.runs:
             print(json.dumps(r, default=str, sort_keys=True))
     else:
-        print(format_runs(s["runs"]))
-        if s["orphans"]:
-            print(f"({len(s['orphans'])} partitions of killed balance runs are invisible; `kgcurate maintain` "
+        print(format_runs(s.runs))
+        if s.orphans:
+            print(f"({len(s.orphans)} partitions of killed balance runs are invisible; `kgcurate maintain` "
                   "removes them)")
     return 0

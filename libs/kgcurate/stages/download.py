@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -35,8 +36,8 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from kgcurate import leases, s3, settings, tables
-from kgcurate.context import Context
+from kgcurate import leases, s3, settings, tables, units
+from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
 from kgcurate.wat.inputs import strip_file_uri
 
@@ -44,6 +45,28 @@ JOB = "download"
 # Statuses worth another try later (the server or the network, not the content).
 RETRYABLE = ("status IN ('timeout', 'connection_error') "
              "OR (status = 'http_error' AND (http_status = 429 OR http_status >= 500))")
+
+
+@dataclass
+class DownloadSummary(Summary):
+    """One download run: shards (done before, run now), images tried and stored, statuses, where the
+    shards and ``sizes.json`` are. ``urls`` is 0 when nothing was left to download."""
+
+    run_id: str
+    curated_run_id: str
+    out: str
+    images: int = 0
+    shards_done_before: int = 0
+    shards: int = 0
+    urls: int = 0
+    succeeded: int = 0
+    success_rate: float | None = None
+    counts: dict[str, int] = field(default_factory=dict)  # downloads per status
+    bytes: int = 0
+    seconds: float = 0.0
+    sizes: str = ""  # the sizes.json written
+    low_success: bool = False
+    min_success_rate: float | None = None
 
 
 # ---------------------------------------------------------------- planning (driver)
@@ -115,12 +138,13 @@ def shard_count(images: int, shard_size: int) -> int:
 
 def plan(ctx: Context, samples: DataFrame, curated_run_id: str, n_urls: int, o: settings.DownloadOptions,
          done: dict[int, dict[str, Any]]) -> DataFrame:
-    """(shard, image_url, text, texts) still to download."""
+    """(shard, image_url, text, texts): the samples with their shard (shards already done included: which
+    of them to skip is :func:`kgcurate.units.plan`'s); with ``--retry-failed`` the retryable failures
+    in new shards numbered after the ``done`` ones."""
     n_shards = shard_count(n_urls, o.shard_size)
     if not o.retry_failed:
         shard_of = F.pmod(F.xxhash64(F.lit(curated_run_id), F.col("image_url")), F.lit(n_shards)).cast("int")
-        todo = samples.withColumn("shard", shard_of)
-        return todo.where(~F.col("shard").isin(list(done))) if done else todo
+        return samples.withColumn("shard", shard_of)
     if not ctx.lake.exists(tables.DOWNLOADS):
         return samples.limit(0).withColumn("shard", F.lit(0))
     failed = (ctx.lake.read(tables.DOWNLOADS).where((F.col("curated_run_id") == curated_run_id) & F.expr(RETRYABLE))
@@ -219,29 +243,28 @@ def curated_run(ctx: Context, run_id: str | None) -> str:
     return str(run["run_id"])
 
 
-def progress_line(o: settings.DownloadOptions, shards: int, accs: tuple, started: float) -> str:
+def progress_line(o: settings.DownloadOptions, shards: int, accs: tuple, started: float, done: int) -> str:
     """Shards done of total, images tried and their success rate (warned under the floor), rate, bytes."""
     secs = max(time.monotonic() - started, 1e-9)
     tried, ok = accs[1].value, accs[2].value
     rate = f"{ok / tried:.0%}" if tried else "-"
     low = (f" -- WARNING: success rate under the floor of {o.min_success_rate:.0%}"
            if tried and ok / tried < o.min_success_rate else "")
-    return (f"{JOB}: {accs[0].value}/{shards} shards, {tried:,} images ({rate} ok), "
+    return (f"{JOB}: {done}/{shards} shards, {tried:,} images ({rate} ok), "
             f"{tried / secs:.1f} images/s, {accs[3].value / 1e6:.1f} MB{low}")
 
 
 def run_shards(ctx: Context, todo: DataFrame, shards: int, o: settings.DownloadOptions, out: str,
                curated_run_id: str, run_id: str) -> tuple[dict[int, dict[str, Any]], dict[str, int]]:
     """One task per shard, rows staged then MERGEd into ``downloads``; per-shard stats and status counts."""
-    grouped = (todo.groupBy("shard")
-               .agg(F.collect_list(F.struct("image_url", "text", "texts")).alias("samples"))
-               .repartitionByRange(shards, "shard"))  # distinct keys, all sampled: one shard per task
+    grouped = todo.groupBy("shard").agg(F.collect_list(F.struct("image_url", "text", "texts")).alias("samples"))
     sc = ctx.spark.sparkContext
     accs = (sc.accumulator(0), sc.accumulator(0), sc.accumulator(0), sc.accumulator(0))
     line = functools.partial(progress_line, o, shards, accs, time.monotonic())
-    with ctx.staging(run_id) as staging, ctx.progress(line, o.progress_interval):
+    with ctx.staging(run_id) as staging:
         fn = shard_task(out, curated_run_id, run_id, download_config(o), accs)
-        grouped.mapInArrow(fn, tables.from_arrow(rows_schema())).write.mode("overwrite").parquet(f"{staging}/rows")
+        ctx.run_units(grouped, fn, tables.from_arrow(rows_schema()), f"{staging}/rows", line, o.progress_interval,
+                      key="shard", count=shards)
         rows = ctx.spark.read.parquet(f"{staging}/rows")
         ctx.lake.merge(tables.DOWNLOADS, rows, "t.curated_run_id = s.curated_run_id AND t.image_url = s.image_url",
                        matched_update_when="true")
@@ -250,7 +273,6 @@ def run_shards(ctx: Context, todo: DataFrame, shards: int, o: settings.DownloadO
                                               F.sum(F.coalesce("bytes", F.lit(0))).alias("bytes"))
         stats = {r["shard"]: r.asDict() for r in per_shard.collect()}  # one row per shard
         counts = {r["status"]: r["count"] for r in rows.groupBy("status").count().collect()}
-    ctx.log.info(line())
     return stats, counts
 
 
@@ -271,7 +293,7 @@ def record_run(ctx: Context, run_id: str, curated_run_id: str, curated_version: 
     ctx.lake.append(tables.DOWNLOAD_RUNS, record)
 
 
-def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
+def execute(ctx: Context, cfg: dict[str, Any]) -> DownloadSummary:
     from kgcurate.download.shards import shard_name
 
     o = settings.section(cfg, settings.DownloadOptions)
@@ -281,44 +303,48 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
         os.makedirs(out, exist_ok=True)
     run_id = ctx.new_run_id()
     started, t0 = datetime.now(timezone.utc), time.monotonic()
-    summary: dict[str, Any] = {"run_id": run_id, "curated_run_id": curated_run_id, "out": out}
+    summary = DownloadSummary(run_id=run_id, curated_run_id=curated_run_id, out=out)
     with leases.held(ctx.spark, ctx.root, JOB, run_id):
         curated_version = ctx.lake.version(tables.CURATED)
         samples = samples_of(ctx, ctx.lake.read(tables.CURATED).where(F.col("run_id") == curated_run_id))
         n_urls = samples.count()
         done = committed_shards(ctx, curated_run_id, out)
         check_same_layout(done, o.shard_size, out)
-        todo = plan(ctx, samples, curated_run_id, n_urls, o, done)
-        shards = sorted(r[0] for r in todo.select("shard").distinct().collect())  # one per shard: small
+        assigned = plan(ctx, samples, curated_run_id, n_urls, o, done)
+        every = sorted(r[0] for r in assigned.select("shard").distinct().collect())  # one per shard: small
+        shards = units.plan(every, {str(s) for s in done}, key=str).todo  # skip the shards done
+        todo = assigned.where(F.col("shard").isin(shards)) if len(shards) < len(every) else assigned
         check_shard_numbers(shards, out)
-        summary.update(images=n_urls, shards_done_before=len(done), shards=len(shards))
+        summary.images, summary.shards_done_before, summary.shards = n_urls, len(done), len(shards)
         if not shards:
             ctx.log.info("%s: nothing to download for curated run %s (%d shards done)", JOB, curated_run_id, len(done))
-            return {**summary, "urls": 0, "succeeded": 0, "success_rate": None, "counts": {}, "bytes": 0,
-                    "sizes": write_sizes(out, {shard_name(s): int(r["samples"] or 0) for s, r in done.items()})}
+            summary.sizes = write_sizes(out, {shard_name(s): int(r["samples"] or 0) for s, r in done.items()})
+            return summary
         stats, counts = run_shards(ctx, todo, len(shards), o, out, curated_run_id, run_id)
         record_run(ctx, run_id, curated_run_id, curated_version, out, o, stats, started)
     urls = sum(int(r["urls"]) for r in stats.values())
     ok = sum(int(r["samples"]) for r in stats.values())
-    every = {**{s: r["samples"] for s, r in done.items()}, **{s: stats[s]["samples"] for s in stats}}
-    summary.update(urls=urls, succeeded=ok, success_rate=ok / urls if urls else None, counts=counts,
-                   bytes=sum(int(r["bytes"]) for r in stats.values()), seconds=round(time.monotonic() - t0, 2),
-                   sizes=write_sizes(out, {shard_name(s): int(n or 0) for s, n in sorted(every.items())}),
-                   low_success=bool(urls and ok / urls < o.min_success_rate), min_success_rate=o.min_success_rate)
+    per_shard = {**{s: r["samples"] for s, r in done.items()}, **{s: stats[s]["samples"] for s in stats}}
+    summary.urls, summary.succeeded, summary.success_rate = urls, ok, ok / urls if urls else None
+    summary.counts, summary.bytes = counts, sum(int(r["bytes"]) for r in stats.values())
+    summary.seconds = round(time.monotonic() - t0, 2)
+    summary.sizes = write_sizes(out, {shard_name(s): int(n or 0) for s, n in sorted(per_shard.items())})
+    summary.low_success = bool(urls and ok / urls < o.min_success_rate)
+    summary.min_success_rate = o.min_success_rate
     return summary
 
 
-def report(s: dict[str, Any], args: argparse.Namespace) -> int:
-    if not s.get("urls"):
-        print(f"{JOB}: curated run {s['curated_run_id']}: nothing to download ({s['shards_done_before']} shards done, "
-              f"{s['images']:,} images); sizes {s['sizes']}")
+def report(s: DownloadSummary, args: argparse.Namespace) -> int:
+    if not s.urls:
+        print(f"{JOB}: curated run {s.curated_run_id}: nothing to download ({s.shards_done_before} shards done, "
+              f"{s.images:,} images); sizes {s.sizes}")
         return 0
-    counts = ", ".join(f"{k}={v:,}" for k, v in sorted(s["counts"].items()))
-    print(f"{JOB} {s['run_id']}: curated run {s['curated_run_id']}: {s['shards']} shards, {s['urls']:,} images tried, "
-          f"{s['succeeded']:,} stored ({s['success_rate']:.1%}; {counts}), {s['bytes'] / 1e6:.1f} MB in "
-          f"{s['seconds']}s -> {s['out']} (sizes {s['sizes']})")
-    if s["low_success"]:
-        print(f"kgcurate: warning: only {s['success_rate']:.1%} of downloads succeeded (floor "
-              f"{s['min_success_rate']:.0%}): see table downloads for the statuses; `kgcurate download "
+    counts = ", ".join(f"{k}={v:,}" for k, v in sorted(s.counts.items()))
+    print(f"{JOB} {s.run_id}: curated run {s.curated_run_id}: {s.shards} shards, {s.urls:,} images tried, "
+          f"{s.succeeded:,} stored ({s.success_rate:.1%}; {counts}), {s.bytes / 1e6:.1f} MB in "
+          f"{s.seconds}s -> {s.out} (sizes {s.sizes})")
+    if s.low_success:
+        print(f"kgcurate: warning: only {s.success_rate:.1%} of downloads succeeded (floor "
+              f"{s.min_success_rate:.0%}): see table downloads for the statuses; `kgcurate download "
               "--retry-failed` tries timeouts, 429 and 5xx again", file=sys.stderr)
     return 0

@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from kgcurate.context import Context
+from kgcurate.context import Context, Summary
 from kgcurate.entity_sets import load_spec, write_entity_set
 from kgcurate.errors import UserError
 
 JOB = "entity-set"
+
+
+@dataclass
+class EntitySetSummary(Summary):
+    """The sets computed: name -> entities, in spec order."""
+
+    sets: dict[str, int]
+    seconds: float = 0.0
 
 
 def _specs(cfg: dict[str, Any]) -> list[str]:
@@ -24,7 +33,7 @@ def _specs(cfg: dict[str, Any]) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
-def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
+def execute(ctx: Context, cfg: dict[str, Any]) -> EntitySetSummary:
     """Every configured spec (``entity_set.specs``, else ``metadata.entity_sets``) -> entity_sets."""
     spark = ctx.spark
     paths = _specs(cfg)
@@ -35,7 +44,7 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
     t0 = time.monotonic()
     for spec in specs:
         sets[spec.name] = write_entity_set(spark, cfg["lake"], spec)
-    return {"sets": sets, "seconds": round(time.monotonic() - t0, 2)}
+    return EntitySetSummary(sets, round(time.monotonic() - t0, 2))
 
 
 def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -44,8 +53,8 @@ def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def report(summary: dict[str, Any], args: argparse.Namespace) -> int:
-    for name, n in summary["sets"].items():
+def report(summary: EntitySetSummary, args: argparse.Namespace) -> int:
+    for name, n in summary.sets.items():
         print(f"{JOB}: {name}: {n:,} entities")
-    print(f"{JOB}: done in {summary['seconds']}s")
+    print(f"{JOB}: done in {summary.seconds}s")
     return 0

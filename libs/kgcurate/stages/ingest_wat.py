@@ -19,11 +19,13 @@ recover damaged bytes, so only ``failed`` files are retried (``--force`` re-read
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import logging
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -32,14 +34,42 @@ import pyarrow as pa
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import ids, lake, run_ids, tables
+from kgcurate import ids, lake, run_ids, tables, units
 from kgcurate import staging as staging_mod
-from kgcurate.context import Context
+from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
 from kgcurate.wat.inputs import display_name, expand_inputs
 
 JOB = "ingest-wat"
 log = logging.getLogger("kgcurate.ingest_wat")
+
+
+@dataclass
+class IngestWatSummary(Summary):
+    """One ingest-wat run: files read (by status), records, pairs, timings; the counts are 0 when every
+    input was already done. ``failed`` and ``partial_files`` name the first 20 (path, error)."""
+
+    run_id: str
+    inputs: int
+    skipped_done: int
+    pairs_staging: str | None = None  # "task" or "spark" (None: nothing read)
+    parse_seconds: float | None = None  # read + parse + stage, before the commits
+    files: int = 0
+    ok: int = 0
+    partial: int = 0
+    records: int = 0
+    rows_out: int = 0
+    bad_records: int = 0
+    filtered: int = 0
+    bytes: int = 0
+    pairs_inserted: int = 0
+    seconds: float = 0.0
+    failed: list[tuple[str, str | None]] = dataclasses.field(default_factory=list)
+    partial_files: list[tuple[str, str | None]] = dataclasses.field(default_factory=list)
+
+    @property
+    def failed_count(self) -> int:
+        return self.files - self.ok - self.partial
 
 # One tagged schema for everything a task emits: kind = pair | bad | log.
 STAGED = pa.schema([
@@ -169,37 +199,32 @@ def _parse_options(wat_cfg: dict[str, Any]):
     )
 
 
-DONE = ("ok", "partial")  # statuses of files a re-run skips: a re-read cannot recover damaged bytes
-
-
-def files_to_do(spark: SparkSession, lake_root: str, files: list[str], force: bool) -> list[str]:
-    """Drop files already done (``ok`` or ``partial``) in ingest_log, unless force. The file list
-    is already on the driver (it is the job's input); the log is joined in Spark, not collected."""
+def done_files(spark: SparkSession, lake_root: str, files: list[str], force: bool) -> set[str]:
+    """Which of ``files`` ingest_log records as done (``ok`` or ``partial``: :data:`kgcurate.units.DONE`).
+    The file list is already on the driver (it is the job's input); the log is joined in Spark, not
+    collected."""
     if force or not lake.exists(spark, lake_root, tables.INGEST_LOG):
-        return files
+        return set()
     wanted = spark.createDataFrame([(f,) for f in files], "source_file string")
     done = (
         lake.read(spark, lake_root, tables.INGEST_LOG)
-        .where((F.col("job") == JOB) & F.col("status").isin(*DONE))
+        .where((F.col("job") == JOB) & F.col("status").isin(*units.DONE))
         .select("source_file")
     )
-    remaining = {r[0] for r in wanted.join(done, "source_file", "left_anti").collect()}
-    return [f for f in files if f in remaining]
+    return {r[0] for r in wanted.join(done, "source_file", "left_semi").collect()}
 
 
-def progress_line(ctx: Context, total: int, accs: tuple, started: float, final: bool = False) -> str:
+def progress_line(total: int, accs: tuple, started: float, done: int) -> str:
     """Files done of total (Spark's task counts), pairs and bad records so far, read throughput."""
     pairs, bad, read = accs
-    done = total if final else ctx.tasks_done(total)
     secs = max(time.monotonic() - started, 1e-9)
     return (f"{JOB}: {done}/{total} files, {pairs.value:,} pairs, {bad.value:,} bad records, "
             f"{read.value / secs / 1e6:.1f} MB/s, {secs:.0f}s")
 
 
-def stage_output(spark: SparkSession, files: list[str], crawl: str | None, options: Any,
-                 staging: str, accs: tuple, pairs_dir: str | None = None) -> None:
-    """Run the parse over one task per file and write the tagged rows to ``staging`` (Parquet);
-    with ``pairs_dir`` the tasks write the pairs there themselves."""
+def parse_task(crawl: str | None, options: Any, accs: tuple, pairs_dir: str | None = None):
+    """The ``mapInArrow`` function of the one-task-per-file parse: (file_no, source_file) rows ->
+    tagged rows; with ``pairs_dir`` the tasks write the pairs there themselves."""
     pairs_acc, bad_acc, bytes_acc = accs
     rows_out = STAGED.get_field_index("rows_out")
 
@@ -219,20 +244,16 @@ def stage_output(spark: SparkSession, files: list[str], crawl: str | None, optio
                         bytes_acc.add(out.column(STAGED.get_field_index("bytes"))[0].as_py() or 0)
                 yield out
 
-    numbered = spark.sparkContext.parallelize(list(enumerate(files)), numSlices=len(files))
-    (
-        spark.createDataFrame(numbered, "file_no int, source_file string")
-        .mapInArrow(run_partition, STAGED_SPARK)
-        .write.mode("overwrite").parquet(staging)
-    )
+    return run_partition
 
 
 def commit(spark: SparkSession, lake_root: str, staging: str, run_id: str,
-           pairs_dir: str | None = None) -> dict[str, int]:
+           pairs_dir: str | None = None) -> dict[str, Any]:
     """Staged rows -> the three tables, pairs first and the log last.
 
     The run's totals come from the staged log rows (one per file) before anything is written, so
-    a table with nothing to add costs no Delta operation (each costs seconds of fixed overhead).
+    a table with nothing to add costs no Delta operation (each costs seconds of fixed overhead);
+    the files' statuses are :func:`kgcurate.units.tally` of those rows.
     """
     staged = spark.read.parquet(staging)
     logs = staged.where(F.col("kind") == "log").select(
@@ -240,12 +261,13 @@ def commit(spark: SparkSession, lake_root: str, staging: str, run_id: str,
         "bad_records", "filtered", "bytes", "error", "started_at", "finished_at",
     )
     totals = logs.agg(
-        F.count("*").alias("files"), F.sum(F.when(F.col("status") == "ok", 1).otherwise(0)).alias("ok"),
-        F.sum(F.when(F.col("status") == "partial", 1).otherwise(0)).alias("partial"),
         F.sum("records").alias("records"), F.sum("rows_out").alias("rows_out"),
         F.sum("bad_records").alias("bad_records"), F.sum("filtered").alias("filtered"), F.sum("bytes").alias("bytes"),
     ).first()
-    summary = {k: int(totals[k] or 0) for k in totals.asDict()}
+    tally = units.tally(Context.unit_results(logs, "source_file", "status", "error"))
+    summary: dict[str, Any] = {"files": tally.total, "ok": tally.ok, "partial": tally.partial,
+                               **{k: int(totals[k] or 0) for k in totals.asDict()},
+                               "failed": tally.failed_units, "partial_files": tally.partial_units}
     summary["pairs_inserted"] = 0
     if summary["rows_out"]:
         pairs = (spark.read.schema(PAIRS_STAGED_SPARK).parquet(pairs_dir) if pairs_dir
@@ -271,18 +293,7 @@ def commit(spark: SparkSession, lake_root: str, staging: str, run_id: str,
     return summary
 
 
-def files_with_status(spark: SparkSession, lake_root: str, run_id: str, status: str,
-                      limit: int = 20) -> list[tuple[str, str]]:
-    """(file, error) of this run's files with ``status`` (the first ``limit``, for the summary)."""
-    rows = (
-        lake.read(spark, lake_root, tables.INGEST_LOG)
-        .where((F.col("run_id") == run_id) & (F.col("status") == status))
-        .select("source_file", "error").orderBy("source_file").limit(limit).collect()
-    )
-    return [(r[0], r[1]) for r in rows]
-
-
-def execute(ctx: Context, cfg: dict[str, Any], files: list[str] | None = None) -> dict[str, Any]:
+def execute(ctx: Context, cfg: dict[str, Any], files: list[str] | None = None) -> IngestWatSummary:
     """Ingest ``wat.inputs`` (or ``files``, when the caller expanded them already)."""
     spark = ctx.spark
     wat = cfg["wat"]
@@ -291,13 +302,15 @@ def execute(ctx: Context, cfg: dict[str, Any], files: list[str] | None = None) -
     if isinstance(inputs, str):
         inputs = [inputs]
     files = files if files is not None else expand_inputs(inputs, wat.get("listing_base"))
-    todo = files_to_do(spark, lake_root, files, bool(wat.get("force")))
+    force = bool(wat.get("force"))
+    plan = units.plan(files, done_files(spark, lake_root, files, force), force=force)
+    todo = plan.todo
     run_id = run_ids.new(JOB)
-    summary: dict[str, Any] = {"run_id": run_id, "inputs": len(files), "skipped_done": len(files) - len(todo)}
+    summary = IngestWatSummary(run_id=run_id, inputs=len(files), skipped_done=plan.skipped)
     if not todo:
         log.info("%s: all %d files already ingested (use --force to re-read them)", JOB, len(files))
-        return {**summary, "files": 0, "ok": 0, "partial": 0, "failed": [], "partial_files": []}
-    log.info("%s: %d files to read (%d already ok)", JOB, len(todo), summary["skipped_done"])
+        return summary
+    log.info("%s: %d files to read (%d already ok)", JOB, len(todo), summary.skipped_done)
     staging = lake.staging_path(lake_root, run_id)
     sc = spark.sparkContext
     accs = (sc.accumulator(0), sc.accumulator(0), sc.accumulator(0))
@@ -308,19 +321,17 @@ def execute(ctx: Context, cfg: dict[str, Any], files: list[str] | None = None) -
     if route == "task" and not staging_mod.supported(staging):
         raise UserError(f"wat.pairs_staging=task needs a local or s3 lake, not {lake_root}: use auto or spark")
     pairs_dir = f"{staging}/pairs" if route == "task" or (route == "auto" and staging_mod.supported(staging)) else None
-    summary["pairs_staging"] = "task" if pairs_dir else "spark"
+    summary.pairs_staging = "task" if pairs_dir else "spark"
     t0 = time.monotonic()
     with lake.staging_folder(spark, lake_root, run_id):
-        line = functools.partial(progress_line, ctx, len(todo), accs, time.monotonic())
-        with ctx.progress(line, float(wat.get("progress_interval", 10))):
-            stage_output(spark, todo, wat.get("crawl"), options, f"{staging}/rows", accs, pairs_dir)
-        log.info(line(final=True))
-        summary["parse_seconds"] = round(time.monotonic() - t0, 2)  # read + parse + stage, before commits
-        summary.update(commit(spark, lake_root, f"{staging}/rows", run_id, pairs_dir))
-    summary["seconds"] = round(time.monotonic() - t0, 2)
-    failed = summary["files"] - summary["ok"] - summary["partial"]
-    summary["failed"] = files_with_status(spark, lake_root, run_id, "failed") if failed else []
-    summary["partial_files"] = files_with_status(spark, lake_root, run_id, "partial") if summary["partial"] else []
+        line = functools.partial(progress_line, len(todo), accs, time.monotonic())
+        ctx.run_units(list(enumerate(todo)), parse_task(wat.get("crawl"), options, accs, pairs_dir), STAGED_SPARK,
+                      f"{staging}/rows", line, float(wat.get("progress_interval", 10)),
+                      columns="file_no int, source_file string")
+        summary.parse_seconds = round(time.monotonic() - t0, 2)  # read + parse + stage, before commits
+        for k, v in commit(spark, lake_root, f"{staging}/rows", run_id, pairs_dir).items():
+            setattr(summary, k, v)
+    summary.seconds = round(time.monotonic() - t0, 2)
     return summary
 
 
@@ -330,19 +341,18 @@ def skip_reason(cfg: dict[str, Any]) -> str | None:
     return None if cfg["wat"].get("inputs") else "no wat.inputs configured"
 
 
-def print_summary(s: dict[str, Any]) -> None:
-    if not s.get("files"):
-        print(f"{JOB}: nothing to do: {s['inputs']} files, all already ingested (use --force to re-read)")
+def print_summary(s: IngestWatSummary) -> None:
+    if not s.files:
+        print(f"{JOB}: nothing to do: {s.inputs} files, all already ingested (use --force to re-read)")
         return
-    mb = s.get("bytes", 0) / 1e6
-    failed = s["files"] - s["ok"] - s.get("partial", 0)
-    print(f"{JOB}: {s['files']} files read ({s['ok']} ok, {s.get('partial', 0)} partial, {failed} failed, "
-          f"{s['skipped_done']} skipped "
-          f"as done), {s['records']:,} records, {s['rows_out']:,} pairs extracted, {s['pairs_inserted']:,} new pairs, "
-          f"{s['bad_records']:,} bad records, {s['filtered']:,} texts filtered, {mb:.1f} MB in {s['seconds']}s")
-    for path, error in s.get("partial_files", []):
+    mb = s.bytes / 1e6
+    print(f"{JOB}: {s.files} files read ({s.ok} ok, {s.partial} partial, {s.failed_count} failed, "
+          f"{s.skipped_done} skipped "
+          f"as done), {s.records:,} records, {s.rows_out:,} pairs extracted, {s.pairs_inserted:,} new pairs, "
+          f"{s.bad_records:,} bad records, {s.filtered:,} texts filtered, {mb:.1f} MB in {s.seconds}s")
+    for path, error in s.partial_files:
         print(f"  partial: {display_name(path)}: {error}")
-    for path, error in s["failed"]:
+    for path, error in s.failed:
         print(f"  failed: {display_name(path)}: {error}")
 
 
@@ -353,16 +363,15 @@ def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
     return {"files": expand_inputs(cfg["wat"]["inputs"], cfg["wat"].get("listing_base"))}
 
 
-def report(summary: dict[str, Any], args: argparse.Namespace) -> int:
+def report(summary: IngestWatSummary, args: argparse.Namespace) -> int:
     print_summary(summary)
-    files, partial = summary.get("files", 0), summary.get("partial", 0)
-    failed = files - summary.get("ok", 0) - partial
+    files, partial, failed = summary.files, summary.partial, summary.failed_count
     if files and failed:
         print(f"kgcurate: error: {failed} of {files} input files failed (see table ingest_log); "
               "the others were ingested; re-run to retry the failed ones", file=sys.stderr)
         return 1
     if partial:
-        names = ", ".join(display_name(p) for p, _ in summary["partial_files"][:5]) + (", ..." if partial > 5 else "")
+        names = ", ".join(display_name(p) for p, _ in summary.partial_files[:5]) + (", ..." if partial > 5 else "")
         print(f"kgcurate: warning: {partial} of {files} input files were damaged and read in part ({names}): "
               "the damaged spans are in bad_records, every other record is in; they count as done "
               "(status partial in ingest_log), --force re-reads them", file=sys.stderr)

@@ -38,14 +38,34 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import lake, run_ids, tables
-from kgcurate.context import Context
+from kgcurate import lake, run_ids, tables, units
+from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
 from kgcurate.wikidata import P_COMMON_NAME, P_IMAGE, P_INSTANCE_OF, P_PARENT_TAXON, P_SUBCLASS_OF, P_TAXON_NAME
 from kgcurate.wikidata import language_order as _language_order
 
 JOB = "ingest-wikidata"
 log = logging.getLogger("kgcurate.ingest_wikidata")
+
+
+@dataclass
+class IngestWikidataSummary(Summary):
+    """One ingest-wikidata run: files (the unit of per-file accounting, though a dump is read split by
+    lines) by status, records, entities and what the MERGE inserted and replaced. ``failed`` names
+    every failed file with its cause."""
+
+    files: int
+    ok: int
+    records: int
+    rows_out: int
+    bad_records: int
+    skipped: int  # non-items skipped
+    failed: list[tuple[str, str | None]]
+    inserted: int
+    updated: int
+    run_id: str = ""
+    inputs: int = 0
+    seconds: float = 0.0
 
 JSON_SUFFIXES = (".json", ".json.gz", ".json.bz2", ".jsonl", ".jsonl.gz", ".jsonl.bz2")
 NT_SUFFIXES = (".nt", ".nt.gz", ".nt.bz2")
@@ -524,7 +544,7 @@ def file_logs(files: list[InputFile], stats: dict[str, dict[str, int]]) -> list[
 
 
 def commit(spark: SparkSession, lake_root: str, folders: list[str], files: list[InputFile], run_id: str,
-           started: datetime) -> dict[str, Any]:
+           started: datetime) -> IngestWikidataSummary:
     """Staged rows -> entities, bad_records, then one ingest_log row per file (last)."""
     staged = (spark.read.schema(STAGED_SPARK).parquet(*folders) if folders
               else spark.createDataFrame([], STAGED_SPARK))
@@ -558,14 +578,13 @@ def commit(spark: SparkSession, lake_root: str, folders: list[str], files: list[
     log_rows = [(JOB, run_id, *(row[k] for k in LOG_FIELDS), started, now) for row in logs]
     lake.append(spark, lake_root, tables.INGEST_LOG,
                 spark.createDataFrame(log_rows, tables.schema(tables.INGEST_LOG)))
-    summary: dict[str, Any] = {
-        "files": len(logs), "ok": sum(row["status"] == "ok" for row in logs),
+    tally = units.tally((units.UnitResult(row["source_file"], row["status"], row["error"]) for row in logs),
+                        limit=len(logs))
+    return IngestWikidataSummary(
+        files=tally.total, ok=tally.ok,
         **{k: sum(row[k] for row in logs) for k in ("records", "rows_out", "bad_records")},
-        "skipped": sum(row["filtered"] for row in logs),
-        "failed": [(row["source_file"], row["error"]) for row in logs if row["status"] == "failed"],
-    }
-    summary.update(merged)
-    return summary
+        skipped=sum(row["filtered"] for row in logs), failed=tally.failed_units,
+        inserted=int(merged["inserted"]), updated=int(merged["updated"]))
 
 
 def _error_line(exc: BaseException) -> str:
@@ -600,7 +619,7 @@ def _inputs(cfg: dict[str, Any]) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
-def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
+def execute(ctx: Context, cfg: dict[str, Any]) -> IngestWikidataSummary:
     spark = ctx.spark
     wd = cfg["wikidata"]
     lake_root = cfg["lake"]
@@ -630,7 +649,7 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
         except Exception as exc:
             _log_failure(spark, lake_root, [f.uri for f in files], run_id, started, _error_line(exc))
             raise
-    summary.update(run_id=run_id, inputs=len(inputs), seconds=round(time.monotonic() - t0, 2))
+    summary.run_id, summary.inputs, summary.seconds = run_id, len(inputs), round(time.monotonic() - t0, 2)
     return summary
 
 
@@ -639,14 +658,13 @@ def skip_reason(cfg: dict[str, Any]) -> str | None:
     return None if cfg["wikidata"].get("input") else "no wikidata.input configured"
 
 
-def failure_line(summary: dict[str, Any], limit: int = 5) -> str | None:
-    """The one stderr line naming the files that failed (None when none did)."""
-    failed = summary.get("failed") or []
+def failure_line(failed: list[tuple[str, str | None]], files: int, limit: int = 5) -> str | None:
+    """The one stderr line naming the ``failed`` (path, error) of ``files`` (None when none did)."""
     if not failed:
         return None
     named = "; ".join(f"{unquote(path.rsplit('/', 1)[-1])} ({error})" for path, error in failed[:limit])
     more = f"; and {len(failed) - limit} more" if len(failed) > limit else ""
-    return (f"kgcurate: error: {len(failed)} of {summary['files']} Wikidata input files failed: {named}{more} "
+    return (f"kgcurate: error: {len(failed)} of {files} Wikidata input files failed: {named}{more} "
             "(see table ingest_log); the others were ingested")
 
 
@@ -655,11 +673,11 @@ def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def report(s: dict[str, Any], args: argparse.Namespace) -> int:
-    print(f"{JOB}: {s['files']} files ({s['ok']} ok, {s['files'] - s['ok']} failed), {s['records']:,} records, "
-          f"{s['rows_out']:,} entities ({s['inserted']:,} new, {s['updated']:,} replaced), "
-          f"{s['skipped']:,} non-items skipped, {s['bad_records']:,} bad records, in {s['seconds']}s")
-    line = failure_line(s)
+def report(s: IngestWikidataSummary, args: argparse.Namespace) -> int:
+    print(f"{JOB}: {s.files} files ({s.ok} ok, {s.files - s.ok} failed), {s.records:,} records, "
+          f"{s.rows_out:,} entities ({s.inserted:,} new, {s.updated:,} replaced), "
+          f"{s.skipped:,} non-items skipped, {s.bad_records:,} bad records, in {s.seconds}s")
+    line = failure_line(s.failed, s.files)
     if line:
         print(line, file=sys.stderr)
         return 1

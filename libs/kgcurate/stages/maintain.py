@@ -24,16 +24,31 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyspark.sql import SparkSession
 
 from kgcurate import lake, tables
-from kgcurate.context import Context
+from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
 
 JOB = "maintain"
 log = logging.getLogger("kgcurate.maintain")
+
+
+@dataclass
+class MaintainSummary(Summary):
+    """What OPTIMIZE and VACUUM did (or, with ``--dry-run``, would do) per table, the stale staging
+    folders and orphan curated partitions removed."""
+
+    lake: str
+    vacuum_hours: float
+    dry_run: bool
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)  # table -> files/bytes before and after
+    orphan_runs: list[str] = field(default_factory=list)
+    stale_staging: list[str] = field(default_factory=list)
+    seconds: float = 0.0
 DEFAULT_VACUUM_HOURS = 168
 DEFAULT_STAGING_HOURS = 24
 RETENTION_PROP = "delta.deletedFileRetentionDuration"
@@ -83,7 +98,7 @@ def vacuum_candidates(spark: SparkSession, root: str, name: str, hours: float) -
     return int(spark.sql(f"VACUUM delta.`{path}` {clause}DRY RUN").count())
 
 
-def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
+def execute(ctx: Context, cfg: dict[str, Any]) -> MaintainSummary:
     spark = ctx.spark
     m = cfg.get("maintain") or {}
     hours = float(m.get("vacuum_hours", DEFAULT_VACUUM_HOURS))
@@ -100,13 +115,12 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
                     "running for longer could lose files", JOB, hours, SAFE_HOURS)
         spark.conf.set(RETENTION_CHECK, "false")
     t0 = time.monotonic()
-    summary: dict[str, Any] = {"lake": root, "vacuum_hours": hours, "dry_run": dry, "tables": {}}
+    summary = MaintainSummary(lake=root, vacuum_hours=hours, dry_run=dry)
     try:
         if tables.CURATED in names:  # partitions of killed balances (no run row): invisible, removed here
             from kgcurate.stages import balance
 
-            summary["orphan_runs"] = (balance.orphan_runs(spark, root) if dry
-                                      else balance.remove_orphans(spark, root))
+            summary.orphan_runs = balance.orphan_runs(spark, root) if dry else balance.remove_orphans(spark, root)
         for name in names:
             files, size = small_files(spark, root, name)
             info: dict[str, Any] = {"files_before": files, "bytes": size}
@@ -122,30 +136,30 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
                     info["retention_set"] = set_retention(spark, root, name, hours)
                     lake.vacuum(spark, root, name)
                 info["files_after"] = small_files(spark, root, name)[0]
-            summary["tables"][name] = info
+            summary.tables[name] = info
         stale = stale_staging(spark, root, float(m.get("staging_hours", DEFAULT_STAGING_HOURS)))
-        summary["stale_staging"] = stale
+        summary.stale_staging = stale
         if not dry:
             for path in stale:
                 fs, hpath = lake.hadoop_fs(spark, path)
                 fs.delete(hpath, True)
     finally:
         spark.conf.set(RETENTION_CHECK, previous)
-    summary["seconds"] = round(time.monotonic() - t0, 2)
+    summary.seconds = round(time.monotonic() - t0, 2)
     return summary
 
 
-def report(s: dict[str, Any], args: argparse.Namespace) -> int:
-    verb = "would" if s["dry_run"] else "did"
-    for name, info in s["tables"].items():
-        if s["dry_run"]:
+def report(s: MaintainSummary, args: argparse.Namespace) -> int:
+    verb = "would" if s.dry_run else "did"
+    for name, info in s.tables.items():
+        if s.dry_run:
             print(f"  {name}: {info['files_before']} files, {info['bytes'] / 1e6:.1f} MB; "
                   f"VACUUM would delete {info['vacuum_would_delete']} files")
         else:
             print(f"  {name}: {info['files_before']} -> {info['files_after']} files "
                   f"(compacted {info['files_removed']} into {info['files_added']})")
-    print(f"maintain ({verb} run): {len(s['tables'])} tables, VACUUM keeps {s['vacuum_hours']:g}h of history, "
-          f"{len(s['stale_staging'])} stale staging folders {'to remove' if s['dry_run'] else 'removed'}, "
-          f"{len(s.get('orphan_runs', []))} curated partitions of killed balances "
-          f"{'to remove' if s['dry_run'] else 'removed'}")
+    print(f"maintain ({verb} run): {len(s.tables)} tables, VACUUM keeps {s.vacuum_hours:g}h of history, "
+          f"{len(s.stale_staging)} stale staging folders {'to remove' if s.dry_run else 'removed'}, "
+          f"{len(s.orphan_runs)} curated partitions of killed balances "
+          f"{'to remove' if s.dry_run else 'removed'}")
     return 0

@@ -8,14 +8,31 @@ Writes ``<out>/wat/CC-MAIN-2099-01-sample-NNNNN.warc.wat.gz``, a ``wat.paths.gz`
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kgcurate.context import Context
+from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
 
 DEFAULTS: dict[str, Any] = {"out": "samples", "files": 4, "records": 400, "seed": 0, "corrupt": True,
                             "gzip": True, "size_mb": None}
+
+
+@dataclass
+class MakeSampleSummary(Summary):
+    """The sample written: where, its listing, files, records, the pairs a parse must find, the bad
+    records planted and the file left truncated."""
+
+    out: str
+    listing: str
+    files: int
+    records: int
+    pairs: int
+    distinct_pairs: int
+    bad_records: int
+    truncated_file: str | None
+    bytes: int
 
 
 def _settings(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -29,7 +46,7 @@ def _settings(cfg: dict[str, Any]) -> dict[str, Any]:
     return s
 
 
-def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
+def execute(ctx: Context, cfg: dict[str, Any]) -> MakeSampleSummary:
     """Write the sample (plain Python: the context's Spark session is never started)."""
     from kgcurate.wat.sample import write_sample
 
@@ -42,15 +59,13 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
     except OSError as exc:
         raise UserError(f"cannot write the sample to {out}: {exc.strerror or exc} (check the path and permissions)") \
             from exc
-    return {
-        "out": str(out), "listing": m.listing, "files": len(m.files), "records": m.records,
-        "pairs": sum(len(v) for v in m.pairs_by_file.values()), "distinct_pairs": len(m.pairs),
-        "bad_records": m.bad_records, "truncated_file": m.truncated_file,
-        "bytes": sum(m.bytes_by_file.values()),
-    }
+    return MakeSampleSummary(
+        out=str(out), listing=str(m.listing), files=len(m.files), records=m.records,
+        pairs=sum(len(v) for v in m.pairs_by_file.values()), distinct_pairs=len(m.pairs),
+        bad_records=m.bad_records, truncated_file=m.truncated_file, bytes=sum(m.bytes_by_file.values()))
 
 
-def report(s: dict[str, Any], args: argparse.Namespace) -> int:
-    print(f"make-sample: {s['files']} WAT files in {s['out']} ({s['bytes'] / 1e6:.1f} MB, {s['records']:,} records, "
-          f"{s['pairs']:,} expected pairs, {s['bad_records']} deliberate bad records); listing {s['listing']}")
+def report(s: MakeSampleSummary, args: argparse.Namespace) -> int:
+    print(f"make-sample: {s.files} WAT files in {s.out} ({s.bytes / 1e6:.1f} MB, {s.records:,} records, "
+          f"{s.pairs:,} expected pairs, {s.bad_records} deliberate bad records); listing {s.listing}")
     return 0

@@ -26,6 +26,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -36,7 +37,7 @@ from pyspark.sql import functions as F
 
 from kgcurate import lake, leases, matching, run_ids, tables
 from kgcurate.bad_input import BadInput
-from kgcurate.context import Context
+from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
 from kgcurate.match_state import MatchState
 from kgcurate.stages import build_metadata
@@ -263,7 +264,28 @@ def decide_mode(state: MatchState | None, meta_version: int, fp: str, lowercase:
     return "incremental", f"pairs since version {state.pairs_version}"
 
 
-def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
+@dataclass
+class MatchSummary(Summary):
+    """One match run: full or incremental and why, the versions read, entries (and those unmatchable),
+    pairs matched and matches written; ``healed`` lists tables put back (incremental runs),
+    ``up_to_date`` says no pair was new."""
+
+    mode: str
+    reason: str
+    metadata_version: int | None
+    pairs_version: int | None
+    entries: int
+    entries_skipped: int
+    healed: list[str] | None = None
+    pairs_matched: int = 0
+    pairs_with_match: int = 0
+    matches: int = 0
+    entries_with_count: int = 0
+    seconds: float = 0.0
+    up_to_date: bool = False
+
+
+def execute(ctx: Context, cfg: dict[str, Any]) -> MatchSummary:
     """Match under the lake's match lease: two runs at once would each be right alone and wrong together."""
     spark = ctx.spark
     root = cfg["lake"]
@@ -275,7 +297,7 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
         return _execute(spark, cfg)
 
 
-def _execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
+def _execute(spark: SparkSession, cfg: dict[str, Any]) -> MatchSummary:
     """Decide full or incremental, match, and write in the order crash safety needs: (heal,) matches,
     entry_counts, qid_counts, and ``match_state`` last, which names the versions just written."""
     root = cfg["lake"]
@@ -288,8 +310,8 @@ def _execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     state = read_state(spark, root)
     mode, why = decide_mode(state, meta_version, fp, lowercase, bool(mcfg.get("full")),
                             lake.exists(spark, root, tables.MATCHES))
-    summary: dict[str, Any] = {"mode": mode, "reason": why, "metadata_version": meta_version,
-                               "pairs_version": pairs_version, "entries": len(entries), "entries_skipped": len(bad)}
+    summary = MatchSummary(mode=mode, reason=why, metadata_version=meta_version, pairs_version=pairs_version,
+                           entries=len(entries), entries_skipped=len(bad))
     log.info("%s: %s match (%s), %d entries", JOB, mode, why, len(entries))
     if bad:
         _record_bad_entries(spark, root, meta_version, bad)
@@ -297,20 +319,18 @@ def _execute(spark: SparkSession, cfg: dict[str, Any]) -> dict[str, Any]:
     pairs = lake.read(spark, root, tables.PAIRS, pairs_version).select("pair_id", "text")
     base: tuple[DataFrame | None, DataFrame | None] = (None, None)
     if mode == "incremental":
-        summary["healed"] = heal(spark, root, state)  # before "up to date": a dead run may have written since
+        summary.healed = heal(spark, root, state)  # before "up to date": a dead run may have written since
         if state.pairs_version == pairs_version:
-            summary.update(pairs_matched=0, pairs_with_match=0, matches=0, up_to_date=True,
-                           entries_with_count=_entries_with_count(spark, root))
+            summary.up_to_date, summary.entries_with_count = True, _entries_with_count(spark, root)
             return summary
         pairs, base = _unmatched_since(spark, root, state, pairs)
 
     matches_version, accs = _write_matches_and_counts(
         spark, root, mode, pairs, (ids, entries, lowercase, fp), meta_version, base)
     record_state(spark, root, meta_version, fp, lowercase, pairs_version, matches_version)  # last
-    summary.update(
-        pairs_matched=int(accs[0].value), pairs_with_match=int(accs[1].value), matches=int(accs[2].value),
-        entries_with_count=_entries_with_count(spark, root), seconds=round(time.monotonic() - t0, 2),
-    )
+    summary.pairs_matched, summary.pairs_with_match = int(accs[0].value), int(accs[1].value)
+    summary.matches, summary.entries_with_count = int(accs[2].value), _entries_with_count(spark, root)
+    summary.seconds = round(time.monotonic() - t0, 2)
     return summary
 
 
@@ -408,9 +428,9 @@ def _record_bad_entries(spark: SparkSession, root: str, meta_version: int, bad: 
                           [BadInput(f"{tables.METADATA}@v{meta_version}", eid, reason) for eid, reason in bad])
 
 
-def report(s: dict[str, Any], args: argparse.Namespace) -> int:
-    print(f"match ({s['mode']}: {s['reason']}): pairs matched {s['pairs_matched']}, "
-          f"with >=1 match {s['pairs_with_match']}, matches {s['matches']}, "
-          f"entries with count>0 {s['entries_with_count']} of {s['entries']}"
-          + (f", {s['entries_skipped']} unmatchable entries in bad_records" if s["entries_skipped"] else ""))
+def report(s: MatchSummary, args: argparse.Namespace) -> int:
+    print(f"match ({s.mode}: {s.reason}): pairs matched {s.pairs_matched}, "
+          f"with >=1 match {s.pairs_with_match}, matches {s.matches}, "
+          f"entries with count>0 {s.entries_with_count} of {s.entries}"
+          + (f", {s.entries_skipped} unmatchable entries in bad_records" if s.entries_skipped else ""))
     return 0

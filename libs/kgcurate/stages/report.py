@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from kgcurate import lake, report_plots, tables
-from kgcurate.context import Context
+from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
 from kgcurate.stages import balance, build_metadata, match
 
@@ -151,15 +153,27 @@ def curated_runs(spark: SparkSession, root: str) -> tuple[list[dict[str, Any]], 
     return runs, overlap
 
 
-def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
+@dataclass
+class ReportSummary(Summary):
+    """The report written: its HTML page, the plots beside it and the sizes it shows (name -> rows)."""
+
+    html: str
+    plots: int
+    sizes: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def execute(ctx: Context, cfg: dict[str, Any]) -> ReportSummary:
     spark = ctx.spark
     root = cfg["lake"]
     out = Path(cfg.get("report", {}).get("out") or "./reports/latest")
+    t0 = time.monotonic()
     data = gather(spark, root)
     files = report_plots.render(data, out)
-    return {"html": str(files["html"]), "plots": len(files) - 1, **{f"size_{k}": v for k, v in data["sizes"].items()}}
+    return ReportSummary(html=str(files["html"]), plots=len(files) - 1, sizes=dict(data["sizes"]),
+                         seconds=round(time.monotonic() - t0, 2))
 
 
-def report(s: dict[str, Any], args: argparse.Namespace) -> int:
-    print(f"report: {s['html']} ({s['plots']} plots)")
+def report(s: ReportSummary, args: argparse.Namespace) -> int:
+    print(f"report: {s.html} ({s.plots} plots)")
     return 0
