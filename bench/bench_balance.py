@@ -92,7 +92,7 @@ def main() -> int:
         cfg["lake"] = root
         cfg["balance"].update(kw)
         s = execute_stage(balance_stage, cfg, spark)
-        return f"t={s['t']:.6g} out={s['pairs_out']:,} selection_passes={s.get('selection_passes', 0)}"
+        return f"t={s.t:.6g} out={s.pairs_out:,} selection_passes={s.selection_passes or 0}"
 
     modes = (("baseline 2: N-th threshold by global sort", sort_select),
              ("balance --t 50 (curated written)", lambda: balance(t=50.0)),

@@ -85,8 +85,8 @@ def main() -> None:
         runs = []
         for i in range(args.repeat):
             secs_job, summary = job(manifest.files, work / f"lake{i}")
-            assert summary["rows_out"] == pairs, (summary["rows_out"], pairs)
-            runs.append((secs_job, summary["parse_seconds"], summary["pairs_inserted"]))
+            assert summary.rows_out == pairs, (summary.rows_out, pairs)
+            runs.append((secs_job, summary.parse_seconds, summary.pairs_inserted))
             shutil.rmtree(work / f"lake{i}", ignore_errors=True)
         best = (min(r[0] for r in runs), min(r[1] for r in runs), runs[0][2])  # each figure's best run
         for label, (whole, parse, inserted) in (("first", runs[0]), ("best", best)):

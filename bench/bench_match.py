@@ -25,6 +25,7 @@ import random
 import sys
 import tempfile
 import time
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -185,7 +186,7 @@ def bench_spark(entries: list[str], captions: list[str], bare_once, rounds: int)
     summary = execute_stage(match_stage, cfg, spark)
     cold = time.perf_counter() - t0
 
-    def best_run() -> tuple[float, dict]:
+    def best_run() -> tuple[float, Any]:
         runs = []
         for _ in range(3):
             t0 = time.perf_counter()
@@ -200,7 +201,7 @@ def bench_spark(entries: list[str], captions: list[str], bare_once, rounds: int)
     lake.append(spark, root, tables.PAIRS, pairs_df("b").repartition(cores * 4))
     lake.append(spark, root, tables.PAIRS, pairs_df("c").repartition(cores * 4))
     whole3, triple = best_run()
-    assert triple["matches"] == 3 * summary["matches"], (triple["matches"], summary["matches"])
+    assert triple.matches == 3 * summary.matches, (triple.matches, summary.matches)
     # matching stage alone, warm automaton cache in the reused workers, on n (pairs version 0) and
     # 3n captions (version 2): the difference is the stage's cost per caption without the fixed
     # cost of a Spark job (scheduling, snapshot, ~0.5 s here), which vanishes at 1B captions
@@ -232,7 +233,7 @@ def bench_spark(entries: list[str], captions: list[str], bare_once, rounds: int)
             ratios.append(2 * n / (t3 - t1) / cores / bare)
     spark.stop()
     return {"ratios": ratios, "cores": cores, "cold_s": cold, "whole_s": whole, "whole3_s": whole3, "stage_s": stage,
-            "stage3_s": stage3, "floor_s": floor, "floor3_s": floor3, "matches": summary["matches"]}
+            "stage3_s": stage3, "floor_s": floor, "floor3_s": floor3, "matches": summary.matches}
 
 
 def main() -> int:

@@ -78,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg["metadata"].update(wordnet=wordnet_dir() is not None, wordnet_dir=wordnet_dir())
     cfg["balance"]["target_size"] = args.target_size
     secs: dict[str, float] = {}
-    out: dict[str, dict] = {}
+    out: dict[str, object] = {}  # each stage's summary
     for name, stage in (("ingest-wat", ingest_wat), ("build-metadata", build_metadata), ("match", match),
                         ("balance", balance)):
         t0 = time.perf_counter()
-        out[name] = execute_stage(stage, cfg, spark) or {}
+        out[name] = execute_stage(stage, cfg, spark)
         secs[name] = time.perf_counter() - t0
     pairs = lake.read(spark, cfg["lake"], tables.PAIRS).count()
     entries = lake.read(spark, cfg["lake"], tables.METADATA).count()

@@ -91,7 +91,7 @@ def test_two_matches_at_once_never_duplicate_matches(spark, tmp_path, small_corp
     state = match_stage.read_state(spark, root)
     assert state.matches_version == lake.version(spark, root, tables.MATCHES)
     again = execute(match_stage, spark, cfg_for(root))
-    assert again.get("up_to_date") and not again["healed"]
+    assert again.up_to_date and not again.healed
     assert lake.read(spark, root, tables.LEASES).count() == 0  # both leases given back
 
 
@@ -119,17 +119,17 @@ def test_match_dead_between_commits_balance_reads_the_last_completed_run(spark, 
 
     got = execute(balance_stage, spark, cfg_for(root, balance__t=5.0, balance__seed=4))
     want = execute(balance_stage, spark, cfg_for(consistent, balance__t=5.0, balance__seed=4))
-    assert got["pairs_out"] == want["pairs_out"] and got["run_id"] == want["run_id"]
-    assert got["input_versions"][tables.MATCHES] == state.matches_version
+    assert got.pairs_out == want.pairs_out and got.run_id == want.run_id
+    assert got.input_versions[tables.MATCHES] == state.matches_version
     assert curated_ids(lake.read(spark, root, tables.CURATED)) == curated_ids(
         lake.read(spark, consistent, tables.CURATED))
 
     # the next match heals and completes; balance then reads the new consistent set
     s = execute(match_stage, spark, cfg_for(root))
-    assert s["mode"] == "incremental" and tables.MATCHES in s["healed"]
+    assert s.mode == "incremental" and tables.MATCHES in s.healed
     assert counts(spark, root) == recount(spark, root)
     after = execute(balance_stage, spark, cfg_for(root, balance__t=5.0, balance__seed=4))
-    assert after["input_versions"][tables.MATCHES] == lake.version(spark, root, tables.MATCHES)
+    assert after.input_versions[tables.MATCHES] == lake.version(spark, root, tables.MATCHES)
 
 
 def test_balance_without_a_completed_match_is_refused(spark, tmp_path, small_corpus) -> None:
@@ -150,7 +150,7 @@ def test_balance_failing_after_its_overwrite_leaves_curated_as_it_was(spark, tmp
     matched_then_more(spark, root, small_corpus)
     first = execute(balance_stage, spark, cfg_for(root, balance__t=3.0))
     before_rows = curated_ids(lake.read(spark, root, tables.CURATED))
-    assert len(before_rows) == first["pairs_out"]
+    assert len(before_rows) == first.pairs_out
 
     real_merge = lake.merge_insert_only
 
@@ -165,7 +165,7 @@ def test_balance_failing_after_its_overwrite_leaves_curated_as_it_was(spark, tmp
     monkeypatch.undo()
     assert curated_ids(lake.read(spark, root, tables.CURATED)) == before_rows
     runs = lake.read(spark, root, tables.CURATION_RUNS).collect()
-    assert [r["run_id"] for r in runs] == [first["run_id"]]
+    assert [r["run_id"] for r in runs] == [first.run_id]
     assert curated_ids(balance_stage.latest_curated(spark, root)) == before_rows
 
 
@@ -181,9 +181,9 @@ def test_readers_never_see_curated_rows_without_their_run_row(spark, tmp_path, s
     # what a SIGKILL after a balance's partition write (before its run row) leaves
     lake.overwrite(spark, root, tables.CURATED, junk, replace_where="run_id = 'balance-killed'")
     visible = balance_stage.latest_curated(spark, root)
-    assert visible.count() == first["pairs_out"] and visible.where("run_id = 'balance-killed'").count() == 0
+    assert visible.count() == first.pairs_out and visible.where("run_id = 'balance-killed'").count() == 0
     s = execute(report_stage, spark, cfg_for(root, report__out=str(tmp_path / "report")))
-    assert s["size_curated"] == first["pairs_out"]
+    assert s.sizes["curated"] == first.pairs_out
     assert balance_stage.orphan_runs(spark, root) == ["balance-killed"]
     assert balance_stage.remove_orphans(spark, root) == ["balance-killed"]  # what maintain does
     assert lake.read(spark, root, tables.CURATED).where("run_id = 'balance-killed'").count() == 0
@@ -197,38 +197,38 @@ def test_curated_sets_side_by_side_list_and_drop(spark, tmp_path, small_corpus, 
     matched_then_more(spark, root, small_corpus)
     small = execute(balance_stage, spark, cfg_for(root, balance__target_size=40, balance__seed=2))
     large = execute(balance_stage, spark, cfg_for(root, balance__target_size=120, balance__seed=2))
-    a = curated_ids(balance_stage.latest_curated(spark, root, small["run_id"]))
-    b = curated_ids(balance_stage.latest_curated(spark, root, large["run_id"]))
+    a = curated_ids(balance_stage.latest_curated(spark, root, small.run_id))
+    b = curated_ids(balance_stage.latest_curated(spark, root, large.run_id))
     assert len(a) == 40 and len(b) == 120 and a < b  # nested, both kept
     assert curated_ids(balance_stage.latest_curated(spark, root)) == b  # the newest is the default
     again = execute(balance_stage, spark, cfg_for(root, balance__target_size=40, balance__seed=2))
-    assert again["run_id"] == small["run_id"]  # idempotent: its own partition rewritten with the same rows
+    assert again.run_id == small.run_id  # idempotent: its own partition rewritten with the same rows
     assert lake.read(spark, root, tables.CURATED).count() == 160
 
     per_qid = execute(balance_stage, spark, cfg_for(root, balance__target_size=60, balance__per_qid=True))
     data = report_stage.gather(spark, root)
     shown = {r["run_id"]: r for r in data["curated_runs"]}
-    assert set(shown) == {small["run_id"], large["run_id"], per_qid["run_id"]}
+    assert set(shown) == {small.run_id, large.run_id, per_qid.run_id}
     by_id = {row[0]: row[1:] for row in data["run_overlap"]}
     order = [r["run_id"] for r in data["curated_runs"]]
-    assert by_id[small["run_id"]][order.index(large["run_id"])] == 40  # nested: all of the small set
-    assert by_id[large["run_id"]][order.index(large["run_id"])] == 120
-    q = balance_stage.latest_curated(spark, root, per_qid["run_id"])
+    assert by_id[small.run_id][order.index(large.run_id)] == 40  # nested: all of the small set
+    assert by_id[large.run_id][order.index(large.run_id)] == 120
+    q = balance_stage.latest_curated(spark, root, per_qid.run_id)
     meta = {r["entry_id"]: r for r in lake.read(spark, root, tables.METADATA).collect()}
     qids = {qid for r in q.collect() for e in r["entry_ids"] for qid in meta[e]["qids"]}
-    assert shown[per_qid["run_id"]]["entities_covered"] == len(qids) > 0
-    assert shown[small["run_id"]]["entities_covered"] is None
-    assert balance_stage.drop_run(spark, root, per_qid["run_id"]) == 60
+    assert shown[per_qid.run_id]["entities_covered"] == len(qids) > 0
+    assert shown[small.run_id]["entities_covered"] is None
+    assert balance_stage.drop_run(spark, root, per_qid.run_id) == 60
 
     assert cli.main(["curated", "list", "--lake", root]) == 0
     out = capsys.readouterr().out
-    assert small["run_id"] in out and large["run_id"] in out and "120" in out
-    assert cli.main(["curated", "drop", small["run_id"], "--lake", root]) == 0
+    assert small.run_id in out and large.run_id in out and "120" in out
+    assert cli.main(["curated", "drop", small.run_id, "--lake", root]) == 0
     assert f"dropped run {small['run_id']} (40 rows)" in capsys.readouterr().out
-    assert curated_ids(balance_stage.latest_curated(spark, root, large["run_id"])) == b
+    assert curated_ids(balance_stage.latest_curated(spark, root, large.run_id)) == b
     assert lake.read(spark, root, tables.CURATED).count() == 120
-    assert [r["run_id"] for r in lake.read(spark, root, tables.CURATION_RUNS).collect()] == [large["run_id"]]
-    assert cli.main(["curated", "drop", small["run_id"], "--lake", root]) == 2
+    assert [r["run_id"] for r in lake.read(spark, root, tables.CURATION_RUNS).collect()] == [large.run_id]
+    assert cli.main(["curated", "drop", small.run_id, "--lake", root]) == 2
     assert "no curated run" in capsys.readouterr().err
     with pytest.raises(Exception, match="no curated run 'balance-nope'"):
         balance_stage.latest_curated(spark, root, "balance-nope")

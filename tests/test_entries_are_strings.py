@@ -65,7 +65,7 @@ def test_wordnet_plus_repeating_metaclip_curates_as_the_union_once(spark, tmp_pa
         append_pairs(spark, root, captions, 0)
         execute(match_stage, spark, cfg_for(root))
         run = execute(balance_stage, spark, cfg_for(root, balance__t=t, balance__seed=seed))
-        results.append((*_by_string(spark, root), run["pairs_out"]))
+        results.append((*_by_string(spark, root), run.pairs_out))
     (m_a, c_a, cur_a, id_a, n_a), (m_b, c_b, cur_b, id_b, n_b) = results
     assert len(m_a) == len(set(m_a)), "a string listed twice is matched once"
     assert sorted(c_a) == sorted(c_b) and len(c_a) == len({e for e, _ in c_a})
@@ -104,7 +104,7 @@ def test_lowercase_folds_case_variants_into_one_entry(spark, tmp_path) -> None:
     assert {r[0]: r[1] for r in lake.read(spark, root, tables.QID_COUNTS).collect()} == {"Q1": 1, "Q2": 1}
 
     s = execute(match_stage, spark, cfg_for(root, match__lowercase=True))
-    assert s["entries"] == 2 and s["mode"] == "full"
+    assert s.entries == 2 and s.mode == "full"
     one = min(eid["Kitchen"], eid["kitchen"], eid["KITCHEN"])  # the group's smallest id stands for it
     counts = {r[0]: r[1] for r in lake.read(spark, root, tables.ENTRY_COUNTS).collect()}
     assert counts == {one: 3, eid["sink"]: 1}
@@ -156,7 +156,7 @@ def test_per_qid_counts_on_real_wikidata(spark, tmp_path, shared_data) -> None:
     assert got == dict(want) and len(got) > 10
     # per-qid balance runs on these units: each qid's weight is its count above
     s = execute(balance_stage, spark, cfg_for(root, balance__t=5.0, balance__per_qid=True))
-    assert 0 < s["pairs_out"] <= s["matched_pairs"]
+    assert 0 < s.pairs_out <= s.matched_pairs
 
 
 def test_old_layout_is_refused_in_one_line(spark, tmp_path, fixtures, capsys) -> None:

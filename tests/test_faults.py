@@ -143,7 +143,7 @@ def test_two_refreshes_at_once_stay_consistent(spark, tmp_path):
     cfg["balance"]["target_size"] = 30
     cfg["refresh"] = {"crawl": CRAWL, "listing_base": str(root)}
     execute(refresh, spark, cfg)
-    assert execute(refresh, spark, cfg)["noop"]
+    assert execute(refresh, spark, cfg).noop
     recount = {(r[0], r[1])
                for r in lakemod.read(spark, lake_dir, tables.MATCHES).groupBy("entry_id").count().collect()}
     counts = {(r[0], r[1]) for r in lakemod.read(spark, lake_dir, tables.ENTRY_COUNTS).where("count > 0").collect()}

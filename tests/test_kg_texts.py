@@ -277,7 +277,7 @@ def test_balance_writes_pair_texts_with_its_run(spark, fixture_lake, tmp_path):
     execute(match, spark, cfg)
     cfg["balance"]["t"] = 1e9  # keep every matched pair
     s = execute(balance, spark, cfg)
-    assert s["input_versions"][tables.PAIR_TEXTS] == lake.version(spark, root, tables.PAIR_TEXTS)
+    assert s.input_versions[tables.PAIR_TEXTS] == lake.version(spark, root, tables.PAIR_TEXTS)
     texts = lake.read(spark, root, tables.PAIR_TEXTS)
     oak = [r for r in texts.collect() if r["text_source"] == KG_TAXON]
     assert ("Quercus", "Q12004") in {(r["text"], r["qid"]) for r in oak}

@@ -101,13 +101,13 @@ def test_full_then_incremental_match_equals_reference(spark, tmp_path, corpus) -
     append_pairs(spark, root, captions[:half], 0)
 
     s1 = execute(match_stage, spark, cfg_for(root))
-    assert s1["mode"] == "full"
-    assert s1["pairs_matched"] == half
+    assert s1.mode == "full"
+    assert s1.pairs_matched == half
 
     append_pairs(spark, root, captions[half:], half)
     s2 = execute(match_stage, spark, cfg_for(root))
-    assert s2["mode"] == "incremental"
-    assert s2["pairs_matched"] == len(captions) - half  # old pairs were not matched again
+    assert s2.mode == "incremental"
+    assert s2.pairs_matched == len(captions) - half  # old pairs were not matched again
 
     want_m, want_e, want_q = reference(spark, root, meta)
     got_m, got_e, got_q = lake_state(spark, root)
@@ -115,7 +115,7 @@ def test_full_then_incremental_match_equals_reference(spark, tmp_path, corpus) -
     assert set(got_m) == want_m
     assert got_e == want_e
     assert got_q == want_q
-    assert s1["matches"] + s2["matches"] == len(want_m)
+    assert s1.matches + s2.matches == len(want_m)
 
     # nothing new: up to date, nothing rewritten
     v = lake.version(spark, root, tables.MATCHES)
@@ -124,7 +124,7 @@ def test_full_then_incremental_match_equals_reference(spark, tmp_path, corpus) -
 
     # a full re-run gives the same tables as incremental
     s4 = execute(match_stage, spark, cfg_for(root, match__full=True))
-    assert s4["mode"] == "full"
+    assert s4.mode == "full"
     full_m, full_e, full_q = lake_state(spark, root)
     assert set(full_m) == want_m and full_e == want_e and full_q == want_q
 
@@ -142,7 +142,7 @@ def test_incremental_recovers_from_a_run_that_died_after_writing_matches(spark, 
     bogus = spark.createDataFrame([(5, 99)], tables.schema(tables.ENTRY_COUNTS))
     lake.overwrite(spark, root, tables.ENTRY_COUNTS, bogus)
     s = execute(match_stage, spark, cfg_for(root))
-    assert s["mode"] == "incremental"
+    assert s.mode == "incremental"
     want_m, want_e, want_q = reference(spark, root, meta)
     got_m, got_e, got_q = lake_state(spark, root)
     assert sorted(got_m) == sorted(want_m) and got_e == want_e and got_q == want_q
@@ -156,12 +156,12 @@ def test_changed_metadata_or_options_rematch_everything(spark, tmp_path, corpus)
     execute(match_stage, spark, cfg_for(root))
     meta = write_metadata(spark, root, entries[40:160])
     s = execute(match_stage, spark, cfg_for(root))
-    assert s["mode"] == "full" and "metadata changed" in s["reason"]
+    assert s.mode == "full" and "metadata changed" in s.reason
     want_m, want_e, _ = reference(spark, root, meta)
     got_m, got_e, _ = lake_state(spark, root)
     assert set(got_m) == want_m and got_e == want_e
     s = execute(match_stage, spark, cfg_for(root, match__lowercase=True))
-    assert s["mode"] == "full" and "lowercase" in s["reason"]
+    assert s.mode == "full" and "lowercase" in s.reason
     want_m, want_e, want_q = reference(spark, root, meta, lowercase=True)
     assert (set(lake_state(spark, root)[0]), *lake_state(spark, root)[1:]) == (want_m, want_e, want_q)
 
@@ -171,7 +171,7 @@ def test_unmatchable_entries_go_to_bad_records(spark, tmp_path) -> None:
     write_metadata(spark, root, [(0, "dog"), (1, "   "), (2, "cat")])
     append_pairs(spark, root, ["a dog", "a cat and a dog", "nothing"], 0)
     s = execute(match_stage, spark, cfg_for(root))
-    assert s["entries_skipped"] == 1 and s["pairs_with_match"] == 2 and s["matches"] == 3
+    assert s.entries_skipped == 1 and s.pairs_with_match == 2 and s.matches == 3
     bad = lake.read(spark, root, tables.BAD_RECORDS).collect()
     assert len(bad) == 1 and bad[0]["job"] == "match" and "empty" in bad[0]["reason"]
 
@@ -183,9 +183,9 @@ def test_metadata_without_kg_entries_gives_empty_qid_counts(spark, tmp_path) -> 
     lake.overwrite(spark, root, tables.METADATA, df)
     eid = {r["entry"]: r["entry_id"] for r in df.collect()}
     append_pairs(spark, root, ["a dog", "a cat and a dog", "nothing"], 0)
-    assert execute(match_stage, spark, cfg_for(root))["mode"] == "full"
+    assert execute(match_stage, spark, cfg_for(root)).mode == "full"
     append_pairs(spark, root, ["dog dog"], 10)
-    assert execute(match_stage, spark, cfg_for(root))["mode"] == "incremental"
+    assert execute(match_stage, spark, cfg_for(root)).mode == "incremental"
     counts = {r["entry_id"]: r["count"] for r in lake.read(spark, root, tables.ENTRY_COUNTS).collect()}
     assert counts == {eid["dog"]: 3, eid["cat"]: 1}
     assert lake.read(spark, root, tables.QID_COUNTS).count() == 0
@@ -263,8 +263,8 @@ def test_balance_t_equals_python_coins_and_sets_are_nested(spark, matched_lake) 
         assert got == {p for p, v in th.items() if v < t}  # Spark coins == Python coins, bit for bit
         assert previous <= got and len(got) > len(previous)
         previous = got
-        assert s["pairs_out"] == len(got) and s["matched_pairs"] == len(per_pair)
-        assert s["unmatched_pairs"] == 400
+        assert s.pairs_out == len(got) and s.matched_pairs == len(per_pair)
+        assert s.unmatched_pairs == 400
     row = lake.read(spark, root, tables.CURATION_RUNS).where(F.col("t") == 40.0).first()
     assert row["pairs_in"] == len(per_pair) + 400 and row["seed"] == 7
     assert set(row["input_versions"]) >= {"pairs", "matches", "entry_counts", "metadata", "curated"}
@@ -276,11 +276,11 @@ def test_target_size_is_exact_and_reproducible_across_partitionings(spark, match
     root, per_pair, _ = matched_lake
     s = execute(balance_stage, spark, cfg_for(root, balance__target_size=1234, balance__seed=3))
     first = curated_ids(spark, root)
-    assert len(first) == 1234 == s["pairs_out"]
+    assert len(first) == 1234 == s.pairs_out
     counts = Counter(e for es in per_pair.values() for e in es)
     th = py_thresholds(per_pair, counts, seed=3)
-    assert first == {p for p, v in th.items() if v < s["t"]}  # the reported t reproduces the set
-    assert sorted(th.values())[1233] < s["t"] <= sorted(th.values())[1234]
+    assert first == {p for p, v in th.items() if v < s.t}  # the reported t reproduces the set
+    assert sorted(th.values())[1233] < s.t <= sorted(th.values())[1234]
     # same tables, written with very different file/partition layouts
     other = str(tmp_path / "other")
     for name, parts in ((tables.PAIRS, 7), (tables.MATCHES, 11), (tables.ENTRY_COUNTS, 3), (tables.METADATA, 1),
@@ -297,7 +297,7 @@ def test_target_size_is_exact_and_reproducible_across_partitionings(spark, match
     execute(balance_stage, spark, cfg_for(root, balance__target_size=2000, balance__seed=3))
     assert first < curated_ids(spark, root)
     s = execute(balance_stage, spark, cfg_for(root, balance__target_size=10**6, balance__seed=3))
-    assert s["pairs_out"] == len(per_pair)
+    assert s.pairs_out == len(per_pair)
 
 
 def test_target_size_with_histogram_passes(spark, matched_lake, monkeypatch) -> None:
@@ -305,10 +305,10 @@ def test_target_size_with_histogram_passes(spark, matched_lake, monkeypatch) -> 
     monkeypatch.setattr(balance_stage, "FETCH_LIMIT", 50)
     monkeypatch.setattr(balance_stage, "BUCKETS", 8)
     s = execute(balance_stage, spark, cfg_for(root, balance__target_size=777, balance__seed=11))
-    assert s["selection_passes"] >= 3 and s["pairs_out"] == 777
+    assert s.selection_passes >= 3 and s.pairs_out == 777
     counts = Counter(e for es in per_pair.values() for e in es)
     th = sorted(py_thresholds(per_pair, counts, seed=11).values())
-    assert th[776] < s["t"] <= th[777]
+    assert th[776] < s.t <= th[777]
 
 
 def test_tail_share_uses_metaclip_p_to_t(spark, matched_lake) -> None:
@@ -318,7 +318,7 @@ def test_tail_share_uses_metaclip_p_to_t(spark, matched_lake) -> None:
     np = pytest.importorskip("numpy")
     c = np.sort(np.array(list(counts.values())))
     want = c[np.abs(np.cumsum(c) / c.sum() - 0.3).argmin()]
-    assert s["t"] == float(want)
+    assert s.t == float(want)
 
 
 def test_per_qid_balances_entities(spark, matched_lake) -> None:

@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from helpers import execute
 from kgcurate import config, tables
 from kgcurate import lake as lakemod
+from kgcurate.context import Skipped
 from kgcurate.errors import UserError
 from kgcurate.stages import balance, maintain, refresh
 from kgcurate.wat.sample import ANIMALS, CRAWL, OBJECTS, write_sample
@@ -94,9 +95,9 @@ def test_refresh_incremental_noop_and_time_travel(spark, lake, crawl_root):
     # The crawl is being published: two files listed first.
     publish(root, keys[:2])
     first = execute(refresh, spark, cfg_for(lake, root))
-    assert first["ingest"]["files"] == 2 and first["ingest"]["ok"] == 2
-    assert first["match"]["mode"] == "full" and first["balance"]["pairs_out"] == 15
-    assert not first["noop"]
+    assert first.ingest.files == 2 and first.ingest.ok == 2
+    assert first.match.mode == "full" and first.balance.pairs_out == 15
+    assert not first.noop
     runs1 = lakemod.read(spark, lake, tables.CURATION_RUNS).collect()
     assert len(runs1) == 1
     curated_v1 = {r[0] for r in balance.latest_curated(spark, lake).select("pair_id").collect()}
@@ -104,19 +105,19 @@ def test_refresh_incremental_noop_and_time_travel(spark, lake, crawl_root):
     # Same crawl again, nothing new: no table gets a new version.
     before = versions(spark, lake)
     again = execute(refresh, spark, cfg_for(lake, root))
-    assert again["noop"] and again["changed_tables"] == []
-    assert again["ingest"]["files"] == 0 and again["ingest"]["skipped_done"] == 2
-    assert again["balance"] == {"skipped": "up to date", "run_id": runs1[0]["run_id"]}
+    assert again.noop and again.changed_tables == []
+    assert again.ingest.files == 0 and again.ingest.skipped_done == 2
+    assert again.balance == Skipped("up to date", run_id=runs1[0]["run_id"])
     assert versions(spark, lake) == before
 
     # The third file appears: only it is read, only its pairs are matched, a new run is recorded.
     publish(root, keys)
     third = execute(refresh, spark, cfg_for(lake, root))
-    assert third["ingest"]["files"] == 1 and third["ingest"]["skipped_done"] == 2
-    assert third["match"]["mode"] == "incremental"
+    assert third.ingest.files == 1 and third.ingest.skipped_done == 2
+    assert third.match.mode == "incremental"
     pairs = lakemod.read(spark, lake, tables.PAIRS)
     new_pairs = pairs.where(F.col("source_file").endswith(Path(keys[2]).name)).count()
-    assert third["match"]["pairs_matched"] <= new_pairs < pairs.count()
+    assert third.match.pairs_matched <= new_pairs < pairs.count()
     runs = lakemod.read(spark, lake, tables.CURATION_RUNS).orderBy("created_at").collect()
     assert len(runs) == 2 and runs[1]["pairs_in"] == pairs.count() > runs[0]["pairs_in"]
     # Incremental counts equal a recount from all matches.
@@ -148,14 +149,14 @@ def test_refresh_incremental_noop_and_time_travel(spark, lake, crawl_root):
     cfg["maintain"] = {"vacuum_hours": 1, "dry_run": True, "staging_hours": 2}
     dry = execute(maintain, spark, copy.deepcopy(cfg))
     assert versions(spark, lake) == before and stale.exists()
-    assert [Path(p).name for p in dry["stale_staging"]] == [stale.name]
-    assert dry["tables"][tables.PAIRS]["files_before"] >= 1
+    assert [Path(p).name for p in dry.stale_staging] == [stale.name]
+    assert dry.tables[tables.PAIRS]["files_before"] >= 1
 
     curated_now = sorted(r[0] for r in lakemod.read(spark, lake, tables.CURATED).select("pair_id").collect())
     cfg["maintain"] = {"vacuum_hours": 0, "dry_run": False, "staging_hours": 2}
     done = execute(maintain, spark, cfg)
     assert not stale.exists() and fresh.exists()
-    for name, info in done["tables"].items():
+    for name, info in done.tables.items():
         assert info["files_after"] <= info["files_before"], name
     assert sorted(r[0] for r in lakemod.read(spark, lake, tables.CURATED).select("pair_id").collect()) == curated_now
     assert lakemod.read(spark, lake, tables.PAIRS).count() == pairs.count()

@@ -67,9 +67,9 @@ def test_report_stage_on_a_balanced_lake(spark, tmp_path) -> None:
     lake.append(spark, root, tables.BAD_RECORDS, bad)
     execute(balance_stage, spark, cfg_for(root, balance__target_size=500))
     s = execute(report_stage, spark, cfg_for(root, report__out=str(tmp_path / "report")))
-    assert s["size_pairs"] == 1650 and s["size_curated"] == 500 and s["size_matched"] == 1500
-    files = {"html": Path(s["html"])}
-    files.update({p.stem: p for p in Path(s["html"]).parent.glob("*.png")})
+    assert s.sizes["pairs"] == 1650 and s.sizes["curated"] == 500 and s.sizes["matched"] == 1500
+    files = {"html": Path(s.html)}
+    files.update({p.stem: p for p in Path(s.html).parent.glob("*.png")})
     page = assert_report(files)
     assert "truncated gzip member" in page and "entry0" in page
 

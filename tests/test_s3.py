@@ -199,11 +199,11 @@ def test_refresh_from_bucket_to_bucket_lake(spark, tmp_path, capfd, caplog):
             cfg["refresh"] = {"crawl": SAMPLE_CRAWL, "listing_base": "s3a://commoncrawl-mirror/"}
             cfg["wat"]["progress_interval"] = 3600
             s = execute(refresh, spark, cfg)
-            assert s["ingest"]["files"] == 3 and s["ingest"]["ok"] == 2
-            failed = dict(s["ingest"]["failed"])
+            assert s.ingest.files == 3 and s.ingest.ok == 2
+            failed = dict(s.ingest.failed)
             assert list(failed) == [f"s3a://commoncrawl-mirror/{missing}"]
             assert "FileNotFoundError" in failed[f"s3a://commoncrawl-mirror/{missing}"]
-            assert s["balance"]["pairs_out"] == 10
+            assert s.balance.pairs_out == 10
             log = lake.read(spark, root, tables.INGEST_LOG)
             assert log.where("status = 'ok'").count() == 2 and log.where("status = 'failed'").count() == 1
             pairs = lake.read(spark, root, tables.PAIRS)

@@ -20,17 +20,39 @@ import copy
 import logging
 import sys
 import time
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from kgcurate import lake, s3, tables
-from kgcurate.context import Context
+from kgcurate.context import Context, Skipped, Summary
 from kgcurate.errors import ConcurrentRunError, UserError
 
 JOB = "refresh"
 log = logging.getLogger("kgcurate.refresh")
+
+if TYPE_CHECKING:
+    from kgcurate.stages.balance import BalanceSummary
+    from kgcurate.stages.ingest_wat import IngestWatSummary
+    from kgcurate.stages.match import MatchSummary
+
+
+@dataclass
+class RefreshSummary(Summary):
+    """One refresh: the crawl, its listing, the child stages' own summaries (balance :class:`Skipped`
+    when a curated run already holds these inputs) and the tables it changed (none: a no-op)."""
+
+    crawl: str
+    listing: str
+    ingest: IngestWatSummary | None = None
+    match: MatchSummary | None = None
+    balance: BalanceSummary | Skipped | None = None
+    changed_tables: list[str] = field(default_factory=list)
+    versions: dict[str, int | None] = field(default_factory=dict)
+    noop: bool = False
+    seconds: float = 0.0
 # The tables a refresh may change; their versions before/after make the summary.
 WATCHED = (tables.PAIRS, tables.INGEST_LOG, tables.BAD_RECORDS, tables.MATCHES, tables.ENTRY_COUNTS,
            tables.QID_COUNTS, tables.MATCH_STATE, tables.CURATED, tables.CURATION_RUNS)
@@ -68,7 +90,7 @@ def balance_is_current(spark: SparkSession, root: str, cfg: dict[str, Any]) -> s
     return run_id if found else None
 
 
-def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
+def execute(ctx: Context, cfg: dict[str, Any]) -> RefreshSummary:
     from kgcurate.stages import balance, ingest_wat, match
 
     spark = ctx.spark
@@ -87,31 +109,31 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> dict[str, Any]:
     listing, base = listing_for(crawl, r.get("listing_base") or cfg["wat"].get("listing_base"))
     t0 = time.monotonic()
     before = _versions(spark, root)
-    summary: dict[str, Any] = {"crawl": crawl, "listing": listing}
+    summary = RefreshSummary(crawl=crawl, listing=listing)
 
     wcfg = copy.deepcopy(cfg)
     wcfg["wat"].update(inputs=[listing], crawl=crawl, listing_base=base, force=False)
     log.info("%s: %s: ingesting files not yet ok from %s", JOB, crawl, listing)
-    summary["ingest"] = ingest_wat.execute(ctx.for_stage(ingest_wat.JOB), wcfg)
+    summary.ingest = ingest_wat.execute(ctx.for_stage(ingest_wat.JOB), wcfg)
 
     log.info("%s: matching new pairs", JOB)
     try:
-        summary["match"] = match.execute(ctx.for_stage(match.JOB), copy.deepcopy(cfg))
+        summary.match = match.execute(ctx.for_stage(match.JOB), copy.deepcopy(cfg))
         current = balance_is_current(spark, root, cfg)
         if current:
             log.info("%s: balance %s already holds these inputs: nothing to re-balance", JOB, current)
-            summary["balance"] = {"skipped": "up to date", "run_id": current}
+            summary.balance = Skipped("up to date", run_id=current)
         else:
-            summary["balance"] = balance.execute(ctx.for_stage(balance.JOB), copy.deepcopy(cfg))
+            summary.balance = balance.execute(ctx.for_stage(balance.JOB), copy.deepcopy(cfg))
     except ConcurrentRunError as exc:  # the ingest above did commit: say so, not "changed nothing"
         raise ConcurrentRunError(str(exc).replace(
             "this run changed nothing", f"this refresh ingested {crawl}'s files but stopped there")) from None
 
     after = _versions(spark, root)
-    summary["changed_tables"] = sorted(n for n in WATCHED if after[n] != before[n])
-    summary["versions"] = after
-    summary["noop"] = not summary["changed_tables"]
-    summary["seconds"] = round(time.monotonic() - t0, 2)
+    summary.changed_tables = sorted(n for n in WATCHED if after[n] != before[n])
+    summary.versions = after
+    summary.noop = not summary.changed_tables
+    summary.seconds = round(time.monotonic() - t0, 2)
     return summary
 
 
@@ -122,25 +144,29 @@ def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def report(s: dict[str, Any], args: argparse.Namespace) -> int:
-    ing, bal = s["ingest"], s["balance"]
-    if s["noop"]:
-        print(f"refresh {s['crawl']}: nothing new ({ing.get('inputs', 0)} files all ingested, matches and "
+def report(s: RefreshSummary, args: argparse.Namespace) -> int:
+    from kgcurate.stages.balance import BalanceSummary
+
+    ing, bal, m = s.ingest, s.balance, s.match
+    assert ing is not None and m is not None  # execute sets both or raises
+    if s.noop:
+        print(f"refresh {s.crawl}: nothing new ({ing.inputs} files all ingested, matches and "
               "balance up to date); no table changed")
         return 0
-    failed = ing.get("files", 0) - ing.get("ok", 0) - ing.get("partial", 0)
-    print(f"refresh {s['crawl']}: {ing.get('files', 0)} files read ({ing.get('ok', 0)} ok, "
-          f"{ing.get('partial', 0)} partial, {failed} failed, "
-          f"{ing.get('skipped_done', 0)} already done), {ing.get('pairs_inserted', 0):,} new pairs, "
-          f"match {s['match'].get('mode')} ({s['match'].get('matches', 0):,} new matches), "
-          + (f"curated {bal['pairs_out']:,} (run {bal['run_id']})" if "pairs_out" in bal else "balance up to date")
-          + f"; changed: {', '.join(s['changed_tables'])}")
-    for path, error in ing.get("partial_files", []):
+    failed = ing.failed_count
+    print(f"refresh {s.crawl}: {ing.files} files read ({ing.ok} ok, "
+          f"{ing.partial} partial, {failed} failed, "
+          f"{ing.skipped_done} already done), {ing.pairs_inserted:,} new pairs, "
+          f"match {m.mode} ({m.matches:,} new matches), "
+          + (f"curated {bal.pairs_out:,} (run {bal.run_id})" if isinstance(bal, BalanceSummary)
+             else "balance up to date")
+          + f"; changed: {', '.join(s.changed_tables)}")
+    for path, error in ing.partial_files:
         print(f"  partial: {path}: {error}")
-    for path, error in ing.get("failed", []):
+    for path, error in ing.failed:
         print(f"  failed: {path}: {error}")
     if failed:
-        print(f"kgcurate: error: {failed} files of {s['crawl']} failed (see ingest_log); the rest are in; "
+        print(f"kgcurate: error: {failed} files of {s.crawl} failed (see ingest_log); the rest are in; "
               "the next refresh retries them", file=sys.stderr)
         return 1
     return 0

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from kgcurate import registry
-from kgcurate.context import Context
+from kgcurate.context import Context, Skipped, Summary
 from kgcurate.errors import UserError
 
 log = logging.getLogger("kgcurate.run")
@@ -32,22 +32,24 @@ def skip_reason(step: str, cfg: dict[str, Any]) -> str | None:
     return reason(cfg) if reason is not None else None
 
 
-def execute(ctx: Context, cfg: dict[str, Any], only: list[str] | None = None, skip: list[str] | None = None) -> dict:
-    summaries: dict[str, Any] = {}
+def execute(ctx: Context, cfg: dict[str, Any], only: list[str] | None = None,
+            skip: list[str] | None = None) -> dict[str, Summary]:
+    """Each step's own summary (``Skipped`` when its input is not configured), by command, in order."""
+    summaries: dict[str, Summary] = {}
     for step, module_name in STEPS:
         if (only and step not in only) or (skip and step in skip):
             continue
         reason = skip_reason(step, cfg)
         if reason:
             log.info("run: skipping %s (%s)", step, reason)
-            summaries[step] = {"skipped": reason}
+            summaries[step] = Skipped(reason)
             continue
         log.info("run: %s ...", step)
         started = time.monotonic()
-        summary = importlib.import_module(f"kgcurate.stages.{module_name}").execute(ctx.for_stage(step), cfg) or {}
-        summary["seconds"] = round(time.monotonic() - started, 1)
+        summary = importlib.import_module(f"kgcurate.stages.{module_name}").execute(ctx.for_stage(step), cfg)
+        summary.seconds = round(time.monotonic() - started, 1)  # every pipeline stage's summary has seconds
         summaries[step] = summary
-        log.info("run: %s done in %.1fs", step, summary["seconds"])
+        log.info("run: %s done in %.1fs", step, summary.seconds)
     return summaries
 
 
@@ -57,8 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip", action="append", choices=names, help="skip these stages (repeatable)")
 
 
-def _short(summary: dict[str, Any]) -> str:
-    keep = {k: v for k, v in summary.items() if isinstance(v, int | float | str) and not k.startswith("_")}
+def _short(summary: Summary) -> str:
+    """The first ten scalar fields (counts, ids, timings) of a summary, ``name=value``."""
+    keep = {k: v for k, v in summary.as_dict().items() if isinstance(v, int | float | str) and not k.startswith("_")}
     return ", ".join(f"{k}={v}" for k, v in list(keep.items())[:10])
 
 
@@ -68,10 +71,12 @@ def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
     return {"only": args.only, "skip": args.skip}
 
 
-def report(summaries: dict[str, Any], args: argparse.Namespace) -> int:
+def report(summaries: dict[str, Summary], args: argparse.Namespace) -> int:
+    from kgcurate.stages.report import ReportSummary
+
     for step, summary in summaries.items():
         print(f"{step}: {_short(summary)}")
-    report = summaries.get("report", {})
-    if report.get("html"):
-        print(f"report: {report['html']}")
+    report = summaries.get("report")
+    if isinstance(report, ReportSummary) and report.html:
+        print(f"report: {report.html}")
     return 0
