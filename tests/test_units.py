@@ -26,14 +26,14 @@ def test_nothing_done_runs_all():
     assert p.todo == ["x", "y"] and p.skipped == 0
 
 
-def test_tally_counts_by_status_and_names_partial_and_failed_in_key_order():
-    t = units.tally([UnitResult("c", "failed", "EOFError: cut"), UnitResult("a", "ok"),
+def test_tally_counts_by_status_and_names_partial_and_failed_in_the_order_given():
+    t = units.tally([UnitResult("e", "gone?", "unknown status"), UnitResult("a", "ok"),
                      UnitResult("b", "partial", "partial: 1 damaged"), UnitResult("d", "ok"),
-                     UnitResult("e", "gone?", "unknown status")])
+                     UnitResult("c", "failed", "EOFError: cut")])
     assert (t.ok, t.partial, t.failed, t.total) == (2, 1, 2, 5)
     assert t.partial_units == [("b", "partial: 1 damaged")]
     # an unknown status is failed, never silently done
-    assert t.failed_units == [("c", "EOFError: cut"), ("e", "unknown status")]
+    assert t.failed_units == [("e", "unknown status"), ("c", "EOFError: cut")]
 
 
 def test_tally_names_at_most_limit_but_counts_all():

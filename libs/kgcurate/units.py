@@ -51,7 +51,7 @@ class UnitResult:
 
 @dataclass
 class Tally:
-    """Units per status, and the partial and failed ones named (the first ``limit``, key order)."""
+    """Units per status, and the partial and failed ones named (the first ``limit``, in result order)."""
 
     ok: int = 0
     partial: int = 0
@@ -65,9 +65,10 @@ class Tally:
 
 
 def tally(results: Iterable[UnitResult], limit: int = 20) -> Tally:
-    """Count ``results`` by status; an unknown status counts as failed (never silently as done)."""
+    """Count ``results`` by status; an unknown status counts as failed (never silently as done). The
+    partial and failed units are named in the order given (sort first for key order)."""
     t = Tally()
-    for r in sorted(results, key=lambda r: r.key):
+    for r in results:
         if r.status == OK:
             t.ok += 1
         elif r.status == PARTIAL:

@@ -264,7 +264,7 @@ def commit(spark: SparkSession, lake_root: str, staging: str, run_id: str,
         F.sum("records").alias("records"), F.sum("rows_out").alias("rows_out"),
         F.sum("bad_records").alias("bad_records"), F.sum("filtered").alias("filtered"), F.sum("bytes").alias("bytes"),
     ).first()
-    tally = units.tally(Context.unit_results(logs, "source_file", "status", "error"))
+    tally = units.tally(sorted(Context.unit_results(logs, "source_file", "status", "error"), key=lambda r: r.key))
     summary: dict[str, Any] = {"files": tally.total, "ok": tally.ok, "partial": tally.partial,
                                **{k: int(totals[k] or 0) for k in totals.asDict()},
                                "failed": tally.failed_units, "partial_files": tally.partial_units}
