@@ -52,3 +52,10 @@ def test_a_failed_unit_is_retried_by_the_next_plan_and_skipped_once_done():
     log["b"] = "partial"
     done = {k for k, s in log.items() if s in units.DONE}
     assert units.plan(files, done).todo == []
+
+
+def test_results_read_a_stages_per_unit_rows():
+    rows = [{"source_file": "a", "status": "ok", "error": None}, {"source_file": "b", "status": "failed", "error": "x"}]
+    assert units.results(rows) == [UnitResult("a", "ok"), UnitResult("b", "failed", "x")]
+    got = units.results([{"shard": 3, "state": "ok"}], key="shard", status="state", error=None)
+    assert got == [UnitResult("3", "ok")]

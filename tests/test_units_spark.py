@@ -44,5 +44,5 @@ def test_driver_list_and_dataframe_units_each_get_one_task(spark, tmp_path):
     got = rows.collect()
     assert sorted(r["unit"] for r in got) == ["13", "23", "3", "33", "43"] and {r["units_in_task"] for r in got} == {1}
 
-    t = units.tally(sorted(Context.unit_results(rows, "unit", "status"), key=lambda r: r.key))
+    t = units.tally(sorted(units.results(rows.collect(), "unit", "status", None), key=lambda r: r.key))
     assert (t.ok, t.failed) == (4, 1) and t.failed_units == [("23", None)]

@@ -113,7 +113,7 @@ class Context:
         ``key`` values are range-partitioned, all sampled, so again one per task. ``line(done)`` is the
         stage's own progress line given units done of ``count``: logged every ``interval`` seconds
         and once at the end. Which units to run is :func:`kgcurate.units.plan`; what each did,
-        :meth:`unit_results` and :func:`kgcurate.units.tally`.
+        :func:`kgcurate.units.results` of the stage's per-unit rows and :func:`kgcurate.units.tally`.
         """
         if isinstance(units, Sequence):
             count = len(units)
@@ -127,16 +127,6 @@ class Context:
             frame.mapInArrow(task, schema).write.mode("overwrite").parquet(out)
         self.log.info(line(count))
 
-    @staticmethod
-    def unit_results(rows: Any, key: str, status: str, error: str | None = None) -> list[Any]:
-        """One :class:`kgcurate.units.UnitResult` per row of ``rows`` (a DataFrame with a row per unit)."""
-        from pyspark.sql import functions as F
-
-        from kgcurate.units import UnitResult
-
-        err = F.col(error) if error else F.lit(None).cast("string")
-        return [UnitResult(str(r[0]), r[1], r[2])
-                for r in rows.select(F.col(key), F.col(status), err).collect()]
 
 
 class Progress:

@@ -9,9 +9,9 @@ run, so retry-if-failed is the same code for every stage; ``force`` runs everyth
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 OK, PARTIAL, FAILED = "ok", "partial", "failed"
 DONE = (OK, PARTIAL)  # statuses a re-run skips
@@ -47,6 +47,12 @@ class UnitResult:
     key: str
     status: str
     error: str | None = None
+
+
+def results(rows: Iterable[Mapping[str, Any]], key: str = "source_file", status: str = "status",
+            error: str | None = "error") -> list[UnitResult]:
+    """One :class:`UnitResult` per row of a stage's per-unit rows (Spark ``Row``s, dicts): its log rows."""
+    return [UnitResult(str(r[key]), r[status], r[error] if error else None) for r in rows]
 
 
 @dataclass

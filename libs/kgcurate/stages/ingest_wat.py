@@ -251,22 +251,20 @@ def commit(spark: SparkSession, lake_root: str, staging: str, run_id: str,
            pairs_dir: str | None = None) -> dict[str, Any]:
     """Staged rows -> the three tables, pairs first and the log last.
 
-    The run's totals come from the staged log rows (one per file) before anything is written, so
-    a table with nothing to add costs no Delta operation (each costs seconds of fixed overhead);
-    the files' statuses are :func:`kgcurate.units.tally` of those rows.
+    The run's totals come from the staged log rows (one per file, collected once) before anything is
+    written, so a table with nothing to add costs no Delta operation (each costs seconds of fixed
+    overhead); the files' statuses are :func:`kgcurate.units.tally` of those rows.
     """
     staged = spark.read.parquet(staging)
     logs = staged.where(F.col("kind") == "log").select(
         F.lit(JOB).alias("job"), F.lit(run_id).alias("run_id"), "source_file", "status", "records", "rows_out",
         "bad_records", "filtered", "bytes", "error", "started_at", "finished_at",
     )
-    totals = logs.agg(
-        F.sum("records").alias("records"), F.sum("rows_out").alias("rows_out"),
-        F.sum("bad_records").alias("bad_records"), F.sum("filtered").alias("filtered"), F.sum("bytes").alias("bytes"),
-    ).first()
-    tally = units.tally(sorted(Context.unit_results(logs, "source_file", "status", "error"), key=lambda r: r.key))
+    counted = ("records", "rows_out", "bad_records", "filtered", "bytes")
+    per_file = logs.select("source_file", "status", "error", *counted).collect()  # one small row per file
+    tally = units.tally(sorted(units.results(per_file), key=lambda r: r.key))
     summary: dict[str, Any] = {"files": tally.total, "ok": tally.ok, "partial": tally.partial,
-                               **{k: int(totals[k] or 0) for k in totals.asDict()},
+                               **{k: sum(int(r[k] or 0) for r in per_file) for k in counted},
                                "failed": tally.failed_units, "partial_files": tally.partial_units}
     summary["pairs_inserted"] = 0
     if summary["rows_out"]:

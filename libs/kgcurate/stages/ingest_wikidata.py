@@ -578,8 +578,7 @@ def commit(spark: SparkSession, lake_root: str, folders: list[str], files: list[
     log_rows = [(JOB, run_id, *(row[k] for k in LOG_FIELDS), started, now) for row in logs]
     lake.append(spark, lake_root, tables.INGEST_LOG,
                 spark.createDataFrame(log_rows, tables.schema(tables.INGEST_LOG)))
-    tally = units.tally((units.UnitResult(row["source_file"], row["status"], row["error"]) for row in logs),
-                        limit=len(logs))
+    tally = units.tally(units.results(logs), limit=len(logs))  # every failed file named
     return IngestWikidataSummary(
         files=tally.total, ok=tally.ok,
         **{k: sum(row[k] for row in logs) for k in ("records", "rows_out", "bad_records")},
