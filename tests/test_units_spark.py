@@ -8,19 +8,18 @@ from pyspark.sql import functions as F
 from kgcurate import units
 from kgcurate.context import Context
 
-OUT = pa.schema([("unit", pa.string()), ("units_in_task", pa.int64()), ("status", pa.string())])
-
-
-def _task(batches):
-    """Each task says which units it got and how many: one, when the helper does its job."""
-    rows = [u for b in batches for u in b.column(1).to_pylist()]
-    n = len(rows)
-    yield pa.RecordBatch.from_pylist(
-        [{"unit": str(u), "units_in_task": n, "status": "failed" if str(u) == "23" else "ok"} for u in rows],
-        schema=OUT)
-
 
 def test_driver_list_and_dataframe_units_each_get_one_task(spark, tmp_path):
+    out_schema = pa.schema([("unit", pa.string()), ("units_in_task", pa.int64()), ("status", pa.string())])
+
+    def _task(batches):  # nested: pickled by value, executors need not import this test module
+        """Each task says which units it got and how many: one, when the helper does its job."""
+        rows = [u for b in batches for u in b.column(1).to_pylist()]
+        n = len(rows)
+        yield pa.RecordBatch.from_pylist(
+            [{"unit": str(u), "units_in_task": n, "status": "failed" if str(u) == "23" else "ok"} for u in rows],
+            schema=out_schema)
+
     ctx = Context("units-test", str(tmp_path), session=spark)
     lines: list[int] = []
 
@@ -35,7 +34,7 @@ def test_driver_list_and_dataframe_units_each_get_one_task(spark, tmp_path):
     assert sorted(r["unit"] for r in got) == files and {r["units_in_task"] for r in got} == {1}
     assert lines == [7]  # the final line: all units done
 
-    # units computed in Spark: 5 shards of uneven size, range-partitioned on the key
+    # units computed in Spark: 5 shards with sparse keys, range-partitioned on the key
     samples = spark.range(0, 40).withColumn("shard", (F.col("id") % 5 * 10 + 3).cast("int"))
     shards = samples.groupBy("shard").agg(F.collect_list("id").alias("ids")).select("ids", "shard")
     ctx.run_units(shards, _task, "unit string, units_in_task long, status string", str(tmp_path / "b"), line, 3600,

@@ -128,7 +128,6 @@ class Context:
         self.log.info(line(count))
 
 
-
 class Progress:
     """A driver thread logging a progress line at an interval (the line says what is done of what)."""
 
