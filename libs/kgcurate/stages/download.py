@@ -204,10 +204,9 @@ def shard_task(out: str, curated_run_id: str, run_id: str, config: Any, accs: tu
                 finally:
                     if local != out:
                         shutil.rmtree(local, ignore_errors=True)
-                accs[0].add(1)
-                accs[1].add(len(result.rows))
-                accs[2].add(result.samples)
-                accs[3].add(result.bytes)
+                accs[0].add(len(result.rows))  # tried
+                accs[1].add(result.samples)  # stored
+                accs[2].add(result.bytes)
                 table = result.rows_table()
                 n = table.num_rows
                 table = table.add_column(0, schema.field(0), pa.array([curated_run_id] * n, pa.string()))
@@ -246,12 +245,12 @@ def curated_run(ctx: Context, run_id: str | None) -> str:
 def progress_line(o: settings.DownloadOptions, shards: int, accs: tuple, started: float, done: int) -> str:
     """Shards done of total, images tried and their success rate (warned under the floor), rate, bytes."""
     secs = max(time.monotonic() - started, 1e-9)
-    tried, ok = accs[1].value, accs[2].value
+    tried, ok = accs[0].value, accs[1].value
     rate = f"{ok / tried:.0%}" if tried else "-"
     low = (f" -- WARNING: success rate under the floor of {o.min_success_rate:.0%}"
            if tried and ok / tried < o.min_success_rate else "")
     return (f"{JOB}: {done}/{shards} shards, {tried:,} images ({rate} ok), "
-            f"{tried / secs:.1f} images/s, {accs[3].value / 1e6:.1f} MB{low}")
+            f"{tried / secs:.1f} images/s, {accs[2].value / 1e6:.1f} MB{low}")
 
 
 def run_shards(ctx: Context, todo: DataFrame, shards: int, o: settings.DownloadOptions, out: str,
@@ -259,7 +258,7 @@ def run_shards(ctx: Context, todo: DataFrame, shards: int, o: settings.DownloadO
     """One task per shard, rows staged then MERGEd into ``downloads``; per-shard stats and status counts."""
     grouped = todo.groupBy("shard").agg(F.collect_list(F.struct("image_url", "text", "texts")).alias("samples"))
     sc = ctx.spark.sparkContext
-    accs = (sc.accumulator(0), sc.accumulator(0), sc.accumulator(0), sc.accumulator(0))
+    accs = (sc.accumulator(0), sc.accumulator(0), sc.accumulator(0))  # shards done: Spark's task counts
     line = functools.partial(progress_line, o, shards, accs, time.monotonic())
     with ctx.staging(run_id) as staging:
         fn = shard_task(out, curated_run_id, run_id, download_config(o), accs)
