@@ -10,6 +10,7 @@ target -> no curated table).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import logging
 import time
@@ -60,8 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _short(summary: Summary) -> str:
-    """The first ten scalar fields (counts, ids, timings) of a summary, ``name=value``."""
-    keep = {k: v for k, v in summary.as_dict().items() if isinstance(v, int | float | str) and not k.startswith("_")}
+    """The first ten scalar fields (counts, ids, timings) of a summary, ``name=value`` (any dataclass)."""
+    fields = dataclasses.asdict(summary)  # type: ignore[call-overload]
+    keep = {k: v for k, v in fields.items() if isinstance(v, int | float | str) and not k.startswith("_")}
     return ", ".join(f"{k}={v}" for k, v in list(keep.items())[:10])
 
 
