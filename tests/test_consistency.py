@@ -81,7 +81,7 @@ def test_two_matches_at_once_never_duplicate_matches(spark, tmp_path, small_corp
         t.join(timeout=600)
     monkeypatch.undo()
     errors = [v for v in outcome.values() if isinstance(v, Exception)]
-    done = [v for v in outcome.values() if isinstance(v, dict)]
+    done = [v for v in outcome.values() if isinstance(v, match_stage.MatchSummary)]
     assert len(done) == 1 and len(errors) == 1, outcome
     assert "another match run" in str(errors[0]) and "changed nothing" in str(errors[0])
 
@@ -224,7 +224,7 @@ def test_curated_sets_side_by_side_list_and_drop(spark, tmp_path, small_corpus, 
     out = capsys.readouterr().out
     assert small.run_id in out and large.run_id in out and "120" in out
     assert cli.main(["curated", "drop", small.run_id, "--lake", root]) == 0
-    assert f"dropped run {small['run_id']} (40 rows)" in capsys.readouterr().out
+    assert f"dropped run {small.run_id} (40 rows)" in capsys.readouterr().out
     assert curated_ids(balance_stage.latest_curated(spark, root, large.run_id)) == b
     assert lake.read(spark, root, tables.CURATED).count() == 120
     assert [r["run_id"] for r in lake.read(spark, root, tables.CURATION_RUNS).collect()] == [large.run_id]

@@ -120,7 +120,7 @@ def test_full_then_incremental_match_equals_reference(spark, tmp_path, corpus) -
     # nothing new: up to date, nothing rewritten
     v = lake.version(spark, root, tables.MATCHES)
     s3 = execute(match_stage, spark, cfg_for(root))
-    assert s3.get("up_to_date") and lake.version(spark, root, tables.MATCHES) == v
+    assert s3.up_to_date and lake.version(spark, root, tables.MATCHES) == v
 
     # a full re-run gives the same tables as incremental
     s4 = execute(match_stage, spark, cfg_for(root, match__full=True))
