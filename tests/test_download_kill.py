@@ -114,7 +114,7 @@ def test_sigkill_download_mid_run_then_rerun_equals_clean_run(spark, tmp_path) -
         assert not lk.exists(spark, str(killed), tables.DOWNLOAD_RUNS)  # nothing committed: every shard redone
 
         rerun = execute(download, spark, _cfg(str(killed), str(out)))
-        assert rerun["shards_done_before"] == 0 and rerun["urls"] == len(urls) and rerun["succeeded"] == 36
+        assert rerun.shards_done_before == 0 and rerun.urls == len(urls) and rerun.succeeded == 36
 
         sizes = json.loads((out / "sizes.json").read_text())
         tars = _tars(out)
