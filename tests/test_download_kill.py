@@ -120,8 +120,8 @@ def test_sigkill_download_mid_run_then_rerun_equals_clean_run(spark, tmp_path) -
         tars = _tars(out)
         assert set(tars) == set(sizes) and sum(sizes.values()) == 36
         assert {name: _samples(data) for name, data in tars.items()} == sizes
-        assert not [p.name for p in out.iterdir() if p.name not in tars and p.name != "sizes.json"
-                    and not p.name.endswith(".tmp")]  # only shards, sizes.json and a killed task's hidden temp
+        # only shards and sizes.json: the rerun removed the killed tasks' unfinished temp files
+        assert not [p.name for p in out.iterdir() if p.name not in tars and p.name != "sizes.json"]
         rows = lk.read(spark, str(killed), tables.DOWNLOADS)
         assert rows.count() == len(urls) == rows.select("image_url").distinct().count()  # no URL twice
         runs = lk.read(spark, str(killed), tables.DOWNLOAD_RUNS).collect()

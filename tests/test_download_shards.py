@@ -104,3 +104,14 @@ def test_sizes_json_is_what_open_clip_sums(tmp_path):
     assert sizes_json(sizes) == sizes_json(dict(reversed(list(sizes.items()))))
     with pytest.raises(ValueError):
         sizes_json({"s3://bucket/00000.tar": 1})
+
+
+def test_remove_stale_temps_takes_only_unfinished_shard_writes(tmp_path) -> None:
+    from kgcurate.download.shards import remove_stale_temps, write_file_atomically
+
+    write_file_atomically(str(tmp_path / "00000.tar"), lambda f: f.write(b"done"))
+    for name in (".00001.tar.ab12cd.tmp", ".00002.tar.x.tmp", ".notes.tmp", "00003.tar.tmp", "keep.tmp"):
+        (tmp_path / name).write_bytes(b"x")
+    assert remove_stale_temps(str(tmp_path)) == [".00001.tar.ab12cd.tmp", ".00002.tar.x.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".notes.tmp", "00000.tar", "00003.tar.tmp", "keep.tmp"]
+    assert remove_stale_temps(str(tmp_path / "absent")) == []

@@ -6,6 +6,7 @@ of a shard yields the same keys and a byte-identical tar: reruns replace files i
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -77,6 +78,20 @@ def write_tar(fileobj: BinaryIO, samples: Iterable[TarSample]) -> int:
                 info.uname = info.gname = ""
                 tar.addfile(info, io.BytesIO(payload))
     return len(ordered)
+
+
+def remove_stale_temps(directory: str) -> list[str]:
+    """Remove the temp files of shard writes that never finished (a task killed between ``mkstemp`` and
+    ``os.replace``: ``.NNNNN.tar.XXXX.tmp``) and return their names. Only safe while no task writes into
+    ``directory``: the download stage calls it under its lease, before its tasks start."""
+    if not os.path.isdir(directory):
+        return []
+    stale = sorted(n for n in os.listdir(directory)
+                   if n.startswith(".") and n.endswith(".tmp") and ".tar." in n and n[1:6].isdigit())
+    for name in stale:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(directory, name))
+    return stale
 
 
 def write_file_atomically(path: str, write: Callable[[BinaryIO], object]) -> None:

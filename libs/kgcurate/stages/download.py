@@ -293,7 +293,7 @@ def record_run(ctx: Context, run_id: str, curated_run_id: str, curated_version: 
 
 
 def execute(ctx: Context, cfg: dict[str, Any]) -> DownloadSummary:
-    from kgcurate.download.shards import shard_name
+    from kgcurate.download.shards import remove_stale_temps, shard_name
 
     o = settings.section(cfg, settings.DownloadOptions)
     curated_run_id = curated_run(ctx, o.run_id)
@@ -304,6 +304,9 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> DownloadSummary:
     started, t0 = datetime.now(timezone.utc), time.monotonic()
     summary = DownloadSummary(run_id=run_id, curated_run_id=curated_run_id, out=out)
     with leases.held(ctx.spark, ctx.root, JOB, run_id):
+        stale = [] if s3.is_s3(out) else remove_stale_temps(out)  # S3 shards are single uploads: no temps
+        if stale:
+            ctx.log.info("%s: removed %d unfinished shard temp files a killed run left in %s", JOB, len(stale), out)
         curated_version = ctx.lake.version(tables.CURATED)
         samples = samples_of(ctx, ctx.lake.read(tables.CURATED).where(F.col("run_id") == curated_run_id))
         n_urls = samples.count()
