@@ -16,7 +16,7 @@ from PIL import Image
 from pyspark.sql import functions as F
 
 from helpers import execute
-from kgcurate import cli, config, tables
+from kgcurate import cli, config, settings, tables
 from kgcurate import lake as lk
 from kgcurate.errors import UserError
 from kgcurate.stages import download
@@ -220,3 +220,16 @@ def test_a_set_past_five_digit_shard_numbers_is_refused_up_front() -> None:
     download.check_shard_numbers([0, 99_999], "/x")
     with pytest.raises(UserError, match="would need shard 100,000, past the 100,000"):
         download.check_shard_numbers([5, 100_000], "/x")
+
+
+def test_download_options_become_the_task_config() -> None:
+    o = settings.DownloadOptions(out="x", user_agent="mybot/1.0 (+https://example.org)", timeout=7.0, attempts=2,
+                                 opt_out=["noai", "noindex"], image_size=64)
+    c = download.download_config(o)
+    assert c.fetch.user_agent == "mybot/1.0 (+https://example.org)"
+    assert (c.fetch.connect_timeout, c.fetch.read_timeout, c.fetch.retry.max_attempts) == (7.0, 7.0, 2)
+    from kgcurate.download.policy import OptOut
+
+    assert c.image.image_size == 64 and c.fetch.opt_out == OptOut(("noai", "noindex"))
+    default = download.download_config(settings.DownloadOptions(out="x"))
+    assert default.fetch.user_agent.startswith("kgcurate/") and default.fetch.retry.max_attempts == 3

@@ -20,6 +20,7 @@ URLs that failed with a retryable status into new shards (numbered after the exi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import math
 import os
@@ -173,7 +174,7 @@ def download_config(o: settings.DownloadOptions) -> Any:
                         max_bytes=o.max_bytes, allow_private=o.allow_private, opt_out=OptOut(tuple(o.opt_out)),
                         retry=RetryPolicy(max_attempts=o.attempts))
     if o.user_agent:
-        fetch = FetchConfig(**{**fetch.__dict__, "user_agent": o.user_agent})
+        fetch = dataclasses.replace(fetch, user_agent=o.user_agent)
     image = ImageConfig(image_size=o.image_size, resize_mode=o.resize_mode, max_pixels=o.max_pixels)
     return DownloadConfig(fetch=fetch, image=image, threads=o.threads, max_per_host=o.max_per_host,
                           host_min_interval=o.host_delay)
