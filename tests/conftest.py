@@ -10,6 +10,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 FIXTURES = REPO / "tests" / "fixtures"
+# torch on these CPUs: two OpenMP threads per process were ~15x slower than one (the train/evaluate tests).
+# Set before anything imports torch; the CLI subprocesses the tests start inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
