@@ -26,6 +26,7 @@ from kgcurate import run_ids, settings, tables
 from kgcurate.context import Context
 from kgcurate.errors import UserError
 from kgcurate.train.experiment import COMPLETED
+from kgcurate.train.lake_input import table_uri
 
 JOB = "evaluate"
 FINISHED = (COMPLETED,)  # train_runs.status of a run with a usable checkpoint (kgcurate train writes it)
@@ -112,16 +113,6 @@ def eval_sets(o: settings.EvaluateOptions) -> list[EvalSet]:
     if not sets:
         raise UserError("evaluate: no dataset to evaluate: pass --dataset digits|skimage|DIR or --retrieval SHARDS")
     return sets
-
-
-def table_uri(root: str, name: str) -> str:
-    """Where deltalake finds a lake table: a local absolute path, or s3:// for s3a:// lakes."""
-    root = root.rstrip("/")
-    if root.startswith("s3a://"):
-        root = "s3://" + root[len("s3a://"):]
-    elif root.startswith("file:"):
-        root = root[len("file:"):]
-    return f"{root if '://' in root else os.path.abspath(root)}/{name}"
 
 
 def train_target(root: str, train_run_id: str | None) -> Target:
