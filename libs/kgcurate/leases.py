@@ -13,79 +13,33 @@ commits and the other fails with a conflict (its read of the row was invalidated
 row count says whether this run wrote the row. A held lease is renewed every ``ttl / 3``
 seconds by a daemon thread, so a run killed on a cluster frees its lease ``ttl`` seconds later;
 a run killed on this host (same host name, process gone) frees it at once.
+
+The rules and the row are shared (:mod:`kgcurate.lease_rules`) with :mod:`kgcurate.leases_rs`, the
+same lease written with ``deltalake`` by the stages without Spark (train, evaluate): either engine's
+lease blocks the other's taker of the same scope.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import socket
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from kgcurate import lake, run_ids, tables
+from kgcurate import lease_rules as rules
 from kgcurate.errors import ConcurrentRunError
-
-log = logging.getLogger("kgcurate.leases")
-DEFAULT_TTL = 600.0  # seconds; renewed every ttl/3 while the run lives
-
-# (lake, scope, thread) -> nesting depth: a refresh holding a stage's lease calls that stage in the same thread.
-_held: dict[tuple[str, str, int], int] = {}
-_lock = threading.Lock()
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
-def holder_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def holder_is_dead(holder: str | None, host: str | None = None) -> bool:
-    """True when ``holder`` (host:pid) names a process of this host that no longer exists."""
-    if not holder or ":" not in holder:
-        return False
-    h, _, pid = holder.rpartition(":")
-    if h != (host or socket.gethostname()) or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        return False
-    return False
-
-
-@dataclass(frozen=True)
-class Lease:
-    scope: str
-    run_id: str
-    holder: str
-    expires_at: datetime
+from kgcurate.lease_rules import DEFAULT_TTL, Lease, holder_is_dead, holder_name, log  # noqa: F401 - re-exported
+from kgcurate.lease_rules import now as _now
 
 
 def _row(spark: SparkSession, root: str, scope: str):
     return (lake.read(spark, root, tables.LEASES).where(F.col("scope") == scope)
             .orderBy(F.col("acquired_at").desc()).first())
-
-
-def _busy(scope: str, root: str, row) -> ConcurrentRunError:
-    if row is None:  # the holder came and went while we tried
-        return ConcurrentRunError(f"another {scope} run took and released lake {root}'s {scope} lease while this "
-                                  "run tried to take it; this run changed nothing: re-run it")
-    return ConcurrentRunError(
-        f"another {scope} run ({row['run_id']} on {row['holder']}, since {row['acquired_at']:%Y-%m-%d %H:%M:%S} UTC) "
-        f"is writing lake {root}; this run changed nothing: re-run it when the other has finished "
-        f"(if that run died, its lease expires at {row['expires_at']:%H:%M:%S} UTC)")
 
 
 def acquire(spark: SparkSession, root: str, scope: str, run_id: str, ttl: float = DEFAULT_TTL) -> Lease:
@@ -95,8 +49,8 @@ def acquire(spark: SparkSession, root: str, scope: str, run_id: str, ttl: float 
     took the row; the row is read only when it did not, to name the holder or see that it is dead."""
     lake.ensure(spark, root, tables.LEASES)
     now = _now()
-    me = Lease(scope, run_id, holder_name(), now + timedelta(seconds=ttl))
-    src = spark.createDataFrame([(scope, run_id, me.holder, now, me.expires_at)], tables.schema(tables.LEASES))
+    me = rules.new_lease(scope, run_id, ttl, now)
+    src = _source(spark, me, now)
     ours_or_expired = (F.col("t.run_id") == F.col("s.run_id")) | (F.col("t.expires_at") < F.col("s.acquired_at"))
     if _take(spark, root, scope, src, ours_or_expired):
         return me
@@ -111,7 +65,13 @@ def acquire(spark: SparkSession, root: str, scope: str, run_id: str, ttl: float 
         if _take(spark, root, scope, src, ours_or_expired):
             return me
         current = _row(spark, root, scope)
-    raise _busy(scope, root, current)
+    raise rules.busy_error(scope, root, current)
+
+
+def _source(spark: SparkSession, lease: Lease, at: datetime, ttl: float | None = None):
+    values = rules.row_values(lease, at, ttl)
+    return spark.createDataFrame([tuple(values[f.name] for f in tables.schema(tables.LEASES).fields)],
+                                 tables.schema(tables.LEASES))
 
 
 def _take(spark: SparkSession, root: str, scope: str, src, when) -> bool:
@@ -126,8 +86,7 @@ def _take(spark: SparkSession, root: str, scope: str, src, when) -> bool:
 
 def renew(spark: SparkSession, root: str, lease: Lease, ttl: float = DEFAULT_TTL) -> bool:
     """Push the expiry forward; False when the row is no longer ours (taken over as stale)."""
-    src = spark.createDataFrame([(lease.scope, lease.run_id, lease.holder, _now(),
-                                  _now() + timedelta(seconds=ttl))], tables.schema(tables.LEASES))
+    src = _source(spark, lease, _now(), ttl)
     got = lake.merge(spark, root, tables.LEASES, src, "t.scope = s.scope AND t.run_id = s.run_id",
                      matched_update_when="true", insert=False, columns=("expires_at",))
     return got["numTargetRowsAffected"] == 1
@@ -138,49 +97,9 @@ def release(spark: SparkSession, root: str, lease: Lease) -> None:
                 (F.col("scope") == lease.scope) & (F.col("run_id") == lease.run_id))
 
 
-@contextmanager
-def _nested(key: tuple[str, str, int]) -> Iterator[bool]:
-    """Yields True (and counts the nesting) when this thread already holds the lease of ``key``."""
-    with _lock:
-        depth = _held.get(key, 0)
-        if depth:
-            _held[key] = depth + 1
-    if not depth:
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        with _lock:
-            _held[key] -= 1
-
-
-class _Heartbeat:
-    """Renews a taken lease every ``ttl / 3`` seconds until :meth:`stop`, which also gives it back."""
-
-    def __init__(self, spark: SparkSession, root: str, lease: Lease, ttl: float) -> None:
-        self._spark, self._root, self._lease, self._ttl = spark, root, lease, ttl
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{lease.scope}", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        lease = self._lease
-        while not self._stop.wait(self._ttl / 3):
-            try:
-                if not renew(self._spark, self._root, lease, self._ttl):
-                    log.error("%s: lease %s was taken over by another run", lease.scope, lease.run_id)
-                    return
-            except Exception as exc:  # noqa: BLE001 - a missed renewal only shortens the lease
-                log.warning("%s: could not renew lease %s: %s", lease.scope, lease.run_id, exc)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-        try:
-            release(self._spark, self._root, self._lease)
-        except Exception as exc:  # noqa: BLE001 - an unreleased lease expires or is seen dead
-            log.warning("%s: could not release lease %s: %s", self._lease.scope, self._lease.run_id, exc)
+def _heartbeat(spark: SparkSession, root: str, lease: Lease, ttl: float) -> rules.Heartbeat:
+    """Renews ``lease`` every ``ttl / 3`` seconds until stopped, then gives it back."""
+    return rules.Heartbeat(lease, ttl, lambda: renew(spark, root, lease, ttl), lambda: release(spark, root, lease))
 
 
 @contextmanager
@@ -188,19 +107,17 @@ def held(spark: SparkSession, root: str, scope: str, run_id: str | None = None,
          ttl: float = DEFAULT_TTL) -> Iterator[str]:
     """Hold ``scope``'s lease for the block; yields the run id. Re-entrant within one thread."""
     key = (lake.normalize_root(root), scope, threading.get_ident())
-    with _nested(key) as nested:
+    with rules.nested(key) as nested:
         if nested:
             yield run_id or "nested"
             return
         run_id = run_id or run_ids.new(scope)
-        beat = _Heartbeat(spark, root, acquire(spark, root, scope, run_id, ttl), ttl)
-        with _lock:
-            _held[key] = 1
+        beat = _heartbeat(spark, root, acquire(spark, root, scope, run_id, ttl), ttl)
+        rules.mark_held(key)
         try:
             yield run_id
         finally:
-            with _lock:
-                _held.pop(key, None)
+            rules.unmark_held(key)
             beat.stop()
 
 
@@ -226,7 +143,7 @@ def taken_while_reading(spark: SparkSession, root: str, scope: str, ttl: float =
     ``wait()`` before it writes. A refused lease still fails fast: the block's running jobs (tagged)
     are cancelled and the block ends with the lease's one-line error. Re-entrant like :func:`held`."""
     key = (lake.normalize_root(root), scope, threading.get_ident())
-    with _nested(key) as nested:
+    with rules.nested(key) as nested:
         pending = Pending()
         if nested:
             pending._done.set()
@@ -234,20 +151,19 @@ def taken_while_reading(spark: SparkSession, root: str, scope: str, ttl: float =
             return
         sc = spark.sparkContext
         tag = f"kgcurate-lease-{uuid.uuid4().hex[:12]}"
-        got: list[_Heartbeat] = []
+        got: list[rules.Heartbeat] = []
 
         def take() -> None:
             sc.setLocalProperty("spark.scheduler.pool", "kgcurate-leases")
             try:
-                got.append(_Heartbeat(spark, root, acquire(spark, root, scope, run_ids.new(scope), ttl), ttl))
+                got.append(_heartbeat(spark, root, acquire(spark, root, scope, run_ids.new(scope), ttl), ttl))
             except BaseException as exc:  # noqa: BLE001 - handed to the block's thread
                 pending.error = exc
                 sc.cancelJobsWithTag(tag)
             finally:
                 pending._done.set()
 
-        with _lock:
-            _held[key] = 1
+        rules.mark_held(key)
         sc.addJobTag(tag)
         taker = threading.Thread(target=take, name=f"lease-take-{scope}", daemon=True)
         taker.start()
@@ -263,7 +179,6 @@ def taken_while_reading(spark: SparkSession, root: str, scope: str, ttl: float =
         finally:
             sc.removeJobTag(tag)
             taker.join()
-            with _lock:
-                _held.pop(key, None)
+            rules.unmark_held(key)
             for beat in got:
                 beat.stop()

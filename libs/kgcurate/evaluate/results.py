@@ -17,6 +17,7 @@ from typing import Any
 
 from kgcurate import tables
 from kgcurate.errors import UserError
+from kgcurate.lake_rs import sql_string
 
 EVAL_JSON = "eval.json"
 
@@ -32,11 +33,6 @@ class EvalRow:
     value: float | None
     samples: int
     created_at: datetime
-
-
-def sql_string(text: str) -> str:
-    """A SQL string literal (quotes doubled) for a deltalake predicate."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def replace_predicate(checkpoint: str, datasets: Iterable[str]) -> str:

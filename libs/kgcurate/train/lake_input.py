@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kgcurate.errors import UserError
+from kgcurate.lake_rs import open_table, table_uri  # noqa: F401 - train's lake access, re-exported
 
 DOWNLOADS = "downloads"  # kgcurate.tables.DOWNLOADS / DOWNLOAD_RUNS (tables.py imports pyspark's types)
 DOWNLOAD_RUNS = "download_runs"
@@ -44,34 +45,6 @@ class TrainInput:
 
 def join(folder: str, name: str) -> str:
     return f"{folder.rstrip('/')}/{name}" if "://" in folder else os.path.join(folder, name)
-
-
-def table_uri(lake: str, name: str) -> str:
-    """The table's URI for ``deltalake``: Hadoop's s3a:// is s3:// there; a local path is absolute."""
-    if lake.startswith("s3a://"):
-        lake = "s3://" + lake[len("s3a://"):]
-    elif lake.startswith("file:"):
-        lake = lake[len("file:"):].removeprefix("//")
-    elif "://" not in lake:
-        lake = os.path.abspath(lake)
-    return f"{lake.rstrip('/')}/{name}"
-
-
-def open_table(lake: str, name: str, version: int | None = None):
-    """The Delta table at ``version`` (default: the newest); None when there is none."""
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
-
-    uri = table_uri(lake, name)
-    try:
-        return DeltaTable(uri, version=version)
-    except TableNotFoundError:
-        return None
-    except Exception as exc:  # deltalake says "version not found" in several ways
-        if version is not None and "version" in str(exc).lower():
-            raise UserError(f"table {name} in lake {lake} has no version {version}: pass a version it has "
-                            "(see its history) or leave --download-runs-version out for the newest") from None
-        raise
 
 
 def read_input(lake: str, download_run_id: str | None = None, version: int | None = None) -> TrainInput:

@@ -1,0 +1,148 @@
+"""What a lease is, whichever engine writes its row: Spark (:mod:`kgcurate.leases`, the Spark stages) or
+``deltalake`` (:mod:`kgcurate.leases_rs`, train and evaluate on GPU nodes without a JVM).
+
+Both take the same row of the same ``leases`` table by the same rules, so a lease taken by one blocks
+the other: a row is ours to replace when it is our own run's, expired, or held by a process of this
+host that is gone; a held lease is renewed every ``ttl / 3`` seconds and deleted at the end. Pure
+parts only (no Spark, no deltalake): the holder's name, the dead-holder test, the one-line refusal,
+the row's values, the per-thread nesting and the heartbeat thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from kgcurate.errors import ConcurrentRunError
+
+log = logging.getLogger("kgcurate.leases")
+DEFAULT_TTL = 600.0  # seconds; renewed every ttl/3 while the run lives
+
+# (lake, scope, thread) -> nesting depth: a refresh holding a stage's lease calls that stage in the same thread.
+_held: dict[tuple[str, str, int], int] = {}
+_lock = threading.Lock()
+
+
+def now() -> datetime:
+    """UTC now, naive (the clock both engines compare ``expires_at`` with)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def utc(t: datetime) -> datetime:
+    """``t`` (naive UTC, or aware) as an aware UTC time: what a row is written with, so neither
+    Spark (which reads a naive time as the host's local time) nor Arrow can shift it."""
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+
+
+def holder_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def holder_is_dead(holder: str | None, host: str | None = None) -> bool:
+    """True when ``holder`` (host:pid) names a process of this host that no longer exists."""
+    if not holder or ":" not in holder:
+        return False
+    h, _, pid = holder.rpartition(":")
+    if h != (host or socket.gethostname()) or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+@dataclass(frozen=True)
+class Lease:
+    scope: str
+    run_id: str
+    holder: str
+    expires_at: datetime
+
+
+def new_lease(scope: str, run_id: str, ttl: float, at: datetime | None = None) -> Lease:
+    return Lease(scope, run_id, holder_name(), (at or now()) + timedelta(seconds=ttl))
+
+
+def row_values(lease: Lease, acquired_at: datetime, ttl: float | None = None) -> dict[str, Any]:
+    """The ``leases`` row of ``lease`` taken (or renewed) at ``acquired_at``, times aware UTC."""
+    expires = lease.expires_at if ttl is None else acquired_at + timedelta(seconds=ttl)
+    return {"scope": lease.scope, "run_id": lease.run_id, "holder": lease.holder,
+            "acquired_at": utc(acquired_at), "expires_at": utc(expires)}
+
+
+def busy_error(scope: str, root: str, row: Mapping[str, Any] | None) -> ConcurrentRunError:
+    """The one line a refused run ends with: who holds the lease, since when, until when."""
+    if row is None:  # the holder came and went while we tried
+        return ConcurrentRunError(f"another {scope} run took and released lake {root}'s {scope} lease while this "
+                                  "run tried to take it; this run changed nothing: re-run it")
+    return ConcurrentRunError(
+        f"another {scope} run ({row['run_id']} on {row['holder']}, since {row['acquired_at']:%Y-%m-%d %H:%M:%S} UTC) "
+        f"is writing lake {root}; this run changed nothing: re-run it when the other has finished "
+        f"(if that run died, its lease expires at {row['expires_at']:%H:%M:%S} UTC)")
+
+
+@contextmanager
+def nested(key: tuple[str, str, int]) -> Iterator[bool]:
+    """Yields True (and counts the nesting) when this thread already holds the lease of ``key``."""
+    with _lock:
+        depth = _held.get(key, 0)
+        if depth:
+            _held[key] = depth + 1
+    if not depth:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        with _lock:
+            _held[key] -= 1
+
+
+def mark_held(key: tuple[str, str, int]) -> None:
+    with _lock:
+        _held[key] = 1
+
+
+def unmark_held(key: tuple[str, str, int]) -> None:
+    with _lock:
+        _held.pop(key, None)
+
+
+class Heartbeat:
+    """Renews a taken lease every ``ttl / 3`` seconds until :meth:`stop`, which also gives it back.
+
+    ``renew()`` returns False when the row is no longer ours; ``release()`` deletes it."""
+
+    def __init__(self, lease: Lease, ttl: float, renew: Callable[[], bool], release: Callable[[], None]) -> None:
+        self._lease, self._ttl, self._renew, self._release = lease, ttl, renew, release
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{lease.scope}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        lease = self._lease
+        while not self._stop.wait(self._ttl / 3):
+            try:
+                if not self._renew():
+                    log.error("%s: lease %s was taken over by another run", lease.scope, lease.run_id)
+                    return
+            except Exception as exc:  # noqa: BLE001 - a missed renewal only shortens the lease
+                log.warning("%s: could not renew lease %s: %s", lease.scope, lease.run_id, exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        try:
+            self._release()
+        except Exception as exc:  # noqa: BLE001 - an unreleased lease expires or is seen dead
+            log.warning("%s: could not release lease %s: %s", self._lease.scope, self._lease.run_id, exc)
