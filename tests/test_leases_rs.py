@@ -1,0 +1,157 @@
+"""The stage lease and bad_records written with deltalake (no Spark): what train and evaluate use on a
+GPU node. The same rules as tests/test_leases.py; the Spark interop is tests/test_lake_rs_spark.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+
+import pyarrow as pa
+import pytest
+from deltalake import write_deltalake
+
+from kgcurate import lake_rs, leases_rs, tables
+from kgcurate import lease_rules as rules
+from kgcurate.bad_input import BadInput
+from kgcurate.errors import ConcurrentRunError
+
+
+def run_ids(root: str) -> list[str]:
+    table = lake_rs.open_table(root, tables.LEASES)
+    return sorted(r["run_id"] for r in table.to_pyarrow_table().to_pylist()) if table is not None else []
+
+
+def put_rows(root: str, rows: list[tuple]) -> None:
+    names = [f.name for f in tables.schema(tables.LEASES).fields]
+    write_deltalake(lake_rs.table_uri(root, tables.LEASES),
+                    pa.Table.from_pylist([dict(zip(names, r)) for r in rows], schema=tables.arrow_schema(tables.LEASES)),
+                    mode="append")
+
+
+def test_a_held_lease_refuses_others_until_released(lake) -> None:
+    first = leases_rs.acquire(lake, "evaluate:/exp/epoch_1.pt", "first")
+    with pytest.raises(ConcurrentRunError, match=r"another evaluate:/exp/epoch_1.pt run \(first on .*\) is writing "
+                                                 r"lake .*changed nothing"):
+        leases_rs.acquire(lake, "evaluate:/exp/epoch_1.pt", "second")
+    assert leases_rs.acquire(lake, "evaluate:/exp/epoch_1.pt", "first").run_id == "first"  # our own: retaken
+    other = leases_rs.acquire(lake, "evaluate:/exp/epoch_2.pt", "other")  # scopes are independent
+    assert run_ids(lake) == ["first", "other"]
+    leases_rs.release(lake, first)
+    assert run_ids(lake) == ["other"]
+    assert leases_rs.acquire(lake, "evaluate:/exp/epoch_1.pt", "second").run_id == "second"
+    leases_rs.release(lake, other)
+    assert run_ids(lake) == ["second"]
+
+
+def test_dead_or_expired_holders_are_taken_over_a_live_one_is_not(lake) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    host = rules.holder_name().rpartition(":")[0]
+    now = rules.now()
+    put_rows(lake, [("train:a", "killed-run", f"{host}:{proc.pid}", now, now + timedelta(hours=1)),
+                    ("train:b", "cluster-run", "other-host:1", now - timedelta(hours=2), now - timedelta(hours=1)),
+                    ("train:c", "live-run", "other-host:1", now, now + timedelta(hours=1))])
+    assert leases_rs.acquire(lake, "train:a", "next-a").run_id == "next-a"
+    assert leases_rs.acquire(lake, "train:b", "next-b").run_id == "next-b"
+    with pytest.raises(ConcurrentRunError, match="live-run on other-host:1"):
+        leases_rs.acquire(lake, "train:c", "next-c")
+    assert run_ids(lake) == ["live-run", "next-a", "next-b"]
+
+
+def test_renew_pushes_the_expiry_and_notices_a_takeover(lake) -> None:
+    lease = leases_rs.acquire(lake, "train:x", "r1", ttl=60)
+    assert leases_rs.renew(lake, lease, ttl=3600)
+    row = leases_rs.current_row(lake, "train:x")
+    assert row["expires_at"] > rules.utc(lease.expires_at) + timedelta(minutes=30)
+    leases_rs.release(lake, lease)
+    assert not leases_rs.renew(lake, lease)
+
+
+def test_two_runs_taking_one_lease_at_once_one_wins(lake, monkeypatch) -> None:
+    lake_rs.ensure(lake, tables.LEASES)
+    barrier = threading.Barrier(2, timeout=60)
+    real_ensure = lake_rs.ensure
+
+    def ensure_together(*args, **kwargs):
+        table = real_ensure(*args, **kwargs)  # both read the table with no holder, then both commit
+        barrier.wait()
+        return table
+
+    monkeypatch.setattr(lake_rs, "ensure", ensure_together)
+    outcome: dict[str, object] = {}
+
+    def take(run_id: str) -> None:
+        try:
+            outcome[run_id] = leases_rs.acquire(lake, "evaluate:x", run_id)
+        except (ConcurrentRunError, threading.BrokenBarrierError) as exc:
+            outcome[run_id] = exc
+
+    threads = [threading.Thread(target=take, args=(r,)) for r in ("run-a", "run-b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    won = [r for r, v in outcome.items() if isinstance(v, rules.Lease)]
+    lost = [v for v in outcome.values() if isinstance(v, ConcurrentRunError)]
+    assert len(won) == 1 and len(lost) == 1, outcome
+    assert f"({won[0]} on " in str(lost[0])
+    assert run_ids(lake) == won
+
+
+def test_held_renews_while_the_block_runs_and_gives_the_lease_back(lake, monkeypatch) -> None:
+    renewed = threading.Event()
+    real_renew = leases_rs.renew
+
+    def renew(*args, **kwargs) -> bool:
+        ok = real_renew(*args, **kwargs)
+        renewed.set()
+        return ok
+
+    monkeypatch.setattr(leases_rs, "renew", renew)
+    with leases_rs.held(lake, "train:exp", "t1", ttl=0.6) as run_id:
+        taken = leases_rs.current_row(lake, "train:exp")
+        assert run_id == "t1" and taken["holder"] == rules.holder_name()
+        with leases_rs.held(lake, "train:exp") as nested:  # same thread: re-entrant
+            assert nested == "nested"
+        assert renewed.wait(timeout=60)
+        assert leases_rs.current_row(lake, "train:exp")["expires_at"] > taken["expires_at"]
+    assert run_ids(lake) == []
+
+
+def test_a_refused_held_block_does_not_run(lake) -> None:
+    leases_rs.acquire(lake, "train:exp", "other")
+    ran = False
+    with pytest.raises(ConcurrentRunError, match="other"), leases_rs.held(lake, "train:exp"):
+        ran = True
+    assert not ran and run_ids(lake) == ["other"]
+
+
+BAD = [BadInput("/shards/00000.tar", 3, "image does not decode", "000000003: UnidentifiedImageError"),
+       BadInput("/shards/00000.tar", 3, "image does not decode", "the same key again"),  # one row per key
+       BadInput("/shards/00001.tar", 7, "tar cut off", "ReadError: unexpected end of data"),
+       BadInput("/digits/3/x.png", 0, "image does not decode", None)]
+
+
+def test_bad_records_are_written_once_with_job_run_and_source(lake) -> None:
+    assert lake_rs.record_bad_input(lake, "evaluate", "evaluate-1", BAD) == 3
+    assert lake_rs.record_bad_input(lake, "evaluate", "evaluate-2", BAD) == 0  # a rerun adds nothing
+    assert lake_rs.record_bad_input(lake, "train", "train-1", BAD[2:3]) == 1  # the job is part of the key
+    rows = lake_rs.open_table(lake, tables.BAD_RECORDS).to_pyarrow_table().to_pylist()
+    got = sorted((r["job"], r["run_id"], r["source_file"], r["offset"], r["reason"], r["sample"]) for r in rows)
+    assert got == [
+        ("evaluate", "evaluate-1", "/digits/3/x.png", 0, "image does not decode", None),
+        ("evaluate", "evaluate-1", "/shards/00000.tar", 3, "image does not decode",
+         "000000003: UnidentifiedImageError"),
+        ("evaluate", "evaluate-1", "/shards/00001.tar", 7, "tar cut off", "ReadError: unexpected end of data"),
+        ("train", "train-1", "/shards/00001.tar", 7, "tar cut off", "ReadError: unexpected end of data")]
+
+
+def test_no_bad_input_makes_the_table_and_no_row_and_a_missing_offset_is_refused(lake) -> None:
+    assert lake_rs.record_bad_input(lake, "evaluate", "e1", []) == 0
+    table = lake_rs.open_table(lake, tables.BAD_RECORDS)
+    assert table is not None and table.to_pyarrow_table().num_rows == 0
+    assert table.schema().to_arrow().names == [f.name for f in tables.schema(tables.BAD_RECORDS).fields]
+    with pytest.raises(ValueError, match="offset"):
+        lake_rs.record_bad_input(lake, "evaluate", "e1", [BadInput("/x", None, "why")])
