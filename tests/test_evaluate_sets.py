@@ -117,6 +117,8 @@ def test_zero_shot_of_a_model_that_cannot_miss_is_perfect_and_counts_unreadable_
     assert r.accuracy == {1: 1.0, 2: 1.0} and r.samples == 12 and r.classes == 3
     assert [os.path.basename(p) for p, _ in r.unreadable] == ["broken.png"]
     assert "UnidentifiedImageError" in r.unreadable[0][1]
+    [b] = r.bad
+    assert (os.path.basename(b.source_file), b.offset, b.reason) == ("broken.png", 0, "image does not decode")
 
 
 def test_retrieval_reads_shards_and_lists_what_it_cannot_use(tmp_path) -> None:
@@ -127,11 +129,19 @@ def test_retrieval_reads_shards_and_lists_what_it_cannot_use(tmp_path) -> None:
                          TarSample("000010001", jpg((0, 9, 9)), "fine", {})])
     whole = (tmp_path / "shards" / "00000.tar").read_bytes()
     (tmp_path / "shards" / "00002.tar").write_bytes(whole[:700])  # a cut-off download
-    pairs, bad = retrieval.read_pairs(retrieval.shard_files(out))
+    (tmp_path / "shards" / "00003.tar").write_bytes(whole[:len(whole) // 2])  # cut after a few samples
+    records: list = []  # what cannot be used, also as bad_records rows
+    pairs = list(retrieval.iter_pairs(retrieval.shard_files(out), bad := [], None, records))
     assert [k for k, _, _ in pairs][:6] == [f"0000000{i:02d}" for i in range(5)] + ["000010001"]
     assert pairs[0][2] == "caption 0" and pairs[0][1].size == (16, 16)
-    assert len(pairs) == 6 and [k for k, _ in bad] == ["000010000", os.path.join(out, "00002.tar")]
+    assert [k for k, _ in bad] == ["000010000", os.path.join(out, "00002.tar"), os.path.join(out, "00003.tar")]
     assert "UnidentifiedImageError" in bad[0][1] and "unexpected end of data" in bad[1][1]
+    # bad_records: the shard, the sample's position in it or, for a damaged tar, the samples read before
+    assert [(os.path.basename(b.source_file), b.reason) for b in records] == [
+        ("00001.tar", retrieval.NO_IMAGE), ("00002.tar", retrieval.BAD_SHARD), ("00003.tar", retrieval.BAD_SHARD)]
+    assert [b.offset for b in records[:2]] == [0, 0] and 0 < records[2].offset <= len(pairs) - 6 < 5
+    assert records[0].sample.startswith("000010000.jpg: UnidentifiedImageError")
+    assert [k for k, _ in retrieval.read_pairs(retrieval.shard_files(out))[1]] == [k for k, _ in bad]
     limited, _ = retrieval.read_pairs(retrieval.shard_files(out), limit=3)
     assert len(limited) == 3
     with pytest.raises(UserError, match="no webdataset shards"):

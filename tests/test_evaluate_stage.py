@@ -15,9 +15,10 @@ import pytest
 from deltalake import write_deltalake
 from PIL import Image
 
-from kgcurate import cli, config, tables
+from kgcurate import cli, config, lake_rs, leases_rs, tables
 from kgcurate.context import Context, execute_stage
 from kgcurate.download.shards import TarSample, write_shard
+from kgcurate.errors import UserError
 from kgcurate.evaluate.results import read_rows
 from kgcurate.stages import evaluate
 
@@ -155,6 +156,19 @@ def test_cli_checkpoint_mode_and_one_line_errors(tmp_path, checkpoint, capsys) -
     assert {(r["dataset"], r["metric"], r["train_run_id"], r["samples"]) for r in rows} == \
         {("colours", "top1", None, 6), ("colours", "top5", None, 6)}
     assert json.loads(Path(checkpoint).with_name("eval.json").read_text())["datasets"]["colours"]["unreadable"] == 1
+    [bad] = lake_rs.open_table(lake, tables.BAD_RECORDS).to_pyarrow_table().to_pylist()
+    assert (bad["job"], bad["source_file"], bad["offset"], bad["reason"]) == (
+        "evaluate", str(folder / "red_thing" / "bad.png"), 0, "image does not decode")
+    assert bad["run_id"] == json.loads(Path(checkpoint).with_name("eval.json").read_text())["eval_run_id"]
+
+    held = leases_rs.acquire(lake, evaluate.lease_scope(checkpoint), "other-eval")  # a run of it on another node
+    assert cli.main([*base, "--dataset", f"colours={folder}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"another evaluate:{checkpoint} run (other-eval on " in err
+    leases_rs.release(lake, held)
+    assert cli.main([*base, "--dataset", f"colours={folder}"]) == 0  # free again; a rerun records no bad row twice
+    assert lake_rs.open_table(lake, tables.BAD_RECORDS).to_pyarrow_table().num_rows == 1
+    assert leases_rs.current_row(lake, evaluate.lease_scope(checkpoint)) is None  # given back at the end
 
 
 def test_a_run_failing_midway_leaves_eval_runs_as_it_was(tmp_path, checkpoint, monkeypatch) -> None:
@@ -189,5 +203,18 @@ def test_a_retrieval_set_with_nothing_usable_records_null_metrics(tmp_path, chec
     assert ctx.session is None  # the stage never asked for Spark (needs_spark=False)
     (r,) = s.results
     assert r.samples == 0 and r.unreadable == 1 and r.unreadable_examples[0][0] == "000000000"
+    [bad] = lake_rs.open_table(lake, tables.BAD_RECORDS).to_pyarrow_table().to_pylist()
+    assert (bad["job"], bad["run_id"], bad["source_file"], bad["offset"], bad["reason"]) == (
+        "evaluate", s.eval_run_id, str(shards / "00000.tar"), 0, "image does not decode")
+    assert s.bad_records == 1 and bad["sample"].startswith("000000000.jpg: ")
     rows = read_rows(s.table)
     assert {row["metric"] for row in rows} == RECALL and {row["value"] for row in rows} == {None}
+
+
+def test_the_train_run_is_read_through_open_table_whatever_the_lake_uri(tmp_path, checkpoint) -> None:
+    lake = str(tmp_path / "lake")
+    with pytest.raises(UserError, match=f"no train_runs table in lake file://{lake}"):
+        evaluate.train_target(f"file://{lake}", None)
+    train_run(lake, checkpoint, "train-1", "completed", datetime(2026, 1, 1, tzinfo=timezone.utc))
+    t = evaluate.train_target(f"file://{lake}", None)  # a Hadoop-style lake URI, as Spark stages are given
+    assert (t.train_run_id, t.checkpoint, t.model) == ("train-1", checkpoint, "kgc-tiny")

@@ -40,8 +40,12 @@ def replace_predicate(checkpoint: str, datasets: Iterable[str]) -> str:
     return f"checkpoint = {sql_string(checkpoint)} AND dataset IN ({names})"
 
 
-def write_rows(table_uri: str, rows: Sequence[EvalRow]) -> None:
-    """Replace this checkpoint's rows for the datasets of ``rows`` with ``rows``, in one commit."""
+def write_rows(table_uri: str, rows: Sequence[EvalRow], tries: int = 5) -> None:
+    """Replace this checkpoint's rows for the datasets of ``rows`` with ``rows``, in one commit.
+
+    A commit that lost to another evaluation's (another checkpoint: the stage's lease keeps a second run
+    of this one out) is made again on the new table version: the predicate overwrite gives the same
+    result whenever it lands."""
     import pyarrow as pa
     from deltalake import DeltaTable, write_deltalake
     from deltalake.exceptions import CommitFailedError, TableNotFoundError
@@ -53,17 +57,20 @@ def write_rows(table_uri: str, rows: Sequence[EvalRow]) -> None:
     checkpoints = {r.checkpoint for r in rows}
     if len(checkpoints) != 1:
         raise ValueError("one checkpoint per write")
-    try:
-        DeltaTable(table_uri)
-    except TableNotFoundError:
-        write_deltalake(table_uri, data, mode="append")  # a concurrent first writer: the commit conflicts
-        return
-    try:
-        write_deltalake(table_uri, data, mode="overwrite",
-                        predicate=replace_predicate(checkpoints.pop(), [r.dataset for r in rows]))
-    except CommitFailedError as exc:
-        raise UserError(f"evaluate: another run changed {table_uri} at the same time ({str(exc)[:120]}); nothing "
-                        "was written: re-run the evaluation") from None
+    predicate = replace_predicate(checkpoints.pop(), [r.dataset for r in rows])
+    for attempt in range(tries):
+        try:
+            try:
+                DeltaTable(table_uri)
+            except TableNotFoundError:
+                write_deltalake(table_uri, data, mode="append")  # a concurrent first writer: the commit conflicts
+                return
+            write_deltalake(table_uri, data, mode="overwrite", predicate=predicate)
+            return
+        except CommitFailedError as exc:
+            if attempt == tries - 1:
+                raise UserError(f"evaluate: other runs kept changing {table_uri} ({str(exc)[:120]}); nothing was "
+                                "written: re-run the evaluation") from None
 
 
 def read_rows(table_uri: str) -> list[dict[str, Any]]:

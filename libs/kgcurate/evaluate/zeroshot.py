@@ -9,9 +9,11 @@ from dataclasses import dataclass
 
 import torch
 
+from kgcurate.bad_input import SAMPLE_CHARS, BadInput
 from kgcurate.evaluate import metrics
 from kgcurate.evaluate.folders import LabelledFolder, TransformedFolder
 from kgcurate.evaluate.model import LoadedModel
+from kgcurate.evaluate.retrieval import NO_IMAGE
 
 TEMPLATES = ("openai", "simple")  # open_clip.zero_shot_metadata: OPENAI_ / SIMPLE_IMAGENET_TEMPLATES
 
@@ -22,6 +24,11 @@ class ZeroShotResult:
     samples: int  # images scored
     classes: int
     unreadable: list[tuple[str, str]]  # (path, why) of images that could not be read
+
+    @property
+    def bad(self) -> list[BadInput]:
+        """The unreadable images as bad_records rows: the file, offset 0 (the whole file)."""
+        return [BadInput(path, 0, NO_IMAGE, why[:SAMPLE_CHARS]) for path, why in self.unreadable]
 
 
 def templates(name: str) -> Sequence[object]:

@@ -8,6 +8,14 @@ open_clip), else the train run ``--train-run-id`` or the newest finished one in 
 (``digits`` and ``skimage`` are written offline from PyPI packages; any ``DIR/<class>/<image>`` folder,
 e.g. ImageNet or iNat) and retrieval sets (webdataset shards, as ``kgcurate download`` writes them).
 Rows are keyed by (checkpoint, dataset): a rerun replaces them (kgcurate.evaluate.results).
+
+One evaluation of a checkpoint at a time: the run holds the lease ``evaluate:<checkpoint>`` in the
+``leases`` table (kgcurate.leases_rs, the Spark stages' lease written with deltalake) from before the
+model loads until its rows are written, so a second run of the same checkpoint fails at once with one
+line; evaluations of different checkpoints run side by side (their eval_runs rows are disjoint).
+What a dataset could not use (an image that does not decode, a sample without its text, a cut-off
+tar) is counted, listed in eval.json and recorded in ``bad_records`` (job ``evaluate``, the run's
+eval_run_id, the file or shard, the sample's position in it), once however often the run is repeated.
 """
 
 from __future__ import annotations
@@ -22,11 +30,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from kgcurate import run_ids, settings, tables
+from kgcurate import lake_rs, leases_rs, run_ids, settings, tables
+from kgcurate.bad_input import BadInput
 from kgcurate.context import Context
 from kgcurate.errors import UserError
 from kgcurate.train.experiment import COMPLETED
-from kgcurate.train.lake_input import table_uri
+from kgcurate.train.lake_input import open_table, table_uri
 
 JOB = "evaluate"
 FINISHED = (COMPLETED,)  # train_runs.status of a run with a usable checkpoint (kgcurate train writes it)
@@ -61,6 +70,7 @@ class DatasetResult:
     metrics: dict[str, float]
     unreadable: int = 0
     unreadable_examples: list[tuple[str, str]] = field(default_factory=list)
+    bad: list[BadInput] = field(default_factory=list)  # every unreadable sample, for bad_records
 
 
 @dataclass
@@ -75,6 +85,7 @@ class EvaluateSummary:
     table: str
     eval_json: str
     seconds: float
+    bad_records: int = 0  # rows this run added to bad_records (a rerun adds none)
 
 
 # ---------------------------------------------------------------- what to evaluate
@@ -117,17 +128,14 @@ def eval_sets(o: settings.EvaluateOptions) -> list[EvalSet]:
 
 def train_target(root: str, train_run_id: str | None) -> Target:
     """The checkpoint of a train run (``train_run_id`` or the newest finished one) from ``train_runs``."""
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
-
     from kgcurate.evaluate.manifest import read_manifest
 
     uri = table_uri(root, tables.TRAIN_RUNS)
-    try:
-        runs = DeltaTable(uri).to_pyarrow_table().to_pylist()
-    except TableNotFoundError:
+    table = open_table(root, tables.TRAIN_RUNS)
+    if table is None:
         raise UserError(f"evaluate: no {tables.TRAIN_RUNS} table in lake {root}: run `kgcurate train` first, or "
-                        "pass --checkpoint FILE --model NAME") from None
+                        "pass --checkpoint FILE --model NAME")
+    runs = table.to_pyarrow_table().to_pylist()
     if train_run_id is not None:
         picked = [r for r in runs if r["train_run_id"] == train_run_id]
         if not picked:
@@ -182,20 +190,32 @@ def evaluate_set(m: Any, s: EvalSet, o: settings.EvaluateOptions, scratch: str) 
 
     if s.kind == "retrieval":
         r = retrieval.evaluate(m, s.path, o.recall_k, o.batch_size, o.retrieval_limit)
-        return DatasetResult(s.name, s.kind, r.samples, r.recall, len(r.unreadable), r.unreadable[:UNREADABLE_LISTED])
+        return DatasetResult(s.name, s.kind, r.samples, r.recall, len(r.unreadable), r.unreadable[:UNREADABLE_LISTED],
+                             r.bad)
     path = offline.write_offline(s.path, os.path.join(scratch, s.path), o.digits_per_class) if s.offline else s.path
     z = zeroshot.evaluate(m, folders.read_folder(path), o.templates, o.top_k, o.batch_size, o.workers)
     return DatasetResult(s.name, s.kind, z.samples, {f"top{k}": v for k, v in z.accuracy.items()},
-                         len(z.unreadable), z.unreadable[:UNREADABLE_LISTED])
+                         len(z.unreadable), z.unreadable[:UNREADABLE_LISTED], z.bad)
+
+
+def lease_scope(checkpoint: str) -> str:
+    """The lease of an evaluation: one run per checkpoint (see the module docstring)."""
+    return f"{JOB}:{checkpoint}"
 
 
 def execute(ctx: Context, cfg: dict[str, Any]) -> EvaluateSummary:
-    from kgcurate.evaluate import model as model_io
-    from kgcurate.evaluate.results import EVAL_JSON, EvalRow, update_eval_json, write_rows
-
     o = settings.section(cfg, settings.EvaluateOptions)
     sets = eval_sets(o)
     t = target(cfg, o)
+    with leases_rs.held(ctx.root, lease_scope(t.checkpoint)):
+        return evaluate_target(ctx, o, sets, t)
+
+
+def evaluate_target(ctx: Context, o: settings.EvaluateOptions, sets: list[EvalSet], t: Target) -> EvaluateSummary:
+    """Load the checkpoint, score every set, record the bad input, then the rows and eval.json."""
+    from kgcurate.evaluate import model as model_io
+    from kgcurate.evaluate.results import EVAL_JSON, EvalRow, update_eval_json, write_rows
+
     t0 = time.monotonic()
     device = model_io.pick_device(o.device)
     m = model_io.load(t.model, t.checkpoint, t.model_config_dir, device)
@@ -212,6 +232,11 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> EvaluateSummary:
     rows = [EvalRow(eval_run_id, t.train_run_id, t.checkpoint, t.model, r.dataset, metric,
                     None if value != value else value, r.samples, now)  # NaN (nothing scored) as null
             for r in results for metric, value in r.metrics.items()]
+    bad = [b for r in results for b in r.bad]
+    recorded = lake_rs.record_bad_input(ctx.root, JOB, eval_run_id, bad)
+    if bad:
+        ctx.log.warning("%s: %d unreadable samples in %s (%d new rows in %s)", JOB, len(bad),
+                        ", ".join(sorted({r.dataset for r in results if r.bad})), recorded, tables.BAD_RECORDS)
     uri = table_uri(ctx.root, tables.EVAL_RUNS)
     write_rows(uri, rows)
     head = {"checkpoint": t.checkpoint, "model": t.model, "train_run_id": t.train_run_id, "eval_run_id": eval_run_id,
@@ -220,7 +245,7 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> EvaluateSummary:
                            "unreadable_examples": r.unreadable_examples, "eval_run_id": eval_run_id} for r in results}
     eval_json = update_eval_json(os.path.join(os.path.dirname(t.checkpoint), EVAL_JSON), head, per_set)
     return EvaluateSummary(eval_run_id, t.train_run_id, t.checkpoint, t.model, device, results, len(rows), uri,
-                           eval_json, round(time.monotonic() - t0, 2))
+                           eval_json, round(time.monotonic() - t0, 2), recorded)
 
 
 def report(s: EvaluateSummary, args: argparse.Namespace) -> int:
@@ -233,5 +258,5 @@ def report(s: EvaluateSummary, args: argparse.Namespace) -> int:
         if r.unreadable:
             first = r.unreadable_examples[0] if r.unreadable_examples else ("?", "?")
             print(f"kgcurate: warning: {r.dataset}: {r.unreadable:,} unreadable samples not scored (first: {first[0]}: "
-                  f"{first[1]}); listed in {s.eval_json}", file=sys.stderr)
+                  f"{first[1]}); listed in {s.eval_json} and table {tables.BAD_RECORDS}", file=sys.stderr)
     return 0
