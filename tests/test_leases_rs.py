@@ -25,9 +25,9 @@ def run_ids(root: str) -> list[str]:
 
 def put_rows(root: str, rows: list[tuple]) -> None:
     names = [f.name for f in tables.schema(tables.LEASES).fields]
-    write_deltalake(lake_rs.table_uri(root, tables.LEASES),
-                    pa.Table.from_pylist([dict(zip(names, r)) for r in rows], schema=tables.arrow_schema(tables.LEASES)),
-                    mode="append")
+    data = pa.Table.from_pylist([dict(zip(names, r, strict=True)) for r in rows],
+                                schema=tables.arrow_schema(tables.LEASES))
+    write_deltalake(lake_rs.table_uri(root, tables.LEASES), data, mode="append")
 
 
 def test_a_held_lease_refuses_others_until_released(lake) -> None:

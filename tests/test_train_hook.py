@@ -69,3 +69,31 @@ def test_a_shard_read_twice_in_a_pass_draws_anew_and_bad_json_keeps_its_txt() ->
                 for visit in (0, 0, 1) for i in range(50)]
     assert shown[:-1] == expected and shown[:50] != shown[100:150]  # the second visit of a.tar draws anew
     assert shown[-1] == "primary" and draw.unreadable == 1 and draw.passes == 1
+
+
+def test_what_the_draw_cannot_use_is_spilled_once_for_bad_records(tmp_path) -> None:
+    """A sample whose json does not parse (it trains on its txt) and a shard cut off mid-way (webdataset
+    skips the rest) are each noted once per worker, with the shard and the position in it."""
+    from kgcurate.bad_input import SHARD_DAMAGED
+    from kgcurate.train import bad_samples
+
+    out = tmp_path / "shards"
+    write_shards(str(out), 200, 100, kg_every=1)
+    whole = (out / "00001.tar").read_bytes()
+    (out / "00001.tar").write_bytes(whole[:len(whole) // 2])  # a cut-off download
+    bad_dir = str(tmp_path / "exp" / bad_samples.FOLDER)
+    with installed(DrawTexts(kg_text_share=0.5, seed=1, bad_dir=bad_dir)) as draw:
+        assert len(_texts(f"{out}/{{00000..00001}}.tar", 200, passes=2)) == 400  # training goes on
+    assert draw.damaged >= 2  # met on every pass over the shard (open_clip wraps around to fill an epoch)
+    [(shard, offset, reason)] = [(b.source_file, b.offset, b.reason) for b in bad_samples.read_spilled(bad_dir)]
+    assert (shard, reason) == (f"{out}/00001.tar", SHARD_DAMAGED) and 0 < offset < 100  # noted once
+
+    raw = [{"__key__": f"k{i}", "__url__": "a.tar", "txt": b"primary", "json": b"{}" if i != 3 else b"{oops"}
+           for i in range(5)]
+    draw = DrawTexts(kg_text_share=0.5, seed=3, bad_dir=bad_dir)
+    draw.original = lambda src, handler=None: iter(src)
+    for _ in range(2):
+        list(draw([dict(r) for r in raw]))
+    assert draw.unreadable == 2
+    spilled = {(b.source_file, b.offset, b.reason, b.sample) for b in bad_samples.read_spilled(bad_dir)}
+    assert ("a.tar", 3, bad_samples.JSON_UNREADABLE, "k3.json") in spilled and len(spilled) == 2

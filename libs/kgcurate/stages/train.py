@@ -10,11 +10,20 @@ The experiment folder (``<experiments>/<name>``) holds open_clip's log and check
 ``manifest.json``; an existing one is refused unless ``--resume``, which continues from its latest
 checkpoint with the inputs its manifest pinned. The ``train_runs`` row (one per experiment, MERGEd on
 ``train_run_id``) is written when the trainer has finished: a failed run leaves the table as it was.
+
+One run per experiment: the process that checks the folder and records (rank 0 under torchrun) holds
+the lease ``train:<experiment folder>`` in the ``leases`` table (kgcurate.leases_rs, the Spark stages'
+lease written with deltalake) from before it looks at the folder until the train_runs row is written.
+A second run of the same experiment (a resume started twice, two fresh starts racing for one name)
+fails at once with one line; experiments with other names train side by side, each writing its own
+train_runs row. What the trainer could not fully use (a sample's unreadable json, a cut-off shard) is
+noted by the dataloader workers and recorded in ``bad_records`` at the end (kgcurate.train.bad_samples).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import subprocess
@@ -24,7 +33,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from kgcurate import settings, tables
+from kgcurate import lake_rs, leases_rs, settings, tables
 from kgcurate.context import Context
 from kgcurate.errors import UserError
 
@@ -54,6 +63,8 @@ class TrainSummary:
     train_runs_version: int | None
     seconds: float
     command: tuple[str, ...] = ()  # the torchrun command when --gpus > 1
+    bad_samples: int = 0  # samples or shards the trainer could not fully use (in bad_records)
+    bad_records: int = 0  # rows this run added to bad_records (a resume or rerun adds none)
 
 
 def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -99,29 +110,35 @@ def torchrun_rank() -> tuple[int, int] | None:
 
 
 def run_trainer(o: settings.TrainOptions, argv: list[str], start_pass: int, ctx: Context,
-                in_process: bool) -> tuple[int, tuple]:
+                in_process: bool, bad_dir: str | None = None) -> tuple[int, tuple]:
     """open_clip's trainer in this process, or ``--gpus`` torchrun processes; (exit code, torchrun command)."""
     from kgcurate.train import launch, trainer_args
 
     config_dir = os.path.abspath(o.model_config_dir) if o.model_config_dir else None
     if in_process:
-        return launch.run(argv, o.kg_text_share, o.seed, start_pass, config_dir), ()
+        return launch.run(argv, o.kg_text_share, o.seed, start_pass, config_dir, bad_dir), ()
     command = trainer_args.torchrun_command(sys.executable, o.gpus, launch.launch_args(
-        o.kg_text_share, o.seed, start_pass, config_dir, argv))
+        o.kg_text_share, o.seed, start_pass, config_dir, argv, bad_dir))
     ctx.log.info("%s: %s", JOB, " ".join(command))
     return subprocess.run(command, check=False).returncode, tuple(command)
 
 
-def experiment_input(ctx: Context, o: settings.TrainOptions,
-                     master: bool = True) -> tuple[TrainInput, str, Manifest | None]:
-    """(the lake input, the experiment folder, the manifest to continue or None): an existing folder is
-    refused without --resume, and a resume reads the input its manifest pinned. Under torchrun only the
-    master checks the folder (the others would see what it has just written)."""
-    from kgcurate.train import experiment as ex
+def experiment_location(ctx: Context, o: settings.TrainOptions) -> tuple[TrainInput, str]:
+    """(the lake input, the experiment folder): what names the experiment, read before its lease."""
     from kgcurate.train import lake_input
 
     inp = lake_input.read_input(ctx.root, o.download_run_id, o.download_runs_version)
-    experiment_dir = os.path.abspath(os.path.join(o.experiments, o.name or default_name(o, inp.curated_run_id)))
+    return inp, os.path.abspath(os.path.join(o.experiments, o.name or default_name(o, inp.curated_run_id)))
+
+
+def experiment_start(ctx: Context, o: settings.TrainOptions, inp: TrainInput, experiment_dir: str,
+                     master: bool = True) -> tuple[TrainInput, Manifest | None]:
+    """(the input to train on, the manifest to continue or None): an existing folder is refused without
+    --resume, and a resume reads the input its manifest pinned. Under torchrun only the master checks the
+    folder (the others would see what it has just written)."""
+    from kgcurate.train import experiment as ex
+    from kgcurate.train import lake_input
+
     expected = {"model": o.model, "kg_text_share": o.kg_text_share, "seed": o.seed}
     manifest = ex.check_start(experiment_dir, o.resume, expected) if master else ex.read_manifest(experiment_dir)
     if manifest is not None and (manifest.download_runs_version, manifest.download_run_id) != (
@@ -130,7 +147,12 @@ def experiment_input(ctx: Context, o: settings.TrainOptions,
     if not inp.files:
         raise UserError(f"download run {inp.download_run_id} stored no images in {inp.out}: nothing to train on "
                         "(see table downloads for the statuses)")
-    return inp, experiment_dir, manifest
+    return inp, manifest
+
+
+def lease_scope(experiment_dir: str) -> str:
+    """The lease of a training run: one run per experiment folder (see the module docstring)."""
+    return f"{JOB}:{experiment_dir}"
 
 
 def new_manifest(ctx: Context, o: settings.TrainOptions, inp: TrainInput, experiment_dir: str,
@@ -161,14 +183,22 @@ def finished(manifest: Manifest, global_batch: int) -> Manifest:
 
 
 def execute(ctx: Context, cfg: dict[str, Any]) -> TrainSummary:
-    from kgcurate.train import experiment as ex
-    from kgcurate.train import runs, trainer_args
-
     o = settings.section(cfg, settings.TrainOptions)
     t0 = time.monotonic()
     rank = torchrun_rank()  # inside torchrun: this process trains, rank 0 alone checks and records
+    master = rank is None or rank[0] == 0
+    inp, experiment_dir = experiment_location(ctx, o)
+    with leases_rs.held(ctx.root, lease_scope(experiment_dir)) if master else contextlib.nullcontext():
+        return train_experiment(ctx, o, inp, experiment_dir, rank, t0)
+
+
+def train_experiment(ctx: Context, o: settings.TrainOptions, inp: TrainInput, experiment_dir: str,
+                     rank: tuple[int, int] | None, t0: float) -> TrainSummary:
+    from kgcurate.train import bad_samples, runs, trainer_args
+    from kgcurate.train import experiment as ex
+
     master, processes = (rank[0] == 0, rank[1]) if rank else (True, o.gpus)
-    inp, experiment_dir, manifest = experiment_input(ctx, o, master)
+    inp, manifest = experiment_start(ctx, o, inp, experiment_dir, master)
     gpus = gpu_count()
     if rank is None:
         check_gpus(o.gpus, gpus)
@@ -178,19 +208,26 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> TrainSummary:
                                    resume=o.resume)
     start_epoch = ex.epoch_of((ex.checkpoints(experiment_dir) or [None])[-1])
     manifest = replace(manifest or new_manifest(ctx, o, inp, experiment_dir, argv), args=argv, status=ex.RUNNING)
+    bad_dir = bad_samples.folder_of(experiment_dir)
     command: tuple = ()
     if start_epoch < o.epochs:
         if master:
             ex.write_manifest(manifest)  # before the trainer: a killed run's resume finds its train_run_id
-        rc, command = run_trainer(o, argv, start_epoch, ctx, in_process=rank is not None or o.gpus == 1)
+        rc, command = run_trainer(o, argv, start_epoch, ctx, in_process=rank is not None or o.gpus == 1,
+                                  bad_dir=bad_dir)
         if rc != 0:
             raise RuntimeError(f"open_clip's trainer exited with {rc}: see {experiment_dir}/{ex.LOG} "
                                f"(resume with the same command and --resume)")
     else:
         ctx.log.info("%s: %s already has epoch %d of %d: nothing to train", JOB, experiment_dir, start_epoch, o.epochs)
     manifest = finished(manifest, o.batch_size * processes)
-    version = None
+    version, bad, recorded = None, [], 0
     if master:
+        bad = bad_samples.read_spilled(bad_dir)  # every worker's, every rank's (one folder), every resume's
+        recorded = lake_rs.record_bad_input(ctx.root, JOB, manifest.train_run_id, bad)
+        if bad:
+            ctx.log.warning("%s: %d samples or shards not fully usable (%d new rows in %s)", JOB, len(bad), recorded,
+                            tables.BAD_RECORDS)
         version = runs.record(ctx.root, tables.TRAIN_RUNS, tables.arrow_schema(tables.TRAIN_RUNS), manifest)
         ex.write_manifest(manifest)  # after the row: a completed manifest always has its train_runs row
     curve = manifest.loss_curve
@@ -200,7 +237,8 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> TrainSummary:
         downloaded_samples=inp.downloaded_samples, resumed_from_epoch=start_epoch,
         epochs_done=manifest.epochs_done, samples_seen=manifest.samples_seen, steps=manifest.steps,
         first_loss=curve[0][1] if curve else None, final_loss=manifest.final_loss, checkpoint=manifest.checkpoint,
-        train_runs_version=version, seconds=round(time.monotonic() - t0, 2), command=command)
+        train_runs_version=version, seconds=round(time.monotonic() - t0, 2), command=command,
+        bad_samples=len(bad), bad_records=recorded)
 
 
 def report(s: TrainSummary, args: argparse.Namespace) -> int:
@@ -209,6 +247,10 @@ def report(s: TrainSummary, args: argparse.Namespace) -> int:
     print(f"{JOB} {s.train_run_id}: curated run {s.curated_run_id} (download {s.download_run_id}), {s.shards} shards, "
           f"{s.samples:,} samples; epoch {s.epochs_done}{resumed}, {s.steps:,} steps, {s.samples_seen:,} samples "
           f"seen, {loss} in {s.seconds}s -> {s.checkpoint} (manifest {s.experiment_dir}/manifest.json)")
+    if s.bad_samples:
+        print(f"kgcurate: warning: {s.bad_samples:,} samples or shards could not be fully used (unreadable json: "
+              f"trained on its txt; a damaged shard: the rest skipped); see table {tables.BAD_RECORDS}, job {JOB}",
+              file=sys.stderr)
     if s.downloaded_samples is not None and s.downloaded_samples != s.samples:
         print(f"kgcurate: warning: download_runs lists {s.samples:,} samples in these shards, downloads has "
               f"{s.downloaded_samples:,} stored: the tables disagree (a download run in progress?)", file=sys.stderr)

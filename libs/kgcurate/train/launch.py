@@ -27,6 +27,8 @@ from collections.abc import Iterator
 
 from open_clip_train import data as oc_data
 
+from kgcurate.bad_input import SHARD_DAMAGED, BadInput, shard_error
+from kgcurate.train import bad_samples
 from kgcurate.train.texts import text_of_json
 
 log = logging.getLogger("kgcurate.train")
@@ -39,29 +41,54 @@ def _original():
 
 
 class DrawTexts:
-    """A drop-in for ``tarfile_to_samples_nothrow`` whose samples carry a drawn text as ``txt``."""
+    """A drop-in for ``tarfile_to_samples_nothrow`` whose samples carry a drawn text as ``txt``.
 
-    def __init__(self, kg_text_share: float, seed: int, start_pass: int = 0) -> None:
+    With ``bad_dir``, what it cannot fully use (a sample whose json does not parse, a shard that cannot
+    be read on) is spilled there once per worker for ``bad_records`` (:mod:`kgcurate.train.bad_samples`)."""
+
+    def __init__(self, kg_text_share: float, seed: int, start_pass: int = 0, bad_dir: str | None = None) -> None:
         self.original = _original()
         self.kg_text_share, self.seed, self.start_pass = kg_text_share, seed, start_pass
+        self.bad_dir = bad_dir
         self.passes = 0
         self.unreadable = 0  # samples whose json could not be read (they show their txt)
+        self.damaged = 0  # shard errors webdataset skipped past
+        self._spilled: set[tuple] = set()
+
+    def _bad(self, item: BadInput) -> None:
+        key = (item.source_file, item.offset, item.reason)
+        if self.bad_dir is None or key in self._spilled:
+            return
+        self._spilled.add(key)
+        try:
+            bad_samples.spill(self.bad_dir, item)
+        except OSError as exc:  # never stops training; the count and the log still say it
+            log.warning("could not note bad input %s in %s: %s", item, self.bad_dir, exc)
 
     def __call__(self, src, handler=oc_data.log_and_continue) -> Iterator[dict]:
         pass_index = self.start_pass + self.passes
         self.passes += 1
         visits: dict[str, int] = {}  # a shard drawn twice in a pass (resampled) draws anew
-        url = None
-        for sample in self.original(src, handler=handler):
+        url, position = None, 0  # the shard being read, samples read from it in this visit
+
+        def noting(exc: Exception) -> bool:
+            self.damaged += 1
+            where, why = shard_error(exc)
+            self._bad(BadInput(where, position if where == url else 0, SHARD_DAMAGED, why))
+            return handler(exc)
+
+        for sample in self.original(src, handler=noting):
             if sample.get("__url__") != url:
-                url = sample.get("__url__")
+                url, position = sample.get("__url__"), 0
                 visits[url] = visits.get(url, -1) + 1
+            position += 1
             txt = sample.get("txt")
             primary = txt.decode("utf-8", "replace") if isinstance(txt, bytes) else (txt or "")
             text, ok = text_of_json(sample.get("json"), primary, self.kg_text_share, self.seed, pass_index,
                                     sample["__key__"], visits[url])
             if not ok:
                 self.unreadable += 1
+                self._bad(BadInput(str(url), position - 1, bad_samples.JSON_UNREADABLE, f"{sample['__key__']}.json"))
                 if self.unreadable in (1, 1000):
                     log.warning("sample %s of %s: no readable json texts, showing its txt (%d so far)",
                                 sample["__key__"], url, self.unreadable)
@@ -82,7 +109,7 @@ def installed(draw: DrawTexts) -> Iterator[DrawTexts]:
 
 
 def run(argv: list[str], kg_text_share: float, seed: int, start_pass: int = 0,
-        model_config_dir: str | None = None) -> int:
+        model_config_dir: str | None = None, bad_dir: str | None = None) -> int:
     """``open_clip_train.main.main(argv)`` with our text draw; its return as an exit code (it returns -1
     for the errors it only prints)."""
     import open_clip
@@ -90,7 +117,7 @@ def run(argv: list[str], kg_text_share: float, seed: int, start_pass: int = 0,
 
     if model_config_dir:
         open_clip.add_model_config(model_config_dir)
-    with installed(DrawTexts(kg_text_share, seed, start_pass)), own_logging():
+    with installed(DrawTexts(kg_text_share, seed, start_pass, bad_dir)), own_logging():
         rc = oc_main.main(list(argv))
     return 0 if not rc else 1
 
@@ -121,9 +148,10 @@ def own_logging() -> Iterator[None]:
 
 
 def launch_args(kg_text_share: float, seed: int, start_pass: int, model_config_dir: str | None,
-                argv: list[str]) -> list[str]:
+                argv: list[str], bad_dir: str | None = None) -> list[str]:
     """This module's own arguments (for torchrun): the draw's, then ``--``, then open_clip's."""
     extra = ["--model-config-dir", model_config_dir] if model_config_dir else []
+    extra += ["--bad-input-dir", bad_dir] if bad_dir else []
     return ["--kg-text-share", repr(kg_text_share), "--text-seed", str(seed), "--start-pass", str(start_pass),
             *extra, "--", *argv]
 
@@ -136,8 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text-seed", type=int, default=0)
     parser.add_argument("--start-pass", type=int, default=0)
     parser.add_argument("--model-config-dir")
+    parser.add_argument("--bad-input-dir")
     ours = parser.parse_args(argv[:split])
-    return run(argv[split + 1:], ours.kg_text_share, ours.text_seed, ours.start_pass, ours.model_config_dir)
+    return run(argv[split + 1:], ours.kg_text_share, ours.text_seed, ours.start_pass, ours.model_config_dir,
+               ours.bad_input_dir)
 
 
 if __name__ == "__main__":
