@@ -38,3 +38,24 @@ def test_eval_json_keeps_earlier_datasets_and_survives_a_damaged_file(tmp_path) 
     (tmp_path / "eval.json").write_text("{broken")
     update_eval_json(path, {"eval_run_id": "e3"}, {"digits": {"metrics": {"top1": 0.3}}})
     assert json.loads((tmp_path / "eval.json").read_text())["datasets"] == {"digits": {"metrics": {"top1": 0.3}}}
+
+
+def test_a_commit_lost_to_another_checkpoints_write_is_made_again(tmp_path, monkeypatch) -> None:
+    import deltalake
+    from deltalake.exceptions import CommitFailedError
+
+    uri = str(tmp_path / "eval_runs")
+    write_rows(uri, rows("/a.pt", "e1", {("digits", "top1"): 0.1}))
+    real, calls = deltalake.write_deltalake, []
+
+    def another_run_commits_first(*args, **kwargs):
+        calls.append(kwargs.get("mode"))
+        if len(calls) == 1:  # another checkpoint's evaluation landed between our read and our commit
+            real(uri, args[1].slice(0, 0), mode="append")
+            raise CommitFailedError("a concurrent transaction deleted data this operation read")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(deltalake, "write_deltalake", another_run_commits_first)
+    write_rows(uri, rows("/b.pt", "e2", {("digits", "top1"): 0.2}))
+    assert calls == ["overwrite", "overwrite"]
+    assert sorted((r["checkpoint"], r["value"]) for r in read_rows(uri)) == [("/a.pt", 0.1), ("/b.pt", 0.2)]

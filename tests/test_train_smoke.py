@@ -123,3 +123,41 @@ def test_under_torchrun_each_process_trains_and_rank_0_alone_records(rank, tmp_p
         (tmp_path / "exp" / "ddp").mkdir(parents=True, exist_ok=True)
         (tmp_path / "exp" / "ddp" / "out.log").write_text("")
         assert cli.main(command) == 0
+
+
+def test_one_run_per_experiment_and_what_training_could_not_use_goes_to_bad_records(tmp_path, monkeypatch,
+                                                                                     capsys) -> None:
+    """A second writer of one experiment (its lease held, here as another node would) is refused in one line
+    before anything is written; the trainer's spilled bad input is recorded once, under the train run id."""
+    from kgcurate import lake_rs, leases_rs
+    from kgcurate.bad_input import SHARD_DAMAGED, BadInput
+    from kgcurate.stages import train
+    from kgcurate.train import bad_samples, launch
+
+    monkeypatch.chdir(REPO)
+    lake, _ = train_data.make_input(str(tmp_path), n=64, per_shard=16)
+    exp = str(tmp_path / "exp" / "one")
+
+    def trainer(argv, share, seed, start_pass, config_dir=None, bad_dir=None) -> int:  # a worker meets a cut shard
+        bad_samples.spill(bad_dir, BadInput(f"{tmp_path}/shards/00001.tar", 9, SHARD_DAMAGED, "ReadError"))
+        return 0
+
+    monkeypatch.setattr(launch, "run", trainer)
+    command = ["train", "--config", "conf/train-smoke.yaml", "--lake", lake, "--experiments", str(tmp_path / "exp"),
+               "--name", "one"]
+    other = leases_rs.acquire(lake, train.lease_scope(exp), "train-elsewhere")
+    assert cli.main(command) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"another train:{exp} run (train-elsewhere on " in err
+    assert not os.path.exists(exp) and open_table(lake, "train_runs") is None
+    leases_rs.release(lake, other)
+    with leases_rs.held(lake, train.lease_scope(str(tmp_path / "exp" / "two"))):  # another experiment: no matter
+        assert cli.main(command) == 0
+    assert "1 samples or shards could not be fully used" in capsys.readouterr().err
+    [row] = lake_rs.open_table(lake, "bad_records").to_pyarrow_table().to_pylist()
+    run_id = json.loads((tmp_path / "exp" / "one" / "manifest.json").read_text())["train_run_id"]
+    assert (row["job"], row["run_id"], row["source_file"], row["offset"], row["reason"]) == (
+        "train", run_id, f"{tmp_path}/shards/00001.tar", 9, SHARD_DAMAGED)
+    assert cli.main([*command, "--resume"]) == 0  # met again: not recorded twice
+    assert lake_rs.open_table(lake, "bad_records").to_pyarrow_table().num_rows == 1
+    assert leases_rs.current_row(lake, train.lease_scope(exp)) is None  # given back
