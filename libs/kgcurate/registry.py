@@ -96,10 +96,10 @@ STAGES: tuple[Stage, ...] = (
           writes=(T.DOWNLOADS, T.DOWNLOAD_RUNS, T.LEASES), deploy=Resources(50, 4, "8g"), retries=3,
           options=("download",)),
     Stage("train", "train", "train a CLIP model on a download's shards with open_clip's trainer",
-          reads=(T.DOWNLOADS, T.DOWNLOAD_RUNS), writes=(T.TRAIN_RUNS,), needs_spark=False,
+          reads=(T.DOWNLOADS, T.DOWNLOAD_RUNS), writes=(T.TRAIN_RUNS, T.BAD_RECORDS, T.LEASES), needs_spark=False,
           deploy=Resources(1, 64, "480g", gpus=8), retries=3, options=("train",)),
     Stage("evaluate", "evaluate", "zero-shot accuracy and image-text retrieval of a trained CLIP checkpoint",
-          reads=(T.TRAIN_RUNS,), writes=(T.EVAL_RUNS,), needs_spark=False,
+          reads=(T.TRAIN_RUNS,), writes=(T.EVAL_RUNS, T.BAD_RECORDS, T.LEASES), needs_spark=False,
           deploy=Resources(1, 8, "64g", gpus=1), retries=2, options=("evaluate",)),
     # Commands over other stages: the pipeline in one session, a crawl's refresh, table upkeep.
     Stage("run", "run_pipeline", "the whole pipeline from a config file"),
