@@ -8,7 +8,7 @@ Why each piece:
 - ``jobs/``: the spark-submit entry scripts; ``conf/``: cluster.yaml, the entity sets, extra model configs;
 - ``constraints.txt``: every package pinned, for the training image (``deploy/Dockerfile.train``);
 - ``packages.txt``: the Maven coordinates pinned to the Spark line (``--packages``);
-- ``spark-defaults.conf``: the session settings (``kgcurate.session.SESSION_CONF``: Delta, FAIR scheduling);
+- ``spark-defaults.conf``: the session settings (``kgcurate.session.SESSION_CONF``: Delta);
 - ``stages.tsv``: command -> job script, so ``deploy/spark-submit.sh`` needs no Python to map it;
 - ``airflow/``: the DAG and the stage list it imports, ready to drop into a dags folder.
 The build is deterministic for a given tree (sorted zip entries, fixed timestamps).

@@ -108,7 +108,6 @@ def spark_application(stage: str, script: str, crawl: str) -> dict:
             "sparkConf": {
                 "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
                 "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-                "spark.scheduler.mode": "FAIR",
                 "spark.hadoop.fs.s3a.aws.credentials.provider":
                     "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider",
                 "spark.sql.shuffle.partitions": "2000",
@@ -195,7 +194,6 @@ def emr_steps(crawl: str, packages: str) -> list[dict]:
             "--files", f"{dist}/conf/cluster.yaml",
             "--conf", "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
             "--conf", "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog",
-            "--conf", "spark.scheduler.mode=FAIR",
             "--num-executors", str(res["executors"]),
             "--executor-cores", str(res["cores"]),
             "--executor-memory", str(res["memory"]),

@@ -15,7 +15,7 @@ import pytest
 from deltalake import write_deltalake
 from PIL import Image
 
-from kgcurate import cli, config, lake_rs, leases_rs, tables
+from kgcurate import cli, config, lake_rs, leases, tables
 from kgcurate.context import Context, execute_stage
 from kgcurate.download.shards import TarSample, write_shard
 from kgcurate.errors import UserError
@@ -161,14 +161,14 @@ def test_cli_checkpoint_mode_and_one_line_errors(tmp_path, checkpoint, capsys) -
         "evaluate", str(folder / "red_thing" / "bad.png"), 0, "image does not decode")
     assert bad["run_id"] == json.loads(Path(checkpoint).with_name("eval.json").read_text())["eval_run_id"]
 
-    held = leases_rs.acquire(lake, evaluate.lease_scope(checkpoint), "other-eval")  # a run of it on another node
+    held = leases.acquire(lake, evaluate.lease_scope(checkpoint), "other-eval")  # a run of it on another node
     assert cli.main([*base, "--dataset", f"colours={folder}"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"another evaluate:{checkpoint} run (other-eval on " in err
-    leases_rs.release(lake, held)
+    leases.release(lake, held)
     assert cli.main([*base, "--dataset", f"colours={folder}"]) == 0  # free again; a rerun records no bad row twice
     assert lake_rs.open_table(lake, tables.BAD_RECORDS).to_pyarrow_table().num_rows == 1
-    assert leases_rs.current_row(lake, evaluate.lease_scope(checkpoint)) is None  # given back at the end
+    assert leases.current_row(lake, evaluate.lease_scope(checkpoint)) is None  # given back at the end
 
 
 def test_a_run_failing_midway_leaves_eval_runs_as_it_was(tmp_path, checkpoint, monkeypatch) -> None:

@@ -1,4 +1,6 @@
-"""Leases: one writer per stage and lake, taken atomically through a Delta MERGE."""
+"""The stage lease and bad_records written with deltalake, no Spark: what every stage takes (the Spark
+stages in the driver, train and evaluate on a GPU node). With Spark: tests/test_leases_spark.py and
+tests/test_lake_rs_spark.py."""
 
 from __future__ import annotations
 
@@ -7,126 +9,150 @@ import sys
 import threading
 from datetime import timedelta
 
+import pyarrow as pa
 import pytest
+from deltalake import write_deltalake
 
-from kgcurate import leases, tables
+from kgcurate import lake_rs, leases, tables
+from kgcurate import lease_rules as rules
+from kgcurate.bad_input import BadInput
 from kgcurate.errors import ConcurrentRunError
 
 
-def test_holder_is_dead_only_for_a_gone_process_of_this_host() -> None:
+def run_ids(root: str) -> list[str]:
+    table = lake_rs.open_table(root, tables.LEASES)
+    return sorted(r["run_id"] for r in table.to_pyarrow_table().to_pylist()) if table is not None else []
+
+
+def put_rows(root: str, rows: list[tuple]) -> None:
+    names = [f.name for f in tables.schema(tables.LEASES).fields]
+    data = pa.Table.from_pylist([dict(zip(names, r, strict=True)) for r in rows],
+                                schema=tables.arrow_schema(tables.LEASES))
+    write_deltalake(lake_rs.table_uri(root, tables.LEASES), data, mode="append")
+
+
+def test_a_held_lease_refuses_others_until_released(lake) -> None:
+    first = leases.acquire(lake, "evaluate:/exp/epoch_1.pt", "first")
+    with pytest.raises(ConcurrentRunError, match=r"another evaluate:/exp/epoch_1.pt run \(first on .*\) is writing "
+                                                 r"lake .*changed nothing"):
+        leases.acquire(lake, "evaluate:/exp/epoch_1.pt", "second")
+    assert leases.acquire(lake, "evaluate:/exp/epoch_1.pt", "first").run_id == "first"  # our own: retaken
+    other = leases.acquire(lake, "evaluate:/exp/epoch_2.pt", "other")  # scopes are independent
+    assert run_ids(lake) == ["first", "other"]
+    leases.release(lake, first)
+    assert run_ids(lake) == ["other"]
+    assert leases.acquire(lake, "evaluate:/exp/epoch_1.pt", "second").run_id == "second"
+    leases.release(lake, other)
+    assert run_ids(lake) == ["second"]
+
+
+def test_dead_or_expired_holders_are_taken_over_a_live_one_is_not(lake) -> None:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
-    me = leases.holder_name()
-    host = me.rpartition(":")[0]
-    assert not leases.holder_is_dead(me)
-    assert leases.holder_is_dead(f"{host}:{proc.pid}")
-    assert not leases.holder_is_dead(f"another-host:{proc.pid}")
-    assert not leases.holder_is_dead(None) and not leases.holder_is_dead("garbage")
+    host = rules.holder_name().rpartition(":")[0]
+    now = rules.now()
+    put_rows(lake, [("train:a", "killed-run", f"{host}:{proc.pid}", now, now + timedelta(hours=1)),
+                    ("train:b", "cluster-run", "other-host:1", now - timedelta(hours=2), now - timedelta(hours=1)),
+                    ("train:c", "live-run", "other-host:1", now, now + timedelta(hours=1))])
+    assert leases.acquire(lake, "train:a", "next-a").run_id == "next-a"
+    assert leases.acquire(lake, "train:b", "next-b").run_id == "next-b"
+    with pytest.raises(ConcurrentRunError, match="live-run on other-host:1"):
+        leases.acquire(lake, "train:c", "next-c")
+    assert run_ids(lake) == ["live-run", "next-a", "next-b"]
 
 
-def test_two_runs_taking_one_lease_at_once_one_wins(spark, lake, monkeypatch) -> None:
-    lake_mod = leases.lake
-    lake_mod.ensure(spark, lake, tables.LEASES)
-    barrier = threading.Barrier(2, timeout=120)
-    real_merge = lake_mod.merge
+def test_renew_pushes_the_expiry_and_notices_a_takeover(lake) -> None:
+    lease = leases.acquire(lake, "train:x", "r1", ttl=60)
+    assert leases.renew(lake, lease, ttl=3600)
+    row = leases.current_row(lake, "train:x")
+    assert row["expires_at"] > rules.utc(lease.expires_at) + timedelta(minutes=30)
+    leases.release(lake, lease)
+    assert not leases.renew(lake, lease)
 
-    def merge_together(*args, **kwargs):
-        barrier.wait()  # both runs have seen no holder; now both commit
-        return real_merge(*args, **kwargs)
 
-    monkeypatch.setattr(lake_mod, "merge", merge_together)
+def test_two_runs_taking_one_lease_at_once_one_wins(lake, monkeypatch) -> None:
+    lake_rs.ensure(lake, tables.LEASES)
+    barrier = threading.Barrier(2, timeout=60)
+    real_ensure = lake_rs.ensure
+
+    def ensure_together(*args, **kwargs):
+        table = real_ensure(*args, **kwargs)  # both read the table with no holder, then both commit
+        barrier.wait()
+        return table
+
+    monkeypatch.setattr(lake_rs, "ensure", ensure_together)
     outcome: dict[str, object] = {}
 
     def take(run_id: str) -> None:
         try:
-            outcome[run_id] = leases.acquire(spark, lake, "match", run_id)
-        except ConcurrentRunError as exc:
+            outcome[run_id] = leases.acquire(lake, "evaluate:x", run_id)
+        except (ConcurrentRunError, threading.BrokenBarrierError) as exc:
             outcome[run_id] = exc
 
     threads = [threading.Thread(target=take, args=(r,)) for r in ("run-a", "run-b")]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=300)
-    won = [r for r, v in outcome.items() if isinstance(v, leases.Lease)]
+        t.join(timeout=120)
+    won = [r for r, v in outcome.items() if isinstance(v, rules.Lease)]
     lost = [v for v in outcome.values() if isinstance(v, ConcurrentRunError)]
     assert len(won) == 1 and len(lost) == 1, outcome
-    assert "changed nothing" in str(lost[0]) and "re-run" in str(lost[0])
-    rows = lake_mod.read(spark, lake, tables.LEASES).collect()
-    assert [r["run_id"] for r in rows] == won
+    assert f"({won[0]} on " in str(lost[0])
+    assert run_ids(lake) == won
 
 
-def test_held_lease_blocks_others_until_released(spark, lake) -> None:
-    with leases.held(spark, lake, "balance", "first") as run_id:
-        assert run_id == "first"
-        with pytest.raises(ConcurrentRunError, match=r"another balance run \(first on .*\) is writing lake"):
-            leases.acquire(spark, lake, "balance", "second")
-        with leases.held(spark, lake, "balance") as nested:  # same thread: re-entrant (refresh -> balance)
-            assert nested
-        with leases.held(spark, lake, "match", "other-scope"):  # scopes are independent
-            pass
-    assert lake_rows(spark, lake) == []
-    second = leases.acquire(spark, lake, "balance", "second")
-    assert lake_rows(spark, lake) == ["second"]
-    leases.release(spark, lake, second)
+def test_held_renews_while_the_block_runs_and_gives_the_lease_back(lake, monkeypatch) -> None:
+    renewed = threading.Event()
+    real_renew = leases.renew
 
+    def renew(*args, **kwargs) -> bool:
+        ok = real_renew(*args, **kwargs)
+        renewed.set()
+        return ok
 
-def test_dead_or_expired_holders_are_taken_over(spark, lake) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    host = leases.holder_name().rpartition(":")[0]
-    now = leases._now()
-    rows = [("match", "killed-run", f"{host}:{proc.pid}", now, now + timedelta(hours=1)),
-            ("balance", "cluster-run", "other-host:1", now - timedelta(hours=2), now - timedelta(hours=1)),
-            ("report", "live-run", "other-host:1", now, now + timedelta(hours=1))]
-    lake_root = lake
-    leases.lake.merge_insert_only(spark, lake_root, tables.LEASES,
-                           spark.createDataFrame(rows, tables.schema(tables.LEASES)), ["scope"])
-    assert leases.acquire(spark, lake_root, "match", "next-match").run_id == "next-match"
-    assert leases.acquire(spark, lake_root, "balance", "next-balance").run_id == "next-balance"
-    with pytest.raises(ConcurrentRunError, match="live-run"):
-        leases.acquire(spark, lake_root, "report", "next-report")
-
-
-def test_renew_pushes_expiry_and_notices_a_takeover(spark, lake) -> None:
-    lease = leases.acquire(spark, lake, "match", "r1", ttl=60)
-    assert leases.renew(spark, lake, lease, ttl=3600)
-    row = leases.lake.read(spark, lake, tables.LEASES).first()
-    assert row["expires_at"] > lease.expires_at + timedelta(minutes=30)
-    leases.release(spark, lake, lease)
-    assert not leases.renew(spark, lake, lease)
-
-
-def lake_rows(spark, root: str) -> list[str]:
-    return sorted(r["run_id"] for r in leases.lake.read(spark, root, tables.LEASES).collect())
-
-
-def test_a_lease_taken_while_reading_is_held_for_the_writes_and_given_back(spark, lake) -> None:
-    with leases.taken_while_reading(spark, lake, "balance") as pending:
-        assert spark.range(1000).count() == 1000  # reads run while the lease is being taken
-        pending.wait()
-        [row] = leases.lake.read(spark, lake, tables.LEASES).collect()
-        assert row["scope"] == "balance" and row["holder"] == leases.holder_name()
-        with leases.held(spark, lake, "balance") as nested:  # re-entrant, like held
+    monkeypatch.setattr(leases, "renew", renew)
+    with leases.held(lake, "train:exp", "t1", ttl=0.6) as run_id:
+        taken = leases.current_row(lake, "train:exp")
+        assert run_id == "t1" and taken["holder"] == rules.holder_name()
+        with leases.held(lake, "train:exp") as nested:  # same thread: re-entrant
             assert nested == "nested"
-    assert lake_rows(spark, lake) == []
+        assert renewed.wait(timeout=60)
+        assert leases.current_row(lake, "train:exp")["expires_at"] > taken["expires_at"]
+    assert run_ids(lake) == []
 
 
-def test_a_refused_lease_cancels_the_reads_under_way(spark, lake) -> None:
-    """Another live run holds the lease: the block's running Spark job is cancelled (a balance over
-    400M pairs must not read for an hour first) and the block ends with the lease's one line."""
-    now = leases._now()
-    leases.lake.merge_insert_only(spark, lake, tables.LEASES, spark.createDataFrame(
-        [("balance", "other-run", "other-host:1", now, now + timedelta(hours=1))],
-        tables.schema(tables.LEASES)), ["scope"])
-    finished = False
-    refused = pytest.raises(ConcurrentRunError, match=r"another balance run \(other-run on other-host:1")
-    with refused, leases.taken_while_reading(spark, lake, "balance") as pending:
-        # ~a minute of work on two cores unless cancelled, in short tasks as real stages are: the
-        # lease's own small jobs get the next free task slot (FAIR pools), not the stage's end
-        spark.range(0, 3_000_000_000, numPartitions=600).selectExpr("sum(hash(id, id * 7))").first()
-        finished = True
-        pending.wait()
-    assert not finished
-    assert lake_rows(spark, lake) == ["other-run"]
-    assert spark.range(10).count() == 10  # later jobs of this thread are not tagged for cancellation
+def test_a_refused_held_block_does_not_run(lake) -> None:
+    leases.acquire(lake, "train:exp", "other")
+    ran = False
+    with pytest.raises(ConcurrentRunError, match="other"), leases.held(lake, "train:exp"):
+        ran = True
+    assert not ran and run_ids(lake) == ["other"]
+
+
+BAD = [BadInput("/shards/00000.tar", 3, "image does not decode", "000000003: UnidentifiedImageError"),
+       BadInput("/shards/00000.tar", 3, "image does not decode", "the same key again"),  # one row per key
+       BadInput("/shards/00001.tar", 7, "tar cut off", "ReadError: unexpected end of data"),
+       BadInput("/digits/3/x.png", 0, "image does not decode", None)]
+
+
+def test_bad_records_are_written_once_with_job_run_and_source(lake) -> None:
+    assert lake_rs.record_bad_input(lake, "evaluate", "evaluate-1", BAD) == 3
+    assert lake_rs.record_bad_input(lake, "evaluate", "evaluate-2", BAD) == 0  # a rerun adds nothing
+    assert lake_rs.record_bad_input(lake, "train", "train-1", BAD[2:3]) == 1  # the job is part of the key
+    rows = lake_rs.open_table(lake, tables.BAD_RECORDS).to_pyarrow_table().to_pylist()
+    got = sorted((r["job"], r["run_id"], r["source_file"], r["offset"], r["reason"], r["sample"]) for r in rows)
+    assert got == [
+        ("evaluate", "evaluate-1", "/digits/3/x.png", 0, "image does not decode", None),
+        ("evaluate", "evaluate-1", "/shards/00000.tar", 3, "image does not decode",
+         "000000003: UnidentifiedImageError"),
+        ("evaluate", "evaluate-1", "/shards/00001.tar", 7, "tar cut off", "ReadError: unexpected end of data"),
+        ("train", "train-1", "/shards/00001.tar", 7, "tar cut off", "ReadError: unexpected end of data")]
+
+
+def test_no_bad_input_makes_the_table_and_no_row_and_a_missing_offset_is_refused(lake) -> None:
+    assert lake_rs.record_bad_input(lake, "evaluate", "e1", []) == 0
+    table = lake_rs.open_table(lake, tables.BAD_RECORDS)
+    assert table is not None and table.to_pyarrow_table().num_rows == 0
+    assert table.schema().to_arrow().names == [f.name for f in tables.schema(tables.BAD_RECORDS).fields]
+    with pytest.raises(ValueError, match="offset"):
+        lake_rs.record_bad_input(lake, "evaluate", "e1", [BadInput("/x", None, "why")])

@@ -129,7 +129,7 @@ def test_one_run_per_experiment_and_what_training_could_not_use_goes_to_bad_reco
                                                                                      capsys) -> None:
     """A second writer of one experiment (its lease held, here as another node would) is refused in one line
     before anything is written; the trainer's spilled bad input is recorded once, under the train run id."""
-    from kgcurate import lake_rs, leases_rs
+    from kgcurate import lake_rs, leases
     from kgcurate.bad_input import SHARD_DAMAGED, BadInput
     from kgcurate.stages import train
     from kgcurate.train import bad_samples, launch
@@ -145,13 +145,13 @@ def test_one_run_per_experiment_and_what_training_could_not_use_goes_to_bad_reco
     monkeypatch.setattr(launch, "run", trainer)
     command = ["train", "--config", "conf/train-smoke.yaml", "--lake", lake, "--experiments", str(tmp_path / "exp"),
                "--name", "one"]
-    other = leases_rs.acquire(lake, train.lease_scope(exp), "train-elsewhere")
+    other = leases.acquire(lake, train.lease_scope(exp), "train-elsewhere")
     assert cli.main(command) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and f"another train:{exp} run (train-elsewhere on " in err
     assert not os.path.exists(exp) and open_table(lake, "train_runs") is None
-    leases_rs.release(lake, other)
-    with leases_rs.held(lake, train.lease_scope(str(tmp_path / "exp" / "two"))):  # another experiment: no matter
+    leases.release(lake, other)
+    with leases.held(lake, train.lease_scope(str(tmp_path / "exp" / "two"))):  # another experiment: no matter
         assert cli.main(command) == 0
     assert "1 samples or shards could not be fully used" in capsys.readouterr().err
     [row] = lake_rs.open_table(lake, "bad_records").to_pyarrow_table().to_pylist()
@@ -160,4 +160,4 @@ def test_one_run_per_experiment_and_what_training_could_not_use_goes_to_bad_reco
         "train", run_id, f"{tmp_path}/shards/00001.tar", 9, SHARD_DAMAGED)
     assert cli.main([*command, "--resume"]) == 0  # met again: not recorded twice
     assert lake_rs.open_table(lake, "bad_records").to_pyarrow_table().num_rows == 1
-    assert leases_rs.current_row(lake, train.lease_scope(exp)) is None  # given back
+    assert leases.current_row(lake, train.lease_scope(exp)) is None  # given back

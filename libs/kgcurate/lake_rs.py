@@ -3,7 +3,7 @@
 
 The tables are the ones Spark writes (schemas from :mod:`kgcurate.tables`, as Arrow); a table either
 engine created is written by the other (both make reader 1 / writer 2 tables without table
-features: checked by tests/test_leases_rs.py). Conflicts: delta-rs checks a commit against the ones
+features: checked by tests/test_leases.py). Conflicts: delta-rs checks a commit against the ones
 that landed since it read, and fails it (``CommitFailedError``) when they touched what it read, as
 Spark's optimistic concurrency does.
 """
@@ -32,6 +32,21 @@ def table_uri(lake: str, name: str) -> str:
     return f"{lake.rstrip('/')}/{name}"
 
 
+def storage_options(uri: str) -> dict[str, str] | None:
+    """What delta-rs needs beyond the AWS default chain to reach the lake's S3: the endpoint that
+    ``KGCURATE_S3_ENDPOINT`` names for boto3 and s3a (MinIO, a test server), plain HTTP when it is one."""
+    from kgcurate import s3
+
+    endpoint = s3.endpoint()
+    if not uri.startswith("s3://") or not endpoint:
+        return None
+    opts = {"AWS_ENDPOINT_URL": endpoint,
+            "AWS_REGION": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
+    if endpoint.startswith("http://"):
+        opts["AWS_ALLOW_HTTP"] = "true"
+    return opts
+
+
 def open_table(lake: str, name: str, version: int | None = None):
     """The Delta table at ``version`` (default: the newest); None when there is none."""
     from deltalake import DeltaTable
@@ -39,7 +54,7 @@ def open_table(lake: str, name: str, version: int | None = None):
 
     uri = table_uri(lake, name)
     try:
-        return DeltaTable(uri, version=version)
+        return DeltaTable(uri, version=version, storage_options=storage_options(uri))
     except TableNotFoundError:
         return None
     except Exception as exc:  # deltalake says "version not found" in several ways
@@ -61,8 +76,10 @@ def ensure(lake: str, name: str):
         if table is not None:
             return table
         try:
-            return DeltaTable.create(table_uri(lake, name), tables.arrow_schema(name), mode="ignore",
-                                     partition_by=list(tables.partition_columns(name)) or None)
+            uri = table_uri(lake, name)
+            return DeltaTable.create(uri, tables.arrow_schema(name), mode="ignore",
+                                     partition_by=list(tables.partition_columns(name)) or None,
+                                     storage_options=storage_options(uri))
         except Exception:  # a concurrent creator committed version 0 first
             if attempt == _TRIES - 1:
                 raise

@@ -1,5 +1,5 @@
 """What a lease is, whichever engine writes its row: Spark (:mod:`kgcurate.leases`, the Spark stages) or
-``deltalake`` (:mod:`kgcurate.leases_rs`, train and evaluate on GPU nodes without a JVM).
+``deltalake`` (:mod:`kgcurate.leases`, train and evaluate on GPU nodes without a JVM).
 
 Both take the same row of the same ``leases`` table by the same rules, so a lease taken by one blocks
 the other: a row is ours to replace when it is our own run's, expired, or held by a process of this

@@ -1,184 +1,137 @@
-"""One writer per stage and lake: a lease row in the ``leases`` Delta table.
+"""One writer per stage and lake: a lease row in the ``leases`` Delta table, written with
+``deltalake`` (delta-rs) by every stage, Spark or not.
 
 Two runs of a stage that rewrites derived tables (``match``, ``balance``) must not interleave:
 each run's commits are correct alone, but the second run's append or overwrite on top of the
 first's leaves tables that agree with neither (duplicated ``matches``, a ``match_state`` naming
 another run's versions). A run therefore takes its stage's lease before its first write and
-gives it back at the end.
+gives it back at the end; ``train`` and ``evaluate`` take theirs per experiment / checkpoint.
 
-Taking the lease is one Delta MERGE keyed on the scope: it inserts the row when there is none,
-and replaces it only when it is this run's own, expired, or one this run has just seen to be
-stale. Delta's optimistic concurrency makes that atomic: of two runs merging at once, one
-commits and the other fails with a conflict (its read of the row was invalidated); the MERGE's own
-row count says whether this run wrote the row. A held lease is renewed every ``ttl / 3``
-seconds by a daemon thread, so a run killed on a cluster frees its lease ``ttl`` seconds later;
-a run killed on this host (same host name, process gone) frees it at once.
+Taking it is one MERGE keyed on the scope that inserts our row, or replaces the scope's row when it
+is our run's or expired; of two takers committing at once delta-rs fails the later commit (it read
+the table the winner changed), and the MERGE's own row count says whether we wrote the row.
+Refused, the row is read once to name its holder, or to take it over when that holder is a process
+of this host that is gone. A daemon thread renews it every ``ttl / 3`` seconds; the end deletes it,
+so a run killed on a cluster frees its lease ``ttl`` seconds later.
 
-The rules and the row are shared (:mod:`kgcurate.lease_rules`) with :mod:`kgcurate.leases_rs`, the
-same lease written with ``deltalake`` by the stages without Spark (train, evaluate): either engine's
-lease blocks the other's taker of the same scope.
+Why delta-rs and not Spark, for the Spark stages too: through Spark the same MERGE took 1-4 s of
+Spark jobs (snapshot, join, rewrite, commit) and the release another 1-3 s, a fixed cost every
+``match`` and ``balance`` run paid (docs/curation.md, "Measured"); delta-rs does each in tens of
+milliseconds in the driver, with no JVM, so GPU nodes take the same lease. On S3 delta-rs commits
+with conditional writes, so two drivers cannot both commit the same version (Spark's default
+single-driver S3 log store could not promise that across clusters). The rules and the row layout
+(:mod:`kgcurate.lease_rules`) are the ones Spark read and wrote before, so a lake's existing rows
+still count.
 """
 
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 
-from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
-
-from kgcurate import lake, run_ids, tables
+from kgcurate import lake_rs, run_ids
 from kgcurate import lease_rules as rules
-from kgcurate.errors import ConcurrentRunError
-from kgcurate.lease_rules import DEFAULT_TTL, Lease, holder_is_dead, holder_name, log  # noqa: F401 - re-exported
-from kgcurate.lease_rules import now as _now
+from kgcurate.lease_rules import DEFAULT_TTL, Lease, log
+
+LEASES = "leases"  # kgcurate.tables.LEASES
 
 
-def _row(spark: SparkSession, root: str, scope: str):
-    return (lake.read(spark, root, tables.LEASES).where(F.col("scope") == scope)
-            .orderBy(F.col("acquired_at").desc()).first())
+def _source(lease: Lease, at: datetime, ttl: float | None = None):
+    import pyarrow as pa
+
+    from kgcurate import tables
+
+    return pa.Table.from_pylist([rules.row_values(lease, at, ttl)], schema=tables.arrow_schema(LEASES))
 
 
-def acquire(spark: SparkSession, root: str, scope: str, run_id: str, ttl: float = DEFAULT_TTL) -> Lease:
-    """Take ``scope``'s lease for ``run_id`` or raise :class:`ConcurrentRunError` naming the holder.
+def current_row(root: str, scope: str) -> Mapping[str, Any] | None:
+    """The scope's row (the newest, should there be several), or None."""
+    table = lake_rs.open_table(root, LEASES)
+    if table is None:
+        return None
+    rows = [r for r in table.to_pyarrow_table().to_pylist() if r["scope"] == scope]
+    return max(rows, key=lambda r: r["acquired_at"].timestamp() if r["acquired_at"] else 0.0) if rows else None
 
-    The common case (no holder, or an expired one) is one MERGE whose own row count says whether it
-    took the row; the row is read only when it did not, to name the holder or see that it is dead."""
-    lake.ensure(spark, root, tables.LEASES)
-    now = _now()
+
+def _take(root: str, lease: Lease, at: datetime, when: str) -> bool:
+    """One MERGE that inserts ``lease``'s row, or replaces the scope's row when ``when`` holds; True
+    when it wrote. A commit that lost to a concurrent one wrote nothing."""
+    table = lake_rs.ensure(root, LEASES)
+    try:
+        got = (table.merge(_source(lease, at), "t.scope = s.scope", source_alias="s", target_alias="t")
+               .when_matched_update_all(predicate=when).when_not_matched_insert_all().execute())
+    except Exception as exc:
+        if lake_rs.is_conflict(exc):
+            return False
+        raise
+    return lake_rs.merge_counts(got)["num_affected_rows"] == 1
+
+
+OURS_OR_EXPIRED = "t.run_id = s.run_id OR t.expires_at < s.acquired_at"
+
+
+def acquire(root: str, scope: str, run_id: str, ttl: float = DEFAULT_TTL) -> Lease:
+    """Take ``scope``'s lease for ``run_id`` or raise :class:`ConcurrentRunError` naming the holder
+    (what :func:`kgcurate.leases.acquire` does with Spark)."""
+    now = rules.now()
     me = rules.new_lease(scope, run_id, ttl, now)
-    src = _source(spark, me, now)
-    ours_or_expired = (F.col("t.run_id") == F.col("s.run_id")) | (F.col("t.expires_at") < F.col("s.acquired_at"))
-    if _take(spark, root, scope, src, ours_or_expired):
+    if _take(root, me, now, OURS_OR_EXPIRED):
         return me
-    current = _row(spark, root, scope)
-    if current is not None and holder_is_dead(current["holder"]):
+    current = current_row(root, scope)
+    if current is not None and rules.holder_is_dead(current["holder"]):
         log.warning("%s: taking over the lease of %s (%s), which is gone", scope, current["run_id"],
                     current["holder"])
-        if _take(spark, root, scope, src, F.col("t.run_id") == F.lit(current["run_id"])):
+        if _take(root, me, now, f"t.run_id = {lake_rs.sql_string(current['run_id'])}"):
             return me
-        current = _row(spark, root, scope) or current
+        current = current_row(root, scope) or current
     if current is None:  # released between our MERGE and the read: one more try
-        if _take(spark, root, scope, src, ours_or_expired):
+        if _take(root, me, now, OURS_OR_EXPIRED):
             return me
-        current = _row(spark, root, scope)
+        current = current_row(root, scope)
     raise rules.busy_error(scope, root, current)
 
 
-def _source(spark: SparkSession, lease: Lease, at: datetime, ttl: float | None = None):
-    values = rules.row_values(lease, at, ttl)
-    return spark.createDataFrame([tuple(values[f.name] for f in tables.schema(tables.LEASES).fields)],
-                                 tables.schema(tables.LEASES))
-
-
-def _take(spark: SparkSession, root: str, scope: str, src, when) -> bool:
-    """One MERGE that inserts our row, or replaces the scope's row when ``when`` holds; True when it
-    wrote. Of two runs merging at once Delta commits one and fails the other, which loses."""
-    try:
-        got = lake.merge(spark, root, tables.LEASES, src, "t.scope = s.scope", matched_update_when=when)
-    except ConcurrentRunError:  # another run's MERGE committed first
+def renew(root: str, lease: Lease, ttl: float = DEFAULT_TTL) -> bool:
+    """Push the expiry forward; False when the row is no longer ours (taken over as stale). A commit
+    lost to a concurrent one raises (the heartbeat logs it and tries again at its next beat)."""
+    table = lake_rs.open_table(root, LEASES)
+    if table is None:
         return False
-    return got["numTargetRowsAffected"] == 1
+    got = (table.merge(_source(lease, rules.now(), ttl), "t.scope = s.scope AND t.run_id = s.run_id",
+                       source_alias="s", target_alias="t")
+           .when_matched_update(updates={"expires_at": "s.expires_at"}).execute())
+    return lake_rs.merge_counts(got)["num_updated_rows"] == 1
 
 
-def renew(spark: SparkSession, root: str, lease: Lease, ttl: float = DEFAULT_TTL) -> bool:
-    """Push the expiry forward; False when the row is no longer ours (taken over as stale)."""
-    src = _source(spark, lease, _now(), ttl)
-    got = lake.merge(spark, root, tables.LEASES, src, "t.scope = s.scope AND t.run_id = s.run_id",
-                     matched_update_when="true", insert=False, columns=("expires_at",))
-    return got["numTargetRowsAffected"] == 1
+def release(root: str, lease: Lease) -> None:
+    table = lake_rs.open_table(root, LEASES)
+    if table is not None:
+        table.delete(f"scope = {lake_rs.sql_string(lease.scope)} AND run_id = {lake_rs.sql_string(lease.run_id)}")
 
 
-def release(spark: SparkSession, root: str, lease: Lease) -> None:
-    lake.delete(spark, root, tables.LEASES,
-                (F.col("scope") == lease.scope) & (F.col("run_id") == lease.run_id))
-
-
-def _heartbeat(spark: SparkSession, root: str, lease: Lease, ttl: float) -> rules.Heartbeat:
-    """Renews ``lease`` every ``ttl / 3`` seconds until stopped, then gives it back."""
-    return rules.Heartbeat(lease, ttl, lambda: renew(spark, root, lease, ttl), lambda: release(spark, root, lease))
+def lease_key(root: str, scope: str) -> tuple[str, str, int]:
+    """The nesting key of ``scope``'s lease on ``root`` in this thread (one lake, however it is spelt)."""
+    return (lake_rs.table_uri(root, ""), scope, threading.get_ident())
 
 
 @contextmanager
-def held(spark: SparkSession, root: str, scope: str, run_id: str | None = None,
-         ttl: float = DEFAULT_TTL) -> Iterator[str]:
-    """Hold ``scope``'s lease for the block; yields the run id. Re-entrant within one thread."""
-    key = (lake.normalize_root(root), scope, threading.get_ident())
+def held(root: str, scope: str, run_id: str | None = None, ttl: float = DEFAULT_TTL) -> Iterator[str]:
+    """Hold ``scope``'s lease for the block, renewed, given back at the end however it ends; yields the
+    run id. Re-entrant within one thread (like :func:`kgcurate.leases.held`)."""
+    key = lease_key(root, scope)
     with rules.nested(key) as nested:
         if nested:
             yield run_id or "nested"
             return
-        run_id = run_id or run_ids.new(scope)
-        beat = _heartbeat(spark, root, acquire(spark, root, scope, run_id, ttl), ttl)
+        run_id = run_id or run_ids.new(scope.partition(":")[0])
+        lease = acquire(root, scope, run_id, ttl)
+        beat = rules.Heartbeat(lease, ttl, lambda: renew(root, lease, ttl), lambda: release(root, lease))
         rules.mark_held(key)
         try:
             yield run_id
         finally:
             rules.unmark_held(key)
             beat.stop()
-
-
-class Pending:
-    """A lease being taken in the background: :meth:`wait` before the first write."""
-
-    def __init__(self) -> None:
-        self._done = threading.Event()
-        self.error: BaseException | None = None
-
-    def wait(self) -> None:
-        self._done.wait()
-        if self.error is not None:
-            raise self.error
-
-
-@contextmanager
-def taken_while_reading(spark: SparkSession, root: str, scope: str, ttl: float = DEFAULT_TTL) -> Iterator[Pending]:
-    """Hold ``scope``'s lease for the block, taking it while the block's read-only start runs.
-
-    A lease guards writes; reading recorded table versions needs none. So the lease's MERGE (about a
-    second, whatever the data size) overlaps the block's first Spark jobs, and the block calls
-    ``wait()`` before it writes. A refused lease still fails fast: the block's running jobs (tagged)
-    are cancelled and the block ends with the lease's one-line error. Re-entrant like :func:`held`."""
-    key = (lake.normalize_root(root), scope, threading.get_ident())
-    with rules.nested(key) as nested:
-        pending = Pending()
-        if nested:
-            pending._done.set()
-            yield pending
-            return
-        sc = spark.sparkContext
-        tag = f"kgcurate-lease-{uuid.uuid4().hex[:12]}"
-        got: list[rules.Heartbeat] = []
-
-        def take() -> None:
-            sc.setLocalProperty("spark.scheduler.pool", "kgcurate-leases")
-            try:
-                got.append(_heartbeat(spark, root, acquire(spark, root, scope, run_ids.new(scope), ttl), ttl))
-            except BaseException as exc:  # noqa: BLE001 - handed to the block's thread
-                pending.error = exc
-                sc.cancelJobsWithTag(tag)
-            finally:
-                pending._done.set()
-
-        rules.mark_held(key)
-        sc.addJobTag(tag)
-        taker = threading.Thread(target=take, name=f"lease-take-{scope}", daemon=True)
-        taker.start()
-        try:
-            try:
-                yield pending
-            except Exception:
-                pending._done.wait()
-                if pending.error is not None:  # our jobs were cancelled for it: that is the story
-                    raise pending.error from None
-                raise
-            pending.wait()
-        finally:
-            sc.removeJobTag(tag)
-            taker.join()
-            rules.unmark_held(key)
-            for beat in got:
-                beat.stop()

@@ -23,10 +23,6 @@ log = logging.getLogger("kgcurate.session")
 SESSION_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-    # Jobs of the default pool still run first-in first-out; FAIR lets the small jobs of a lease taken
-    # in the background (leases.taken_while_reading, its own pool) have the next free task slot
-    # instead of waiting for a whole stage of the job they overlap.
-    "spark.scheduler.mode": "FAIR",
 }
 
 LOCAL_DEFAULTS = {

@@ -17,7 +17,7 @@ from typing import Any
 
 from kgcurate import tables
 from kgcurate.errors import UserError
-from kgcurate.lake_rs import sql_string
+from kgcurate.lake_rs import sql_string, storage_options
 
 EVAL_JSON = "eval.json"
 
@@ -58,14 +58,16 @@ def write_rows(table_uri: str, rows: Sequence[EvalRow], tries: int = 5) -> None:
     if len(checkpoints) != 1:
         raise ValueError("one checkpoint per write")
     predicate = replace_predicate(checkpoints.pop(), [r.dataset for r in rows])
+    opts = storage_options(table_uri)
     for attempt in range(tries):
         try:
             try:
-                DeltaTable(table_uri)
+                DeltaTable(table_uri, storage_options=opts)
             except TableNotFoundError:
-                write_deltalake(table_uri, data, mode="append")  # a concurrent first writer: the commit conflicts
+                # a concurrent first writer: the commit conflicts
+                write_deltalake(table_uri, data, mode="append", storage_options=opts)
                 return
-            write_deltalake(table_uri, data, mode="overwrite", predicate=predicate)
+            write_deltalake(table_uri, data, mode="overwrite", predicate=predicate, storage_options=opts)
             return
         except CommitFailedError as exc:
             if attempt == tries - 1:
@@ -77,7 +79,7 @@ def read_rows(table_uri: str) -> list[dict[str, Any]]:
     """Every row of ``eval_runs`` (small: a few rows per dataset and checkpoint)."""
     from deltalake import DeltaTable
 
-    return DeltaTable(table_uri).to_pyarrow_table().to_pylist()
+    return DeltaTable(table_uri, storage_options=storage_options(table_uri)).to_pyarrow_table().to_pylist()
 
 
 def update_eval_json(path: str, head: Mapping[str, Any], datasets: Mapping[str, Any]) -> str:

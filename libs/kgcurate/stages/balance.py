@@ -165,9 +165,9 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> BalanceSummary:
     for name in (tables.PAIRS, tables.MATCHES, tables.ENTRY_COUNTS):
         if not lake.exists(spark, root, name):
             raise UserError(f"table '{name}' not found in lake {root}: run `kgcurate match --lake {root}` first")
-    with leases.taken_while_reading(spark, root, JOB) as lease:
+    with leases.held(root, JOB):
         return _execute(spark, root, t, target, share, seed, per_qid,
-                        list((cfg.get("wikidata") or {}).get("languages") or ["en"]), lease)
+                        list((cfg.get("wikidata") or {}).get("languages") or ["en"]))
 
 
 def input_versions(spark: SparkSession, root: str) -> dict[str, int | None]:
@@ -179,8 +179,8 @@ def input_versions(spark: SparkSession, root: str) -> dict[str, int | None]:
 
 
 def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, seed: int,
-             per_qid: bool, languages: list[str], lease: leases.Pending) -> BalanceSummary:
-    """Reads recorded versions and selects; writes only once ``lease`` is taken.
+             per_qid: bool, languages: list[str]) -> BalanceSummary:
+    """Reads the recorded versions, selects, and writes (under the stage's lease).
 
     The writes, in this order: this run's ``curated`` partition, its ``pair_texts``, then the
     ``curation_runs`` row that makes both visible. When the row is not written, ``curated`` is
@@ -196,7 +196,6 @@ def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, se
     try:
         summary, t, keep = _select(pp, root, run_id, t, target, seed, per_qid)
         curated = _curated_rows(spark, root, versions, pp, keep, run_id)
-        lease.wait()
         before = lake.version(spark, root, tables.CURATED)
         try:
             # 1. Only this run's partition is replaced: other runs stay side by side; a re-run of the same
@@ -233,7 +232,7 @@ def _t_for_tail_share(spark: SparkSession, root: str, versions: dict[str, int | 
 
 def _select(pp: DataFrame, root: str, run_id: str, t: Any, target: Any, seed: int,
             per_qid: bool) -> tuple[BalanceSummary, Any, Column]:
-    """(summary so far, t, keep condition): read-only, so it runs before the lease is needed.
+    """(summary so far, t, keep condition): read-only.
 
     One aggregate of the persisted per-pair frame gives the matched count and threshold range that
     ``--target-size`` searches; ``--t`` (given or from the tail share) is a plain cut."""
@@ -382,7 +381,7 @@ def latest_curated(spark: SparkSession, root: str, run_id: str | None = None) ->
 def drop_run(spark: SparkSession, root: str, run_id: str) -> int:
     """Remove one curated set: its run row first (it stops being visible), then its partition."""
     where = run_filter(run_id)
-    with leases.held(spark, root, JOB):
+    with leases.held(root, JOB):
         if latest_run(spark, root, run_id) is None:
             raise UserError(f"no curated run '{run_id}' in lake {root}: see `kgcurate curated list --lake {root}`")
         rows = lake.read(spark, root, tables.CURATED).where(F.col("run_id") == run_id).count()
@@ -404,7 +403,7 @@ def orphan_runs(spark: SparkSession, root: str) -> list[str]:
 
 def remove_orphans(spark: SparkSession, root: str) -> list[str]:
     """Delete the partitions of :func:`orphan_runs`, under the balance lease (never a running balance's)."""
-    with leases.held(spark, root, JOB):
+    with leases.held(root, JOB):
         orphans = orphan_runs(spark, root)
         for run_id in orphans:
             lake.delete(spark, root, tables.CURATED, run_filter(run_id))

@@ -304,7 +304,7 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> DownloadSummary:
     run_id = ctx.new_run_id()
     started, t0 = datetime.now(timezone.utc), time.monotonic()
     summary = DownloadSummary(run_id=run_id, curated_run_id=curated_run_id, out=out)
-    with leases.held(ctx.spark, ctx.root, JOB, run_id):
+    with leases.held(ctx.root, JOB, run_id):
         stale = [] if s3.is_s3(out) else remove_stale_temps(out)  # S3 shards are single uploads: no temps
         if stale:
             ctx.log.info("%s: removed %d unfinished shard temp files a killed run left in %s", JOB, len(stale), out)

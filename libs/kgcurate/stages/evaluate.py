@@ -10,7 +10,7 @@ e.g. ImageNet or iNat) and retrieval sets (webdataset shards, as ``kgcurate down
 Rows are keyed by (checkpoint, dataset): a rerun replaces them (kgcurate.evaluate.results).
 
 One evaluation of a checkpoint at a time: the run holds the lease ``evaluate:<checkpoint>`` in the
-``leases`` table (kgcurate.leases_rs, the Spark stages' lease written with deltalake) from before the
+``leases`` table (kgcurate.leases, the Spark stages' lease written with deltalake) from before the
 model loads until its rows are written, so a second run of the same checkpoint fails at once with one
 line; evaluations of different checkpoints run side by side (their eval_runs rows are disjoint).
 What a dataset could not use (an image that does not decode, a sample without its text, a cut-off
@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from kgcurate import lake_rs, leases_rs, run_ids, settings, tables
+from kgcurate import lake_rs, leases, run_ids, settings, tables
 from kgcurate.bad_input import BadInput
 from kgcurate.context import Context
 from kgcurate.errors import UserError
@@ -207,7 +207,7 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> EvaluateSummary:
     o = settings.section(cfg, settings.EvaluateOptions)
     sets = eval_sets(o)
     t = target(cfg, o)
-    with leases_rs.held(ctx.root, lease_scope(t.checkpoint)):
+    with leases.held(ctx.root, lease_scope(t.checkpoint)):
         return evaluate_target(ctx, o, sets, t)
 
 

@@ -293,7 +293,7 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> MatchSummary:
         if not lake.exists(spark, root, name):
             raise UserError(f"table '{name}' not found in lake {root}: run `kgcurate {stage} --lake {root}` first")
     build_metadata.check_layout(spark, root)
-    with leases.held(spark, root, JOB):
+    with leases.held(root, JOB):
         return _execute(spark, cfg)
 
 

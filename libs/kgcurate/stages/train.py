@@ -12,7 +12,7 @@ checkpoint with the inputs its manifest pinned. The ``train_runs`` row (one per 
 ``train_run_id``) is written when the trainer has finished: a failed run leaves the table as it was.
 
 One run per experiment: the process that checks the folder and records (rank 0 under torchrun) holds
-the lease ``train:<experiment folder>`` in the ``leases`` table (kgcurate.leases_rs, the Spark stages'
+the lease ``train:<experiment folder>`` in the ``leases`` table (kgcurate.leases, the Spark stages'
 lease written with deltalake) from before it looks at the folder until the train_runs row is written.
 A second run of the same experiment (a resume started twice, two fresh starts racing for one name)
 fails at once with one line; experiments with other names train side by side, each writing its own
@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from kgcurate import lake_rs, leases_rs, settings, tables
+from kgcurate import lake_rs, leases, settings, tables
 from kgcurate.context import Context
 from kgcurate.errors import UserError
 
@@ -188,7 +188,7 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> TrainSummary:
     rank = torchrun_rank()  # inside torchrun: this process trains, rank 0 alone checks and records
     master = rank is None or rank[0] == 0
     inp, experiment_dir = experiment_location(ctx, o)
-    with leases_rs.held(ctx.root, lease_scope(experiment_dir)) if master else contextlib.nullcontext():
+    with leases.held(ctx.root, lease_scope(experiment_dir)) if master else contextlib.nullcontext():
         return train_experiment(ctx, o, inp, experiment_dir, rank, t0)
 
 

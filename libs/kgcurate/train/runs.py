@@ -9,6 +9,7 @@ from importlib import metadata
 
 import pyarrow as pa
 
+from kgcurate.lake_rs import storage_options
 from kgcurate.train.experiment import Manifest
 from kgcurate.train.lake_input import open_table, table_uri
 
@@ -45,7 +46,8 @@ def record(lake: str, name: str, schema: pa.Schema, m: Manifest) -> int:
     source = pa.Table.from_pylist([row_of(m)], schema=schema)
     table = open_table(lake, name)
     if table is None:
-        write_deltalake(table_uri(lake, name), source, mode="append")
+        uri = table_uri(lake, name)
+        write_deltalake(uri, source, mode="append", storage_options=storage_options(uri))
     else:
         (table.merge(source, "t.train_run_id = s.train_run_id", source_alias="s", target_alias="t")
          .when_matched_update_all().when_not_matched_insert_all().execute())
