@@ -1,0 +1,107 @@
+"""pairs_insert: the pruned insert-only MERGE gives the plain MERGE's pairs, re-runs add nothing, a
+pair_id collision is inserted, and a writer racing the candidate scan leaves no duplicate."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from pyspark.sql import functions as F
+
+from helpers import execute, wat_cfg
+from kgcurate import ids, pairs_insert, tables
+from kgcurate import lake as lk
+from kgcurate.stages import ingest_wat
+from kgcurate.wat.sample import write_sample
+
+COLUMNS = ("pair_id", "image_url", "text", "text_source", "page_url", "crawl", "source_file")
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    return write_sample(tmp_path_factory.mktemp("wat"), files=3, records=60, seed=7, corrupt=True)
+
+
+def _rows(spark, lake):
+    return sorted(tuple(r) for r in lk.read(spark, lake, tables.PAIRS).select(*COLUMNS).collect())
+
+
+def _pairs(spark, rows, run_id):
+    """Source rows as ingest builds them: (image_url, text, page_url) with the real pair_id."""
+    df = spark.createDataFrame([(u, t, "alt", p, None, None, run_id) for u, t, p in rows],
+                               "image_url string, text string, text_source string, page_url string, crawl string, "
+                               "source_file string, run_id string")
+    return df.withColumn("pair_id", ids.pair_id())
+
+
+def test_pairs_equal_the_plain_merge_and_a_forced_rerun_adds_nothing(spark, tmp_path, sample, shared_data,
+                                                                       monkeypatch):
+    real = [str(shared_data / "commoncrawl" / "CC-MAIN-2014-35-excerpt.warc.wat"),
+            str(shared_data / "commoncrawl" / "whirlwind.warc.wat.gz")]
+    first, every = sample.files[:2] + real[:1], sample.files + real
+    tables_by_mode = {}
+    for mode, max_listed in (("pruned", pairs_insert.MAX_LISTED), ("plain", -1)):
+        monkeypatch.setattr(pairs_insert, "MAX_LISTED", max_listed)
+        lake = str(tmp_path / mode)
+        one = execute(ingest_wat, spark, wat_cfg(lake, first))
+        after_first = _rows(spark, lake)
+        # all files again, forced: the first run's pairs are all present (the IN-list path), the rest new
+        two = execute(ingest_wat, spark, wat_cfg(lake, every, force=True))
+        after_both = _rows(spark, lake)
+        three = execute(ingest_wat, spark, wat_cfg(lake, every, force=True))
+        assert three.pairs_inserted == 0 and _rows(spark, lake) == after_both
+        tables_by_mode[mode] = (one.pairs_inserted, two.pairs_inserted, after_first, after_both)
+    assert tables_by_mode["pruned"] == tables_by_mode["plain"]
+    one, two, after_first, after_both = tables_by_mode["pruned"]
+    expected = {(u, t) for (u, t, _s, _p) in sample.pairs}
+    assert {(r[1], r[2]) for r in after_both} >= expected
+    assert len({(r[1], r[2]) for r in after_both}) == len(after_both) == one + two
+    assert 0 < len(after_first) < len(after_both)
+
+
+def test_a_pair_id_collision_is_inserted_not_dropped(spark, lake):
+    # an existing row holding the pair_id of (a.jpg, "a cat") with another url and text
+    stranger = _pairs(spark, [("http://x/a.jpg", "a cat", "http://x/")], "run-0").withColumn(
+        "image_url", F.lit("http://elsewhere/b.jpg")).withColumn("text", F.lit("not a cat"))
+    lk.append(spark, lake, tables.PAIRS, stranger)
+    src = _pairs(spark, [("http://x/a.jpg", "a cat", "http://x/"), ("http://x/c.jpg", "a dog", "http://x/")],
+                 "run-1")
+    got = pairs_insert.insert_new(spark, lake, src, "run-1")
+    assert (got.inserted, got.present) == (2, 1)
+    rows = {(r.image_url, r.text) for r in lk.read(spark, lake, tables.PAIRS).collect()}
+    assert rows == {("http://elsewhere/b.jpg", "not a cat"), ("http://x/a.jpg", "a cat"), ("http://x/c.jpg", "a dog")}
+    again = pairs_insert.insert_new(spark, lake, src, "run-2")
+    assert (again.inserted, again.present) == (0, 2)
+    assert lk.read(spark, lake, tables.PAIRS).count() == 3
+
+
+def test_a_writer_committing_after_the_candidate_scan_leaves_no_duplicate(spark, lake, monkeypatch, caplog):
+    lk.append(spark, lake, tables.PAIRS, _pairs(spark, [("http://x/old.jpg", "old", "http://x/")], "run-0"))
+    src = _pairs(spark, [("http://x/a.jpg", "a cat", "http://x/"), ("http://x/c.jpg", "a dog", "http://x/")],
+                 "run-mine")
+    scan = pairs_insert.present_ids
+
+    def scan_then_other_writer(*args, **kwargs):
+        found = scan(*args, **kwargs)  # the other run commits (a.jpg, "a cat") after this scan
+        lk.append(spark, lake, tables.PAIRS, _pairs(spark, [("http://x/a.jpg", "a cat", "http://o/")], "run-other"))
+        return found
+
+    monkeypatch.setattr(pairs_insert, "present_ids", scan_then_other_writer)
+    with caplog.at_level(logging.WARNING, logger="kgcurate.pairs_insert"):
+        got = pairs_insert.insert_new(spark, lake, src, "run-mine")
+    assert (got.inserted, got.present, got.race_duplicates_removed) == (2, 0, 1)
+    rows = sorted((r.image_url, r.text, r.run_id) for r in lk.read(spark, lake, tables.PAIRS).collect())
+    assert rows == [("http://x/a.jpg", "a cat", "run-other"), ("http://x/c.jpg", "a dog", "run-mine"),
+                    ("http://x/old.jpg", "old", "run-0")]
+    assert "added by another writer" in caplog.text
+
+
+def test_no_repair_without_a_commit_between(spark, lake):
+    lk.append(spark, lake, tables.PAIRS, _pairs(spark, [("http://x/a.jpg", "a cat", "http://x/")], "run-0"))
+    v = lk.version(spark, lake, tables.PAIRS)
+    src = _pairs(spark, [("http://x/a.jpg", "a cat", "http://y/"), ("http://x/c.jpg", "a dog", "http://x/")], "run-1")
+    got = pairs_insert.insert_new(spark, lake, src, "run-1")
+    assert (got.inserted, got.present, got.race_duplicates_removed) == (1, 1, 0)
+    assert lk.version(spark, lake, tables.PAIRS) == v + 1  # one commit, and no repair commit
+    assert {(r.image_url, r.page_url) for r in lk.read(spark, lake, tables.PAIRS).collect()} == {
+        ("http://x/a.jpg", "http://x/"), ("http://x/c.jpg", "http://x/")}
