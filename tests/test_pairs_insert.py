@@ -105,3 +105,10 @@ def test_no_repair_without_a_commit_between(spark, lake):
     assert lk.version(spark, lake, tables.PAIRS) == v + 1  # one commit, and no repair commit
     assert {(r.image_url, r.page_url) for r in lk.read(spark, lake, tables.PAIRS).collect()} == {
         ("http://x/a.jpg", "http://x/"), ("http://x/c.jpg", "http://x/")}
+
+
+def test_sql_in_keeps_every_bigint_exact(spark):
+    values = [-(2**63), 2**63 - 1, 0, -1, 2**31]
+    df = spark.createDataFrame([(v,) for v in values + [1, 2**63 - 2]], "x bigint")
+    got = {r.x for r in df.where(F.expr(pairs_insert.sql_in("x", values))).collect()}
+    assert got == set(values)

@@ -47,6 +47,13 @@ class Inserted:
     race_duplicates_removed: int = 0
 
 
+def sql_in(column: str, values: list[int]) -> str:
+    """``column IN (...)`` of bigint literals as one SQL string (one parse, not a py4j call per id);
+    the smallest bigint has no literal (its negation overflows), so it is written as a sum."""
+    lowest = -(2**63)
+    return f"{column} IN ({', '.join('(-9223372036854775807L - 1)' if v == lowest else f'{v}L' for v in values)})"
+
+
 def present_ids(spark: SparkSession, root: str, source_ids: DataFrame, at_version: int, limit: int) -> list[int]:
     """Up to ``limit + 1`` of ``source_ids``'s pair_ids that ``pairs`` holds at ``at_version``."""
     table_ids = lake.read(spark, root, tables.PAIRS, at_version).select("pair_id")
@@ -70,7 +77,7 @@ def insert_new(spark: SparkSession, root: str, pairs: DataFrame, run_id: str,
         return Inserted(merged["numTargetRowsInserted"], None)
     log.info("pairs: %d of this run's pair_ids are in the table (version %d): MERGE on those", len(present), v0)
     tag = f"pairs-insert:{run_id}:{uuid.uuid4().hex}"
-    prune = F.col("t.pair_id").isin(present) if present else F.lit(False)
+    prune = F.expr(sql_in("t.pair_id", present)) if present else F.lit(False)
     merged = lake.merge_insert_only(spark, root, tables.PAIRS, pairs, KEYS, prune=prune, tag=tag)
     result = Inserted(merged["numTargetRowsInserted"], len(present))
     if result.inserted:
