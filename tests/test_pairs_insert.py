@@ -1,9 +1,9 @@
 """pairs_insert: the pruned insert-only MERGE gives the plain MERGE's pairs, re-runs add nothing, a
-pair_id collision is inserted, and a writer racing the candidate scan leaves no duplicate."""
+pair_id collision is inserted, and a second writer is refused while one inserts."""
 
 from __future__ import annotations
 
-import logging
+import threading
 
 import pytest
 from pyspark.sql import functions as F
@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 from helpers import execute, wat_cfg
 from kgcurate import ids, pairs_insert, tables
 from kgcurate import lake as lk
+from kgcurate.errors import ConcurrentRunError
 from kgcurate.stages import ingest_wat
 from kgcurate.wat.sample import write_sample
 
@@ -75,34 +76,48 @@ def test_a_pair_id_collision_is_inserted_not_dropped(spark, lake):
     assert lk.read(spark, lake, tables.PAIRS).count() == 3
 
 
-def test_a_writer_committing_after_the_candidate_scan_leaves_no_duplicate(spark, lake, monkeypatch, caplog):
+def test_a_second_writer_is_refused_while_one_inserts_and_changes_nothing(spark, lake, monkeypatch):
+    """The scan and the MERGE run under the ingest-wat lease: a writer committing between them would go
+    unseen (the pruned MERGE reads no files, so Delta has nothing to find a conflict in)."""
     lk.append(spark, lake, tables.PAIRS, _pairs(spark, [("http://x/old.jpg", "old", "http://x/")], "run-0"))
-    src = _pairs(spark, [("http://x/a.jpg", "a cat", "http://x/"), ("http://x/c.jpg", "a dog", "http://x/")],
-                 "run-mine")
+    src = _pairs(spark, [("http://x/a.jpg", "a cat", "http://x/")], "run-mine")
+    other = _pairs(spark, [("http://x/a.jpg", "a cat", "http://o/")], "run-other")
     scan = pairs_insert.present_ids
+    refused: list[BaseException] = []
 
     def scan_then_other_writer(*args, **kwargs):
-        found = scan(*args, **kwargs)  # the other run commits (a.jpg, "a cat") after this scan
-        lk.append(spark, lake, tables.PAIRS, _pairs(spark, [("http://x/a.jpg", "a cat", "http://o/")], "run-other"))
+        found = scan(*args, **kwargs)
+        monkeypatch.setattr(pairs_insert, "present_ids", scan)
+        t = threading.Thread(target=lambda: _insert_or_keep(refused, spark, lake, other, "run-other"))
+        t.start()
+        t.join()
         return found
 
     monkeypatch.setattr(pairs_insert, "present_ids", scan_then_other_writer)
-    with caplog.at_level(logging.WARNING, logger="kgcurate.pairs_insert"):
-        got = pairs_insert.insert_new(spark, lake, src, "run-mine")
-    assert (got.inserted, got.present, got.race_duplicates_removed) == (2, 0, 1)
-    rows = sorted((r.image_url, r.text, r.run_id) for r in lk.read(spark, lake, tables.PAIRS).collect())
-    assert rows == [("http://x/a.jpg", "a cat", "run-other"), ("http://x/c.jpg", "a dog", "run-mine"),
-                    ("http://x/old.jpg", "old", "run-0")]
-    assert "added by another writer" in caplog.text
+    got = pairs_insert.insert_new(spark, lake, src, "run-mine")
+    assert (got.inserted, got.present) == (1, 0)
+    assert len(refused) == 1 and isinstance(refused[0], ConcurrentRunError)
+    assert "another ingest-wat run (run-mine on" in str(refused[0]) and "changed nothing" in str(refused[0])
+    rows = sorted((r.image_url, r.run_id) for r in lk.read(spark, lake, tables.PAIRS).collect())
+    assert rows == [("http://x/a.jpg", "run-mine"), ("http://x/old.jpg", "run-0")]
+    again = pairs_insert.insert_new(spark, lake, other, "run-other")  # its re-run, once the first is done
+    assert (again.inserted, again.present) == (0, 1)
 
 
-def test_no_repair_without_a_commit_between(spark, lake):
+def _insert_or_keep(out: list, spark, lake, df, run_id: str) -> None:
+    try:
+        pairs_insert.insert_new(spark, lake, df, run_id)
+    except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+        out.append(exc)
+
+
+def test_one_commit_and_the_earlier_row_kept(spark, lake):
     lk.append(spark, lake, tables.PAIRS, _pairs(spark, [("http://x/a.jpg", "a cat", "http://x/")], "run-0"))
     v = lk.version(spark, lake, tables.PAIRS)
     src = _pairs(spark, [("http://x/a.jpg", "a cat", "http://y/"), ("http://x/c.jpg", "a dog", "http://x/")], "run-1")
     got = pairs_insert.insert_new(spark, lake, src, "run-1")
-    assert (got.inserted, got.present, got.race_duplicates_removed) == (1, 1, 0)
-    assert lk.version(spark, lake, tables.PAIRS) == v + 1  # one commit, and no repair commit
+    assert (got.inserted, got.present) == (1, 1)
+    assert lk.version(spark, lake, tables.PAIRS) == v + 1  # one commit
     assert {(r.image_url, r.page_url) for r in lk.read(spark, lake, tables.PAIRS).collect()} == {
         ("http://x/a.jpg", "http://x/"), ("http://x/c.jpg", "http://x/")}
 

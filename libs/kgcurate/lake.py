@@ -228,15 +228,14 @@ def overwrite(
 
 def merge_insert_only(
     spark: SparkSession, lake: str, name: str, df: DataFrame, keys: Sequence[str], *,
-    prune: Column | None = None, tag: str | None = None,
+    prune: Column | None = None,
 ) -> dict[str, int]:
     """Insert the rows whose keys are not in the table yet; return this MERGE's row counts.
 
     ``df`` must already be distinct on ``keys`` (MERGE rejects several source rows per key).
     ``prune``: a predicate on target columns (``t.``) true of every target row a source row could
     match; it joins the condition, so Delta skips the files its statistics rule out instead of
-    reading the whole table (see :mod:`kgcurate.pairs_insert`). ``tag``: the commit's
-    ``userMetadata``, so the caller finds its commit with :func:`tagged_version`.
+    reading the whole table (see :mod:`kgcurate.pairs_insert`).
     """
 
     ensure(spark, lake, name)
@@ -246,41 +245,8 @@ def merge_insert_only(
         from pyspark.sql import functions as F
 
         cond = F.expr(cond) & prune
-    with _commit_metadata(spark, tag):
-        return _execute_merge(
-            target.alias("t").merge(_conform(df, name).alias("s"), cond).whenNotMatchedInsertAll(), name)
-
-
-_USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
-
-
-@contextmanager
-def _commit_metadata(spark: SparkSession, tag: str | None) -> Iterator[None]:
-    """Commits made inside carry ``tag`` as their userMetadata (a session setting: set, then put back)."""
-    if tag is None:
-        yield
-        return
-    before = spark.conf.get(_USER_METADATA, None)
-    spark.conf.set(_USER_METADATA, tag)
-    try:
-        yield
-    finally:
-        if before is None:
-            spark.conf.unset(_USER_METADATA)
-        else:
-            spark.conf.set(_USER_METADATA, before)
-
-
-def commits_after(spark: SparkSession, lake: str, name: str, after: int) -> list[tuple[int, str, str | None]]:
-    """(version, operation, userMetadata) of every commit after version ``after``, oldest first."""
-    from delta.tables import DeltaTable
-
-    latest = version(spark, lake, name)
-    if latest is None or latest <= after:
-        return []
-    rows = (DeltaTable.forPath(spark, table_path(lake, name)).history(latest - after)
-            .select("version", "operation", "userMetadata").collect())
-    return sorted((int(r[0]), r[1], r[2]) for r in rows if int(r[0]) > after)
+    return _execute_merge(target.alias("t").merge(_conform(df, name).alias("s"), cond).whenNotMatchedInsertAll(),
+                          name)
 
 
 _MERGE_METRICS = {"num_inserted_rows": "numTargetRowsInserted", "num_deleted_rows": "numTargetRowsDeleted",
@@ -327,13 +293,6 @@ def merge_insert_delete(
         m = m.whenMatchedUpdate(f"NOT s._drop AND ({changed})", {c: f"s.`{c}`" for c in update_columns})
     m = m.whenNotMatchedInsert("NOT s._drop", {f.name: f"s.`{f.name}`" for f in fields})
     return _execute_merge(m, name)
-
-
-def merge_delete(spark: SparkSession, lake: str, name: str, df: DataFrame, on: str | Column) -> dict[str, int]:
-    """Delete the target rows (``t``) that ``on`` matches with a row of ``df`` (``s``), in one commit;
-    ``df`` must match each target row at most once."""
-    ensure(spark, lake, name)
-    return _execute_merge(_for_path(spark, lake, name).alias("t").merge(df.alias("s"), on).whenMatchedDelete(), name)
 
 
 def record_bad_input(spark: SparkSession, lake: str, job: str, run_id: str | None,
