@@ -183,6 +183,10 @@ class SampleOptions:
                         action="store_false", flag_help="write plain .warc.wat instead of one gzip member per record")
     size_mb: int | float | None = option(None, "total size in MB (compressed) instead of --records per file",
                                          flag="--size-mb", type=float)
+    image_base_url: str | None = option(None, "serve the image links from here: every image link becomes "
+                                        "URL/<file> and the files are written to --images (a demo's downloads)",
+                                        flag="--image-base-url", metavar="URL")
+    images: str | None = option(None, "folder for the --image-base-url files (default: OUT/images)", flag="--images")
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,14 @@ import random
 import uuid
 import zlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from kgcurate.wat.sample_images import ImagesWritten, served_name, served_url, write_images
 
 CRAWL = "CC-MAIN-2099-01"
 MAX_TEXT = 2000  # the parser's default max_text_length; longer captions are expected as `filtered`
@@ -92,6 +94,7 @@ class SampleManifest:
     filtered_by_file: dict[str, int] = field(default_factory=dict)  # expected FileStats.filtered
     truncated_file: str | None = None  # name of the file whose last gzip member is cut (error expected)
     bytes_by_file: dict[str, int] = field(default_factory=dict)
+    images: ImagesWritten | None = None  # with an image base URL: the image folder written
 
     @property
     def bad_records(self) -> int:
@@ -102,12 +105,15 @@ class SampleManifest:
         return sum(self.records_by_file.values())
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "out_dir": self.out_dir, "crawl": self.crawl, "files": self.files, "listing": self.listing,
             "pairs_by_file": self.pairs_by_file, "records_by_file": self.records_by_file,
             "bad_by_file": self.bad_by_file, "filtered_by_file": self.filtered_by_file,
             "truncated_file": self.truncated_file, "bytes_by_file": self.bytes_by_file,
         }
+        if self.images is not None:  # absent otherwise: a plain sample's manifest is as it always was
+            data["images"] = asdict(self.images)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SampleManifest:
@@ -118,6 +124,7 @@ class SampleManifest:
             records_by_file=data["records_by_file"], bad_by_file=data["bad_by_file"],
             filtered_by_file=data["filtered_by_file"], truncated_file=data["truncated_file"],
             bytes_by_file=data.get("bytes_by_file", {}),
+            images=ImagesWritten(**data["images"]) if data.get("images") else None,
         )
 
 
@@ -531,6 +538,8 @@ class _SampleSpec:
     pages_per_file: int  # otherwise: this many pages (three records each) after the warcinfo record
     shared_pool: list[int]  # page seeds that appear in several files
     t0: datetime
+    image_base_url: str | None = None  # image links served from here (kgcurate.wat.sample_images)
+    image_files: set[str] = field(default_factory=set)  # the files those links name
 
     @property
     def suffix(self) -> str:
@@ -554,9 +563,13 @@ class _File:
 
 
 def write_sample(out_dir: str | Path, files: int = 4, records: int = 400, seed: int = 0, corrupt: bool = True,
-                 gzip: bool = True, size_mb: float | None = None) -> SampleManifest:
+                 gzip: bool = True, size_mb: float | None = None, image_base_url: str | None = None,
+                 images_dir: str | Path | None = None) -> SampleManifest:
     """Write ``files`` WAT files of about ``records`` WARC records each (or ``size_mb`` MB in all,
     compressed) plus ``wat.paths.gz``; return the manifest of what the parser must find.
+
+    With ``image_base_url``: every kept image link is ``image_base_url/<file>`` and the files are written
+    to ``images_dir`` (:mod:`kgcurate.wat.sample_images`); the pages are otherwise the same.
 
     With ``corrupt``: file 0 has a response record whose JSON is cut short (1 bad record), file 1
     (file 0 if only one) a request record cut short (1 bad record), and the last file ends with a
@@ -564,15 +577,20 @@ def write_sample(out_dir: str | Path, files: int = 4, records: int = 400, seed: 
     """
     if files < 1:
         raise ValueError("files must be >= 1")
+    if (image_base_url is None) != (images_dir is None):
+        raise ValueError("image_base_url and images_dir go together")
     out = _clear_out_dir(out_dir)
     rng = random.Random(seed)
     spec = _SampleSpec(
         files=files, seed=seed, corrupt=corrupt, gzip=gzip,
         per_file_bytes=size_mb * 1e6 / files if size_mb else None, pages_per_file=max(1, (records - 1) // 3),
-        shared_pool=[rng.getrandbits(64) for _ in range(20)], t0=datetime(2099, 1, 3, 10, 0, 0, tzinfo=timezone.utc))
+        shared_pool=[rng.getrandbits(64) for _ in range(20)], t0=datetime(2099, 1, 3, 10, 0, 0, tzinfo=timezone.utc),
+        image_base_url=image_base_url)
     manifest = SampleManifest(out_dir=str(out.resolve()), crawl=CRAWL, files=[], listing="")
     for fi in range(files):
         _write_file(out, fi, spec, manifest)
+    if images_dir is not None:
+        manifest.images = write_images(images_dir, spec.image_files)
     listing = out / "wat.paths.gz"
     with gzip_mod.GzipFile(listing, "wb", mtime=0) as f:
         f.write("".join(f"{Path(p).name}\n" for p in manifest.files).encode())
@@ -595,7 +613,7 @@ def _write_file(out: Path, fi: int, spec: _SampleSpec, manifest: SampleManifest)
     f = _open_file(out, fi, spec)
     pi = _write_pages(f, fi, spec)
     if spec.corrupt and fi == spec.files - 1:
-        _write_truncated_page(f, spec.t0 + timedelta(seconds=fi * 10000 + pi))
+        _write_truncated_page(f, spec.t0 + timedelta(seconds=fi * 10000 + pi), spec)
         manifest.truncated_file = f.name
     f.writer.close()
     manifest.files.append(str(f.path.resolve()))
@@ -648,6 +666,7 @@ def _write_pages(f: _File, fi: int, spec: _SampleSpec) -> int:
         broken = malformed_at.get(pi)
         if broken == "response" and not page.imgs:
             page = _forced_image_page(page_seed)
+        _serve_images(page, spec)
         t = spec.t0 + timedelta(seconds=fi * 10000 + pi)
         for inner, raw in _page_records(page, f.rng, t, f.warcinfo_id, f.warc_name, f.writer.size, broken):
             f.writer.write(f.writer.encode(raw))
@@ -662,15 +681,28 @@ def _write_pages(f: _File, fi: int, spec: _SampleSpec) -> int:
     return pi
 
 
-def _write_truncated_page(f: _File, t: datetime) -> None:
+def _write_truncated_page(f: _File, t: datetime, spec: _SampleSpec) -> None:
     """A final page whose response record is cut in the middle of its gzip member."""
     page = _forced_image_page(f.rng.getrandbits(64))
+    _serve_images(page, spec)
     recs = _page_records(page, f.rng, t, f.warcinfo_id, f.warc_name, f.writer.size)
     f.writer.write(f.writer.encode(recs[0][1]))
     cut = f.writer.encode(recs[1][1])
     f.writer.write(cut[: len(cut) // 2])
     f.records += 2
     f.bad += 1
+
+
+def _serve_images(page: _Page, spec: _SampleSpec) -> None:
+    """With an image base URL: every image link the parser would keep becomes an absolute link to the
+    served file (its name a hash of the link it replaces), recorded in ``spec.image_files``. Links the
+    parser drops (``data:``, ``javascript:``, ...) stay as they were."""
+    if spec.image_base_url is None:
+        return
+    for img in page.imgs:
+        if img.expected is not None:
+            spec.image_files.add(served_name(img.expected))
+            img.written = img.expected = served_url(spec.image_base_url, img.expected)
 
 
 def _forced_image_page(page_seed: int) -> _Page:
