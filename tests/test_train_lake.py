@@ -66,3 +66,19 @@ def test_train_runs_has_one_row_per_experiment_in_the_declared_schema(tmp_path) 
     one = rows["train-1"]
     assert (one["status"], one["steps"], one["final_loss"]) == ("completed", 40, 2.1)
     assert one["args"] == '["--a"]' and one["started_at"].year == 2026
+
+
+def test_deltalake_gets_the_s3_compatible_endpoint_the_other_stages_use(monkeypatch) -> None:
+    from kgcurate.lake_rs import storage_options
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("KGCURATE_S3_ENDPOINT", raising=False)
+    assert storage_options("s3://b/lake/train_runs") is None  # AWS itself: deltalake's defaults
+    monkeypatch.setenv("KGCURATE_S3_ENDPOINT", "http://minio:9000")
+    assert storage_options("s3://b/lake/train_runs") == {"AWS_ENDPOINT_URL": "http://minio:9000",
+                                                         "AWS_ALLOW_HTTP": "true"}
+    assert storage_options("/data/lake/train_runs") is None
+    monkeypatch.setenv("KGCURATE_S3_ENDPOINT", "https://s3.example.internal")
+    assert storage_options("s3://b/lake/t") == {"AWS_ENDPOINT_URL": "https://s3.example.internal"}
+    secrets = {"AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID"}
+    assert not secrets & set(storage_options("s3://b/lake/t"))  # credentials stay with the default chain

@@ -33,18 +33,15 @@ def table_uri(lake: str, name: str) -> str:
 
 
 def storage_options(uri: str) -> dict[str, str] | None:
-    """What delta-rs needs beyond the AWS default chain to reach the lake's S3: the endpoint that
-    ``KGCURATE_S3_ENDPOINT`` names for boto3 and s3a (MinIO, a test server), plain HTTP when it is one."""
+    """What delta-rs needs beyond the AWS default chain to reach the lake's S3: the S3-compatible
+    endpoint the other stages use (``KGCURATE_S3_ENDPOINT`` or ``AWS_ENDPOINT_URL``: MinIO, moto), plain
+    HTTP allowed when it is http. Credentials and region stay with the chain delta-rs reads itself."""
     from kgcurate import s3
 
     endpoint = s3.endpoint()
     if not uri.startswith("s3://") or not endpoint:
         return None
-    opts = {"AWS_ENDPOINT_URL": endpoint,
-            "AWS_REGION": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
-    if endpoint.startswith("http://"):
-        opts["AWS_ALLOW_HTTP"] = "true"
-    return opts
+    return {"AWS_ENDPOINT_URL": endpoint, **({"AWS_ALLOW_HTTP": "true"} if endpoint.startswith("http://") else {})}
 
 
 def open_table(lake: str, name: str, version: int | None = None):

@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from kgcurate import lake_rs, leases, settings, tables
+from kgcurate import lake_rs, leases, s3, settings, tables
 from kgcurate.context import Context
 from kgcurate.errors import UserError
 
@@ -205,7 +205,7 @@ def train_experiment(ctx: Context, o: settings.TrainOptions, inp: TrainInput, ex
     p = trainer_args.plan(replace(o, gpus=processes), inp, gpus > 0)
     # --resume as asked (not as the folder looks), so every torchrun process passes the same arguments
     argv = trainer_args.build_args(o, inp, p, os.path.dirname(experiment_dir), os.path.basename(experiment_dir),
-                                   resume=o.resume)
+                                   resume=o.resume, s3_endpoint=s3.endpoint())
     start_epoch = ex.epoch_of((ex.checkpoints(experiment_dir) or [None])[-1])
     manifest = replace(manifest or new_manifest(ctx, o, inp, experiment_dir, argv), args=argv, status=ex.RUNNING)
     bad_dir = bad_samples.folder_of(experiment_dir)

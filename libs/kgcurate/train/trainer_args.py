@@ -4,6 +4,7 @@ place our options meet theirs (recorded verbatim in ``train_runs.args`` and the 
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import dataclass
 
 from kgcurate.settings import TrainOptions
@@ -33,10 +34,11 @@ def plan(o: TrainOptions, inp: TrainInput, cuda: bool) -> Plan:
     return Plan(per_epoch, resampled, workers, precision, "cuda" if cuda else "cpu")
 
 
-def build_args(o: TrainOptions, inp: TrainInput, p: Plan, logs: str, name: str, resume: bool) -> list[str]:
+def build_args(o: TrainOptions, inp: TrainInput, p: Plan, logs: str, name: str, resume: bool,
+               s3_endpoint: str | None = None) -> list[str]:
     """The argument list of ``open_clip_train.main.main`` (and of each torchrun process)."""
     args = [
-        "--train-data", train_data(inp.files),
+        "--train-data", train_data(inp.files, s3_endpoint),
         "--train-num-samples", str(p.samples_per_epoch),
         "--dataset-type", "webdataset",
         "--model", o.model,
@@ -62,11 +64,13 @@ def build_args(o: TrainOptions, inp: TrainInput, p: Plan, logs: str, name: str, 
     return args + [str(a) for a in o.extra_args]
 
 
-def train_data(files: list[str]) -> str:
+def train_data(files: list[str], s3_endpoint: str | None = None) -> str:
     """``--train-data``: local shards as brace ranges; S3 shards streamed through the AWS CLI, as
-    open_clip's docs do (``pipe:aws s3 cp s3://.../{00000..00041}.tar -``)."""
+    open_clip's docs do (``pipe:aws s3 cp s3://.../{00000..00041}.tar -``), from ``s3_endpoint`` when
+    the bucket is on an S3-compatible server (MinIO: ``KGCURATE_S3_ENDPOINT``, which the CLI does not read)."""
     groups = brace_list(files).split("::") if files else []
-    return "::".join(f"pipe:aws s3 cp {g} -" if g.startswith("s3://") else g for g in groups)
+    ep = f"--endpoint-url {shlex.quote(s3_endpoint)} " if s3_endpoint else ""
+    return "::".join(f"pipe:aws s3 cp {ep}{g} -" if g.startswith("s3://") else g for g in groups)
 
 
 def torchrun_command(python: str, gpus: int, launch_args: list[str]) -> list[str]:
