@@ -5,7 +5,8 @@ Why each piece:
   dependencies (pyarrow, FastWARC, ... have native code, so they cannot travel in a zip);
 - ``kgcurate.zip``: the pure-Python package for ``--py-files``, so a code fix ships without
   rebuilding the image (it shadows the installed copy on driver and executors);
-- ``jobs/``: the spark-submit entry scripts; ``conf/``: cluster.yaml, the entity sets, extra model configs;
+- ``jobs/``: the spark-submit entry scripts; ``conf/``: cluster.yaml, train-smoke.yaml (the compose demo's
+  train), the entity sets, extra model configs;
 - ``constraints.txt``: every package pinned, for the training image (``deploy/Dockerfile.train``);
 - ``packages.txt``: the Maven coordinates pinned to the Spark line (``--packages``);
 - ``spark-defaults.conf``: the session settings (``kgcurate.session.SESSION_CONF``: Delta);
@@ -70,8 +71,9 @@ def build(dist: Path = DIST, wheel: bool = True) -> dict:
     manifest["zip_files"] = _zip_package(ROOT / "libs" / "kgcurate", dist / "kgcurate.zip")
     shutil.copytree(ROOT / "jobs", dist / "jobs", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (dist / "conf").mkdir()
-    if (ROOT / "conf" / "cluster.yaml").exists():
-        shutil.copy2(ROOT / "conf" / "cluster.yaml", dist / "conf" / "cluster.yaml")
+    for name in ("cluster.yaml", "train-smoke.yaml"):  # train-smoke: the compose demo's `train` service
+        if (ROOT / "conf" / name).exists():
+            shutil.copy2(ROOT / "conf" / name, dist / "conf" / name)
     for folder in ("entity_sets", "models"):
         if (ROOT / "conf" / folder).is_dir():
             shutil.copytree(ROOT / "conf" / folder, dist / "conf" / folder)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tarfile
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from threading import Thread
 
 import pytest
 import yaml
@@ -17,7 +25,8 @@ from s3server import SECRET_KEY, running_server
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yml"
-IMAGE_ROOT = "/opt/kgcurate/"  # where deploy/Dockerfile puts the repository's files
+IMAGE_ROOT = "/opt/kgcurate/"  # where deploy/Dockerfile and deploy/Dockerfile.train put the repository's files
+CONF_COPY = "COPY deploy/dist/conf /opt/kgcurate/conf"  # conf/ reaches the images through deploy/build.py's dist
 
 
 @pytest.fixture(scope="module")
@@ -25,23 +34,40 @@ def compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
 
 
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory) -> Path:
+    sys.path.insert(0, str(REPO / "deploy"))
+    import build as deploy_build
+
+    out = tmp_path_factory.mktemp("dist")
+    deploy_build.build(out, wheel=False)
+    return out
+
+
+def dockerfile_of(svc: dict) -> str:
+    return (REPO / svc["build"]["context"] / svc["build"]["dockerfile"]).read_text()
+
+
 def test_services_and_pinned_images(compose):
     services = compose["services"]
-    assert set(services) == {"minio", "minio-init", "spark-master", "spark-worker", "job"}
+    assert set(services) == {"minio", "minio-init", "spark-master", "spark-worker", "images", "job", "train"}
     for name, svc in services.items():
         image = svc["image"]
         repo, _, tag = image.rpartition(":")
         assert repo and tag and tag != "latest" and "${" not in image, (name, image)
     assert services["minio"]["image"].startswith("minio/minio:RELEASE.")
     assert services["minio-init"]["image"].startswith("minio/mc:RELEASE.")
-    for name in ("spark-master", "spark-worker", "job"):  # our image: Spark + jars + wheel
-        build = services[name]["build"]
-        assert (REPO / build["context"] / build["dockerfile"]).is_file()
+    for name in ("spark-master", "spark-worker", "images", "job"):  # our image: Spark + jars + wheel
+        assert services[name]["build"]["dockerfile"] == "deploy/Dockerfile"
+    # the train needs torch, which only the training image has (the Spark image has no [train] extra)
+    assert services["train"]["build"]["dockerfile"] == "deploy/Dockerfile.train"
+    assert services["train"]["image"] != services["job"]["image"]
     dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
     assert f"FROM apache/spark:{SPARK_VERSION}-" in dockerfile
+    assert "[train]" in dockerfile_of(services["train"]) and "awscli" in dockerfile_of(services["train"])
 
 
-def test_bucket_master_and_commands_line_up(compose):
+def test_bucket_master_and_commands_line_up(compose, dist):
     services = compose["services"]
     init = " ".join(services["minio-init"]["command"])
     bucket = services["job"]["environment"]["KGCURATE_BUCKET"]
@@ -52,16 +78,40 @@ def test_bucket_master_and_commands_line_up(compose):
     assert "--master spark://spark-master:7077" in services["job"]["environment"]["KGCURATE_SUBMIT_OPTS"]
     assert services["spark-worker"]["command"][-1] == "spark://spark-master:7077"
     assert services["job"]["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
-    # Every file a command names exists in the repository and is copied into the image.
-    dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
+    # Every file a command names exists in the repository and is copied into that service's image.
     for name, svc in services.items():
         for word in svc.get("command") or []:
             if word.startswith(IMAGE_ROOT):
                 rel = word[len(IMAGE_ROOT):]
                 assert (REPO / rel).is_file(), (name, word)
-                assert rel in dockerfile, f"{rel} is not copied into the image"
-    for name in ("volumes",):
-        assert compose[name]["minio-data"] == {}
+                dockerfile = dockerfile_of(svc)
+                copied = rel in dockerfile or (rel.startswith("conf/") and CONF_COPY in dockerfile
+                                               and (dist / rel).is_file())
+                assert copied, f"{rel} is not copied into {name}'s image"
+    for volume in ("minio-data", "sample-images", "experiments"):
+        assert compose["volumes"][volume] == {}
+
+
+def test_images_server_job_and_train_line_up(compose):
+    """The job writes the images where the server serves them, its links name that server, the train
+    waits for the job, reads the same lake from the same MinIO and trains the smoke config."""
+    services = compose["services"]
+    images, job, train = services["images"], services["job"], services["train"]
+    server = images["command"]
+    assert server[:3] == ["python", "-m", "http.server"]  # python's own static file server
+    port, folder = server[3], server[server.index("--directory") + 1]
+    env = job["environment"]
+    assert env["SAMPLE_IMAGE_BASE_URL"] == f"http://images:{port}" and env["SAMPLE_IMAGES"] == folder
+    assert f"sample-images:{folder}" in images["volumes"] and f"sample-images:{folder}" in job["volumes"]
+    assert f"install -d -o spark -g spark {folder}" in dockerfile_of(job)  # the volume is the job user's
+    assert job["depends_on"]["images"]["condition"] == "service_healthy" and "healthcheck" in images
+    assert train["depends_on"] == {"job": {"condition": "service_completed_successfully"}}
+    assert train["environment"]["KGCURATE_S3_ENDPOINT"] == env["KGCURATE_S3_ENDPOINT"] == "http://minio:9000"
+    cmd = train["command"]
+    assert cmd[:2] == ["kgcurate", "train"] and cmd[cmd.index("--config") + 1] == f"{IMAGE_ROOT}conf/train-smoke.yaml"
+    assert cmd[cmd.index("--lake") + 1] == config.load(REPO / "deploy" / "compose.yaml")["lake"]
+    assert f"experiments:{cmd[cmd.index('--experiments') + 1]}" in train["volumes"]
+    assert "WORKDIR /opt/kgcurate" in dockerfile_of(train)  # conf/models (train-smoke's model_config_dir) is there
 
 
 def test_no_credential_in_the_file(compose):
@@ -73,34 +123,124 @@ def test_no_credential_in_the_file(compose):
     assert "minioadmin" not in text
 
 
+@contextlib.contextmanager
+def serving(folder: Path) -> Iterator[int]:
+    """What the `images` service runs (``python -m http.server --directory F``: the same handler and
+    threading server), on loopback at a free port, in a thread; yields the port."""
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # the request log only
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    thread = Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield httpd.server_address[1]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def in_this_checkout(word: str, experiments: Path) -> str:
+    """A path of a compose command, mapped from the image to this checkout (and the volume to a temp folder)."""
+    if word == "/srv/kgcurate/experiments":
+        return str(experiments)
+    return str(REPO / word[len(IMAGE_ROOT):]) if word.startswith(IMAGE_ROOT) else word
+
+
+def compose_env(svc: dict, srv_env: dict[str, str], **overrides: str) -> dict[str, str]:
+    """A service's environment with moto in MinIO's place: its endpoint, its dummy credentials for the
+    ``${MINIO_ROOT_*}`` ones; every other value as the file has it."""
+    env = {}
+    for key, value in svc["environment"].items():
+        if key in srv_env:
+            env[key] = srv_env[key]
+        else:
+            assert "${" not in str(value), (key, value)
+            env[key] = str(value)
+    return {**env, **overrides}
+
+
+def shard_samples(data: bytes) -> dict[str, set[str]]:
+    """key -> member extensions of one webdataset tar."""
+    members: dict[str, set[str]] = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for m in tar.getmembers():
+            key, _, ext = m.name.partition(".")
+            members.setdefault(key, set()).add(ext)
+    return members
+
+
 @pytest.mark.slow
-def test_compose_job_script_runs_the_demo_against_s3(tmp_path):
-    """deploy/compose_job.sh as the `job` service runs it, with moto for MinIO and local[2] for the master."""
+def test_compose_job_and_train_run_the_demo_against_s3(tmp_path, compose, dist):
+    """deploy/compose_job.sh as the `job` service runs it (moto for MinIO, a loopback server for `images`,
+    local[2] for the master): sample with servable images, pipeline, download into the bucket; then the
+    `train` service's command and environment, read from docker-compose.yml: a CPU smoke train on those
+    shards through ``pipe:aws s3 cp`` from the same S3 server, recorded in ``train_runs``."""
     jars = local_jars()
     if not jars:
         pytest.skip("Spark jars not fetched (make setup)")
-    sys.path.insert(0, str(REPO / "deploy"))
-    import build as deploy_build
-
-    dist = tmp_path / "dist"
-    deploy_build.build(dist, wheel=False)
-    with running_server() as srv:
+    services = compose["services"]
+    images = tmp_path / "images"
+    with running_server() as srv, serving(images) as port:
         srv.create_bucket("kgcurate")  # what the minio-init service does
+        base = f"http://127.0.0.1:{port}"  # `images` on the compose network; a private address either way
+        job_env = compose_env(services["job"], srv.env(), SAMPLE_IMAGE_BASE_URL=base, SAMPLE_IMAGES=str(images),
+                              KGCURATE_HOME=str(REPO), SAMPLE_FILES="2", SAMPLE_RECORDS="60")
         env = {
-            **os.environ, **srv.env(),
-            "KGCURATE_HOME": str(REPO), "KGCURATE_BUCKET": "kgcurate", "KGCURATE_PYTHON": sys.executable,
-            "KGCURATE_SAMPLES": str(tmp_path / "samples"), "SAMPLE_FILES": "2", "SAMPLE_RECORDS": "60",
+            **os.environ, **job_env, "KGCURATE_PYTHON": sys.executable,
+            "KGCURATE_SAMPLES": str(tmp_path / "samples"),
             "KGCURATE_DIST": str(dist), "SPARK_SUBMIT": str(REPO / ".venv" / "bin" / "spark-submit"),
             "KGCURATE_JARS": ",".join(map(str, jars)), "PYSPARK_PYTHON": sys.executable,
             "PYSPARK_DRIVER_PYTHON": sys.executable,
             "KGCURATE_SUBMIT_OPTS": "--master local[2] --driver-memory 1g --conf spark.ui.enabled=false",
         }
         r = subprocess.run(["bash", str(REPO / "deploy" / "compose_job.sh")], capture_output=True, text=True,
-                           env=env, timeout=900, cwd=tmp_path)
+                           env=env, timeout=1800, cwd=tmp_path)
         assert r.returncode == 0, r.stderr[-4000:]
         assert "kgcurate demo done: lake at s3a://kgcurate/lake" in r.stdout
+        assert f"images in {images}" in r.stdout  # make-sample wrote the served folder
         keys = srv.keys("kgcurate")
-        assert "samples/wat/wat.paths.gz" in keys
-        for table in ("pairs", "ingest_log", "metadata", "matches", "entry_counts", "curated", "curation_runs"):
+        assert "samples/wat/wat.paths.gz" in keys and not any(k.startswith("samples/images") for k in keys)
+        for table in ("pairs", "ingest_log", "metadata", "matches", "entry_counts", "curated", "curation_runs",
+                      "downloads", "download_runs"):
             assert any(k.startswith(f"lake/{table}/_delta_log/") for k in keys), table
         assert SECRET_KEY not in r.stdout + r.stderr
+
+        # The download: shards in the bucket, holding real samples fetched from the image server.
+        from kgcurate.train.lake_input import open_table, read_input
+
+        inp = read_input("s3a://kgcurate/lake")
+        assert inp.out == "s3://kgcurate/shards" and inp.samples > 0 and inp.downloaded_samples == inp.samples
+        statuses = (open_table("s3a://kgcurate/lake", "downloads").to_pyarrow_table(columns=["status"])
+                    .column("status").to_pylist())
+        assert statuses.count("success") == inp.samples and set(statuses) <= {"success", "http_error",
+                                                                               "decode_error"}
+        stored = 0
+        for shard in inp.shards:
+            members = shard_samples(srv.client().get_object(Bucket="kgcurate", Key=f"shards/{shard.file}")["Body"]
+                                    .read())
+            assert len(members) == shard.samples and all({"jpg", "txt", "json"} <= m for m in members.values())
+            stored += len(members)
+        assert stored == inp.samples
+
+        # The train service: its command and environment as docker-compose.yml names them.
+        if shutil.which("aws") is None:
+            pytest.skip("the AWS CLI (the training image's awscli) is not on PATH: cannot stream s3:// shards")
+        train = services["train"]
+        experiments = tmp_path / "experiments"
+        argv = [in_this_checkout(w, experiments) for w in train["command"]]
+        assert argv[0] == "kgcurate"  # the console script; here the same entry point through this interpreter
+        # OMP_NUM_THREADS: the file's 2 on a demo machine; 1 on these shared CPUs (conftest says why)
+        train_env = compose_env(train, srv.env(), OMP_NUM_THREADS="1")
+        assert set(train_env) == set(train["environment"])
+        t = subprocess.run([sys.executable, "-m", "kgcurate.cli", *argv[1:]], capture_output=True, text=True,
+                           env={**os.environ, **train_env}, timeout=600, cwd=REPO)  # the image's WORKDIR
+        assert t.returncode == 0, t.stderr[-4000:]
+        assert SECRET_KEY not in t.stdout + t.stderr
+        rows = open_table("s3a://kgcurate/lake", "train_runs").to_pyarrow_table().to_pylist()
+        assert len(rows) == 1 and rows[0]["status"] == "completed" and rows[0]["steps"] > 0
+        assert rows[0]["download_run_id"] == inp.download_run_id and rows[0]["final_loss"] is not None
+        assert f"pipe:aws s3 cp --endpoint-url {srv.endpoint} s3://kgcurate/shards/" in rows[0]["args"]
+        assert Path(rows[0]["checkpoint"]).is_file() and str(experiments) in rows[0]["checkpoint"]

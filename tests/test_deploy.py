@@ -66,6 +66,9 @@ def test_build_outputs(dist):
     assert {"kgcurate/__init__.py", "kgcurate/cli.py", "kgcurate/s3.py", "kgcurate/stages/ingest_wat.py"} <= names
     assert not any("__pycache__" in n for n in names)
     assert (dist / "conf" / "cluster.yaml").is_file()
+    # the compose demo's `train` service reads these in the training image (COPY deploy/dist/conf)
+    assert (dist / "conf" / "train-smoke.yaml").read_bytes() == (REPO / "conf" / "train-smoke.yaml").read_bytes()
+    assert (dist / "conf" / "models" / "kgc-tiny.json").is_file()
     assert (dist / "airflow" / "kgcurate_dag.py").is_file() and (dist / "airflow" / "pipeline.py").is_file()
 
 
