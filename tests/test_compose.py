@@ -8,6 +8,7 @@ import io
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -172,6 +173,20 @@ def shard_samples(data: bytes) -> dict[str, set[str]]:
     return members
 
 
+def run_in_group(cmd: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
+    """``subprocess.run`` in a new process group that is killed whole on a timeout, so spark-submit's JVM
+    and its Python workers do not outlive a timed-out script."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            **kwargs)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{cmd[-1]} ran past {timeout}s: {err[-3000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 @pytest.mark.slow
 def test_compose_job_and_train_run_the_demo_against_s3(tmp_path, compose, dist):
     """deploy/compose_job.sh as the `job` service runs it (moto for MinIO, a loopback server for `images`,
@@ -196,8 +211,7 @@ def test_compose_job_and_train_run_the_demo_against_s3(tmp_path, compose, dist):
             "PYSPARK_DRIVER_PYTHON": sys.executable,
             "KGCURATE_SUBMIT_OPTS": "--master local[2] --driver-memory 1g --conf spark.ui.enabled=false",
         }
-        r = subprocess.run(["bash", str(REPO / "deploy" / "compose_job.sh")], capture_output=True, text=True,
-                           env=env, timeout=1800, cwd=tmp_path)
+        r = run_in_group(["bash", str(REPO / "deploy" / "compose_job.sh")], env=env, timeout=1800, cwd=tmp_path)
         assert r.returncode == 0, r.stderr[-4000:]
         assert "kgcurate demo done: lake at s3a://kgcurate/lake" in r.stdout
         assert f"images in {images}" in r.stdout  # make-sample wrote the served folder
@@ -215,8 +229,8 @@ def test_compose_job_and_train_run_the_demo_against_s3(tmp_path, compose, dist):
         assert inp.out == "s3://kgcurate/shards" and inp.samples > 0 and inp.downloaded_samples == inp.samples
         statuses = (open_table("s3a://kgcurate/lake", "downloads").to_pyarrow_table(columns=["status"])
                     .column("status").to_pylist())
-        assert statuses.count("success") == inp.samples and set(statuses) <= {"success", "http_error",
-                                                                               "decode_error"}
+        assert statuses.count("success") == inp.samples > 0.8 * len(statuses)
+        assert "refused_address" not in statuses  # the loopback server: --allow-private reached the fetcher
         stored = 0
         for shard in inp.shards:
             members = shard_samples(srv.client().get_object(Bucket="kgcurate", Key=f"shards/{shard.file}")["Body"]
@@ -235,8 +249,8 @@ def test_compose_job_and_train_run_the_demo_against_s3(tmp_path, compose, dist):
         # OMP_NUM_THREADS: the file's 2 on a demo machine; 1 on these shared CPUs (conftest says why)
         train_env = compose_env(train, srv.env(), OMP_NUM_THREADS="1")
         assert set(train_env) == set(train["environment"])
-        t = subprocess.run([sys.executable, "-m", "kgcurate.cli", *argv[1:]], capture_output=True, text=True,
-                           env={**os.environ, **train_env}, timeout=600, cwd=REPO)  # the image's WORKDIR
+        t = run_in_group([sys.executable, "-m", "kgcurate.cli", *argv[1:]], env={**os.environ, **train_env},
+                         timeout=600, cwd=REPO)  # cwd: the image's WORKDIR
         assert t.returncode == 0, t.stderr[-4000:]
         assert SECRET_KEY not in t.stdout + t.stderr
         rows = open_table("s3a://kgcurate/lake", "train_runs").to_pyarrow_table().to_pylist()
