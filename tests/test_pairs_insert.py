@@ -71,8 +71,12 @@ def test_a_pair_id_collision_is_inserted_not_dropped(spark, lake):
     assert (got.inserted, got.present) == (2, 1)
     rows = {(r.image_url, r.text) for r in lk.read(spark, lake, tables.PAIRS).collect()}
     assert rows == {("http://elsewhere/b.jpg", "not a cat"), ("http://x/a.jpg", "a cat"), ("http://x/c.jpg", "a dog")}
-    again = pairs_insert.insert_new(spark, lake, src, "run-2")
+    again = pairs_insert.insert_new(spark, lake, src, "run-2", at_most=2)  # the broadcast lookup
     assert (again.inserted, again.present) == (0, 2)
+    v = lk.version(spark, lake, tables.PAIRS)
+    ids_ = src.select("pair_id")
+    assert sorted(pairs_insert.present_ids(spark, lake, ids_, v, 10, broadcast=True)) == sorted(
+        pairs_insert.present_ids(spark, lake, ids_, v, 10))
     assert lk.read(spark, lake, tables.PAIRS).count() == 3
 
 

@@ -283,7 +283,7 @@ def commit(spark: SparkSession, lake_root: str, staging: str, run_id: str,
         # the run's pair_ids straight from the staged rows: 8 bytes a row, not the dedup again
         source_ids = pairs.select(ids.pair_id().alias("pair_id")).distinct()
         summary["pairs_inserted"] = pairs_insert.insert_new(spark, lake_root, distinct_pairs, run_id,
-                                                            source_ids).inserted
+                                                            source_ids, at_most=summary["rows_out"]).inserted
     else:
         lake.ensure(spark, lake_root, tables.PAIRS)  # later stages find the table, empty
     # the staged bad rows are exactly the files' bad_records
