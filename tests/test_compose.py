@@ -223,7 +223,8 @@ def test_compose_job_and_train_run_the_demo_against_s3(tmp_path, compose, dist):
         assert SECRET_KEY not in r.stdout + r.stderr
 
         # The download: shards in the bucket, holding real samples fetched from the image server.
-        from kgcurate.train.lake_input import open_table, read_input
+        from kgcurate.lake_rs import open_table
+        from kgcurate.train.lake_input import read_input
 
         inp = read_input("s3a://kgcurate/lake")
         assert inp.out == "s3://kgcurate/shards" and inp.samples > 0 and inp.downloaded_samples == inp.samples

@@ -23,8 +23,8 @@ from PIL import Image  # noqa: E402
 from helpers import execute  # noqa: E402
 from kgcurate import cli, config, tables  # noqa: E402
 from kgcurate import lake as lk  # noqa: E402
+from kgcurate.lake_rs import open_table  # noqa: E402
 from kgcurate.stages import download  # noqa: E402
-from kgcurate.train.lake_input import open_table  # noqa: E402
 
 pytestmark = pytest.mark.spark
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -47,9 +47,9 @@ def test_train_runs_has_one_row_per_experiment_in_the_declared_schema(tmp_path) 
     from dataclasses import replace
 
     from kgcurate import tables
+    from kgcurate.lake_rs import open_table
     from kgcurate.train import runs
     from kgcurate.train.experiment import Manifest
-    from kgcurate.train.lake_input import open_table
 
     lake, schema = str(tmp_path / "lake"), tables.arrow_schema(tables.TRAIN_RUNS)
     m = Manifest(train_run_id="train-1", model="kgc-tiny", model_config_dir=None, experiment_dir="/e", args=["--a"],

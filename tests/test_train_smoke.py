@@ -15,7 +15,7 @@ open_clip = pytest.importorskip("open_clip")
 
 import train_data  # noqa: E402
 from kgcurate import cli  # noqa: E402
-from kgcurate.train.lake_input import open_table  # noqa: E402
+from kgcurate.lake_rs import open_table  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

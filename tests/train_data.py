@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from kgcurate import tables
 from kgcurate.download.shards import shard_name
-from kgcurate.train.lake_input import table_uri
+from kgcurate.lake_rs import table_uri
 from kgcurate.train.sample import write_shards
 
 

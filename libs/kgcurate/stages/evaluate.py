@@ -34,8 +34,8 @@ from kgcurate import lake_rs, leases, run_ids, settings, tables
 from kgcurate.bad_input import BadInput
 from kgcurate.context import Context
 from kgcurate.errors import UserError
+from kgcurate.lake_rs import open_table, table_uri
 from kgcurate.train.experiment import COMPLETED
-from kgcurate.train.lake_input import open_table, table_uri
 
 JOB = "evaluate"
 FINISHED = (COMPLETED,)  # train_runs.status of a run with a usable checkpoint (kgcurate train writes it)

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kgcurate.errors import UserError
-from kgcurate.lake_rs import open_table, table_uri  # noqa: F401 - train's lake access, re-exported
+from kgcurate.lake_rs import open_table
 
 DOWNLOADS = "downloads"  # kgcurate.tables.DOWNLOADS / DOWNLOAD_RUNS (tables.py imports pyspark's types)
 DOWNLOAD_RUNS = "download_runs"

@@ -9,9 +9,8 @@ from importlib import metadata
 
 import pyarrow as pa
 
-from kgcurate.lake_rs import storage_options
+from kgcurate.lake_rs import open_table, storage_options, table_uri
 from kgcurate.train.experiment import Manifest
-from kgcurate.train.lake_input import open_table, table_uri
 
 PACKAGES = ("kgcurate", "torch", "torchvision", "open_clip_torch", "webdataset", "deltalake", "numpy", "pillow",
             "pyarrow")
