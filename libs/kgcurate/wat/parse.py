@@ -23,6 +23,8 @@ damage inside a whole-file gzip stream, no WARC record at all, an empty file) st
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import zlib
 from collections.abc import Generator, Iterator
@@ -38,6 +40,7 @@ _SAMPLE_CHARS = 200
 _CRAWL_RE = re.compile(r"CC-MAIN-\d{4}-\d{2}")
 _GZIP_MAGIC = b"\x1f\x8b"
 _HTTP = ("http://", "https://")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -358,9 +361,28 @@ class _Tap:
         self._chunks: list[bytes] = []
         self._chunks_start = 0  # file offset of self._chunks[0]
         self.read_error: Exception | None = None
+        self._replay = b""  # bytes read before a rewind, served again first
+        self._pending: Exception | None = None  # a read error before a rewind, raised again first
+
+    def rewind(self) -> None:
+        """Start over from offset 0: what was read is served again, then the stream (the native
+        path looked at the file's start and leaves it to fastwarc)."""
+        self._replay = b"".join(self._chunks)
+        self._chunks, self._chunks_start, self.pos = [], 0, 0
+        if self.read_error is not None:
+            self._pending, self.read_error = self.read_error, None
 
     def read(self, size: int = -1) -> bytes:
+        if self._replay:
+            data = self._replay if size is None or size < 0 else self._replay[:size]
+            self._replay = self._replay[len(data):]
+            self._chunks.append(data)
+            self.pos += len(data)
+            return data
         try:
+            if self._pending is not None:
+                exc, self._pending = self._pending, None
+                raise exc
             data = self._stream.read(size)
         except Exception as exc:  # noqa: BLE001 - remembered, so the file's error says "read error"
             self.read_error = exc
@@ -595,6 +617,46 @@ def _sniff_gzip(head: bytes) -> bool:
     return False
 
 
+# -- the compiled hot path (kgcurate_native, native/), optional --------------------------------------
+_NATIVE: Any = None  # the module once imported, False when it cannot be
+_NATIVE_HEAD = 8 << 20  # compressed bytes read to find the first member whole before giving up on it
+
+
+def native_module() -> Any:
+    """``kgcurate_native`` (the compiled gzip-member path), or None: not built/installed, or
+    ``KGCURATE_NATIVE=0`` in the environment (read on every parse, so a test or job can switch)."""
+    global _NATIVE
+    if os.environ.get("KGCURATE_NATIVE", "").strip() == "0":
+        return None
+    if _NATIVE is None:
+        try:
+            import kgcurate_native
+        except ImportError as exc:
+            log.debug("kgcurate_native not importable (%s): the pure-Python WAT parser is used", exc)
+            _NATIVE = False
+        else:
+            _NATIVE = kgcurate_native
+    return _NATIVE or None
+
+
+class _Joiner:
+    """The native path's callback for the URL joins it does not do itself: ``Resolver.resolve`` of
+    ``url`` on the page (``urljoin(page, base)`` when the page has a ``<base href>``), exactly as
+    ``image_pairs`` does it; one Resolver per page."""
+
+    __slots__ = ("_key", "_resolver")
+
+    def __init__(self) -> None:
+        self._key: tuple[str, str | None] | None = None
+        self._resolver = Resolver(None)
+
+    def __call__(self, page: str, base: str | None, url: str) -> str | None:
+        if self._key != (page, base):
+            self._key = (page, base)
+            self._resolver = Resolver(_urljoin(page, base) if base else page)
+        return self._resolver.resolve(url)
+
+
 class WatParser:
     """Streams one WAT file (gzip per record, or uncompressed) into columnar :class:`Batch` es.
 
@@ -619,6 +681,17 @@ class WatParser:
         decode_all = opts.decode_all
         tap = _Tap(stream)
         batch = Batch()
+        native = native_module() if not decode_all else None
+        if native is not None:
+            started = self._native_start(native, tap, batch)
+            if started is not None:
+                batch = yield from self._native_loop(native, *started, tap, batch)
+                stats.bytes = tap.pos
+                stats.rows_out += len(batch.image_url)
+                if batch.image_url or batch.bad:
+                    yield batch
+                return
+            tap.rewind()  # not a file of gzip members the native path starts on: fastwarc, as before
         image_url, text, text_source, pages, page_rows, bad = (
             batch.image_url, batch.text, batch.text_source, batch.pages, batch.page_rows, batch.bad)
         metadata_type = WarcRecordType.metadata
@@ -747,6 +820,74 @@ class WatParser:
         stats.rows_out += len(batch.image_url)
         if batch.image_url or batch.bad:
             yield batch
+
+    def _native_start(self, native: Any, tap: _Tap, batch: Batch) -> tuple[Any, int] | None:
+        """Read the file's start and let the native path take its first gzip member: (the native
+        parser, the offset after that member), its pairs in ``batch``; or None (nothing counted)
+        when the file does not start with a whole member holding one WARC record the native path
+        reads (plain or whole-file gzip WARC, damage, a record for Python), for the caller to
+        rewind the tap and read the file as before."""
+        opts = self.opts
+        try:
+            head = tap.read(_CHUNK)
+            if head[:3] != _GZ_HEAD:
+                return None
+            parser = native.Parser(opts.min_text_length, opts.max_text_length, tuple(opts.text_sources), _Joiner())
+            while True:
+                pos, status, records, filtered = parser.members(
+                    head, 0, self.batch_size, batch.image_url, batch.text, batch.text_source, batch.pages,
+                    batch.page_rows, first_only=True)
+                if status != native.MORE or len(head) >= _NATIVE_HEAD:
+                    break
+                more = tap.read(_CHUNK)
+                if not more:
+                    break
+                head += more
+        except Exception:  # noqa: BLE001 - a read error: the fastwarc path meets it again and reports it
+            return None
+        if status != native.DONE or pos == 0:
+            return None
+        self.stats.records += records
+        self.stats.filtered += filtered
+        return parser, pos
+
+    def _native_loop(self, native: Any, parser: Any, pos: int, tap: _Tap,
+                     batch: Batch) -> Generator[Batch, None, Batch]:
+        """The rest of a gzip-member-per-record file from ``pos``: the native path reads whole members
+        from the buffered bytes; a member it leaves (damage, a bad record, anything it is not sure
+        to read as Python does) is read by :meth:`_member`, as :meth:`_resync` reads every member,
+        and the native path goes on after it. Same batches, pairs, bad records and stats as the
+        pure-Python parser (tests check); returns the batch being filled."""
+        stats = self.stats
+        src = _Source(tap, 0)
+        more, done = native.MORE, native.DONE
+        try:
+            while not src.at_end(pos):
+                if len(batch.image_url) >= self.batch_size:
+                    stats.rows_out += len(batch.image_url)
+                    stats.bytes = tap.pos
+                    yield batch
+                    batch = Batch()
+                src.drop(pos)
+                i, status, records, filtered = parser.members(
+                    src.buf, pos - src.base, self.batch_size - len(batch.image_url), batch.image_url,
+                    batch.text, batch.text_source, batch.pages, batch.page_rows)
+                stats.records += records
+                stats.filtered += filtered
+                pos = src.base + i
+                if status == more and src.fill():
+                    continue
+                if status != done:
+                    pos = self._member(src, pos, batch)
+        except BaseException as exc:  # noqa: BLE001 - a read error (or a bug) must not raise out of parse
+            if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+                raise
+            reason = "read error" if tap.read_error is not None else "unexpected error"
+            self._damage(batch, pos, f"{reason}: {type(exc).__name__}: {str(exc)[:150]}", b"", -1, -1)
+            stats.fatal = True
+        if stats.damaged and stats.records == stats.damaged:
+            stats.fatal = True
+        return batch
 
     @staticmethod
     def _fatal(exc: BaseException, tap: _Tap, last_pos: int, last_len: int, gz: bool,

@@ -1,0 +1,272 @@
+//! A strict JSON reader for WAT payloads: accepts only what orjson accepts *and* reads the same way.
+//!
+//! Anything it is not certain about is an error (`Err(())`), which makes the caller hand the whole
+//! gzip member to the pure-Python reader: numbers with an exponent (orjson may overflow them to an
+//! error), nesting deeper than 500, lone surrogate escapes, control characters in strings, trailing
+//! commas, a byte order mark, content after the document. The input is already valid UTF-8.
+
+use std::borrow::Cow;
+
+pub enum J<'a> {
+    Null,
+    Bool,
+    Num,
+    Str(Cow<'a, str>),
+    Arr(Vec<J<'a>>),
+    Obj(Vec<(Cow<'a, str>, J<'a>)>),
+}
+
+pub type R<T> = Result<T, ()>;
+
+const MAX_DEPTH: usize = 500;
+const MAX_NUMBER: usize = 300;
+
+impl<'a> J<'a> {
+    /// The value under `key` of an object (None: absent). Err for a duplicate key (orjson keeps the
+    /// last; deferring is simpler than proving it) or when `self` is not an object.
+    pub fn get(&self, key: &str) -> R<Option<&J<'a>>> {
+        let J::Obj(items) = self else { return Err(()) };
+        let mut found = None;
+        for (k, v) in items {
+            if k == key {
+                if found.is_some() {
+                    return Err(());
+                }
+                found = Some(v);
+            }
+        }
+        Ok(found)
+    }
+}
+
+pub fn parse(text: &str) -> R<J<'_>> {
+    let mut p = Parser { s: text, b: text.as_bytes(), i: 0 };
+    p.ws();
+    let v = p.value(0)?;
+    p.ws();
+    if p.i != p.b.len() {
+        return Err(());
+    }
+    Ok(v)
+}
+
+struct Parser<'a> {
+    s: &'a str,
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Parser<'a> {
+    #[inline]
+    fn ws(&mut self) {
+        while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
+            self.i += 1;
+        }
+    }
+
+    #[inline]
+    fn peek(&self) -> R<u8> {
+        self.b.get(self.i).copied().ok_or(())
+    }
+
+    fn value(&mut self, depth: usize) -> R<J<'a>> {
+        match self.peek()? {
+            b'{' => {
+                if depth >= MAX_DEPTH {
+                    return Err(());
+                }
+                self.i += 1;
+                let mut items = Vec::new();
+                self.ws();
+                if self.peek()? == b'}' {
+                    self.i += 1;
+                    return Ok(J::Obj(items));
+                }
+                loop {
+                    self.ws();
+                    if self.peek()? != b'"' {
+                        return Err(());
+                    }
+                    let k = self.string()?;
+                    self.ws();
+                    if self.peek()? != b':' {
+                        return Err(());
+                    }
+                    self.i += 1;
+                    self.ws();
+                    let v = self.value(depth + 1)?;
+                    items.push((k, v));
+                    self.ws();
+                    match self.peek()? {
+                        b',' => self.i += 1,
+                        b'}' => {
+                            self.i += 1;
+                            return Ok(J::Obj(items));
+                        }
+                        _ => return Err(()),
+                    }
+                }
+            }
+            b'[' => {
+                if depth >= MAX_DEPTH {
+                    return Err(());
+                }
+                self.i += 1;
+                let mut items = Vec::new();
+                self.ws();
+                if self.peek()? == b']' {
+                    self.i += 1;
+                    return Ok(J::Arr(items));
+                }
+                loop {
+                    self.ws();
+                    items.push(self.value(depth + 1)?);
+                    self.ws();
+                    match self.peek()? {
+                        b',' => self.i += 1,
+                        b']' => {
+                            self.i += 1;
+                            return Ok(J::Arr(items));
+                        }
+                        _ => return Err(()),
+                    }
+                }
+            }
+            b'"' => Ok(J::Str(self.string()?)),
+            b't' => self.lit(b"true", J::Bool),
+            b'f' => self.lit(b"false", J::Bool),
+            b'n' => self.lit(b"null", J::Null),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => Err(()),
+        }
+    }
+
+    fn lit(&mut self, word: &[u8], v: J<'a>) -> R<J<'a>> {
+        if self.b[self.i..].starts_with(word) {
+            self.i += word.len();
+            Ok(v)
+        } else {
+            Err(())
+        }
+    }
+
+    /// `-? (0 | [1-9][0-9]*) (\.[0-9]+)?`; an exponent, or more than MAX_NUMBER digits, is deferred.
+    fn number(&mut self) -> R<J<'a>> {
+        let start = self.i;
+        if self.b[self.i] == b'-' {
+            self.i += 1;
+        }
+        match self.peek()? {
+            b'0' => self.i += 1,
+            b'1'..=b'9' => {
+                while self.i < self.b.len() && self.b[self.i].is_ascii_digit() {
+                    self.i += 1;
+                }
+            }
+            _ => return Err(()),
+        }
+        if self.i < self.b.len() && self.b[self.i] == b'.' {
+            self.i += 1;
+            let f = self.i;
+            while self.i < self.b.len() && self.b[self.i].is_ascii_digit() {
+                self.i += 1;
+            }
+            if self.i == f {
+                return Err(());
+            }
+        }
+        if self.i < self.b.len() && matches!(self.b[self.i], b'e' | b'E') {
+            return Err(());
+        }
+        if self.i - start > MAX_NUMBER {
+            return Err(());
+        }
+        Ok(J::Num)
+    }
+
+    /// A string at `self.i` (the opening quote): borrowed when it has no escapes.
+    fn string(&mut self) -> R<Cow<'a, str>> {
+        self.i += 1;
+        let start = self.i;
+        let b = self.b;
+        loop {
+            let c = *b.get(self.i).ok_or(())?;
+            if c == b'"' {
+                let s = &self.s[start..self.i];
+                self.i += 1;
+                return Ok(Cow::Borrowed(s));
+            }
+            if c == b'\\' {
+                break;
+            }
+            if c < 0x20 {
+                return Err(());
+            }
+            self.i += 1;
+        }
+        let mut out = String::with_capacity(self.i - start + 16);
+        out.push_str(&self.s[start..self.i]);
+        loop {
+            let c = *b.get(self.i).ok_or(())?;
+            match c {
+                b'"' => {
+                    self.i += 1;
+                    return Ok(Cow::Owned(out));
+                }
+                b'\\' => {
+                    let e = *b.get(self.i + 1).ok_or(())?;
+                    self.i += 2;
+                    match e {
+                        b'"' => out.push('"'),
+                        b'\\' => out.push('\\'),
+                        b'/' => out.push('/'),
+                        b'b' => out.push('\u{8}'),
+                        b'f' => out.push('\u{c}'),
+                        b'n' => out.push('\n'),
+                        b'r' => out.push('\r'),
+                        b't' => out.push('\t'),
+                        b'u' => {
+                            let hi = self.hex4()?;
+                            let cp = if (0xD800..0xDC00).contains(&hi) {
+                                if b.get(self.i) != Some(&b'\\') || b.get(self.i + 1) != Some(&b'u') {
+                                    return Err(());
+                                }
+                                self.i += 2;
+                                let lo = self.hex4()?;
+                                if !(0xDC00..0xE000).contains(&lo) {
+                                    return Err(());
+                                }
+                                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                            } else if (0xDC00..0xE000).contains(&hi) {
+                                return Err(());
+                            } else {
+                                hi
+                            };
+                            out.push(char::from_u32(cp).ok_or(())?);
+                        }
+                        _ => return Err(()),
+                    }
+                }
+                c if c < 0x20 => return Err(()),
+                _ => {
+                    // copy the run up to the next quote, backslash or control byte
+                    let run = self.i;
+                    while self.i < b.len() && b[self.i] != b'"' && b[self.i] != b'\\' && b[self.i] >= 0x20 {
+                        self.i += 1;
+                    }
+                    out.push_str(&self.s[run..self.i]);
+                }
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> R<u32> {
+        let h = self.b.get(self.i..self.i + 4).ok_or(())?;
+        let mut v = 0u32;
+        for &c in h {
+            v = v * 16 + (c as char).to_digit(16).ok_or(())?;
+        }
+        self.i += 4;
+        Ok(v)
+    }
+}

@@ -1,0 +1,642 @@
+//! kgcurate's compiled WAT hot path: gzip members (one WARC record each, CommonCrawl's layout) to
+//! (image_url, text, text_source) columns, exactly as `kgcurate.wat.parse` reads them.
+//!
+//! It handles the common case only and stops at the first gzip member it cannot handle with
+//! certainty (damage of any kind, a record Python would call bad, a JSON payload with anything
+//! orjson might read differently, a value of a shape the pure-Python reader treats specially):
+//! Python reads that member with `WatParser._member` and calls again after it. URL joins it cannot
+//! do by concatenation exactly as `Resolver` does go to a Python callback (`Resolver` itself).
+
+mod json;
+
+use flate2::{Crc, Decompress, FlushDecompress, Status};
+use json::J;
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyString, PyTuple};
+
+/// Status of `Parser.members`: stopped at a member boundary (all input used, or the batch is full).
+const DONE: u8 = 0;
+/// The member at the returned offset is not all in the buffer: read more and call again.
+const MORE: u8 = 1;
+/// The member at the returned offset is for Python (`WatParser._member`).
+const DEFER: u8 = 2;
+
+const MAX_MEMBER: usize = 64 << 20; // inflated bytes of one member before Python takes it
+const MAX_HEADER: usize = 1 << 16;
+const IMG_MARK: &[u8] = b"IMG@/src";
+
+enum Member {
+    Done(usize), // the offset just past it; its bytes are in `out`
+    Incomplete,
+    Defer,
+}
+
+/// Python's `str.isspace` (what `str.split()` splits on): Unicode White_Space plus U+001C..U+001F.
+#[inline]
+fn py_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// `" ".join(s.split())` and its length in code points.
+fn collapse(s: &str) -> (String, usize) {
+    let mut out = String::with_capacity(s.len());
+    let mut n = 0usize;
+    let mut pending_space = false;
+    for c in s.chars() {
+        if py_space(c) {
+            pending_space = !out.is_empty();
+        } else {
+            if pending_space {
+                out.push(' ');
+                n += 1;
+                pending_space = false;
+            }
+            out.push(c);
+            n += 1;
+        }
+    }
+    (out, n)
+}
+
+/// Python's `bytes.strip()` whitespace.
+#[inline]
+fn ascii_ws(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+}
+
+fn strip(mut s: &[u8]) -> &[u8] {
+    while let Some((&f, rest)) = s.split_first() {
+        if !ascii_ws(f) {
+            break;
+        }
+        s = rest;
+    }
+    while let Some((&l, rest)) = s.split_last() {
+        if !ascii_ws(l) {
+            break;
+        }
+        s = rest;
+    }
+    s
+}
+
+fn header_name_ok(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name.iter().all(|&c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+}
+
+/// `_header_at(out, i)`: (offset of the block, Content-Length, WARC-Type is metadata), or None where
+/// Python would find the header broken (the member is then Python's).
+fn header_at(out: &[u8], i: usize) -> Option<(usize, usize, bool)> {
+    if !out[i..].starts_with(b"WARC/1.") {
+        return None;
+    }
+    let lim = out.len().min(i + MAX_HEADER);
+    let end = i + memchr::memmem::find(&out[i..lim], b"\r\n\r\n")?;
+    // split on "\r\n": split on '\n' and require (and drop) the '\r' before each but the last
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(16);
+    let mut raw: Vec<&[u8]> = out[i..end].split(|&c| c == b'\n').collect();
+    let last = raw.pop()?;
+    for l in raw {
+        // a line ending in a bare '\n' is not a "\r\n" split point: Python would join it; defer
+        let l = l.strip_suffix(b"\r")?;
+        parts.push(l);
+    }
+    parts.push(last);
+    if parts.iter().any(|l| l.contains(&b'\r')) {
+        return None;
+    }
+    let v = parts[0];
+    if v.len() != 8 || !v[7].is_ascii_digit() {
+        return None;
+    }
+    let mut cl: Option<&[u8]> = None;
+    let mut wt: Option<&[u8]> = None;
+    for line in &parts[1..] {
+        if matches!(line.first(), Some(b' ') | Some(b'\t')) {
+            continue;
+        }
+        let colon = memchr::memchr(b':', line)?;
+        let name = &line[..colon];
+        if !header_name_ok(name) {
+            return None;
+        }
+        let value = strip(&line[colon + 1..]);
+        if name.eq_ignore_ascii_case(b"content-length") {
+            cl = Some(value);
+        } else if name.eq_ignore_ascii_case(b"warc-type") {
+            wt = Some(value);
+        }
+    }
+    let cl = cl?;
+    if cl.is_empty() || !cl.iter().all(u8::is_ascii_digit) || cl.len() > 15 {
+        return None;
+    }
+    let cl: usize = std::str::from_utf8(cl).ok()?.parse().ok()?;
+    let wt = wt?;
+    Some((end + 4, cl, wt.eq_ignore_ascii_case(b"metadata")))
+}
+
+/// `_looks_like_json_object`.
+fn looks_like_object(p: &[u8]) -> bool {
+    let b = strip(p);
+    b.first() == Some(&b'{') && b.last() == Some(&b'}')
+}
+
+/// The base of a page without `<base href>` when `Resolver._prepare` cuts it by slicing, with a
+/// folder (else None: every relative URL of the page goes to Python).
+struct Base {
+    scheme_len: usize, // "http" or "https"
+    origin: String,
+    folder: String,
+}
+
+fn prepare(page: &str) -> Option<Base> {
+    let scheme_len = if page.starts_with("http://") {
+        4
+    } else if page.starts_with("https://") {
+        5
+    } else {
+        return None;
+    };
+    let rest = &page[scheme_len + 3..];
+    let host_end = rest.find(|c: char| matches!(c, '/' | '?' | '#') || c <= ' ' || c == '[' || c == ']')
+        .unwrap_or(rest.len());
+    if host_end == 0 {
+        return None;
+    }
+    let host = &rest[..host_end];
+    if !host.is_ascii() {
+        return None;
+    }
+    let tail = &rest[host_end..];
+    if !(tail.is_empty() || matches!(tail.as_bytes()[0], b'/' | b'?' | b'#')) {
+        return None; // the host stopped at a character the regex does not allow
+    }
+    if tail.bytes().any(|c| c <= b' ') {
+        return None;
+    }
+    let path_end = tail.find(['?', '#']).unwrap_or(tail.len());
+    let path = if path_end == 0 { "/" } else { &tail[..path_end] };
+    if path.contains("//") || path.contains("/.") {
+        return None;
+    }
+    let origin = format!("{}://{}", &page[..scheme_len], host);
+    let folder = format!("{}{}", origin, &path[..path.rfind('/').unwrap() + 1]);
+    Some(Base { scheme_len, origin, folder })
+}
+
+/// `_PLAIN_URL.match(url)`.
+fn plain(url: &str) -> bool {
+    let b = url.as_bytes();
+    if b.is_empty() || b[0] == b'?' {
+        return false;
+    }
+    if b.iter().any(|&c| c <= b' ' || matches!(c, b'#' | b';' | b':' | b'\\' | b'[' | b']')) {
+        return false;
+    }
+    match memchr::memchr(b'?', b) {
+        None => true,
+        Some(q) => q + 1 < b.len() && b[b.len() - 1] != b'?',
+    }
+}
+
+enum Url {
+    Drop,           // no pair (data:, javascript:, ...)
+    Made(String),   // joined here
+    Python,         // Resolver decides
+}
+
+/// `Resolver.resolve` for a URL that is not an absolute http(s) URL kept as written.
+fn resolve(url: &str, base: Option<&Base>) -> Url {
+    if url.starts_with("data:") {
+        return Url::Drop;
+    }
+    let b = url.as_bytes();
+    if b[0].is_ascii_alphabetic() {
+        let mut k = 1;
+        while k < b.len() && (b[k].is_ascii_alphanumeric() || matches!(b[k], b'+' | b'.' | b'-')) {
+            k += 1;
+        }
+        if k < b.len() && b[k] == b':' {
+            let scheme = &url[..k];
+            if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+                return Url::Drop;
+            }
+            return Url::Python;
+        }
+    }
+    let Some(base) = base else { return Url::Python };
+    if !plain(url) {
+        return Url::Python;
+    }
+    if b[0] == b'/' {
+        if b.get(1) == Some(&b'/') {
+            if b.len() > 2 && b[2] != b'/' && b[2] != b'?' && url.is_ascii() {
+                return Url::Made(format!("{}:{}", &base.origin[..base.scheme_len], url));
+            }
+            return Url::Python;
+        }
+        if !url.contains("/.") {
+            return Url::Made(format!("{}{}", base.origin, url));
+        }
+        return Url::Python;
+    }
+    let mut folder: &str = &base.folder;
+    let mut rel = url;
+    if let Some(r) = rel.strip_prefix("./") {
+        rel = r;
+    } else if rel.starts_with("../") {
+        let top = base.origin.len();
+        while let Some(r) = rel.strip_prefix("../") {
+            if let Some(cut) = folder[..folder.len() - 1].rfind('/') {
+                if cut >= top {
+                    folder = &folder[..cut + 1];
+                }
+            }
+            rel = r;
+        }
+    }
+    if !folder.is_empty()
+        && !rel.is_empty()
+        && !matches!(rel.as_bytes()[0], b'.' | b'/' | b'?')
+        && !rel.contains("/.")
+        && !rel.contains("//")
+    {
+        return Url::Made(format!("{}{}", folder, rel));
+    }
+    Url::Python
+}
+
+/// A string value as `_as_str` would give it, for the values read here: Ok(Some) for a string,
+/// Ok(None) for absent/null, Err (defer) for anything else.
+fn opt_str<'b>(v: Option<&'b J<'_>>) -> Result<Option<&'b str>, ()> {
+    match v {
+        None | Some(J::Null) => Ok(None),
+        Some(J::Str(s)) => Ok(Some(s)),
+        _ => Err(()),
+    }
+}
+
+enum ImgUrl {
+    Rust(String),
+    Py(PyObject),
+}
+
+struct Row {
+    url: usize, // index into the record's urls
+    text: String,
+    src: usize,
+}
+
+#[derive(Default)]
+struct Out {
+    urls: Vec<ImgUrl>,
+    rows: Vec<Row>,
+    pages: Vec<(String, usize)>, // page URL, its rows (in order)
+    filtered: u64,
+    records: u64,
+}
+
+#[pyclass]
+struct Parser {
+    lo: usize,
+    hi: usize,
+    sources: Py<PyTuple>,
+    source_names: Vec<String>,
+    join: PyObject,
+    dec: Decompress,
+    out: Vec<u8>, // inflated bytes of the current member: out[..n]
+    n: usize,
+}
+
+impl Parser {
+    fn inflate(&mut self, buf: &[u8], pos: usize) -> Member {
+        let b = &buf[pos..];
+        if b.len() < 10 {
+            return Member::Incomplete;
+        }
+        if b[0] != 0x1f || b[1] != 0x8b || b[2] != 8 {
+            return Member::Defer;
+        }
+        let flg = b[3];
+        if flg & 0xE2 != 0 {
+            return Member::Defer; // reserved bits, or a header CRC: Python's zlib decides
+        }
+        let mut p = 10;
+        if flg & 0x04 != 0 {
+            if b.len() < p + 2 {
+                return Member::Incomplete;
+            }
+            p += 2 + (b[p] as usize | (b[p + 1] as usize) << 8);
+        }
+        for bit in [0x08u8, 0x10] {
+            if flg & bit != 0 {
+                match b.get(p..).and_then(|r| memchr::memchr(0, r)) {
+                    Some(z) => p += z + 1,
+                    None => return Member::Incomplete,
+                }
+            }
+        }
+        if p > b.len() {
+            return Member::Incomplete;
+        }
+        // `out` stays initialised to its full length (flate2's decompress_vec would zero its spare
+        // capacity on every call); `n` is how much of it this member filled.
+        self.dec.reset(false);
+        let mut n = 0usize;
+        loop {
+            if self.out.len() - n < (1 << 16) {
+                let grow = self.out.len().max(1 << 20);
+                self.out.resize(self.out.len() + grow, 0);
+            }
+            let (in0, out0) = (self.dec.total_in() as usize, self.dec.total_out() as usize);
+            let res = self.dec.decompress(&b[p + in0..], &mut self.out[n..], FlushDecompress::None);
+            n = self.dec.total_out() as usize;
+            match res {
+                Ok(Status::StreamEnd) => break,
+                Ok(_) => {
+                    if n > MAX_MEMBER {
+                        return Member::Defer;
+                    }
+                    let used = self.dec.total_in() as usize;
+                    if used == in0 && n == out0 {
+                        // no progress: out of input (the member goes on past the buffer), or stuck
+                        return if p + used >= b.len() { Member::Incomplete } else { Member::Defer };
+                    }
+                }
+                Err(_) => return Member::Defer,
+            }
+        }
+        self.n = n;
+        let q = p + self.dec.total_in() as usize;
+        let Some(trailer) = b.get(q..q + 8) else { return Member::Incomplete };
+        let crc = u32::from_le_bytes(trailer[..4].try_into().unwrap());
+        let size = u32::from_le_bytes(trailer[4..].try_into().unwrap());
+        let mut c = Crc::new();
+        c.update(&self.out[..self.n]);
+        if c.sum() != crc || size != self.n as u32 {
+            return Member::Defer;
+        }
+        Member::Done(pos + q + 8)
+    }
+
+    /// `_take` for one framed record of a member: its pairs into `acc`, or Err (defer the member).
+    fn take(&self, py: Python<'_>, payload: &[u8], metadata: bool, acc: &mut Out) -> Result<(), ()> {
+        acc.records += 1;
+        if !metadata {
+            return Ok(());
+        }
+        if memchr::memmem::find(payload, IMG_MARK).is_none() {
+            return if looks_like_object(payload) { Ok(()) } else { Err(()) };
+        }
+        let text = std::str::from_utf8(payload).map_err(|_| ())?;
+        let doc = json::parse(text)?;
+        let env = doc.get("Envelope")?.ok_or(())?;
+        let head = env.get("WARC-Header-Metadata")?.ok_or(())?;
+        if !matches!(head, J::Obj(_)) {
+            return Err(());
+        }
+        let wtype = head.get("WARC-Type")?;
+        match wtype {
+            Some(J::Str(s)) if s == "response" => {}
+            Some(J::Arr(_)) => return Err(()),
+            _ => {
+                // not a response: no pairs; only the shape checks decode_payload makes before this
+                return if matches!(env, J::Obj(_)) { Ok(()) } else { Err(()) };
+            }
+        }
+        let page: &str = match head.get("WARC-Target-URI")? {
+            Some(J::Str(s)) if !s.is_empty() => s,
+            _ => return Err(()), // the outer header's URI (or a list's first string): Python
+        };
+        let pm = env.get("Payload-Metadata")?;
+        let http = match pm {
+            None | Some(J::Null) => return Ok(()),
+            Some(o @ J::Obj(_)) => o.get("HTTP-Response-Metadata")?,
+            _ => return Err(()),
+        };
+        let html = match http {
+            None | Some(J::Null) => return Ok(()),
+            Some(o @ J::Obj(_)) => o.get("HTML-Metadata")?,
+            _ => return Err(()),
+        };
+        let links = match html {
+            None | Some(J::Null) => return Ok(()),
+            Some(J::Obj(items)) if items.is_empty() => return Ok(()),
+            Some(o @ J::Obj(_)) => o.get("Links")?,
+            _ => return Err(()),
+        };
+        let html = html.unwrap();
+        let links = match links {
+            None | Some(J::Null) => return Ok(()),
+            Some(J::Arr(v)) if v.is_empty() => return Ok(()),
+            Some(J::Arr(v)) => v,
+            _ => return Err(()),
+        };
+        let base: Option<&str> = match html.get("Head")? {
+            None | Some(J::Null) => None,
+            Some(h @ J::Obj(_)) => opt_str(h.get("Base")?)?,
+            _ => return Err(()),
+        };
+        let base = base.filter(|b| !b.is_empty());
+        let mut prepared: Option<Option<Base>> = None;
+        let rows0 = acc.rows.len();
+        let mut found: Vec<(String, usize)> = Vec::new();
+        for link in links {
+            if !matches!(link, J::Obj(_)) {
+                return Err(());
+            }
+            match link.get("path")? {
+                Some(J::Str(p)) if p.starts_with("IMG@/src") => {}
+                _ => continue,
+            }
+            for (si, src) in self.source_names.iter().enumerate() {
+                let Some(raw) = opt_str(link.get(src)?)? else { continue };
+                if raw.is_empty() {
+                    continue;
+                }
+                let (t, n) = collapse(raw);
+                if t.is_empty() {
+                    continue;
+                }
+                if n > self.hi || n < self.lo {
+                    acc.filtered += 1;
+                    continue;
+                }
+                found.push((t, si));
+            }
+            if found.is_empty() {
+                continue;
+            }
+            let url = match opt_str(link.get("url")?)? {
+                Some(u) if !u.is_empty() => u,
+                _ => {
+                    found.clear();
+                    continue;
+                }
+            };
+            let made = if (url.starts_with("http://") || url.starts_with("https://"))
+                && !url.bytes().any(|c| c == b'\n' || c == b'\t' || c == b'\r')
+            {
+                Some(ImgUrl::Rust(url.to_owned()))
+            } else {
+                let r = if base.is_none() {
+                    let b = prepared.get_or_insert_with(|| prepare(page));
+                    resolve(url, b.as_ref())
+                } else {
+                    match resolve(url, None) {
+                        Url::Drop => Url::Drop,
+                        _ => Url::Python,
+                    }
+                };
+                match r {
+                    Url::Drop => None,
+                    Url::Made(s) => Some(ImgUrl::Rust(s)),
+                    Url::Python => {
+                        let got = self.join.call1(py, (page, base, url)).map_err(|_| ())?;
+                        if got.is_none(py) {
+                            None
+                        } else if got.bind(py).is_instance_of::<PyString>() {
+                            Some(ImgUrl::Py(got))
+                        } else {
+                            return Err(());
+                        }
+                    }
+                }
+            };
+            if let Some(u) = made {
+                acc.urls.push(u);
+                let ui = acc.urls.len() - 1;
+                for (t, si) in found.drain(..) {
+                    acc.rows.push(Row { url: ui, text: t, src: si });
+                }
+            }
+            found.clear();
+        }
+        if acc.rows.len() > rows0 {
+            acc.pages.push((page.to_owned(), acc.rows.len() - rows0));
+        }
+        Ok(())
+    }
+
+    /// The records of the member just inflated into `self.out` (`_member`'s loop), or Err.
+    fn member_records(&self, py: Python<'_>, acc: &mut Out) -> Result<(), ()> {
+        let out = &self.out[..self.n];
+        if out.is_empty() {
+            return Err(());
+        }
+        let mut i = 0;
+        while i < out.len() {
+            let (start, cl, metadata) = header_at(out, i).ok_or(())?;
+            let stop = start.checked_add(cl).ok_or(())?;
+            if out.get(stop..stop + 4) != Some(b"\r\n\r\n") {
+                return Err(());
+            }
+            self.take(py, &out[start..stop], metadata, acc)?;
+            i = stop + 4;
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl Parser {
+    #[new]
+    fn new(min_text_length: usize, max_text_length: usize, sources: Bound<'_, PyTuple>, join: PyObject) -> PyResult<Self> {
+        let source_names = sources.iter().map(|s| s.extract::<String>()).collect::<PyResult<Vec<_>>>()?;
+        Ok(Parser {
+            lo: min_text_length,
+            hi: max_text_length,
+            sources: sources.unbind(),
+            source_names,
+            join,
+            dec: Decompress::new(false),
+            out: vec![0; 1 << 20],
+            n: 0,
+        })
+    }
+
+    /// Read the gzip members of `buf` from `start`: their pairs are appended to the column lists.
+    /// Stops at the end of `buf`, after the member that brings the pairs to `limit` or more, at a
+    /// member not all in `buf` (MORE) or at one for Python (DEFER). Returns (offset, status, records,
+    /// texts filtered); only whole members are ever counted.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (buf, start, limit, image_url, text, text_source, pages, page_rows, first_only=false))]
+    fn members(
+        &mut self,
+        py: Python<'_>,
+        buf: &[u8],
+        start: usize,
+        limit: usize,
+        image_url: &Bound<'_, PyList>,
+        text: &Bound<'_, PyList>,
+        text_source: &Bound<'_, PyList>,
+        pages: &Bound<'_, PyList>,
+        page_rows: &Bound<'_, PyList>,
+        first_only: bool,
+    ) -> PyResult<(usize, u8, u64, u64)> {
+        let mut pos = start;
+        let (mut records, mut filtered, mut rows) = (0u64, 0u64, 0usize);
+        let sources = self.sources.bind(py).clone();
+        while pos < buf.len() {
+            let end = match self.inflate(buf, pos) {
+                Member::Done(e) => e,
+                Member::Incomplete => return Ok((pos, MORE, records, filtered)),
+                Member::Defer => return Ok((pos, DEFER, records, filtered)),
+            };
+            let mut acc = Out::default();
+            if self.member_records(py, &mut acc).is_err() || (first_only && acc.records != 1) {
+                return Ok((pos, DEFER, records, filtered));
+            }
+            // the member is good: hand its pairs over
+            let mut url_objs: Vec<Bound<'_, PyAny>> = Vec::with_capacity(acc.urls.len());
+            for u in acc.urls {
+                url_objs.push(match u {
+                    ImgUrl::Rust(s) => PyString::new(py, &s).into_any(),
+                    ImgUrl::Py(o) => o.into_bound(py),
+                });
+            }
+            for r in &acc.rows {
+                image_url.append(&url_objs[r.url])?;
+                text.append(PyString::new(py, &r.text))?;
+                text_source.append(sources.get_item(r.src)?)?;
+            }
+            for (page, n) in &acc.pages {
+                pages.append(PyString::new(py, page))?;
+                page_rows.append(*n)?;
+            }
+            records += acc.records;
+            filtered += acc.filtered;
+            rows += acc.rows.len();
+            pos = end;
+            if rows >= limit || first_only {
+                break;
+            }
+        }
+        Ok((pos, DONE, records, filtered))
+    }
+}
+
+/// Python's whitespace as this module sees it (tests compare it with `str.isspace`).
+#[pyfunction]
+fn py_space_chars() -> String {
+    (0..=0x10FFFFu32).filter_map(char::from_u32).filter(|&c| py_space(c)).collect()
+}
+
+/// `" ".join(s.split())` (tests compare it with Python's).
+#[pyfunction]
+fn collapse_whitespace(s: &str) -> String {
+    collapse(s).0
+}
+
+#[pymodule]
+fn kgcurate_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Parser>()?;
+    m.add_function(wrap_pyfunction!(py_space_chars, m)?)?;
+    m.add_function(wrap_pyfunction!(collapse_whitespace, m)?)?;
+    m.add("DONE", DONE)?;
+    m.add("MORE", MORE)?;
+    m.add("DEFER", DEFER)?;
+    Ok(())
+}
