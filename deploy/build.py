@@ -3,6 +3,9 @@
 Why each piece:
 - ``kgcurate-<v>-py3-none-any.whl``: installed into the job image / on cluster nodes, with its pinned
   dependencies (pyarrow, FastWARC, ... have native code, so they cannot travel in a zip);
+- ``kgcurate_native-<v>-cp311-abi3-manylinux_2_<n>_x86_64.whl``: the compiled WAT path (``native/``, Rust
+  through maturin), for the cluster's platform (linux x86_64; the tag names the newest glibc its symbols need,
+  at most the job image's, Ubuntu 22.04's 2.35); without it the parser falls back to pure Python;
 - ``kgcurate.zip``: the pure-Python package for ``--py-files``, so a code fix ships without
   rebuilding the image (it shadows the installed copy on driver and executors);
 - ``jobs/``: the spark-submit entry scripts; ``conf/``: cluster.yaml, train-smoke.yaml (the compose demo's
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +59,42 @@ def _wheel(dest: Path) -> Path:
     return new[-1]
 
 
+IMAGE_GLIBC = (2, 35)  # the job image's (apache/spark ...-ubuntu: Ubuntu 22.04)
+
+
+def native_wheel_problem(name: str) -> str | None:
+    """Why a ``kgcurate_native`` wheel file name does not fit the job image (linux x86_64, CPython 3.11,
+    glibc <= IMAGE_GLIBC), or None."""
+    parts = name[:-4].split("-") if name.endswith(".whl") else []
+    if len(parts) != 5 or parts[0] != "kgcurate_native":
+        return f"not a kgcurate_native wheel: {name}"
+    _, _, python, abi, platform = parts
+    if not (python == "cp311" and abi in ("abi3", "cp311")):
+        return f"not for CPython 3.11: {python}-{abi}"
+    tags = [t for t in platform.split(".") if t.endswith("_x86_64")]
+    for tag in tags:
+        m = re.fullmatch(r"manylinux_(\d+)_(\d+)_x86_64", tag)
+        if m and (int(m.group(1)), int(m.group(2))) <= IMAGE_GLIBC:
+            return None
+        if tag in ("manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"):
+            return None
+    return f"platform {platform} is not manylinux x86_64 with glibc <= {IMAGE_GLIBC[0]}.{IMAGE_GLIBC[1]}"
+
+
+def _native_wheel(dest: Path) -> Path:
+    """``pip wheel ./native`` (maturin, cargo): the compiled WAT path's wheel, checked for the image."""
+    before = set(dest.glob("kgcurate_native-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dest), str(ROOT / "native")],
+                   check=True)
+    new = sorted(set(dest.glob("kgcurate_native-*.whl")) - before) or sorted(dest.glob("kgcurate_native-*.whl"))
+    if not new:
+        raise SystemExit("kgcurate: error: pip wheel produced no kgcurate_native wheel")
+    problem = native_wheel_problem(new[-1].name)
+    if problem:
+        raise SystemExit(f"kgcurate: error: {problem} (build on an older-glibc machine or a manylinux container)")
+    return new[-1]
+
+
 def build(dist: Path = DIST, wheel: bool = True) -> dict:
     """(Re)create ``dist`` and return a manifest of what is in it."""
     from kgcurate.jars import COORDINATES, SPARK_VERSION
@@ -67,6 +107,7 @@ def build(dist: Path = DIST, wheel: bool = True) -> dict:
     manifest: dict = {"spark_version": SPARK_VERSION, "packages": list(COORDINATES)}
     if wheel:
         manifest["wheel"] = _wheel(dist).name
+        manifest["native_wheel"] = _native_wheel(dist).name
     manifest["py_files"] = "kgcurate.zip"
     manifest["zip_files"] = _zip_package(ROOT / "libs" / "kgcurate", dist / "kgcurate.zip")
     shutil.copytree(ROOT / "jobs", dist / "jobs", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -100,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-wheel", action="store_true", help="skip the wheel (zip, jobs and conf only)")
     args = parser.parse_args(argv)
     manifest = build(args.dist, wheel=not args.no_wheel)
-    print(f"built {args.dist}: {manifest.get('wheel', 'no wheel')}, kgcurate.zip ({manifest['zip_files']} files), "
+    wheels = " ".join(w for w in (manifest.get("wheel", "no wheel"), manifest.get("native_wheel")) if w)
+    print(f"built {args.dist}: {wheels}, kgcurate.zip ({manifest['zip_files']} files), "
           f"{len(manifest['stages'])} stages, packages {','.join(manifest['packages'])}")
     return 0
 

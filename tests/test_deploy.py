@@ -89,6 +89,27 @@ def test_wheel_builds(tmp_path):
     assert "kgcurate/s3.py" in names and "kgcurate/stages/ingest_wat.py" in names
 
 
+def test_native_wheel_tag_check():
+    ok = "kgcurate_native-0.1.0-cp311-abi3-manylinux_2_34_x86_64.whl"
+    assert deploy_build.native_wheel_problem(ok) is None
+    assert deploy_build.native_wheel_problem(ok.replace("2_34", "2_28")) is None
+    assert "glibc" in deploy_build.native_wheel_problem(ok.replace("2_34", "2_36"))
+    assert deploy_build.native_wheel_problem(ok.replace("manylinux_2_34", "linux"))
+    assert deploy_build.native_wheel_problem(ok.replace("x86_64", "aarch64"))
+    assert deploy_build.native_wheel_problem(ok.replace("cp311", "cp312"))
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert "kgcurate_native-*.whl" in text and 'python -c "import kgcurate_native"' in text
+
+
+@pytest.mark.slow
+def test_native_wheel_builds(tmp_path):
+    """The cluster's wheel of the compiled WAT path: linux x86_64, manylinux, glibc the image has."""
+    wheel = deploy_build._native_wheel(tmp_path)
+    assert deploy_build.native_wheel_problem(wheel.name) is None
+    with zipfile.ZipFile(wheel) as zf:
+        assert any(n.startswith("kgcurate_native/") and n.endswith(".so") for n in zf.namelist())
+
+
 def _submit(args: list[str], dist: Path, **env: str) -> subprocess.CompletedProcess:
     full = {**os.environ, "KGCURATE_DIST": str(dist), "SPARK_SUBMIT": "/opt/spark/bin/spark-submit",
             "KGCURATE_DRY_RUN": "1", **env}
@@ -342,8 +363,8 @@ def test_dockerfile(dist, dockerfile):
                 assert dist.is_dir()
             elif item.startswith("deploy/dist/"):
                 rel = item[len("deploy/dist/"):]
-                if rel.startswith("kgcurate-"):
-                    continue  # the wheel: covered by test_wheel_builds
+                if rel.startswith(("kgcurate-", "kgcurate_native-")):
+                    continue  # the wheels: covered by test_wheel_builds, test_native_wheel_builds
                 assert (dist / rel).exists(), item
             else:
                 assert (REPO / item).exists(), item

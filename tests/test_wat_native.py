@@ -20,7 +20,7 @@ import pytest
 from kgcurate.wat import parse as P
 from kgcurate.wat.parse import DEFAULT_OPTIONS, ParseOptions, WatParser
 from kgcurate.wat.sample import write_sample
-from test_wat_parse import WARCINFO, envelope, img, wat, warc_record
+from test_wat_parse import WARCINFO, envelope, img, warc_record, wat
 from wat_damage import GZ_KINDS, damage, mixed_plan, plan_for, split_records
 
 
@@ -95,7 +95,8 @@ def same(data: bytes, opts: ParseOptions = DEFAULT_OPTIONS, batch_size: int = 65
 def test_whitespace_is_python_s(native):
     assert native.py_space_chars() == "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
     rng = random.Random(5)
-    alphabet = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u200a\u200b\u2028\u3000\u180e\ufeffab\u00e9\U0001f600"
+    alphabet = (" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u200a\u200b\u2028\u3000\u180e\ufeff"
+                "ab\u00e9\U0001f600")
     for _ in range(2000):
         s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
         assert native.collapse_whitespace(s) == " ".join(s.split()), repr(s)
@@ -240,7 +241,8 @@ def _payload(rng: random.Random, lo_hi: tuple[int, int]) -> bytes:
     http = f'{{"Headers": {{"X": ["a", "b"]}}, "HTML-Metadata": {html}}}'
     pm = f'{{"HTTP-Response-Metadata": {http}, "Actual-Content-Length": 12345678901234567890123}}'
     if rng.random() < 0.03:
-        pm = rng.choice(['null', '{}', '[]', '"x"', '{"HTTP-Response-Metadata": null}', '{"HTTP-Response-Metadata": 5}'])
+        pm = rng.choice(['null', '{}', '[]', '"x"', '{"HTTP-Response-Metadata": null}',
+                         '{"HTTP-Response-Metadata": 5}'])
     page = rng.choice(_PAGES)
     wtype = '"response"' if rng.random() < 0.9 else rng.choice(['"request"', '["response"]', 'null', '5'])
     uri = json.dumps(page) if rng.random() < 0.95 else rng.choice(['null', '""', '["https://l.org/x"]', '5'])
