@@ -63,8 +63,13 @@ def peer_pairs(process_wat, paths: list[Path], out: list | None = None) -> int:
 
 
 def our_pairs(paths: list[Path], out: list | None = None) -> int:
-    """WatParser over ``paths`` (bench_wat's runner): the number of pairs."""
+    """WatParser over ``paths`` (bench_wat's runner, with the compiled path when built): the number of pairs."""
     return bench_wat.ours(paths, out)[2]
+
+
+def our_pairs_python(paths: list[Path]) -> int:
+    """The same with ``KGCURATE_NATIVE=0`` (pure Python)."""
+    return bench_wat.ours_python(paths)[2]
 
 
 def agreement(paths: list[Path], process_wat) -> tuple[bool, str]:
@@ -106,16 +111,21 @@ def main(argv: list[str] | None = None) -> int:
     same, line = agreement(paths[:1], process_wat)
     print(f"agreement on {paths[0].name}: {same}: {line}")
 
-    ratios = []
+    print(f"compiled path (kgcurate_native): {'yes' if bench_wat.native_module() else 'NOT BUILT'}")
+    ratios, py_ratios = [], []
     for r in range(args.rounds):
         peer_s, peer_n = cpu(lambda: peer_pairs(process_wat, paths))
         our_s, our_n = cpu(lambda: our_pairs(paths))
+        py_s, _ = cpu(lambda: our_pairs_python(paths))
         ratios.append(peer_s / our_s)
+        py_ratios.append(peer_s / py_s)
         print(f"round {r + 1}: cc2dataset process_wat {peer_s:6.2f}s cpu ({size / peer_s:5.1f} MB/s, {peer_n:,} pairs)"
               f"   WatParser {our_s:6.2f}s cpu ({size / our_s:5.1f} MB/s, {our_n:,} pairs)"
-              f"   ours = {peer_s / our_s:.2f}x its speed", flush=True)
+              f"   pure Python {py_s:6.2f}s cpu ({size / py_s:5.1f} MB/s)"
+              f"   ours = {peer_s / our_s:.2f}x its speed ({peer_s / py_s:.2f}x pure Python)", flush=True)
     print(f"per core: WatParser = {statistics.median(ratios):.2f}x cc2dataset's speed "
-          f"(median of {args.rounds} interleaved rounds, {min(ratios):.2f}-{max(ratios):.2f}x; issue 14's goal >= 4x)")
+          f"(median of {args.rounds} interleaved rounds, {min(ratios):.2f}-{max(ratios):.2f}x; issue 14's goal >= 4x); "
+          f"pure Python (KGCURATE_NATIVE=0) {statistics.median(py_ratios):.2f}x")
     return 0 if same else 1
 
 

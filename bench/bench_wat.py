@@ -2,7 +2,8 @@
 
 (a) floor: fastwarc reads every record's bytes (gzip inflation + WARC framing, nothing else);
 (b) baseline of the common public kind: gzip line scan, ``json.loads`` of every metadata payload,
-    ``urljoin`` on every link; (c) ``kgcurate.wat.parse.WatParser``.
+    ``urljoin`` on every link; (c) ``kgcurate.wat.parse.WatParser`` as installed (with the compiled
+    path ``kgcurate_native`` when it is built), and (c-py) the same with ``KGCURATE_NATIVE=0`` (pure Python).
 All three run in this process on the same generated input, one after the other, and (b) and (c)
 must give the same pairs. Rates are per core (one process, one thread).
 
@@ -23,10 +24,11 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urljoin
 
-from kgcurate.wat.parse import WatParser
+from kgcurate.wat.parse import WatParser, native_module
 from kgcurate.wat.sample import write_sample
 
 FILE_MB = 50  # generated files are about this size (CommonCrawl's are ~357 MB)
@@ -99,6 +101,27 @@ def baseline(paths: list[Path], pairs: list | None = None) -> tuple[int, int, in
     return records, raw, n
 
 
+@contextmanager
+def native_env(on: bool | None):
+    """``KGCURATE_NATIVE`` for the block: True/False force the compiled path on (if built) or off."""
+    old = os.environ.get("KGCURATE_NATIVE")
+    if on is not None:
+        os.environ["KGCURATE_NATIVE"] = "1" if on else "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("KGCURATE_NATIVE", None)
+        else:
+            os.environ["KGCURATE_NATIVE"] = old
+
+
+def ours_python(paths: list[Path], pairs: list | None = None) -> tuple[int, int, int]:
+    """(c-py) WatParser without the compiled path."""
+    with native_env(False):
+        return ours(paths, pairs)
+
+
 def ours(paths: list[Path], pairs: list | None = None) -> tuple[int, int, int]:
     """(c) WatParser, one file after the other."""
     records = n = 0
@@ -145,21 +168,26 @@ def main(argv: list[str] | None = None) -> int:
     got_c: list = []
     baseline(paths[:1], got_b)
     ours(paths[:1], got_c)
-    same = Counter(got_b) == Counter(got_c)
-    print(f"check on {paths[0].name}: baseline and WatParser give the same pairs: {same} ({len(got_c):,} pairs)")
+    got_py: list = []
+    ours_python(paths[:1], got_py)
+    same = Counter(got_b) == Counter(got_c) and got_py == got_c
+    print(f"check on {paths[0].name}: baseline, WatParser and pure-Python WatParser give the same pairs: {same} "
+          f"({len(got_c):,} pairs; compiled path: {'yes' if native_module() else 'NOT BUILT'})")
 
     results = {}
     for key, label, fn in (("a", "(a) floor: fastwarc read only", floor_fastwarc),
                            ("b", "(b) baseline: gzip lines + json.loads + urljoin", baseline),
-                           ("c", "(c) WatParser", ours)):
+                           ("c", "(c) WatParser", ours),
+                           ("p", "(c-py) WatParser, KGCURATE_NATIVE=0", ours_python)):
         secs, wall, (records, raw, n) = timed(fn, paths, args.repeat)
         results[key] = (secs, records, raw, n)
         print(f"{label:48s} cpu {secs:6.2f}s (wall {wall:6.2f}s)  {size / 1e6 / secs:6.1f} MB/s  "
               f"{records / secs:8,.0f} records/s  {n:,} pairs" + (f"  ({raw / 1e6 / secs:.0f} MB/s inflated)"
                                                                  if raw else ""))
-    a, b, c = (results[k][0] for k in "abc")
+    a, b, c, p = (results[k][0] for k in "abcp")
     print(f"per core (CPU time): (c)/(b) = {b / c:.2f}x the baseline's speed (target >= 4x); "
-          f"(c)/(a) = {a / c:.0%} of the decompress-only floor's speed (stretch target >= 60%)")
+          f"(c)/(a) = {a / c:.0%} of the decompress-only floor's speed (issue 14 goal >= 60%); "
+          f"(c-py)/(a) = {a / p:.0%}; (c)/(c-py) = {p / c:.2f}x")
     return 0 if same else 1
 
 
