@@ -39,6 +39,52 @@ impl<'a> J<'a> {
     }
 }
 
+/// Which part of a WAT payload a value is: the parts read are kept, every other value is only
+/// validated (no tree, no unescaped strings), which is most of a payload.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Sel {
+    Keep,
+    Top,
+    Env,
+    Pm,
+    Hrm,
+    Html,
+    Head,
+    Links,
+    Link,
+}
+
+fn child(sel: Sel, key: &str, sources: &[String]) -> Option<Sel> {
+    match (sel, key) {
+        (Sel::Keep, _) => Some(Sel::Keep),
+        (Sel::Top, "Envelope") => Some(Sel::Env),
+        (Sel::Env, "WARC-Header-Metadata") => Some(Sel::Keep),
+        (Sel::Env, "Payload-Metadata") => Some(Sel::Pm),
+        (Sel::Pm, "HTTP-Response-Metadata") => Some(Sel::Hrm),
+        (Sel::Hrm, "HTML-Metadata") => Some(Sel::Html),
+        (Sel::Html, "Links") => Some(Sel::Links),
+        (Sel::Html, "Head") => Some(Sel::Head),
+        (Sel::Head, "Base") => Some(Sel::Keep),
+        (Sel::Link, "path" | "url") => Some(Sel::Keep),
+        (Sel::Link, k) if sources.iter().any(|s| s == k) => Some(Sel::Keep),
+        _ => None,
+    }
+}
+
+/// The payload's document with only the parts a WAT reader looks at (see `Sel`); the rest is
+/// validated as `parse` would.
+pub fn parse_wat<'a>(text: &'a str, sources: &[String]) -> R<J<'a>> {
+    let mut p = Parser { s: text, b: text.as_bytes(), i: 0 };
+    p.ws();
+    let v = p.sel_value(0, Sel::Top, sources)?;
+    p.ws();
+    if p.i != p.b.len() {
+        return Err(());
+    }
+    Ok(v)
+}
+
+#[allow(dead_code)]
 pub fn parse(text: &str) -> R<J<'_>> {
     let mut p = Parser { s: text, b: text.as_bytes(), i: 0 };
     p.ws();
@@ -138,6 +184,178 @@ impl<'a> Parser<'a> {
             b'n' => self.lit(b"null", J::Null),
             b'-' | b'0'..=b'9' => self.number(),
             _ => Err(()),
+        }
+    }
+
+    /// `value`, keeping only the parts under `sel` (objects: the keys `child` names; Links: each link).
+    fn sel_value(&mut self, depth: usize, sel: Sel, sources: &[String]) -> R<J<'a>> {
+        if sel == Sel::Keep {
+            return self.value(depth);
+        }
+        match self.peek()? {
+            b'{' => {
+                if depth >= MAX_DEPTH {
+                    return Err(());
+                }
+                self.i += 1;
+                let mut items = Vec::new();
+                self.ws();
+                if self.peek()? == b'}' {
+                    self.i += 1;
+                    return Ok(J::Obj(items));
+                }
+                loop {
+                    self.ws();
+                    if self.peek()? != b'"' {
+                        return Err(());
+                    }
+                    let k = self.string()?;
+                    self.ws();
+                    if self.peek()? != b':' {
+                        return Err(());
+                    }
+                    self.i += 1;
+                    self.ws();
+                    match child(sel, &k, sources) {
+                        Some(c) => {
+                            let v = self.sel_value(depth + 1, c, sources)?;
+                            items.push((k, v));
+                        }
+                        None => self.skip(depth + 1)?,
+                    }
+                    self.ws();
+                    match self.peek()? {
+                        b',' => self.i += 1,
+                        b'}' => {
+                            self.i += 1;
+                            return Ok(J::Obj(items));
+                        }
+                        _ => return Err(()),
+                    }
+                }
+            }
+            b'[' if sel == Sel::Links => {
+                if depth >= MAX_DEPTH {
+                    return Err(());
+                }
+                self.i += 1;
+                let mut items = Vec::new();
+                self.ws();
+                if self.peek()? == b']' {
+                    self.i += 1;
+                    return Ok(J::Arr(items));
+                }
+                loop {
+                    self.ws();
+                    items.push(self.sel_value(depth + 1, Sel::Link, sources)?);
+                    self.ws();
+                    match self.peek()? {
+                        b',' => self.i += 1,
+                        b']' => {
+                            self.i += 1;
+                            return Ok(J::Arr(items));
+                        }
+                        _ => return Err(()),
+                    }
+                }
+            }
+            // an array elsewhere, or a scalar: its shape is all the reader looks at
+            b'[' => {
+                self.skip(depth)?;
+                Ok(J::Arr(vec![J::Null]))
+            }
+            _ => self.value(depth),
+        }
+    }
+
+    /// Validate the value at `self.i` as `value` would, building nothing.
+    fn skip(&mut self, depth: usize) -> R<()> {
+        match self.peek()? {
+            b'{' | b'[' => {
+                if depth >= MAX_DEPTH {
+                    return Err(());
+                }
+                let close = if self.b[self.i] == b'{' { b'}' } else { b']' };
+                self.i += 1;
+                self.ws();
+                if self.peek()? == close {
+                    self.i += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.ws();
+                    if close == b'}' {
+                        if self.peek()? != b'"' {
+                            return Err(());
+                        }
+                        self.skip_string()?;
+                        self.ws();
+                        if self.peek()? != b':' {
+                            return Err(());
+                        }
+                        self.i += 1;
+                        self.ws();
+                    }
+                    self.skip(depth + 1)?;
+                    self.ws();
+                    let c = self.peek()?;
+                    if c == b',' {
+                        self.i += 1;
+                    } else if c == close {
+                        self.i += 1;
+                        return Ok(());
+                    } else {
+                        return Err(());
+                    }
+                }
+            }
+            b'"' => self.skip_string(),
+            _ => self.value(depth).map(|_| ()),
+        }
+    }
+
+    /// Validate the string at `self.i` as `string` would (escapes, surrogate pairs, no control bytes).
+    fn skip_string(&mut self) -> R<()> {
+        self.i += 1;
+        let b = self.b;
+        loop {
+            let c = *b.get(self.i).ok_or(())?;
+            match c {
+                b'"' => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                b'\\' => {
+                    let e = *b.get(self.i + 1).ok_or(())?;
+                    self.i += 2;
+                    match e {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                        b'u' => {
+                            let hi = self.hex4()?;
+                            if (0xD800..0xDC00).contains(&hi) {
+                                if b.get(self.i) != Some(&b'\\') || b.get(self.i + 1) != Some(&b'u') {
+                                    return Err(());
+                                }
+                                self.i += 2;
+                                let lo = self.hex4()?;
+                                if !(0xDC00..0xE000).contains(&lo) {
+                                    return Err(());
+                                }
+                            } else if (0xDC00..0xE000).contains(&hi) {
+                                return Err(());
+                            }
+                        }
+                        _ => return Err(()),
+                    }
+                }
+                c if c < 0x20 => return Err(()),
+                _ => {
+                    self.i += 1;
+                    while self.i < b.len() && b[self.i] != b'"' && b[self.i] != b'\\' && b[self.i] >= 0x20 {
+                        self.i += 1;
+                    }
+                }
+            }
         }
     }
 

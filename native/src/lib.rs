@@ -391,7 +391,7 @@ impl Parser {
             return if looks_like_object(payload) { Ok(()) } else { Err(()) };
         }
         let text = std::str::from_utf8(payload).map_err(|_| ())?;
-        let doc = json::parse(text)?;
+        let doc = json::parse_wat(text, &self.source_names)?;
         let env = doc.get("Envelope")?.ok_or(())?;
         let head = env.get("WARC-Header-Metadata")?.ok_or(())?;
         if !matches!(head, J::Obj(_)) {
