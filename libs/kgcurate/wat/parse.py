@@ -868,7 +868,9 @@ class WatParser:
                     stats.bytes = tap.pos
                     yield batch
                     batch = Batch()
-                src.drop(pos)
+                if pos > src.base:  # keep only the unread bytes (at most part of a member): less to copy on fill
+                    src.buf = src.buf[pos - src.base:]
+                    src.base = pos
                 i, status, records, filtered = parser.members(
                     src.buf, pos - src.base, self.batch_size - len(batch.image_url), batch.image_url,
                     batch.text, batch.text_source, batch.pages, batch.page_rows)
