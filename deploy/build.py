@@ -5,7 +5,7 @@ Why each piece:
   dependencies (pyarrow, FastWARC, ... have native code, so they cannot travel in a zip);
 - ``kgcurate_native-<v>-cp311-abi3-manylinux_2_<n>_x86_64.whl``: the compiled WAT path (``native/``, Rust
   through maturin), for the cluster's platform (linux x86_64; the tag names the newest glibc its symbols need,
-  at most the job image's, Ubuntu 22.04's 2.35); without it the parser falls back to pure Python;
+  at most the job image's, Ubuntu 22.04's 2.35: built with maturin's manylinux_2_35 policy, which checks the symbols); without it the parser falls back to pure Python;
 - ``kgcurate.zip``: the pure-Python package for ``--py-files``, so a code fix ships without
   rebuilding the image (it shadows the installed copy on driver and executors);
 - ``jobs/``: the spark-submit entry scripts; ``conf/``: cluster.yaml, train-smoke.yaml (the compose demo's
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -84,8 +85,11 @@ def native_wheel_problem(name: str) -> str | None:
 def _native_wheel(dest: Path) -> Path:
     """``pip wheel ./native`` (maturin, cargo): the compiled WAT path's wheel, checked for the image."""
     before = set(dest.glob("kgcurate_native-*.whl"))
+    # maturin (pip's build backend here) tags a PEP 517 build plain linux_x86_64 unless told a policy; with one it
+    # also checks the library's glibc symbols against it (and fails the build if they are newer).
+    env = {**os.environ, "MATURIN_PEP517_ARGS": f"--compatibility manylinux_{IMAGE_GLIBC[0]}_{IMAGE_GLIBC[1]}"}
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dest), str(ROOT / "native")],
-                   check=True)
+                   check=True, env=env)
     new = sorted(set(dest.glob("kgcurate_native-*.whl")) - before) or sorted(dest.glob("kgcurate_native-*.whl"))
     if not new:
         raise SystemExit("kgcurate: error: pip wheel produced no kgcurate_native wheel")
