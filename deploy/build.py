@@ -5,7 +5,8 @@ Why each piece:
   dependencies (pyarrow, FastWARC, ... have native code, so they cannot travel in a zip);
 - ``kgcurate_native-<v>-cp311-abi3-manylinux_2_<n>_x86_64.whl``: the compiled WAT path (``native/``, Rust
   through maturin), for the cluster's platform (linux x86_64; the tag names the newest glibc its symbols need,
-  at most the job image's, Ubuntu 22.04's 2.35: built with maturin's manylinux_2_35 policy, which checks the symbols); without it the parser falls back to pure Python;
+  at most the job image's, Ubuntu 22.04's 2.35: built with maturin's manylinux_2_35 policy, which checks
+  the symbols); without it the parser falls back to pure Python;
 - ``kgcurate.zip``: the pure-Python package for ``--py-files``, so a code fix ships without
   rebuilding the image (it shadows the installed copy on driver and executors);
 - ``jobs/``: the spark-submit entry scripts; ``conf/``: cluster.yaml, train-smoke.yaml (the compose demo's
