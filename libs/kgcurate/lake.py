@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, SparkSession
 
@@ -162,6 +163,72 @@ def content_version(spark: SparkSession, lake: str, name: str, recorded: int) ->
             break
         best = v
     return best
+
+
+@dataclass(frozen=True)
+class FilesSince:
+    """What the commits after a version did to a table's data files (absolute paths): ``inserted``,
+    files of rows new since then; ``moved``, files rewritten since (OPTIMIZE, dataChange=false) that
+    may hold rows of both; ``gone``, files of that version rewritten since, whose rows are now in
+    ``moved``. Rows new since = rows of ``inserted`` + rows of ``moved`` not in ``gone``."""
+
+    inserted: list[str]
+    moved: list[str]
+    gone: list[str]
+
+
+def files_since(spark: SparkSession, lake: str, name: str, since: int, until: int) -> FilesSince | None:
+    """The data files that commits ``since + 1`` .. ``until`` added and rewrote, read from those
+    commits' JSON in ``_delta_log`` (Delta's protocol: one ``add`` / ``remove`` action per file, with
+    ``dataChange`` false where a commit only rearranges rows): a cost that follows the commits, not
+    the table. None when that does not describe insert-only growth, and the caller must compare
+    versions the slow way: a commit that deleted rows (a ``remove`` with dataChange, say a RESTORE,
+    DELETE or overwrite), a deletion vector, or a commit file no longer there (log cleanup)."""
+    import json
+    from urllib.parse import unquote
+
+    base = table_path(lake, name)
+    inserted: dict[str, bool] = {}  # path -> rows all new (True) or rewritten (False)
+    gone: set[str] = set()
+    for v in range(since + 1, until + 1):
+        text = _read_text(spark, f"{base}/_delta_log/{v:020d}.json")
+        if text is None:
+            return None
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            action = json.loads(line)
+            add, remove = action.get("add"), action.get("remove")
+            for a in (add, remove):
+                if a is not None and a.get("deletionVector"):
+                    return None
+            if add is not None:
+                inserted[add["path"]] = bool(add.get("dataChange", True))
+            elif remove is not None:
+                if remove.get("dataChange", True):
+                    return None
+                if inserted.pop(remove["path"], None) is None:  # a file of ``since``, now rewritten
+                    gone.add(remove["path"])
+
+    def absolute(path: str) -> str:
+        path = unquote(path)  # paths in the log are URI-encoded, relative to the table unless absolute
+        return path if "://" in path or path.startswith("file:") or path.startswith("/") else f"{base}/{path}"
+
+    return FilesSince(inserted=sorted(absolute(p) for p, new in inserted.items() if new),
+                      moved=sorted(absolute(p) for p, new in inserted.items() if not new),
+                      gone=sorted(absolute(p) for p in gone))
+
+
+def _read_text(spark: SparkSession, path: str) -> str | None:
+    """A small file's text through Hadoop's FileSystem (local, s3a, hdfs); None when it is not there."""
+    fs, hpath = hadoop_fs(spark, path)
+    if not fs.exists(hpath):
+        return None
+    stream = fs.open(hpath)
+    try:
+        return str(spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+    finally:
+        stream.close()
 
 
 def _log_version(spark: SparkSession, path: str) -> int:

@@ -8,9 +8,12 @@ the entry set's fingerprint (workers are reused), so 500k entries cost one build
 per task. Captions flow through ``mapInArrow`` in Arrow batches.
 
 Incremental by default: ``match_state`` records the metadata version/fingerprint, the options and
-the ``pairs`` version already matched. A later run matches only the pairs added since (anti-join
-on pair_id against ``pairs`` at that version) and adds their counts to the counts recorded with
-the state (time travel), so counts stay exact without rescanning ``matches``. Changed metadata,
+the ``pairs`` version already matched. A later run matches only the pairs added since and adds
+their counts to the counts recorded with the state (time travel), so counts stay exact without
+rescanning ``matches``. The new pairs are the rows of the files the Delta log says were added since
+(``pairs`` is insert-only; see :func:`added_pairs`), so finding them costs what they cost, not what
+the table costs; where the log cannot say (rows removed, log cleaned up), an anti-join on pair_id
+against ``pairs`` at the recorded version. Changed metadata,
 changed options, a missing state or ``--full`` re-match everything. A full match writes the
 matches straight into the table (one atomic overwrite, the only pass over the captions); an
 incremental one stages the new matches as Parquet, so their counts can be added. Crash safety:
@@ -323,7 +326,7 @@ def _execute(spark: SparkSession, cfg: dict[str, Any]) -> MatchSummary:
         if state.pairs_version == pairs_version:
             summary.up_to_date, summary.entries_with_count = True, _entries_with_count(spark, root)
             return summary
-        pairs, base = _unmatched_since(spark, root, state, pairs)
+        pairs, base = _unmatched_since(spark, root, state, pairs, pairs_version)
 
     matches_version, accs = _write_matches_and_counts(
         spark, root, mode, pairs, (ids, entries, lowercase, fp), meta_version, base)
@@ -344,16 +347,50 @@ def _entry_set(spark: SparkSession, root: str, meta_version: int | None,
     return ids, entries, bad, fingerprint(ids, entries, qids)
 
 
-def _unmatched_since(spark: SparkSession, root: str, state: MatchState,
-                     pairs: DataFrame) -> tuple[DataFrame, tuple[DataFrame | None, DataFrame | None]]:
-    """(pairs added since the recorded run, (entry counts, qid counts) it recorded): an incremental
-    run matches only the former and adds to the latter. A recorded count table no longer readable
-    (vacuumed) comes back as None, and the caller recounts."""
+def added_pairs(spark: SparkSession, root: str, since: int | None, until: int) -> DataFrame | None:
+    """(pair_id, text) of the pairs added after version ``since`` up to ``until``, read from the
+    files those commits added (:func:`kgcurate.lake.files_since`), so the cost follows the new pairs,
+    not the table: ``pairs`` is insert-only (ingest's insert-only MERGE), so its new rows are the rows
+    of the files added since, except that OPTIMIZE (``kgcurate maintain``) may have rewritten files
+    of ``since`` together with new ones; the rows of such rewritten files are anti-joined on pair_id
+    against the rewritten files of ``since`` alone. None when the log does not say (a commit that
+    removed rows, a deletion vector, a cleaned-up log, a rewritten file vacuumed): the caller then
+    anti-joins against the whole table at ``since``."""
+    files = None if since is None else lake.files_since(spark, root, tables.PAIRS, since, until)
+    if files is None:
+        return None
+    cols = "pair_id bigint, text string"
+    if not files.inserted and not files.moved:
+        return spark.createDataFrame([], cols)
+    try:
+        parts = [spark.read.schema(cols).parquet(*files.inserted)] if files.inserted else []
+        if files.moved:
+            moved = spark.read.schema(cols).parquet(*files.moved)
+            if files.gone:
+                moved = moved.join(spark.read.schema("pair_id bigint").parquet(*files.gone), "pair_id", "left_anti")
+            parts.append(moved)
+    except Exception as exc:  # noqa: BLE001 - a file listed in the log is gone (vacuumed): the slow way
+        log.warning("%s: files of pairs since version %s not readable (%s)", JOB, since, type(exc).__name__)
+        return None
+    return parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
+
+
+def _unmatched_since(spark: SparkSession, root: str, state: MatchState, pairs: DataFrame,
+                     pairs_version: int) -> tuple[DataFrame, tuple[DataFrame | None, DataFrame | None]]:
+    """(pairs added since the recorded run up to ``pairs_version``, (entry counts, qid counts) it
+    recorded): an incremental run matches only the former and adds to the latter. A recorded count
+    table no longer readable (vacuumed) comes back as None, and the caller recounts."""
     recorded = completed_versions(spark, root, state)  # past maintain's OPTIMIZE commits: files VACUUM keeps
-    old_pairs = _time_travel(spark, root, tables.PAIRS, recorded[tables.PAIRS])
-    if old_pairs is None:  # vacuumed: pairs already matched are those in matches (or matched nothing)
-        old_pairs = lake.read(spark, root, tables.MATCHES, recorded[tables.MATCHES])
-    pairs = pairs.join(old_pairs.select("pair_id"), "pair_id", "left_anti")
+    new = added_pairs(spark, root, recorded[tables.PAIRS], pairs_version)
+    if new is not None:
+        pairs = new
+    else:  # not insert-only growth, or the log was cleaned: compare the two versions whole
+        log.info("%s: pairs since version %s not readable from the Delta log; anti-join on pair_id",
+                 JOB, recorded[tables.PAIRS])
+        old_pairs = _time_travel(spark, root, tables.PAIRS, recorded[tables.PAIRS])
+        if old_pairs is None:  # vacuumed: pairs already matched are those in matches (or matched nothing)
+            old_pairs = lake.read(spark, root, tables.MATCHES, recorded[tables.MATCHES])
+        pairs = pairs.join(old_pairs.select("pair_id"), "pair_id", "left_anti")
     base_entry = _time_travel(spark, root, tables.ENTRY_COUNTS, recorded[tables.ENTRY_COUNTS])
     base_qid = _time_travel(spark, root, tables.QID_COUNTS, recorded[tables.QID_COUNTS])
     return pairs, (base_entry, base_qid)

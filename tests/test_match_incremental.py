@@ -1,0 +1,156 @@
+"""How an incremental match finds the pairs added since the last completed run: from the files the
+Delta log says were added (no scan of the whole ``pairs`` table), with OPTIMIZE between runs, and the
+whole-table anti-join where the log does not say (rows removed, log cleaned up, files vacuumed)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from helpers import execute
+from kgcurate import lake, tables
+from kgcurate.stages import match as match_stage
+from test_match_balance_spark import append_pairs, cfg_for, lake_state, reference, write_metadata
+from test_matching import make_captions, make_entries
+
+pytestmark = pytest.mark.spark
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    rng = random.Random(7)
+    entries = make_entries(rng)
+    return entries[:150], make_captions(rng, entries[:150], 2_400)
+
+
+def anti_join_ids(spark, root: str, since: int, until: int) -> list[int]:
+    """The reference: pairs at ``until`` whose pair_id is not in pairs at ``since``."""
+    now = lake.read(spark, root, tables.PAIRS, until)
+    old = lake.read(spark, root, tables.PAIRS, since)
+    return sorted(r[0] for r in now.join(old.select("pair_id"), "pair_id", "left_anti").select("pair_id").collect())
+
+
+def log_ids(spark, root: str, since: int, until: int) -> list[int] | None:
+    df = match_stage.added_pairs(spark, root, since, until)
+    return None if df is None else sorted(r[0] for r in df.select("pair_id").collect())
+
+
+def assert_matches_reference(spark, root: str, meta) -> None:
+    want_m, want_e, want_q = reference(spark, root, meta)
+    got_m, got_e, got_q = lake_state(spark, root)
+    assert len(got_m) == len(set(got_m)), "no duplicate (pair, entry) rows"
+    assert set(got_m) == want_m and got_e == want_e and got_q == want_q
+
+
+def test_new_pairs_come_from_the_files_the_log_added(spark, tmp_path, corpus) -> None:
+    root = str(tmp_path / "lake")
+    entries, captions = corpus
+    meta = write_metadata(spark, root, entries)
+    append_pairs(spark, root, captions[:800], 0)
+    execute(match_stage, spark, cfg_for(root))
+    v0 = lake.version(spark, root, tables.PAIRS)
+    append_pairs(spark, root, captions[800:1200], 800)
+    append_pairs(spark, root, captions[1200:1600], 1200)
+    v1 = lake.version(spark, root, tables.PAIRS)
+
+    files = lake.files_since(spark, root, tables.PAIRS, v0, v1)
+    assert files is not None and files.inserted and not files.moved and not files.gone
+    assert log_ids(spark, root, v0, v1) == anti_join_ids(spark, root, v0, v1)
+    assert len(log_ids(spark, root, v0, v1)) == 800
+
+    calls = []
+    real = match_stage._time_travel
+    match_stage._time_travel = lambda s, r, name, v: calls.append(name) or real(s, r, name, v)
+    try:
+        s = execute(match_stage, spark, cfg_for(root))
+    finally:
+        match_stage._time_travel = real
+    assert s.mode == "incremental" and s.pairs_matched == 800
+    assert tables.PAIRS not in calls, "no time travel into pairs: the log named the new files"
+    assert_matches_reference(spark, root, meta)
+
+
+def test_optimize_before_and_after_the_new_pairs(spark, tmp_path, corpus) -> None:
+    """maintain's OPTIMIZE between two matches: once compacting only matched pairs, once compacting
+    matched and new pairs into the same files (the rewritten rows are then told apart by pair_id)."""
+    root = str(tmp_path / "lake")
+    entries, captions = corpus
+    meta = write_metadata(spark, root, entries)
+    append_pairs(spark, root, captions[:400], 0)
+    append_pairs(spark, root, captions[400:800], 400)
+    execute(match_stage, spark, cfg_for(root))
+
+    # OPTIMIZE after the match, before the new pairs: the old files are rewritten, the new ones are not
+    assert lake.optimize(spark, root, tables.PAIRS)["files_added"] >= 1
+    v0 = match_stage.read_state(spark, root).pairs_version
+    append_pairs(spark, root, captions[800:1200], 800)
+    v1 = lake.version(spark, root, tables.PAIRS)
+    assert log_ids(spark, root, v0, v1) == anti_join_ids(spark, root, v0, v1)
+    s = execute(match_stage, spark, cfg_for(root))
+    assert s.mode == "incremental" and s.pairs_matched == 400
+    assert_matches_reference(spark, root, meta)
+
+    # new pairs, then OPTIMIZE compacting them with matched ones
+    v0 = lake.version(spark, root, tables.PAIRS)
+    append_pairs(spark, root, captions[1200:1600], 1200)
+    append_pairs(spark, root, captions[1600:2000], 1600)
+    assert lake.optimize(spark, root, tables.PAIRS)["files_added"] >= 1
+    v1 = lake.version(spark, root, tables.PAIRS)
+    files = lake.files_since(spark, root, tables.PAIRS, v0, v1)
+    assert files is not None and files.moved and files.gone and not files.inserted
+    assert log_ids(spark, root, v0, v1) == anti_join_ids(spark, root, v0, v1)
+    s = execute(match_stage, spark, cfg_for(root))
+    assert s.mode == "incremental" and s.pairs_matched == 800
+    assert_matches_reference(spark, root, meta)
+
+
+def test_rows_removed_or_log_cleaned_fall_back_to_the_anti_join(spark, tmp_path, corpus, monkeypatch) -> None:
+    """A commit that removed rows (here a DELETE, as a RESTORE or overwrite would) or a commit file
+    no longer in the log: the log cannot say which rows are new, and the whole-table anti-join does."""
+    root = str(tmp_path / "lake")
+    entries, captions = corpus
+    meta = write_metadata(spark, root, entries)
+    append_pairs(spark, root, captions[:600], 0)
+    execute(match_stage, spark, cfg_for(root))
+    v0 = lake.version(spark, root, tables.PAIRS)
+    append_pairs(spark, root, captions[600:900], 600)
+    lake.delete(spark, root, tables.PAIRS, "image_url = 'http://img.example/650.jpg'")
+    v1 = lake.version(spark, root, tables.PAIRS)
+    assert lake.files_since(spark, root, tables.PAIRS, v0, v1) is None
+    s = execute(match_stage, spark, cfg_for(root))
+    assert s.mode == "incremental" and s.pairs_matched == 299
+    assert_matches_reference(spark, root, meta)
+
+    # a lake whose log no longer holds the commit files (Delta's log cleanup after 30 days)
+    v0 = lake.version(spark, root, tables.PAIRS)
+    append_pairs(spark, root, captions[900:1300], 900)
+    monkeypatch.setattr(lake, "_read_text", lambda spark, path: None)
+    assert lake.files_since(spark, root, tables.PAIRS, v0, v0 + 1) is None
+    s = execute(match_stage, spark, cfg_for(root))
+    assert s.mode == "incremental" and s.pairs_matched == 400
+    assert_matches_reference(spark, root, meta)
+
+
+def test_vacuumed_rewritten_files_fall_back_to_the_anti_join(spark, tmp_path, corpus) -> None:
+    root = str(tmp_path / "lake")
+    entries, captions = corpus
+    meta = write_metadata(spark, root, entries)
+    append_pairs(spark, root, captions[:500], 0)
+    execute(match_stage, spark, cfg_for(root))
+    v0 = lake.version(spark, root, tables.PAIRS)
+    append_pairs(spark, root, captions[500:900], 500)
+    lake.optimize(spark, root, tables.PAIRS)
+    check = "spark.databricks.delta.retentionDurationCheck.enabled"
+    spark.conf.set(check, "false")
+    try:
+        lake.vacuum(spark, root, tables.PAIRS, 0)
+    finally:
+        spark.conf.set(check, "true")
+    v1 = lake.version(spark, root, tables.PAIRS)
+    assert log_ids(spark, root, v0, v1) is None  # the matched rows' old files are gone
+    s = execute(match_stage, spark, cfg_for(root))
+    # pairs@v0 is vacuumed too: the pairs already matched are those in matches, and old pairs that
+    # matched nothing are matched again (to nothing)
+    assert s.mode == "incremental" and s.pairs_matched >= 400
+    assert_matches_reference(spark, root, meta)
