@@ -194,6 +194,24 @@ def test_metadata_without_kg_entries_gives_empty_qid_counts(spark, tmp_path) -> 
 # --- balance -------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("mode", [{"balance__target_size": 10}, {"balance__t": 5.0}])
+def test_balance_of_a_lake_where_nothing_matched_is_one_clear_error(spark, tmp_path, mode) -> None:
+    """Captions that match no entry: balance says so in one line (``--target-size`` used to raise a
+    TypeError on the empty frame's null threshold range) and writes no curated set."""
+    from kgcurate.errors import UserError
+
+    root = str(tmp_path / "lake")
+    write_metadata(spark, root, [(0, "dog")])
+    append_pairs(spark, root, ["a cat", "nothing at all"], 0)
+    assert execute(match_stage, spark, cfg_for(root)).matches == 0
+    if "balance__t" in mode:  # a plain cut of nothing: an empty set, as before
+        assert execute(balance_stage, spark, cfg_for(root, **mode)).pairs_out == 0
+        return
+    with pytest.raises(UserError, match="no matched pairs in lake .*: nothing to balance"):
+        execute(balance_stage, spark, cfg_for(root, **mode))
+    assert lake.version(spark, root, tables.CURATION_RUNS) is None
+
+
 def build_matched_lake(spark, root: str, n_pairs: int, n_entries: int, seed: int, single: bool = False):
     """pairs/metadata/matches/counts written directly: Zipf-like entry popularity, 1-3 entries a pair."""
     rng = random.Random(seed)

@@ -242,6 +242,8 @@ def _select(pp: DataFrame, root: str, run_id: str, t: Any, target: Any, seed: in
     summary = BalanceSummary(run_id=run_id, seed=seed, per_qid=per_qid, matched_pairs=matched)
     if target is None:
         return summary, t, F.col("threshold") < F.lit(float(t))
+    if matched == 0:  # no thresholds either (lo and hi are null)
+        raise UserError(f"no matched pairs in lake {root}: nothing to balance (run match first)")
     t, keep, selection = _target_cut(pp, root, int(target), matched, float(stats["lo"]), float(stats["hi"]))
     for k, v in selection.items():
         setattr(summary, k, v)
@@ -252,8 +254,6 @@ def _target_cut(pp: DataFrame, root: str, target: int, matched: int, lo: float,
                 hi: float) -> tuple[float, Column, dict[str, Any]]:
     """(t, keep, summary keys) for ``--target-size``: exactly ``target`` pairs, ties broken on pair_id
     so the cut is the same on any cluster; a target of all matched pairs or more keeps everything."""
-    if matched == 0:
-        raise UserError(f"no matched pairs in lake {root}: nothing to balance")
     if target >= matched:
         log.warning("%s: target size %d >= %d matched pairs: keeping all", JOB, target, matched)
         return balancing.t_above(hi), F.lit(True), {"selection_passes": 0}
