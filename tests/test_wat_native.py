@@ -326,3 +326,22 @@ def test_members_of_several_records(native):
     data = b"".join(members)
     same(data, boundaries=False)
     same(data, batch_size=2, boundaries=False)
+
+
+def test_large_members(native):
+    """Members larger than the native path's first output buffer (1 MiB inflated) and than one read
+    (1 MiB compressed): read natively all the same (the buffer grows), and a file cut inside the
+    largest member ends as the pure-Python parser ends it."""
+    rng = random.Random(11)
+    records = [WARCINFO]
+    for n_links in (200, 9000, 30000, 60000):  # ~0.03, 1.3, 4.5, 9 MB of JSON
+        links = [img(f"https://img{rng.randrange(10**9)}.example/{i}.jpg", alt=f"{rng.getrandbits(64):x} dog {i}")
+                 for i in range(n_links)]
+        records.append(warc_record(json.dumps(envelope(links)).encode()))
+    data = wat(records)
+    assert max(len(gzip.compress(r)) for r in records) > 1 << 20
+    counts = same(data)
+    assert counts["member"] == 0
+    rows, stats = run(data, True)
+    assert sum(len(b[0]) for b in rows) == 200 + 9000 + 30000 + 60000 and stats.records == 5
+    same(data[:-(1 << 19)])  # cut inside the last member

@@ -96,6 +96,30 @@ pub fn parse(text: &str) -> R<J<'_>> {
     Ok(v)
 }
 
+/// The index of the first quote, backslash or control byte in `b` at or after `i` (`b.len()` if
+/// none), eight bytes at a time: strings are most of a payload's bytes.
+#[inline]
+fn plain_run(b: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(w) = b.get(i..i + 8) {
+        let x = u64::from_le_bytes(w.try_into().unwrap());
+        let q = x ^ (ONES * b'"' as u64);
+        let s = x ^ (ONES * b'\\' as u64);
+        // a byte's high bit set: that byte is 0 (q, s) or below 0x20 (x). A borrow can set bits above
+        // the first such byte only, so the lowest set bit is exact.
+        let m = (q.wrapping_sub(ONES) & !q | s.wrapping_sub(ONES) & !s | x.wrapping_sub(ONES * 0x20) & !x) & HIGH;
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < b.len() && b[i] != b'"' && b[i] != b'\\' && b[i] >= 0x20 {
+        i += 1;
+    }
+    i
+}
+
 struct Parser<'a> {
     s: &'a str,
     b: &'a [u8],
@@ -319,6 +343,7 @@ impl<'a> Parser<'a> {
         self.i += 1;
         let b = self.b;
         loop {
+            self.i = plain_run(b, self.i);
             let c = *b.get(self.i).ok_or(())?;
             match c {
                 b'"' => {
@@ -348,13 +373,7 @@ impl<'a> Parser<'a> {
                         _ => return Err(()),
                     }
                 }
-                c if c < 0x20 => return Err(()),
-                _ => {
-                    self.i += 1;
-                    while self.i < b.len() && b[self.i] != b'"' && b[self.i] != b'\\' && b[self.i] >= 0x20 {
-                        self.i += 1;
-                    }
-                }
+                _ => return Err(()), // a control byte
             }
         }
     }
@@ -407,20 +426,15 @@ impl<'a> Parser<'a> {
         self.i += 1;
         let start = self.i;
         let b = self.b;
-        loop {
-            let c = *b.get(self.i).ok_or(())?;
-            if c == b'"' {
+        self.i = plain_run(b, self.i);
+        match *b.get(self.i).ok_or(())? {
+            b'"' => {
                 let s = &self.s[start..self.i];
                 self.i += 1;
                 return Ok(Cow::Borrowed(s));
             }
-            if c == b'\\' {
-                break;
-            }
-            if c < 0x20 {
-                return Err(());
-            }
-            self.i += 1;
+            b'\\' => {}
+            _ => return Err(()), // a control byte
         }
         let mut out = String::with_capacity(self.i - start + 16);
         out.push_str(&self.s[start..self.i]);
@@ -469,9 +483,7 @@ impl<'a> Parser<'a> {
                 _ => {
                     // copy the run up to the next quote, backslash or control byte
                     let run = self.i;
-                    while self.i < b.len() && b[self.i] != b'"' && b[self.i] != b'\\' && b[self.i] >= 0x20 {
-                        self.i += 1;
-                    }
+                    self.i = plain_run(b, self.i);
                     out.push_str(&self.s[run..self.i]);
                 }
             }

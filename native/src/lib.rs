@@ -11,6 +11,7 @@ mod json;
 
 use flate2::{Crc, Decompress, FlushDecompress, Status};
 use json::J;
+use libdeflate_sys as ld;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
 
@@ -37,14 +38,35 @@ fn py_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
-/// `" ".join(s.split())` and its length in code points.
-fn collapse(s: &str) -> (String, usize) {
-    let mut out = String::with_capacity(s.len());
+/// `" ".join(s.split())` appended to `out`; returns its length in code points (0: nothing appended).
+fn collapse_into(s: &str, out: &mut String) -> usize {
+    // Most texts are printable ASCII words with single spaces between them: already collapsed.
+    let mut after_space = true; // a leading space is not "already collapsed"
+    let mut as_is = true;
+    for &c in s.as_bytes() {
+        if c == b' ' {
+            if after_space {
+                as_is = false;
+                break;
+            }
+            after_space = true;
+        } else if c > b' ' && c < 0x80 {
+            after_space = false;
+        } else {
+            as_is = false;
+            break;
+        }
+    }
+    if as_is && !after_space {
+        out.push_str(s);
+        return s.len();
+    }
+    let start = out.len();
     let mut n = 0usize;
     let mut pending_space = false;
     for c in s.chars() {
         if py_space(c) {
-            pending_space = !out.is_empty();
+            pending_space = out.len() > start;
         } else {
             if pending_space {
                 out.push(' ');
@@ -55,7 +77,7 @@ fn collapse(s: &str) -> (String, usize) {
             n += 1;
         }
     }
-    (out, n)
+    n
 }
 
 /// Python's `bytes.strip()` whitespace.
@@ -278,24 +300,101 @@ fn opt_str<'b>(v: Option<&'b J<'_>>) -> Result<Option<&'b str>, ()> {
     }
 }
 
+type Span = (usize, usize); // a string's bytes in `Out::strs`
+
 enum ImgUrl {
-    Rust(String),
+    Rust(Span),
     Py(PyObject),
 }
 
 struct Row {
-    url: usize, // index into the record's urls
-    text: String,
+    url: usize, // index into the member's urls
+    text: Span,
     src: usize,
 }
 
+/// One member's pairs until the member is known to be good. Kept by the parser and cleared per
+/// member, so the strings go into one reused buffer rather than an allocation each.
 #[derive(Default)]
 struct Out {
+    strs: String, // texts, URLs and page URLs, back to back
     urls: Vec<ImgUrl>,
     rows: Vec<Row>,
-    pages: Vec<(String, usize)>, // page URL, its rows (in order)
+    pages: Vec<(Span, usize)>, // page URL, its rows (in order)
+    found: Vec<(Span, usize)>, // the current link's texts and their sources
     filtered: u64,
     records: u64,
+}
+
+impl Out {
+    fn clear(&mut self) {
+        self.strs.clear();
+        self.urls.clear();
+        self.rows.clear();
+        self.pages.clear();
+        self.found.clear();
+        self.filtered = 0;
+        self.records = 0;
+    }
+
+    fn push(&mut self, s: &str) -> Span {
+        let start = self.strs.len();
+        self.strs.push_str(s);
+        (start, self.strs.len())
+    }
+
+    fn get(&self, (a, b): Span) -> &str {
+        &self.strs[a..b]
+    }
+}
+
+/// libdeflate's decompressor (whole deflate streams in one call: ~1.3x zlib-rs's streaming inflate on
+/// WAT members). Owned by one `Parser`, used under `&mut self` only.
+struct Inflater(*mut ld::libdeflate_decompressor);
+
+// SAFETY: the decompressor holds no thread-local state and is only used through `&mut self`
+// (`deflate`), so one caller at a time; nothing reads it through a shared reference.
+unsafe impl Send for Inflater {}
+unsafe impl Sync for Inflater {}
+
+impl Inflater {
+    fn new() -> Self {
+        // SAFETY: plain allocation; null is checked.
+        let d = unsafe { ld::libdeflate_alloc_decompressor() };
+        assert!(!d.is_null(), "libdeflate: out of memory");
+        Inflater(d)
+    }
+
+    /// Inflate the deflate stream at the start of `input` into `out`: Ok((bytes read, bytes written)),
+    /// or Err(true) when `out` is too small, Err(false) for anything else (damage or a stream that
+    /// goes on past `input`: the streaming path tells which).
+    fn deflate(&mut self, input: &[u8], out: &mut [u8]) -> Result<(usize, usize), bool> {
+        let (mut used, mut made) = (0usize, 0usize);
+        // SAFETY: both slices are valid for their lengths; libdeflate writes at most out.len() bytes.
+        let r = unsafe {
+            ld::libdeflate_deflate_decompress_ex(
+                self.0,
+                input.as_ptr().cast(),
+                input.len(),
+                out.as_mut_ptr().cast(),
+                out.len(),
+                &mut used,
+                &mut made,
+            )
+        };
+        match r {
+            ld::libdeflate_result_LIBDEFLATE_SUCCESS => Ok((used, made)),
+            ld::libdeflate_result_LIBDEFLATE_INSUFFICIENT_SPACE => Err(true),
+            _ => Err(false),
+        }
+    }
+}
+
+impl Drop for Inflater {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new`, freed once.
+        unsafe { ld::libdeflate_free_decompressor(self.0) }
+    }
 }
 
 #[pyclass]
@@ -306,6 +405,8 @@ struct Parser {
     source_names: Vec<String>,
     join: PyObject,
     dec: Decompress,
+    fast: Inflater,
+    acc: Out,
     out: Vec<u8>, // inflated bytes of the current member: out[..n]
     n: usize,
 }
@@ -341,6 +442,39 @@ impl Parser {
         if p > b.len() {
             return Member::Incomplete;
         }
+        // The whole member is usually in `buf`: libdeflate inflates it in one call. Anything else
+        // (out of input, damage, a member larger than `out` may grow) is left to zlib-rs's
+        // streaming inflate, which tells a member that goes on past `buf` from a damaged one.
+        let q = loop {
+            match self.fast.deflate(&b[p..], &mut self.out) {
+                Ok((used, made)) => {
+                    self.n = made;
+                    break p + used;
+                }
+                Err(true) if self.out.len() < MAX_MEMBER => {
+                    let grow = self.out.len();
+                    self.out.resize(self.out.len() + grow, 0);
+                }
+                Err(_) => match self.stream(b, p) {
+                    Ok(q) => break q,
+                    Err(m) => return m,
+                },
+            }
+        };
+        let Some(trailer) = b.get(q..q + 8) else { return Member::Incomplete };
+        let crc = u32::from_le_bytes(trailer[..4].try_into().unwrap());
+        let size = u32::from_le_bytes(trailer[4..].try_into().unwrap());
+        let mut c = Crc::new();
+        c.update(&self.out[..self.n]);
+        if c.sum() != crc || size != self.n as u32 {
+            return Member::Defer;
+        }
+        Member::Done(pos + q + 8)
+    }
+
+    /// zlib-rs's streaming inflate of the deflate stream at `b[p..]` into `out`: Ok(the offset in `b`
+    /// just past it, `n` set), or Err(Incomplete / Defer).
+    fn stream(&mut self, b: &[u8], p: usize) -> Result<usize, Member> {
         // `out` stays initialised to its full length (flate2's decompress_vec would zero its spare
         // capacity on every call); `n` is how much of it this member filled.
         self.dec.reset(false);
@@ -357,28 +491,19 @@ impl Parser {
                 Ok(Status::StreamEnd) => break,
                 Ok(_) => {
                     if n > MAX_MEMBER {
-                        return Member::Defer;
+                        return Err(Member::Defer);
                     }
                     let used = self.dec.total_in() as usize;
                     if used == in0 && n == out0 {
                         // no progress: out of input (the member goes on past the buffer), or stuck
-                        return if p + used >= b.len() { Member::Incomplete } else { Member::Defer };
+                        return Err(if p + used >= b.len() { Member::Incomplete } else { Member::Defer });
                     }
                 }
-                Err(_) => return Member::Defer,
+                Err(_) => return Err(Member::Defer),
             }
         }
         self.n = n;
-        let q = p + self.dec.total_in() as usize;
-        let Some(trailer) = b.get(q..q + 8) else { return Member::Incomplete };
-        let crc = u32::from_le_bytes(trailer[..4].try_into().unwrap());
-        let size = u32::from_le_bytes(trailer[4..].try_into().unwrap());
-        let mut c = Crc::new();
-        c.update(&self.out[..self.n]);
-        if c.sum() != crc || size != self.n as u32 {
-            return Member::Defer;
-        }
-        Member::Done(pos + q + 8)
+        Ok(p + self.dec.total_in() as usize)
     }
 
     /// `_take` for one framed record of a member: its pairs into `acc`, or Err (defer the member).
@@ -442,7 +567,6 @@ impl Parser {
         let base = base.filter(|b| !b.is_empty());
         let mut prepared: Option<Option<Base>> = None;
         let rows0 = acc.rows.len();
-        let mut found: Vec<(String, usize)> = Vec::new();
         for link in links {
             if !matches!(link, J::Obj(_)) {
                 return Err(());
@@ -456,30 +580,32 @@ impl Parser {
                 if raw.is_empty() {
                     continue;
                 }
-                let (t, n) = collapse(raw);
-                if t.is_empty() {
+                let start = acc.strs.len();
+                let n = collapse_into(raw, &mut acc.strs);
+                if n == 0 {
                     continue;
                 }
                 if n > self.hi || n < self.lo {
+                    acc.strs.truncate(start);
                     acc.filtered += 1;
                     continue;
                 }
-                found.push((t, si));
+                acc.found.push(((start, acc.strs.len()), si));
             }
-            if found.is_empty() {
+            if acc.found.is_empty() {
                 continue;
             }
             let url = match opt_str(link.get("url")?)? {
                 Some(u) if !u.is_empty() => u,
                 _ => {
-                    found.clear();
+                    acc.found.clear();
                     continue;
                 }
             };
             let made = if (url.starts_with("http://") || url.starts_with("https://"))
                 && !url.bytes().any(|c| c == b'\n' || c == b'\t' || c == b'\r')
             {
-                Some(ImgUrl::Rust(url.to_owned()))
+                Some(ImgUrl::Rust(acc.push(url)))
             } else {
                 let r = if base.is_none() {
                     let b = prepared.get_or_insert_with(|| prepare(page));
@@ -492,7 +618,7 @@ impl Parser {
                 };
                 match r {
                     Url::Drop => None,
-                    Url::Made(s) => Some(ImgUrl::Rust(s)),
+                    Url::Made(s) => Some(ImgUrl::Rust(acc.push(&s))),
                     Url::Python => {
                         let got = self.join.call1(py, (page, base, url)).map_err(|_| ())?;
                         if got.is_none(py) {
@@ -508,14 +634,16 @@ impl Parser {
             if let Some(u) = made {
                 acc.urls.push(u);
                 let ui = acc.urls.len() - 1;
-                for (t, si) in found.drain(..) {
-                    acc.rows.push(Row { url: ui, text: t, src: si });
+                for k in 0..acc.found.len() {
+                    let (text, src) = acc.found[k];
+                    acc.rows.push(Row { url: ui, text, src });
                 }
             }
-            found.clear();
+            acc.found.clear();
         }
         if acc.rows.len() > rows0 {
-            acc.pages.push((page.to_owned(), acc.rows.len() - rows0));
+            let span = acc.push(page);
+            acc.pages.push((span, acc.rows.len() - rows0));
         }
         Ok(())
     }
@@ -540,6 +668,28 @@ impl Parser {
     }
 }
 
+/// A good member's pairs appended to the column lists (image_url, text, text_source, pages, page_rows).
+fn hand_over(py: Python<'_>, acc: &Out, sources: &Bound<'_, PyTuple>, cols: [&Bound<'_, PyList>; 5]) -> PyResult<()> {
+    let [image_url, text, text_source, pages, page_rows] = cols;
+    let mut url_objs: Vec<Bound<'_, PyAny>> = Vec::with_capacity(acc.urls.len());
+    for u in &acc.urls {
+        url_objs.push(match u {
+            ImgUrl::Rust(s) => PyString::new(py, acc.get(*s)).into_any(),
+            ImgUrl::Py(o) => o.bind(py).clone(),
+        });
+    }
+    for r in &acc.rows {
+        image_url.append(&url_objs[r.url])?;
+        text.append(PyString::new(py, acc.get(r.text)))?;
+        text_source.append(sources.get_item(r.src)?)?;
+    }
+    for (page, n) in &acc.pages {
+        pages.append(PyString::new(py, acc.get(*page)))?;
+        page_rows.append(*n)?;
+    }
+    Ok(())
+}
+
 #[pymethods]
 impl Parser {
     #[new]
@@ -552,6 +702,8 @@ impl Parser {
             source_names,
             join,
             dec: Decompress::new(false),
+            fast: Inflater::new(),
+            acc: Out::default(),
             out: vec![0; 1 << 20],
             n: 0,
         })
@@ -585,27 +737,16 @@ impl Parser {
                 Member::Incomplete => return Ok((pos, MORE, records, filtered)),
                 Member::Defer => return Ok((pos, DEFER, records, filtered)),
             };
-            let mut acc = Out::default();
-            if self.member_records(py, &mut acc).is_err() || (first_only && acc.records != 1) {
+            let mut acc = std::mem::take(&mut self.acc);
+            acc.clear();
+            let good = self.member_records(py, &mut acc).is_ok() && !(first_only && acc.records != 1);
+            let handed = if good { hand_over(py, &acc, &sources, [image_url, text, text_source, pages, page_rows]) } else { Ok(()) };
+            self.acc = acc; // its buffers serve the next member
+            handed?;
+            if !good {
                 return Ok((pos, DEFER, records, filtered));
             }
-            // the member is good: hand its pairs over
-            let mut url_objs: Vec<Bound<'_, PyAny>> = Vec::with_capacity(acc.urls.len());
-            for u in acc.urls {
-                url_objs.push(match u {
-                    ImgUrl::Rust(s) => PyString::new(py, &s).into_any(),
-                    ImgUrl::Py(o) => o.into_bound(py),
-                });
-            }
-            for r in &acc.rows {
-                image_url.append(&url_objs[r.url])?;
-                text.append(PyString::new(py, &r.text))?;
-                text_source.append(sources.get_item(r.src)?)?;
-            }
-            for (page, n) in &acc.pages {
-                pages.append(PyString::new(py, page))?;
-                page_rows.append(*n)?;
-            }
+            let acc = &self.acc;
             records += acc.records;
             filtered += acc.filtered;
             rows += acc.rows.len();
@@ -627,7 +768,9 @@ fn py_space_chars() -> String {
 /// `" ".join(s.split())` (tests compare it with Python's).
 #[pyfunction]
 fn collapse_whitespace(s: &str) -> String {
-    collapse(s).0
+    let mut out = String::new();
+    collapse_into(s, &mut out);
+    out
 }
 
 #[pymodule]
