@@ -139,83 +139,15 @@ impl<'a> Parser<'a> {
         self.b.get(self.i).copied().ok_or(())
     }
 
+    /// The whole value at `self.i`.
     fn value(&mut self, depth: usize) -> R<J<'a>> {
-        match self.peek()? {
-            b'{' => {
-                if depth >= MAX_DEPTH {
-                    return Err(());
-                }
-                self.i += 1;
-                let mut items = Vec::new();
-                self.ws();
-                if self.peek()? == b'}' {
-                    self.i += 1;
-                    return Ok(J::Obj(items));
-                }
-                loop {
-                    self.ws();
-                    if self.peek()? != b'"' {
-                        return Err(());
-                    }
-                    let k = self.string()?;
-                    self.ws();
-                    if self.peek()? != b':' {
-                        return Err(());
-                    }
-                    self.i += 1;
-                    self.ws();
-                    let v = self.value(depth + 1)?;
-                    items.push((k, v));
-                    self.ws();
-                    match self.peek()? {
-                        b',' => self.i += 1,
-                        b'}' => {
-                            self.i += 1;
-                            return Ok(J::Obj(items));
-                        }
-                        _ => return Err(()),
-                    }
-                }
-            }
-            b'[' => {
-                if depth >= MAX_DEPTH {
-                    return Err(());
-                }
-                self.i += 1;
-                let mut items = Vec::new();
-                self.ws();
-                if self.peek()? == b']' {
-                    self.i += 1;
-                    return Ok(J::Arr(items));
-                }
-                loop {
-                    self.ws();
-                    items.push(self.value(depth + 1)?);
-                    self.ws();
-                    match self.peek()? {
-                        b',' => self.i += 1,
-                        b']' => {
-                            self.i += 1;
-                            return Ok(J::Arr(items));
-                        }
-                        _ => return Err(()),
-                    }
-                }
-            }
-            b'"' => Ok(J::Str(self.string()?)),
-            b't' => self.lit(b"true", J::Bool),
-            b'f' => self.lit(b"false", J::Bool),
-            b'n' => self.lit(b"null", J::Null),
-            b'-' | b'0'..=b'9' => self.number(),
-            _ => Err(()),
-        }
+        self.sel_value(depth, Sel::Keep, &[])
     }
 
-    /// `value`, keeping only the parts under `sel` (objects: the keys `child` names; Links: each link).
+    /// The value at `self.i` with only the parts under `sel` built (objects: the keys `child` names;
+    /// arrays: all of a kept one, each link of Links; any other array is validated and stands as
+    /// `[null]`, its shape being all a reader looks at).
     fn sel_value(&mut self, depth: usize, sel: Sel, sources: &[String]) -> R<J<'a>> {
-        if sel == Sel::Keep {
-            return self.value(depth);
-        }
         match self.peek()? {
             b'{' => {
                 if depth >= MAX_DEPTH {
@@ -258,10 +190,11 @@ impl<'a> Parser<'a> {
                     }
                 }
             }
-            b'[' if sel == Sel::Links => {
+            b'[' if matches!(sel, Sel::Keep | Sel::Links) => {
                 if depth >= MAX_DEPTH {
                     return Err(());
                 }
+                let each = if sel == Sel::Links { Sel::Link } else { Sel::Keep };
                 self.i += 1;
                 let mut items = Vec::new();
                 self.ws();
@@ -271,7 +204,7 @@ impl<'a> Parser<'a> {
                 }
                 loop {
                     self.ws();
-                    items.push(self.sel_value(depth + 1, Sel::Link, sources)?);
+                    items.push(self.sel_value(depth + 1, each, sources)?);
                     self.ws();
                     match self.peek()? {
                         b',' => self.i += 1,
@@ -283,12 +216,23 @@ impl<'a> Parser<'a> {
                     }
                 }
             }
-            // an array elsewhere, or a scalar: its shape is all the reader looks at
             b'[' => {
                 self.skip(depth)?;
                 Ok(J::Arr(vec![J::Null]))
             }
-            _ => self.value(depth),
+            _ => self.scalar(),
+        }
+    }
+
+    /// A string, literal or number at `self.i`.
+    fn scalar(&mut self) -> R<J<'a>> {
+        match self.peek()? {
+            b'"' => Ok(J::Str(self.string()?)),
+            b't' => self.lit(b"true", J::Bool),
+            b'f' => self.lit(b"false", J::Bool),
+            b'n' => self.lit(b"null", J::Null),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => Err(()),
         }
     }
 
@@ -334,7 +278,7 @@ impl<'a> Parser<'a> {
                 }
             }
             b'"' => self.skip_string(),
-            _ => self.value(depth).map(|_| ()),
+            _ => self.scalar().map(|_| ()),
         }
     }
 
