@@ -27,7 +27,7 @@ import logging
 import os
 import re
 import zlib
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, NamedTuple
 from urllib.parse import urljoin
@@ -858,38 +858,34 @@ class WatParser:
         to read as Python does) is read by :meth:`_member`, as :meth:`_resync` reads every member,
         and the native path goes on after it. Same batches, pairs, bad records and stats as the
         pure-Python parser (tests check); returns the batch being filled."""
-        stats = self.stats
         src = _Source(tap, 0)
         more, done = native.MORE, native.DONE
-        try:
-            while not src.at_end(pos):
-                if len(batch.image_url) >= self.batch_size:
-                    stats.rows_out += len(batch.image_url)
-                    stats.bytes = tap.pos
-                    yield batch
-                    batch = Batch()
-                if pos > src.base:  # keep only the unread bytes (at most part of a member): less to copy on fill
-                    src.buf = src.buf[pos - src.base:]
-                    src.base = pos
-                i, status, records, filtered = parser.members(
-                    src.buf, pos - src.base, self.batch_size - len(batch.image_url), batch.image_url,
-                    batch.text, batch.text_source, batch.pages, batch.page_rows)
-                stats.records += records
-                stats.filtered += filtered
-                pos = src.base + i
-                if status == more and src.fill():
-                    continue
-                if status != done:
-                    pos = self._member(src, pos, batch)
-        except BaseException as exc:  # noqa: BLE001 - a read error (or a bug) must not raise out of parse
-            if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
-                raise
-            reason = "read error" if tap.read_error is not None else "unexpected error"
-            self._damage(batch, pos, f"{reason}: {type(exc).__name__}: {str(exc)[:150]}", b"", -1, -1)
-            stats.fatal = True
-        if stats.damaged and stats.records == stats.damaged:
-            stats.fatal = True
-        return batch
+        # what the next step does first: nothing more, read more (the member at pos goes on past the
+        # buffer), or hand the member at pos to Python; a read error there is reported at that pos
+        then = ""
+
+        def step(pos: int, batch: Batch) -> int:
+            nonlocal then
+            if then == "python":
+                then = ""
+                return self._member(src, pos, batch)
+            if then == "fill":
+                then = ""
+                if not src.fill():
+                    then = "python"  # the file ends inside that member
+                    return pos
+            if pos > src.base:  # keep only the unread bytes (at most part of a member): less to copy on fill
+                src.buf = src.buf[pos - src.base:]
+                src.base = pos
+            i, status, records, filtered = parser.members(
+                src.buf, pos - src.base, self.batch_size - len(batch.image_url), batch.image_url,
+                batch.text, batch.text_source, batch.pages, batch.page_rows)
+            self.stats.records += records
+            self.stats.filtered += filtered
+            then = "fill" if status == more else "" if status == done else "python"
+            return src.base + i
+
+        return (yield from self._read_on(step, src, pos, batch))
 
     @staticmethod
     def _fatal(exc: BaseException, tap: _Tap, last_pos: int, last_len: int, gz: bool,
@@ -954,9 +950,19 @@ class WatParser:
         without fastwarc: each gzip member (or plain record) is framed and checked here, and after
         damage reading resumes at the next member (record) start that inflates to (is) a parseable
         WARC header. Runs only after damage; returns the batch being filled."""
+        def step(pos: int, batch: Batch) -> int:
+            src.drop(pos)
+            return self._member(src, pos, batch) if gz else self._plain(src, pos, batch)
+
+        return (yield from self._read_on(step, src, src.base, batch))
+
+    def _read_on(self, step: Callable[[int, Batch], int], src: _Source, pos: int,
+                 batch: Batch) -> Generator[Batch, None, Batch]:
+        """``pos = step(pos, batch)`` until the end of the file, a full batch yielded before each step;
+        a read error (or a bug) ends the file as damage at the offset reached. Returns the batch being
+        filled."""
         stats = self.stats
         tap = src.tap
-        pos = src.base
         try:
             while not src.at_end(pos):
                 if len(batch.image_url) >= self.batch_size:
@@ -964,8 +970,7 @@ class WatParser:
                     stats.bytes = tap.pos
                     yield batch
                     batch = Batch()
-                src.drop(pos)
-                pos = self._member(src, pos, batch) if gz else self._plain(src, pos, batch)
+                pos = step(pos, batch)
         except BaseException as exc:  # noqa: BLE001 - a read error (or a bug) must not raise out of parse
             if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
                 raise
