@@ -65,6 +65,27 @@ def prefill(spark, root: str, rows: int, files: int, seed: int = 11) -> int:
     return version
 
 
+def interleaved(variants: list[str], run, rounds: int, label: str = "", per_core_mb: float = 0.0) -> dict:
+    """``run(variant)`` -> seconds for every variant, ``rounds`` times in rotated order (so neither side
+    always runs first); prints each round, the medians and each variant's per-round ratio to the first
+    (the empty lake), against the issue's 1.25x. Returns the times."""
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for r in range(rounds):
+        for v in variants[r % len(variants):] + variants[:r % len(variants)]:
+            times[v].append(run(v))
+        print(f"round {r + 1}: " + ", ".join(f"{v} {times[v][-1]:.1f} s" for v in variants), flush=True)
+    med = {v: statistics.median(ts) for v, ts in times.items()}
+    for v in variants:
+        rate = f", {per_core_mb / med[v]:5.2f} MB/s per core" if per_core_mb else ""
+        print(f"{label}{v:20s}: median {med[v]:6.1f} s ({', '.join(f'{t:.1f}' for t in times[v])}){rate}")
+    base = variants[0]
+    for v in variants[1:]:
+        ratios = [p / e for p, e in zip(times[v], times[base], strict=True)]
+        print(f"{label}{v} / {base}: median time ratio {med[v] / med[base]:.2f}x "
+              f"(per round {', '.join(f'{x:.2f}' for x in ratios)}); goal <= 1.25x", flush=True)
+    return times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=10_000_000, help="rows already in pairs")
@@ -133,20 +154,7 @@ def main() -> None:
                 lake.restore(spark, full, tables.PAIRS, v_full)
 
         variants = ["empty", "prefilled"] + (["prefilled-plain"] if args.plain else [])
-        times: dict[str, list[float]] = {v: [] for v in variants}
-        for r in range(args.rounds):
-            order = variants[r % len(variants):] + variants[:r % len(variants)]
-            for v in order:
-                times[v].append(run(v))
-            print(f"round {r + 1}: " + ", ".join(f"{v} {times[v][-1]:.1f} s" for v in variants), flush=True)
-        med = {v: statistics.median(ts) for v, ts in times.items()}
-        for v in variants:
-            print(f"{v:16s}: median {med[v]:6.1f} s ({', '.join(f'{t:.1f}' for t in times[v])}), "
-                  f"{mb / med[v] / args.cores:5.2f} MB/s per core")
-        for v in variants[1:]:
-            ratios = [p / e for p, e in zip(times[v], times["empty"], strict=True)]
-            print(f"{v} / empty: median time ratio {med[v] / med['empty']:.2f}x "
-                  f"(per round {', '.join(f'{x:.2f}' for x in ratios)}); goal <= 1.25x")
+        interleaved(variants, run, args.rounds, per_core_mb=mb / args.cores)
         spark.stop()
     finally:
         if not args.work:

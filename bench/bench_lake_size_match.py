@@ -42,6 +42,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.bench_lake_size import interleaved, prefill  # noqa: E402 - after the path insert
+
 
 def write_metadata(spark, root: str, n_entries: int) -> int:
     """The WAT vocabulary (animals and taxa with qids) plus filler strings: ``metadata``'s version."""
@@ -74,7 +76,6 @@ def prefill_matched(spark, root: str, rows: int, n_entries: int) -> dict[str, in
     from pyspark.sql import functions as F
     from pyspark.sql.window import Window
 
-    from bench.bench_lake_size import prefill
     from kgcurate import lake, tables
     from kgcurate.stages import match
 
@@ -219,20 +220,13 @@ def main() -> None:
             run_match("empty")  # warm-up: builds the automaton in the Python workers
             restore("empty")
             variants = ["empty", "prefilled"] + (["prefilled-antijoin"] if args.old else [])
-            times: dict[str, list[float]] = {v: [] for v in variants}
-            for r in range(args.rounds):
-                order = variants[r % len(variants):] + variants[:r % len(variants)]
-                for v in order:
-                    times[v].append(run_match(v))
-                    restore("prefilled" if v.startswith("prefilled") else "empty")
-                print(f"round {r + 1}: " + ", ".join(f"{v} {times[v][-1]:.1f} s" for v in variants), flush=True)
-            med = {v: statistics.median(ts) for v, ts in times.items()}
-            for v in variants:
-                print(f"match {v:20s}: median {med[v]:6.1f} s ({', '.join(f'{t:.1f}' for t in times[v])})")
-            for v in variants[1:]:
-                ratios = [p / e for p, e in zip(times[v], times["empty"], strict=True)]
-                print(f"match {v} / empty: median time ratio {med[v] / med['empty']:.2f}x "
-                      f"(per round {', '.join(f'{x:.2f}' for x in ratios)}); goal <= 1.25x", flush=True)
+
+            def timed_match(v: str) -> float:
+                secs = run_match(v)
+                restore("prefilled" if v.startswith("prefilled") else "empty")
+                return secs
+
+            interleaved(variants, timed_match, args.rounds, label="match ")
 
         if args.stage in ("balance", "both"):
             for name in lakes:  # balance reads the versions a completed match recorded

@@ -36,6 +36,20 @@ def log_ids(spark, root: str, since: int, until: int) -> list[int] | None:
     return None if df is None else sorted(r[0] for r in df.select("pair_id").collect())
 
 
+def matched_lake(spark, tmp_path, corpus, *parts: int):
+    """A lake with the corpus's entries, ``pairs`` appended in ``parts`` (caption counts, one commit
+    each) and a completed match of them: (root, metadata rows, captions, pairs' version)."""
+    root = str(tmp_path / "lake")
+    entries, captions = corpus
+    meta = write_metadata(spark, root, entries)
+    start = 0
+    for n in parts:
+        append_pairs(spark, root, captions[start:start + n], start)
+        start += n
+    execute(match_stage, spark, cfg_for(root))
+    return root, meta, captions, lake.version(spark, root, tables.PAIRS)
+
+
 def assert_matches_reference(spark, root: str, meta) -> None:
     want_m, want_e, want_q = reference(spark, root, meta)
     got_m, got_e, got_q = lake_state(spark, root)
@@ -44,12 +58,7 @@ def assert_matches_reference(spark, root: str, meta) -> None:
 
 
 def test_new_pairs_come_from_the_files_the_log_added(spark, tmp_path, corpus) -> None:
-    root = str(tmp_path / "lake")
-    entries, captions = corpus
-    meta = write_metadata(spark, root, entries)
-    append_pairs(spark, root, captions[:800], 0)
-    execute(match_stage, spark, cfg_for(root))
-    v0 = lake.version(spark, root, tables.PAIRS)
+    root, meta, captions, v0 = matched_lake(spark, tmp_path, corpus, 800)
     append_pairs(spark, root, captions[800:1200], 800)
     append_pairs(spark, root, captions[1200:1600], 1200)
     v1 = lake.version(spark, root, tables.PAIRS)
@@ -74,12 +83,7 @@ def test_new_pairs_come_from_the_files_the_log_added(spark, tmp_path, corpus) ->
 def test_optimize_before_and_after_the_new_pairs(spark, tmp_path, corpus) -> None:
     """maintain's OPTIMIZE between two matches: once compacting only matched pairs, once compacting
     matched and new pairs into the same files (the rewritten rows are then told apart by pair_id)."""
-    root = str(tmp_path / "lake")
-    entries, captions = corpus
-    meta = write_metadata(spark, root, entries)
-    append_pairs(spark, root, captions[:400], 0)
-    append_pairs(spark, root, captions[400:800], 400)
-    execute(match_stage, spark, cfg_for(root))
+    root, meta, captions, _v = matched_lake(spark, tmp_path, corpus, 400, 400)
 
     # OPTIMIZE after the match, before the new pairs: the old files are rewritten, the new ones are not
     assert lake.optimize(spark, root, tables.PAIRS)["files_added"] >= 1
@@ -108,12 +112,7 @@ def test_optimize_before_and_after_the_new_pairs(spark, tmp_path, corpus) -> Non
 def test_rows_removed_or_log_cleaned_fall_back_to_the_anti_join(spark, tmp_path, corpus, monkeypatch) -> None:
     """A commit that removed rows (here a DELETE, as a RESTORE or overwrite would) or a commit file
     no longer in the log: the log cannot say which rows are new, and the whole-table anti-join does."""
-    root = str(tmp_path / "lake")
-    entries, captions = corpus
-    meta = write_metadata(spark, root, entries)
-    append_pairs(spark, root, captions[:600], 0)
-    execute(match_stage, spark, cfg_for(root))
-    v0 = lake.version(spark, root, tables.PAIRS)
+    root, meta, captions, v0 = matched_lake(spark, tmp_path, corpus, 600)
     append_pairs(spark, root, captions[600:900], 600)
     lake.delete(spark, root, tables.PAIRS, "image_url = 'http://img.example/650.jpg'")
     v1 = lake.version(spark, root, tables.PAIRS)
@@ -133,12 +132,7 @@ def test_rows_removed_or_log_cleaned_fall_back_to_the_anti_join(spark, tmp_path,
 
 
 def test_vacuumed_rewritten_files_fall_back_to_the_anti_join(spark, tmp_path, corpus) -> None:
-    root = str(tmp_path / "lake")
-    entries, captions = corpus
-    meta = write_metadata(spark, root, entries)
-    append_pairs(spark, root, captions[:500], 0)
-    execute(match_stage, spark, cfg_for(root))
-    v0 = lake.version(spark, root, tables.PAIRS)
+    root, meta, captions, v0 = matched_lake(spark, tmp_path, corpus, 500)
     append_pairs(spark, root, captions[500:900], 500)
     lake.optimize(spark, root, tables.PAIRS)
     check = "spark.databricks.delta.retentionDurationCheck.enabled"
