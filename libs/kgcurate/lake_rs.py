@@ -16,8 +16,8 @@ from typing import Any
 
 from kgcurate.bad_input import KEYS, BadInput
 from kgcurate.errors import ConcurrentRunError, UserError
+from kgcurate.table_names import BAD_RECORDS
 
-BAD_RECORDS = "bad_records"  # kgcurate.tables.BAD_RECORDS (tables imports pyspark's types, lazily here)
 _TRIES = 5  # an idempotent write that lost a commit race is run again this many times
 
 

@@ -35,8 +35,7 @@ from typing import Any
 from kgcurate import lake_rs, run_ids
 from kgcurate import lease_rules as rules
 from kgcurate.lease_rules import DEFAULT_TTL, Lease, log
-
-LEASES = "leases"  # kgcurate.tables.LEASES
+from kgcurate.table_names import LEASES
 
 
 def _source(lease: Lease, at: datetime, ttl: float | None = None):

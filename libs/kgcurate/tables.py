@@ -1,6 +1,7 @@
 """Every Delta table of the lake: its name and schema, declared once.
 
-Stages import the names and schemas from here; nothing else spells a table path.
+Stages import the names (declared in :mod:`kgcurate.table_names`) and schemas from here; nothing else
+spells a table path.
 """
 
 from __future__ import annotations
@@ -18,26 +19,28 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-PAIRS = "pairs"
-INGEST_LOG = "ingest_log"
-BAD_RECORDS = "bad_records"
-ENTITIES = "entities"
-ENTITY_SETS = "entity_sets"
-METADATA = "metadata"
-METADATA_DROPS = "metadata_drops"
-METADATA_SOURCES = "metadata_sources"
-MATCHES = "matches"
-ENTRY_COUNTS = "entry_counts"
-QID_COUNTS = "qid_counts"
-MATCH_STATE = "match_state"
-CURATED = "curated"
-CURATION_RUNS = "curation_runs"
-PAIR_TEXTS = "pair_texts"
-LEASES = "leases"
-DOWNLOADS = "downloads"
-DOWNLOAD_RUNS = "download_runs"
-TRAIN_RUNS = "train_runs"
-EVAL_RUNS = "eval_runs"
+from kgcurate.table_names import (  # noqa: F401 - re-exported: stages spell tables.PAIRS
+    BAD_RECORDS,
+    CURATED,
+    CURATION_RUNS,
+    DOWNLOAD_RUNS,
+    DOWNLOADS,
+    ENTITIES,
+    ENTITY_SETS,
+    ENTRY_COUNTS,
+    EVAL_RUNS,
+    INGEST_LOG,
+    LEASES,
+    MATCH_STATE,
+    MATCHES,
+    METADATA,
+    METADATA_DROPS,
+    METADATA_SOURCES,
+    PAIR_TEXTS,
+    PAIRS,
+    QID_COUNTS,
+    TRAIN_RUNS,
+)
 
 
 def _s(*fields: StructField) -> StructType:
