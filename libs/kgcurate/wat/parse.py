@@ -29,6 +29,7 @@ import re
 import zlib
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, BinaryIO, NamedTuple
 from urllib.parse import urljoin
 
@@ -347,6 +348,16 @@ def _looks_like_json_object(payload: bytes) -> bool:
     """Cheap shape check for payloads that are not decoded: ``{ ... }`` (whitespace allowed)."""
     body = payload.strip()
     return body[:1] == b"{" and body[-1:] == b"}"
+
+
+class _Next(Enum):
+    """What the native loop's next step does first: read natively from ``pos``, read more bytes (the
+    member at ``pos`` goes on past the buffer), or hand the member at ``pos`` to Python (a read error
+    there is reported at that offset)."""
+
+    NATIVE = 0
+    FILL = 1
+    PYTHON = 2
 
 
 class _Tap:
@@ -860,19 +871,17 @@ class WatParser:
         pure-Python parser (tests check); returns the batch being filled."""
         src = _Source(tap, 0)
         more, done = native.MORE, native.DONE
-        # what the next step does first: nothing more, read more (the member at pos goes on past the
-        # buffer), or hand the member at pos to Python; a read error there is reported at that pos
-        then = ""
+        then = _Next.NATIVE
 
         def step(pos: int, batch: Batch) -> int:
             nonlocal then
-            if then == "python":
-                then = ""
+            if then is _Next.PYTHON:
+                then = _Next.NATIVE
                 return self._member(src, pos, batch)
-            if then == "fill":
-                then = ""
+            if then is _Next.FILL:
+                then = _Next.NATIVE
                 if not src.fill():
-                    then = "python"  # the file ends inside that member
+                    then = _Next.PYTHON  # the file ends inside that member
                     return pos
             if pos > src.base:  # keep only the unread bytes (at most part of a member): less to copy on fill
                 src.buf = src.buf[pos - src.base:]
@@ -882,7 +891,7 @@ class WatParser:
                 batch.text, batch.text_source, batch.pages, batch.page_rows)
             self.stats.records += records
             self.stats.filtered += filtered
-            then = "fill" if status == more else "" if status == done else "python"
+            then = _Next.FILL if status == more else _Next.NATIVE if status == done else _Next.PYTHON
             return src.base + i
 
         return (yield from self._read_on(step, src, pos, batch))
