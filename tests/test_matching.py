@@ -67,6 +67,13 @@ def make_entries(rng: random.Random, extra: int = 250) -> list[tuple[int, str]]:
     return entries
 
 
+def corpus_of(seed: int, n_entries: int, n_captions: int) -> tuple[list[tuple[int, str]], list[str]]:
+    """(the first ``n_entries`` entries, ``n_captions`` captions naming them), from one seeded generator."""
+    rng = random.Random(seed)
+    entries = make_entries(rng)[:n_entries]
+    return entries, make_captions(rng, entries, n_captions)
+
+
 def make_captions(rng: random.Random, entries: list[tuple[int, str]], n: int) -> list[str]:
     names = [e for _, e in entries]
     fillers = ["photo", "of", "my", "a", "the", "image", "in", "with", "and", "at", "on", "very", "big",

@@ -169,8 +169,10 @@ def content_version(spark: SparkSession, lake: str, name: str, recorded: int) ->
 class FilesSince:
     """What the commits after a version did to a table's data files (absolute paths): ``inserted``,
     files of rows new since then; ``moved``, files rewritten since (OPTIMIZE, dataChange=false) that
-    may hold rows of both; ``gone``, files of that version rewritten since, whose rows are now in
-    ``moved``. Rows new since = rows of ``inserted`` + rows of ``moved`` not in ``gone``."""
+    may hold rows of both; ``gone``, files of that version rewritten since, whose rows may now be in
+    ``moved``. Rows new since = rows of ``inserted`` + rows of ``moved`` not in ``gone``. A rewrite of
+    files of that version alone (``maintain`` before the next appends) holds no new row and is in
+    none of the three."""
 
     inserted: list[str]
     moved: list[str]
@@ -190,10 +192,12 @@ def files_since(spark: SparkSession, lake: str, name: str, since: int, until: in
     base = table_path(lake, name)
     inserted: dict[str, bool] = {}  # path -> rows all new (True) or rewritten (False)
     gone: set[str] = set()
+    old_only: set[str] = set()  # rewritten from files of ``since`` alone: no new row (maintain, then appends)
     for v in range(since + 1, until + 1):
         text = _read_text(spark, f"{base}/_delta_log/{v:020d}.json")
         if text is None:
             return None
+        adds, removes = [], []
         for line in text.splitlines():
             if not line.strip():
                 continue
@@ -203,12 +207,23 @@ def files_since(spark: SparkSession, lake: str, name: str, since: int, until: in
                 if a is not None and a.get("deletionVector"):
                     return None
             if add is not None:
-                inserted[add["path"]] = bool(add.get("dataChange", True))
+                adds.append(add)
             elif remove is not None:
                 if remove.get("dataChange", True):
                     return None
-                if inserted.pop(remove["path"], None) is None:  # a file of ``since``, now rewritten
-                    gone.add(remove["path"])
+                removes.append(remove["path"])
+        mixes_new = any(p in inserted for p in removes)
+        for p in removes:
+            if inserted.pop(p, None) is None and p not in old_only:  # a file of ``since``, now rewritten
+                gone.add(p)
+            old_only.discard(p)
+        for add in adds:
+            if add.get("dataChange", True):
+                inserted[add["path"]] = True
+            elif removes and not mixes_new:
+                old_only.add(add["path"])
+            else:
+                inserted[add["path"]] = False
 
     def absolute(path: str) -> str:
         path = unquote(path)  # paths in the log are URI-encoded, relative to the table unless absolute
