@@ -110,3 +110,66 @@ def test_t_to_p_and_validation() -> None:
     with pytest.raises(ValueError):
         balancing.p_to_t([], 0.5)
     assert balancing.expected_counts_after(hist, 10) == [(1.0, 10), (10.0, 3), (10.0, 1)]
+
+
+def _pool(rng: random.Random, n: int, start: int, entries: int) -> dict[int, list[int]]:
+    """n pairs (ids from start), each naming 1-3 entries drawn with a heavy head."""
+    return {start + i: sorted({int(entries * rng.random() ** 3) for _ in range(rng.randint(1, 3))}) for i in range(n)}
+
+
+def _thresholds(pool: dict[int, list[int]], seed: int) -> dict[int, float]:
+    counts: dict[int, int] = {}
+    for es in pool.values():
+        for e in es:
+            counts[e] = counts.get(e, 0) + 1
+    return {p: balancing.pair_threshold((balancing.coin(p, e, seed), counts[e]) for e in es) for p, es in pool.items()}
+
+
+def _target_set(th: dict[int, float], n: int) -> set[int]:
+    """The n pairs with the smallest thresholds, ties broken on pair_id (the stage's rule)."""
+    return {p for _, p in sorted((v, p) for p, v in th.items())[:n]}
+
+
+@pytest.mark.parametrize("trial", range(12))
+def test_a_run_built_on_a_recorded_one_selects_what_all_matches_give(trial: int) -> None:
+    """Grow a pool, select from (the recorded run's kept pairs + the new ones) whenever ``builds_on``
+    allows it: the same set as selecting from every pair, for --t and --target-size."""
+    rng = random.Random(trial)
+    seed, entries = trial * 7 + 1, rng.choice([20, 200])
+    pool = _pool(rng, 3000, 0, entries)
+    th = _thresholds(pool, seed)
+    by_t = rng.random() < 0.5
+    if by_t:
+        t0 = float(rng.choice([2, 8, 30]))
+        kept = {p for p, v in th.items() if v < t0}
+        bound = balancing.basis_bound(t0, None, len(kept), len(pool))
+    else:
+        n0 = rng.choice([300, 1500, 3000])
+        kept = _target_set(th, n0)
+        tau = max(th[p] for p in kept)
+        bound = balancing.basis_bound(balancing.t_above(tau), n0, len(kept), len(pool))
+    assert all(v >= bound for p, v in th.items() if p not in kept)
+    pool.update(_pool(rng, rng.choice([100, 1500]), 10_000, entries))
+    th = _thresholds(pool, seed)
+    assert all(v >= bound for p, v in th.items() if p < 10_000 and p not in kept), "thresholds only rise"
+    candidates = {p: v for p, v in th.items() if p in kept or p >= 10_000}
+    built = 0
+    for t in (1.0, 4.0, 16.0, 64.0):
+        if balancing.builds_on(bound, t, None, 0):
+            built += 1
+            assert {p for p, v in candidates.items() if v < t} == {p for p, v in th.items() if v < t}
+    for n in (100, 600, 2000, 4000):
+        below = sum(v < bound for v in candidates.values())
+        if balancing.builds_on(bound, None, n, below):
+            built += 1
+            assert _target_set(candidates, n) == _target_set(th, n)
+    assert built or not kept
+
+
+def test_basis_bound_and_builds_on() -> None:
+    assert balancing.basis_bound(5.0, None, 10, 100) == 5.0
+    assert balancing.basis_bound(5.0, 10, 10, 100) == math.nextafter(5.0, -math.inf)
+    assert balancing.basis_bound(5.0, 10, 100, 100) == math.inf  # kept every matched pair
+    assert balancing.builds_on(5.0, 5.0, None, 0) and not balancing.builds_on(5.0, 5.5, None, 0)
+    assert balancing.builds_on(5.0, None, 10, 10) and not balancing.builds_on(5.0, None, 11, 10)
+    assert balancing.builds_on(math.inf, None, 10**9, 0)

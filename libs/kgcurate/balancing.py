@@ -139,3 +139,31 @@ def t_to_p(hist: Iterable[tuple[int, int]], t: float) -> float:
 def expected_counts_after(hist: Iterable[tuple[int, int]], t: float) -> list[tuple[float, int]]:
     """Per-entry expected count after balancing if each pair named one entry: min(count, t)."""
     return [(min(float(c), t), n) for c, n in hist]
+
+
+def basis_bound(t: float, target_size: int | None, pairs_out: int, matched: int) -> float:
+    """A bound every matched pair a recorded run did NOT keep has its threshold at or above.
+
+    Thresholds only rise while ``matches`` only grows (a pair's entries stay, counts only increase), so
+    the bound still holds for those pairs at any later version: a later run whose cut lies below it
+    needs only the recorded run's kept pairs and the pairs matched since. A ``--t`` run kept
+    threshold < t; a ``--target-size`` run kept threshold <= tau (ties at tau broken on pair_id) and
+    recorded t just above tau, so tau is the bound; a run that kept every matched pair leaves none out.
+    """
+    if pairs_out >= matched:
+        return math.inf
+    if target_size is not None:
+        return math.nextafter(t, -math.inf)
+    return t
+
+
+def builds_on(bound: float, t: float | None, target: int | None, below_bound: int) -> bool:
+    """Whether a run can take its cut from a recorded run's kept pairs plus the newly matched ones.
+
+    ``--t``: every pair left out before stays out when ``t <= bound``. ``--target-size``: the N-th
+    smallest threshold is among the candidates when at least N of them lie strictly below the bound
+    (``below_bound``), or when the recorded run left nothing out (an infinite bound)."""
+    if t is not None:
+        return t <= bound
+    assert target is not None
+    return math.isinf(bound) or below_bound >= target

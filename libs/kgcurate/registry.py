@@ -80,7 +80,8 @@ STAGES: tuple[Stage, ...] = (
           writes=(T.MATCHES, T.ENTRY_COUNTS, T.QID_COUNTS, T.MATCH_STATE, T.BAD_RECORDS, T.LEASES),
           pipeline=True, deploy=Resources(60, 4, "12g"), retries=2, options=("match",)),
     Stage("balance", "balance", "balanced sampling into the curated table",
-          reads=(T.PAIRS, T.METADATA, T.MATCHES, T.ENTRY_COUNTS, T.QID_COUNTS, T.MATCH_STATE, T.ENTITIES),
+          reads=(T.PAIRS, T.METADATA, T.MATCHES, T.ENTRY_COUNTS, T.QID_COUNTS, T.MATCH_STATE, T.ENTITIES,
+                 T.CURATED, T.CURATION_RUNS),  # a recorded run to build on
           writes=(T.CURATED, T.CURATION_RUNS, T.PAIR_TEXTS, T.LEASES),
           pipeline=True, deploy=Resources(30, 4, "12g"), retries=2, options=("balance",)),
     Stage("curated", "curated", "list the curated sets kept side by side, or drop one",

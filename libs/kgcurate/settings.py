@@ -131,6 +131,9 @@ class BalanceOptions:
                        type=argtypes.int64)
     per_qid: bool = option(False, "balance knowledge-graph entries per entity (qid_counts) instead of per string",
                            flag="--per-qid")
+    full: bool = option(False, "select from every match instead of building on a recorded run's curated set "
+                        "plus the pairs matched since (the result is the same; this reads all of matches)",
+                        flag="--full")
 
 
 @dataclass(frozen=True)

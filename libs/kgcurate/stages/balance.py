@@ -44,9 +44,12 @@ def coin(pair_id: Column, key: Column, seed: int) -> Column:
     return h.bitwiseAND(F.lit(balancing.MASK53)).cast("double") / F.lit(balancing.TWO53)
 
 
-def per_pair(spark: SparkSession, root: str, versions: dict[str, int | None], seed: int, per_qid: bool) -> DataFrame:
-    """(pair_id, threshold, entry_ids) for every matched pair: the only pass over ``matches``."""
-    m = lake.read(spark, root, tables.MATCHES, versions[tables.MATCHES])
+def per_pair(spark: SparkSession, root: str, versions: dict[str, int | None], seed: int, per_qid: bool,
+             m: DataFrame | None = None) -> DataFrame:
+    """(pair_id, threshold, entry_ids) for every matched pair: the only pass over ``matches`` (or over
+    ``m``, the (pair_id, entry_id) rows of some pairs, each with all its entries)."""
+    if m is None:
+        m = lake.read(spark, root, tables.MATCHES, versions[tables.MATCHES])
     counts = lake.read(spark, root, tables.ENTRY_COUNTS, versions[tables.ENTRY_COUNTS])
     if not per_qid:
         units = m.join(F.broadcast(counts), "entry_id").select(
@@ -141,6 +144,8 @@ class BalanceSummary(Summary):
     unmatched_pairs: int = 0
     pairs_out: int = 0
     input_versions: dict[str, int] = field(default_factory=dict)
+    basis_run_id: str | None = None  # the recorded run this one built on (None: selected from all matches)
+    basis_reason: str = ""
     seconds: float = 0.0
 
 
@@ -161,13 +166,13 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> BalanceSummary:
                         f"got {b.get('seed')}")
     if share is not None and not 0 < float(share) <= 1:
         raise UserError(f"--tail-share must be in (0, 1], got {share}")
-    seed, per_qid = int(b.get("seed") or 0), bool(b.get("per_qid"))
+    seed, per_qid, full = int(b.get("seed") or 0), bool(b.get("per_qid")), bool(b.get("full"))
     for name in (tables.PAIRS, tables.MATCHES, tables.ENTRY_COUNTS):
         if not lake.exists(spark, root, name):
             raise UserError(f"table '{name}' not found in lake {root}: run `kgcurate match --lake {root}` first")
     with leases.held(root, JOB):
         return _execute(spark, root, t, target, share, seed, per_qid,
-                        list((cfg.get("wikidata") or {}).get("languages") or ["en"]))
+                        list((cfg.get("wikidata") or {}).get("languages") or ["en"]), full)
 
 
 def input_versions(spark: SparkSession, root: str) -> dict[str, int | None]:
@@ -179,12 +184,13 @@ def input_versions(spark: SparkSession, root: str) -> dict[str, int | None]:
 
 
 def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, seed: int,
-             per_qid: bool, languages: list[str]) -> BalanceSummary:
+             per_qid: bool, languages: list[str], full: bool = False) -> BalanceSummary:
     """Reads the recorded versions, selects, and writes (under the stage's lease).
 
-    The writes, in this order: this run's ``curated`` partition, its ``pair_texts``, then the
-    ``curation_runs`` row that makes both visible. When the row is not written, ``curated`` is
-    rolled back (:func:`_roll_back_curated`)."""
+    The selection builds on a recorded run when one allows it (:func:`find_basis`), else reads all
+    of ``matches``; both give the same set. The writes, in this order: this run's ``curated``
+    partition, its ``pair_texts``, then the ``curation_runs`` row that makes both visible. When the
+    row is not written, ``curated`` is rolled back (:func:`_roll_back_curated`)."""
     t0 = time.monotonic()
     versions = input_versions(spark, root)
     params = {"t": t, "target_size": target, "tail_share": share, "seed": seed, "per_qid": per_qid}
@@ -192,10 +198,17 @@ def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, se
     if share is not None:
         t = _t_for_tail_share(spark, root, versions, per_qid, float(share))
 
-    pp = per_pair(spark, root, versions, seed, per_qid).persist(StorageLevel.MEMORY_AND_DISK)
+    basis, why = (None, "--full given") if full else find_basis(spark, root, versions, run_id, seed, per_qid, t)
+    pp, chosen = _selection(spark, root, versions, run_id, t, target, seed, per_qid, basis)
+    if chosen is None:  # the recorded run's kept pairs do not hold this cut
+        why = f"run {basis.run_id} kept too few pairs below its bound for --target-size {target}"
+        pp, chosen = _selection(spark, root, versions, run_id, t, target, seed, per_qid, None)
+    summary, t, keep = chosen
+    summary.basis_reason = why
+    log.info("%s: %s (%s)", JOB, f"built on run {summary.basis_run_id}" if summary.basis_run_id
+             else "selected from all matches", why)
     try:
-        summary, t, keep = _select(pp, root, run_id, t, target, seed, per_qid)
-        curated = _curated_rows(spark, root, versions, pp, keep, run_id)
+        curated = _curated_rows(spark, root, versions, pp, keep, run_id, basis if summary.basis_run_id else None)
         before = lake.version(spark, root, tables.CURATED)
         try:
             # 1. Only this run's partition is replaced: other runs stay side by side; a re-run of the same
@@ -230,21 +243,101 @@ def _t_for_tail_share(spark: SparkSession, root: str, versions: dict[str, int | 
     return t
 
 
+@dataclass(frozen=True)
+class Basis:
+    """A recorded run a new one can build on: its kept pairs (its ``curated`` partition) plus the
+    files ``matches`` gained since its version hold every pair the new cut can keep."""
+
+    run_id: str
+    bound: float  # every matched pair the run left out has threshold >= bound, now and later
+    matched: int
+    pairs_out: int
+    versions: dict[str, int]
+    new_matches: list[str]  # the data files appended to ``matches`` since the run's version
+
+
+def find_basis(spark: SparkSession, root: str, versions: dict[str, int | None], run_id: str, seed: int,
+               per_qid: bool, t: Any) -> tuple[Basis | None, str]:
+    """(the recorded run to build on, why / why not): same seed and per-qid mode, its ``matches``
+    version at or before ours and only appended to since (read from the Delta log: a full re-match,
+    a RESTORE or an OPTIMIZE in between means reading all matches), and for ``--t`` a bound at or above
+    t. Thresholds only rise as ``matches`` grows (:func:`balancing.basis_bound`), so the set is the
+    one a selection from all matches gives. Among several, the newest, then the smallest."""
+    recorded = runs(spark, root)
+    if recorded is None or versions[tables.MATCHES] is None:
+        return None, "no recorded run"
+    mine = []
+    for r in recorded.where((F.col("seed") == seed) & (F.col("per_qid") == per_qid)).collect():  # one row per run
+        iv = dict(r["input_versions"] or {})
+        if r["run_id"] == run_id or tables.MATCHES not in iv or tables.PAIRS not in iv:
+            continue
+        if iv[tables.MATCHES] > versions[tables.MATCHES]:
+            continue
+        bound = balancing.basis_bound(r["t"], r["target_size"], r["pairs_out"], r["matched_pairs"])
+        if t is not None and not balancing.builds_on(bound, float(t), None, 0):
+            continue
+        mine.append((-iv[tables.MATCHES], r["pairs_out"], r["run_id"], bound, r, iv))
+    if not mine:
+        return None, "no recorded run with this seed and mode whose cut covers this one"
+    _, _, rid, bound, r, iv = min(mine, key=lambda x: x[:3])
+    files = lake.files_since(spark, root, tables.MATCHES, iv[tables.MATCHES], versions[tables.MATCHES])
+    if files is None or files.moved:
+        return None, f"matches changed other than by appends since run {rid} (version {iv[tables.MATCHES]})"
+    basis = Basis(run_id=rid, bound=bound, matched=int(r["matched_pairs"]), pairs_out=int(r["pairs_out"]),
+                  versions={k: int(v) for k, v in iv.items()}, new_matches=files.inserted)
+    return basis, f"{len(files.inserted)} matches files since version {iv[tables.MATCHES]}"
+
+
+def _candidate_matches(spark: SparkSession, root: str, basis: Basis) -> DataFrame:
+    """(pair_id, entry_id) of the basis run's kept pairs (from its curated entry_ids) and of the pairs
+    matched since: the only matches a run built on it reads."""
+    kept = (lake.read(spark, root, tables.CURATED).where(F.col("run_id") == basis.run_id)
+            .select("pair_id", F.explode("entry_ids").alias("entry_id")))
+    if not basis.new_matches:
+        return kept
+    return kept.unionByName(spark.read.schema("pair_id bigint, entry_id bigint").parquet(*basis.new_matches))
+
+
+def _selection(spark: SparkSession, root: str, versions: dict[str, int | None], run_id: str, t: Any, target: Any,
+               seed: int, per_qid: bool, basis: Basis | None) -> tuple[DataFrame, Any]:
+    """(the persisted per-pair frame, ``_select``'s result or None when ``basis`` cannot hold the cut)."""
+    m = None if basis is None else _candidate_matches(spark, root, basis)
+    pp = per_pair(spark, root, versions, seed, per_qid, m).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        chosen = _select(pp, root, run_id, t, target, seed, per_qid, basis)
+    except BaseException:
+        pp.unpersist()
+        raise
+    if chosen is None:
+        pp.unpersist()
+    return pp, chosen
+
+
 def _select(pp: DataFrame, root: str, run_id: str, t: Any, target: Any, seed: int,
-            per_qid: bool) -> tuple[BalanceSummary, Any, Column]:
-    """(summary so far, t, keep condition): read-only.
+            per_qid: bool, basis: Basis | None = None) -> tuple[BalanceSummary, Any, Column] | None:
+    """(summary so far, t, keep condition), or None when ``basis`` cannot hold a ``--target-size`` cut:
+    read-only.
 
     One aggregate of the persisted per-pair frame gives the matched count and threshold range that
-    ``--target-size`` searches; ``--t`` (given or from the tail share) is a plain cut."""
+    ``--target-size`` searches; ``--t`` (given or from the tail share) is a plain cut. Built on a
+    basis, the frame holds the basis' kept pairs and those matched since: matched pairs are the
+    basis' plus the latter."""
+    bound = math.inf if basis is None else basis.bound
     stats = pp.agg(F.count(F.lit(1)).alias("n"), F.min("threshold").alias("lo"),
-                   F.max("threshold").alias("hi")).first()
-    matched = int(stats["n"])
-    summary = BalanceSummary(run_id=run_id, seed=seed, per_qid=per_qid, matched_pairs=matched)
+                   F.max("threshold").alias("hi"),
+                   F.count(F.when(F.col("threshold") < F.lit(bound), 1)).alias("below")).first()
+    candidates = int(stats["n"])
+    if basis is not None and not balancing.builds_on(basis.bound, None if target is not None else float(t),
+                                                     None if target is None else int(target), int(stats["below"])):
+        return None
+    matched = candidates if basis is None else basis.matched + candidates - basis.pairs_out
+    summary = BalanceSummary(run_id=run_id, seed=seed, per_qid=per_qid, matched_pairs=matched,
+                             basis_run_id=None if basis is None else basis.run_id)
     if target is None:
         return summary, t, F.col("threshold") < F.lit(float(t))
     if matched == 0:  # no thresholds either (lo and hi are null)
         raise UserError(f"no matched pairs in lake {root}: nothing to balance (run match first)")
-    t, keep, selection = _target_cut(pp, root, int(target), matched, float(stats["lo"]), float(stats["hi"]))
+    t, keep, selection = _target_cut(pp, root, int(target), candidates, float(stats["lo"]), float(stats["hi"]))
     for k, v in selection.items():
         setattr(summary, k, v)
     return summary, t, keep
@@ -271,9 +364,21 @@ def _keep_through(cut: dict[str, Any]) -> Column:
 
 
 def _curated_rows(spark: SparkSession, root: str, versions: dict[str, int | None], pp: DataFrame, keep: Column,
-                  run_id: str) -> DataFrame:
-    """The kept pairs with their image URL and text (pairs at the recorded version), tagged with the run."""
-    pairs = lake.read(spark, root, tables.PAIRS, versions[tables.PAIRS]).select("pair_id", "image_url", "text")
+                  run_id: str, basis: Basis | None = None) -> DataFrame:
+    """The kept pairs with their image URL and text, tagged with the run: from ``pairs`` at the
+    recorded version, or built on a basis, from its curated rows and the pairs added since (read from
+    the files the Delta log names; the whole table when the log does not say)."""
+    from kgcurate.stages import match
+
+    cols = "pair_id bigint, image_url string, text string"
+    new = None if basis is None else match.added_pairs(spark, root, basis.versions[tables.PAIRS],
+                                                       versions[tables.PAIRS], cols)
+    if new is not None:
+        kept = (lake.read(spark, root, tables.CURATED).where(F.col("run_id") == basis.run_id)
+                .select("pair_id", "image_url", "text"))
+        pairs = kept.unionByName(new)
+    else:
+        pairs = lake.read(spark, root, tables.PAIRS, versions[tables.PAIRS]).select("pair_id", "image_url", "text")
     return (pp.where(keep).join(pairs, "pair_id")
             .select("pair_id", "image_url", "text", "entry_ids", F.lit(run_id).alias("run_id")))
 

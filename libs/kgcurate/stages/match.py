@@ -347,8 +347,9 @@ def _entry_set(spark: SparkSession, root: str, meta_version: int | None,
     return ids, entries, bad, fingerprint(ids, entries, qids)
 
 
-def added_pairs(spark: SparkSession, root: str, since: int | None, until: int) -> DataFrame | None:
-    """(pair_id, text) of the pairs added after version ``since`` up to ``until``, read from the
+def added_pairs(spark: SparkSession, root: str, since: int | None, until: int,
+                cols: str = "pair_id bigint, text string") -> DataFrame | None:
+    """``cols`` (default pair_id, text) of the pairs added after version ``since`` up to ``until``, read from the
     files those commits added (:func:`kgcurate.lake.files_since`), so the cost follows the new pairs,
     not the table: ``pairs`` is insert-only (ingest's insert-only MERGE), so its new rows are the rows
     of the files added since, except that OPTIMIZE (``kgcurate maintain``) may have rewritten files
@@ -359,7 +360,6 @@ def added_pairs(spark: SparkSession, root: str, since: int | None, until: int) -
     files = None if since is None else lake.files_since(spark, root, tables.PAIRS, since, until)
     if files is None:
         return None
-    cols = "pair_id bigint, text string"
     if not files.inserted and not files.moved:
         return spark.createDataFrame([], cols)
     try:
