@@ -7,7 +7,9 @@ on the same input, each into a fresh lake, after a smaller warm-up ingest: the J
 hot paths (Arrow, Parquet, Delta) during the first jobs of a session, so the best run is the
 steady state of a cluster job working through thousands of files, and the first run is printed
 too. Per run: the parse stage (read + parse + staged Parquet: the work (c) does) and the whole
-job (plus the dedup and insert-only MERGE into ``pairs``, the log and bad-record commits).
+job (plus the dedup and insert-only MERGE into ``pairs``, the log and bad-record commits). For the
+last run, the executor seconds of each Spark stage of the job (Spark's REST API), which says where
+the time beyond the parse goes.
 
     python bench/bench_ingest_spark.py [--size-mb 60] [--files 4] [--cores 2] [--repeat 3]
 """
@@ -15,10 +17,12 @@ job (plus the dedup and insert-only MERGE into ``pairs``, the log and bad-record
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import tempfile
 import time
+import urllib.request
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -34,6 +38,14 @@ def parse_file(path: str) -> tuple[float, int, int]:
         for batch in parser.parse(fh):
             pairs += len(batch.image_url)
     return time.perf_counter() - t0, parser.stats.records, pairs
+
+
+def spark_stages(spark, port: int) -> list[dict]:
+    """Completed Spark stages of this session (executorRunTime in ms, tasks, bytes), from the UI's REST API."""
+    app = spark.sparkContext.applicationId
+    url = f"http://localhost:{port}/api/v1/applications/{app}/stages?status=complete"
+    with urllib.request.urlopen(url) as r:
+        return json.load(r)
 
 
 def main() -> None:
@@ -66,7 +78,9 @@ def main() -> None:
         from kgcurate.session import get_spark
         from kgcurate.stages import ingest_wat
 
-        spark = get_spark("bench-ingest", {"spark.sql.shuffle.partitions": str(args.cores)})
+        port = 4097
+        spark = get_spark("bench-ingest", {"spark.sql.shuffle.partitions": str(args.cores),
+                                           "spark.ui.enabled": "true", "spark.ui.port": str(port)})
 
         def job(inputs: list[str], lake: Path) -> tuple[float, dict]:
             cfg = config.load(None)
@@ -84,6 +98,7 @@ def main() -> None:
         print(f"warm-up ingest (first job of the session, {warm_mb:.0f} MB): {warm_secs:.1f} s")
         runs = []
         for i in range(args.repeat):
+            seen = {x["stageId"] for x in spark_stages(spark, port)}
             secs_job, summary = job(manifest.files, work / f"lake{i}")
             assert summary.rows_out == pairs, (summary.rows_out, pairs)
             runs.append((secs_job, summary.parse_seconds, summary.pairs_inserted))
@@ -98,6 +113,14 @@ def main() -> None:
                   f"{total:5.1f} MB/s per core = {total / c:.2f}x (c) ({whole:.1f} s, "
                   f"{records / whole / args.cores:,.0f} records/s per core)")
         print("target: (d) parse stage per core >= 0.70x (c)")
+        last = [x for x in spark_stages(spark, port) if x["stageId"] not in seen]
+        total_ms = sum(x["executorRunTime"] for x in last)
+        print(f"last run, executor seconds by Spark stage (all: {total_ms / 1000:.1f} s; "
+              f"{total_ms / 1000 / (mb / 1000):.1f} s per GB; (c) {1000 / c:.1f} s per GB):")
+        for x in sorted(last, key=lambda x: -x["executorRunTime"])[:6]:
+            print(f"  {x['executorRunTime'] / 1000:7.1f} s  {x['numTasks']:4d} tasks  "
+                  f"read {x['inputBytes'] / 1e6:7.1f} MB  shuffle write {x['shuffleWriteBytes'] / 1e6:7.1f} MB  "
+                  f"{x['name'][:70]}")
         spark.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -23,8 +23,13 @@ with ``--old``, ``prefilled-antijoin`` (the previous code's left-anti join of ``
 ``--stage balance`` (or ``both``) then times ``balance --target-size`` and ``--t`` on both lakes after
 one match, and a bare pass over ``matches`` (per-pair min coin, noop sink) as the floor.
 
+``--stage refresh`` times what a refresh's balance costs: on each lake a ``balance --t`` of the
+matches before the ingest is recorded (timed once: the selection from all matches), the new pairs are
+matched, and ``balance --t`` is timed in interleaved rounds; it builds on the recorded run (its
+curated pairs + the matches appended since), so its cost follows the curated set and the new pairs.
+
     python bench/bench_lake_size_match.py [--rows 50000000] [--size-mb 250] [--rounds 3] [--old]
-        [--stage match|balance|both] [--work DIR]
+        [--stage match|balance|both|refresh] [--work DIR]
 """
 
 from __future__ import annotations
@@ -124,7 +129,7 @@ def main() -> None:
     ap.add_argument("--balance-rounds", type=int, default=1)
     ap.add_argument("--target-size", type=int, default=0, help="default: half the WAT's pairs")
     ap.add_argument("--t", type=float, default=20.0)
-    ap.add_argument("--stage", choices=("match", "balance", "both"), default="both")
+    ap.add_argument("--stage", choices=("match", "balance", "both", "refresh"), default="both")
     ap.add_argument("--old", action="store_true", help="also time the whole-table anti-join (the code before)")
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--work", default=None, help="folder for the lakes and WAT (default: a temp folder, removed)")
@@ -228,6 +233,32 @@ def main() -> None:
 
             interleaved(variants, timed_match, args.rounds, label="match ")
 
+        def run_balance(name: str, **kw):
+            cfg = config.load(None)
+            cfg["lake"] = lakes[name]
+            cfg["balance"].update(kw)
+            return execute_stage(balance_stage, cfg, spark)
+
+        if args.stage == "refresh":
+            for name in lakes:  # a balance recorded before the new pairs were matched: the refresh's basis
+                restore(name)
+                t = time.perf_counter()
+                s = run_balance(name, t=args.t, full=True)
+                print(f"{name}: recorded balance --t {args.t:g} of all {s.matched_pairs:,} matched pairs: "
+                      f"{time.perf_counter() - t:.1f} s, {s.pairs_out:,} curated", flush=True)
+            for name in lakes:
+                run_match(name)
+
+            def built_on(name: str) -> float:
+                t = time.perf_counter()
+                s = run_balance(name, t=args.t)
+                secs = time.perf_counter() - t
+                assert s.basis_run_id is not None, s.basis_reason
+                print(f"  {name}: {s.matched_pairs:,} matched, {s.pairs_out:,} curated", flush=True)
+                return secs
+
+            interleaved(["empty", "prefilled"], built_on, args.rounds, label="balance --t built on the recorded run ")
+
         if args.stage in ("balance", "both"):
             for name in lakes:  # balance reads the versions a completed match recorded
                 restore(name)
@@ -242,17 +273,10 @@ def main() -> None:
                          .alias("w"))
                  .groupBy("pair_id").agg(F.min("w").alias("th")).write.format("noop").mode("overwrite").save())
 
-            def run_balance(name: str, **kw) -> None:
-                cfg = config.load(None)
-                cfg["lake"] = lakes[name]
-                cfg["balance"].update(kw)
-                s = execute_stage(balance_stage, cfg, spark)
-                assert s.pairs_out, s
-
             target = args.target_size or distinct // 2
             modes = (("bare pass over matches", bare_pass),
-                     (f"balance --target-size {target:,}", lambda n: run_balance(n, target_size=target)),
-                     (f"balance --t {args.t:g}", lambda n: run_balance(n, t=args.t)))
+                     (f"balance --target-size {target:,}", lambda n: run_balance(n, target_size=target, full=True)),
+                     (f"balance --t {args.t:g}", lambda n: run_balance(n, t=args.t, full=True)))
             btimes: dict[tuple[str, str], list[float]] = {}
             for r in range(args.balance_rounds):
                 for label, fn in modes:
