@@ -35,8 +35,10 @@ KEYS = ("pair_id", "image_url", "text")
 # Ids listed in the MERGE condition at most (an InSet: a hash lookup per target row); more present
 # ids than this mean most of the input is in the table already, and the plain MERGE is as cheap.
 MAX_LISTED = 20_000
-# Runs of at most this many pairs look their ids up by broadcasting them (16 MB of longs at most).
-BROADCAST_IDS = 2_000_000
+# Runs of at most this many pairs look their ids up by broadcasting them: 32 MB of longs, ~230 MB as
+# Spark's hashed relation on the driver and each executor. 1 GB of WAT extracts ~2.3M rows (1.9M
+# distinct); above this the semi-join shuffles every id of the table (2.6x the empty lake at 50M rows).
+BROADCAST_IDS = 4_000_000
 SCOPE = "ingest-wat"  # the lease every writer of pairs holds around the scan and the MERGE
 log = logging.getLogger("kgcurate.pairs_insert")
 
