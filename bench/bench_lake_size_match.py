@@ -133,6 +133,8 @@ def main() -> None:
     ap.add_argument("--old", action="store_true", help="also time the whole-table anti-join (the code before)")
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--work", default=None, help="folder for the lakes and WAT (default: a temp folder, removed)")
+    ap.add_argument("--driver-memory", default="4g", help="local[N]'s one JVM: driver and executor heap "
+                    "(8g for --stage refresh at 1 GB: the recorded balance over 75M matches ran out of 4g)")
     ap.add_argument("--reuse", action="store_true", help="reuse the lakes a previous run left in --work")
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="kgcurate-lake-size-match-"))
@@ -152,7 +154,7 @@ def main() -> None:
     setup = work / "setup.json"
     try:
         spark = get_spark("bench-lake-size-match", {"spark.sql.shuffle.partitions": str(4 * args.cores),
-                                                    "spark.driver.memory": "4g"})
+                                                    "spark.driver.memory": args.driver_memory})
         lakes = {"empty": str(work / "empty"), "prefilled": str(work / "prefilled")}
         versions: dict[str, dict[str, int]] = {}
         saved_states: dict[str, list] = {}
@@ -222,6 +224,8 @@ def main() -> None:
             return secs
 
         if args.stage in ("match", "both"):
+            for name in lakes:  # --reuse after another stage: back to the lakes as set up
+                restore(name)
             run_match("empty")  # warm-up: builds the automaton in the Python workers
             restore("empty")
             variants = ["empty", "prefilled"] + (["prefilled-antijoin"] if args.old else [])
