@@ -216,7 +216,7 @@ def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, se
             lake.overwrite(spark, root, tables.CURATED, curated, replace_where=run_filter(run_id))
             versions_out = dict(versions)
             versions_out[tables.CURATED] = lake.version(spark, root, tables.CURATED)
-            mine = lake.read(spark, root, tables.CURATED, versions_out[tables.CURATED]).where(F.col("run_id") == run_id)
+            mine = run_partition(spark, root, run_id, versions_out[tables.CURATED])
             pairs_out = pp.where(keep).count()  # in memory; every matched pair_id is in pairs (insert-only)
             # 2. pair_texts before the run row: one visible unit
             versions_out.update(_write_kg_texts(spark, root, mine, versions, languages))
@@ -291,8 +291,7 @@ def find_basis(spark: SparkSession, root: str, versions: dict[str, int | None], 
 def _candidate_matches(spark: SparkSession, root: str, basis: Basis) -> DataFrame:
     """(pair_id, entry_id) of the basis run's kept pairs (from its curated entry_ids) and of the pairs
     matched since: the only matches a run built on it reads."""
-    kept = (lake.read(spark, root, tables.CURATED).where(F.col("run_id") == basis.run_id)
-            .select("pair_id", F.explode("entry_ids").alias("entry_id")))
+    kept = run_partition(spark, root, basis.run_id).select("pair_id", F.explode("entry_ids").alias("entry_id"))
     if not basis.new_matches:
         return kept
     return kept.unionByName(spark.read.schema("pair_id bigint, entry_id bigint").parquet(*basis.new_matches))
@@ -374,8 +373,7 @@ def _curated_rows(spark: SparkSession, root: str, versions: dict[str, int | None
     new = None if basis is None else match.added_pairs(spark, root, basis.versions[tables.PAIRS],
                                                        versions[tables.PAIRS], cols)
     if new is not None:
-        kept = (lake.read(spark, root, tables.CURATED).where(F.col("run_id") == basis.run_id)
-                .select("pair_id", "image_url", "text"))
+        kept = run_partition(spark, root, basis.run_id).select("pair_id", "image_url", "text")
         pairs = kept.unionByName(new)
     else:
         pairs = lake.read(spark, root, tables.PAIRS, versions[tables.PAIRS]).select("pair_id", "image_url", "text")
@@ -426,6 +424,11 @@ def _write_kg_texts(spark: SparkSession, root: str, mine: DataFrame, versions: d
     log.info("%s: pair_texts: %d rows inserted, %d deleted", JOB, out.get("rows_inserted", 0),
              out.get("rows_deleted", 0))
     return {tables.ENTITIES: entities_version, tables.PAIR_TEXTS: out["version"]}
+
+
+def run_partition(spark: SparkSession, root: str, run_id: str, version: int | None = None) -> DataFrame:
+    """One run's rows of ``curated`` (its partition; ``version``: at that table version)."""
+    return lake.read(spark, root, tables.CURATED, version).where(F.col("run_id") == run_id)
 
 
 def run_filter(run_id: str) -> str:
@@ -480,7 +483,7 @@ def latest_curated(spark: SparkSession, root: str, run_id: str | None = None) ->
         return None
     if not lake.exists(spark, root, tables.CURATED):
         return None
-    return lake.read(spark, root, tables.CURATED).where(F.col("run_id") == run["run_id"])
+    return run_partition(spark, root, run["run_id"])
 
 
 def drop_run(spark: SparkSession, root: str, run_id: str) -> int:
@@ -489,7 +492,7 @@ def drop_run(spark: SparkSession, root: str, run_id: str) -> int:
     with leases.held(root, JOB):
         if latest_run(spark, root, run_id) is None:
             raise UserError(f"no curated run '{run_id}' in lake {root}: see `kgcurate curated list --lake {root}`")
-        rows = lake.read(spark, root, tables.CURATED).where(F.col("run_id") == run_id).count()
+        rows = run_partition(spark, root, run_id).count()
         lake.delete(spark, root, tables.CURATION_RUNS, where)
         lake.delete(spark, root, tables.CURATED, where)
     return rows
