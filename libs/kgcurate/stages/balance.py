@@ -1,8 +1,8 @@
 """``kgcurate balance``: balanced sampling of matched pairs -> ``curated`` (a partition per run), ``curation_runs``.
 
 One pass over ``matches`` (joined with the small count table) gives each matched pair its threshold
-``min_e u_e * count_e`` and its entry ids; that per-pair frame is persisted and everything else reads
-it: ``--t`` filters it directly; ``--target-size N`` finds the N-th smallest threshold with histogram
+``min_e u_e * count_e``; that per-pair frame is persisted and the selection reads it (the kept pairs'
+entry lists are gathered as they are written): ``--t`` filters it directly; ``--target-size N`` finds the N-th smallest threshold with histogram
 passes (bucket counts to the driver, then only the one bucket holding the N-th value, refined until
 it is small enough to fetch; never all thresholds); ``--tail-share P`` derives t from the count
 histogram as MetaCLIP's p_to_t does. Coins are ``xxhash64(pair_id, entry_id, seed)`` masked to 53 bits,
@@ -46,16 +46,16 @@ def coin(pair_id: Column, key: Column, seed: int) -> Column:
 
 def per_pair(spark: SparkSession, root: str, versions: dict[str, int | None], seed: int, per_qid: bool,
              m: DataFrame | None = None) -> DataFrame:
-    """(pair_id, threshold, entry_ids) for every matched pair: the only pass over ``matches`` (or over
-    ``m``, the (pair_id, entry_id) rows of some pairs, each with all its entries)."""
+    """(pair_id, threshold) for every matched pair: the only pass over ``matches`` (or over ``m``, the
+    (pair_id, entry_id) rows of some pairs, each with all its entries). A plain min per pair: the
+    entry lists are gathered for the kept pairs only (:func:`_curated_rows`)."""
     if m is None:
         m = lake.read(spark, root, tables.MATCHES, versions[tables.MATCHES])
     counts = lake.read(spark, root, tables.ENTRY_COUNTS, versions[tables.ENTRY_COUNTS])
     if not per_qid:
         units = m.join(F.broadcast(counts), "entry_id").select(
-            "pair_id", "entry_id", (coin(F.col("pair_id"), F.col("entry_id"), seed) * F.col("count")).alias("w"))
-        return units.groupBy("pair_id").agg(
-            F.min("w").alias("threshold"), F.array_sort(F.collect_list("entry_id")).alias("entry_ids"))
+            "pair_id", (coin(F.col("pair_id"), F.col("entry_id"), seed) * F.col("count")).alias("w"))
+        return units.groupBy("pair_id").agg(F.min("w").alias("threshold"))
     # Entities: one coin per (pair, qid) weighted by qid_counts; entries without a qid keep their own coin.
     from kgcurate.stages import match
 
@@ -67,10 +67,7 @@ def per_pair(spark: SparkSession, root: str, versions: dict[str, int | None], se
              .select("pair_id", (coin(F.col("pair_id"), F.col("entry_id"), seed) * F.col("count")).alias("w")))
     kg = (mq.where(F.col("qid").isNotNull()).select("pair_id", "qid").distinct().join(F.broadcast(qcounts), "qid")
           .select("pair_id", (coin(F.col("pair_id"), F.col("qid"), seed) * F.col("count")).alias("w")))
-    rows = (m.select("pair_id", "entry_id", F.lit(None).cast("double").alias("w"))
-            .unionByName(plain.unionByName(kg).withColumn("entry_id", F.lit(None).cast("long"))))
-    return rows.groupBy("pair_id").agg(
-        F.min("w").alias("threshold"), F.array_sort(F.collect_list("entry_id")).alias("entry_ids"))
+    return plain.unionByName(kg).groupBy("pair_id").agg(F.min("w").alias("threshold"))
 
 
 def _bucket(col: Column, lo: float, hi: float) -> Column:
@@ -208,7 +205,11 @@ def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, se
     log.info("%s: %s (%s)", JOB, f"built on run {summary.basis_run_id}" if summary.basis_run_id
              else "selected from all matches", why)
     try:
-        curated = _curated_rows(spark, root, versions, pp, keep, run_id, basis if summary.basis_run_id else None)
+        # Counted before the write: replacing curated drops the cache of a frame built on a curated
+        # partition, and counting after it would compute the per-pair frame a second time.
+        pairs_out = pp.where(keep).count()  # every matched pair_id is in pairs (insert-only)
+        curated = _curated_rows(spark, root, versions, pp, keep, pairs_out, run_id,
+                                basis if summary.basis_run_id else None)
         before = lake.version(spark, root, tables.CURATED)
         try:
             # 1. Only this run's partition is replaced: other runs stay side by side; a re-run of the same
@@ -217,7 +218,6 @@ def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, se
             versions_out = dict(versions)
             versions_out[tables.CURATED] = lake.version(spark, root, tables.CURATED)
             mine = run_partition(spark, root, run_id, versions_out[tables.CURATED])
-            pairs_out = pp.where(keep).count()  # in memory; every matched pair_id is in pairs (insert-only)
             # 2. pair_texts before the run row: one visible unit
             versions_out.update(_write_kg_texts(spark, root, mine, versions, languages))
             # 3. Last, the curation_runs row that makes the run visible.
@@ -294,7 +294,12 @@ def _candidate_matches(spark: SparkSession, root: str, basis: Basis) -> DataFram
     kept = run_partition(spark, root, basis.run_id).select("pair_id", F.explode("entry_ids").alias("entry_id"))
     if not basis.new_matches:
         return kept
-    return kept.unionByName(spark.read.schema("pair_id bigint, entry_id bigint").parquet(*basis.new_matches))
+    return kept.unionByName(_new_matches(spark, basis))
+
+
+def _new_matches(spark: SparkSession, basis: Basis) -> DataFrame:
+    """(pair_id, entry_id) of the files appended to ``matches`` since the basis run."""
+    return spark.read.schema("pair_id bigint, entry_id bigint").parquet(*basis.new_matches)
 
 
 def _selection(spark: SparkSession, root: str, versions: dict[str, int | None], run_id: str, t: Any, target: Any,
@@ -363,22 +368,39 @@ def _keep_through(cut: dict[str, Any]) -> Column:
 
 
 def _curated_rows(spark: SparkSession, root: str, versions: dict[str, int | None], pp: DataFrame, keep: Column,
-                  run_id: str, basis: Basis | None = None) -> DataFrame:
-    """The kept pairs with their image URL and text, tagged with the run: from ``pairs`` at the
-    recorded version, or built on a basis, from its curated rows and the pairs added since (read from
-    the files the Delta log names; the whole table when the log does not say)."""
+                  kept: int, run_id: str, basis: Basis | None = None) -> DataFrame:
+    """The ``kept`` pairs with their image URL, text and entry ids, tagged with the run: from ``pairs``
+    and ``matches`` at the recorded versions, or built on a basis, its curated rows and the pairs and
+    matches added since (read from the files the Delta log names; the whole table when it does not say).
+
+    Up to :data:`pairs_insert.BROADCAST_IDS` kept pairs, their ids are broadcast and every source is
+    filtered to them where it is read: neither the table's strings nor a basis' curated rows are
+    shuffled, and entry lists are gathered for kept pairs only (the rest of a 50M-pair lake's matches
+    are never grouped)."""
+    from kgcurate.pairs_insert import BROADCAST_IDS
     from kgcurate.stages import match
+
+    ids = pp.where(keep).select("pair_id")
+    ids = F.broadcast(ids) if kept <= BROADCAST_IDS else ids
+
+    def of_kept(rows: DataFrame) -> DataFrame:
+        return rows.join(ids, "pair_id", "left_semi")
+
+    def with_entries(pairs: DataFrame, m: DataFrame) -> DataFrame:
+        lists = of_kept(m).groupBy("pair_id").agg(F.array_sort(F.collect_list("entry_id")).alias("entry_ids"))
+        return of_kept(pairs).join(lists, "pair_id")
 
     cols = "pair_id bigint, image_url string, text string"
     new = None if basis is None else match.added_pairs(spark, root, basis.versions[tables.PAIRS],
                                                        versions[tables.PAIRS], cols)
-    if new is not None:
-        kept = run_partition(spark, root, basis.run_id).select("pair_id", "image_url", "text")
-        pairs = kept.unionByName(new)
-    else:
+    if new is None:
         pairs = lake.read(spark, root, tables.PAIRS, versions[tables.PAIRS]).select("pair_id", "image_url", "text")
-    return (pp.where(keep).join(pairs, "pair_id")
-            .select("pair_id", "image_url", "text", "entry_ids", F.lit(run_id).alias("run_id")))
+        rows = with_entries(pairs, lake.read(spark, root, tables.MATCHES, versions[tables.MATCHES]))
+    else:  # the basis' kept pairs keep their rows and entry lists (pairs and matches only gain rows)
+        rows = of_kept(run_partition(spark, root, basis.run_id).select("pair_id", "image_url", "text", "entry_ids"))
+        if basis.new_matches:
+            rows = rows.unionByName(with_entries(new, _new_matches(spark, basis)))
+    return rows.select("pair_id", "image_url", "text", "entry_ids", F.lit(run_id).alias("run_id"))
 
 
 def _run_row(spark: SparkSession, root: str, params: dict[str, Any], run_id: str, t: Any,
