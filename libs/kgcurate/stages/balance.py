@@ -1,12 +1,12 @@
 """``kgcurate balance``: balanced sampling of matched pairs -> ``curated`` (a partition per run), ``curation_runs``.
 
-One pass over ``matches`` (joined with the small count table) gives each matched pair its threshold
-``min_e u_e * count_e``; that per-pair frame is persisted and the selection reads it (the kept pairs'
-entry lists are gathered as they are written): ``--t`` filters it directly; ``--target-size N`` finds the N-th smallest threshold with histogram
-passes (bucket counts to the driver, then only the one bucket holding the N-th value, refined until
-it is small enough to fetch; never all thresholds); ``--tail-share P`` derives t from the count
-histogram as MetaCLIP's p_to_t does. Coins are ``xxhash64(pair_id, entry_id, seed)`` masked to 53 bits,
-so a run is the same on any cluster size or partitioning.
+One pass over ``matches`` (joined with the small count table) gives each matched pair its threshold ``min_e
+u_e * count_e``; that per-pair frame is persisted and the selection reads it (the kept pairs' entry lists are
+gathered as they are written): ``--t`` filters it directly; ``--target-size N`` finds the N-th smallest
+threshold with histogram passes (bucket counts to the driver, then only the one bucket holding the N-th value,
+refined until it is small enough to fetch; never all thresholds); ``--tail-share P`` derives t from the count
+histogram as MetaCLIP's p_to_t does. Coins are ``xxhash64(pair_id, entry_id, seed)`` masked to 53 bits, so a
+run is the same on any cluster size or partitioning.
 
 ``curated`` keeps every run side by side, partitioned by run_id (MetaCLIP's nested 400M / 1B / 2.5B
 sets; a download or training run reads one set for days): a run replaces only its own partition, and
