@@ -27,9 +27,10 @@ one match, and a bare pass over ``matches`` (per-pair min coin, noop sink) as th
 matches before the ingest is recorded (timed once: the selection from all matches), the new pairs are
 matched, and ``balance --t`` is timed in interleaved rounds; it builds on the recorded run (its
 curated pairs + the matches appended since), so its cost follows the curated set and the new pairs.
+``--stages`` turns Spark's UI on and prints each timed run's executor seconds per Spark stage.
 
     python bench/bench_lake_size_match.py [--rows 50000000] [--size-mb 250] [--rounds 3] [--old]
-        [--stage match|balance|both|refresh] [--work DIR]
+        [--stage match|balance|both|refresh [--stages]] [--work DIR]
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_lake_size import interleaved, prefill  # noqa: E402 - after the path insert
+from bench.bench_ingest_spark import spark_stages  # noqa: E402 - after the path insert
+from bench.bench_lake_size import interleaved, prefill  # noqa: E402
 
 
 def write_metadata(spark, root: str, n_entries: int) -> int:
@@ -119,6 +121,16 @@ def prefill_matched(spark, root: str, rows: int, n_entries: int) -> dict[str, in
             (tables.PAIRS, tables.MATCHES, tables.ENTRY_COUNTS, tables.QID_COUNTS, tables.MATCH_STATE)}
 
 
+def print_stages(stages: list[dict], top: int = 8) -> None:
+    """The costliest Spark stages of one run: executor seconds, tasks, bytes read and shuffled."""
+    total = sum(x["executorRunTime"] for x in stages) / 1000
+    print(f"    executor seconds by Spark stage (all {len(stages)}: {total:.1f} s):")
+    for x in sorted(stages, key=lambda x: -x["executorRunTime"])[:top]:
+        print(f"    {x['executorRunTime'] / 1000:7.1f} s {x['numTasks']:4d} tasks  read {x['inputBytes'] / 1e6:7.1f} MB"
+              f"  shuffle r/w {x['shuffleReadBytes'] / 1e6:6.1f}/{x['shuffleWriteBytes'] / 1e6:6.1f} MB  "
+              f"{x['name'][:60]}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=50_000_000, help="pairs (and their matches) already in the lake")
@@ -135,6 +147,8 @@ def main() -> None:
     ap.add_argument("--work", default=None, help="folder for the lakes and WAT (default: a temp folder, removed)")
     ap.add_argument("--driver-memory", default="4g", help="local[N]'s one JVM: driver and executor heap "
                     "(8g for --stage refresh at 1 GB: the recorded balance over 75M matches ran out of 4g)")
+    ap.add_argument("--stages", action="store_true",
+                    help="--stage refresh: print each timed balance's executor seconds per Spark stage (UI on)")
     ap.add_argument("--reuse", action="store_true", help="reuse the lakes a previous run left in --work")
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="kgcurate-lake-size-match-"))
@@ -153,8 +167,10 @@ def main() -> None:
 
     setup = work / "setup.json"
     try:
+        port = 4098
+        ui = {"spark.ui.enabled": "true", "spark.ui.port": str(port)} if args.stages else {}
         spark = get_spark("bench-lake-size-match", {"spark.sql.shuffle.partitions": str(4 * args.cores),
-                                                    "spark.driver.memory": args.driver_memory})
+                                                    "spark.driver.memory": args.driver_memory, **ui})
         lakes = {"empty": str(work / "empty"), "prefilled": str(work / "prefilled")}
         versions: dict[str, dict[str, int]] = {}
         saved_states: dict[str, list] = {}
@@ -254,11 +270,14 @@ def main() -> None:
                 run_match(name)
 
             def built_on(name: str) -> float:
+                seen = {x["stageId"] for x in spark_stages(spark, port)} if args.stages else set()
                 t = time.perf_counter()
                 s = run_balance(name, t=args.t)
                 secs = time.perf_counter() - t
                 assert s.basis_run_id is not None, s.basis_reason
                 print(f"  {name}: {s.matched_pairs:,} matched, {s.pairs_out:,} curated", flush=True)
+                if args.stages:
+                    print_stages([x for x in spark_stages(spark, port) if x["stageId"] not in seen])
                 return secs
 
             interleaved(["empty", "prefilled"], built_on, args.rounds, label="balance --t built on the recorded run ")
