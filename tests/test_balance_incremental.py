@@ -87,6 +87,22 @@ def test_target_size_builds_on_when_the_cut_stays_below_the_bound(spark, tmp_pat
     assert s.basis_run_id is None and "too few" in s.basis_reason and s.pairs_out == 800
 
 
+def test_kept_pairs_over_the_broadcast_limit_give_the_same_rows(spark, tmp_path, corpus, monkeypatch) -> None:
+    """Above ``BROADCAST_IDS`` kept pairs the sources are joined to the kept ids by sort-merge instead of
+    a broadcast: the same rows, built on a run or from all matches."""
+    from kgcurate import pairs_insert
+
+    root, _, captions, _ = matched_lake(spark, tmp_path, corpus, 1000)
+    execute(balance_stage, spark, cfg_for(root, balance__t=6.0))
+    grow(spark, root, captions, 1000, 400)
+    broadcast = execute(balance_stage, spark, cfg_for(root, balance__t=6.0))
+    assert broadcast.basis_run_id is not None and broadcast.pairs_out > 0
+    want = rows_of(spark, root, broadcast.run_id)
+    monkeypatch.setattr(pairs_insert, "BROADCAST_IDS", 0)
+    s, _ = both_ways(spark, root, t=6.0)
+    assert s.basis_run_id is not None and rows_of(spark, root, s.run_id) == want
+
+
 @pytest.mark.parametrize("change", ["maintain_before", "optimize_after", "full_match"])
 def test_what_matches_went_through_since_decides(spark, tmp_path, corpus, change) -> None:
     """maintain's OPTIMIZE before the new matches (the weekly schedule) still builds on the recorded run;
