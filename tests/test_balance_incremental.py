@@ -103,6 +103,24 @@ def test_kept_pairs_over_the_broadcast_limit_give_the_same_rows(spark, tmp_path,
     assert s.basis_run_id is not None and rows_of(spark, root, s.run_id) == want
 
 
+def test_pairs_deleted_since_the_basis_are_not_curated(spark, tmp_path, corpus) -> None:
+    """A DELETE on ``pairs`` after the recorded run: the log no longer says which pairs are new, so the
+    kept pairs take their rows from the whole table (a deleted kept pair is dropped, as from all
+    matches), while the entry lists still come from the basis and the new matches alone."""
+    root, _, captions, _ = matched_lake(spark, tmp_path, corpus, 1000)
+    first = execute(balance_stage, spark, cfg_for(root, balance__t=6.0))
+    grow(spark, root, captions, 1000, 400)
+    before = execute(balance_stage, spark, cfg_for(root, balance__t=6.0))
+    kept_before = {r[0] for r in rows_of(spark, root, before.run_id)}
+    gone = min(kept_before & {r[0] for r in rows_of(spark, root, first.run_id)})
+    lake.delete(spark, root, tables.PAIRS, f"pair_id = {gone}")
+    execute(match_stage, spark, cfg_for(root))  # balance reads the pairs version a completed match recorded
+    s, reads = both_ways(spark, root, t=6.0)
+    assert s.basis_run_id is not None, s.basis_reason
+    assert tables.MATCHES not in reads
+    assert {r[0] for r in rows_of(spark, root, s.run_id)} == kept_before - {gone}
+
+
 @pytest.mark.parametrize("change", ["maintain_before", "optimize_after", "full_match"])
 def test_what_matches_went_through_since_decides(spark, tmp_path, corpus, change) -> None:
     """maintain's OPTIMIZE before the new matches (the weekly schedule) still builds on the recorded run;

@@ -393,9 +393,11 @@ def _curated_rows(spark: SparkSession, root: str, versions: dict[str, int | None
     cols = "pair_id bigint, image_url string, text string"
     new = None if basis is None else match.added_pairs(spark, root, basis.versions[tables.PAIRS],
                                                        versions[tables.PAIRS], cols)
-    if new is None:
+    if new is None:  # no basis, or the log does not say which pairs are new (rows may be gone): all of pairs
         pairs = lake.read(spark, root, tables.PAIRS, versions[tables.PAIRS]).select("pair_id", "image_url", "text")
-        rows = with_entries(pairs, lake.read(spark, root, tables.MATCHES, versions[tables.MATCHES]))
+        m = (lake.read(spark, root, tables.MATCHES, versions[tables.MATCHES]) if basis is None
+             else _candidate_matches(spark, root, basis))
+        rows = with_entries(pairs, m)
     else:  # the basis' kept pairs keep their rows and entry lists (pairs and matches only gain rows)
         rows = of_kept(run_partition(spark, root, basis.run_id).select("pair_id", "image_url", "text", "entry_ids"))
         if basis.new_matches:
