@@ -48,6 +48,15 @@ def spark_stages(spark, port: int) -> list[dict]:
         return json.load(r)
 
 
+def print_stages(stages: list[dict], top: int = 8, indent: str = "  ") -> None:
+    """The ``top`` costliest of ``stages`` (from :func:`spark_stages`), one line each: executor seconds,
+    tasks, bytes read, shuffle bytes read and written, and Spark's name for the stage."""
+    for x in sorted(stages, key=lambda x: -x["executorRunTime"])[:top]:
+        shuffle = f"{x['shuffleReadBytes'] / 1e6:6.1f}/{x['shuffleWriteBytes'] / 1e6:6.1f}"
+        print(f"{indent}{x['executorRunTime'] / 1000:7.1f} s {x['numTasks']:4d} tasks  "
+              f"read {x['inputBytes'] / 1e6:7.1f} MB  shuffle r/w {shuffle} MB  {x['name'][:60]}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mb", type=float, default=60.0, help="compressed MB of generated WAT in all")
@@ -117,10 +126,7 @@ def main() -> None:
         total_ms = sum(x["executorRunTime"] for x in last)
         print(f"last run, executor seconds by Spark stage (all: {total_ms / 1000:.1f} s; "
               f"{total_ms / 1000 / (mb / 1000):.1f} s per GB; (c) {1000 / c:.1f} s per GB):")
-        for x in sorted(last, key=lambda x: -x["executorRunTime"])[:6]:
-            print(f"  {x['executorRunTime'] / 1000:7.1f} s  {x['numTasks']:4d} tasks  "
-                  f"read {x['inputBytes'] / 1e6:7.1f} MB  shuffle write {x['shuffleWriteBytes'] / 1e6:7.1f} MB  "
-                  f"{x['name'][:70]}")
+        print_stages(last, top=6)
         spark.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -48,7 +48,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_ingest_spark import spark_stages  # noqa: E402 - after the path insert
+from bench.bench_ingest_spark import print_stages, spark_stages  # noqa: E402 - after the path insert
 from bench.bench_lake_size import interleaved, prefill  # noqa: E402
 
 
@@ -121,16 +121,6 @@ def prefill_matched(spark, root: str, rows: int, n_entries: int) -> dict[str, in
             (tables.PAIRS, tables.MATCHES, tables.ENTRY_COUNTS, tables.QID_COUNTS, tables.MATCH_STATE)}
 
 
-def print_stages(stages: list[dict], top: int = 8) -> None:
-    """The costliest Spark stages of one run: executor seconds, tasks, bytes read and shuffled."""
-    total = sum(x["executorRunTime"] for x in stages) / 1000
-    print(f"    executor seconds by Spark stage (all {len(stages)}: {total:.1f} s):")
-    for x in sorted(stages, key=lambda x: -x["executorRunTime"])[:top]:
-        print(f"    {x['executorRunTime'] / 1000:7.1f} s {x['numTasks']:4d} tasks  read {x['inputBytes'] / 1e6:7.1f} MB"
-              f"  shuffle r/w {x['shuffleReadBytes'] / 1e6:6.1f}/{x['shuffleWriteBytes'] / 1e6:6.1f} MB  "
-              f"{x['name'][:60]}", flush=True)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=50_000_000, help="pairs (and their matches) already in the lake")
@@ -146,7 +136,8 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--work", default=None, help="folder for the lakes and WAT (default: a temp folder, removed)")
     ap.add_argument("--driver-memory", default="4g", help="local[N]'s one JVM: driver and executor heap "
-                    "(8g for --stage refresh at 1 GB: the recorded balance over 75M matches ran out of 4g)")
+                    "(4g is enough since session 13 for --stage refresh at 1 GB; before, the recorded balance over "
+                    "75M matches ran out of it)")
     ap.add_argument("--stages", action="store_true",
                     help="--stage refresh: print each timed balance's executor seconds per Spark stage (UI on)")
     ap.add_argument("--reuse", action="store_true", help="reuse the lakes a previous run left in --work")
@@ -277,7 +268,10 @@ def main() -> None:
                 assert s.basis_run_id is not None, s.basis_reason
                 print(f"  {name}: {s.matched_pairs:,} matched, {s.pairs_out:,} curated", flush=True)
                 if args.stages:
-                    print_stages([x for x in spark_stages(spark, port) if x["stageId"] not in seen])
+                    stages = [x for x in spark_stages(spark, port) if x["stageId"] not in seen]
+                    total = sum(x["executorRunTime"] for x in stages) / 1000
+                    print(f"    executor seconds by Spark stage (all {len(stages)}: {total:.1f} s):")
+                    print_stages(stages, indent="    ")
                 return secs
 
             interleaved(["empty", "prefilled"], built_on, args.rounds, label="balance --t built on the recorded run ")
