@@ -1,5 +1,6 @@
-"""pairs_insert: the pruned insert-only MERGE gives the plain MERGE's pairs, re-runs add nothing, a
-pair_id collision is inserted, and a second writer is refused while one inserts."""
+"""pairs_insert: the pruned insert-only MERGE (an append when no pair_id is present) gives the plain
+MERGE's pairs, re-runs add nothing, a pair_id collision is inserted, and a second writer is refused
+while one inserts."""
 
 from __future__ import annotations
 

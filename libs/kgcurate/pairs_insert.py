@@ -18,9 +18,9 @@ table is new for sure. So:
 
 Steps 1 and 2 run under the ``ingest-wat`` lease (:mod:`kgcurate.leases`, tens of milliseconds): a
 commit by another writer between the scan and the MERGE would not be seen by step 1, and Delta's own
-conflict check cannot catch it once the MERGE reads no files, nor in a blind append (the plain MERGE
-read them all, so a concurrent insert failed it). Two ingests reaching this point at once: the second exits with the
-lease's one line, having changed nothing, as the plain MERGE's conflict made it do.
+conflict check cannot catch it once the MERGE reads no files, nor in a blind append (the plain
+MERGE read them all, so a concurrent insert failed it). Two ingests reaching this point at once: the
+second exits with the lease's one line, having changed nothing, as the plain MERGE's conflict made it do.
 """
 
 from __future__ import annotations

@@ -7,9 +7,10 @@ other file systems, or with ``wat.pairs_staging: spark``, they go to the JVM as 
 instead) and hands the JVM only its bad records and one log row per file, staged as Parquet in
 one tagged schema. Then the tables are committed one by one: pairs by an insert-only MERGE on
 (image_url, text) that reads only the table's pair_id column plus the rows sharing a pair_id with
-the run's (:mod:`kgcurate.pairs_insert`), bad records by an insert-only MERGE on (source_file, offset, reason), and the
-log last, so a file counts as done only after its rows are in. A killed run therefore leaves
-every table at a committed version, and a re-run neither duplicates rows nor skips work.
+the run's, or an append when none does (:mod:`kgcurate.pairs_insert`), bad records by an
+insert-only MERGE on (source_file, offset, reason), and the log last, so a file counts as done only
+after its rows are in. A killed run therefore leaves every table at a committed version, and a
+re-run neither duplicates rows nor skips work.
 
 File statuses in ``ingest_log`` (see docs/wat.md): ``ok`` (every record read), ``partial`` (damage
 to the container was skipped, each damaged span is a bad record, every other record was read),
