@@ -145,3 +145,23 @@ def test_with_no_pair_id_present_the_rows_are_appended_and_counted(spark, lake):
     last = DeltaTable.forPath(spark, lk.table_path(lake, tables.PAIRS)).history(1).first()
     assert last["operation"] == "WRITE" and last["operationMetrics"]["numOutputRows"] == "2"
     assert lk.read(spark, lake, tables.PAIRS).count() == 3
+
+
+def test_a_table_without_files_is_appended_to_without_gathering_ids(spark, lake, monkeypatch):
+    """A lake's first ingest (and a table emptied since) needs no id lookup: the run's rows are appended
+    as they are, and the lookup, which would read every staged pair, never runs."""
+    looked_up: list[int] = []
+    real = pairs_insert.present_ids
+    monkeypatch.setattr(pairs_insert, "present_ids", lambda *a, **k: looked_up.append(1) or real(*a, **k))
+    lk.ensure(spark, lake, tables.PAIRS)
+    assert pairs_insert.holds_no_file(spark, lake)
+    src = _pairs(spark, [("http://x/a.jpg", "a cat", "http://x/"), ("http://x/c.jpg", "a dog", "http://x/")], "run-1")
+    assert pairs_insert.insert_new(spark, lake, src, "run-1") == pairs_insert.Inserted(2, 0)
+    assert looked_up == [] and not pairs_insert.holds_no_file(spark, lake)
+    again = _pairs(spark, [("http://x/a.jpg", "a cat", "http://y/")], "run-2")
+    assert pairs_insert.insert_new(spark, lake, again, "run-2") == pairs_insert.Inserted(0, 1)  # now looked up
+    assert looked_up == [1]
+    DeltaTable.forPath(spark, lk.table_path(lake, tables.PAIRS)).delete()  # every file removed
+    assert pairs_insert.holds_no_file(spark, lake)
+    assert pairs_insert.insert_new(spark, lake, again, "run-3") == pairs_insert.Inserted(1, 0)
+    assert looked_up == [1] and _rows(spark, lake) == sorted(tuple(r) for r in again.select(*COLUMNS).collect())
