@@ -78,7 +78,7 @@ def present_ids(spark: SparkSession, root: str, source_ids: DataFrame, at_versio
 
 
 def holds_no_file(spark: SparkSession, root: str) -> bool:
-    """True when ``pairs`` has no data file now (Delta's snapshot metadata, no Spark job). Then no
+    """True when ``pairs`` has no data file now (the file count of Delta's snapshot, no scan). Then no
     target row can match, and the run's ids need not be gathered: on a first ingest that was a read of
     every staged pair, a hash and a shuffle (3.3 of 34 executor-s on 500 MB) for an empty answer. The
     latest snapshot, not ``v0``'s, is asked: a file added since ``v0`` sends the run the usual way, and
