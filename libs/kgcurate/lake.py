@@ -140,6 +140,12 @@ def version(spark: SparkSession, lake: str, name: str) -> int | None:
         return int(row[0]) if row else None
 
 
+def files_and_bytes(spark: SparkSession, lake: str, name: str) -> tuple[int, int]:
+    """(data files, bytes) in the table's current snapshot, from its metadata (DESCRIBE DETAIL, no scan)."""
+    row = spark.sql(f"DESCRIBE DETAIL delta.`{table_path(lake, name)}`").select("numFiles", "sizeInBytes").first()
+    return int(row[0] or 0), int(row[1] or 0)
+
+
 # Commits that rewrite files without changing a table's rows (maintain's work).
 SAME_CONTENT_OPERATIONS = frozenset({"OPTIMIZE", "SET TBLPROPERTIES", "VACUUM START", "VACUUM END"})
 

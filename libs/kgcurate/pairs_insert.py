@@ -83,10 +83,7 @@ def holds_no_file(spark: SparkSession, root: str) -> bool:
     every staged pair, a hash and a shuffle (3.3 of 34 executor-s on 500 MB) for an empty answer. The
     latest snapshot, not ``v0``'s, is asked: a file added since ``v0`` sends the run the usual way, and
     a table emptied since then has no row a pair could match when the append commits."""
-    from delta.tables import DeltaTable
-
-    detail = DeltaTable.forPath(spark, lake.table_path(root, tables.PAIRS)).detail().select("numFiles").first()
-    return detail is not None and int(detail[0] or 0) == 0
+    return lake.files_and_bytes(spark, root, tables.PAIRS)[0] == 0
 
 
 def insert_new(spark: SparkSession, root: str, pairs: DataFrame, run_id: str,

@@ -66,12 +66,6 @@ def stale_staging(spark: SparkSession, root: str, hours: float) -> list[str]:
                   if st.getModificationTime() < cutoff_ms)
 
 
-def small_files(spark: SparkSession, root: str, name: str) -> tuple[int, int]:
-    """(files, bytes) in the table's current snapshot: what OPTIMIZE would look at."""
-    row = spark.sql(f"DESCRIBE DETAIL delta.`{lake.table_path(root, name)}`").select("numFiles", "sizeInBytes").first()
-    return int(row[0] or 0), int(row[1] or 0)
-
-
 def _interval(hours: float) -> str:
     return f"interval {int(round(hours * 3600))} seconds"
 
@@ -122,7 +116,7 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> MaintainSummary:
 
             summary.orphan_runs = balance.orphan_runs(spark, root) if dry else balance.remove_orphans(spark, root)
         for name in names:
-            files, size = small_files(spark, root, name)
+            files, size = lake.files_and_bytes(spark, root, name)
             info: dict[str, Any] = {"files_before": files, "bytes": size}
             if dry:
                 info["vacuum_would_delete"] = vacuum_candidates(spark, root, name, hours)
@@ -135,7 +129,7 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> MaintainSummary:
                 else:
                     info["retention_set"] = set_retention(spark, root, name, hours)
                     lake.vacuum(spark, root, name)
-                info["files_after"] = small_files(spark, root, name)[0]
+                info["files_after"] = lake.files_and_bytes(spark, root, name)[0]
             summary.tables[name] = info
         stale = stale_staging(spark, root, float(m.get("staging_hours", DEFAULT_STAGING_HOURS)))
         summary.stale_staging = stale
