@@ -27,6 +27,9 @@ one match, and a bare pass over ``matches`` (per-pair min coin, noop sink) as th
 matches before the ingest is recorded (timed once: the selection from all matches), the new pairs are
 matched, and ``balance --t`` is timed in interleaved rounds; it builds on the recorded run (its
 curated pairs + the matches appended since), so its cost follows the curated set and the new pairs.
+``--base-rows N`` puts N prefilled pairs in the smaller lake instead of none: with the same metadata, a
+refresh's balance on a 10M and a 50M lake shows whether its cost follows the lake or the curated set
+(bounded by the entries times ``t``).
 ``--stages`` turns Spark's UI on and prints each timed run's executor seconds per Spark stage.
 
     python bench/bench_lake_size_match.py [--rows 50000000] [--size-mb 250] [--rounds 3] [--old]
@@ -124,6 +127,10 @@ def prefill_matched(spark, root: str, rows: int, n_entries: int) -> dict[str, in
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=50_000_000, help="pairs (and their matches) already in the lake")
+    ap.add_argument("--base-rows", type=int, default=0,
+                    help="pairs (and matches) in the smaller lake: 0 (default) is the empty lake goal 3 names; e.g. "
+                         "10000000 against --rows 50000000 asks whether the cost follows the lake once the "
+                         "metadata's entries are all matched t times (--stage refresh)")
     ap.add_argument("--entries", type=int, default=100_000, help="metadata entries")
     ap.add_argument("--size-mb", type=float, default=250.0, help="compressed MB of generated WAT ingested")
     ap.add_argument("--files", type=int, default=4, help="WAT files")
@@ -162,21 +169,24 @@ def main() -> None:
         ui = {"spark.ui.enabled": "true", "spark.ui.port": str(port)} if args.stages else {}
         spark = get_spark("bench-lake-size-match", {"spark.sql.shuffle.partitions": str(4 * args.cores),
                                                     "spark.driver.memory": args.driver_memory, **ui})
-        lakes = {"empty": str(work / "empty"), "prefilled": str(work / "prefilled")}
+        small = "empty" if args.base_rows == 0 else f"base-{args.base_rows:_}"
+        lakes = {small: str(work / small), "prefilled": str(work / "prefilled")}
         versions: dict[str, dict[str, int]] = {}
         saved_states: dict[str, list] = {}
         if args.reuse and setup.exists():  # the lakes a previous run with this --work set up and kept
             saved = json.loads(setup.read_text())
             versions, distinct, saved_states = saved["versions"], saved["distinct"], saved["states"]
+            wat_files = sorted(str(f) for f in (work / "wat").glob("*.wat.gz"))  # for a lake not set up yet
             print(f"reusing {work}: {distinct:,} ingested pairs, "
                   + ", ".join(f"{n} {v['n_matches']:,} matches" for n, v in versions.items()), flush=True)
         else:
             manifest = write_sample(work / "wat", files=args.files, size_mb=args.size_mb, seed=1, corrupt=False)
             mb = sum(os.path.getsize(f) for f in manifest.files) / 1e6
             distinct = len({(u, t) for (u, t, _s, _p) in manifest.pairs})
+            wat_files = manifest.files
             print(f"input: {len(manifest.files)} WAT files, {mb:.1f} MB gzip, {distinct:,} distinct pairs; "
                   f"{args.cores} cores", flush=True)
-        for name, rows in (("empty", 0), ("prefilled", args.rows)):
+        for name, rows in ((small, args.base_rows), ("prefilled", args.rows)):
             if name in versions:
                 continue
             t0 = time.perf_counter()
@@ -189,7 +199,7 @@ def main() -> None:
             versions[name]["n_matches"] = n_matches
             cfg = config.load(None)
             cfg["lake"] = lakes[name]
-            cfg["wat"].update(inputs=manifest.files, progress_interval=3600)
+            cfg["wat"].update(inputs=wat_files, progress_interval=3600)
             t0 = time.perf_counter()
             s = execute_stage(ingest_wat, cfg, spark)
             assert s.pairs_inserted == distinct, (s.pairs_inserted, distinct)
@@ -217,7 +227,7 @@ def main() -> None:
                 match_stage.write_state(spark, root, want)
 
         def run_match(variant: str) -> float:
-            name = "prefilled" if variant.startswith("prefilled") else "empty"
+            name = "prefilled" if variant.startswith("prefilled") else small
             lake.files_since = (lambda *a, **k: None) if variant.endswith("antijoin") else real_files_since
             cfg = config.load(None)
             cfg["lake"] = lakes[name]
@@ -233,13 +243,13 @@ def main() -> None:
         if args.stage in ("match", "both"):
             for name in lakes:  # --reuse after another stage: back to the lakes as set up
                 restore(name)
-            run_match("empty")  # warm-up: builds the automaton in the Python workers
-            restore("empty")
-            variants = ["empty", "prefilled"] + (["prefilled-antijoin"] if args.old else [])
+            run_match(small)  # warm-up: builds the automaton in the Python workers
+            restore(small)
+            variants = [small, "prefilled"] + (["prefilled-antijoin"] if args.old else [])
 
             def timed_match(v: str) -> float:
                 secs = run_match(v)
-                restore("prefilled" if v.startswith("prefilled") else "empty")
+                restore("prefilled" if v.startswith("prefilled") else small)
                 return secs
 
             interleaved(variants, timed_match, args.rounds, label="match ")
@@ -274,7 +284,7 @@ def main() -> None:
                     print_stages(stages, indent="    ")
                 return secs
 
-            interleaved(["empty", "prefilled"], built_on, args.rounds, label="balance --t built on the recorded run ")
+            interleaved([small, "prefilled"], built_on, args.rounds, label="balance --t built on the recorded run ")
 
         if args.stage in ("balance", "both"):
             for name in lakes:  # balance reads the versions a completed match recorded
@@ -297,14 +307,14 @@ def main() -> None:
             btimes: dict[tuple[str, str], list[float]] = {}
             for r in range(args.balance_rounds):
                 for label, fn in modes:
-                    for name in (("empty", "prefilled") if r % 2 == 0 else ("prefilled", "empty")):
+                    for name in ((small, "prefilled") if r % 2 == 0 else ("prefilled", small)):
                         t = time.perf_counter()
                         fn(name)
                         btimes.setdefault((label, name), []).append(time.perf_counter() - t)
                         print(f"round {r + 1}: {label} on {name}: {btimes[(label, name)][-1]:.1f} s", flush=True)
-            extra = (versions["prefilled"]["n_matches"] - versions["empty"]["n_matches"]) / 1e6
+            extra = (versions["prefilled"]["n_matches"] - versions[small]["n_matches"]) / 1e6
             for label, _fn in modes:
-                e = statistics.median(btimes[(label, "empty")])
+                e = statistics.median(btimes[(label, small)])
                 p = statistics.median(btimes[(label, "prefilled")])
                 print(f"{label:32s}: empty {e:6.1f} s, prefilled {p:6.1f} s ({p / e:.1f}x); "
                       f"{(p - e) / extra:.2f} s per million existing matches ({extra:.1f}M)", flush=True)
