@@ -316,7 +316,7 @@ def main() -> None:
             for label, _fn in modes:
                 e = statistics.median(btimes[(label, small)])
                 p = statistics.median(btimes[(label, "prefilled")])
-                print(f"{label:32s}: empty {e:6.1f} s, prefilled {p:6.1f} s ({p / e:.1f}x); "
+                print(f"{label:32s}: {small} {e:6.1f} s, prefilled {p:6.1f} s ({p / e:.1f}x); "
                       f"{(p - e) / extra:.2f} s per million existing matches ({extra:.1f}M)", flush=True)
         spark.stop()
     finally:
