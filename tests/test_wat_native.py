@@ -100,6 +100,10 @@ def test_whitespace_is_python_s(native):
     for _ in range(2000):
         s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
         assert native.collapse_whitespace(s) == " ".join(s.split()), repr(s)
+    # Every code point between two words: the collapse decodes only the lead bytes whitespace can start
+    # with (0xC2, 0xE1-0xE3), so a character it skips decoding must not be whitespace.
+    every = "".join(f"a{chr(c)}b" for c in range(0x110000) if not 0xD800 <= c < 0xE000)
+    assert native.collapse_whitespace(every) == " ".join(every.split())
 
 
 def test_clean_sample_is_all_native(native, tmp_path):
@@ -208,9 +212,12 @@ def _value(rng: random.Random, kind: str, lo_hi: tuple[int, int]) -> str:
 def _link(rng: random.Random, lo_hi: tuple[int, int]) -> str:
     items = []
     r = rng.random()
-    path = '"IMG@/src"' if r < 0.7 else rng.choice(['"IMG@/srcset"', '"A@/href"', '5', 'null', '["IMG@/src"]'])
+    path = '"IMG@/src"' if r < 0.7 else rng.choice(['"IMG@/srcset"', '"A@/href"', '5', 'null', '["IMG@/src"]',
+                                                    '"IMG@\\/src"'])
     if rng.random() < 0.97:
         items.append(f'"path": {path}')
+    if rng.random() < 0.03:  # a second path: orjson keeps the last
+        items.append(f'"path": {rng.choice(["IMG@/src", "A@/href"])!r}'.replace("'", '"'))
     if rng.random() < 0.95:
         items.append(f'"url": {_value(rng, "url", lo_hi)}')
     for src in ("alt", "title"):
@@ -308,6 +315,25 @@ def test_hostile_records(native, seed):
     if not _HOSTILE[0]:
         assert counts["member"] < 60  # most of the 120 members went through the native path
     same(data, opts, batch_size=3, boundaries=False)
+
+
+def test_links_that_are_not_images_and_a_second_path(native):
+    """The native path reads nothing more of a link whose first key is a non-image "path"; a second
+    "path" after it (orjson keeps the last, which may be an image's) must still give Python's rows."""
+    links = ('[{"path": "A@/href", "url": "/a.jpg", "alt": "skipped link"},'
+             ' {"path": "A@/href", "url": "/b.jpg", "alt": "second path", "path": "IMG@/src"},'
+             ' {"path": "IMG@\\/src", "url": "/c.jpg", "alt": "escaped path"},'
+             ' {"url": "/d.jpg", "path": "A@/href", "alt": "path not first"},'
+             ' {"path": "IMG@/src", "url": "/e.jpg", "alt": "an image"}]')
+    payload = ('{"Envelope": {"WARC-Header-Metadata": {"WARC-Type": "response", "WARC-Target-URI": "https://h.org/p"},'
+               ' "Payload-Metadata": {"HTTP-Response-Metadata": {"HTML-Metadata": {"Head": {}, "Links": '
+               + links + '}}}}}')
+    one = wat([WARCINFO, warc_record(payload.encode()), warc_record(payload.replace(', "path": "IMG@/src"}', '}', 1)
+                                                                    .encode())])
+    counts = same(one)
+    assert counts["member"] == 1  # the record with a second path went to Python; the other did not
+    texts = run(one, True)[0][0][1]
+    assert texts == ["second path", "escaped path", "an image", "escaped path", "an image"]
 
 
 def test_members_of_several_records(native):

@@ -155,6 +155,9 @@ impl<'a> Parser<'a> {
                 }
                 self.i += 1;
                 let mut items = Vec::new();
+                // A link whose first key is a "path" other than an image's: the reader skips it, so
+                // the rest is only validated and it stands as `{}` (no allocation for most links).
+                let mut not_img = false;
                 self.ws();
                 if self.peek()? == b'}' {
                     self.i += 1;
@@ -172,12 +175,25 @@ impl<'a> Parser<'a> {
                     }
                     self.i += 1;
                     self.ws();
-                    match child(sel, &k, sources) {
-                        Some(c) => {
-                            let v = self.sel_value(depth + 1, c, sources)?;
-                            items.push((k, v));
+                    if not_img {
+                        if k == "path" {
+                            return Err(()); // a second "path": `J::get` would defer the record too
                         }
-                        None => self.skip(depth + 1)?,
+                        self.skip(depth + 1)?;
+                    } else {
+                        match child(sel, &k, sources) {
+                            Some(c) => {
+                                let v = self.sel_value(depth + 1, c, sources)?;
+                                if sel == Sel::Link && items.is_empty() && k == "path"
+                                    && !matches!(&v, J::Str(p) if p.starts_with("IMG@/src"))
+                                {
+                                    not_img = true;
+                                } else {
+                                    items.push((k, v));
+                                }
+                            }
+                            None => self.skip(depth + 1)?,
+                        }
                     }
                     self.ws();
                     match self.peek()? {

@@ -38,8 +38,28 @@ fn py_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
-/// `" ".join(s.split())` appended to `out`; returns its length in code points (0: nothing appended).
-fn collapse_into(s: &str, out: &mut String) -> usize {
+/// Byte length of the Python whitespace character at `b[i]` (a char boundary), or 0. Past ASCII only
+/// lead bytes 0xC2 (U+0085, U+00A0) and 0xE1..=0xE3 (U+1680, U+2000.., U+3000) can start one, so other
+/// bytes (and UTF-8 continuation bytes) need no decoding.
+#[inline]
+fn space_len(s: &str, i: usize) -> usize {
+    let c = s.as_bytes()[i];
+    if c < 0x80 {
+        return usize::from(matches!(c, b'\t'..=b'\r' | 0x1c..=b' '));
+    }
+    if c != 0xC2 && !(0xE1..=0xE3).contains(&c) {
+        return 0;
+    }
+    match s[i..].chars().next() {
+        Some(ch) if py_space(ch) => ch.len_utf8(),
+        _ => 0,
+    }
+}
+
+/// `" ".join(s.split())` appended to `out`; returns its length in code points (0: nothing appended),
+/// or `limit + 1` as soon as it is longer than `limit`: the caller drops such a text, so the rest of
+/// it (CommonCrawl has alt texts of megabytes) is not collapsed, and `out` then holds part of it.
+fn collapse_into(s: &str, out: &mut String, limit: usize) -> usize {
     // Most texts are printable ASCII words with single spaces between them: already collapsed.
     let mut after_space = true; // a leading space is not "already collapsed"
     let mut as_is = true;
@@ -58,23 +78,38 @@ fn collapse_into(s: &str, out: &mut String) -> usize {
         }
     }
     if as_is && !after_space {
+        if s.len() > limit {
+            return limit.saturating_add(1);
+        }
         out.push_str(s);
         return s.len();
     }
+    // Words (runs of non-whitespace) copied whole, a space between two; chars counted as the bytes
+    // that do not continue a UTF-8 sequence.
+    let b = s.as_bytes();
     let start = out.len();
     let mut n = 0usize;
-    let mut pending_space = false;
-    for c in s.chars() {
-        if py_space(c) {
-            pending_space = out.len() > start;
-        } else {
-            if pending_space {
-                out.push(' ');
-                n += 1;
-                pending_space = false;
-            }
-            out.push(c);
+    let mut i = 0usize;
+    while i < b.len() {
+        let w = space_len(s, i);
+        if w > 0 {
+            i += w;
+            continue;
+        }
+        let word = i;
+        let mut chars = 0usize;
+        while i < b.len() && space_len(s, i) == 0 {
+            chars += usize::from(b[i] & 0xC0 != 0x80);
+            i += 1;
+        }
+        if out.len() > start {
+            out.push(' ');
             n += 1;
+        }
+        out.push_str(&s[word..i]);
+        n += chars;
+        if n > limit {
+            return limit.saturating_add(1);
         }
     }
     n
@@ -581,7 +616,7 @@ impl Parser {
                     continue;
                 }
                 let start = acc.strs.len();
-                let n = collapse_into(raw, &mut acc.strs);
+                let n = collapse_into(raw, &mut acc.strs, self.hi);
                 if n == 0 {
                     continue;
                 }
@@ -769,7 +804,7 @@ fn py_space_chars() -> String {
 #[pyfunction]
 fn collapse_whitespace(s: &str) -> String {
     let mut out = String::new();
-    collapse_into(s, &mut out);
+    collapse_into(s, &mut out, usize::MAX);
     out
 }
 
