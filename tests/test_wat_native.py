@@ -217,7 +217,7 @@ def _link(rng: random.Random, lo_hi: tuple[int, int]) -> str:
     if rng.random() < 0.97:
         items.append(f'"path": {path}')
     if rng.random() < 0.03:  # a second path: orjson keeps the last
-        items.append(f'"path": {rng.choice(["IMG@/src", "A@/href"])!r}'.replace("'", '"'))
+        items.append(f'"path": "{rng.choice(["IMG@/src", "A@/href"])}"')
     if rng.random() < 0.95:
         items.append(f'"url": {_value(rng, "url", lo_hi)}')
     for src in ("alt", "title"):

@@ -185,7 +185,7 @@ impl<'a> Parser<'a> {
                             Some(c) => {
                                 let v = self.sel_value(depth + 1, c, sources)?;
                                 if sel == Sel::Link && items.is_empty() && k == "path"
-                                    && !matches!(&v, J::Str(p) if p.starts_with("IMG@/src"))
+                                    && !matches!(&v, J::Str(p) if p.starts_with(crate::IMG_PATH))
                                 {
                                     not_img = true;
                                 } else {

@@ -24,7 +24,8 @@ const DEFER: u8 = 2;
 
 const MAX_MEMBER: usize = 64 << 20; // inflated bytes of one member before Python takes it
 const MAX_HEADER: usize = 1 << 16;
-const IMG_MARK: &[u8] = b"IMG@/src";
+/// The `path` of an image link (`<img src>`); a payload without it gives no pair.
+pub(crate) const IMG_PATH: &str = "IMG@/src";
 
 enum Member {
     Done(usize), // the offset just past it; its bytes are in `out`
@@ -547,7 +548,7 @@ impl Parser {
         if !metadata {
             return Ok(());
         }
-        if memchr::memmem::find(payload, IMG_MARK).is_none() {
+        if memchr::memmem::find(payload, IMG_PATH.as_bytes()).is_none() {
             return if looks_like_object(payload) { Ok(()) } else { Err(()) };
         }
         let text = std::str::from_utf8(payload).map_err(|_| ())?;
@@ -607,7 +608,7 @@ impl Parser {
                 return Err(());
             }
             match link.get("path")? {
-                Some(J::Str(p)) if p.starts_with("IMG@/src") => {}
+                Some(J::Str(p)) if p.starts_with(IMG_PATH) => {}
                 _ => continue,
             }
             for (si, src) in self.source_names.iter().enumerate() {
