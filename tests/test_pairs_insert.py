@@ -165,3 +165,32 @@ def test_a_table_without_files_is_appended_to_without_gathering_ids(spark, lake,
     assert pairs_insert.holds_no_file(spark, lake)
     assert pairs_insert.insert_new(spark, lake, again, "run-3") == pairs_insert.Inserted(1, 0)
     assert looked_up == [1] and _rows(spark, lake) == sorted(tuple(r) for r in again.select(*COLUMNS).collect())
+
+
+@pytest.mark.parametrize("broadcast", [True, False])
+def test_repeated_source_ids_count_once_and_the_split_setting_is_put_back(spark, lake, broadcast):
+    """The run's ids come with repeats (one per staged row, not deduplicated first): a present id still
+    counts once toward MAX_LISTED, and the lookup's larger scan splits do not outlive it."""
+    old = _pairs(spark, [("http://x/a.jpg", "a cat", "http://x/"), ("http://x/b.jpg", "a bat", "http://x/")], "run-0")
+    lk.append(spark, lake, tables.PAIRS, old)
+    v = lk.version(spark, lake, tables.PAIRS)
+    a, b = (r.pair_id for r in old.orderBy("image_url").collect())
+    repeats = spark.createDataFrame([(a,), (a,), (a,), (7,), (7,)], "pair_id bigint")
+    key = "spark.sql.files.maxPartitionBytes"
+    before = spark.conf.get(key, None)
+    assert pairs_insert.present_ids(spark, lake, repeats, v, 1, broadcast=broadcast) == [a]
+    assert spark.conf.get(key, None) == before
+    both = repeats.union(spark.createDataFrame([(b,), (b,)], "pair_id bigint"))
+    assert sorted(pairs_insert.present_ids(spark, lake, both, v, 5, broadcast=broadcast)) == sorted([a, b])
+
+
+def test_session_conf_is_set_inside_and_restored_or_unset_after(spark):
+    key = "spark.kgcurate.test.setting"
+    with lk.session_conf(spark, key, "inside"):
+        assert spark.conf.get(key) == "inside"
+    assert spark.conf.get(key, None) is None
+    spark.conf.set(key, "outside")
+    with pytest.raises(RuntimeError), lk.session_conf(spark, key, "inside"):
+        raise RuntimeError("a failing query")
+    assert spark.conf.get(key) == "outside"
+    spark.conf.unset(key)

@@ -467,6 +467,21 @@ def staging_path(lake: str, run_id: str = "") -> str:
 
 
 @contextmanager
+def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
+    """``key`` = ``value`` for the queries planned and run inside, then as it was (set, or unset): a
+    setting one query needs (a scan's split size) without changing the session's other jobs."""
+    previous = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, previous)
+
+
+@contextmanager
 def staging_folder(spark: SparkSession, lake: str, run_id: str) -> Iterator[str]:
     """A run's scratch folder (intermediate Parquet), removed when the run ends however it ends; one a
     killed run leaves behind is removed by ``maintain`` after a while."""

@@ -42,6 +42,11 @@ MAX_LISTED = 20_000
 # Spark's hashed relation on the driver and each executor. 1 GB of WAT extracts ~2.3M rows (1.9M
 # distinct); above this the semi-join shuffles every id of the table (2.6x the empty lake at 50M rows).
 BROADCAST_IDS = 4_000_000
+# Split size of the lookup's scan of pairs. Spark sizes splits on the files' whole bytes (128 MB) but the
+# scan reads only pair_id, ~5% of them: 100 tasks of ~4 MB of ids for 50M rows, mostly per-task cost
+# (1.4 s against 0.56 s in 4 tasks, 2 cores). Spark still caps a split at the table's bytes over the
+# default parallelism, so a cluster keeps a task per core.
+ID_SCAN_SPLIT_BYTES = 2 << 30
 SCOPE = "ingest-wat"  # the lease every writer of pairs holds around the scan and the MERGE
 log = logging.getLogger("kgcurate.pairs_insert")
 
@@ -64,17 +69,20 @@ def sql_in(column: str, values: list[int]) -> str:
 
 def present_ids(spark: SparkSession, root: str, source_ids: DataFrame, at_version: int, limit: int,
                 broadcast: bool = False) -> list[int]:
-    """Up to ``limit + 1`` of ``source_ids``'s pair_ids that ``pairs`` holds at ``at_version``.
+    """Up to ``limit + 1`` distinct pair_ids of ``source_ids`` (repeats allowed) that ``pairs`` holds at
+    ``at_version``.
 
     ``broadcast`` (a run of at most :data:`BROADCAST_IDS` pairs): the run's ids are shipped to every
     task and the table's pair_id column is only scanned and probed, with no shuffle of the table's ids
-    (a sort-merge semi-join shuffled all 50M of them: 33 s of a 45 s ingest of 250 MB)."""
+    (a sort-merge semi-join shuffled all 50M of them: 33 s of a 45 s ingest of 250 MB). Repeats cost
+    the broadcast a few more entries; removing them first was a shuffle of every id of the run."""
     table_ids = lake.read(spark, root, tables.PAIRS, at_version).select("pair_id")
     if broadcast:
-        present = table_ids.join(F.broadcast(source_ids.select("pair_id")), "pair_id", "left_semi").distinct()
+        present = table_ids.join(F.broadcast(source_ids.select("pair_id")), "pair_id", "left_semi")
     else:
         present = source_ids.select("pair_id").join(table_ids, "pair_id", "left_semi")
-    return [int(r[0]) for r in present.limit(limit + 1).collect()]
+    with lake.session_conf(spark, "spark.sql.files.maxPartitionBytes", str(ID_SCAN_SPLIT_BYTES)):
+        return [int(r[0]) for r in present.distinct().limit(limit + 1).collect()]
 
 
 def holds_no_file(spark: SparkSession, root: str) -> bool:
@@ -89,8 +97,8 @@ def holds_no_file(spark: SparkSession, root: str) -> bool:
 def insert_new(spark: SparkSession, root: str, pairs: DataFrame, run_id: str,
                source_ids: DataFrame | None = None, at_most: int | None = None) -> Inserted:
     """Insert the rows of ``pairs`` (distinct on (image_url, text), every row's ``run_id`` = ``run_id``)
-    whose key is not in ``pairs`` yet, in one commit. ``source_ids``: their distinct pair_ids, when the
-    caller has them cheaper than from ``pairs``; ``at_most``: a bound on their number, when known."""
+    whose key is not in ``pairs`` yet, in one commit. ``source_ids``: their pair_ids (repeats allowed),
+    when the caller has them cheaper than from ``pairs``; ``at_most``: a bound on their number, when known."""
     lake.ensure(spark, root, tables.PAIRS)
     with leases.held(root, SCOPE, run_id):
         v0 = lake.version(spark, root, tables.PAIRS)
@@ -98,7 +106,7 @@ def insert_new(spark: SparkSession, root: str, pairs: DataFrame, run_id: str,
         if holds_no_file(spark, root):  # a lake's first ingest: no row to look up, nor any id to gather
             present: list[int] = []
         else:
-            ids_df = source_ids if source_ids is not None else pairs.select("pair_id").distinct()
+            ids_df = source_ids if source_ids is not None else pairs.select("pair_id")
             small = at_most is not None and at_most <= BROADCAST_IDS
             present = present_ids(spark, root, ids_df, v0, MAX_LISTED, broadcast=small)
         if len(present) > MAX_LISTED:

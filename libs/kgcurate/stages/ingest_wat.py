@@ -283,8 +283,9 @@ def commit(spark: SparkSession, lake_root: str, staging: str, run_id: str,
             .select("pair_id", "image_url", "text", "m.*")
             .withColumn("run_id", F.lit(run_id))
         )
-        # the run's pair_ids straight from the staged rows: 8 bytes a row, not the dedup again
-        source_ids = pairs.select(ids.pair_id().alias("pair_id")).distinct()
+        # the run's pair_ids straight from the staged rows: 8 bytes a row, not the dedup again, and
+        # with repeats (the broadcast takes them; a distinct was a shuffle of every id)
+        source_ids = pairs.select(ids.pair_id().alias("pair_id"))
         summary["pairs_inserted"] = pairs_insert.insert_new(spark, lake_root, distinct_pairs, run_id,
                                                             source_ids, at_most=summary["rows_out"]).inserted
     else:
