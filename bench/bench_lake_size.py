@@ -14,11 +14,13 @@ RESTOREd to the prefilled version, so every run inserts the same pairs into the 
 
     python bench/bench_lake_size.py [--rows 10000000] [--size-mb 50] [--files 2] [--rounds 3] [--plain]
     python bench/bench_lake_size.py --goal      # the issue's sizes: 50M rows, 1 GB of WAT (an idle machine)
+    python bench/bench_lake_size.py --goal --work W [--reuse]   # keep (then reuse) the WAT and the 50M lake
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -97,6 +99,8 @@ def main() -> None:
     ap.add_argument("--plain", action="store_true", help="also time the plain MERGE into the prefilled lake")
     ap.add_argument("--goal", action="store_true", help="the issue's sizes: --rows 50M --size-mb 1000 --files 8")
     ap.add_argument("--work", default=None, help="folder for the lakes and WAT (default: a temp folder)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse the WAT and prefilled lake a previous run with these sizes left in --work")
     args = ap.parse_args()
     if args.goal:
         args.rows, args.size_mb, args.files = 50_000_000, 1000.0, 8
@@ -107,21 +111,37 @@ def main() -> None:
     from kgcurate.context import execute_stage
     from kgcurate.session import get_spark
     from kgcurate.stages import ingest_wat
-    from kgcurate.wat.sample import write_sample
+    from kgcurate.wat.sample import load_manifest, write_sample
 
+    setup = work / "setup.json"
+    sizes = {"rows": args.rows, "size_mb": args.size_mb, "files": args.files}
+    saved = json.loads(setup.read_text()) if args.reuse and setup.exists() else None
+    if saved is not None and saved["sizes"] != sizes:
+        raise SystemExit(f"--reuse: {work} was set up for {saved['sizes']}, not {sizes}")
     try:
-        manifest = write_sample(work / "wat", files=args.files, size_mb=args.size_mb, seed=1, corrupt=False)
+        if saved is None:
+            setup.unlink(missing_ok=True)
+            manifest = write_sample(work / "wat", files=args.files, size_mb=args.size_mb, seed=1, corrupt=False)
+        else:
+            manifest = load_manifest(work / "wat")
         mb = sum(os.path.getsize(f) for f in manifest.files) / 1e6
         distinct = len({(u, t) for (u, t, _s, _p) in manifest.pairs})
         print(f"input: {len(manifest.files)} WAT files, {mb:.1f} MB gzip, {distinct:,} distinct pairs; "
               f"{args.cores} cores", flush=True)
         spark = get_spark("bench-lake-size", {"spark.sql.shuffle.partitions": str(args.cores)})
         full = str(work / "prefilled")
-        t0 = time.perf_counter()
-        v_full = prefill(spark, full, args.rows, args.prefill_files or max(1, args.rows // 500_000))
-        print(f"prefilled pairs with {args.rows:,} rows in {time.perf_counter() - t0:.0f} s "
-              f"({sum(f.stat().st_size for f in Path(full, 'pairs').rglob('*.parquet')) / 1e9:.2f} GB Parquet)",
-              flush=True)
+        if saved is None:
+            shutil.rmtree(full, ignore_errors=True)
+            t0 = time.perf_counter()
+            v_full = prefill(spark, full, args.rows, args.prefill_files or max(1, args.rows // 500_000))
+            print(f"prefilled pairs with {args.rows:,} rows in {time.perf_counter() - t0:.0f} s "
+                  f"({sum(f.stat().st_size for f in Path(full, 'pairs').rglob('*.parquet')) / 1e9:.2f} GB Parquet)",
+                  flush=True)
+            setup.write_text(json.dumps({"sizes": sizes, "v_full": v_full}))
+        else:
+            v_full = saved["v_full"]
+            lake.restore(spark, full, tables.PAIRS, v_full)  # as prefilled, whatever a killed run left
+            print(f"reusing {full}: pairs at version {v_full}", flush=True)
 
         def job(root: str) -> float:
             cfg = config.load(None)
@@ -133,11 +153,17 @@ def main() -> None:
             assert summary.pairs_inserted == distinct, (summary.pairs_inserted, distinct)
             return secs
 
-        warm = write_sample(work / "warm-wat", files=1, size_mb=min(10.0, args.size_mb / 4), seed=2, corrupt=False)
-        cfg = config.load(None)
-        cfg["lake"] = str(work / "warm-lake")
-        cfg["wat"].update(inputs=warm.files, progress_interval=3600)
-        execute_stage(ingest_wat, cfg, spark)
+        # warm-up, outside the timings: a first ingest into a new lake (the empty variant's path), then
+        # other pairs into that lake, which now has files (the prefilled variant's id lookup), so that
+        # neither variant's first round also pays for compiling its own code path
+        shutil.rmtree(work / "warm-lake", ignore_errors=True)
+        for seed in (2, 3):
+            warm = write_sample(work / f"warm-wat-{seed}", files=1, size_mb=min(10.0, args.size_mb / 4), seed=seed,
+                                corrupt=False)
+            cfg = config.load(None)
+            cfg["lake"] = str(work / "warm-lake")
+            cfg["wat"].update(inputs=warm.files, progress_interval=3600)
+            execute_stage(ingest_wat, cfg, spark)
 
         plain_max = pairs_insert.MAX_LISTED
 
