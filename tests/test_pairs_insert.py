@@ -194,3 +194,24 @@ def test_session_conf_is_set_inside_and_restored_or_unset_after(spark):
         raise RuntimeError("a failing query")
     assert spark.conf.get(key) == "outside"
     spark.conf.unset(key)
+
+
+def test_session_conf_blocks_of_two_threads_do_not_overlap(spark):
+    """Overlapping blocks in two threads would restore each other's value (and leave one set for good):
+    a block holds the lock another thread's block needs, and gives it back on leaving."""
+    def others_can_enter() -> bool:
+        got: list[bool] = []
+
+        def try_lock() -> None:
+            got.append(lk._SESSION_CONF_LOCK.acquire(blocking=False))
+            if got[0]:
+                lk._SESSION_CONF_LOCK.release()
+
+        t = threading.Thread(target=try_lock)
+        t.start()
+        t.join()
+        return got[0]
+
+    with lk.session_conf(spark, "spark.kgcurate.test.setting", "inside"):
+        assert not others_can_enter()
+    assert others_can_enter() and spark.conf.get("spark.kgcurate.test.setting", None) is None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -466,19 +467,24 @@ def staging_path(lake: str, run_id: str = "") -> str:
     return f"{normalize_root(lake)}/{STAGING}" + (f"/{run_id}" if run_id else "")
 
 
+_SESSION_CONF_LOCK = threading.RLock()
+
+
 @contextmanager
 def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
     """``key`` = ``value`` for the queries planned and run inside, then as it was (set, or unset): a
-    setting one query needs (a scan's split size) without changing the session's other jobs."""
-    previous = spark.conf.get(key, None)
-    spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        if previous is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, previous)
+    setting one query needs (a scan's split size) without changing the session's other jobs. Threads
+    sharing the session take turns: two overlapping blocks would otherwise restore each other's value."""
+    with _SESSION_CONF_LOCK:
+        previous = spark.conf.get(key, None)
+        spark.conf.set(key, value)
+        try:
+            yield
+        finally:
+            if previous is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, previous)
 
 
 @contextmanager
