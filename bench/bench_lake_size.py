@@ -15,6 +15,9 @@ RESTOREd to the prefilled version, so every run inserts the same pairs into the 
     python bench/bench_lake_size.py [--rows 10000000] [--size-mb 50] [--files 2] [--rounds 3] [--plain]
     python bench/bench_lake_size.py --goal      # the issue's sizes: 50M rows, 1 GB of WAT (an idle machine)
     python bench/bench_lake_size.py --goal --work W [--reuse]   # keep (then reuse) the WAT and the 50M lake
+
+RESTORE leaves each round's inserted files in ``W/prefilled`` (unreferenced, never read): delete ``W``
+after a series of ``--reuse`` runs.
 """
 
 from __future__ import annotations
@@ -104,6 +107,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.goal:
         args.rows, args.size_mb, args.files = 50_000_000, 1000.0, 8
+    if args.reuse and not args.work:
+        raise SystemExit("--reuse needs --work (the folder a previous run set up)")
+    args.prefill_files = args.prefill_files or max(1, args.rows // 500_000)
     work = Path(args.work or tempfile.mkdtemp(prefix="kgcurate-lake-size-"))
     work.mkdir(parents=True, exist_ok=True)
     os.environ["KGCURATE_MASTER"] = f"local[{args.cores}]"
@@ -114,7 +120,7 @@ def main() -> None:
     from kgcurate.wat.sample import load_manifest, write_sample
 
     setup = work / "setup.json"
-    sizes = {"rows": args.rows, "size_mb": args.size_mb, "files": args.files}
+    sizes = {"rows": args.rows, "prefill_files": args.prefill_files, "size_mb": args.size_mb, "files": args.files}
     saved = json.loads(setup.read_text()) if args.reuse and setup.exists() else None
     if saved is not None and saved["sizes"] != sizes:
         raise SystemExit(f"--reuse: {work} was set up for {saved['sizes']}, not {sizes}")
@@ -133,7 +139,7 @@ def main() -> None:
         if saved is None:
             shutil.rmtree(full, ignore_errors=True)
             t0 = time.perf_counter()
-            v_full = prefill(spark, full, args.rows, args.prefill_files or max(1, args.rows // 500_000))
+            v_full = prefill(spark, full, args.rows, args.prefill_files)
             print(f"prefilled pairs with {args.rows:,} rows in {time.perf_counter() - t0:.0f} s "
                   f"({sum(f.stat().st_size for f in Path(full, 'pairs').rglob('*.parquet')) / 1e9:.2f} GB Parquet)",
                   flush=True)

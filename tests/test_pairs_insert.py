@@ -168,9 +168,10 @@ def test_a_table_without_files_is_appended_to_without_gathering_ids(spark, lake,
 
 
 @pytest.mark.parametrize("broadcast", [True, False])
-def test_repeated_source_ids_count_once_and_the_split_setting_is_put_back(spark, lake, broadcast):
+def test_repeated_source_ids_count_once_and_the_split_setting_is_put_back(spark, lake, broadcast, monkeypatch):
     """The run's ids come with repeats (one per staged row, not deduplicated first): a present id still
-    counts once toward MAX_LISTED, and the lookup's larger scan splits do not outlive it."""
+    counts once toward MAX_LISTED. The broadcast lookup's query runs with the larger scan splits, which
+    do not outlive it; the sort-merge lookup keeps the session's."""
     old = _pairs(spark, [("http://x/a.jpg", "a cat", "http://x/"), ("http://x/b.jpg", "a bat", "http://x/")], "run-0")
     lk.append(spark, lake, tables.PAIRS, old)
     v = lk.version(spark, lake, tables.PAIRS)
@@ -178,7 +179,12 @@ def test_repeated_source_ids_count_once_and_the_split_setting_is_put_back(spark,
     repeats = spark.createDataFrame([(a,), (a,), (a,), (7,), (7,)], "pair_id bigint")
     key = "spark.sql.files.maxPartitionBytes"
     before = spark.conf.get(key, None)
+    seen: list[str | None] = []
+    collect = type(repeats).collect
+    monkeypatch.setattr(type(repeats), "collect", lambda df: seen.append(spark.conf.get(key, None)) or collect(df))
     assert pairs_insert.present_ids(spark, lake, repeats, v, 1, broadcast=broadcast) == [a]
+    assert seen == [str(pairs_insert.ID_SCAN_SPLIT_BYTES) if broadcast else before]
+    monkeypatch.undo()
     assert spark.conf.get(key, None) == before
     both = repeats.union(spark.createDataFrame([(b,), (b,)], "pair_id bigint"))
     assert sorted(pairs_insert.present_ids(spark, lake, both, v, 5, broadcast=broadcast)) == sorted([a, b])
@@ -194,6 +200,19 @@ def test_session_conf_is_set_inside_and_restored_or_unset_after(spark):
         raise RuntimeError("a failing query")
     assert spark.conf.get(key) == "outside"
     spark.conf.unset(key)
+    # a registered key the cluster's configuration set (conf/cluster.yaml sets this one to 256 MB)
+    split = "spark.sql.files.maxPartitionBytes"
+    previous = spark.conf.get(split, None)
+    spark.conf.set(split, "268435456")
+    try:
+        with lk.session_conf(spark, split, "2g"):
+            assert spark.conf.get(split) == "2g"
+        assert spark.conf.get(split) == "268435456"
+    finally:
+        if previous is None:
+            spark.conf.unset(split)
+        else:
+            spark.conf.set(split, previous)
 
 
 def test_session_conf_blocks_of_two_threads_do_not_overlap(spark):

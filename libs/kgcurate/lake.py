@@ -473,8 +473,9 @@ _SESSION_CONF_LOCK = threading.RLock()
 @contextmanager
 def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
     """``key`` = ``value`` for the queries planned and run inside, then as it was (set, or unset): a
-    setting one query needs (a scan's split size) without changing the session's other jobs. Threads
-    sharing the session take turns: two overlapping blocks would otherwise restore each other's value."""
+    setting one query needs (a scan's split size), not kept for the session's later jobs. Blocks in
+    threads sharing the session take turns (overlapping ones would restore each other's value); a query
+    another thread runs outside any block meanwhile does see the value."""
     with _SESSION_CONF_LOCK:
         previous = spark.conf.get(key, None)
         spark.conf.set(key, value)

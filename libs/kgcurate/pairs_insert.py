@@ -42,10 +42,11 @@ MAX_LISTED = 20_000
 # Spark's hashed relation on the driver and each executor. 1 GB of WAT extracts ~2.3M rows (1.9M
 # distinct); above this the semi-join shuffles every id of the table (2.6x the empty lake at 50M rows).
 BROADCAST_IDS = 4_000_000
-# Split size of the lookup's scan of pairs. Spark sizes splits on the files' whole bytes (128 MB) but the
-# scan reads only pair_id, ~5% of them: 100 tasks of ~4 MB of ids for 50M rows, mostly per-task cost
-# (1.4 s against 0.56 s in 4 tasks, 2 cores). Spark still caps a split at the table's bytes over the
-# default parallelism, so a cluster keeps a task per core.
+# Split size of the broadcast lookup's scan of pairs. Spark sizes splits on the files' whole bytes (128 MB)
+# but the scan reads only pair_id, ~5% of them: 100 tasks of ~4 MB of ids for 50M rows, mostly per-task
+# cost (1.4 s against 0.56 s in 4 tasks, 2 cores). Spark still caps a split at the table's bytes over the
+# default parallelism (the executor cores registered when the query runs), so a cluster keeps about a
+# task per such core.
 ID_SCAN_SPLIT_BYTES = 2 << 30
 SCOPE = "ingest-wat"  # the lease every writer of pairs holds around the scan and the MERGE
 log = logging.getLogger("kgcurate.pairs_insert")
@@ -75,12 +76,15 @@ def present_ids(spark: SparkSession, root: str, source_ids: DataFrame, at_versio
     ``broadcast`` (a run of at most :data:`BROADCAST_IDS` pairs): the run's ids are shipped to every
     task and the table's pair_id column is only scanned and probed, with no shuffle of the table's ids
     (a sort-merge semi-join shuffled all 50M of them: 33 s of a 45 s ingest of 250 MB). Repeats cost
-    the broadcast a few more entries; removing them first was a shuffle of every id of the run."""
+    the broadcast more entries (2.26M rows for 1.88M ids from 1 GB of WAT); removing them first was a
+    shuffle of every id of the run."""
     table_ids = lake.read(spark, root, tables.PAIRS, at_version).select("pair_id")
-    if broadcast:
-        present = table_ids.join(F.broadcast(source_ids.select("pair_id")), "pair_id", "left_semi")
-    else:
+    if not broadcast:
         present = source_ids.select("pair_id").join(table_ids, "pair_id", "left_semi")
+        return [int(r[0]) for r in present.distinct().limit(limit + 1).collect()]
+    present = table_ids.join(F.broadcast(source_ids.select("pair_id")), "pair_id", "left_semi")
+    # the split size reaches every scan of this query: the table's pair_id column, and the run's rows,
+    # at most BROADCAST_IDS of them here (the measured case; the sort-merge path keeps the session's)
     with lake.session_conf(spark, "spark.sql.files.maxPartitionBytes", str(ID_SCAN_SPLIT_BYTES)):
         return [int(r[0]) for r in present.distinct().limit(limit + 1).collect()]
 
