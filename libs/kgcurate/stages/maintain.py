@@ -22,6 +22,7 @@ A dry run reports what would be compacted and deleted and changes nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -103,14 +104,13 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> MaintainSummary:
     names = [n for n in tables.SCHEMAS if lake.exists(spark, root, n)]
     if not names:
         raise UserError(f"no Delta table found in lake {root} (check --lake)")
-    previous = spark.conf.get(RETENTION_CHECK, "true")
-    if hours < SAFE_HOURS:
-        log.warning("%s: vacuum window %.0fh is below %dh: time travel beyond it breaks, and a job still "
-                    "running for longer could lose files", JOB, hours, SAFE_HOURS)
-        spark.conf.set(RETENTION_CHECK, "false")
-    t0 = time.monotonic()
-    summary = MaintainSummary(lake=root, vacuum_hours=hours, dry_run=dry)
-    try:
+    with contextlib.ExitStack() as stack:
+        if hours < SAFE_HOURS:
+            log.warning("%s: vacuum window %.0fh is below %dh: time travel beyond it breaks, and a job still "
+                        "running for longer could lose files", JOB, hours, SAFE_HOURS)
+            stack.enter_context(lake.session_conf(spark, RETENTION_CHECK, "false"))
+        t0 = time.monotonic()
+        summary = MaintainSummary(lake=root, vacuum_hours=hours, dry_run=dry)
         if tables.CURATED in names:  # partitions of killed balances (no run row): invisible, removed here
             from kgcurate.stages import balance
 
@@ -137,8 +137,6 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> MaintainSummary:
             for path in stale:
                 fs, hpath = lake.hadoop_fs(spark, path)
                 fs.delete(hpath, True)
-    finally:
-        spark.conf.set(RETENTION_CHECK, previous)
     summary.seconds = round(time.monotonic() - t0, 2)
     return summary
 
