@@ -407,14 +407,11 @@ def stage_output(spark: SparkSession, files: list[InputFile], languages: tuple[s
         if fmt == "json" and not is_line_per_entity(spark, f.path):
             fmt = "document"
         groups[fmt].append(f)
-    conf = spark.conf
-    previous = conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
     folders: list[str] = []
-    try:
-        for fmt, group in groups.items():
-            if fmt != "document":
-                conf.set("spark.sql.execution.arrow.maxRecordsPerBatch",
-                         str(JSON_BATCH_ROWS if fmt == "json" else NT_BATCH_ROWS))
+    for fmt, group in groups.items():
+        # the document group reads as many rows a batch as the nt group (as when it inherited nt's setting)
+        rows = JSON_BATCH_ROWS if fmt == "json" else NT_BATCH_ROWS
+        with lake.session_conf(spark, "spark.sql.execution.arrow.maxRecordsPerBatch", str(rows)):
             strict = [f for f in group if f.problem is None]
             while strict:
                 out = f"{staging}/{fmt}-{len(folders)}"
@@ -437,8 +434,6 @@ def stage_output(spark: SparkSession, files: list[InputFile], languages: tuple[s
                 out = f"{staging}/{fmt}-{len(folders)}-tolerant"
                 _write_group(spark, fmt, damaged, languages, out, tolerant=True)
                 folders.append(out)
-    finally:
-        conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", previous)
     return folders
 
 
