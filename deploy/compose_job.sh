@@ -9,7 +9,8 @@
 # Environment: KGCURATE_HOME (repo or /opt/kgcurate), KGCURATE_BUCKET (default kgcurate),
 # KGCURATE_S3_ENDPOINT + AWS_* (default chain), KGCURATE_SUBMIT_OPTS (e.g. --master spark://...),
 # SAMPLE_FILES / SAMPLE_RECORDS (sample size), KGCURATE_SAMPLES (local scratch folder),
-# SAMPLE_IMAGE_BASE_URL / SAMPLE_IMAGES (the image server and the folder it serves).
+# SAMPLE_IMAGE_BASE_URL / SAMPLE_IMAGES (the image server and the folder it serves),
+# KGCURATE_REPORTS (the report's folder; default deploy/compose.yaml's report.out, the `reports` volume).
 set -euo pipefail
 home="${KGCURATE_HOME:-/opt/kgcurate}"
 bucket="${KGCURATE_BUCKET:-kgcurate}"
@@ -26,7 +27,11 @@ fi
 "$python" -m kgcurate.cli make-sample --out "$samples" --files "${SAMPLE_FILES:-4}" --records "${SAMPLE_RECORDS:-400}" \
   "${image_args[@]}"
 "$python" deploy/s3_stage.py "$samples" "s3://$bucket/samples/"
-deploy/spark-submit.sh run --config deploy/compose.yaml --lake "s3a://$bucket/lake" "$@"
+report_args=()
+if [[ -n "${KGCURATE_REPORTS:-}" ]]; then
+  report_args=(--out "$KGCURATE_REPORTS")
+fi
+deploy/spark-submit.sh run --config deploy/compose.yaml --lake "s3a://$bucket/lake" "${report_args[@]}" "$@"
 if [[ -n "$images_url" ]]; then
   # The image server is on the compose network (a private address): allowed explicitly, for this demo only.
   deploy/spark-submit.sh download --config deploy/compose.yaml --lake "s3a://$bucket/lake" \

@@ -23,7 +23,7 @@ SITE: dict[str, str] = {
     "config": "/opt/kgcurate/conf/cluster.yaml",           # baked into the image
     "listing_base": "s3://commoncrawl/",                    # CommonCrawl (or a mirror laid out like it)
     "wikidata": "s3a://example-bucket/wikidata/latest-all.json.bz2",
-    "report_out": "/tmp/kgcurate-report",                   # driver-local; copy it out afterwards
+    "report_out": "s3://example-bucket/kgcurate/reports/latest",  # index.html + PNGs, beside the lake
     "target_size": "400000000",                             # MetaCLIP's 400M
     "shards": "s3://example-bucket/kgcurate/shards",        # `kgcurate download` output (webdataset tars)
     "train_image": "ghcr.io/example/kgcurate-train:0.1.0",  # built from deploy/Dockerfile.train (CUDA)

@@ -31,6 +31,29 @@ def test_unknown_command_and_missing_config(tmp_path, capsys):
     assert err.startswith("kgcurate: error: config file not found") and "\n" not in err
 
 
+def test_run_takes_the_report_folder_as_a_flag(monkeypatch, tmp_path):
+    """``run --out DIR`` (docker-compose's job puts the report in a volume with it) overrides report.out."""
+    seen = {}
+    monkeypatch.setattr(cli, "check_lake", lambda root, command: None)
+    monkeypatch.setattr(cli, "run_stage", lambda module, args, cfg: seen.update(cfg) or 0)
+    repo = Path(__file__).resolve().parents[1]
+    assert cli.main(["run", "--config", str(repo / "deploy" / "compose.yaml"), "--out", str(tmp_path)]) == 0
+    assert seen["report"]["out"] == str(tmp_path)
+    assert cli.main(["run", "--config", str(repo / "deploy" / "compose.yaml")]) == 0
+    assert seen["report"]["out"] == "/srv/kgcurate/reports"  # the file's value: the `reports` volume
+
+
+def test_a_report_folder_nothing_writes_is_refused_before_any_stage(monkeypatch, tmp_path, capsys):
+    """``report`` and ``run`` check ``--out`` before Spark starts: ``run`` would otherwise fail at its last stage."""
+    monkeypatch.setattr(cli, "check_lake", lambda root, command: None)
+    monkeypatch.setattr(cli.Context, "of", lambda *a: pytest.fail("a stage started"))
+    repo = Path(__file__).resolve().parents[1]
+    for argv in (["report", "--lake", str(tmp_path)], ["run", "--config", str(repo / "conf" / "demo.yaml")]):
+        assert cli.main([*argv, "--out", "hdfs://nn/reports"]) == 2
+        assert capsys.readouterr().err.strip() == ("kgcurate: error: report --out hdfs://nn/reports: the report goes "
+                                                   "to a local folder or s3://bucket/prefix")
+
+
 def test_usage_error_exits_2(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["ingest-wat", "--min-text-length", "many"])

@@ -89,8 +89,12 @@ def test_bucket_master_and_commands_line_up(compose, dist):
                 copied = rel in dockerfile or (rel.startswith("conf/") and CONF_COPY in dockerfile
                                                and (dist / rel).is_file())
                 assert copied, f"{rel} is not copied into {name}'s image"
-    for volume in ("minio-data", "sample-images", "experiments"):
+    for volume in ("minio-data", "sample-images", "experiments", "reports"):
         assert compose["volumes"][volume] == {}
+    # The report outlives the job's container: its folder is a named volume the job user owns.
+    reports = job_cfg["report"]["out"]
+    assert f"reports:{reports}" in services["job"]["volumes"], "the report would be lost with the container"
+    assert re.search(rf"install -d -o spark -g spark .*{re.escape(reports)}\b", dockerfile_of(services["job"]))
 
 
 def test_images_server_job_and_train_line_up(compose):
@@ -202,7 +206,8 @@ def test_compose_job_and_train_run_the_demo_against_s3(tmp_path, compose, dist):
         srv.create_bucket("kgcurate")  # what the minio-init service does
         base = f"http://127.0.0.1:{port}"  # `images` on the compose network; a private address either way
         job_env = compose_env(services["job"], srv.env(), SAMPLE_IMAGE_BASE_URL=base, SAMPLE_IMAGES=str(images),
-                              KGCURATE_HOME=str(REPO), SAMPLE_FILES="2", SAMPLE_RECORDS="60")
+                              KGCURATE_HOME=str(REPO), SAMPLE_FILES="2", SAMPLE_RECORDS="60",
+                              KGCURATE_REPORTS=str(tmp_path / "reports"))  # the `reports` volume
         env = {
             **os.environ, **job_env, "KGCURATE_PYTHON": sys.executable,
             "KGCURATE_SAMPLES": str(tmp_path / "samples"),
@@ -215,6 +220,8 @@ def test_compose_job_and_train_run_the_demo_against_s3(tmp_path, compose, dist):
         assert r.returncode == 0, r.stderr[-4000:]
         assert "kgcurate demo done: lake at s3a://kgcurate/lake" in r.stdout
         assert f"images in {images}" in r.stdout  # make-sample wrote the served folder
+        assert f"report: {tmp_path / 'reports' / 'index.html'}" in r.stdout
+        assert (tmp_path / "reports" / "index.html").is_file() and list((tmp_path / "reports").glob("*.png"))
         keys = srv.keys("kgcurate")
         assert "samples/wat/wat.paths.gz" in keys and not any(k.startswith("samples/images") for k in keys)
         for table in ("pairs", "ingest_log", "metadata", "matches", "entry_counts", "curated", "curation_runs",

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from helpers import execute
-from kgcurate import lake, report_plots, tables
+from kgcurate import lake, report_plots, s3, tables
+from kgcurate.errors import UserError
 from kgcurate.stages import balance as balance_stage
 from kgcurate.stages import report as report_stage
+from s3server import running_server
 from test_match_balance_spark import build_matched_lake, cfg_for
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -72,6 +74,35 @@ def test_report_stage_on_a_balanced_lake(spark, tmp_path) -> None:
     files.update({p.stem: p for p in Path(s.html).parent.glob("*.png")})
     page = assert_report(files)
     assert "truncated gzip member" in page and "entry0" in page
+    # A cluster's report goes beside the lake: rendered, then uploaded, index.html naming only what is there.
+    with running_server() as srv:
+        srv.create_bucket("reports")
+        remote = execute(report_stage, spark, cfg_for(root, report__out="s3a://reports/nightly/"))
+        assert remote.html == "s3://reports/nightly/index.html" and remote.sizes == s.sizes
+        keys = set(srv.keys("reports"))
+        assert keys == {f"nightly/{p.name}" for p in files.values()}
+        body = srv.client().get_object(Bucket="reports", Key="nightly/index.html")["Body"].read().decode()
+        assert {f"nightly/{n}" for n in re.findall(r"<img src='([^']+)'", body)} == keys - {"nightly/index.html"}
+        png = srv.client().get_object(Bucket="reports", Key="nightly/sizes.png")["Body"].read()
+        assert png[:8] == PNG_MAGIC
+
+
+def test_report_folder_is_local_or_s3_and_the_page_is_uploaded_last(tmp_path, monkeypatch) -> None:
+    assert report_stage.out_folder("s3a://b/r/") == "s3://b/r" and report_stage.out_folder("s3://b") == "s3://b"
+    assert report_stage.out_folder(f"file://{tmp_path}/r") == f"{tmp_path}/r"
+    with pytest.raises(UserError, match="report --out hdfs://nn/r: the report goes to a local folder or s3://"):
+        report_stage.out_folder("hdfs://nn/r")
+    sent = []
+
+    class Client:
+        def upload_file(self, path: str, bucket: str, key: str) -> None:
+            sent.append((Path(path).name, bucket, key))
+
+    monkeypatch.setattr(s3, "client", Client)
+    files = report_plots.render({"sizes": {"pairs": 0}}, tmp_path / "r")
+    urls = s3.put_files([p for k, p in files.items() if k != "html"] + [files["html"]], "s3://b/x/")
+    assert sent[-1] == ("index.html", "b", "x/index.html") and len(sent) == len(files)
+    assert urls[-1] == "s3://b/x/index.html" and all(k == f"x/{n}" for n, _, k in sent)
 
 
 @pytest.mark.spark

@@ -103,7 +103,8 @@ STAGES: tuple[Stage, ...] = (
           reads=(T.TRAIN_RUNS,), writes=(T.EVAL_RUNS, T.BAD_RECORDS, T.LEASES), needs_spark=False,
           deploy=Resources(1, 8, "64g", gpus=1), retries=2, options=("evaluate",)),
     # Commands over other stages: the pipeline in one session, a crawl's refresh, table upkeep.
-    Stage("run", "run_pipeline", "the whole pipeline from a config file"),
+    Stage("run", "run_pipeline", "the whole pipeline from a config file",
+          extra_flags=("report.out",)),
     Stage("refresh", "refresh", "incremental refresh for a new crawl",
           reads=(T.INGEST_LOG, T.METADATA, T.MATCH_STATE, T.CURATION_RUNS),
           writes=(T.PAIRS, T.INGEST_LOG, T.BAD_RECORDS, T.MATCHES, T.ENTRY_COUNTS, T.QID_COUNTS, T.MATCH_STATE,

@@ -17,6 +17,7 @@ import os
 import re
 import threading
 import time
+from pathlib import Path
 from typing import Any, BinaryIO
 
 SCHEMES = ("s3://", "s3a://", "s3n://")
@@ -254,6 +255,39 @@ def open_s3(url: str, retries: int = 5, buffer_size: int = READ_BUFFER) -> Binar
 def read_bytes(url: str) -> bytes:
     with open_s3(url) as f:
         return f.read()
+
+
+def output_folder(out: str, refusal: str) -> str:
+    """Where a stage writes its files: ``s3://bucket/prefix`` for an S3 URL (``s3a://`` too), else a local
+    absolute path (``file:`` URLs included); another URL scheme, which nothing here writes, is a
+    ``UserError`` of ``refusal`` (the user's line: what, where, what to do)."""
+    from kgcurate.errors import UserError
+    from kgcurate.wat.inputs import strip_file_uri
+
+    if is_s3(out):
+        _, bucket, key = split_url(out)
+        return f"s3://{bucket}/{key.strip('/')}".rstrip("/")
+    if "://" in out and not out.startswith("file:"):
+        raise UserError(refusal)
+    return os.path.abspath(strip_file_uri(out))
+
+
+def put_files(paths: list[Path], folder: str) -> list[str]:
+    """Upload local files into the S3 ``folder`` (``s3://bucket/prefix``), one object each, named as the
+    file, in the order given (a caller puts last the file that names the others); returns their URLs.
+    A refused or missing bucket is the same ``OSError`` as for :func:`open_s3`."""
+    _, bucket, prefix = split_url(folder)
+    prefix = prefix.strip("/")
+    urls = []
+    for path in paths:
+        key = f"{prefix}/{path.name}" if prefix else path.name
+        url = f"s3://{bucket}/{key}"
+        try:
+            client().upload_file(str(path), bucket, key)
+        except Exception as exc:  # noqa: BLE001 - translated when it is S3's answer, else re-raised
+            raise _translate(exc, url) from exc
+        urls.append(url)
+    return urls
 
 
 def listing_url(crawl: str, base: str = COMMONCRAWL_BASE, kind: str = "wat") -> str:

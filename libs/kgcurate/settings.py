@@ -138,7 +138,7 @@ class BalanceOptions:
 
 @dataclass(frozen=True)
 class ReportOptions:
-    out: str = option("./reports/latest", "output folder for index.html and the PNGs (default: report.out)",
+    out: str = option("./reports/latest", "the report's folder: index.html and its PNGs (default: report.out)",
                       flag="--out")
 
 

@@ -40,7 +40,6 @@ from pyspark.sql import functions as F
 from kgcurate import leases, s3, settings, tables, units
 from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
-from kgcurate.wat.inputs import strip_file_uri
 
 JOB = "download"
 # Statuses worth another try later (the server or the network, not the content).
@@ -74,13 +73,8 @@ class DownloadSummary(Summary):
 
 
 def out_folder(out: str) -> str:
-    """Where shards go: an S3 URL (s3://, s3a://) as s3://..., anything else as a local absolute path."""
-    if s3.is_s3(out):
-        _, bucket, key = s3.split_url(out)
-        return f"s3://{bucket}/{key.strip('/')}".rstrip("/")
-    if "://" in out and not out.startswith("file:"):
-        raise UserError(f"download --out {out}: shards go to a local folder or s3://bucket/prefix")
-    return os.path.abspath(strip_file_uri(out))
+    """Where shards go: ``s3://bucket/prefix`` or a local absolute path (:func:`kgcurate.s3.output_folder`)."""
+    return s3.output_folder(out, f"download --out {out}: shards go to a local folder or s3://bucket/prefix")
 
 
 def samples_of(ctx: Context, curated: DataFrame) -> DataFrame:

@@ -1,5 +1,9 @@
 """``kgcurate report --out DIR``: an HTML page with PNG plots of the curation.
 
+``DIR`` is a local folder or ``s3://bucket/prefix`` (``s3a://`` too): a cluster's driver runs on a node
+nobody looks at, so a scheduled refresh puts its report beside the lake. It is rendered into a temporary
+folder there and uploaded, the plots first and ``index.html`` last.
+
 Spark computes only aggregates here (count histograms, a top-k, per-source and bad-record totals);
 what reaches the driver is bounded by the number of distinct counts, sources and reasons, never by
 the number of pairs. Rendering is :mod:`kgcurate.report_plots` (pure).
@@ -9,16 +13,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import lake, report_plots, tables
+from kgcurate import lake, report_plots, s3, tables
 from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
 from kgcurate.stages import balance, build_metadata, match
@@ -164,14 +168,30 @@ class ReportSummary(Summary):
 
 
 def execute(ctx: Context, cfg: dict[str, Any]) -> ReportSummary:
+    out = out_folder(str(cfg.get("report", {}).get("out") or "./reports/latest"))  # a bad one before any work
     spark = ctx.spark
-    root = cfg["lake"]
-    out = Path(cfg.get("report", {}).get("out") or "./reports/latest")
     t0 = time.monotonic()
-    data = gather(spark, root)
-    files = report_plots.render(data, out)
-    return ReportSummary(html=str(files["html"]), plots=len(files) - 1, sizes=dict(data["sizes"]),
+    data = gather(spark, cfg["lake"])
+    if not s3.is_s3(out):
+        files = report_plots.render(data, out)
+        html = str(files["html"])
+    else:
+        with tempfile.TemporaryDirectory(prefix="kgcurate-report-") as tmp:
+            files = report_plots.render(data, tmp)
+            html = s3.put_files([p for k, p in files.items() if k != "html"] + [files["html"]], out)[-1]
+    return ReportSummary(html=html, plots=len(files) - 1, sizes=dict(data["sizes"]),
                          seconds=round(time.monotonic() - t0, 2))
+
+
+def out_folder(out: str) -> str:
+    """The report's folder: ``s3://bucket/prefix`` or a local absolute path (:func:`kgcurate.s3.output_folder`)."""
+    return s3.output_folder(out, f"report --out {out}: the report goes to a local folder or s3://bucket/prefix")
+
+
+def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
+    """A report folder nothing could write is refused before Spark starts."""
+    out_folder(str(cfg.get("report", {}).get("out") or "./reports/latest"))
+    return {}
 
 
 def report(s: ReportSummary, args: argparse.Namespace) -> int:

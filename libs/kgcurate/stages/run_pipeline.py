@@ -70,6 +70,10 @@ def _short(summary: Summary) -> str:
 def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
     if not args.config:
         raise UserError("run needs --config (e.g. conf/demo.yaml or conf/cluster.yaml)")
+    if (not args.only or "report" in args.only) and "report" not in (args.skip or []):
+        from kgcurate.stages import report
+
+        report.prepare(args, cfg)  # a report folder nothing could write fails now, not after every stage
     return {"only": args.only, "skip": args.skip}
 
 
