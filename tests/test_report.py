@@ -83,8 +83,10 @@ def test_report_stage_on_a_balanced_lake(spark, tmp_path) -> None:
         assert keys == {f"nightly/{p.name}" for p in files.values()}
         body = srv.client().get_object(Bucket="reports", Key="nightly/index.html")["Body"].read().decode()
         assert {f"nightly/{n}" for n in re.findall(r"<img src='([^']+)'", body)} == keys - {"nightly/index.html"}
-        png = srv.client().get_object(Bucket="reports", Key="nightly/sizes.png")["Body"].read()
-        assert png[:8] == PNG_MAGIC
+        png = srv.client().get_object(Bucket="reports", Key="nightly/sizes.png")
+        assert png["Body"].read()[:8] == PNG_MAGIC and png["ContentType"] == "image/png"
+        page = srv.client().head_object(Bucket="reports", Key="nightly/index.html")
+        assert page["ContentType"].startswith("text/html")  # a browser shows it, not a download
 
 
 def test_report_folder_is_local_or_s3_and_the_page_is_uploaded_last(tmp_path, monkeypatch) -> None:
@@ -95,7 +97,7 @@ def test_report_folder_is_local_or_s3_and_the_page_is_uploaded_last(tmp_path, mo
     sent = []
 
     class Client:
-        def upload_file(self, path: str, bucket: str, key: str) -> None:
+        def upload_file(self, path: str, bucket: str, key: str, ExtraArgs: dict | None = None) -> None:  # noqa: N803
             sent.append((Path(path).name, bucket, key))
 
     monkeypatch.setattr(s3, "client", Client)

@@ -13,6 +13,7 @@ object's ETag (an object replaced mid-read fails loudly instead of mixing two ve
 from __future__ import annotations
 
 import io
+import mimetypes
 import os
 import re
 import threading
@@ -275,15 +276,18 @@ def output_folder(out: str, refusal: str) -> str:
 def put_files(paths: list[Path], folder: str) -> list[str]:
     """Upload local files into the S3 ``folder`` (``s3://bucket/prefix``), one object each, named as the
     file, in the order given (a caller puts last the file that names the others); returns their URLs.
-    A refused or missing bucket is the same ``OSError`` as for :func:`open_s3`."""
+    Each object's Content-Type follows its name, so a browser shows ``index.html`` and its PNGs served
+    from the bucket instead of downloading them. A refused or missing bucket is the same ``OSError`` as
+    for :func:`open_s3`."""
     _, bucket, prefix = split_url(folder)
     prefix = prefix.strip("/")
     urls = []
     for path in paths:
         key = f"{prefix}/{path.name}" if prefix else path.name
         url = f"s3://{bucket}/{key}"
+        kind = mimetypes.guess_type(path.name)[0]
         try:
-            client().upload_file(str(path), bucket, key)
+            client().upload_file(str(path), bucket, key, ExtraArgs={"ContentType": kind} if kind else None)
         except Exception as exc:  # noqa: BLE001 - translated when it is S3's answer, else re-raised
             raise _translate(exc, url) from exc
         urls.append(url)
