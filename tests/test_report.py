@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,20 @@ def test_report_stage_on_a_balanced_lake(spark, tmp_path) -> None:
     files.update({p.stem: p for p in Path(s.html).parent.glob("*.png")})
     page = assert_report(files)
     assert "truncated gzip member" in page and "entry0" in page
+    # The curated set is read once for three sections: each agrees with a count over its rows.
+    data = report_stage.gather(spark, root)
+    curated = balance_stage.latest_curated(spark, root).select("entry_ids").collect()
+    per_entry = Counter(e for r in curated for e in r[0])
+    assert sorted(data["hist_after"]) == sorted(Counter(per_entry.values()).items())
+    meta = lake.read(spark, root, tables.METADATA).collect()
+    ids = {r["entry"]: r["entry_id"] for r in meta}
+    assert [e["after"] for e in data["top_entries"]] == [per_entry[ids[e["entry"]]] for e in data["top_entries"]]
+    assert max(e["after"] for e in data["top_entries"]) > 0
+    by_source = Counter()
+    for r in meta:
+        for src in r["sources"]:
+            by_source[src] += per_entry[r["entry_id"]]
+    assert {s["source"]: s["curated_matches"] for s in data["sources"]} == {k: by_source[k] for k in by_source}
     # A cluster's report goes beside the lake: rendered, then uploaded, index.html naming only what is there.
     with running_server() as srv:
         srv.create_bucket("reports")
