@@ -14,23 +14,10 @@ FIXTURES = REPO / "tests" / "fixtures"
 # Set before anything imports torch; the CLI subprocesses the tests start inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-# Spark compiles Java for every query plan (whole-stage codegen, then Janino per expression). On the
-# tests' tiny tables that compile time is most of a query: interpreted evaluation took test_report.py
-# from 165 s to 108 s here. Results are the same by Spark's contract (its own suites run both modes);
-# jobs and deploys keep codegen. KGCURATE_TEST_CODEGEN=1 runs the suite with it, as production does.
-TEST_SPARK_CONF = {} if os.environ.get("KGCURATE_TEST_CODEGEN") == "1" else {
-    "spark.sql.codegen.wholeStage": "false",
-    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
-}
-# The same for the CLI subprocesses the tests start (pyspark reads this when it launches a JVM);
-# spark-submit runs (deploy, compose) read their own configuration and keep codegen.
-os.environ.setdefault("PYSPARK_SUBMIT_ARGS", " ".join(
-    [f"--conf {key}={value}" for key, value in TEST_SPARK_CONF.items()] + ["pyspark-shell"]))
-
 
 @pytest.fixture(scope="session")
 def spark():
-    """One small local session: 2 cores, 2 shuffle partitions, no UI, no codegen (above)."""
+    """One small local session: 2 cores, 2 shuffle partitions, no UI."""
     os.environ.setdefault("KGCURATE_MASTER", "local[2]")
     from kgcurate.session import get_spark
 
@@ -41,7 +28,6 @@ def spark():
             "spark.default.parallelism": "2",
             "spark.driver.memory": "2g",
             "spark.databricks.delta.snapshotPartitions": "1",
-            **TEST_SPARK_CONF,
         },
     )
     yield session
