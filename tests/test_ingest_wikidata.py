@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 from pyspark.sql import functions as F
 
 from helpers import execute
-from kgcurate import config, tables
+from kgcurate import cli, config, tables
 from kgcurate import lake as lk
 from kgcurate.errors import UserError
 from kgcurate.stages import ingest_wikidata as stage
@@ -55,12 +58,63 @@ def test_json_and_nt_dumps_with_bad_lines_idempotent(spark, lake, fixtures, tmp_
             log["dump.json"]["filtered"], log["dump.json"]["status"]) == (34, 30, 2, 2, "ok")
     assert log["sample-truthy.nt"]["records"] == 115 and log["sample-truthy.nt"]["rows_out"] == 8
 
-    # the same dump again: entities replaced in place, no duplicate bad records, one more log row per file
-    s2 = execute(stage, spark, _cfg(lake, [dump, nt]))
-    assert s2.inserted == 0 and s2.updated == 30
+    # the same files again: nothing read, no table gets a new version
+    versions = {t: lk.version(spark, lake, t) for t in (tables.ENTITIES, tables.INGEST_LOG, tables.BAD_RECORDS)}
+    again = execute(stage, spark, _cfg(lake, [dump, nt]))
+    assert again.done_by == s1.run_id and (again.files, again.ok, again.records, again.updated) == (2, 2, 0, 0)
+    assert {t: lk.version(spark, lake, t) for t in versions} == versions
+
+    # --force: entities replaced in place, no duplicate bad records, one more log row per file
+    s2 = execute(stage, spark, _cfg(lake, [dump, nt], force=True))
+    assert s2.done_by is None and s2.inserted == 0 and s2.updated == 30
     assert lk.read(spark, lake, tables.ENTITIES).count() == 30
     assert lk.read(spark, lake, tables.BAD_RECORDS).count() == 2
     assert lk.read(spark, lake, tables.INGEST_LOG).where(F.col("status") == "ok").count() == 4
+
+
+def test_a_dump_is_read_again_only_when_it_or_the_options_changed(spark, lake, fixtures, tmp_path, capsys):
+    """Skip-if-done keys on the files as listed (a new dump keeps the name latest-all.json.bz2, not its
+    size and modification time) and on the languages; maintenance commits do not hide the note."""
+    dump = tmp_path / "latest-all.json"
+    dump.write_bytes((fixtures / "wikidata" / "sample.json").read_bytes())
+    first = execute(stage, spark, _cfg(lake, [dump]))
+    assert first.done_by is None and first.inserted == 30
+    note = lk.last_data_commit(spark, lake, tables.ENTITIES)[1]
+    assert stage.noted_run(note, {**json.loads(note)[stage.NOTE_KEY], "run_id": None}) is None
+    assert json.loads(note)[stage.NOTE_KEY]["run_id"] == first.run_id
+
+    lk.optimize(spark, lake, tables.ENTITIES)  # what maintain does between refreshes
+    assert cli.main(["ingest-wikidata", "--lake", lake, str(dump)]) == 0
+    assert f"nothing to do: 1 files, already ingested unchanged by run {first.run_id}" in capsys.readouterr().out
+
+    touched = execute(stage, spark, _cfg(lake, [dump]))  # touched: a new dump under the same name
+    assert touched.done_by == first.run_id
+    os.utime(dump, ns=(dump.stat().st_atime_ns, dump.stat().st_mtime_ns + 10**9))
+    touched = execute(stage, spark, _cfg(lake, [dump]))
+    assert touched.done_by is None and touched.updated == 30
+    assert execute(stage, spark, _cfg(lake, [dump])).done_by == touched.run_id
+
+    other_languages = execute(stage, spark, _cfg(lake, [dump], languages=["de", "en"]))
+    assert other_languages.done_by is None and other_languages.updated == 30
+
+    # a run with a failed file is not done: the next one reads every file again
+    empty = tmp_path / "empty.json"
+    empty.write_bytes(b"")
+    failed = execute(stage, spark, _cfg(lake, [dump, empty]))
+    assert failed.ok == 1 and failed.done_by is None
+    assert execute(stage, spark, _cfg(lake, [dump, empty])).done_by is None
+
+
+def test_noted_run_needs_the_same_record():
+    rec = {"version": "1", "languages": ["en", "mul"], "files": [["file:/d.json", 10, 5, "json"]]}
+    note = stage.commit_note("r1", rec)
+    assert stage.noted_run(note, rec) == "r1"
+    assert stage.noted_run(note, {**rec, "languages": ["de", "mul"]}) is None
+    assert stage.noted_run(note, {**rec, "files": [["file:/d.json", 10, 6, "json"]]}) is None
+    assert stage.noted_run(note, {**rec, "version": "2"}) is None
+    for other in (None, "", "not json", "[]", '{"x": 1}', json.dumps({stage.NOTE_KEY: {"run_id": 3, **rec}}),
+                  json.dumps({stage.NOTE_KEY: "r1"})):
+        assert stage.noted_run(other, rec) is None, other
 
 
 def test_spark_grouping_of_nt_facts_equals_json(spark, fixtures):

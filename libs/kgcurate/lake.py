@@ -12,7 +12,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -170,6 +170,29 @@ def content_version(spark: SparkSession, lake: str, name: str, recorded: int) ->
             break
         best = v
     return best
+
+
+def last_data_commit(spark: SparkSession, lake: str, name: str, depth: int = 20) -> tuple[int, str | None] | None:
+    """(version, userMetadata) of the table's newest commit that changed its rows, walking past commits
+    that only rearrange files (``maintain``'s OPTIMIZE, property changes, VACUUM): what a stage noted
+    on its own commit (:func:`commit_note`) is still found after maintenance. None: no table, or no
+    such commit among the last ``depth``."""
+    from delta.tables import DeltaTable
+
+    if not exists(spark, lake, name):
+        return None
+    rows = (DeltaTable.forPath(spark, table_path(lake, name)).history(depth)
+            .select("version", "operation", "userMetadata").collect())
+    for r in sorted(rows, key=lambda r: -int(r["version"])):
+        if r["operation"] not in SAME_CONTENT_OPERATIONS:
+            return int(r["version"]), r["userMetadata"]
+    return None
+
+
+def commit_note(spark: SparkSession, note: str) -> AbstractContextManager[None]:
+    """Delta's ``userMetadata`` for the commits made inside the block (a stage's note of what its
+    commit was made from, read back by :func:`last_data_commit`)."""
+    return session_conf(spark, "spark.databricks.delta.commitInfo.userMetadata", note)
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,8 @@ class WikidataOptions:
                              "mul is always the last fallback", flag="--languages", type=comma_list)
     format: str | None = option(None, "input format (default: from the file name)", flag="--format",
                                 choices=("json", "nt"))
+    force: bool = option(False, "re-read a dump already ingested unchanged (same files, sizes and modification "
+                         "times, same languages)", flag="--force")
 
 
 @dataclass(frozen=True)

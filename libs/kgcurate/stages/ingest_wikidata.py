@@ -24,6 +24,7 @@ damage) and the rest re-run strictly. Totals come from this run's own rows and i
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import re
 import sys
@@ -38,7 +39,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import lake, run_ids, tables, units
+from kgcurate import __version__, lake, run_ids, tables, units
 from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
 from kgcurate.wikidata import P_COMMON_NAME, P_IMAGE, P_INSTANCE_OF, P_PARENT_TAXON, P_SUBCLASS_OF, P_TAXON_NAME
@@ -66,6 +67,7 @@ class IngestWikidataSummary(Summary):
     run_id: str = ""
     inputs: int = 0
     seconds: float = 0.0
+    done_by: str | None = None  # nothing read: the earlier run that ingested these same files (--force re-reads)
 
 JSON_SUFFIXES = (".json", ".json.gz", ".json.bz2", ".jsonl", ".jsonl.gz", ".jsonl.bz2")
 NT_SUFFIXES = (".nt", ".nt.gz", ".nt.bz2")
@@ -239,6 +241,7 @@ class InputFile:
     fmt: str
     problem: str | None = None
     readable: bool = True  # False: nothing to read (empty, wrong compression); True with a problem: read tolerantly
+    mtime: int = 0  # modification time as listed, ms since the epoch (a replaced dump has a new one)
 
 
 # bzip2's end-of-stream marker (48 bits, sqrt(pi)), then a 32-bit CRC, then padding to a byte:
@@ -297,7 +300,8 @@ def list_files(spark: SparkSession, inputs: list[str], forced: str | None) -> li
                 path = str(ch.getPath().toString())
                 # Hadoop spells a local URI file:/// or file:/ depending on the call; Spark's file_path is file:/
                 uri = re.sub(r"^file:/+", "file:/", str(ch.getPath().toUri().toString()))
-                out.append(InputFile(path, uri, int(ch.getLen()), input_format(path, forced)))
+                out.append(InputFile(path, uri, int(ch.getLen()), input_format(path, forced),
+                                     mtime=int(ch.getModificationTime())))
                 found += 1
         if not found:
             raise UserError(f"no Wikidata file in {raw} (hidden files and subfolders are not read)")
@@ -507,6 +511,53 @@ def upsert_entities(spark: SparkSession, lake_root: str, rows: DataFrame) -> dic
     return {"inserted": got["numTargetRowsInserted"], "updated": got["numTargetRowsUpdated"]}
 
 
+NOTE_KEY = "kgcurate.ingest-wikidata"  # the key of this stage's note on its entities commit
+
+
+def inputs_record(files: list[InputFile], languages: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """What a run's entities are made of: each file as listed (URI, size, modification time, format),
+    the label languages and kgcurate's version. Equal records, equal entities (the MERGE replaces a
+    qid's row with the same one)."""
+    return {"version": __version__, "languages": list(languages),
+            "files": sorted([f.uri, f.size, f.mtime, f.fmt] for f in files)}
+
+
+def commit_note(run_id: str, record: dict[str, Any]) -> str:
+    """The note a run leaves on its entities commit: its run_id and :func:`inputs_record`."""
+    return json.dumps({NOTE_KEY: {"run_id": run_id, **record}}, sort_keys=True)
+
+
+def noted_run(note: str | None, record: dict[str, Any]) -> str | None:
+    """The run_id in ``note`` (the newest entities commit's) when that run read exactly ``record``'s
+    files and options; None for any other note, or none (another writer, an older kgcurate)."""
+    try:
+        noted = json.loads(note or "")[NOTE_KEY]
+        run_id = noted.pop("run_id")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return run_id if isinstance(run_id, str) and noted == record else None
+
+
+def done_before(spark: SparkSession, lake_root: str, files: list[InputFile],
+                languages: tuple[str, ...] | list[str]) -> str | None:
+    """The run that already ingested these files unchanged, with these options (None: read them).
+
+    Skip-if-done for a dump cannot key on its path alone: ``latest-all.json.bz2`` is the same name for
+    every weekly dump. So the entities MERGE is noted with its inputs (:func:`commit_note`), and a run
+    is repeated only when the newest commit that changed ``entities`` carries the same record and
+    ``ingest_log`` holds that run's ``ok`` row for every file (a failed file is read again). All or
+    nothing: re-reading only some files would let them replace rows that a skipped file with a
+    greater name won before."""
+    last = lake.last_data_commit(spark, lake_root, tables.ENTITIES)
+    run_id = noted_run(last[1] if last else None, inputs_record(files, languages))
+    if run_id is None:
+        return None
+    ok = {r[0] for r in lake.read(spark, lake_root, tables.INGEST_LOG)
+          .where((F.col("job") == JOB) & (F.col("run_id") == run_id) & (F.col("status") == units.OK))
+          .select("source_file").collect()}  # one row per file of that run
+    return run_id if ok >= {f.uri for f in files} else None
+
+
 LOG_FIELDS = ("source_file", "status", "records", "rows_out", "bad_records", "filtered", "bytes", "error")
 
 
@@ -539,8 +590,9 @@ def file_logs(files: list[InputFile], stats: dict[str, dict[str, int]]) -> list[
 
 
 def commit(spark: SparkSession, lake_root: str, folders: list[str], files: list[InputFile], run_id: str,
-           started: datetime) -> IngestWikidataSummary:
-    """Staged rows -> entities, bad_records, then one ingest_log row per file (last)."""
+           started: datetime, note: str = "") -> IngestWikidataSummary:
+    """Staged rows -> entities (its commit noted with ``note``), bad_records, then one ingest_log row
+    per file (last)."""
     staged = (spark.read.schema(STAGED_SPARK).parquet(*folders) if folders
               else spark.createDataFrame([], STAGED_SPARK))
     kinds = F.col("kind")
@@ -548,7 +600,8 @@ def commit(spark: SparkSession, lake_root: str, folders: list[str], files: list[
     nt_rows = assemble_facts(staged.where(kinds == "fact"))
     rows = entity_rows.unionByName(nt_rows).persist()
     try:
-        merged = upsert_entities(spark, lake_root, rows)
+        with lake.commit_note(spark, note):
+            merged = upsert_entities(spark, lake_root, rows)
         stats: dict[str, dict[str, int]] = {}
         for r in staged.where(kinds == "stat").groupBy("source_file").agg(
                 F.sum("records").alias("records"), F.sum("skipped").alias("skipped"),
@@ -633,11 +686,19 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> IngestWikidataSummary:
     started = datetime.now(timezone.utc)
     t0 = time.monotonic()
     files = list_files(spark, inputs, forced)
+    earlier = None if wd.get("force") else done_before(spark, lake_root, files, languages)
+    if earlier is not None:
+        log.info("%s: all %d files already ingested unchanged by run %s (use --force to re-read them)",
+                 JOB, len(files), earlier)
+        return IngestWikidataSummary(files=len(files), ok=len(files), records=0, rows_out=0, bad_records=0,
+                                     skipped=0, failed=[], inserted=0, updated=0, inputs=len(inputs),
+                                     seconds=round(time.monotonic() - t0, 2), done_by=earlier)
+    note = commit_note(run_id, inputs_record(files, languages))
     with lake.staging_folder(spark, lake_root, run_id) as staging:
         try:
             check_files(spark, files)
             folders = stage_output(spark, files, languages, staging)
-            summary = commit(spark, lake_root, folders, files, run_id, started)
+            summary = commit(spark, lake_root, folders, files, run_id, started, note)
         except UserError:
             raise
         except Exception as exc:
@@ -668,6 +729,10 @@ def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def report(s: IngestWikidataSummary, args: argparse.Namespace) -> int:
+    if s.done_by:
+        print(f"{JOB}: nothing to do: {s.files} files, already ingested unchanged by run {s.done_by} "
+              "(use --force to re-read)")
+        return 0
     print(f"{JOB}: {s.files} files ({s.ok} ok, {s.files - s.ok} failed), {s.records:,} records, "
           f"{s.rows_out:,} entities ({s.inserted:,} new, {s.updated:,} replaced), "
           f"{s.skipped:,} non-items skipped, {s.bad_records:,} bad records, in {s.seconds}s")
