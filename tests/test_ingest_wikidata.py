@@ -79,7 +79,7 @@ def test_a_dump_is_read_again_only_when_it_or_the_options_changed(spark, lake, f
     dump.write_bytes((fixtures / "wikidata" / "sample.json").read_bytes())
     first = execute(stage, spark, _cfg(lake, [dump]))
     assert first.done_by is None and first.inserted == 30
-    note = lk.last_data_commit(spark, lake, tables.ENTITIES)[1]
+    note = lk.last_data_note(spark, lake, tables.ENTITIES)
     assert stage.noted_run(note, {**json.loads(note)[stage.NOTE_KEY], "run_id": None}) is None
     assert json.loads(note)[stage.NOTE_KEY]["run_id"] == first.run_id
 

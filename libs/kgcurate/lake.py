@@ -172,11 +172,11 @@ def content_version(spark: SparkSession, lake: str, name: str, recorded: int) ->
     return best
 
 
-def last_data_commit(spark: SparkSession, lake: str, name: str, depth: int = 20) -> tuple[int, str | None] | None:
-    """(version, userMetadata) of the table's newest commit that changed its rows, walking past commits
+def last_data_note(spark: SparkSession, lake: str, name: str, depth: int = 20) -> str | None:
+    """The ``userMetadata`` of the table's newest commit that changed its rows, walking past commits
     that only rearrange files (``maintain``'s OPTIMIZE, property changes, VACUUM): what a stage noted
-    on its own commit (:func:`commit_note`) is still found after maintenance. None: no table, or no
-    such commit among the last ``depth``."""
+    on its own commit (:func:`commit_note`) is still found after maintenance. None: no table, no note,
+    or no such commit among the last ``depth``."""
     from delta.tables import DeltaTable
 
     if not exists(spark, lake, name):
@@ -185,13 +185,13 @@ def last_data_commit(spark: SparkSession, lake: str, name: str, depth: int = 20)
             .select("version", "operation", "userMetadata").collect())
     for r in sorted(rows, key=lambda r: -int(r["version"])):
         if r["operation"] not in SAME_CONTENT_OPERATIONS:
-            return int(r["version"]), r["userMetadata"]
+            return r["userMetadata"]
     return None
 
 
 def commit_note(spark: SparkSession, note: str) -> AbstractContextManager[None]:
     """Delta's ``userMetadata`` for the commits made inside the block (a stage's note of what its
-    commit was made from, read back by :func:`last_data_commit`)."""
+    commit was made from, read back by :func:`last_data_note`)."""
     return session_conf(spark, "spark.databricks.delta.commitInfo.userMetadata", note)
 
 

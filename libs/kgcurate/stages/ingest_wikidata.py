@@ -538,9 +538,9 @@ def noted_run(note: str | None, record: dict[str, Any]) -> str | None:
     return run_id if isinstance(run_id, str) and noted == record else None
 
 
-def done_before(spark: SparkSession, lake_root: str, files: list[InputFile],
-                languages: tuple[str, ...] | list[str]) -> str | None:
-    """The run that already ingested these files unchanged, with these options (None: read them).
+def done_before(spark: SparkSession, lake_root: str, files: list[InputFile], record: dict[str, Any]) -> str | None:
+    """The run that already ingested these files unchanged, with these options (``record``, from
+    :func:`inputs_record`; None: read them).
 
     Skip-if-done for a dump cannot key on its path alone: ``latest-all.json.bz2`` is the same name for
     every weekly dump. So the entities MERGE is noted with its inputs (:func:`commit_note`), and a run
@@ -548,8 +548,7 @@ def done_before(spark: SparkSession, lake_root: str, files: list[InputFile],
     ``ingest_log`` holds that run's ``ok`` row for every file (a failed file is read again). All or
     nothing: re-reading only some files would let them replace rows that a skipped file with a
     greater name won before."""
-    last = lake.last_data_commit(spark, lake_root, tables.ENTITIES)
-    run_id = noted_run(last[1] if last else None, inputs_record(files, languages))
+    run_id = noted_run(lake.last_data_note(spark, lake_root, tables.ENTITIES), record)
     if run_id is None:
         return None
     ok = {r[0] for r in lake.read(spark, lake_root, tables.INGEST_LOG)
@@ -590,7 +589,7 @@ def file_logs(files: list[InputFile], stats: dict[str, dict[str, int]]) -> list[
 
 
 def commit(spark: SparkSession, lake_root: str, folders: list[str], files: list[InputFile], run_id: str,
-           started: datetime, note: str = "") -> IngestWikidataSummary:
+           started: datetime, note: str) -> IngestWikidataSummary:
     """Staged rows -> entities (its commit noted with ``note``), bad_records, then one ingest_log row
     per file (last)."""
     staged = (spark.read.schema(STAGED_SPARK).parquet(*folders) if folders
@@ -686,14 +685,15 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> IngestWikidataSummary:
     started = datetime.now(timezone.utc)
     t0 = time.monotonic()
     files = list_files(spark, inputs, forced)
-    earlier = None if wd.get("force") else done_before(spark, lake_root, files, languages)
+    record = inputs_record(files, languages)
+    earlier = None if wd.get("force") else done_before(spark, lake_root, files, record)
     if earlier is not None:
         log.info("%s: all %d files already ingested unchanged by run %s (use --force to re-read them)",
                  JOB, len(files), earlier)
         return IngestWikidataSummary(files=len(files), ok=len(files), records=0, rows_out=0, bad_records=0,
                                      skipped=0, failed=[], inserted=0, updated=0, inputs=len(inputs),
                                      seconds=round(time.monotonic() - t0, 2), done_by=earlier)
-    note = commit_note(run_id, inputs_record(files, languages))
+    note = commit_note(run_id, record)
     with lake.staging_folder(spark, lake_root, run_id) as staging:
         try:
             check_files(spark, files)
