@@ -14,15 +14,14 @@ from __future__ import annotations
 import argparse
 import bz2
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_wikidata import FIXTURE, REAL  # noqa: E402 - after the path insert
+from bench.rounds import skip_against_redo  # noqa: E402
 
 
 def main() -> None:
@@ -46,25 +45,14 @@ def main() -> None:
     cfg["lake"] = str(work / "lake")
     cfg["wikidata"]["input"] = [str(dump)]
 
-    def run(force: bool) -> tuple[float, object]:
+    def run(force: bool) -> stage.IngestWikidataSummary:
         cfg["wikidata"]["force"] = force
-        t0 = time.perf_counter()
-        s = stage.execute(Context.of("ingest-wikidata", cfg, spark), cfg)
-        return time.perf_counter() - t0, s
+        return stage.execute(Context.of("ingest-wikidata", cfg, spark), cfg)
 
-    first, s = run(False)
+    s = run(False)
     print(f"input: {source.name} x{args.repeat}, {dump.stat().st_size / 1e6:.1f} MB bz2, {s.rows_out:,} entity lines; "
-          f"first ingest {first:.1f} s")
-    run(True)  # warm-up of the re-read path
-    times: dict[str, list[float]] = {"skip": [], "re-read": []}
-    for r in range(args.rounds):
-        for name, force in (("skip", False), ("re-read", True))[:: 1 if r % 2 == 0 else -1]:
-            secs, s = run(force)
-            assert (s.done_by is None) == force, (name, s)
-            times[name].append(secs)
-        print(f"round {r + 1}: skip {times['skip'][-1]:.2f} s, re-read {times['re-read'][-1]:.2f} s", flush=True)
-    skip, reread = (statistics.median(times[k]) for k in ("skip", "re-read"))
-    print(f"median: skip {skip:.2f} s, re-read {reread:.2f} s: the skip is {skip / reread:.3f}x the re-read")
+          f"first ingest {s.seconds:.1f} s")
+    skip_against_redo(run, args.rounds, "re-read")
     spark.stop()
 
 

@@ -24,7 +24,6 @@ damage) and the rest re-run strictly. Totals come from this run's own rows and i
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import re
 import sys
@@ -39,7 +38,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import __version__, lake, run_ids, tables, units
+from kgcurate import __version__, lake, run_ids, run_notes, tables, units
 from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
 from kgcurate.wikidata import P_COMMON_NAME, P_IMAGE, P_INSTANCE_OF, P_PARENT_TAXON, P_SUBCLASS_OF, P_TAXON_NAME
@@ -524,18 +523,14 @@ def inputs_record(files: list[InputFile], languages: tuple[str, ...] | list[str]
 
 def commit_note(run_id: str, record: dict[str, Any]) -> str:
     """The note a run leaves on its entities commit: its run_id and :func:`inputs_record`."""
-    return json.dumps({NOTE_KEY: {"run_id": run_id, **record}}, sort_keys=True)
+    return run_notes.write(NOTE_KEY, run_id, record)
 
 
 def noted_run(note: str | None, record: dict[str, Any]) -> str | None:
     """The run_id in ``note`` (the newest entities commit's) when that run read exactly ``record``'s
     files and options; None for any other note, or none (another writer, an older kgcurate)."""
-    try:
-        noted = json.loads(note or "")[NOTE_KEY]
-        run_id = noted.pop("run_id")
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
-    return run_id if isinstance(run_id, str) and noted == record else None
+    got = run_notes.read(note, NOTE_KEY)
+    return got[0] if got is not None and got[1] == record else None
 
 
 def done_before(spark: SparkSession, lake_root: str, files: list[InputFile], record: dict[str, Any]) -> str | None:
