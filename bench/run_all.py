@@ -12,7 +12,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["bench_wat.py", "bench_ingest_spark.py", "bench_wikidata.py", "bench_wikidata_rerun.py",
-           "bench_closure.py", "bench_train_input.py",
+           "bench_metadata_rerun.py", "bench_closure.py", "bench_train_input.py",
            "bench_match.py", "bench_balance.py", "bench_report.py", "bench_pipeline.py", "bench_scale.py"]
 
 

@@ -65,3 +65,21 @@ def test_every_stage_has_a_job_script_calling_the_cli():
     for command, (module, _help) in cli.STAGES.items():
         script = (jobs / f"{module}.py").read_text()
         assert f'main(["{command}", *sys.argv[1:]])' in script, module
+
+
+def test_run_says_which_stages_found_their_work_done(capsys):
+    """``kgcurate run``'s per-stage line leads with "nothing to do" for a stage that skipped (done_by), not an
+    empty run_id."""
+    from kgcurate.stages import run_pipeline
+    from kgcurate.stages.build_metadata import BuildMetadataSummary
+    from kgcurate.stages.ingest_wikidata import IngestWikidataSummary
+
+    done = IngestWikidataSummary(files=2, ok=2, records=0, rows_out=0, bad_records=0, skipped=0, failed=[],
+                                 inserted=0, updated=0, done_by="ingest-wikidata-r7")
+    built = BuildMetadataSummary(run_id="build-metadata-r9", rows_total=5, rebuilt="wordnet")
+    assert run_pipeline.report({"ingest-wikidata": done, "build-metadata": built}, None) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("ingest-wikidata: nothing to do (inputs unchanged since run ingest-wikidata-r7), "
+                               "files=2, ok=2")
+    assert "run_id" not in lines[0]
+    assert lines[1].startswith("build-metadata: run_id=build-metadata-r9, ") and "nothing to do" not in lines[1]

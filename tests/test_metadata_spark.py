@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import sys
 import types
 
@@ -174,3 +175,89 @@ def test_bad_inputs_fail_before_any_write(spark, fixtures, tmp_path, capsys):
     bad = sorted((r["offset"], r["reason"]) for r in lake.read(spark, root, tables.BAD_RECORDS).collect())
     assert bad == [(1, "item is a JSON int, not a string"), (2, "empty entry after whitespace normalization")]
     assert lake.read(spark, root, tables.METADATA).count() == 2
+
+
+def _versions(spark, root):
+    names = (tables.METADATA, tables.METADATA_SOURCES, tables.METADATA_DROPS, tables.ENTITIES, tables.ENTITY_SETS)
+    return {n: lake.version(spark, root, n) for n in names}
+
+
+def test_unchanged_inputs_are_not_rebuilt(spark, kg_lake, fixtures, tmp_path, capsys):
+    """A re-run with the same entries, specs and options over the same tables writes nothing (the note on
+    the metadata commit), past maintain's OPTIMIZE; any change of an input or of a table it read rebuilds."""
+    root = str(tmp_path / "lake")
+    for name in (tables.ENTITIES, tables.ENTITY_SETS):
+        lake.append(spark, root, name, lake.read(spark, kg_lake, name))
+    mc = tmp_path / "metadata.json"
+    mc.write_text('["dog", "red fox", "kitchen"]')
+    cfg = _cfg(root, fixtures, entity_sets=["organisms"], metaclip_metadata=str(mc))
+    first = execute(build_metadata, spark, cfg)
+    assert first.done_by is None and first.rows_total > 0
+    assert build_metadata.run_notes.read(lake.last_data_note(spark, root, tables.METADATA),
+                                         build_metadata.NOTE_KEY)[0] == first.run_id
+
+    lake.optimize(spark, root, tables.METADATA)  # what maintain does between runs
+    lake.optimize(spark, root, tables.ENTITIES)
+    before = _versions(spark, root)
+    again = execute(build_metadata, spark, cfg)
+    assert again.done_by == first.run_id and _versions(spark, root) == before
+    assert (again.entries, again.dropped, again.rows_total, again.rebuilt) == (
+        first.entries, first.dropped, first.rows_total, "")
+    assert main(["build-metadata", "--lake", root, "--wordnet-dir", str(fixtures / "wordnet"),
+                 "--entity-set", "organisms", "--metaclip-metadata", str(mc)]) == 0
+    assert f"nothing to do: inputs unchanged since run {first.run_id}" in capsys.readouterr().out
+    assert _versions(spark, root) == before
+
+    def rebuilds(changed_cfg, why):
+        got = execute(build_metadata, spark, changed_cfg)
+        assert got.done_by is None, why
+        assert execute(build_metadata, spark, changed_cfg).done_by == got.run_id, why  # and then it is done
+        return got
+
+    rebuilds(_cfg(root, fixtures, entity_sets=["organisms"], metaclip_metadata=str(mc), min_length=2), "a guard")
+    mc.write_text('["dog", "red fox", "kitchen", "sofa"]')
+    assert rebuilds(cfg, "the MetaCLIP list").entries["metaclip"] == 4
+    lake.append(spark, root, tables.ENTITY_SETS, spark.createDataFrame([("mammals", "Q146", 1)],
+                                                                      tables.schema(tables.ENTITY_SETS)))
+    rebuilds(cfg, "entity_sets written since (another set)")
+    lake.append(spark, root, tables.ENTITIES, spark.createDataFrame(_entity_rows([("Q7", "wolf", [], None, None, 9)]),
+                                                                    tables.schema(tables.ENTITIES)))
+    rebuilds(cfg, "entities ingested since")
+    rebuilds(_cfg(root, fixtures, entity_sets=["organisms", "mammals"], metaclip_metadata=str(mc)), "another set")
+
+    # a run that died after writing metadata_sources: the next one repairs metadata
+    cfg = _cfg(root, fixtures, entity_sets=["organisms", "mammals"], metaclip_metadata=str(mc))
+    lake.append(spark, root, tables.METADATA_SOURCES, spark.createDataFrame([("orphan", "metaclip", None)],
+                                                                            build_metadata.ENTRY_DDL))
+    rebuilds(cfg, "metadata_sources written since")
+    assert lake.read(spark, root, tables.METADATA).where("entry = 'orphan'").count() == 0
+    assert _check_derived(spark, root) > 0
+
+    forced = execute(build_metadata, spark, {**cfg, "metadata": {**cfg["metadata"], "force": True}})
+    assert forced.done_by is None and lake.version(spark, root, tables.METADATA) > before[tables.METADATA]
+
+
+def test_the_inputs_record_reads_back_from_a_note_and_sees_each_input():
+    spec = types.SimpleNamespace(name="cats", roots=("Q146",), rules=("P279*",), source="conf/cats.yaml")
+    rows = [("dog", "wordnet", None), ("cat", "wordnet", None), ("sofa", "metaclip", None)]
+    record = build_metadata.inputs_record(rows, ["wordnet", "metaclip"], [spec, "mammals"], kg.Guards(), False)
+    note = build_metadata.run_notes.write(build_metadata.NOTE_KEY, "r1", {**record, "tables": {"entities": 3}})
+    run_id, noted = build_metadata.run_notes.read(note, build_metadata.NOTE_KEY)
+    assert run_id == "r1" and noted.pop("tables") == {"entities": 3} and noted == record
+    assert record["entity_sets"] == [{"name": "cats", "roots": ["Q146"], "rules": ["P279*"]}, "mammals"]
+    others = [
+        build_metadata.inputs_record([*rows, ("cow", "wordnet", None)], ["wordnet", "metaclip"], [spec, "mammals"],
+                                     kg.Guards(), False),
+        build_metadata.inputs_record(rows, ["wordnet"], [spec, "mammals"], kg.Guards(), False),
+        build_metadata.inputs_record(rows, ["wordnet", "metaclip"], ["mammals"], kg.Guards(), False),
+        build_metadata.inputs_record(rows, ["wordnet", "metaclip"], [types.SimpleNamespace(**{
+            **vars(spec), "roots": ("Q729",)}), "mammals"], kg.Guards(), False),
+        build_metadata.inputs_record(rows, ["wordnet", "metaclip"], [spec, "mammals"],
+                                     kg.Guards(shared_alias="drop"), False),
+        build_metadata.inputs_record(rows, ["wordnet", "metaclip"], [spec, "mammals"], kg.Guards(), True),
+    ]
+    assert all(o != record for o in others) and len({json.dumps(o, sort_keys=True) for o in others}) == len(others)
+    moved = types.SimpleNamespace(**{**vars(spec), "source": "elsewhere/cats.yaml"})  # where the file is: not an input
+    assert build_metadata.inputs_record(rows, ["wordnet", "metaclip"], [moved, "mammals"], kg.Guards(), False) == record
+    assert build_metadata.inputs_record(rows[::-1], ["metaclip", "wordnet"], [spec, "mammals"], kg.Guards(),
+                                        False) == record  # the lists' order is not an input

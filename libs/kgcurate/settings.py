@@ -110,6 +110,8 @@ class MetadataOptions:
     shared_alias: str = option("keep_most_sitelinks", "a KG name shared by several entities: keep it for the best "
                                "one, or drop it", flag="--shared-alias", choices=SHARED_ALIAS_MODES)
     shared_alias_min_qids: int = option(2, "a name naming this many entities or more is shared")
+    force: bool = option(False, "rebuild even when nothing changed since the last build (same entries, entity-set "
+                         "specs and options, same tables)", flag="--force")
 
 
 @dataclass(frozen=True)

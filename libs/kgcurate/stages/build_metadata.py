@@ -15,6 +15,10 @@ commits is repaired by the next one.
 
 All input files are read and checked before anything is written, so a bad file leaves every
 table as it was.
+
+A run whose inputs are unchanged since the last build is a no-op (:func:`done_before`): the
+``metadata`` commit is noted with what it was built from, and rebuilding from the same entries, specs
+and options over the same table versions would write the same rows again. ``--force`` rebuilds.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +35,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import ids, lake, tables
+from kgcurate import __version__, ids, lake, run_notes, tables
 from kgcurate.bad_input import BadInput
 from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
@@ -61,9 +66,12 @@ class BuildMetadataSummary(Summary):
     rebuilt: str = ""
     metadata_version: int | None = None
     seconds: float = 0.0
+    done_by: str | None = None  # nothing rebuilt: the earlier run that built it from these same inputs
 
 
 def report(summary: BuildMetadataSummary, args: argparse.Namespace) -> int:
+    if summary.done_by:
+        print(f"{JOB}: nothing to do: inputs unchanged since run {summary.done_by} (use --force to rebuild)")
     print(format_summary(summary))
     return 0
 
@@ -108,20 +116,33 @@ def read_metaclip(spark: SparkSession, path: str) -> metaclip.MetaclipEntries:
     return metaclip.read_file(path)
 
 
-def resolve_entity_sets(spark: SparkSession, root: str, items: list[str]) -> tuple[list[str], dict[str, int]]:
-    """Set names to build KG entries for; YAML specs are computed into ``entity_sets`` first."""
+def _is_spec_file(item: str) -> bool:
+    return item.endswith((".yaml", ".yml")) or Path(item).is_file()
+
+
+def load_set_item(item: str) -> Any:
+    """An ``--entity-set`` item: its spec (an EntitySetSpec) for a YAML file, else the set's name."""
+    if not _is_spec_file(item):
+        return item
+    if not _is_uri(item) and not Path(item).is_file():
+        raise UserError(f"entity set file not found: {item} (pass a conf/entity_sets/*.yaml file "
+                        "or the name of a set already computed with kgcurate entity-set)")
+    from kgcurate.entity_sets import load_spec  # written by its own stage
+
+    return load_spec(item)
+
+
+def resolve_entity_sets(spark: SparkSession, root: str, items: list[Any]) -> tuple[list[str], dict[str, int]]:
+    """Set names to build KG entries for (``items`` from :func:`load_set_item`); specs are computed
+    into ``entity_sets`` first."""
     names: list[str] = []
     computed: dict[str, int] = {}
     for item in items:
-        if item.endswith((".yaml", ".yml")) or Path(item).is_file():
-            if not _is_uri(item) and not Path(item).is_file():
-                raise UserError(f"entity set file not found: {item} (pass a conf/entity_sets/*.yaml file "
-                                "or the name of a set already computed with kgcurate entity-set)")
-            from kgcurate.entity_sets import load_spec, write_entity_set  # written by its own stage
+        if not isinstance(item, str):
+            from kgcurate.entity_sets import write_entity_set
 
-            spec = load_spec(item)
-            computed[spec.name] = int(write_entity_set(spark, root, spec))
-            names.append(spec.name)
+            computed[item.name] = int(write_entity_set(spark, root, item))
+            names.append(item.name)
         else:
             present = lake.read(spark, root, tables.ENTITY_SETS).where(F.col("set_name") == item).limit(1).count()
             if not present:
@@ -129,6 +150,61 @@ def resolve_entity_sets(spark: SparkSession, root: str, items: list[str]) -> tup
                                 "pass conf/entity_sets/<name>.yaml or run kgcurate entity-set first")
             names.append(item)
     return list(dict.fromkeys(names)), computed
+
+
+# ---------------------------------------------------------------- skip if unchanged
+
+NOTE_KEY = "kgcurate.build-metadata"  # the key of this stage's note on its metadata commit
+
+
+def inputs_record(rows: list[tuple[str, str, None]], rebuilt: list[str], set_items: list[Any], guards: kg.Guards,
+                  replace_all: bool) -> dict[str, Any]:
+    """What a run builds ``metadata`` from, besides the lake's tables: a fingerprint of each source's
+    entries as read (WordNet, MetaCLIP; their order does not count), the entity sets (a spec's every
+    rule, or a set's name), the KG guards, ``--replace-all`` and kgcurate's version."""
+    entries = {src: run_notes.digest(sorted(e for e, s, _ in rows if s == src)) for src in rebuilt}
+    sets = [item if isinstance(item, str) else {k: v for k, v in vars(item).items() if k != "source"}
+            for item in set_items]
+    options = {f: getattr(guards, f) for f in kg.Guards.__dataclass_fields__ if f != "stop_list"}
+    return run_notes.plain({"version": __version__, "entries": entries, "entity_sets": sets, "guards": options,
+                            "replace_all": replace_all})
+
+
+def table_versions(spark: SparkSession, root: str, names: tuple[str, ...]) -> dict[str, int | None]:
+    return {name: lake.version(spark, root, name) for name in names}
+
+
+WRITTEN_TABLES = (tables.METADATA_SOURCES, tables.METADATA_DROPS)  # metadata is derived from them
+
+
+def unchanged_since(spark: SparkSession, root: str, noted: dict[str, Any]) -> bool:
+    """Every table in ``noted`` (name -> version) still holds the rows it held at that version: no
+    commit since, or only ``maintain``'s (OPTIMIZE, properties, VACUUM)."""
+    for name, was in noted.items():
+        now = lake.version(spark, root, name)
+        if not isinstance(was, int) or now is None or now < was:
+            return False
+        if now != was and lake.content_version(spark, root, name, was) != now:
+            return False
+    return True
+
+
+def done_before(spark: SparkSession, root: str, record: dict[str, Any]) -> str | None:
+    """The run that built ``metadata`` from these same inputs (``record``, :func:`inputs_record`) over the
+    same tables, so that rebuilding would write the same rows; None: build it.
+
+    The newest commit that changed ``metadata`` must carry that run's note with an equal record, and
+    each table the run read or wrote (``metadata_sources``, ``metadata_drops``, and with entity sets
+    ``entities`` and ``entity_sets``) must hold the rows it held then: a run that died after writing
+    ``metadata_sources``, a new Wikidata ingest, or an ``entity-set`` run in between all rebuild."""
+    got = run_notes.read(lake.last_data_note(spark, root, tables.METADATA), NOTE_KEY)
+    if got is None:
+        return None
+    run_id, noted = got
+    versions = noted.pop("tables", None)
+    if noted != record or not isinstance(versions, dict):
+        return None
+    return run_id if unchanged_since(spark, root, versions) else None
 
 
 # ---------------------------------------------------------------- layout
@@ -194,18 +270,21 @@ def read_sources(spark: SparkSession, md: dict[str, Any],
     return rows, bad, rebuilt
 
 
-def kg_entries(spark: SparkSession, root: str, set_items: list[str], guards: kg.Guards,
-               summary: BuildMetadataSummary) -> DataFrame:
+def kg_entries(spark: SparkSession, root: str, set_items: list[Any], guards: kg.Guards,
+               summary: BuildMetadataSummary, read: dict[str, int | None]) -> DataFrame:
     """Step 2: KG names of the entity sets by Spark joins (computing a YAML set writes entity_sets), kept
-    and dropped alike (``reason`` set on drops); persisted, the caller unpersists."""
+    and dropped alike (``reason`` set on drops); persisted, the caller unpersists. ``read`` gets the
+    versions of the tables the names come from (for the run's note)."""
     set_names, computed = resolve_entity_sets(spark, root, set_items)
     summary.sets, summary.entity_sets = dict(computed), ",".join(set_names)
+    read[tables.ENTITY_SETS] = lake.version(spark, root, tables.ENTITY_SETS)
     return kg.kg_frames(spark, root, set_names, guards).persist(StorageLevel.MEMORY_AND_DISK)
 
 
 def write_tables(spark: SparkSession, root: str, base: DataFrame, kg_all: DataFrame | None, rebuilt: list[str],
-                 replace_all: bool, old_layout: bool) -> None:
-    """Step 3: the sources' rows, the drops of the same sources, then metadata derived from all sources."""
+                 replace_all: bool, old_layout: bool, note: Callable[[], str]) -> None:
+    """Step 3: the sources' rows, the drops of the same sources, then metadata derived from all sources
+    (its commit noted with ``note()``, made once the others are written)."""
     _write(spark, root, tables.METADATA_SOURCES, base, rebuilt, replace_all)
     if kg_all is not None:
         _write(spark, root, tables.METADATA_DROPS, kg_all.where(F.col("reason").isNotNull()), rebuilt, replace_all)
@@ -215,7 +294,8 @@ def write_tables(spark: SparkSession, root: str, base: DataFrame, kg_all: DataFr
     else:
         lake.ensure(spark, root, tables.METADATA_DROPS)
     derived = derive(lake.read(spark, root, tables.METADATA_SOURCES))
-    lake.overwrite(spark, root, tables.METADATA, derived, new_schema=old_layout)
+    with lake.commit_note(spark, note()):
+        lake.overwrite(spark, root, tables.METADATA, derived, new_schema=old_layout)
 
 
 def summarize(spark: SparkSession, root: str, summary: BuildMetadataSummary, bad: list[BadInput],
@@ -249,17 +329,33 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> BuildMetadataSummary:
     if old_layout and not replace_all:
         raise UserError(old_layout_message(root))
     rows, bad, rebuilt = read_sources(spark, md, summary)
-    set_items = [str(s) for s in (md.get("entity_sets") or [])]
+    set_items = [load_set_item(str(s)) for s in (md.get("entity_sets") or [])]
     if set_items and not lake.exists(spark, root, tables.ENTITIES):
         raise UserError(f"entity sets are configured but the lake {root} has no {tables.ENTITIES} table: "
                         "run kgcurate ingest-wikidata first, or leave --entity-set / metadata.entity_sets out")
+    record = inputs_record(rows, rebuilt, set_items, guards, replace_all)
+    earlier = None if md.get("force") else done_before(spark, root, record)
+    if earlier is not None:
+        log.info("%s: inputs unchanged since run %s: nothing to do (use --force to rebuild)", JOB, earlier)
+        summary.run_id, summary.done_by = "", earlier  # no run of this job made anything
+        summary.entity_sets = ",".join(i if isinstance(i, str) else i.name for i in set_items) or None
+        if bad:  # that run recorded them; an insert-only MERGE, so again only if it died before
+            ctx.record_bad_input(earlier, bad)
+        summarize(spark, root, summary, bad, [])
+        summary.seconds = round(time.monotonic() - t0, 2)
+        return summary
+    read = table_versions(spark, root, (tables.ENTITIES,)) if set_items else {}
     base = spark.createDataFrame(rows, ENTRY_DDL) if rows else spark.createDataFrame([], ENTRY_DDL)
-    kg_all = kg_entries(spark, root, set_items, guards, summary) if set_items else None
+    kg_all = kg_entries(spark, root, set_items, guards, summary, read) if set_items else None
     if kg_all is not None:
         base = base.unionByName(kg_all.where(F.col("reason").isNull()).select("entry", "source", "qid"))
         rebuilt.append(SOURCE_KG)
+
+    def note() -> str:
+        return run_notes.write(NOTE_KEY, run_id, {**record, "tables": {
+            **read, **table_versions(spark, root, WRITTEN_TABLES)}})
     try:
-        write_tables(spark, root, base, kg_all, rebuilt, replace_all, old_layout)
+        write_tables(spark, root, base, kg_all, rebuilt, replace_all, old_layout, note)
     finally:
         if kg_all is not None:
             kg_all.unpersist()
