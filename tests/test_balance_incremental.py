@@ -62,6 +62,13 @@ def test_t_builds_on_the_previous_run_and_equals_all_matches(spark, tmp_path, co
     root, _, captions, _ = matched_lake(spark, tmp_path, corpus, 1500)
     first = execute(balance_stage, spark, cfg_for(root, balance__t=6.0, balance__seed=4))
     assert first.basis_run_id is None and first.pairs_out > 0
+    # the same parameters on the same inputs: the recorded run, nothing selected or written
+    written = (lake.version(spark, root, tables.CURATED), lake.version(spark, root, tables.CURATION_RUNS))
+    again = execute(balance_stage, spark, cfg_for(root, balance__t=6.0, balance__seed=4))
+    assert again.done_by == again.run_id == first.run_id and again.done_by is not None
+    assert (again.pairs_in, again.matched_pairs, again.pairs_out, again.t) == (
+        first.pairs_in, first.matched_pairs, first.pairs_out, first.t)
+    assert (lake.version(spark, root, tables.CURATED), lake.version(spark, root, tables.CURATION_RUNS)) == written
     per_qid = execute(balance_stage, spark, cfg_for(root, balance__t=5.0, balance__seed=9, balance__per_qid=True))
     grow(spark, root, captions, 1500, 600)
     s, reads = both_ways(spark, root, t=6.0, seed=4)
@@ -98,6 +105,7 @@ def test_kept_pairs_over_the_broadcast_limit_give_the_same_rows(spark, tmp_path,
     broadcast = execute(balance_stage, spark, cfg_for(root, balance__t=6.0))
     assert broadcast.basis_run_id is not None and broadcast.pairs_out > 0
     want = rows_of(spark, root, broadcast.run_id)
+    balance_stage.drop_run(spark, root, broadcast.run_id)  # else the same run_id is found done, not selected
     monkeypatch.setattr(pairs_insert, "BROADCAST_IDS", 0)
     s, _ = both_ways(spark, root, t=6.0)
     assert s.basis_run_id is not None and rows_of(spark, root, s.run_id) == want

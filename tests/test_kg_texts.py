@@ -283,3 +283,14 @@ def test_balance_writes_pair_texts_with_its_run(spark, fixture_lake, tmp_path):
     assert ("Quercus", "Q12004") in {(r["text"], r["qid"]) for r in oak}
     curated = {r[0] for r in balance.latest_curated(spark, root).select("pair_id").collect()}
     assert {r[0] for r in texts.select("pair_id").distinct().collect()} == curated
+
+    # the same run again is found done; with other label languages its texts are written again
+    written = {n: lake.version(spark, root, n) for n in (tables.CURATED, tables.CURATION_RUNS, tables.PAIR_TEXTS)}
+    again = execute(balance, spark, cfg)
+    assert again.done_by == s.run_id and (again.pairs_out, again.input_versions) == (s.pairs_out, s.input_versions)
+    assert {n: lake.version(spark, root, n) for n in written} == written
+    cfg["wikidata"]["languages"] = ["de", "en"]
+    other = execute(balance, spark, cfg)
+    assert other.done_by is None and other.run_id == s.run_id and other.pairs_out == s.pairs_out
+    assert lake.version(spark, root, tables.CURATED) > written[tables.CURATED]  # selected and written again
+    assert execute(balance, spark, cfg).done_by == s.run_id  # the row took that write's versions

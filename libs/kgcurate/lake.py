@@ -172,6 +172,19 @@ def content_version(spark: SparkSession, lake: str, name: str, recorded: int) ->
     return best
 
 
+def unchanged_since(spark: SparkSession, lake: str, recorded: dict[str, object]) -> bool:
+    """Every table in ``recorded`` (name -> version) still holds the rows it held at that version: no
+    commit since, or only ``maintain``'s (OPTIMIZE, properties, VACUUM). What a stage's skip-if-done
+    asks of the tables its earlier run read or wrote."""
+    for name, was in recorded.items():
+        now = version(spark, lake, name)
+        if not isinstance(was, int) or now is None or now < was:
+            return False
+        if now != was and content_version(spark, lake, name, was) != now:
+            return False
+    return True
+
+
 def last_data_note(spark: SparkSession, lake: str, name: str, depth: int = 20) -> str | None:
     """The ``userMetadata`` of the table's newest commit that changed its rows, walking past commits
     that only rearrange files (``maintain``'s OPTIMIZE, property changes, VACUUM): what a stage noted
@@ -187,6 +200,18 @@ def last_data_note(spark: SparkSession, lake: str, name: str, depth: int = 20) -
         if r["operation"] not in SAME_CONTENT_OPERATIONS:
             return r["userMetadata"]
     return None
+
+
+def notes(spark: SparkSession, lake: str, name: str, depth: int = 200) -> list[str]:
+    """The ``userMetadata`` of the table's last ``depth`` commits that have one, newest first: where a
+    stage looks for the note of one of its runs among other runs' commits."""
+    from delta.tables import DeltaTable
+
+    if not exists(spark, lake, name):
+        return []
+    rows = (DeltaTable.forPath(spark, table_path(lake, name)).history(depth)
+            .where("userMetadata IS NOT NULL").select("version", "userMetadata").collect())
+    return [r["userMetadata"] for r in sorted(rows, key=lambda r: -int(r["version"]))]
 
 
 def commit_note(spark: SparkSession, note: str) -> AbstractContextManager[None]:

@@ -11,7 +11,9 @@ run is the same on any cluster size or partitioning.
 ``curated`` keeps every run side by side, partitioned by run_id (MetaCLIP's nested 400M / 1B / 2.5B
 sets; a download or training run reads one set for days): a run replaces only its own partition, and
 the run_id is a hash of the parameters and input versions, so re-running the same balance is
-idempotent. ``kgcurate curated list|drop`` manages the sets; readers take the newest by default.
+idempotent. A run already recorded under its run_id is not selected again (:func:`done_before`):
+the pipeline re-run after a later stage failed finds it done. ``kgcurate curated list|drop`` manages
+the sets; readers take the newest by default.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import argtypes, balancing, lake, leases, run_ids, tables
+from kgcurate import argtypes, balancing, lake, leases, run_ids, run_notes, tables
 from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
 
@@ -144,6 +146,7 @@ class BalanceSummary(Summary):
     basis_run_id: str | None = None  # the recorded run this one built on (None: selected from all matches)
     basis_reason: str = ""
     seconds: float = 0.0
+    done_by: str | None = None  # nothing selected or written: this run_id was recorded complete before
 
 
 def execute(ctx: Context, cfg: dict[str, Any]) -> BalanceSummary:
@@ -192,6 +195,13 @@ def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, se
     versions = input_versions(spark, root)
     params = {"t": t, "target_size": target, "tail_share": share, "seed": seed, "per_qid": per_qid}
     run_id = run_id_for(params, versions)
+    done = None if full else done_before(spark, root, run_id, versions, languages)
+    if done is not None:
+        log.info("%s: run %s is recorded with these parameters and inputs: nothing to do (--full selects again)",
+                 JOB, run_id)
+        again = BalanceSummary(run_id=run_id, seed=seed, per_qid=per_qid, matched_pairs=done["matched_pairs"],
+                               basis_reason="recorded before", done_by=run_id)
+        return _final_summary(again, done.asDict(), t0)
     if share is not None:
         t = _t_for_tail_share(spark, root, versions, per_qid, float(share))
 
@@ -223,7 +233,11 @@ def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, se
             # 3. Last, the curation_runs row that makes the run visible.
             row = _run_row(spark, root, params, run_id, t, versions, versions_out, summary.matched_pairs, pairs_out)
             df = spark.createDataFrame([row], tables.schema(tables.CURATION_RUNS))
-            lake.merge_insert_only(spark, root, tables.CURATION_RUNS, df, ["run_id"])
+            # A run_id recorded before (its selection rewritten: new entities, other languages) keeps
+            # its row but takes the versions this write made, so that the next re-run can find it done.
+            with lake.commit_note(spark, run_notes.write(NOTE_KEY, run_id, {"languages": list(languages)})):
+                lake.merge(spark, root, tables.CURATION_RUNS, df, "t.run_id = s.run_id", matched_update_when="true",
+                           columns=["input_versions"])
         except BaseException:
             _roll_back_curated(spark, root, before)
             raise
@@ -430,17 +444,53 @@ def _final_summary(summary: BalanceSummary, row: dict[str, Any], t0: float) -> B
     return summary
 
 
+def needs_kg_texts(spark: SparkSession, root: str, versions: dict[str, int | None]) -> bool:
+    """Whether a run writes ``pair_texts``: the lake has entities and the metadata names some (a
+    metadata-sized check); WordNet / MetaCLIP-only lakes have no KG texts."""
+    from kgcurate.stages import match
+
+    if not lake.exists(spark, root, tables.ENTITIES):
+        return False
+    meta = lake.read(spark, root, tables.METADATA, versions[tables.METADATA])
+    return not match.entry_qids(meta, match.recorded_lowercase(spark, root)).isEmpty()
+
+
+NOTE_KEY = "kgcurate.balance"  # the key of this stage's note on its curation_runs commit
+
+
+def done_before(spark: SparkSession, root: str, run_id: str, versions: dict[str, int | None],
+                languages: list[str]) -> Any:
+    """The ``curation_runs`` row of ``run_id`` when running it again would write nothing new; None:
+    run it.
+
+    The run_id hashes the parameters and the match's input versions, so a recorded row means this
+    selection is in ``curated`` already (``curated drop`` removes both). Its ``pair_texts`` also
+    depend on ``entities`` and the label languages, which the id does not hash: with KG texts, the
+    entities and ``pair_texts`` must hold the rows the run recorded (another run's texts for shared
+    pairs may differ) and the run's note on its ``curation_runs`` commit must name these languages."""
+    row = latest_run(spark, root, run_id)
+    if row is None:
+        return None
+    recorded = dict(row["input_versions"] or {})
+    if tables.PAIR_TEXTS not in recorded:
+        return None if needs_kg_texts(spark, root, versions) else row
+    kg_inputs = {name: recorded.get(name) for name in (tables.ENTITIES, tables.PAIR_TEXTS)}
+    if not lake.unchanged_since(spark, root, kg_inputs):
+        return None
+    for note in lake.notes(spark, root, tables.CURATION_RUNS):  # newest first: the run's last write
+        got = run_notes.read(note, NOTE_KEY)
+        if got is not None and got[0] == run_id:
+            return row if got[1] == {"languages": list(languages)} else None
+    return None
+
+
 def _write_kg_texts(spark: SparkSession, root: str, mine: DataFrame, versions: dict[str, int | None],
                     languages: list[str]) -> dict[str, int]:
     """``pair_texts`` for this run's pairs (EntityNet: KG texts next to each alt text), when the
     metadata names entities at all; WordNet / MetaCLIP-only lakes skip it (a metadata-sized check)."""
     from kgcurate import kg_texts
-    from kgcurate.stages import match
 
-    if not lake.exists(spark, root, tables.ENTITIES):
-        return {}
-    meta = lake.read(spark, root, tables.METADATA, versions[tables.METADATA])
-    if match.entry_qids(meta, match.recorded_lowercase(spark, root)).isEmpty():
+    if not needs_kg_texts(spark, root, versions):
         return {}
     entities_version = lake.version(spark, root, tables.ENTITIES)
     out = kg_texts.write_pair_texts(spark, root, mine, versions[tables.METADATA], entities_version, languages,

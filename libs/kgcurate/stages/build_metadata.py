@@ -177,18 +177,6 @@ def table_versions(spark: SparkSession, root: str, names: tuple[str, ...]) -> di
 WRITTEN_TABLES = (tables.METADATA_SOURCES, tables.METADATA_DROPS)  # metadata is derived from them
 
 
-def unchanged_since(spark: SparkSession, root: str, noted: dict[str, Any]) -> bool:
-    """Every table in ``noted`` (name -> version) still holds the rows it held at that version: no
-    commit since, or only ``maintain``'s (OPTIMIZE, properties, VACUUM)."""
-    for name, was in noted.items():
-        now = lake.version(spark, root, name)
-        if not isinstance(was, int) or now is None or now < was:
-            return False
-        if now != was and lake.content_version(spark, root, name, was) != now:
-            return False
-    return True
-
-
 def done_before(spark: SparkSession, root: str, record: dict[str, Any]) -> str | None:
     """The run that built ``metadata`` from these same inputs (``record``, :func:`inputs_record`) over the
     same tables, so that rebuilding would write the same rows; None: build it.
@@ -204,7 +192,7 @@ def done_before(spark: SparkSession, root: str, record: dict[str, Any]) -> str |
     versions = noted.pop("tables", None)
     if noted != record or not isinstance(versions, dict):
         return None
-    return run_id if unchanged_since(spark, root, versions) else None
+    return run_id if lake.unchanged_since(spark, root, versions) else None
 
 
 # ---------------------------------------------------------------- layout
