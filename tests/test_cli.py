@@ -83,3 +83,17 @@ def test_run_says_which_stages_found_their_work_done(capsys):
                                "files=2, ok=2")
     assert "run_id" not in lines[0]
     assert lines[1].startswith("build-metadata: run_id=build-metadata-r9, ") and "nothing to do" not in lines[1]
+
+
+def test_balance_says_when_its_run_was_recorded_before(capsys):
+    from kgcurate.stages import balance
+
+    done = balance.BalanceSummary(run_id="balance-ab12", seed=0, per_qid=False, matched_pairs=9, pairs_in=12,
+                                  pairs_out=5, t=3.0, done_by="balance-ab12")
+    assert balance.report(done, None) == 0
+    again, line = capsys.readouterr().out.splitlines()
+    assert again == "balance: nothing to do: run balance-ab12 is recorded with these parameters and inputs " \
+                    "(--full selects again)"
+    assert line == "balance balance-ab12: t=3.0, pairs in 12, matched 9, unmatched 0 (not curated), curated 5"
+    balance.report(balance.BalanceSummary(run_id="balance-cd34", seed=0, per_qid=False, matched_pairs=1), None)
+    assert "nothing to do" not in capsys.readouterr().out

@@ -601,6 +601,9 @@ def skip_reason(cfg: dict[str, Any]) -> str | None:
 
 
 def report(s: BalanceSummary, args: argparse.Namespace) -> int:
+    if s.done_by:
+        print(f"{JOB}: nothing to do: run {s.done_by} is recorded with these parameters and inputs "
+              "(--full selects again)")
     print(f"balance {s.run_id}: t={s.t}, pairs in {s.pairs_in}, matched {s.matched_pairs}, "
           f"unmatched {s.unmatched_pairs} (not curated), curated {s.pairs_out}")
     return 0
