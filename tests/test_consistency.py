@@ -152,14 +152,14 @@ def test_balance_failing_after_its_overwrite_leaves_curated_as_it_was(spark, tmp
     before_rows = curated_ids(lake.read(spark, root, tables.CURATED))
     assert len(before_rows) == first.pairs_out
 
-    real_merge = lake.merge_insert_only
+    real_merge = lake.merge
 
-    def fail_on_run_row(sp, r, name, df, keys):
+    def fail_on_run_row(sp, r, name, *args, **kwargs):
         if name == tables.CURATION_RUNS:
             raise RuntimeError("disk full while writing curation_runs")
-        return real_merge(sp, r, name, df, keys)
+        return real_merge(sp, r, name, *args, **kwargs)
 
-    monkeypatch.setattr(lake, "merge_insert_only", fail_on_run_row)
+    monkeypatch.setattr(lake, "merge", fail_on_run_row)
     with pytest.raises(RuntimeError, match="disk full"):
         execute(balance_stage, spark, cfg_for(root, balance__t=50.0))
     monkeypatch.undo()
