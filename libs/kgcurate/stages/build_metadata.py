@@ -259,13 +259,11 @@ def read_sources(spark: SparkSession, md: dict[str, Any],
 
 
 def kg_entries(spark: SparkSession, root: str, set_items: list[Any], guards: kg.Guards,
-               summary: BuildMetadataSummary, read: dict[str, int | None]) -> DataFrame:
+               summary: BuildMetadataSummary) -> DataFrame:
     """Step 2: KG names of the entity sets by Spark joins (computing a YAML set writes entity_sets), kept
-    and dropped alike (``reason`` set on drops); persisted, the caller unpersists. ``read`` gets the
-    versions of the tables the names come from (for the run's note)."""
+    and dropped alike (``reason`` set on drops); persisted, the caller unpersists."""
     set_names, computed = resolve_entity_sets(spark, root, set_items)
     summary.sets, summary.entity_sets = dict(computed), ",".join(set_names)
-    read[tables.ENTITY_SETS] = lake.version(spark, root, tables.ENTITY_SETS)
     return kg.kg_frames(spark, root, set_names, guards).persist(StorageLevel.MEMORY_AND_DISK)
 
 
@@ -332,10 +330,11 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> BuildMetadataSummary:
         summarize(spark, root, summary, bad, [])
         summary.seconds = round(time.monotonic() - t0, 2)
         return summary
-    read = table_versions(spark, root, (tables.ENTITIES,)) if set_items else {}
+    read = table_versions(spark, root, (tables.ENTITIES,)) if set_items else {}  # before the sets are computed
     base = spark.createDataFrame(rows, ENTRY_DDL) if rows else spark.createDataFrame([], ENTRY_DDL)
-    kg_all = kg_entries(spark, root, set_items, guards, summary, read) if set_items else None
+    kg_all = kg_entries(spark, root, set_items, guards, summary) if set_items else None
     if kg_all is not None:
+        read.update(table_versions(spark, root, (tables.ENTITY_SETS,)))  # after this run's sets are written
         base = base.unionByName(kg_all.where(F.col("reason").isNull()).select("entry", "source", "qid"))
         rebuilt.append(SOURCE_KG)
 
