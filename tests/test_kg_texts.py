@@ -189,6 +189,17 @@ def test_rerun_adds_nothing_and_a_later_run_replaces_only_its_pairs(spark, fixtu
     assert s1["rows_inserted"] == sum(len(v) for v in before.values())
     s2 = kg_texts.write_pair_texts(spark, root, curated, None, None, ["en"])
     assert (s2["rows_inserted"], s2["rows_deleted"], s2["rows_updated"]) == (0, 0, 0)
+    assert s2["version"] == s1["version"]  # no commit: the MERGE rewrote no file of the unchanged rows
+    assert _table(spark, root, texts) == before
+
+    # two configured languages: a KG text's language is no longer knowable, updated in place, and back
+    english = sum(1 for rows in before.values() for row in rows if row[3] == "en")
+    s_two = kg_texts.write_pair_texts(spark, root, curated, None, None, ["en", "de"])
+    assert (s_two["rows_inserted"], s_two["rows_deleted"], s_two["rows_updated"]) == (0, 0, english) and english
+    assert _table(spark, root, texts) == {
+        text: {(*row[:3], None if row[3] == "en" else row[3]) for row in rows} for text, rows in before.items()}
+    s_en = kg_texts.write_pair_texts(spark, root, curated, None, None, ["en"])
+    assert (s_en["rows_inserted"], s_en["rows_deleted"], s_en["rows_updated"]) == (0, 0, english)
     assert _table(spark, root, texts) == before
 
     # a newer dump changes the cat's description; the next run curates the cat pair and a new one

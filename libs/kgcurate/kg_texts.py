@@ -163,7 +163,7 @@ def write_pair_texts(
     One MERGE commit replaces these pairs' rows: new ones are inserted, rows of these pairs that are
     no longer produced (a newer dump changed a description, an entity left the metadata) are
     deleted, and a changed language is updated; pairs of earlier runs keep theirs. A re-run on the
-    same inputs changes nothing.
+    same inputs changes nothing and makes no commit.
     """
     from pyspark import StorageLevel
 
@@ -182,7 +182,10 @@ def write_pair_texts(
         existing = lake.read(spark, root, tables.PAIR_TEXTS).join(own.select("pair_id"), "pair_id", "left_semi")
         same = [existing[k].eqNullSafe(rows[k]) for k in KEYS]
         stale = existing.join(rows, same, "left_anti").select(*KEYS)
-        metrics = lake.merge_insert_delete(spark, root, tables.PAIR_TEXTS, rows, stale, KEYS,
+        # Only rows that insert or update go into the MERGE: Delta rewrites every file holding a
+        # matched row even when no clause fires, so an unchanged row in the source would copy its file.
+        changed = rows.join(existing, [*same, existing["language"].eqNullSafe(rows["language"])], "left_anti")
+        metrics = lake.merge_insert_delete(spark, root, tables.PAIR_TEXTS, changed, stale, KEYS,
                                            update_columns=["language"])
     finally:
         rows.unpersist()
