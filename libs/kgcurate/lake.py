@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Row, SparkSession
 
 from kgcurate import bad_input, tables
 from kgcurate.bad_input import BadInput
@@ -156,14 +156,11 @@ def content_version(spark: SparkSession, lake: str, name: str, recorded: int) ->
     after it that only rearrange files (OPTIMIZE, property changes, VACUUM). A stage that recorded a
     version keeps reading current files after ``maintain`` instead of time-travelling into files a
     VACUUM may have removed; any data-changing commit after it stops the walk."""
-    from delta.tables import DeltaTable
-
     latest = version(spark, lake, name)
     if latest is None or latest <= recorded:
         return recorded
-    history = (DeltaTable.forPath(spark, table_path(lake, name)).history(latest - recorded)
-               .select("version", "operation").collect())
-    later = sorted((int(r["version"]), r["operation"]) for r in history if int(r["version"]) > recorded)
+    later = [(int(r["version"]), r["operation"]) for r in _commits(spark, lake, name, latest - recorded)
+             if int(r["version"]) > recorded][::-1]
     best = recorded
     for v, operation in later:
         if v != best + 1 or operation not in SAME_CONTENT_OPERATIONS:
@@ -190,13 +187,9 @@ def last_data_note(spark: SparkSession, lake: str, name: str, depth: int = 20) -
     that only rearrange files (``maintain``'s OPTIMIZE, property changes, VACUUM): what a stage noted
     on its own commit (:func:`commit_note`) is still found after maintenance. None: no table, no note,
     or no such commit among the last ``depth``."""
-    from delta.tables import DeltaTable
-
     if not exists(spark, lake, name):
         return None
-    rows = (DeltaTable.forPath(spark, table_path(lake, name)).history(depth)
-            .select("version", "operation", "userMetadata").collect())
-    for r in sorted(rows, key=lambda r: -int(r["version"])):
+    for r in _commits(spark, lake, name, depth):
         if r["operation"] not in SAME_CONTENT_OPERATIONS:
             return r["userMetadata"]
     return None
@@ -205,13 +198,18 @@ def last_data_note(spark: SparkSession, lake: str, name: str, depth: int = 20) -
 def notes(spark: SparkSession, lake: str, name: str, depth: int = 200) -> list[str]:
     """The ``userMetadata`` of the table's last ``depth`` commits that have one, newest first: where a
     stage looks for the note of one of its runs among other runs' commits."""
-    from delta.tables import DeltaTable
-
     if not exists(spark, lake, name):
         return []
+    return [r["userMetadata"] for r in _commits(spark, lake, name, depth) if r["userMetadata"] is not None]
+
+
+def _commits(spark: SparkSession, lake: str, name: str, depth: int) -> list[Row]:
+    """The table's last ``depth`` commits (version, operation, userMetadata), newest first."""
+    from delta.tables import DeltaTable
+
     rows = (DeltaTable.forPath(spark, table_path(lake, name)).history(depth)
-            .where("userMetadata IS NOT NULL").select("version", "userMetadata").collect())
-    return [r["userMetadata"] for r in sorted(rows, key=lambda r: -int(r["version"]))]
+            .select("version", "operation", "userMetadata").collect())
+    return sorted(rows, key=lambda r: -int(r["version"]))
 
 
 def commit_note(spark: SparkSession, note: str) -> AbstractContextManager[None]:
