@@ -406,7 +406,9 @@ def merge_insert_delete(
 ) -> dict[str, int]:
     """One MERGE commit that inserts ``rows`` whose keys are new, deletes the target rows whose keys
     are in ``drop``, and updates ``update_columns`` of matched ``rows`` that differ; returns this
-    MERGE's row counts (all zero and no commit when nothing changes).
+    MERGE's row counts. Leave out of ``rows`` those equal to a target row (keys and ``update_columns``):
+    Delta rewrites every file holding a matched row even when no clause fires, so only then does a
+    call that changes nothing make no commit (see :func:`kgcurate.kg_texts.write_pair_texts`).
 
     Replaces a set of rows (say, one run's pairs) without a ``replaceWhere`` predicate, which cannot
     name millions of keys, and without an insert and a delete commit a reader could see between.
