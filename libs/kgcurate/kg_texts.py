@@ -180,13 +180,7 @@ def write_pair_texts(
     rows = build_pair_texts(own, meta, entities, languages).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         existing = lake.read(spark, root, tables.PAIR_TEXTS).join(own.select("pair_id"), "pair_id", "left_semi")
-        same = [existing[k].eqNullSafe(rows[k]) for k in KEYS]
-        stale = existing.join(rows, same, "left_anti").select(*KEYS)
-        # Only rows that insert or update go into the MERGE: Delta rewrites every file holding a
-        # matched row even when no clause fires, so an unchanged row in the source would copy its file.
-        changed = rows.join(existing, [*same, existing["language"].eqNullSafe(rows["language"])], "left_anti")
-        metrics = lake.merge_insert_delete(spark, root, tables.PAIR_TEXTS, changed, stale, KEYS,
-                                           update_columns=["language"])
+        metrics = lake.replace_rows(spark, root, tables.PAIR_TEXTS, rows, existing, KEYS, update_columns=["language"])
     finally:
         rows.unpersist()
     return {

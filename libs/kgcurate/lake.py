@@ -408,7 +408,7 @@ def merge_insert_delete(
     are in ``drop``, and updates ``update_columns`` of matched ``rows`` that differ; returns this
     MERGE's row counts. Leave out of ``rows`` those equal to a target row (keys and ``update_columns``):
     Delta rewrites every file holding a matched row even when no clause fires, so only then does a
-    call that changes nothing make no commit (see :func:`kgcurate.kg_texts.write_pair_texts`).
+    call that changes nothing make no commit (:func:`replace_rows` does that for its callers).
 
     Replaces a set of rows (say, one run's pairs) without a ``replaceWhere`` predicate, which cannot
     name millions of keys, and without an insert and a delete commit a reader could see between.
@@ -430,6 +430,24 @@ def merge_insert_delete(
         m = m.whenMatchedUpdate(f"NOT s._drop AND ({changed})", {c: f"s.`{c}`" for c in update_columns})
     m = m.whenNotMatchedInsert("NOT s._drop", {f.name: f"s.`{f.name}`" for f in fields})
     return _execute_merge(m, name)
+
+
+def replace_rows(
+    spark: SparkSession, lake: str, name: str, rows: DataFrame, existing: DataFrame, keys: Sequence[str],
+    update_columns: Sequence[str] = (),
+) -> dict[str, int]:
+    """Make the target rows in ``existing`` (the caller's read of the rows being replaced, e.g. one
+    run's pairs) equal ``rows`` in one MERGE commit: rows whose keys are new are inserted, rows of
+    ``existing`` whose keys ``rows`` lacks are deleted, ``update_columns`` that differ are updated.
+    Returns the MERGE's row counts; nothing to change makes no commit.
+
+    Only the rows that insert or update reach the MERGE (see :func:`merge_insert_delete`), so a
+    re-run on the same inputs copies no file. ``rows`` must be distinct on ``keys``.
+    """
+    same = [existing[k].eqNullSafe(rows[k]) for k in keys]
+    stale = existing.join(rows, same, "left_anti").select(*keys)
+    changed = rows.join(existing, [*same, *(existing[c].eqNullSafe(rows[c]) for c in update_columns)], "left_anti")
+    return merge_insert_delete(spark, lake, name, changed, stale, keys, update_columns)
 
 
 def record_bad_input(spark: SparkSession, lake: str, job: str, run_id: str | None,
@@ -598,6 +616,10 @@ class Lake:
     def merge_insert_delete(self, name: str, rows: DataFrame, drop: DataFrame, keys: Sequence[str],
                             update_columns: Sequence[str] = ()) -> dict[str, int]:
         return merge_insert_delete(self.spark, self.root, name, rows, drop, keys, update_columns)
+
+    def replace_rows(self, name: str, rows: DataFrame, existing: DataFrame, keys: Sequence[str],
+                     update_columns: Sequence[str] = ()) -> dict[str, int]:
+        return replace_rows(self.spark, self.root, name, rows, existing, keys, update_columns)
 
     def merge(self, name: str, df: DataFrame, on: str, **kwargs) -> dict[str, int]:
         return merge(self.spark, self.root, name, df, on, **kwargs)
