@@ -617,10 +617,6 @@ class Lake:
                             update_columns: Sequence[str] = ()) -> dict[str, int]:
         return merge_insert_delete(self.spark, self.root, name, rows, drop, keys, update_columns)
 
-    def replace_rows(self, name: str, rows: DataFrame, existing: DataFrame, keys: Sequence[str],
-                     update_columns: Sequence[str] = ()) -> dict[str, int]:
-        return replace_rows(self.spark, self.root, name, rows, existing, keys, update_columns)
-
     def merge(self, name: str, df: DataFrame, on: str, **kwargs) -> dict[str, int]:
         return merge(self.spark, self.root, name, df, on, **kwargs)
 
