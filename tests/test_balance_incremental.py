@@ -4,6 +4,8 @@ to all matches where the Delta log or the cut does not allow it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pyspark.sql import functions as F
 
@@ -21,6 +23,18 @@ pytestmark = pytest.mark.spark
 @pytest.fixture(scope="module")
 def corpus():
     return corpus_of(17, 120, 3_000)
+
+
+@pytest.fixture()
+def matched_copy(spark, tmp_path, corpus, lake_copies):
+    """``matched_copy(n)``: what ``matched_lake(spark, tmp_path, corpus, n)`` returns, its lake a copy of
+    one built once in this module for each ``n``."""
+    def make(n: int) -> tuple:
+        root = str(tmp_path / "lake")
+        built = lake_copies(n, lambda src: matched_lake(spark, Path(src).parent, corpus, n)[1:], root)
+        return (root, *built)
+
+    return make
 
 
 def rows_of(spark, root: str, run_id: str) -> list[tuple]:
@@ -58,8 +72,8 @@ def grow(spark, root: str, captions: list[str], start: int, n: int) -> None:
     execute(match_stage, spark, cfg_for(root))
 
 
-def test_t_builds_on_the_previous_run_and_equals_all_matches(spark, tmp_path, corpus) -> None:
-    root, _, captions, _ = matched_lake(spark, tmp_path, corpus, 1500)
+def test_t_builds_on_the_previous_run_and_equals_all_matches(spark, matched_copy) -> None:
+    root, _, captions, _ = matched_copy(1500)
     first = execute(balance_stage, spark, cfg_for(root, balance__t=6.0, balance__seed=4))
     assert first.basis_run_id is None and first.pairs_out > 0
     # the same parameters on the same inputs: the recorded run, nothing selected or written
@@ -83,8 +97,8 @@ def test_t_builds_on_the_previous_run_and_equals_all_matches(spark, tmp_path, co
     assert s9.basis_run_id is None and "covers" in s9.basis_reason
 
 
-def test_target_size_builds_on_when_the_cut_stays_below_the_bound(spark, tmp_path, corpus) -> None:
-    root, _, captions, _ = matched_lake(spark, tmp_path, corpus, 1500)
+def test_target_size_builds_on_when_the_cut_stays_below_the_bound(spark, matched_copy) -> None:
+    root, _, captions, _ = matched_copy(1500)
     first = execute(balance_stage, spark, cfg_for(root, balance__target_size=500, balance__seed=2))
     grow(spark, root, captions, 1500, 300)
     s, _ = both_ways(spark, root, target_size=250, seed=2)
@@ -94,12 +108,12 @@ def test_target_size_builds_on_when_the_cut_stays_below_the_bound(spark, tmp_pat
     assert s.basis_run_id is None and "too few" in s.basis_reason and s.pairs_out == 800
 
 
-def test_kept_pairs_over_the_broadcast_limit_give_the_same_rows(spark, tmp_path, corpus, monkeypatch) -> None:
+def test_kept_pairs_over_the_broadcast_limit_give_the_same_rows(spark, matched_copy, monkeypatch) -> None:
     """Above ``BROADCAST_IDS`` kept pairs the sources are joined to the kept ids by sort-merge instead of
     a broadcast: the same rows, built on a run or from all matches."""
     from kgcurate import pairs_insert
 
-    root, _, captions, _ = matched_lake(spark, tmp_path, corpus, 1000)
+    root, _, captions, _ = matched_copy(1000)
     execute(balance_stage, spark, cfg_for(root, balance__t=6.0))
     grow(spark, root, captions, 1000, 400)
     broadcast = execute(balance_stage, spark, cfg_for(root, balance__t=6.0))
@@ -111,11 +125,11 @@ def test_kept_pairs_over_the_broadcast_limit_give_the_same_rows(spark, tmp_path,
     assert s.basis_run_id is not None and rows_of(spark, root, s.run_id) == want
 
 
-def test_pairs_deleted_since_the_basis_are_not_curated(spark, tmp_path, corpus) -> None:
+def test_pairs_deleted_since_the_basis_are_not_curated(spark, matched_copy) -> None:
     """A DELETE on ``pairs`` after the recorded run: the log no longer says which pairs are new, so the
     kept pairs take their rows from the whole table (a deleted kept pair is dropped, as from all
     matches), while the entry lists still come from the basis and the new matches alone."""
-    root, _, captions, _ = matched_lake(spark, tmp_path, corpus, 1000)
+    root, _, captions, _ = matched_copy(1000)
     first = execute(balance_stage, spark, cfg_for(root, balance__t=6.0))
     grow(spark, root, captions, 1000, 400)
     before = execute(balance_stage, spark, cfg_for(root, balance__t=6.0))
@@ -130,10 +144,10 @@ def test_pairs_deleted_since_the_basis_are_not_curated(spark, tmp_path, corpus) 
 
 
 @pytest.mark.parametrize("change", ["maintain_before", "optimize_after", "full_match"])
-def test_what_matches_went_through_since_decides(spark, tmp_path, corpus, change) -> None:
+def test_what_matches_went_through_since_decides(spark, matched_copy, change) -> None:
     """maintain's OPTIMIZE before the new matches (the weekly schedule) still builds on the recorded run;
     an OPTIMIZE mixing old and new matches, or a full re-match, means reading all matches."""
-    root, _, captions, _ = matched_lake(spark, tmp_path, corpus, 1000)
+    root, _, captions, _ = matched_copy(1000)
     execute(balance_stage, spark, cfg_for(root, balance__t=6.0))
     if change == "maintain_before":
         assert lake.optimize(spark, root, tables.MATCHES)["files_added"] >= 1

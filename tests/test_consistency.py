@@ -39,6 +39,14 @@ def matched_then_more(spark, root: str, corpus) -> None:
     append_pairs(spark, root, captions[600:], 600)
 
 
+@pytest.fixture()
+def matched(spark, tmp_path, small_corpus, lake_copies) -> str:
+    """tmp_path/lake: a copy of :func:`matched_then_more`'s lake, built once in this module."""
+    root = str(tmp_path / "lake")
+    lake_copies("matched_then_more", lambda src: matched_then_more(spark, src, small_corpus), root)
+    return root
+
+
 def recount(spark, root: str) -> dict[int, int]:
     m = lake.read(spark, root, tables.MATCHES)
     return {r[0]: r[1] for r in m.groupBy("entry_id").count().collect()}
@@ -52,9 +60,8 @@ def curated_ids(df) -> set[int]:
     return {r[0] for r in df.select("pair_id").collect()}
 
 
-def test_two_matches_at_once_never_duplicate_matches(spark, tmp_path, small_corpus, monkeypatch) -> None:
-    root = str(tmp_path / "lake")
-    matched_then_more(spark, root, small_corpus)
+def test_two_matches_at_once_never_duplicate_matches(spark, matched, monkeypatch) -> None:
+    root = matched
     barrier = threading.Barrier(2, timeout=120)
     real_exists = lake.exists
     waited: set[int] = set()
@@ -95,10 +102,9 @@ def test_two_matches_at_once_never_duplicate_matches(spark, tmp_path, small_corp
     assert lake.read(spark, root, tables.LEASES).count() == 0  # both leases given back
 
 
-def test_match_dead_between_commits_balance_reads_the_last_completed_run(spark, tmp_path, small_corpus,
+def test_match_dead_between_commits_balance_reads_the_last_completed_run(spark, tmp_path, matched,
                                                                         monkeypatch) -> None:
-    root = str(tmp_path / "lake")
-    matched_then_more(spark, root, small_corpus)
+    root = matched
     consistent = str(tmp_path / "consistent")
     shutil.copytree(root, consistent)  # the lake as the last completed match left it
 
@@ -144,10 +150,9 @@ def test_balance_without_a_completed_match_is_refused(spark, tmp_path, small_cor
         execute(balance_stage, spark, cfg_for(root, balance__t=5.0))
 
 
-def test_balance_failing_after_its_overwrite_leaves_curated_as_it_was(spark, tmp_path, small_corpus,
+def test_balance_failing_after_its_overwrite_leaves_curated_as_it_was(spark, matched,
                                                                      monkeypatch) -> None:
-    root = str(tmp_path / "lake")
-    matched_then_more(spark, root, small_corpus)
+    root = matched
     first = execute(balance_stage, spark, cfg_for(root, balance__t=3.0))
     before_rows = curated_ids(lake.read(spark, root, tables.CURATED))
     assert len(before_rows) == first.pairs_out
@@ -169,11 +174,10 @@ def test_balance_failing_after_its_overwrite_leaves_curated_as_it_was(spark, tmp
     assert curated_ids(balance_stage.latest_curated(spark, root)) == before_rows
 
 
-def test_readers_never_see_curated_rows_without_their_run_row(spark, tmp_path, small_corpus) -> None:
+def test_readers_never_see_curated_rows_without_their_run_row(spark, tmp_path, matched) -> None:
     """A balance killed (no rollback possible) after its overwrite: report and downstream readers
     resolve curated through curation_runs, so the dead run's rows are invisible."""
-    root = str(tmp_path / "lake")
-    matched_then_more(spark, root, small_corpus)
+    root = matched
     first = execute(balance_stage, spark, cfg_for(root, balance__t=3.0))
     junk = lake.read(spark, root, tables.PAIRS).limit(7).select(
         "pair_id", "image_url", "text", F.array().cast("array<long>").alias("entry_ids"),
@@ -190,11 +194,10 @@ def test_readers_never_see_curated_rows_without_their_run_row(spark, tmp_path, s
     assert curated_ids(balance_stage.latest_curated(spark, root)) == curated_ids(visible)
 
 
-def test_curated_sets_side_by_side_list_and_drop(spark, tmp_path, small_corpus, capsys) -> None:
+def test_curated_sets_side_by_side_list_and_drop(spark, matched, capsys) -> None:
     from kgcurate import cli
 
-    root = str(tmp_path / "lake")
-    matched_then_more(spark, root, small_corpus)
+    root = matched
     small = execute(balance_stage, spark, cfg_for(root, balance__target_size=40, balance__seed=2))
     large = execute(balance_stage, spark, cfg_for(root, balance__target_size=120, balance__seed=2))
     a = curated_ids(balance_stage.latest_curated(spark, root, small.run_id))
@@ -234,13 +237,12 @@ def test_curated_sets_side_by_side_list_and_drop(spark, tmp_path, small_corpus, 
         balance_stage.latest_curated(spark, root, "balance-nope")
 
 
-def test_maintenance_commits_keep_the_recorded_versions_current(spark, tmp_path, small_corpus) -> None:
+def test_maintenance_commits_keep_the_recorded_versions_current(spark, matched) -> None:
     """OPTIMIZE after a match rewrites files, not rows: balance reads the optimized version (a VACUUM
     may remove the recorded one's files) and the next match restores nothing."""
     from delta.tables import DeltaTable
 
-    root = str(tmp_path / "lake")
-    matched_then_more(spark, root, small_corpus)
+    root = matched
     recorded = match_stage.read_state(spark, root).matches_version
     DeltaTable.forPath(spark, lake.table_path(root, tables.MATCHES)).optimize().executeCompaction()
     spark.sql(f"ALTER TABLE delta.`{lake.table_path(root, tables.MATCHES)}` "
