@@ -67,6 +67,15 @@ def test_local_conf_has_delta_and_cluster_conf_leaves_master_alone():
     assert cluster["spark.sql.shuffle.partitions"] == "800"
 
 
+def test_a_local_jvm_collects_with_the_parallel_collector(spark):
+    """Local sessions (the tests' own included) ask for it, and the JVM they started runs it; a cluster's
+    JVM options are the cluster's."""
+    assert "-XX:+UseParallelGC" in build_conf(cluster=False, env={})["spark.driver.extraJavaOptions"]
+    assert "spark.driver.extraJavaOptions" not in build_conf(cluster=True, env={})
+    beans = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()
+    assert sorted(b.getName() for b in beans) == ["PS MarkSweep", "PS Scavenge"]
+
+
 def test_s3_endpoint_from_environment_never_credentials():
     conf = build_conf(cluster=True, env={"KGCURATE_S3_ENDPOINT": "http://127.0.0.1:9000",
                                          "AWS_SECRET_ACCESS_KEY": "sekret", "AWS_ACCESS_KEY_ID": "AKIA"})
