@@ -153,11 +153,20 @@ def test_refresh_incremental_noop_and_time_travel(spark, lake, crawl_root):
     assert dry.tables[tables.PAIRS]["files_before"] >= 1
 
     curated_now = sorted(r[0] for r in lakemod.read(spark, lake, tables.CURATED).select("pair_id").collect())
+    before = {n: lakemod.version(spark, lake, n) for n in dry.tables}
     cfg["maintain"] = {"vacuum_hours": 0, "dry_run": False, "staging_hours": 2}
     done = execute(maintain, spark, cfg)
     assert not stale.exists() and fresh.exists()
+    assert set(done.tables) == set(dry.tables) and len(done.tables) >= 10  # four tables at once
     for name, info in done.tables.items():
-        assert info["files_after"] <= info["files_before"], name
+        # files after: from OPTIMIZE's metrics, not read again; one file or none: no OPTIMIZE, no commit
+        assert info["files_after"] == lakemod.files_and_bytes(spark, lake, name)[0], name
+        assert info["files_before"] > 1 or not info["optimized"], name
+        ops = [r["operation"] for r in lakemod._commits(spark, lake, name, 5) if int(r["version"]) > before[name]]
+        if name != tables.LEASES:  # (removing orphan curated runs takes the balance lease)
+            assert ops == (["OPTIMIZE"] if info["optimized"] else []), (name, ops)  # no VACUUM START/END
+    assert any(info["optimized"] for info in done.tables.values())
+    assert spark.conf.get(maintain.VACUUM_LOGGING, None) is None
     assert sorted(r[0] for r in lakemod.read(spark, lake, tables.CURATED).select("pair_id").collect()) == curated_now
     assert lakemod.read(spark, lake, tables.PAIRS).count() == pairs.count()
     # VACUUM with a zero window keeps every listed run readable: runs live in partitions of the current
@@ -178,3 +187,21 @@ def test_maintain_rejects_empty_lake(spark, lake):
     cfg["lake"] = lake
     with pytest.raises(UserError, match="no Delta table"):
         execute(maintain, spark, cfg)
+    cfg["maintain"] = {"parallel_tables": 0}
+    with pytest.raises(UserError, match="--parallel-tables must be >= 1"):
+        execute(maintain, spark, cfg)
+
+
+def test_maintain_keeps_vacuum_commits_when_the_session_asks_for_them(spark, lake):
+    """Delta's own setting wins where a user made one (an audit trail on HDFS): maintain leaves it as it is."""
+    lakemod.append(spark, lake, tables.CURATION_RUNS, spark.createDataFrame([], tables.schema(tables.CURATION_RUNS)))
+    cfg = config.load(None)
+    cfg["lake"] = lake
+    cfg["maintain"] = {"vacuum_hours": 0, "parallel_tables": 1}
+    with lakemod.session_conf(spark, maintain.VACUUM_LOGGING, "true"):
+        execute(maintain, spark, cfg)
+        assert spark.conf.get(maintain.VACUUM_LOGGING) == "true"
+    ops = [r["operation"] for r in lakemod._commits(spark, lake, tables.CURATION_RUNS, 5)]
+    assert ops[:2] == ["VACUUM END", "VACUUM START"]
+    assert lakemod.content_version(spark, lake, tables.CURATION_RUNS, 0) == lakemod.version(
+        spark, lake, tables.CURATION_RUNS)  # walked past: the same rows

@@ -141,10 +141,17 @@ def version(spark: SparkSession, lake: str, name: str) -> int | None:
         return int(row[0]) if row else None
 
 
+def detail(spark: SparkSession, lake: str, name: str) -> tuple[int, int, dict[str, str]]:
+    """(data files, bytes, table properties) of the table's current snapshot, from its metadata
+    (DESCRIBE DETAIL, no scan; ~0.4 s on a small table, so a caller asks once)."""
+    row = (spark.sql(f"DESCRIBE DETAIL delta.`{table_path(lake, name)}`")
+           .select("numFiles", "sizeInBytes", "properties").first())
+    return int(row[0] or 0), int(row[1] or 0), dict(row[2] or {})
+
+
 def files_and_bytes(spark: SparkSession, lake: str, name: str) -> tuple[int, int]:
-    """(data files, bytes) in the table's current snapshot, from its metadata (DESCRIBE DETAIL, no scan)."""
-    row = spark.sql(f"DESCRIBE DETAIL delta.`{table_path(lake, name)}`").select("numFiles", "sizeInBytes").first()
-    return int(row[0] or 0), int(row[1] or 0)
+    """(data files, bytes) in the table's current snapshot (:func:`detail`)."""
+    return detail(spark, lake, name)[:2]
 
 
 # Commits that rewrite files without changing a table's rows (maintain's work).

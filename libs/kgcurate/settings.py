@@ -161,6 +161,8 @@ class MaintainOptions:
     staging_hours: float = option(24.0, "remove staging folders of killed runs older than this (default 24)",
                                   flag="--staging-hours", type=float)
     dry_run: bool = option(False, "report only; change nothing", flag="--dry-run")
+    parallel_tables: int = option(4, "tables optimized and vacuumed at once (default 4; 1: one after another)",
+                                  flag="--parallel-tables", type=int)
 
 
 @dataclass(frozen=True)
