@@ -157,7 +157,7 @@ def test_refresh_incremental_noop_and_time_travel(spark, lake, crawl_root):
     cfg["maintain"] = {"vacuum_hours": 0, "dry_run": False, "staging_hours": 2}
     done = execute(maintain, spark, cfg)
     assert not stale.exists() and fresh.exists()
-    assert set(done.tables) == set(dry.tables) and len(done.tables) >= 10  # four tables at once
+    assert set(done.tables) == set(dry.tables) and len(done.tables) >= 10  # maintained four at a time
     for name, info in done.tables.items():
         # files after: from OPTIMIZE's metrics, not read again; one file or none: no OPTIMIZE, no commit
         assert info["files_after"] == lakemod.files_and_bytes(spark, lake, name)[0], name

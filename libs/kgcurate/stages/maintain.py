@@ -153,8 +153,7 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> MaintainSummary:
             from kgcurate.stages import balance
 
             summary.orphan_runs = balance.orphan_runs(spark, root) if dry else balance.remove_orphans(spark, root)
-        workers = max(1, min(parallel, len(names)))
-        with ThreadPoolExecutor(workers, thread_name_prefix="maintain") as pool:
+        with ThreadPoolExecutor(min(parallel, len(names)), thread_name_prefix="maintain") as pool:
             done = pool.map(lambda name: maintain_table(spark, root, name, hours, dry), names)
             summary.tables = dict(zip(names, done, strict=True))
         stale = stale_staging(spark, root, float(m.get("staging_hours", DEFAULT_STAGING_HOURS)))
