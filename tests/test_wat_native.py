@@ -176,7 +176,8 @@ _URLS = ["http://h.org/a.jpg", "https://h.org/b?x=1", "http://h.org/a\nb.jpg", "
          "../../../../../a.jpg", "..", "../", "./", ".", "?q", "?", "a?", "a??", "a?b?", "#f", "a#f", "a b.jpg",
          " a.jpg", "a.jpg ", "a//b.jpg", "a/.b", ";p", "a;p", "\\x.jpg", "a:b", "x:y/z", "data:image/png;base64,AA",
          "javascript:void(0)", "mailto:a@h.org", "ftp://h.org/f.jpg", "[::1]/x", "http://[::1/x", "//[::1/x",
-         "\u00e9t\u00e9.jpg", "%20a.jpg", "a\x00b", "a\x1fb", ""]
+         "\u00e9t\u00e9.jpg", "%20a.jpg", "a\x00b", "a\x1fb", "", " https://h.org/lead.jpg", "http://h.org/t.jpg ",
+         "\thttp://h.org/tab.jpg\n", "http://h.org/x.jpg\x00", "  ", "#", " #top"]
 _PAGES = ["https://www.h.org/animals/dogs/index.html?id=3", "http://h.org", "http://h.org/", "https://h.org/a//b/c.html",
           "https://h.org/a/./b.html", "https://h.org/a/b/", "http://\u00e9.org/x/y", "http://[::1/x", "ftp://h.org/x/",
           "HTTP://h.org/x/y", "https://h.org/p?q#f", "https://h.org#f", "https://h.org/x y/z", "https://h.org/%7Ea/b"]

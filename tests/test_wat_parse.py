@@ -124,6 +124,28 @@ def test_relative_protocol_relative_and_base_href():
     assert got[2] == "https://www.example.org/up.jpg"
 
 
+def test_a_base_href_that_is_not_a_url_is_ignored():
+    """HTML ignores a <base href> that fails to parse: the page's relative images resolve against the
+    page instead of being lost (urljoin raises on the base's malformed host)."""
+    links = [img("a.jpg", alt="rel"), img("/b.jpg", alt="root"), img("http://x.com/c.jpg", alt="abs")]
+    for base in ("http://[oops/", "//[cdn/img/"):
+        assert [u for u, _, _ in pairs_of(links, base=base)] == [
+            "https://www.example.org/animals/dogs/a.jpg", "https://www.example.org/b.jpg", "http://x.com/c.jpg"]
+
+
+@pytest.mark.parametrize("page", ["http://www.example.org/p/", "https://www.example.org/p/"])
+def test_whitespace_in_a_src_is_cleaned_the_same_on_http_and_https_pages(page):
+    """As a browser reads a src (WHATWG URL parsing): spaces and controls at the ends go, tabs and newlines
+    inside go. urljoin does that only for a URL whose scheme is the page's, so before this a leading space
+    lost the image on one scheme of page and a newline stayed in the URL on the other."""
+    links = [img(" https://x.com/lead.jpg", alt="a"), img("\thttp://x.com/a\n.jpg", alt="b"),
+             img("http://x.com/t.jpg ", alt="c"), img(" rel.jpg \r\n", alt="d"), img(" ", alt="e"),
+             img("#", alt="f"), img(" #top", alt="g")]
+    doc = envelope(links, page=page)
+    assert [u for u, _, _ in extract_pairs(orjson.dumps(doc)).pairs] == [
+        "https://x.com/lead.jpg", "http://x.com/a.jpg", "http://x.com/t.jpg", page + "rel.jpg"]
+
+
 def test_data_and_non_http_urls_are_dropped():
     links = [img("data:image/gif;base64,R0lGODlhAQABAAAAACw=", alt="pixel"), img("javascript:void(0)", alt="js"),
              img("ftp://files.example.org/a.jpg", alt="ftp"), img("mailto:x@example.org", alt="mail"),
@@ -191,7 +213,8 @@ def test_crawl_from_path():
 
 
 def test_resolver_equals_urljoin_on_random_urls():
-    """The fast joins must give exactly urljoin's result (absolute http(s) URLs: kept as written)."""
+    """The fast joins must give exactly urljoin's result on the cleaned URL (absolute http(s) URLs: kept as
+    written once cleaned; an empty URL or a fragment alone: nothing)."""
     rng = random.Random(11)
     parts = ["../", "./", "a", "b", ".", "..", "", "x.jpg", "%20", "é", "?", "#", ";", ":", "//", "/", "q=1",
              " ", "\t", "h.com", "data:", "javascript:", "[", "@", "ftp:", "mailto:", "ht\ttp:", "Https:", "a+b:",
@@ -202,16 +225,17 @@ def test_resolver_equals_urljoin_on_random_urls():
     for _ in range(20000):
         base = rng.choice(bases)
         url = "".join(rng.choice(parts) for _ in range(rng.randint(0, 6)))
-        url = rng.choice(["", "/", "//"]) + url
+        url = rng.choice(["", "/", "//", " "]) + url
+        clean = url.strip("".join(map(chr, range(0x21)))).replace("\t", "").replace("\n", "").replace("\r", "")
         try:
-            want = urljoin(base, url)
+            want = urljoin(base, clean)
         except ValueError:
             want = None
         if want is not None and not want.lower().startswith(("http://", "https://")):
             want = None
-        if url.startswith(("http://", "https://")) and not any(c in url for c in "\t\r\n"):
-            want = url
-        if url.startswith("data:"):
+        if clean.startswith(("http://", "https://")):
+            want = clean
+        if clean.startswith(("data:", "#")) or not clean:
             want = None
         assert Resolver(base).resolve(url) == want, (base, url)
 

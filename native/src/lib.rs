@@ -638,7 +638,10 @@ impl Parser {
                     continue;
                 }
             };
+            // as written, as Python's `Resolver.resolve` keeps it; a trailing space or control
+            // character, or a tab or newline inside, is Python's to clean
             let made = if (url.starts_with("http://") || url.starts_with("https://"))
+                && url.as_bytes()[url.len() - 1] > b' '
                 && !url.bytes().any(|c| c == b'\n' || c == b'\t' || c == b'\r')
             {
                 Some(ImgUrl::Rust(acc.push(url)))

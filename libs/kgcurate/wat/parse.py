@@ -41,6 +41,10 @@ _SAMPLE_CHARS = 200
 _CRAWL_RE = re.compile(r"CC-MAIN-\d{4}-\d{2}")
 _GZIP_MAGIC = b"\x1f\x8b"
 _HTTP = ("http://", "https://")
+# WHATWG URL parsing's first steps, which browsers apply to every src: C0 controls and spaces
+# stripped from both ends, tabs and newlines removed (an attribute split over lines).
+_C0_OR_SPACE = "".join(map(chr, range(0x21)))
+_TAB_NEWLINE = str.maketrans("", "", "\t\n\r")
 log = logging.getLogger(__name__)
 
 
@@ -193,11 +197,19 @@ class Resolver:
         """The absolute http(s) URL of ``url`` on this page, else None (data:, javascript:, ftp:...).
 
         Absolute http(s) URLs are returned as written (``urljoin`` would give the same but for
-        dropping an empty trailing ``?``/``#``).
+        dropping an empty trailing ``?``/``#``). Any other URL is first cleaned as a browser does
+        (:func:`clean_url`): ``urljoin`` does that only when the URL's scheme is the base's, so an
+        absolute URL with a leading space or a newline would come out differently on http and https
+        pages. A URL empty after that, or a fragment alone (``#``: the page itself), gives no pair.
         """
-        if url.startswith(_HTTP) and "\n" not in url and "\t" not in url and "\r" not in url:
+        if url.startswith(_HTTP) and url[-1] > " " and "\n" not in url and "\t" not in url and "\r" not in url:
             return url
-        if self.base_url is None or url.startswith("data:"):
+        url = clean_url(url)
+        if not url or url[0] == "#" or url.startswith("data:"):
+            return None
+        if url.startswith(_HTTP):
+            return url
+        if self.base_url is None:
             return None
         if self._origin is None:
             self._prepare()
@@ -224,6 +236,23 @@ class Resolver:
                     return folder + rel  # relative to the base's folder
         out = _urljoin(self.base_url, url)
         return out if out is not None and out[:8].lower().startswith(("http://", "https://")) else None
+
+
+def clean_url(url: str) -> str:
+    """``url`` as a browser reads a ``src``: C0 controls and spaces stripped from both ends, tabs and
+    newlines removed."""
+    url = url.strip(_C0_OR_SPACE)
+    return url.translate(_TAB_NEWLINE) if "\t" in url or "\n" in url or "\r" in url else url
+
+
+def page_base(page: str, base: str | None) -> str:
+    """The URL a page's relative links resolve against: ``urljoin(page, base)`` with a ``<base href>``,
+    else the page. A base ``urljoin`` rejects (a malformed host) is ignored, as HTML ignores a base
+    URL that fails to parse, rather than losing every relative image of the page."""
+    if not base:
+        return page
+    joined = _urljoin(page, base)
+    return page if joined is None else joined
 
 
 def _urljoin(base: str, url: str) -> str | None:
@@ -325,11 +354,11 @@ def image_pairs(links: list, page: str | None, base: str | None, opts: ParseOpti
         if type(url) is not str:
             url = _as_str(url)
         if url:
-            if url.startswith(_HTTP) and "\n" not in url and "\t" not in url and "\r" not in url:
+            if url.startswith(_HTTP) and url[-1] > " " and "\n" not in url and "\t" not in url and "\r" not in url:
                 image_url: str | None = url  # absolute: as written (Resolver.resolve's first case)
             else:
                 if resolver is None:
-                    resolver = Resolver((_urljoin(page, base) if base else page) if page is not None else None)
+                    resolver = Resolver(page_base(page, base) if page is not None else None)
                 image_url = resolver.resolve(url)
             if image_url is not None:
                 for text, src in found:
@@ -664,7 +693,7 @@ class _Joiner:
     def __call__(self, page: str, base: str | None, url: str) -> str | None:
         if self._key != (page, base):
             self._key = (page, base)
-            self._resolver = Resolver(_urljoin(page, base) if base else page)
+            self._resolver = Resolver(page_base(page, base))
         return self._resolver.resolve(url)
 
 
