@@ -85,6 +85,32 @@ def test_run_says_which_stages_found_their_work_done(capsys):
     assert lines[1].startswith("build-metadata: run_id=build-metadata-r9, ") and "nothing to do" not in lines[1]
 
 
+def test_run_names_failed_and_partial_files_and_exits_1(capsys):
+    """``kgcurate run`` gives the exit code and the warning/error lines ``ingest-wat`` alone gives: a run
+    with failed input files is exit 1 and names them, not exit 0 with a summary cut before the count."""
+    from kgcurate.stages import run_pipeline
+    from kgcurate.stages.ingest_wat import IngestWatSummary
+    from kgcurate.stages.match import MatchSummary
+
+    ingest = IngestWatSummary(run_id="ingest-wat-r1", inputs=8, skipped_done=0, files=8, ok=3, partial=2,
+                              failed=[("/in/a.warc.wat.gz", "not gzip")] * 3,
+                              partial_files=[("/in/b.warc.wat.gz", "cut")] * 2)
+    match = MatchSummary(mode="full", reason="first run", metadata_version=0, pairs_version=0, entries=1,
+                         entries_skipped=0, pairs_matched=1, pairs_with_match=1, matches=1, entries_with_count=1)
+    assert run_pipeline.report({"ingest-wat": ingest, "match": match}, None) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0].startswith("ingest-wat: run_id=ingest-wat-r1") and len(out.splitlines()) == 2
+    assert err.startswith("kgcurate: error: 3 of 8 input files failed (a.warc.wat.gz, a.warc.wat.gz, "
+                          "a.warc.wat.gz; see table ingest_log); the others were ingested")
+    partial_only = IngestWatSummary(run_id="ingest-wat-r4", inputs=2, skipped_done=0, files=2, ok=1, partial=1,
+                                    partial_files=[("/in/b.warc.wat.gz", "cut")])
+    assert run_pipeline.report({"ingest-wat": partial_only}, None) == 0
+    assert capsys.readouterr().err.startswith("kgcurate: warning: 1 of 2 input files were damaged")
+    clean = IngestWatSummary(run_id="ingest-wat-r3", inputs=2, skipped_done=0, files=2, ok=2)
+    assert run_pipeline.report({"ingest-wat": clean, "match": match}, None) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_balance_says_when_its_run_was_recorded_before(capsys):
     from kgcurate.stages import balance
 

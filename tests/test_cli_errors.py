@@ -100,6 +100,52 @@ def test_config_of_the_wrong_shape_exit_2_naming_the_key(text, words, capsys, tm
         assert w in err, err
 
 
+@pytest.mark.parametrize(("argv", "words"), [
+    (["--min-text-length", "100", "--max-text-length", "10"], ["min_text_length=100", "max_text_length=10",
+                                                               "keep no text"]),
+    (["--min-text-length", "-5"], ["min_text_length=-5", "keep no text"]),
+    (["--max-text-length", "0"], ["max_text_length=0", "keep no text"]),
+])
+def test_text_bounds_that_keep_nothing_exit_2_before_any_file_is_logged(argv, words, capsys, tmp_path) -> None:
+    """Bounds that filter every text would log every file ok with no pair: a re-run would skip them."""
+    wat = tmp_path / "in.warc.wat.gz"
+    wat.write_bytes(b"")
+    assert cli.main(["ingest-wat", "--lake", str(tmp_path / "lake"), *argv, str(wat)]) == 2
+    err = one_error_line(capsys)
+    for w in words:
+        assert w in err, err
+    p = tmp_path / "c.yaml"
+    p.write_text(f"wat:\n  inputs: [{wat}]\n  min_text_length: 9\n  max_text_length: 3\n")
+    assert cli.main(["run", "--config", str(p), "--lake", str(tmp_path / "lake")]) == 2
+    assert "keep no text" in one_error_line(capsys)
+    assert not (tmp_path / "lake").exists()
+
+
+def test_config_file_that_is_not_utf8_exit_2_naming_it(capsys, tmp_path) -> None:
+    p = tmp_path / "bin.yaml"
+    p.write_bytes(b"\xff\xfe bad")
+    assert cli.main(["match", "--config", str(p)]) == 2
+    assert one_error_line(capsys) == f"kgcurate: error: config file {p} is not UTF-8 text: save it as UTF-8 YAML"
+
+
+def test_an_output_folder_that_is_a_file_or_lacks_s3_credentials_exit_2(capsys, tmp_path, monkeypatch) -> None:
+    """report --out / download --out: refused before Spark starts, not after the work they were to store."""
+    f = tmp_path / "afile"
+    f.write_text("x")
+    assert cli.main(["report", "--lake", str(tmp_path / "lake"), "--out", str(f)]) == 2
+    assert f"{f} is a file, not a folder" in one_error_line(capsys)
+    assert cli.main(["download", "--lake", str(tmp_path / "lake"), "--out", str(f / "shards")]) == 2
+    assert f"{f} is a file, not a folder" in one_error_line(capsys)
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    assert cli.main(["download", "--lake", str(tmp_path / "lake"), "--out", "s3://bucket/shards"]) == 2
+    assert "no AWS credentials to write s3://bucket/shards: set AWS_ACCESS_KEY_ID" in one_error_line(capsys)
+    assert not (tmp_path / "lake").exists()
+
+
 def test_shipped_configs_validate() -> None:
     for name in ("conf/demo.yaml", "conf/cluster.yaml", "deploy/compose.yaml"):
         config.load(name)
@@ -117,6 +163,12 @@ def test_jvm_io_errors_become_one_line() -> None:
     mkdirs = RuntimeError(": java.io.IOException: Mkdirs failed to create /ro/lake/x (exists=false, cwd=file:/)")
     assert "cannot write /ro/lake/x: cannot create the directory" in str(io_error_from_jvm(mkdirs))
     assert io_error_from_jvm(RuntimeError("division by zero")) is None
+    # s3a without credentials comes wrapped in an AccessDeniedException: not a permission problem
+    s3a = RuntimeError(": java.nio.file.AccessDeniedException: s3a://b/lake/_delta_log: "
+                       "org.apache.hadoop.fs.s3a.auth.NoAuthWithAWSException: No AWS Credentials provided")
+    worker = RuntimeError("PythonException: ... botocore.exceptions.NoCredentialsError: Unable to locate credentials")
+    for exc in (s3a, worker):
+        assert str(io_error_from_jvm(exc)).startswith("no AWS credentials for S3: set AWS_ACCESS_KEY_ID")
     assert first_line(RuntimeError("An error occurred while calling o77.save.\n: org.apache.spark.SparkException: "
                                    "Job aborted\n\tat x")) == "org.apache.spark.SparkException: Job aborted"
     assert first_line(ValueError("plain message\nmore")) == "plain message"

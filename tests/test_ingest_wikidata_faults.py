@@ -161,10 +161,16 @@ def test_precheck_rules():
 def test_file_logs_account_for_every_file():
     files = [InputFile("a", "file:/a.json", 10, "json"), InputFile("b", "file:/b.json.bz2", 10, "json",
                                                                     "truncated bzip2 stream", True),
-             InputFile("c", "file:/c.json.gz", 20, "json")]
+             InputFile("c", "file:/c.json.gz", 20, "json"), InputFile("d", "file:/d.json", 30, "json"),
+             InputFile("e", "file:/e.json", 30, "json")]
     stats = {"file:/a.json": {"records": 3, "rows_out": 2, "bad_records": 1, "skipped": 0, "lines": 5},
-             "file:/b.json.bz2": {"records": 4, "rows_out": 4, "lines": 1200}}
-    a, b, c = file_logs(files, stats)
+             "file:/b.json.bz2": {"records": 4, "rows_out": 4, "lines": 1200},
+             "file:/d.json": {"records": 3, "bad_records": 3, "skipped": 0, "lines": 3},  # an HTML error page
+             "file:/e.json": {"records": 3, "bad_records": 1, "skipped": 2, "lines": 3}}  # properties only
+    a, b, c, d, e = file_logs(files, stats)
+    assert (d["status"], d["records"], d["bad_records"]) == ("failed", 4, 4)
+    assert d["error"] == "not a Wikidata dump: none of its 3 records is an entity (each is a bad record)"
+    assert (e["status"], e["error"]) == ("ok", None)
     assert (a["status"], a["records"], a["bad_records"], a["error"]) == ("ok", 3, 1, None)
     assert (b["status"], b["records"], b["bad_records"], b["rows_out"]) == ("failed", 5, 1, 4)
     assert b["error"] == "truncated bzip2 stream; lines before offset 1,200 were read and kept"
@@ -221,3 +227,21 @@ def test_inputs_are_listed_per_file(spark, tmp_path):
     got = stage.list_files(spark, [str(tmp_path / "d"), str(tmp_path / "d" / "a.json")], "nt")
     assert sorted(f.uri.rsplit("/", 1)[-1] for f in got) == ["a.json", "b%20c.json.bz2"]
     assert {f.fmt for f in got} == {"nt"}
+
+
+@pytest.mark.slow
+def test_cli_shows_one_line_not_the_jvm_trace_of_a_cut_file(tmp_path):
+    """A file Spark fails to read: the CLI's own process (its JVM at console level OFF) prints no Spark
+    ERROR line or Java stack trace above its one error line; ``log4j2.properties`` names loggers (Spark's
+    Utils at ERROR) that a root-level OFF alone did not silence. The file is failed, so it is read again."""
+    from helpers import start_cli
+
+    packed = gzip.compress(_dump([_entity(n) for n in range(820000, 820400)]))
+    cut = tmp_path / "cut.json.gz"
+    cut.write_bytes(packed[: len(packed) // 2])
+    proc = start_cli(["ingest-wikidata", "--lake", str(tmp_path / "lake"), str(cut)], tmp_path)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err[-2000:]
+    shown = [ln for ln in err.splitlines() if " INFO " not in ln and not ln.startswith("WARNING: Using incubator")]
+    assert not [ln for ln in shown if " ERROR " in ln or ln.startswith(("\tat ", "Caused by"))], err[-3000:]
+    assert shown[-1].startswith("kgcurate: error: 1 of 1 Wikidata input files failed: cut.json.gz (read error: ")

@@ -92,7 +92,9 @@ def load(path: str | Path | None) -> dict[str, Any]:
     if not p.is_file():
         raise UserError(f"config file not found: {p} (pass an existing YAML file, e.g. conf/demo.yaml)")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise UserError(f"config file {p} is not UTF-8 text: save it as UTF-8 YAML") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -26,13 +26,22 @@ _IO_CAUSES = (
 )
 
 
+# No credentials for S3: boto3's (in the driver, or in a Python worker's trace) and Hadoop s3a's, which
+# comes wrapped in an AccessDeniedException that would otherwise read as a permission problem.
+_NO_CREDENTIALS = re.compile(r"NoAuthWithAWSException|NoCredentialsError|Unable to locate credentials")
+
+
 def io_error_from_jvm(exc: BaseException) -> UserError | None:
-    """A Py4J/JVM failure whose root is an I/O problem with a path, as one UserError line; else None."""
+    """A Py4J/JVM failure whose root is an I/O problem with a path, or missing S3 credentials, as one
+    UserError line; else None."""
     text = str(exc)
     java = getattr(exc, "java_exception", None)
     if java is not None:
         with contextlib.suppress(Exception):  # the gateway may be gone
             text += "\n" + str(java.toString())
+    if _NO_CREDENTIALS.search(text):
+        return UserError("no AWS credentials for S3: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or "
+                         "AWS_PROFILE, or run with an instance role) and re-run")
     for pattern, cause in _IO_CAUSES:
         m = pattern.search(text)
         if m:

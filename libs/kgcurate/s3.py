@@ -267,10 +267,30 @@ def output_folder(out: str, refusal: str) -> str:
 
     if is_s3(out):
         _, bucket, key = split_url(out)
+        require_credentials(out)
         return f"s3://{bucket}/{key.strip('/')}".rstrip("/")
     if "://" in out and not out.startswith("file:"):
         raise UserError(refusal)
-    return os.path.abspath(strip_file_uri(out))
+    path = Path(os.path.abspath(strip_file_uri(out)))
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{refusal.split(':', 1)[0]}: {existing} is a file, not a folder: pass a folder "
+                        "(it is created when missing)")
+    return str(path)
+
+
+def require_credentials(url: str) -> None:
+    """Fail before any work when boto3's default chain finds no credentials for writing ``url``:
+    otherwise the first upload fails only after the work it was to store."""
+    import boto3
+
+    from kgcurate.errors import UserError
+
+    if boto3.session.Session().get_credentials() is None:
+        raise UserError(f"no AWS credentials to write {url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                        "(or AWS_PROFILE, or run with an instance role) and re-run")
 
 
 def put_files(paths: list[Path], folder: str) -> list[str]:

@@ -120,7 +120,13 @@ def get_spark(app_name: str = "kgcurate", overrides: Mapping[str, Any] | None = 
             continue
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(os.environ.get("KGCURATE_SPARK_LOG_LEVEL", console_log_level))
+    level = os.environ.get("KGCURATE_SPARK_LOG_LEVEL", console_log_level)
+    spark.sparkContext.setLogLevel(level)
+    if level.upper() == "OFF":
+        # setLogLevel sets the root logger only; loggers log4j2.properties names keep their level, and
+        # Utils at ERROR printed "Aborting task" with a stack trace above the CLI's one line
+        log4j = spark.sparkContext._jvm.org.apache.logging.log4j
+        log4j.core.config.Configurator.setAllLevels("", log4j.Level.OFF)
     return spark
 
 

@@ -331,6 +331,13 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> DownloadSummary:
     return summary
 
 
+def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
+    """An output nothing could write (a file, an S3 folder without credentials) is refused before Spark
+    starts, not after the downloads it was to store."""
+    out_folder(settings.section(cfg, settings.DownloadOptions).out)
+    return {}
+
+
 def report(s: DownloadSummary, args: argparse.Namespace) -> int:
     if not s.urls:
         print(f"{JOB}: curated run {s.curated_run_id}: nothing to download ({s.shards_done_before} shards done, "

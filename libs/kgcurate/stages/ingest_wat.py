@@ -190,9 +190,22 @@ def parse_files(files: Iterator[tuple[int, str]], crawl: str | None, options: An
         }, 1)
 
 
+def check_options(wat_cfg: dict[str, Any]) -> None:
+    """Text-length bounds that can keep a text at all: else every pair would be filtered and the files
+    logged as done, so a re-run would not read them again. Called before Spark starts."""
+    lo, hi = int(wat_cfg.get("min_text_length", 1)), int(wat_cfg.get("max_text_length", 2000))
+    if lo < 0 or hi < 1 or lo > hi:
+        raise UserError(f"wat.min_text_length={lo} and wat.max_text_length={hi} keep no text: use "
+                        "0 <= --min-text-length <= --max-text-length and --max-text-length >= 1")
+    route = wat_cfg.get("pairs_staging") or "auto"
+    if route not in ("auto", "task", "spark"):
+        raise UserError(f"wat.pairs_staging must be auto, task or spark, got {route!r}")
+
+
 def _parse_options(wat_cfg: dict[str, Any]):
     from kgcurate.wat.parse import ParseOptions
 
+    check_options(wat_cfg)
     return ParseOptions(
         min_text_length=int(wat_cfg.get("min_text_length", 1)),
         max_text_length=int(wat_cfg.get("max_text_length", 2000)),
@@ -320,8 +333,6 @@ def execute(ctx: Context, cfg: dict[str, Any], files: list[str] | None = None) -
     accs = (sc.accumulator(0), sc.accumulator(0), sc.accumulator(0))
     options = _parse_options(wat)
     route = wat.get("pairs_staging") or "auto"
-    if route not in ("auto", "task", "spark"):
-        raise UserError(f"wat.pairs_staging must be auto, task or spark, got {route!r}")
     if route == "task" and not staging_mod.supported(staging):
         raise UserError(f"wat.pairs_staging=task needs a local or s3 lake, not {lake_root}: use auto or spark")
     pairs_dir = f"{staging}/pairs" if route == "task" or (route == "auto" and staging_mod.supported(staging)) else None
@@ -364,6 +375,7 @@ def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
     """Expand the inputs (and fail on a bad path) before Spark starts; execute reuses the list."""
     if not cfg["wat"].get("inputs"):
         raise UserError("no input given: pass WAT files, directories, globs or a wat.paths.gz listing")
+    check_options(cfg["wat"])
     return {"files": expand_inputs(cfg["wat"]["inputs"], cfg["wat"].get("listing_base"))}
 
 
@@ -371,8 +383,10 @@ def report(summary: IngestWatSummary, args: argparse.Namespace) -> int:
     print_summary(summary)
     files, partial, failed = summary.files, summary.partial, summary.failed_count
     if files and failed:
-        print(f"kgcurate: error: {failed} of {files} input files failed (see table ingest_log); "
-              "the others were ingested; re-run to retry the failed ones", file=sys.stderr)
+        rest = "the others were ingested" if failed < files else "nothing was ingested"
+        names = ", ".join(display_name(p) for p, _ in summary.failed[:5]) + (", ..." if failed > 5 else "")
+        print(f"kgcurate: error: {failed} of {files} input files failed ({names}; see table ingest_log); "
+              f"{rest}; re-run to retry the failed ones", file=sys.stderr)
         return 1
     if partial:
         names = ", ".join(display_name(p) for p, _ in summary.partial_files[:5]) + (", ..." if partial > 5 else "")

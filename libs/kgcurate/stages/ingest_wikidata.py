@@ -562,7 +562,8 @@ def file_logs(files: list[InputFile], stats: dict[str, dict[str, int]]) -> list[
     A file with a problem is ``failed`` with the cause (and up to which line offset it was read);
     its problem is one more record and one more bad record, as ingest-wat counts a file-level
     problem. A non-empty file of which Spark read no line at all (a compressed file holding
-    nothing) is failed too: a dump is never empty, so saying "ok, 0 records" would hide it.
+    nothing) is failed too: a dump is never empty, so saying "ok, 0 records" would hide it. So is a
+    file whose every record is bad (no entity, no skipped non-item): it is not a dump at all.
     """
     out = []
     for f in files:
@@ -573,6 +574,11 @@ def file_logs(files: list[InputFile], stats: dict[str, dict[str, int]]) -> list[
             problem = "no lines to read (empty after decompression)"
         if problem is not None and lines:
             problem = f"{problem}; lines before offset {lines:,} were read and kept"
+        bad = int(st.get("bad_records") or 0)
+        if problem is None and bad and not st.get("rows_out") and not st.get("skipped"):
+            # every record bad, none an entity or a skipped non-item: an HTML error page or another
+            # file under a dump's name, not a dump whose lines went wrong; failed, so it is read again
+            problem = f"not a Wikidata dump: none of its {bad:,} records is an entity (each is a bad record)"
         extra = 1 if problem is not None else 0
         out.append({
             "source_file": f.uri, "status": "failed" if problem else "ok",
@@ -714,8 +720,9 @@ def failure_line(failed: list[tuple[str, str | None]], files: int, limit: int = 
         return None
     named = "; ".join(f"{unquote(path.rsplit('/', 1)[-1])} ({error})" for path, error in failed[:limit])
     more = f"; and {len(failed) - limit} more" if len(failed) > limit else ""
+    rest = "the others were ingested" if len(failed) < files else "nothing was ingested"
     return (f"kgcurate: error: {len(failed)} of {files} Wikidata input files failed: {named}{more} "
-            "(see table ingest_log); the others were ingested")
+            f"(see table ingest_log); {rest}")
 
 
 def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:

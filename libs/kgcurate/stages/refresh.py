@@ -138,6 +138,9 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> RefreshSummary:
 
 
 def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
+    from kgcurate.stages import ingest_wat
+
+    ingest_wat.check_options(cfg["wat"])
     crawl = (cfg.get("refresh") or {}).get("crawl") or cfg["wat"].get("crawl")
     if crawl:
         s3.listing_url(crawl)  # a malformed crawl id fails here, before Spark starts

@@ -10,8 +10,10 @@ target -> no curated table).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
+import io
 import logging
 import time
 from typing import Any
@@ -70,10 +72,18 @@ def _short(summary: Summary) -> str:
     return head + ", ".join(f"{k}={v}" for k, v in list(keep.items())[:10] if v != "")
 
 
+def _runs(step: str, args: argparse.Namespace) -> bool:
+    return (not args.only or step in args.only) and step not in (args.skip or [])
+
+
 def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
     if not args.config:
         raise UserError("run needs --config (e.g. conf/demo.yaml or conf/cluster.yaml)")
-    if (not args.only or "report" in args.only) and "report" not in (args.skip or []):
+    if _runs("ingest-wat", args) and not skip_reason("ingest-wat", cfg):
+        from kgcurate.stages import ingest_wat
+
+        ingest_wat.check_options(cfg["wat"])  # text bounds that keep nothing fail now, not as "ok" files
+    if _runs("report", args):
         from kgcurate.stages import report
 
         report.prepare(args, cfg)  # a report folder nothing could write fails now, not after every stage
@@ -81,11 +91,21 @@ def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def report(summaries: dict[str, Summary], args: argparse.Namespace) -> int:
+    """One line per stage, then each stage's own warnings and errors (its command's ``report``, whose
+    stdout summary is the line above): the exit code is the worst of the stages', so failed input files
+    make ``run`` exit 1 and are named, as ``ingest-wat`` alone does."""
     from kgcurate.stages.report import ReportSummary
 
     for step, summary in summaries.items():
         print(f"{step}: {_short(summary)}")
+    code = 0
+    for step, summary in summaries.items():
+        if isinstance(summary, Skipped):
+            continue
+        module = importlib.import_module(f"kgcurate.stages.{registry.BY_NAME[step].module}")
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = max(code, int(module.report(summary, args) or 0))
     report = summaries.get("report")
     if isinstance(report, ReportSummary) and report.html:
         print(f"report: {report.html}")
-    return 0
+    return code
