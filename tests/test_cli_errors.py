@@ -143,6 +143,8 @@ def test_an_output_folder_that_is_a_file_or_lacks_s3_credentials_exit_2(capsys, 
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     assert cli.main(["download", "--lake", str(tmp_path / "lake"), "--out", "s3://bucket/shards"]) == 2
     assert "no AWS credentials to write s3://bucket/shards: set AWS_ACCESS_KEY_ID" in one_error_line(capsys)
+    assert cli.main(["report", "--lake", str(tmp_path / "lake"), "--out", "s3a://bucket/reports/"]) == 2
+    assert "no AWS credentials to write s3://bucket/reports: set AWS_ACCESS_KEY_ID" in one_error_line(capsys)
     assert not (tmp_path / "lake").exists()
 
 

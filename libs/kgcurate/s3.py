@@ -267,7 +267,6 @@ def output_folder(out: str, refusal: str) -> str:
 
     if is_s3(out):
         _, bucket, key = split_url(out)
-        require_credentials(out)
         return f"s3://{bucket}/{key.strip('/')}".rstrip("/")
     if "://" in out and not out.startswith("file:"):
         raise UserError(refusal)

@@ -334,7 +334,9 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> DownloadSummary:
 def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
     """An output nothing could write (a file, an S3 folder without credentials) is refused before Spark
     starts, not after the downloads it was to store."""
-    out_folder(settings.section(cfg, settings.DownloadOptions).out)
+    out = out_folder(settings.section(cfg, settings.DownloadOptions).out)
+    if s3.is_s3(out):
+        s3.require_credentials(out)
     return {}
 
 

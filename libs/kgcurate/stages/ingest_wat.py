@@ -36,7 +36,7 @@ import pyarrow as pa
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import ids, lake, pairs_insert, run_ids, tables, units
+from kgcurate import ids, lake, pairs_insert, run_ids, settings, tables, units
 from kgcurate import staging as staging_mod
 from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
@@ -193,7 +193,7 @@ def parse_files(files: Iterator[tuple[int, str]], crawl: str | None, options: An
 def check_options(wat_cfg: dict[str, Any]) -> None:
     """Text-length bounds that can keep a text at all: else every pair would be filtered and the files
     logged as done, so a re-run would not read them again. Called before Spark starts."""
-    lo, hi = int(wat_cfg.get("min_text_length", 1)), int(wat_cfg.get("max_text_length", 2000))
+    lo, hi = _text_bounds(wat_cfg)
     if lo < 0 or hi < 1 or lo > hi:
         raise UserError(f"wat.min_text_length={lo} and wat.max_text_length={hi} keep no text: use "
                         "0 <= --min-text-length <= --max-text-length and --max-text-length >= 1")
@@ -202,13 +202,21 @@ def check_options(wat_cfg: dict[str, Any]) -> None:
         raise UserError(f"wat.pairs_staging must be auto, task or spark, got {route!r}")
 
 
+def _text_bounds(wat_cfg: dict[str, Any]) -> tuple[int, int]:
+    """(min, max) text length; a key left empty in the YAML takes its default."""
+    opts = settings.WatOptions
+    lo, hi = wat_cfg.get("min_text_length"), wat_cfg.get("max_text_length")
+    return int(opts.min_text_length if lo is None else lo), int(opts.max_text_length if hi is None else hi)
+
+
 def _parse_options(wat_cfg: dict[str, Any]):
     from kgcurate.wat.parse import ParseOptions
 
     check_options(wat_cfg)
+    lo, hi = _text_bounds(wat_cfg)
     return ParseOptions(
-        min_text_length=int(wat_cfg.get("min_text_length", 1)),
-        max_text_length=int(wat_cfg.get("max_text_length", 2000)),
+        min_text_length=lo,
+        max_text_length=hi,
         text_sources=tuple(wat_cfg.get("text_sources") or ("alt", "title")),
         decode_all=bool(wat_cfg.get("decode_all", False)),
     )

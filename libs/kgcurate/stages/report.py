@@ -215,8 +215,11 @@ def configured_folder(cfg: dict[str, Any]) -> str:
 
 
 def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
-    """A report folder nothing could write is refused before Spark starts."""
-    configured_folder(cfg)
+    """A report folder nothing could write (a file, an S3 folder without credentials) is refused before
+    Spark starts."""
+    out = configured_folder(cfg)
+    if s3.is_s3(out):
+        s3.require_credentials(out)
     return {}
 
 
