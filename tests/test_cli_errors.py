@@ -174,6 +174,10 @@ def test_jvm_io_errors_become_one_line() -> None:
     assert first_line(RuntimeError("An error occurred while calling o77.save.\n: org.apache.spark.SparkException: "
                                    "Job aborted\n\tat x")) == "org.apache.spark.SparkException: Job aborted"
     assert first_line(ValueError("plain message\nmore")) == "plain message"
+    worker = RuntimeError("An exception was thrown from the Python worker. Please see the stack trace below.\n"
+                          "Traceback (most recent call last):\n  File \"/x/worker.py\", line 3, in main\n    f()\n"
+                          "kgcurate.errors.SomeError: the shard folder /out is full\n")
+    assert first_line(worker) == "kgcurate.errors.SomeError: the shard folder /out is full"
 
 
 def test_cli_quiets_spark_console_unless_debug(monkeypatch, tmp_path) -> None:

@@ -50,11 +50,22 @@ def io_error_from_jvm(exc: BaseException) -> UserError | None:
     return None
 
 
+# The last line of a Python traceback: "module.Error: message" at the start of a line.
+_PY_ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)\b.*)$", re.M)
+
+
 def first_line(exc: BaseException) -> str:
     """The line worth showing: for a Py4J error the Java exception and its message, not the gateway's
-    'An error occurred while calling o131.parquet'."""
+    'An error occurred while calling o131.parquet'; for a Python worker's failure (PySpark's
+    'An exception was thrown from the Python worker. Please see the stack trace below.') the
+    worker's own error line, the last of its traceback."""
     text = str(exc).strip()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if lines and lines[0].startswith("An error occurred while calling"):
         lines = [ln.lstrip(": ") for ln in lines[1:]] or lines
+    if "Traceback (most recent call last)" in text:
+        tail = text[text.rindex("Traceback (most recent call last)"):]
+        found = _PY_ERROR_LINE.findall(tail)
+        if found:
+            return found[-1].strip()
     return lines[0] if lines else ""
