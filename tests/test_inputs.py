@@ -56,6 +56,9 @@ def test_corrupt_listing_is_a_user_error(tmp_path):
     listing = _touch(tmp_path / "wat.paths.gz", b"not gzip at all")
     with pytest.raises(UserError, match="not valid gzip"):
         expand_inputs([str(listing)])
+    empty = _touch(tmp_path / "empty.paths.gz", gzip.compress(b"\n"))
+    with pytest.raises(UserError, match=f"listing {empty} names no file"):
+        expand_inputs([str(empty)])
 
 
 def test_local_conf_has_delta_and_cluster_conf_leaves_master_alone():

@@ -105,7 +105,10 @@ def expand_inputs(inputs: Iterable[str], listing_base: str | None = None) -> lis
     for item in inputs:
         if is_listing(item):
             base = listing_base or listing_base_for(item)
-            out.extend(resolve_listed(name, base) for name in read_listing_names(item))
+            names = read_listing_names(item)
+            if not names:
+                raise UserError(f"listing {item} names no file (an empty or cut download?): fetch it again")
+            out.extend(resolve_listed(name, base) for name in names)
         elif item.startswith(("s3://", "s3a://")):
             from kgcurate import s3
 
