@@ -84,6 +84,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(429, b"slow down", [("Retry-After", "0")]) if hit == 1 else self._send(200, JPEG)
         elif path == "/error500":
             self._send(500, b"boom", [("Retry-After", "2")])
+        elif path == "/busy-for-an-hour":
+            self._send(503, b"come back later", [("Retry-After", "3600")])
         elif path.startswith("/chain/"):
             left = int(path.rsplit("/", 1)[1])
             self._send(302, b"", [("Location", f"/chain/{left - 1}" if left else "/img.jpg")])
@@ -207,6 +209,15 @@ def test_500_is_retried_up_to_max_attempts(server):
     assert result.error.startswith("HTTP 500")
     assert server.hits["/error500"] == 3
     assert sleeps == [2.0, 2.0]  # the server's Retry-After, between attempts only
+
+
+def test_a_retry_after_longer_than_we_wait_ends_the_url_for_this_run(server):
+    """Retry-After: 3600 with max_delay 10: asking again in 10 s would not honour it; the URL keeps its
+    status (retryable) for ``download --retry-failed``."""
+    sleeps: list[float] = []
+    result = fetcher(sleeps).fetch(f"{server.base}/busy-for-an-hour")
+    assert (result.status, result.http_status, result.attempts) == (st.HTTP_ERROR, 503, 1)
+    assert sleeps == [] and server.hits["/busy-for-an-hour"] == 1
 
 
 def test_404_is_not_retried(server):

@@ -23,6 +23,9 @@ from kgcurate.download.policy import IMG2DATASET_OPT_OUT, OptOut, RetryPolicy
         (["KGCurate: NOAI"], "noai"),
         (["otherbot: noindex, kgcurate: noai"], "noai"),
         (["unavailable_after: 2030-01-01, noai"], "noai"),  # a valued directive is not a bot name
+        # an RFC 850 date holds a comma: "21 Oct 2015 07" is the date's rest, not a bot named so
+        (["unavailable_after: Wed, 21 Oct 2015 07:28:00 GMT, noai"], "noai"),
+        (["otherbot: unavailable_after: Wed, 21 Oct 2015 07:28:00 GMT, noai"], None),
         (["max-image-preview: none"], None),
         (["noindex", "noimageindex"], None),  # search-engine directives are not ours by default
     ],
@@ -80,7 +83,9 @@ def test_retry_after_seconds_honoured_and_capped():
     policy = RetryPolicy(base_delay=1.0, max_delay=30.0)
     assert policy.delay("u", 1, "7") == 7.0
     assert policy.delay("u", 1, " 0 ") == 0.0
-    assert policy.delay("u", 1, "1000") == 30.0
+    assert policy.delay("u", 1, "30") == 30.0
+    # longer than we wait in a run: no retry now (asking before the server's time would not honour it)
+    assert policy.delay("u", 1, "1000") is None and policy.delay("u", 1, "1e400") is None
     backoff = policy.delay("u", 2)
     assert policy.delay("u", 2, "Wed, 21 Oct 2015 07:28:00 GMT") == backoff  # HTTP-date: not read
     assert policy.delay("u", 2, "-5") == backoff

@@ -176,7 +176,10 @@ class Fetcher:
             result, retry_after = self._attempt(url)
             if attempt >= policy.max_attempts or not policy.retryable(result.status, result.http_status):
                 return replace(result, attempts=attempt)
-            self._sleep(policy.delay(url, attempt, retry_after))
+            wait = policy.delay(url, attempt, retry_after)
+            if wait is None:  # the server asked for longer than we wait in a run: --retry-failed's
+                return replace(result, attempts=attempt)
+            self._sleep(wait)
 
     def _attempt(self, url: str) -> tuple[FetchResult, str | None]:
         """One try: follow redirects by hand, checking every hop. Returns the result and any Retry-After."""

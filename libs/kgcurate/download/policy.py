@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -21,6 +22,10 @@ DEFAULT_UA_TOKEN = "kgcurate"
 # Directives whose own syntax has a colon ("max-snippet: 20", "unavailable_after: 2030-01-01"): the part
 # before that colon is the directive, not a user agent, so it must not be read as "for another bot".
 _VALUED_DIRECTIVES = frozenset({"max-snippet", "max-image-preview", "max-video-preview", "unavailable_after"})
+# A user-agent token (RFC 9309: letters, digits, "_", "-"; dots seen in practice). Text before a colon that
+# is not one, such as "21 oct 2015 07" from "unavailable_after: Wed, 21 Oct 2015 07:28:00 GMT" cut at its
+# comma, continues the previous directive: it must not start a scope for a bot of that name.
+_BOT_TOKEN = re.compile(r"[a-z0-9][a-z0-9_.\-]*")
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ class OptOut:
                 directive = item.strip().lower()
                 if ":" in directive:
                     head, rest = (part.strip() for part in directive.split(":", 1))
-                    if head not in _VALUED_DIRECTIVES:
+                    if head not in _VALUED_DIRECTIVES and _BOT_TOKEN.fullmatch(head):
                         bot, directive = head, rest
                 if (bot is None or bot == me) and directive in refused:
                     return directive
@@ -80,15 +85,18 @@ class RetryPolicy:
             return True
         return status == st.HTTP_ERROR and http_status is not None and (http_status == 429 or http_status >= 500)
 
-    def delay(self, url: str, attempt: int, retry_after: str | None = None) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based) of ``url``.
+    def delay(self, url: str, attempt: int, retry_after: str | None = None) -> float | None:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based) of ``url``; None: do not try
+        again in this run.
 
-        A ``Retry-After`` given in seconds wins over the backoff (capped at ``max_delay``); the HTTP-date
-        form is not read (it needs the server's clock) and falls back to the backoff.
+        A ``Retry-After`` given in seconds wins over the backoff. One longer than ``max_delay`` (an
+        infinite one too) is None: asking again before the time the server named would not honour it,
+        so the URL keeps its status for ``download --retry-failed``. The HTTP-date form is not read (it
+        needs the server's clock) and falls back to the backoff.
         """
         seconds = _retry_after_seconds(retry_after)
         if seconds is not None:
-            return min(seconds, self.max_delay)
+            return seconds if seconds <= self.max_delay else None
         digest = hashlib.blake2b(f"{attempt}\x00{url}".encode(), digest_size=8).digest()
         fraction = int.from_bytes(digest, "big") / 2**64
         backoff = self.base_delay * 2 ** min(attempt - 1, 62) * (1 + self.jitter * fraction)
@@ -102,4 +110,4 @@ def _retry_after_seconds(value: str | None) -> float | None:
         seconds = float(value.strip())
     except ValueError:
         return None
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    return seconds if seconds >= 0 and not math.isnan(seconds) else None  # inf: longer than any max_delay
