@@ -14,7 +14,8 @@ Commit order: every task's rows are staged as Parquet, then MERGEd into ``downlo
 image URL), then the run's row with its shard list goes into ``download_runs``, then ``sizes.json``.
 A shard counts as done only once a ``download_runs`` row lists it, so a run killed at any point is
 redone shard by shard, never half; a URL has one row whatever the reruns. ``--retry-failed`` puts the
-URLs that failed with a retryable status into new shards (numbered after the existing ones).
+URLs that failed with a retryable status (timeouts, connection errors, 429, 5xx) into new shards
+(numbered after the existing ones).
 """
 
 from __future__ import annotations
@@ -352,5 +353,5 @@ def report(s: DownloadSummary, args: argparse.Namespace) -> int:
     if s.low_success:
         print(f"kgcurate: warning: only {s.success_rate:.1%} of downloads succeeded (floor "
               f"{s.min_success_rate:.0%}): see table downloads for the statuses; `kgcurate download "
-              "--retry-failed` tries timeouts, 429 and 5xx again", file=sys.stderr)
+              "--retry-failed` tries timeouts, connection errors, 429 and 5xx again", file=sys.stderr)
     return 0
