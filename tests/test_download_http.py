@@ -24,7 +24,7 @@ from PIL import Image
 
 from kgcurate.download import DownloadConfig, Sample, Text, download_shard
 from kgcurate.download import status as st
-from kgcurate.download.fetch import DEFAULT_USER_AGENT, FetchConfig, Fetcher
+from kgcurate.download.fetch import DEFAULT_USER_AGENT, FetchConfig, Fetcher, _parse_target
 from kgcurate.download.policy import RetryPolicy
 from kgcurate.download.shard_task import DOWNLOAD_ROWS
 from kgcurate.download.shards import sample_keys
@@ -337,6 +337,19 @@ def test_non_ascii_paths_and_hosts_are_encoded(server):
     result = fetcher(resolver=resolver).fetch(f"http://b\u00fccher.example:{port}/img.jpg?q=caf\u00e9 x")
     assert result.ok
     assert server.seen["/img.jpg?q=caf%C3%A9%20x"]["Host"] == f"xn--bcher-kva.example:{port}"
+
+
+@pytest.mark.parametrize(
+    ("host", "ascii_host"),
+    [
+        ("fa\u00df.de", "xn--fa-hia.de"),  # a browser's host; IDNA 2003 would have asked fass.de
+        ("B\u00dcCHER.example", "xn--bcher-kva.example"),  # case-folded
+        ("\u2603.net", "xn--n3h.net"),  # a symbol IDNA 2008 refuses but browsers map
+        ("\u00fcber\u3002example", "xn--ber-goa.example"),  # an ideographic full stop separates labels
+    ],
+)
+def test_unicode_hosts_are_looked_up_as_a_browser_would(host, ascii_host):
+    assert _parse_target(f"http://{host}/a.jpg").host == ascii_host
 
 
 def test_download_shard_end_to_end(server, tmp_path):

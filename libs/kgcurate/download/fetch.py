@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Protocol
 from urllib.parse import quote, urljoin, urlsplit
 
+import idna
 import urllib3
 from urllib3 import exceptions as u3
 
@@ -94,11 +95,22 @@ def _parse_target(url: str) -> _Target:
         raise ValueError("no host")
     port = parts.port or (443 if scheme == "https" else 80)  # .port raises ValueError when out of range
     if not host.isascii():
-        host = host.encode("idna").decode("ascii")  # UnicodeError is a ValueError
+        host = _ascii_host(host)
     if ":" not in host and not _HOSTNAME.match(host):
         raise ValueError(f"invalid host {host!r}")
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return _Target(scheme, host, port, quote(target, safe="/?&=%:@!$'()*+,;~-._[]"))
+
+
+def _ascii_host(host: str) -> str:
+    """A Unicode host name in the ASCII form a browser would look up (UTS-46, non-transitional, as the WHATWG
+    URL standard says): "faß.de" is xn--fa-hia.de, a different host from the "fass.de" that Python's own
+    IDNA 2003 codec gives. Names that IDNA 2008 refuses but browsers still map (symbols such as "☃.net")
+    fall back to that codec. ValueError (UnicodeError) when neither can encode it."""
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        return host.encode("idna").decode("ascii")
 
 
 def _classify(error: BaseException) -> str:
