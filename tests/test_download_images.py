@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import struct
+import tracemalloc
 import zlib
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from kgcurate.download import status as st
-from kgcurate.download.images import ImageConfig, ImageError, process_image, target_size
+from kgcurate.download.images import _STRIP_ROWS, ImageConfig, ImageError, grey16_to_8, process_image, target_size
 
 
 def encode(im: Image.Image, fmt: str, **params) -> bytes:
@@ -92,6 +93,27 @@ def test_16_bit_grey_is_scaled_not_clipped():
     out = decoded(process_image(data).jpeg)
     dark, middle, bright = out.getpixel((0, 8)), out.getpixel((128, 8)), out.getpixel((255, 8))
     assert max(dark) < 10 and 110 < middle[0] < 145 and min(bright) > 245
+
+
+def test_16_bit_to_8_bit_rounds_like_division_and_clips_32_bit_grey():
+    values = np.arange(0, 65536, dtype=np.int64)
+    assert np.array_equal(grey16_to_8(values.reshape(256, 256)).ravel(), np.rint(values / 257).astype(np.uint8))
+    mode_i = np.array([[-5, 0, 128, 129, 65535, 70000, 2**31 - 1]], dtype=np.int32)  # mode "I" is 32-bit
+    assert grey16_to_8(mode_i).tolist() == [[0, 0, 0, 1, 255, 255, 255]]
+
+
+def test_16_bit_grey_costs_about_one_byte_per_pixel_beyond_its_pixels():
+    """A 16-bit grey PNG near the pixel limit must not need gigabytes: the scaling works in strips."""
+    grey = np.random.default_rng(0).integers(0, 65536, size=(2000, 1500), dtype=np.uint16)
+    tracemalloc.start()
+    try:
+        out = grey16_to_8(grey)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.shape == grey.shape and out.dtype == np.uint8
+    # the output's byte per pixel plus one strip's temporaries; the float64 way took ~20 bytes per pixel
+    assert peak < grey.size + 12 * _STRIP_ROWS * grey.shape[1]
 
 
 def test_exif_orientation_is_applied():
