@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -9,18 +11,19 @@ from kgcurate.evaluate import metrics
 
 
 def reference_topk(logits: list[list[float]], labels: list[int], k: int) -> float:
+    """A hit when fewer than k other classes score at least the label's logit."""
     hits = 0
     for row, label in zip(logits, labels, strict=True):
-        order = sorted(range(len(row)), key=lambda c: (-row[c], c))
-        hits += label in order[:k]
+        ahead = sum(1 for c, s in enumerate(row) if c != label and s >= row[label])
+        hits += ahead < k and all(math.isfinite(s) for s in row)
     return hits / len(labels)
 
 
 def reference_recall(scores: list[list[float]], k: int) -> float:
     found = 0
     for i, row in enumerate(scores):
-        better = sum(1 for j, s in enumerate(row) if s > row[i])
-        found += better < k
+        ahead = sum(1 for j, s in enumerate(row) if j != i and s >= row[i])
+        found += ahead < k and all(math.isfinite(s) for s in row)
     return found / len(scores)
 
 
@@ -71,9 +74,22 @@ def test_retrieval_of_equal_embeddings_is_perfect_and_of_a_shuffle_is_not() -> N
     assert got == {"image_to_text_R@1": 0.0, "text_to_image_R@1": 0.0}
 
 
-def test_recall_counts_ties_for_the_match_and_refuses_unpaired_sets() -> None:
-    ties = torch.ones(5, 5)  # every text scores the same: the match is never beaten
-    assert metrics.recall_at_k(ties, (1,)) == {1: 1.0}
+def test_a_collapsed_or_diverged_model_scores_nothing() -> None:
+    """Every embedding the same (ties everywhere) or NaN (a diverged run): no hits, not perfect ones."""
+    collapsed = torch.ones(20, 8) / math.sqrt(8)
+    assert set(metrics.retrieval_recall(collapsed, collapsed, (1, 5, 10)).values()) == {0.0}
+    nan = torch.full((20, 8), float("nan"))
+    assert set(metrics.retrieval_recall(nan, nan, (1, 5, 10)).values()) == {0.0}
+    labels = torch.arange(10) % 4
+    assert metrics.topk_accuracy(torch.zeros(10, 4), labels, (1, 3, 4)) == {1: 0.0, 3: 0.0, 4: 1.0}
+    assert metrics.topk_accuracy(torch.full((10, 4), float("nan")), labels, (1, 4)) == {1: 0.0, 4: 0.0}
+    ties = torch.tensor([[2.0, 2.0, 1.0]])  # one other class level with the label: rank 2, not 1
+    assert metrics.topk_accuracy(ties, torch.tensor([1]), (1, 2)) == {1: 0.0, 2: 1.0}
+    with pytest.raises(ValueError, match="labels must lie"):
+        metrics.topk_accuracy(torch.zeros(2, 3), torch.tensor([0, 3]))
+
+
+def test_recall_refuses_unpaired_sets() -> None:
     with pytest.raises(ValueError, match="pair up"):
         metrics.retrieval_recall(torch.ones(3, 4), torch.ones(2, 4))
     with pytest.raises(ValueError, match="square"):
