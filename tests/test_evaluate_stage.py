@@ -133,6 +133,13 @@ def test_cli_checkpoint_mode_and_one_line_errors(tmp_path, checkpoint, capsys) -
     assert err.count("\n") == 0 and "dataset folder" in err and "no-such-folder" in err and "does not exist" in err
     assert not os.path.exists(f"{lake}/{tables.EVAL_RUNS}")  # refused before anything ran
 
+    for key, bad_ks in (("top_k", "[]"), ("top_k", "[0, 5]"), ("recall_k", "[1, five]")):
+        conf = tmp_path / "ks.yaml"
+        conf.write_text(f"evaluate:\n  {key}: {bad_ks}\n")
+        assert cli.main([*base, "--config", str(conf), "--dataset", "digits"]) == 2, bad_ks
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and f"evaluate.{key} is" in err and "positive integers" in err, err
+
     assert cli.main(["evaluate", "--lake", lake, "--dataset", "digits"]) == 2  # no train_runs, no --checkpoint
     assert "no train_runs table" in capsys.readouterr().err
 

@@ -169,9 +169,20 @@ def target(cfg: dict[str, Any], o: settings.EvaluateOptions) -> Target:
 def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
     """Every check that needs no model: the datasets and the checkpoint, one line each."""
     o = settings.section(cfg, settings.EvaluateOptions)
+    check_ks(o)
     eval_sets(o)
     target(cfg, o)
     return {}
+
+
+def check_ks(o: settings.EvaluateOptions) -> None:
+    """``top_k`` and ``recall_k`` from YAML (lists, the config loader checks): non-empty and of positive
+    integers, or one line now (an empty list failed after the model was loaded; a 0 wrote a meaningless
+    ``top0`` row)."""
+    for key, value in (("top_k", o.top_k), ("recall_k", o.recall_k)):
+        if not value or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in value):
+            raise UserError(f"evaluate: config key evaluate.{key} is {value!r}: give a non-empty list of positive "
+                            "integers, e.g. [1, 5]")
 
 
 def file_digest(path: str) -> str:
