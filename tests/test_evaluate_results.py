@@ -35,6 +35,15 @@ def test_eval_json_keeps_earlier_datasets_and_survives_a_damaged_file(tmp_path) 
     update_eval_json(path, {"eval_run_id": "e2"}, {"skimage": {"metrics": {"top1": 0.2}}})
     doc = json.loads((tmp_path / "eval.json").read_text())
     assert doc["eval_run_id"] == "e2" and set(doc["datasets"]) == {"digits", "skimage"}
+    # another checkpoint in the same folder (epoch_2.pt after epoch_1.pt): its file replaces the earlier
+    # one, whose numbers were not this checkpoint's
+    update_eval_json(path, {"checkpoint": "c/epoch_1.pt"}, {"digits": {"metrics": {"top1": 0.9}}})
+    update_eval_json(path, {"checkpoint": "c/epoch_2.pt"}, {"ret": {"metrics": {"R@1": 0.5}}})
+    doc = json.loads((tmp_path / "eval.json").read_text())
+    assert doc["checkpoint"] == "c/epoch_2.pt" and set(doc["datasets"]) == {"ret"}
+    update_eval_json(path, {"checkpoint": "c/epoch_2.pt"}, {"digits": {"metrics": {"top1": 0.4}}})
+    doc = json.loads((tmp_path / "eval.json").read_text())
+    assert doc["datasets"] == {"ret": {"metrics": {"R@1": 0.5}}, "digits": {"metrics": {"top1": 0.4}}}
     (tmp_path / "eval.json").write_text("{broken")
     update_eval_json(path, {"eval_run_id": "e3"}, {"digits": {"metrics": {"top1": 0.3}}})
     assert json.loads((tmp_path / "eval.json").read_text())["datasets"] == {"digits": {"metrics": {"top1": 0.3}}}

@@ -84,14 +84,18 @@ def read_rows(table_uri: str) -> list[dict[str, Any]]:
 
 def update_eval_json(path: str, head: Mapping[str, Any], datasets: Mapping[str, Any]) -> str:
     """Write ``path``: ``head`` (checkpoint, model, run ids) and ``datasets`` over the datasets an
-    earlier evaluation of the same checkpoint recorded there."""
+    earlier evaluation of the same checkpoint recorded there. The file is per folder and every
+    ``epoch_N.pt`` of a run shares one: an earlier file of another checkpoint is replaced, not merged,
+    so no dataset's numbers ever sit under a checkpoint that did not produce them."""
     from kgcurate.download.shards import write_file_atomically
 
     earlier: dict[str, Any] = {}
     if os.path.isfile(path):
         try:
             with open(path, encoding="utf-8") as f:
-                earlier = json.load(f).get("datasets") or {}
+                doc = json.load(f)
+            if doc.get("checkpoint") == head.get("checkpoint"):
+                earlier = doc.get("datasets") or {}
         except (OSError, ValueError, AttributeError):
             earlier = {}  # unreadable: rewritten whole below
     doc = {**head, "datasets": {**earlier, **datasets}}
