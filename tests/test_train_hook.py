@@ -70,6 +70,15 @@ def test_a_shard_read_twice_in_a_pass_draws_anew_and_bad_json_keeps_its_txt() ->
     assert shown[:-1] == expected and shown[:50] != shown[100:150]  # the second visit of a.tar draws anew
     assert shown[-1] == "primary" and draw.unreadable == 1 and draw.passes == 1
 
+    # resampling can draw one shard twice in a row: the url does not change, the keys start over
+    twice = [{"__key__": f"k{i}", "__url__": "a.tar", "txt": b"primary", "json": meta}
+             for _ in (0, 1) for i in range(50)]
+    draw = DrawTexts(kg_text_share=0.5, seed=3, start_pass=4)
+    draw.original = lambda src, handler=None: iter(src)
+    shown = [s["txt"].decode() for s in draw(twice)]
+    assert shown == [draw_text(texts, "primary", 0.5, 3, 4, f"k{i}", visit) for visit in (0, 1) for i in range(50)]
+    assert shown[:50] != shown[50:]
+
 
 def test_what_the_draw_cannot_use_is_spilled_once_for_bad_records(tmp_path) -> None:
     """A sample whose json does not parse (it trains on its txt) and a shard cut off mid-way (webdataset

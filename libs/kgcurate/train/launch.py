@@ -70,6 +70,7 @@ class DrawTexts:
         self.passes += 1
         visits: dict[str, int] = {}  # a shard drawn twice in a pass (resampled) draws anew
         url, position = None, 0  # the shard being read, samples read from it in this visit
+        keys: set[str] = set()  # keys of this visit: a key again means the shard was drawn again back to back
 
         def noting(exc: Exception) -> bool:
             self.damaged += 1
@@ -78,9 +79,11 @@ class DrawTexts:
             return handler(exc)
 
         for sample in self.original(src, handler=noting):
-            if sample.get("__url__") != url:
-                url, position = sample.get("__url__"), 0
+            key = sample.get("__key__")
+            if sample.get("__url__") != url or key in keys:  # keys are unique within one tar
+                url, position, keys = sample.get("__url__"), 0, set()
                 visits[url] = visits.get(url, -1) + 1
+            keys.add(key)
             position += 1
             txt = sample.get("txt")
             primary = txt.decode("utf-8", "replace") if isinstance(txt, bytes) else (txt or "")
