@@ -72,10 +72,13 @@ def test_train_smoke_loss_falls_records_and_resumes(tmp_path, monkeypatch, capsy
     [row] = _rows(lake)
     assert row["train_run_id"] == manifest["train_run_id"] and row["steps"] == 20
 
-    # finished: --resume trains nothing and keeps the one row
+    # finished: --resume trains nothing and keeps the one row as it was (a new finished_at would make it
+    # the newest run for `kgcurate evaluate`)
+    manifest_before = (exp / "manifest.json").read_text()
     assert cli.main([*command, "--resume"]) == 0
     assert "epoch 2, 20 steps" in capsys.readouterr().out
-    assert len(_rows(lake)) == 1
+    assert _rows(lake) == [row]
+    assert (exp / "manifest.json").read_text() == manifest_before
 
 
 def test_train_failures_are_one_line_and_leave_the_lake_as_it_was(tmp_path, monkeypatch, capsys) -> None:

@@ -207,6 +207,10 @@ def train_experiment(ctx: Context, o: settings.TrainOptions, inp: TrainInput, ex
     argv = trainer_args.build_args(o, inp, p, os.path.dirname(experiment_dir), os.path.basename(experiment_dir),
                                    resume=o.resume, s3_endpoint=s3.endpoint())
     start_epoch = ex.epoch_of((ex.checkpoints(experiment_dir) or [None])[-1])
+    # a finished experiment that is resumed trains nothing and keeps its record as it was: a new finished_at
+    # would make it the newest run, the one `kgcurate evaluate` picks by default
+    done_before = manifest if manifest is not None and manifest.status == ex.COMPLETED and manifest.finished_at \
+        and start_epoch >= o.epochs else None
     manifest = replace(manifest or new_manifest(ctx, o, inp, experiment_dir, argv), args=argv, status=ex.RUNNING)
     bad_dir = bad_samples.folder_of(experiment_dir)
     command: tuple = ()
@@ -220,7 +224,7 @@ def train_experiment(ctx: Context, o: settings.TrainOptions, inp: TrainInput, ex
                                f"(resume with the same command and --resume)")
     else:
         ctx.log.info("%s: %s already has epoch %d of %d: nothing to train", JOB, experiment_dir, start_epoch, o.epochs)
-    manifest = finished(manifest, o.batch_size * processes)
+    manifest = done_before or finished(manifest, o.batch_size * processes)
     version, bad, recorded = None, [], 0
     if master:
         bad = bad_samples.read_spilled(bad_dir)  # every worker's, every rank's (one folder), every resume's
