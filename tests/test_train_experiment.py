@@ -111,3 +111,29 @@ def test_report_reads_the_typed_summary_and_warns_when_the_tables_disagree(capsy
     assert "epoch 2, resumed at epoch 1, 20 steps, 640 samples seen, loss 3.5 -> 2.75" in out and err == ""
     assert report(replace(s, downloaded_samples=300), None) == 0
     assert "download_runs lists 320 samples in these shards, downloads has 300" in capsys.readouterr().err
+    assert report(replace(s, unfinished_elsewhere=("/x/kgc-tiny-balance-0-kg50",)), None) == 0
+    err = capsys.readouterr().err
+    assert "--resume started a new experiment for the newest download (curated run balance-1)" in err
+    assert "`--name kgc-tiny-balance-0-kg50 --resume` continues one" in err
+
+
+def test_unfinished_experiments_of_an_earlier_download_are_found(tmp_path) -> None:
+    """--resume without --name names its folder after the newest download: a crashed experiment of the
+    download before is still `running` in a sibling folder under its own default name."""
+    def name_of(curated: str) -> str:
+        return f"kgc-tiny-{curated}-kg50"
+
+    root = tmp_path / "exp"
+    crashed = ex.write_manifest(_manifest(str(root / name_of("balance-0")), curated_run_id="balance-0"))
+    ex.write_manifest(_manifest(str(root / name_of("balance-9")), curated_run_id="balance-9", status=ex.COMPLETED))
+    ex.write_manifest(_manifest(str(root / "custom"), curated_run_id="balance-0"))  # --name custom: not a default
+    ex.write_manifest(_manifest(str(root / "kgc-tiny-balance-5-kg50"), curated_run_id="balance-5", seed=7))
+    (root / "junk").mkdir()
+    (root / "junk" / ex.MANIFEST).write_text("{not json")
+    new = str(root / name_of("balance-1"))
+    expected = {"model": "kgc-tiny", "kg_text_share": 0.5, "seed": 0}
+    assert [m.experiment_dir for m in ex.unfinished(str(root), expected, name_of, new)] == [
+        str(root / name_of("balance-0"))]
+    assert crashed.endswith(f"{name_of('balance-0')}/{ex.MANIFEST}")
+    assert ex.unfinished(str(root), expected, name_of, str(root / name_of("balance-0"))) == []  # itself: no
+    assert ex.unfinished(str(tmp_path / "nothing-here"), expected, name_of, new) == []

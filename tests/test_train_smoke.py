@@ -81,6 +81,30 @@ def test_train_smoke_loss_falls_records_and_resumes(tmp_path, monkeypatch, capsy
     assert (exp / "manifest.json").read_text() == manifest_before
 
 
+def test_resume_without_a_name_says_which_unfinished_experiment_it_did_not_continue(tmp_path, monkeypatch,
+                                                                                    capsys) -> None:
+    """The folder is named after the newest download's curated run: after a new balance + download the
+    same `--resume` command starts a new experiment; an older one still `running` is named on stderr."""
+    from kgcurate.train import experiment as ex
+
+    monkeypatch.chdir(REPO)
+    torch.set_num_threads(1)
+    lake, _ = train_data.make_input(str(tmp_path), n=64, per_shard=32)
+    exp = tmp_path / "exp"
+    crashed = ex.Manifest(train_run_id="train-0", model="kgc-tiny", model_config_dir=None,
+                          experiment_dir=str(exp / "kgc-tiny-balance-old-kg50"), args=[],
+                          curated_run_id="balance-old", download_run_id="download-0", download_runs_version=0,
+                          downloads_version=0, kg_text_share=0.5, seed=0, packages={}, started_at="2026-12-01")
+    ex.write_manifest(crashed)
+    assert cli.main(["train", "--config", "conf/train-smoke.yaml", "--lake", lake, "--experiments", str(exp),
+                     "--epochs", "1", "--resume"]) == 0
+    out, err = capsys.readouterr()
+    assert "kgc-tiny-balance-abc-kg50" in out
+    assert "unfinished one(s) of an earlier download were not continued" in err
+    assert "`--name kgc-tiny-balance-old-kg50 --resume` continues one" in err
+    assert ex.read_manifest(crashed.experiment_dir) == crashed  # left as it was
+
+
 def test_train_failures_are_one_line_and_leave_the_lake_as_it_was(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(REPO)
     lake, _ = train_data.make_input(str(tmp_path), n=64, per_shard=32)

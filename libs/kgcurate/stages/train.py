@@ -65,6 +65,7 @@ class TrainSummary:
     command: tuple[str, ...] = ()  # the torchrun command when --gpus > 1
     bad_samples: int = 0  # samples or shards the trainer could not fully use (in bad_records)
     bad_records: int = 0  # rows this run added to bad_records (a resume or rerun adds none)
+    unfinished_elsewhere: tuple[str, ...] = ()  # running experiments a --resume without --name did not continue
 
 
 def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -199,6 +200,16 @@ def train_experiment(ctx: Context, o: settings.TrainOptions, inp: TrainInput, ex
 
     master, processes = (rank[0] == 0, rank[1]) if rank else (True, o.gpus)
     inp, manifest = experiment_start(ctx, o, inp, experiment_dir, master)
+    elsewhere: tuple[str, ...] = ()
+    if master and manifest is None and o.resume and not o.name and not o.download_run_id:
+        # the folder is named after the newest download's curated run: after a new balance + download the
+        # same start-or-continue command starts a new experiment; say so when an older one is unfinished
+        expected = {"model": o.model, "kg_text_share": o.kg_text_share, "seed": o.seed}
+        elsewhere = tuple(m.experiment_dir for m in ex.unfinished(
+            os.path.dirname(experiment_dir), expected, lambda curated: default_name(o, curated), experiment_dir))
+        if elsewhere:
+            ctx.log.warning("%s: starting %s for the newest download; unfinished, not continued: %s", JOB,
+                            experiment_dir, ", ".join(elsewhere))
     gpus = gpu_count()
     if rank is None:
         check_gpus(o.gpus, gpus)
@@ -242,7 +253,7 @@ def train_experiment(ctx: Context, o: settings.TrainOptions, inp: TrainInput, ex
         epochs_done=manifest.epochs_done, samples_seen=manifest.samples_seen, steps=manifest.steps,
         first_loss=curve[0][1] if curve else None, final_loss=manifest.final_loss, checkpoint=manifest.checkpoint,
         train_runs_version=version, seconds=round(time.monotonic() - t0, 2), command=command,
-        bad_samples=len(bad), bad_records=recorded)
+        bad_samples=len(bad), bad_records=recorded, unfinished_elsewhere=elsewhere)
 
 
 def report(s: TrainSummary, args: argparse.Namespace) -> int:
@@ -254,6 +265,12 @@ def report(s: TrainSummary, args: argparse.Namespace) -> int:
     if s.bad_samples:
         print(f"kgcurate: warning: {s.bad_samples:,} samples or shards could not be fully used (unreadable json: "
               f"trained on its txt; a damaged shard: the rest skipped); see table {tables.BAD_RECORDS}, job {JOB}",
+              file=sys.stderr)
+    if s.unfinished_elsewhere:
+        first = os.path.basename(s.unfinished_elsewhere[0])
+        print(f"kgcurate: warning: --resume started a new experiment for the newest download (curated run "
+              f"{s.curated_run_id}); {len(s.unfinished_elsewhere)} unfinished one(s) of an earlier download were "
+              f"not continued ({', '.join(s.unfinished_elsewhere)}): `--name {first} --resume` continues one",
               file=sys.stderr)
     if s.downloaded_samples is not None and s.downloaded_samples != s.samples:
         print(f"kgcurate: warning: download_runs lists {s.samples:,} samples in these shards, downloads has "

@@ -7,7 +7,7 @@ import glob
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -106,6 +106,27 @@ def check_start(experiment_dir: str, resume: bool, expected: Mapping[str, Any]) 
                 raise UserError(f"experiment {experiment_dir} was started with {key}={getattr(manifest, key)!r}, not "
                                 f"{value!r}: resume it with the same setting, or pass another --name")
     return manifest
+
+
+def unfinished(root: str, expected: Mapping[str, Any], name_of: Callable[[str], str],
+               other_than: str) -> list[Manifest]:
+    """Experiments under ``root`` (not ``other_than``) that are still ``running`` under the default name of
+    their own curated run (``name_of(curated_run_id)``) with the ``expected`` settings: what a
+    ``--resume`` without ``--name`` meant to continue before a newer download renamed its target."""
+    found = []
+    for entry in sorted(glob.glob(os.path.join(root, "*", MANIFEST))):
+        folder = os.path.dirname(entry)
+        if os.path.abspath(folder) == os.path.abspath(other_than):
+            continue
+        try:
+            m = read_manifest(folder)
+        except UserError:
+            continue  # not ours to judge here; naming it again would be noise
+        if m is None or m.status != RUNNING or os.path.basename(folder) != name_of(m.curated_run_id):
+            continue
+        if all(value is None or getattr(m, key) == value for key, value in expected.items()):
+            found.append(m)
+    return found
 
 
 def loss_curve(log_text: str, global_batch: int) -> list[list[float]]:
