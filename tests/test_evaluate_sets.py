@@ -73,6 +73,11 @@ def test_class_names_come_from_classnames_txt_or_imagenet_ids(tmp_path) -> None:
     wnids = [f"n{i:08d}" for i in range(1000)]
     names = folders.classnames_of(str(tmp_path / "nowhere"), wnids)
     assert names[0] == "tench" and names[1] == "goldfish" and len(names) == 1000
+    inat = ["00000_Animalia_Annelida_Clitellata_Haplotaxida_Lumbricidae_Lumbricus_terrestris",
+            "09999_Plantae_Tracheophyta_Magnoliopsida_Vitales_Vitaceae_Vitis_vinifera"]
+    assert folders.classnames_of(str(tmp_path / "nowhere"), inat) == ["Lumbricus terrestris", "Vitis vinifera"]
+    # one folder not in that form: the plain rule for all (a mix would name classes two ways)
+    assert folders.classnames_of(str(tmp_path / "nowhere"), [*inat, "other_thing"])[0] == inat[0].replace("_", " ")
 
 
 def test_a_missing_or_empty_folder_is_one_line(tmp_path) -> None:

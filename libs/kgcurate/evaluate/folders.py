@@ -3,7 +3,8 @@ offline sets): the file list and class names come from torchvision's folder scan
 one by one so an unreadable file is counted and reported, never a crash and never silently skipped.
 
 Class names, in sorted folder order: ``DIR/classnames.txt`` (one per line) when present; else the
-ImageNet names of open_clip when the folders are the 1000 ImageNet WordNet ids; else the folder
+ImageNet names of open_clip when the folders are the 1000 ImageNet WordNet ids; the species' binomial
+(genus and epithet) when they are iNaturalist 2021's ``id_kingdom_..._genus_epithet``; else the folder
 names with ``_`` as spaces.
 """
 
@@ -20,6 +21,9 @@ from kgcurate.errors import UserError
 
 CLASSNAMES_FILE = "classnames.txt"
 _WNID = re.compile(r"n\d{8}")
+# iNaturalist 2021: "00000_Animalia_Annelida_Clitellata_Haplotaxida_Lumbricidae_Lumbricus_terrestris", an id
+# and the seven ranks kingdom .. species epithet; the prompt's name is the binomial, "Lumbricus terrestris"
+_INAT = re.compile(r"\d+(?:_[^_]+){5}_([^_]+)_([^_]+)")
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,8 @@ def classnames_of(root: str, folders: list[str]) -> list[str]:
         from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
         return list(IMAGENET_CLASSNAMES)
+    if folders and all(_INAT.fullmatch(f) for f in folders):
+        return [" ".join(_INAT.fullmatch(f).groups()) for f in folders]
     return [f.replace("_", " ") for f in folders]
 
 
