@@ -43,6 +43,19 @@ def test_a_target_flag_replaces_the_yaml_target_also_from_refresh() -> None:
     kept = settings.defaults()
     kept["balance"].update(t=50.0)
     assert _flags("balance", ["--seed", "3"], kept)["balance"]["t"] == 50.0
+    # the docs' "refresh with a fixed --t": t itself, not --target-size by prefix (20,000 pairs, silently)
+    cfg = settings.defaults()
+    cfg["balance"].update(target_size=10**9)
+    _flags("refresh", ["--crawl", "CC-MAIN-2024-51", "--t", "20000"], cfg)
+    assert (cfg["balance"]["t"], cfg["balance"]["target_size"]) == (20000.0, None)
+    assert _flags("refresh", ["--crawl", "C", "--tail-share", "0.2"])["balance"]["tail_share"] == 0.2
+
+
+@pytest.mark.parametrize("argv", [["balance", "--target", "5"], ["refresh", "--cra", "C"], ["match", "--fu"]])
+def test_an_abbreviated_flag_is_a_usage_error_not_a_guess(argv) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.build_parser(argv[0]).parse_args(argv)
+    assert exc.value.code == 2
 
 
 def test_exclusive_flags_given_together_are_a_usage_error() -> None:

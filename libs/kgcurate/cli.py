@@ -34,7 +34,13 @@ READ_ONLY = {s.name for s in registry.STAGES if s.lake == "read"}  # commands th
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """Usage errors as one line on stderr (what is wrong and where to look), exit 2."""
+    """Usage errors as one line on stderr (what is wrong and where to look), exit 2. No abbreviated flags:
+    a prefix that matches one flag today (``refresh --t`` once read as ``--target-size``) silently means
+    something else when flags are added."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
