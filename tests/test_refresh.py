@@ -137,12 +137,20 @@ def test_refresh_incremental_noop_and_time_travel(spark, lake, crawl_root):
 
     # --- maintenance on the same lake --------------------------------------------------------------
     stale = Path(lake) / "_staging" / "ingest-wat-killed-run"
-    stale.mkdir(parents=True)
-    (stale / "part-0.parquet").write_bytes(b"x")
+    (stale / "rows").mkdir(parents=True)
+    (stale / "rows" / "part-0.parquet").write_bytes(b"x")
     old_time = time.time() - 3 * 3600
-    os.utime(stale, (old_time, old_time))
+    for path in (stale / "rows" / "part-0.parquet", stale / "rows", stale):
+        os.utime(path, (old_time, old_time))
     fresh = Path(lake) / "_staging" / "match-running-now"
     fresh.mkdir()
+    # a long run: its folder's own time is old (its subfolder was made hours ago), but it is writing now
+    writing = Path(lake) / "_staging" / "ingest-wikidata-long-run"
+    (writing / "rows").mkdir(parents=True)
+    for path in (writing / "rows", writing):
+        os.utime(path, (old_time, old_time))
+    (writing / "rows" / "part-9.parquet").write_bytes(b"y")
+    os.utime(writing / "rows", (old_time, old_time))
 
     before = versions(spark, lake)
     cfg = cfg_for(lake, root)
@@ -156,7 +164,7 @@ def test_refresh_incremental_noop_and_time_travel(spark, lake, crawl_root):
     before = {n: lakemod.version(spark, lake, n) for n in dry.tables}
     cfg["maintain"] = {"vacuum_hours": 0, "dry_run": False, "staging_hours": 2}
     done = execute(maintain, spark, cfg)
-    assert not stale.exists() and fresh.exists()
+    assert not stale.exists() and fresh.exists() and writing.exists()
     assert set(done.tables) == set(dry.tables) and len(done.tables) >= 10  # maintained four at a time
     for name, info in done.tables.items():
         # files after: from OPTIMIZE's metrics, not read again; one file or none: no OPTIMIZE, no commit
@@ -190,6 +198,16 @@ def test_maintain_rejects_empty_lake(spark, lake):
     cfg["maintain"] = {"parallel_tables": 0}
     with pytest.raises(UserError, match="--parallel-tables must be >= 1"):
         execute(maintain, spark, cfg)
+
+
+@pytest.mark.parametrize(("key", "value"), [("vacuum_hours", float("nan")), ("vacuum_hours", float("inf")),
+                                            ("vacuum_hours", -1.0), ("staging_hours", 0.0),
+                                            ("staging_hours", float("nan"))])
+def test_maintain_windows_are_checked_before_spark(key, value):
+    """NaN or inf once failed half way, after tables had been compacted; staging 0 would delete the
+    staging of runs in progress."""
+    with pytest.raises(UserError, match=f"--{key.replace('_', '-')} must be a finite number"):
+        maintain.prepare(None, {"maintain": {key: value}})
 
 
 def test_maintain_keeps_vacuum_commits_when_the_session_asks_for_them(spark, lake):

@@ -37,6 +37,20 @@ def positive_float(text: str) -> float:
 
 
 positive_float.__name__ = "number"
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0 (a window that may be empty)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+non_negative_float.__name__ = "number"
 int64 = int_in()
 positive_int64 = int_in(1)
 

@@ -157,9 +157,10 @@ class RefreshOptions:
 @dataclass(frozen=True)
 class MaintainOptions:
     vacuum_hours: float = option(168.0, "history kept by VACUUM, hours (default 168: 7 days of time travel)",
-                                 flag="--vacuum-hours", type=float)
-    staging_hours: float = option(24.0, "remove staging folders of killed runs older than this (default 24)",
-                                  flag="--staging-hours", type=float)
+                                 flag="--vacuum-hours", type=argtypes.non_negative_float)
+    staging_hours: float = option(24.0, "remove staging folders of killed runs whose newest file is older than "
+                                  "this, hours (default 24)", flag="--staging-hours", type=argtypes.positive_float,
+                                  positive=True)
     dry_run: bool = option(False, "report only; change nothing", flag="--dry-run")
     parallel_tables: int = option(4, "tables optimized and vacuumed at once (default 4; 1: one after another)",
                                   flag="--parallel-tables", type=int)

@@ -15,7 +15,9 @@ Every curated run listed in ``curation_runs`` stays readable (runs live side by 
 partitions, read at the current version); partitions that a killed balance left without a run row
 are removed (under the balance lease). Also removes staging folders (``<lake>/_staging/*``) that a
 killed ingest or match left behind,
-once they are older than ``--staging-hours`` (default 24; a run in progress is never touched).
+once their newest file is older than ``--staging-hours`` (default 24): a folder's own time says nothing on
+S3 (s3a reports the listing's time) nor locally once its subfolders exist, while a run in progress keeps
+writing files.
 A dry run reports what would be compacted and deleted and changes nothing. Tables are maintained
 ``--parallel-tables`` at once (default 4): a small table's OPTIMIZE and VACUUM wait on latency, not cores.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -68,13 +71,23 @@ VACUUM_LOGGING = "spark.databricks.delta.vacuum.logging.enabled"
 
 
 def stale_staging(spark: SparkSession, root: str, hours: float) -> list[str]:
-    """Staging folders older than ``hours`` (by modification time)."""
+    """Staging folders whose newest file (at any depth) is older than ``hours``; an empty folder by its
+    own time."""
     fs, staging = lake.hadoop_fs(spark, lake.staging_path(root))
     if not fs.exists(staging):
         return []
     cutoff_ms = (time.time() - hours * 3600) * 1000
-    return sorted(str(st.getPath().toString()) for st in fs.listStatus(staging)
-                  if st.getModificationTime() < cutoff_ms)
+    return sorted(str(st.getPath().toString()) for st in fs.listStatus(staging) if _last_written_ms(fs, st) < cutoff_ms)
+
+
+def _last_written_ms(fs: Any, status: Any) -> int:
+    if not status.isDirectory():
+        return int(status.getModificationTime())
+    newest, files = None, fs.listFiles(status.getPath(), True)
+    while files.hasNext():
+        written = int(files.next().getModificationTime())
+        newest = written if newest is None else max(newest, written)
+    return int(status.getModificationTime()) if newest is None else newest
 
 
 def _interval(hours: float) -> str:
@@ -97,6 +110,23 @@ def set_retention(spark: SparkSession, root: str, name: str, hours: float,
     return True
 
 
+def check_hours(vacuum_hours: float, staging_hours: float) -> None:
+    """Both windows finite (NaN or inf failed half way, after tables had been compacted); staging above 0
+    (0 would delete the staging of runs in progress)."""
+    if not (math.isfinite(vacuum_hours) and vacuum_hours >= 0):
+        raise UserError(f"maintain: --vacuum-hours must be a finite number >= 0, got {vacuum_hours:g}")
+    if not (math.isfinite(staging_hours) and staging_hours > 0):
+        raise UserError(f"maintain: --staging-hours must be a finite number > 0, got {staging_hours:g}")
+
+
+def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The windows checked before Spark starts (a YAML value skips argparse's check)."""
+    m = cfg.get("maintain") or {}
+    check_hours(float(m.get("vacuum_hours", DEFAULT_VACUUM_HOURS)),
+                float(m.get("staging_hours", DEFAULT_STAGING_HOURS)))
+    return {}
+
+
 def vacuum_candidates(spark: SparkSession, root: str, name: str, hours: float) -> int:
     """Files VACUUM would delete (a dry run touches nothing, so for H > 0 this counts with the table's
     current retention property, which is what the next real run uses until it sets the new one)."""
@@ -114,6 +144,7 @@ def maintain_table(spark: SparkSession, root: str, name: str, hours: float, dry:
     info: dict[str, Any] = {"files_before": files, "bytes": size}
     if dry:
         info["vacuum_would_delete"] = vacuum_candidates(spark, root, name, hours)
+        info["retention_now"] = properties.get(RETENTION_PROP)  # what that count used (for H > 0)
         return info
     info.update(lake.optimize(spark, root, name) if files > 1 else {"files_removed": 0, "files_added": 0})
     info["optimized"] = info["files_removed"] > 0
@@ -132,8 +163,7 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> MaintainSummary:
     hours = float(m.get("vacuum_hours", DEFAULT_VACUUM_HOURS))
     dry = bool(m.get("dry_run"))
     parallel = int(m.get("parallel_tables", DEFAULT_PARALLEL_TABLES))
-    if hours < 0:
-        raise UserError(f"--vacuum-hours must be >= 0, got {hours:g}")
+    check_hours(hours, float(m.get("staging_hours", DEFAULT_STAGING_HOURS)))
     if parallel < 1:
         raise UserError(f"--parallel-tables must be >= 1, got {parallel}")
     root = cfg["lake"]
@@ -170,8 +200,10 @@ def report(s: MaintainSummary, args: argparse.Namespace) -> int:
     verb = "would" if s.dry_run else "did"
     for name, info in s.tables.items():
         if s.dry_run:
+            counted = "" if s.vacuum_hours == 0 else \
+                f" (counted with its retention now, {info.get('retention_now') or 'Delta default 7 days'})"
             print(f"  {name}: {info['files_before']} files, {info['bytes'] / 1e6:.1f} MB; "
-                  f"VACUUM would delete {info['vacuum_would_delete']} files")
+                  f"VACUUM would delete {info['vacuum_would_delete']} files{counted}")
         else:
             print(f"  {name}: {info['files_before']} -> {info['files_after']} files "
                   f"(compacted {info['files_removed']} into {info['files_added']})")
