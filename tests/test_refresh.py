@@ -68,6 +68,22 @@ def crawl_root(tmp_path_factory) -> tuple[Path, list[str]]:
     return root, make_crawl(root)
 
 
+def test_a_refresh_stopped_by_a_lease_says_what_it_had_committed():
+    from kgcurate.stages.ingest_wat import IngestWatSummary
+    from kgcurate.stages.match import MatchSummary
+
+    summary = refresh.RefreshSummary(crawl="CC-MAIN-2024-51", listing="l")
+    assert refresh._done_so_far(summary, "C") == "this refresh changed nothing"
+    summary.ingest = IngestWatSummary(run_id="i", inputs=3, skipped_done=3)  # every file ok before: nothing new
+    assert refresh._done_so_far(summary, "C") == "this refresh changed nothing"
+    summary.ingest = IngestWatSummary(run_id="i", inputs=3, skipped_done=1, files=2, ok=2)
+    assert refresh._done_so_far(summary, "C") == "this refresh ingested 2 of C's files, then stopped"
+    summary.match = MatchSummary(mode="incremental", reason="r", metadata_version=1, pairs_version=2, entries=5,
+                                 entries_skipped=0, pairs_matched=40)
+    assert refresh._done_so_far(summary, "C") == "this refresh ingested 2 of C's files and matched 40 new pairs, " \
+        "then stopped"
+
+
 def test_listing_for_commoncrawl_and_local():
     assert refresh.listing_for("CC-MAIN-2024-51", None) == (
         "s3://commoncrawl/crawl-data/CC-MAIN-2024-51/wat.paths.gz", "s3://commoncrawl/")
@@ -109,6 +125,11 @@ def test_refresh_incremental_noop_and_time_travel(spark, lake, crawl_root):
     assert again.ingest.files == 0 and again.ingest.skipped_done == 2
     assert again.balance == Skipped("up to date", run_id=runs1[0]["run_id"])
     assert versions(spark, lake) == before
+    # by balance's own rule (balance.done_before), which --full overrides as `kgcurate balance --full` does
+    assert refresh.balance_is_current(spark, lake, cfg_for(lake, root)) == runs1[0]["run_id"]
+    full = cfg_for(lake, root)
+    full["balance"]["full"] = True
+    assert refresh.balance_is_current(spark, lake, full) is None
 
     # The third file appears: only it is read, only its pairs are matched, a new run is recorded.
     publish(root, keys)

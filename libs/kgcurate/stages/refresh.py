@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
 from kgcurate import lake, s3, tables
 from kgcurate.context import Context, Skipped, Summary
@@ -78,16 +77,19 @@ def balance_params(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def balance_is_current(spark: SparkSession, root: str, cfg: dict[str, Any]) -> str | None:
-    """The run_id when ``curation_runs`` already holds the balance these inputs would produce."""
+    """The run_id when ``curation_runs`` already holds the balance these inputs would produce, by
+    ``balance``'s own rule (:func:`kgcurate.stages.balance.done_before`): a recorded row is not enough
+    when ``entities``, ``pair_texts`` or the label languages changed since (its KG texts would be stale),
+    and ``balance.full`` always selects again."""
     from kgcurate.stages import balance
 
+    if (cfg.get("balance") or {}).get("full") or not lake.exists(spark, root, tables.CURATION_RUNS):
+        return None
     versions = balance.input_versions(spark, root)
     params = {k: balance_params(cfg)[k] for k in ("t", "target_size", "tail_share", "seed", "per_qid")}
     run_id = balance.run_id_for(params, versions)
-    if not lake.exists(spark, root, tables.CURATION_RUNS):
-        return None
-    found = lake.read(spark, root, tables.CURATION_RUNS).where(F.col("run_id") == run_id).limit(1).count()
-    return run_id if found else None
+    languages = list((cfg.get("wikidata") or {}).get("languages") or ["en"])
+    return run_id if balance.done_before(spark, root, run_id, versions, languages) is not None else None
 
 
 def execute(ctx: Context, cfg: dict[str, Any]) -> RefreshSummary:
@@ -125,9 +127,8 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> RefreshSummary:
             summary.balance = Skipped("up to date", run_id=current)
         else:
             summary.balance = balance.execute(ctx.for_stage(balance.JOB), copy.deepcopy(cfg))
-    except ConcurrentRunError as exc:  # the ingest above did commit: say so, not "changed nothing"
-        raise ConcurrentRunError(str(exc).replace(
-            "this run changed nothing", f"this refresh ingested {crawl}'s files but stopped there")) from None
+    except ConcurrentRunError as exc:  # what did commit before the refusal: say so, not "changed nothing"
+        raise ConcurrentRunError(str(exc).replace("this run changed nothing", _done_so_far(summary, crawl))) from None
 
     after = _versions(spark, root)
     summary.changed_tables = sorted(n for n in WATCHED if after[n] != before[n])
@@ -135,6 +136,16 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> RefreshSummary:
     summary.noop = not summary.changed_tables
     summary.seconds = round(time.monotonic() - t0, 2)
     return summary
+
+
+def _done_so_far(summary: RefreshSummary, crawl: str) -> str:
+    """What a refresh stopped by another run's lease had already committed, for its one-line error."""
+    done = []
+    if summary.ingest is not None and summary.ingest.ok:
+        done.append(f"ingested {summary.ingest.ok} of {crawl}'s files")
+    if summary.match is not None and summary.match.pairs_matched:
+        done.append(f"matched {summary.match.pairs_matched} new pairs")
+    return f"this refresh {' and '.join(done)}, then stopped" if done else "this refresh changed nothing"
 
 
 def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
