@@ -90,7 +90,7 @@ def test_repo_specs_load():
     org = load_spec(f"{REPO_SPECS}/organisms.yaml")
     assert org.name == "organisms" and org.roots == ("Q729", "Q756")
     assert org.exclusions == ("Q5", "Q24334299", "Q795052", "Q4886")
-    assert [str(s) for s in org.rules] == ["P31/P279*", "P279+", "P171+"]
+    assert [str(s) for s in org.rules] == ["P31/(P279|P171)*", "(P279|P171)+"]
     drinks = load_spec(f"{REPO_SPECS}/drinks.yaml")
     assert drinks.min_sitelinks == 5 and drinks.rules == ("P279*",)
 
@@ -178,8 +178,11 @@ def test_organisms_on_real_excerpt(spark, lake, shared_data):
         entity("Q729", label="animal"), entity("Q756", label="plant"),
         entity("Q622852", p279=["Q729"], label="domesticated animal"),  # dog P279 this
         entity("Q25833", p171=["Q7377"], label="Cetartiodactyla"),  # Cetacea P171 this
-        entity("Q7377", p171=["Q729"], p279=["Q729"], label="mammal"),
+        entity("Q7377", p171=["Q729"], label="mammal"),  # taxa are linked by P171 alone
         entity("Q5", p279=["Q7377"], label="human"),  # George Washington (Q23) is an instance
+        # a common-name item: a subclass of a taxon, reached only by a chain mixing P279 and P171
+        entity("Q1865281", p279=["Q160"], label="whale"),
+        entity("Q9001", p31=["Q1865281"], label="a whale someone named"),
     ]
     from kgcurate import lake as lk
 
@@ -189,7 +192,8 @@ def test_organisms_on_real_excerpt(spark, lake, shared_data):
     got = {r["qid"]: r["depth"] for r in lk.read(spark, lake, tables.ENTITY_SETS).collect()}
     assert n == len(got)
     assert got["Q144"] == 2 and got["Q160"] == 3
+    assert got["Q1865281"] == 4 and got["Q9001"] == 5  # whale P279 Cetacea P171 ... animal; its instance
     assert "Q31" not in got and "Q23" not in got and "Q5" not in got and "Q42" not in got
-    assert set(got) == {"Q729", "Q756", "Q622852", "Q25833", "Q7377", "Q144", "Q160"}
+    assert set(got) == {"Q729", "Q756", "Q622852", "Q25833", "Q7377", "Q144", "Q160", "Q1865281", "Q9001"}
     # re-running replaces the set's rows, never duplicates them
     assert write_entity_set(spark, lake, spec) == n

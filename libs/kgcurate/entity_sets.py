@@ -208,6 +208,9 @@ def closure(edges, start, include_start: bool, max_depth: int, label: str = ""):
             break
         levels.append(nxt)
         frontier = nxt
+        if level == max_depth:  # not a fixpoint: what lies deeper is left out, so say it
+            log.warning("entity-set %s: round %d (max_depth) still found %d new entities: the set is cut there; "
+                        "raise max_depth in its spec to reach the rest", label, level, n)
     if not levels:
         return start.limit(0)
     reached = levels[0]
