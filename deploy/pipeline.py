@@ -30,6 +30,7 @@ SITE: dict[str, str] = {
     "experiments": "/mnt/experiments",                      # checkpoints: a volume shared by train and evaluate
     "experiments_claim": "kgcurate-experiments",            # the PersistentVolumeClaim mounted there
     "dist": "s3://example-bucket/kgcurate/dist",            # `python deploy/build.py` output, uploaded (EMR)
+    "wordnet": "s3a://example-bucket/kgcurate/wordnet",     # WordNet 3.0's dict files, uploaded (EMR nodes lack them)
     "namespace": "spark-jobs",
     "service_account": "kgcurate-spark",
 }
@@ -186,19 +187,25 @@ def emr_steps(crawl: str, packages: str) -> list[dict]:
         if not SPARK[stage]:
             continue
         res = RESOURCES[stage]
+        # The config travels with the job: in cluster mode it lands in the driver's working dir. EMR nodes
+        # have neither our image's /opt/kgcurate/conf (the entity set cluster.yaml names) nor WordNet: the
+        # metadata step ships the set beside the config and reads WordNet from its S3 copy.
+        files, extra = [f"{dist}/conf/cluster.yaml"], []
+        if stage == "build-metadata":
+            files.append(f"{dist}/conf/entity_sets/organisms.yaml")
+            extra = ["--entity-set", "organisms.yaml", "--wordnet-dir", SITE["wordnet"]]
         args = [
             "--deploy-mode", "cluster",
             "--packages", packages,
             "--py-files", f"{dist}/kgcurate.zip",
-            # The config travels with the job: in cluster mode it lands in the driver's working dir.
-            "--files", f"{dist}/conf/cluster.yaml",
+            "--files", ",".join(files),
             "--conf", "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
             "--conf", "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog",
             "--num-executors", str(res["executors"]),
             "--executor-cores", str(res["cores"]),
             "--executor-memory", str(res["memory"]),
             f"{dist}/{script}",
-            *stage_args(stage, crawl, {"config": "cluster.yaml"}),
+            *stage_args(stage, crawl, {"config": "cluster.yaml"}), *extra,
         ]
         steps.append({"Type": "Spark", "Name": job_name(stage), "ActionOnFailure": "CANCEL_AND_WAIT",
                       "Args": args})

@@ -252,7 +252,13 @@ def test_emr_steps_valid():
         at = next(i for i, a in enumerate(args) if a.endswith(script))
         assert (REPO / script).is_file()
         parsed = parse_stage(stage, args[at + 1:])
-        assert parsed.config == "cluster.yaml" and args[args.index("--files") + 1].endswith("/conf/cluster.yaml")
+        files = args[args.index("--files") + 1].split(",")
+        assert parsed.config == "cluster.yaml" and files[0].endswith("/conf/cluster.yaml")
+        if stage == "build-metadata":  # EMR nodes lack the image's conf/ and WordNet: shipped / read from S3
+            shipped = {f.rsplit("/", 1)[1] for f in files}
+            assert getattr(parsed, "metadata.entity_sets") == ["organisms.yaml"] and "organisms.yaml" in shipped
+            assert (REPO / "conf" / "entity_sets" / "organisms.yaml").is_file()
+            assert getattr(parsed, "metadata.wordnet_dir") == pipeline.SITE["wordnet"]
 
 
 class _Task:
@@ -321,8 +327,13 @@ def test_airflow_dag(monkeypatch):
         assert task.kw["queue"] == "gpu"  # GPU stages run on the GPU workers' queue
         parsed = parse_stage(stage, argv[argv.index(next(a for a in argv if a.endswith(script))) + 1:])
         assert parsed.command == stage
-    for before, after in zip(dag.tasks, dag.tasks[1:], strict=False):
-        assert before.downstream == [after]  # strictly in order, one task per stage
+    by_id = {t.task_id: t for t in dag.tasks}
+    downstream = {t.task_id: [d.task_id for d in t.downstream] for t in dag.tasks}
+    # in order, one task per stage; the report right after balance, beside the GPU branch
+    assert downstream == {"ingest_wat": ["ingest_wikidata"], "ingest_wikidata": ["build_metadata"],
+                          "build_metadata": ["match"], "match": ["balance"], "balance": ["download", "report"],
+                          "download": ["train"], "train": ["evaluate"], "evaluate": [], "report": []}
+    assert by_id["train"].kw["queue"] == by_id["evaluate"].kw["queue"] == "gpu" and "queue" not in by_id["report"].kw
     for task, (stage, _, retries) in zip(dag.tasks, pipeline.STAGES, strict=True):
         if not pipeline.SPARK[stage]:
             continue
@@ -357,8 +368,12 @@ def test_dockerfile(dist, dockerfile):
         assert '"${wheel}[train]"' in text and "apache/spark" not in text and "openjdk" not in text
     for image in froms:
         assert ":" in image and not image.endswith(":latest")
+    assert "-c /tmp/wheel/constraints.txt" in text  # transitive packages as tested, in both images
+    ignored = (REPO / ".dockerignore").read_text().splitlines()
+    assert "*" in ignored and "!deploy/" in ignored  # the context is deploy/ only: no .venv, no .cache
     for src in re.findall(r"^COPY\s+(?!--from)(.+)\s+\S+$", text, re.M):
         for item in src.split():
+            assert item.startswith("deploy/"), item  # the rest of the checkout is not in the build context
             if item == "deploy/dist":
                 assert dist.is_dir()
             elif item.startswith("deploy/dist/"):

@@ -36,6 +36,9 @@ KGCURATE_HOME = os.environ.get("KGCURATE_HOME", "/opt/kgcurate")
 SUBMIT = f"{KGCURATE_HOME}/deploy/spark-submit.sh"
 CRAWL = "{{ params.crawl }}"  # rendered by Airflow at run time
 GPU_QUEUE = os.environ.get("KGCURATE_GPU_QUEUE", "gpu")  # the Celery queue of workers with GPUs
+# The report reads only the curation tables: it runs right after balance, beside the GPU branch
+# (download -> train -> evaluate), so a site whose GPU queue has no worker still gets its report.
+AFTER = {"report": "balance"}
 DEFAULT_ARGS = {
     "owner": "kgcurate",
     "retries": 2,
@@ -75,12 +78,14 @@ with DAG(
     default_args=DEFAULT_ARGS,
     tags=["kgcurate"],
 ) as pipeline_dag:
+    tasks: dict = {}
     previous = None
     for stage, script, retries in STAGES:
         task = BashOperator(task_id=stage.replace("-", "_"), retries=retries, **task_args(stage, script))
-        if previous is not None:
-            previous >> task
-        previous = task
+        upstream = AFTER.get(stage, previous)
+        if upstream is not None:
+            tasks[upstream] >> task
+        tasks[stage], previous = task, stage
 
 
 REFRESH_ARGS = ["--config", "{{ params.config }}", "--lake", "{{ params.lake }}", "--crawl", CRAWL]
