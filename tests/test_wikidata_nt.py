@@ -81,3 +81,24 @@ def test_sitelinks_joined_through_about():
     ]
     rows = assemble(parse_nt_lines(lines, "en").facts)
     assert rows["Q3"]["sitelinks"] == 12 and rows["Q3"]["label"] is None
+
+
+@pytest.mark.parametrize(("configured", "nt_tag", "json_key"), [
+    ("zh-cn", "zh-Hans-CN", "zh-cn"),  # the RDF dump writes BCP 47, the JSON dump MediaWiki's code
+    ("zh-Hans-CN", "zh-Hans-CN", "zh-cn"),  # either spelling in the config
+    ("sr-el", "sr-Latn", "sr-el"),
+    ("simple", "en-simple", "simple"),
+    ("en-GB", "en-GB", "en-gb"),  # case: JSON keys are lower case, configs often are not
+    ("DE", "de", "de"),
+])
+def test_language_codes_agree_between_dump_formats_and_the_config(configured, nt_tag, json_key):
+    import json
+
+    label = "\u72d7" if configured.lower().startswith("zh") else "label in " + json_key
+    nt = [f'{WD.format("Q144")} <http://www.w3.org/2000/01/rdf-schema#label> "{label}"@{nt_tag} .',
+          f'{WD.format("Q144")} <http://www.w3.org/2000/01/rdf-schema#label> "dog"@fr .']
+    nt_row = assemble(parse_nt_lines(nt, [configured]).facts)["Q144"]
+    record = {"type": "item", "id": "Q144", "labels": {json_key: {"language": json_key, "value": label},
+                                                       "fr": {"language": "fr", "value": "dog"}}}
+    [json_row] = parse_lines([json.dumps(record).encode()], [configured]).rows
+    assert nt_row["label"] == json_row["label"] == label

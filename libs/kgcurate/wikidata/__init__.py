@@ -26,13 +26,35 @@ ENTITY_FIELDS = (
 )
 
 
+# The RDF dumps tag literals with BCP 47 (MediaWiki's LanguageCode::bcp47), the JSON dumps key them by
+# MediaWiki's own codes; these are the codes where the two differ beyond letter case (MediaWiki's
+# NON_STANDARD_LANGUAGE_CODE_MAPPING, inverted as its bcp47ToInternal does), BCP 47 side lower-cased.
+_BCP47_TO_WIKIMEDIA = {
+    "cbk": "cbk-zam", "de-x-formal": "de-formal", "egl": "eml", "en-x-rtl": "en-rtl", "es-x-formal": "es-formal",
+    "hu-x-formal": "hu-formal", "jv-x-bms": "map-bms", "ro-cyrl-md": "mo", "nrf": "nrm",
+    "nl-x-informal": "nl-informal", "nap-x-tara": "roa-tara", "en-simple": "simple", "sr-cyrl": "sr-ec",
+    "sr-latn": "sr-el", "crh-latn-ro": "crh-ro", "kk-arab-cn": "kk-cn", "kk-latn-tr": "kk-tr",
+    "zh-hans-cn": "zh-cn", "zh-hans-sg": "zh-sg", "zh-hans-my": "zh-my", "zh-hant-tw": "zh-tw",
+    "zh-hant-hk": "zh-hk", "zh-hant-mo": "zh-mo",
+}
+
+
+def wikimedia_language(code: str) -> str:
+    """A language code as the JSON dump writes it (lower case, MediaWiki's codes): "en-GB" is "en-gb",
+    the RDF dump's "zh-Hans-CN" is "zh-cn", so both dump formats and any configured spelling agree."""
+    lower = code.strip().lower()
+    return _BCP47_TO_WIKIMEDIA.get(lower, lower)
+
+
 def language_order(languages: list[str] | tuple[str, ...] | str | None) -> tuple[str, ...]:
-    """Configured languages in priority order, ``mul`` appended last as the fallback."""
+    """Configured languages in priority order (as :func:`wikimedia_language` spells them), ``mul``
+    appended last as the fallback."""
     if languages is None:
         languages = ["en"]
     if isinstance(languages, str):
         languages = [x.strip() for x in languages.split(",")]
-    out = [lang for lang in dict.fromkeys(languages) if lang and lang != MUL]
+    spelled = [wikimedia_language(str(lang)) for lang in languages if lang and str(lang).strip()]
+    out = [lang for lang in dict.fromkeys(spelled) if lang and lang != MUL]
     if not out:
         raise ValueError("no language configured (wikidata.languages must name at least one, e.g. en)")
     return (*out, MUL)
