@@ -102,3 +102,9 @@ def test_language_codes_agree_between_dump_formats_and_the_config(configured, nt
                                                        "fr": {"language": "fr", "value": "dog"}}}
     [json_row] = parse_lines([json.dumps(record).encode()], [configured]).rows
     assert nt_row["label"] == json_row["label"] == label
+
+
+def test_a_dump_without_sitelinks_counts_says_unknown_not_zero():
+    """latest-truthy.nt has no wikibase:sitelinks lines (only latest-all.nt does): null, not 0."""
+    lines = [f'{WD.format("Q5")} <http://www.w3.org/2000/01/rdf-schema#label> "human"@en .']
+    assert assemble(parse_nt_lines(lines, "en").facts)["Q5"]["sitelinks"] is None

@@ -286,6 +286,11 @@ def compute(spark, entities_df, spec: EntitySetSpec):  # noqa: ANN001, ANN201
             info = info.where(F.col("has_image"))
         if spec.min_sitelinks > 0:
             info = info.where(F.col("sitelinks") >= spec.min_sitelinks)
+            unknown = members.join(entities_df.where(F.col("sitelinks").isNull()).select("qid"), "qid").count()
+            if unknown:  # a truthy N-Triples dump has no sitelinks counts: say why they are left out
+                log.warning("entity-set %s: %d members have no sitelinks count (a truthy N-Triples dump carries "
+                            "none), so min_sitelinks %d leaves them out: ingest latest-all.json or latest-all.nt "
+                            "to judge them", spec.name, unknown, spec.min_sitelinks)
         out = (
             members.join(info.select("qid").distinct(), "qid")
             .select(F.lit(spec.name).alias("set_name"), "qid", F.col("depth").cast("int").alias("depth"))

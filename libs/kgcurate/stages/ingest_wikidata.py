@@ -474,7 +474,7 @@ def assemble_facts(facts: DataFrame) -> DataFrame:
     return grouped.join(sitelinks, "qid", "full_outer").select(
         "qid", "label", "description",
         *[F.coalesce(c, empty).alias(c) for c in ("aliases", "common_names")],
-        "taxon_name", F.coalesce("sitelinks", F.lit(0)).cast("int").alias("sitelinks"),
+        "taxon_name", F.col("sitelinks").cast("int").alias("sitelinks"),  # null: no count in this dump
         *[F.coalesce(c, empty).alias(c) for c in ("instance_of", "subclass_of", "parent_taxon")],
         F.coalesce("has_image", F.lit(False)).alias("has_image"),
         F.coalesce("source_file", "sl_src").alias("source_file"),

@@ -15,7 +15,9 @@ Mapping (prefixes as in Wikidata's RDF dump format, mediawiki.org/wiki/Wikibase/
   (``<https://www.wikidata.org/wiki/Special:EntityData/Q42>``), which is ``schema:about`` the
   item; so we emit ``about`` facts (node -> qid) and ``sitelinks`` facts (node -> count) and
   Spark joins them on the node (sitelink article IRIs are ``schema:about`` the item too; they
-  simply find no count to join).
+  simply find no count to join). The truthy dump (``latest-truthy.nt``) carries no such page
+  properties, only ``latest-all.nt`` does: an entity without a count gets ``sitelinks`` null
+  (unknown), not 0, so a sitelinks filter can tell "none" from "not in this dump".
 
 Two parsers: rdflib's N-Triples parser (exact, any valid line) and a fast path for the common
 line shape without backslash escapes (then the text between quotes *is* the value, exactly). A
@@ -319,7 +321,7 @@ def assemble(facts: Iterable[tuple[str, str, str, int | None]]) -> dict[str, dic
     def ent(qid: str) -> dict:
         return ents.setdefault(qid, {
             "qid": qid, "label": None, "description": None, "aliases": set(), "common_names": set(),
-            "taxon_name": None, "sitelinks": 0, "instance_of": set(), "subclass_of": set(),
+            "taxon_name": None, "sitelinks": None, "instance_of": set(), "subclass_of": set(),
             "parent_taxon": set(), "has_image": False, "_ranks": {},
         })
 
