@@ -152,3 +152,18 @@ def test_metaclip_missing_file(tmp_path):
 def test_normalize_all_whitespace_kinds():
     assert normalize(" a\u00a0\u3000b\r\n\tc\u2009 ") == "a b c"
     assert normalize("\u200b") == "\u200b"  # zero-width space is not whitespace: kept as is
+
+
+def test_the_whitespace_class_is_pythons_isspace_set():
+    """Captions collapse str.isspace characters; entries must collapse the same set, \\x1c-\\x1f included
+    (an entry of only those passed as a string while the matcher dropped it as whitespace-only)."""
+    import re
+
+    from kgcurate.metadata import WS_PATTERN
+
+    pattern = re.compile(WS_PATTERN)
+    for code in range(0x110000):
+        assert bool(pattern.fullmatch(chr(code))) == chr(code).isspace(), hex(code)
+    assert normalize("\x1c dog\x1fhouse ") == "dog house"
+    parsed = metaclip.parse_bytes(b'["\\u001f", "\\u001c \\u001d", "ok"]', "m.json")
+    assert parsed.entries == ["ok"] and [b.offset for b in parsed.bad] == [0, 1]

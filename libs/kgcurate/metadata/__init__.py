@@ -13,8 +13,10 @@ from __future__ import annotations
 import re
 
 # One whitespace class, written so Python's ``re`` and Java's regex read it the same way: the Spark
-# side (KG names) and the Python side (WordNet, MetaCLIP) then normalize identically.
-WS_PATTERN = "[\\t\\n\\x0b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+"
+# side (KG names) and the Python side (WordNet, MetaCLIP) then normalize identically. It is exactly
+# Python's ``str.isspace`` set (the caption side collapses that set), file/group/record/unit separators
+# \x1c-\x1f included: an entry of only those is empty, not a string no caption can hold.
+WS_PATTERN = "[\\t\\n\\x0b\\f\\r\\x1c-\\x1f \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+"
 _WS = re.compile(WS_PATTERN)
 
 SOURCE_WORDNET = "wordnet"
