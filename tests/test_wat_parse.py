@@ -403,6 +403,42 @@ def test_read_error_mid_file_is_reported_not_raised():
     assert stats.status == "failed"  # the rest of the stream is unknown: a re-run retries it
 
 
+def test_an_http_body_cut_short_is_a_read_error_not_a_partial_file():
+    """http.client ends read(n) with b"" when a server closes early: without the Content-Length check the
+    file looked cut short (partial, counted as done, the rest never read); it must fail and be retried."""
+    import http.server
+    import threading
+
+    from kgcurate.wat.inputs import open_input
+
+    data, _ = _good_file()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data if self.path == "/whole.wat.gz" else data[: len(data) // 2])
+            self.close_connection = True
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with open_input(f"{base}/whole.wat.gz") as stream:
+            pairs, _, stats = parse_bytes_stream(stream)
+        assert stats.status == "ok" and len(pairs) == 4
+        with open_input(f"{base}/cut.wat.gz") as stream:
+            _, _, stats = parse_bytes_stream(stream)
+        assert stats.status == "failed" and "IncompleteRead" in stats.error
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def parse_bytes_stream(stream):
     parser = WatParser()
     pairs, bad = [], []

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import glob
 import gzip
+import http.client
 import io
 import os
 import posixpath
 from collections.abc import Iterable
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from kgcurate.errors import UserError
 
@@ -138,8 +139,38 @@ def open_input(path: str) -> BinaryIO:
     if path.startswith(("http://", "https://")):
         import urllib.request
 
-        return urllib.request.urlopen(path, timeout=120)  # noqa: S310 - user-given URL
+        return WholeBody(urllib.request.urlopen(path, timeout=120))  # noqa: S310 - user-given URL
     return open(strip_file_uri(path), "rb", buffering=io.DEFAULT_BUFFER_SIZE * 16)
+
+
+class WholeBody:
+    """An HTTP response held to its ``Content-Length``: ``http.client`` ends ``read(n)`` with ``b""`` and
+    no error when the server closes early, which the parser would take for a file cut short (``partial``,
+    counted as done, its rest never read). Here that is ``IncompleteRead``, a read error: the file is
+    ``failed`` and read again by the next run. A body with a ``Content-Encoding`` has no byte count to
+    check against and is passed through."""
+
+    def __init__(self, response: Any) -> None:
+        self._response = response
+        length, encoded = response.headers.get("Content-Length"), response.headers.get("Content-Encoding")
+        self._expected = int(length) if length and length.strip().isdigit() and not encoded else None
+        self._got = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self._response.read() if size is None or size < 0 else self._response.read(size)
+        self._got += len(data)
+        if not data and size != 0 and self._expected is not None and self._got < self._expected:
+            raise http.client.IncompleteRead(b"", self._expected - self._got)
+        return data
+
+    def close(self) -> None:
+        self._response.close()
+
+    def __enter__(self) -> WholeBody:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def display_name(path: str) -> str:
