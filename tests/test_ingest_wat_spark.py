@@ -108,3 +108,22 @@ def test_real_commoncrawl_wat(spark, lake, shared_data):
     }
     statuses = {r.status for r in lk.read(spark, lake, tables.INGEST_LOG).collect()}
     assert statuses == {"ok"}
+
+
+def test_done_means_the_latest_status_and_s3_spellings_are_one_file(spark, lake):
+    """A forced re-read that failed is read again (the latest row decides, as kgcurate.units says), and a
+    file logged as s3a://... is done for a refresh that names it s3://..."""
+    from datetime import datetime, timedelta
+
+    t0 = datetime(2026, 12, 1)
+
+    def row(f, status, minutes):
+        return ("ingest-wat", "r", f, status, 1, 1, 0, 0, 1, None, t0, t0 + timedelta(minutes=minutes))
+
+    rows = [row("/w/a.wat.gz", "ok", 1), row("/w/a.wat.gz", "failed", 2),  # re-read with --force, failed
+            row("/w/b.wat.gz", "failed", 1), row("/w/b.wat.gz", "partial", 2),  # retried: done
+            row("s3a://cc/c.wat.gz", "ok", 1), ("match", "r", "/w/d.wat.gz", "ok", 1, 1, 0, 0, 1, None, t0, t0)]
+    lk.append(spark, lake, tables.INGEST_LOG, spark.createDataFrame(rows, tables.schema(tables.INGEST_LOG)))
+    files = ["/w/a.wat.gz", "/w/b.wat.gz", "s3://cc/c.wat.gz", "/w/d.wat.gz"]
+    assert ingest_wat.done_files(spark, lake, files, force=False) == {"/w/b.wat.gz", "s3://cc/c.wat.gz"}
+    assert ingest_wat.done_files(spark, lake, files, force=True) == set()

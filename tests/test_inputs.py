@@ -9,7 +9,7 @@ import pytest
 from kgcurate import config
 from kgcurate.errors import UserError
 from kgcurate.session import build_conf
-from kgcurate.wat.inputs import expand_inputs, listing_base_for, resolve_listed
+from kgcurate.wat.inputs import expand_inputs, listing_base_for, resolve_listed, same_file_key
 
 
 def _touch(path, data=b"x"):
@@ -38,6 +38,25 @@ def test_listing_relative_to_its_folder_and_to_a_base(tmp_path):
         str(tmp_path / "crawl" / "crawl-data/CC-MAIN-2024-22/segments/1/wat/x.warc.wat.gz"), "/abs/y.wat.gz"]
     got = expand_inputs([str(listing)], listing_base="s3a://commoncrawl/")
     assert got[0] == "s3a://commoncrawl/crawl-data/CC-MAIN-2024-22/segments/1/wat/x.warc.wat.gz"
+
+
+def test_a_relative_listing_base_and_comment_lines(tmp_path, monkeypatch):
+    """Keys from a relative --listing-base are absolute (they named the working directory's files, so
+    the same file passed directly was a second key); a listing's # lines are comments, not files."""
+    mirror = tmp_path / "mirror"
+    (mirror / "seg").mkdir(parents=True)
+    (mirror / "seg" / "a.warc.wat.gz").write_bytes(b"x")
+    listing = tmp_path / "wat.paths"
+    listing.write_text("# made by hand\nseg/a.warc.wat.gz\n\n")
+    monkeypatch.chdir(tmp_path)
+    got = expand_inputs([str(listing), str(mirror / "seg" / "a.warc.wat.gz")], "mirror")
+    assert got == [str(mirror / "seg" / "a.warc.wat.gz")]
+
+
+def test_s3_spellings_share_one_key():
+    assert same_file_key("s3a://b/k.wat.gz") == same_file_key("s3n://b/k.wat.gz") == "s3://b/k.wat.gz"
+    assert same_file_key("/local/s3a://x") == "/local/s3a://x" and same_file_key("https://h/a") == "https://h/a"
+    assert expand_inputs(["s3://b/x.warc.wat.gz", "s3a://b/x.warc.wat.gz"]) == ["s3://b/x.warc.wat.gz"]
 
 
 def test_listing_base_defaults():

@@ -54,6 +54,13 @@ def test_expand_prefix_glob_and_key(server):
     assert s3.expand_s3(wats[1]) == [wats[1]]
     assert s3.expand_s3(f"s3a://ccdata/{SEG}/warc") == [f"s3a://ccdata/{SEG}/warc/CC-MAIN-x-00000.warc.gz"]
     assert s3.expand_s3("s3a://ccdata/nothing/here/") == []
+    # through expand_inputs: a folder named without its slash expands to its WAT files (it was taken
+    # for one file and failed); the same file spelled s3:// and s3a:// is read once
+    assert expand_inputs([f"s3a://ccdata/{SEG}/wat"]) == wats
+    as_s3 = [w.replace("s3a://", "s3://") for w in wats]
+    assert expand_inputs([wats[0], as_s3[0], f"s3://ccdata/{SEG}/wat/"]) == [wats[0], *as_s3[1:]]  # first spelling
+    with pytest.raises(UserError, match="no object matches"):
+        expand_inputs(["s3a://ccdata/nothing/here"])
 
 
 def test_open_streams_and_missing_objects(server):

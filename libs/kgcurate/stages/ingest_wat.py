@@ -40,7 +40,7 @@ from kgcurate import ids, lake, pairs_insert, run_ids, settings, tables, units
 from kgcurate import staging as staging_mod
 from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
-from kgcurate.wat.inputs import display_name, expand_inputs
+from kgcurate.wat.inputs import display_name, expand_inputs, same_file_key
 
 JOB = "ingest-wat"
 log = logging.getLogger("kgcurate.ingest_wat")
@@ -223,18 +223,23 @@ def _parse_options(wat_cfg: dict[str, Any]):
 
 
 def done_files(spark: SparkSession, lake_root: str, files: list[str], force: bool) -> set[str]:
-    """Which of ``files`` ingest_log records as done (``ok`` or ``partial``: :data:`kgcurate.units.DONE`).
-    The file list is already on the driver (it is the job's input); the log is joined in Spark, not
-    collected."""
+    """Which of ``files`` ingest_log records as done: the file's latest row (by ``finished_at``) is ``ok``
+    or ``partial`` (:data:`kgcurate.units.DONE`), so a forced re-read that failed is read again. Files
+    are compared by :func:`same_file_key` (``s3a://`` is the ``s3://`` object). The file list is already
+    on the driver (it is the job's input); the log is joined in Spark, not collected."""
     if force or not lake.exists(spark, lake_root, tables.INGEST_LOG):
         return set()
-    wanted = spark.createDataFrame([(f,) for f in files], "source_file string")
-    done = (
+    wanted = spark.createDataFrame([(f, same_file_key(f)) for f in files], "source_file string, file_key string")
+    key = F.regexp_replace("source_file", "^s3[an]://", "s3://")  # same_file_key, as a Spark expression
+    latest = (
         lake.read(spark, lake_root, tables.INGEST_LOG)
-        .where((F.col("job") == JOB) & F.col("status").isin(*units.DONE))
-        .select("source_file")
+        .where(F.col("job") == JOB)
+        .select(key.alias("file_key"), F.struct("finished_at", "status").alias("last"))
+        .groupBy("file_key").agg(F.max("last").alias("last"))
+        .where(F.col("last.status").isin(*units.DONE))
+        .select("file_key")
     )
-    return {r[0] for r in wanted.join(done, "source_file", "left_semi").collect()}
+    return {r[0] for r in wanted.join(latest, "file_key", "left_semi").select("source_file").collect()}
 
 
 def progress_line(total: int, accs: tuple, started: float, done: int) -> str:

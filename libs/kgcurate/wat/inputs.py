@@ -51,6 +51,17 @@ def listing_base_for(listing: str) -> str:
     return os.path.dirname(os.path.abspath(strip_file_uri(listing))) + "/"
 
 
+def same_file_key(path: str) -> str:
+    """The form two spellings of one input share: ``s3a://`` and ``s3n://`` (Hadoop's names) are the
+    ``s3://`` object. Inputs are deduplicated and checked against ``ingest_log`` by it, while each keeps
+    the spelling it was given (so existing logs keep their keys): a crawl ingested through
+    ``s3a://commoncrawl/...`` is not read again by a refresh that names ``s3://commoncrawl/...``."""
+    for scheme in ("s3a://", "s3n://"):
+        if path.startswith(scheme):
+            return "s3://" + path[len(scheme):]
+    return path
+
+
 def resolve_listed(entry: str, base: str) -> str:
     entry = entry.strip()
     if "://" in entry or entry.startswith("/"):
@@ -74,7 +85,8 @@ def read_listing_names(listing: str) -> list[str]:
             data = gzip.decompress(data)
         except (OSError, EOFError) as exc:
             raise UserError(f"listing {listing} is not valid gzip: {exc}; download it again") from exc
-    return [line.strip() for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
+    lines = (line.strip() for line in data.decode("utf-8", "replace").splitlines())
+    return [line for line in lines if line and not line.startswith("#")]  # a hand-made listing's comments
 
 
 def _expand_local(item: str) -> list[str]:
@@ -106,6 +118,8 @@ def expand_inputs(inputs: Iterable[str], listing_base: str | None = None) -> lis
     for item in inputs:
         if is_listing(item):
             base = listing_base or listing_base_for(item)
+            if "://" not in base:  # a relative base would make keys that depend on the working directory
+                base = os.path.abspath(strip_file_uri(base)) + "/"
             names = read_listing_names(item)
             if not names:
                 raise UserError(f"listing {item} names no file (an empty or cut download?): fetch it again")
@@ -113,13 +127,13 @@ def expand_inputs(inputs: Iterable[str], listing_base: str | None = None) -> lis
         elif item.startswith(("s3://", "s3a://")):
             from kgcurate import s3
 
-            if item.endswith("/") or any(ch in item for ch in "*?["):
+            if item.endswith(WAT_SUFFIXES) and not any(ch in item for ch in "*?["):
+                out.append(item)  # one file: no LIST call (a missing one fails at read time, logged)
+            else:  # a prefix, a glob, or a "folder" named without its trailing slash
                 keys = s3.expand_s3(item)
                 if not keys:
                     raise UserError(f"no object matches {item} (check the bucket and prefix)")
                 out.extend(k for k in keys if k.endswith(WAT_SUFFIXES))
-            else:
-                out.append(item)
         elif item.startswith(("http://", "https://")):
             out.append(item)
         else:
@@ -127,7 +141,7 @@ def expand_inputs(inputs: Iterable[str], listing_base: str | None = None) -> lis
     if not out:
         raise UserError("no input files given (pass WAT files, directories, globs or a wat.paths.gz listing)")
     seen: set[str] = set()
-    return [p for p in out if not (p in seen or seen.add(p))]
+    return [p for p in out if not (same_file_key(p) in seen or seen.add(same_file_key(p)))]
 
 
 def open_input(path: str) -> BinaryIO:
