@@ -35,8 +35,11 @@ def test_rank_curve_and_head_tail() -> None:
     xs, ys = report_plots.rank_curve([(1, 3), (100, 1), (10, 2), (0, 9)])
     assert xs == [1, 1, 2, 3, 4, 6] and ys == [100, 100, 10, 10, 1, 1]
     ht = report_plots.head_tail([(1, 3), (100, 1), (10, 2)], 10)
-    assert ht["tail_entries"] == 3 and ht["head_entries"] == 3
-    assert ht["tail_share"] == pytest.approx(3 / 123)
+    # count == t is tail: p = min(1, t / count) = 1 keeps it in full (--tail-share picks such a t)
+    assert ht["tail_entries"] == 5 and ht["head_entries"] == 1
+    assert ht["tail_share"] == pytest.approx(23 / 123)
+    ht = report_plots.head_tail([(1, 1000), (2, 500), (3, 300), (100, 10)], 2)
+    assert (ht["tail_entries"], ht["head_entries"]) == (1500, 310)
 
 
 def test_render_from_plain_aggregates(tmp_path) -> None:
@@ -55,6 +58,9 @@ def test_render_from_plain_aggregates(tmp_path) -> None:
     }
     page = assert_report(report_plots.render(data, tmp_path / "r"))
     assert "e&lt;0&gt;" in page and "balance-abc" in page and "truncated" in page
+    assert "Changed since this run" not in page
+    data["moved_on"] = "Changed since this run: entry_counts v5 (the run read v3); ..."
+    assert "entry_counts v5 (the run read v3)" in assert_report(report_plots.render(data, tmp_path / "r2"))
 
 
 def test_render_with_empty_lake_data(tmp_path) -> None:
@@ -89,6 +95,15 @@ def test_report_stage_on_a_balanced_lake(spark, tmp_path) -> None:
         for src in r["sources"]:
             by_source[src] += per_entry[r["entry_id"]]
     assert {s["source"]: s["curated_matches"] for s in data["sources"]} == {k: by_source[k] for k in by_source}
+    assert data["moved_on"] is None  # the tables are at the versions the run read
+    # a --per-qid run's head/tail table counts its units (qids, entries naming none), as its t did
+    latest = {tables.ENTRY_COUNTS: None, tables.METADATA: None, tables.QID_COUNTS: None}
+    units = balance_stage._count_hist(spark, root, latest, True)
+    assert units and sorted(units) != sorted(data["hist_before"]) and all(c > 0 and n > 0 for c, n in units)
+    counts = lake.read(spark, root, tables.ENTRY_COUNTS)
+    lake.overwrite(spark, root, tables.ENTRY_COUNTS, counts.localCheckpoint())  # a later match's counts
+    note = report_stage.gather(spark, root)["moved_on"]
+    assert note.startswith("Changed since this run: entry_counts v") and "the run read v" in note
     # A cluster's report goes beside the lake: rendered, then uploaded, index.html naming only what is there.
     with running_server() as srv:
         srv.create_bucket("reports")

@@ -37,15 +37,16 @@ def rank_curve(hist: Sequence[tuple[float, int]]) -> tuple[list[int], list[float
 
 
 def head_tail(hist: Sequence[tuple[float, int]], t: float | None) -> dict[str, Any]:
-    """Entries and matches below t (tail, kept in full) and at or above it (head, subsampled)."""
+    """Units and matches at or below t (tail: p = min(1, t / count) = 1, kept in full) and above it
+    (head, subsampled). A count equal to t is tail: ``--tail-share`` picks a t that is a count."""
     total = sum(c * n for c, n in hist)
     if t is None or total == 0:
         return {"t": t, "tail_entries": None, "head_entries": None, "tail_share": None}
-    tail = [(c, n) for c, n in hist if c < t]
+    tail = [(c, n) for c, n in hist if c <= t]
     return {
         "t": t,
         "tail_entries": sum(n for _, n in tail),
-        "head_entries": sum(n for c, n in hist if c >= t),
+        "head_entries": sum(n for c, n in hist if c > t),
         "tail_share": sum(c * n for c, n in tail) / total,
     }
 
@@ -196,7 +197,7 @@ def render(data: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     training = data.get("training") or {}
     if training:
         files["loss"] = plot_loss_curves(training.get("runs") or [], out / "training_loss.png")
-    ht = head_tail(data.get("hist_before") or [], data.get("t"))
+    ht = head_tail(data.get("hist_units") or data.get("hist_before") or [], data.get("t"))
     run = data.get("run") or {}
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>kgcurate report</title>",
@@ -209,8 +210,9 @@ def render(data: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
         "<h2>Balancing</h2>",
         _table(["run_id", "t", "target_size", "tail_share", "seed", "per_qid"],
                [[run.get(k) for k in ("run_id", "t", "target_size", "tail_share", "seed", "per_qid")]]),
-        _table(["tail entries (count < t)", "head entries", "tail share of matches"],
-               [[ht["tail_entries"], ht["head_entries"], ht["tail_share"]]]),
+        _table([f"tail {'qids and entries' if run.get('per_qid') else 'entries'} (count <= t)", "head",
+                "tail share of matches"], [[ht["tail_entries"], ht["head_entries"], ht["tail_share"]]]),
+        *([f"<p>{html.escape(data['moved_on'])}</p>"] if data.get("moved_on") else []),
         f"<img src='{files['counts'].name}' alt='entry counts'>",
         *_curated_runs_html(data),
         "<h2>Top entries</h2>",

@@ -80,6 +80,11 @@ def entries(spark: SparkSession, root: str, run: Any, has_curated: bool, sizes: 
     data: dict[str, Any] = {}
     counts = lake.read(spark, root, tables.ENTRY_COUNTS)
     data["hist_before"] = [(r[0], r[1]) for r in counts.groupBy("count").count().collect()]
+    if run is not None and run["per_qid"]:  # t applied to units: qids, and entries naming none
+        latest = {tables.ENTRY_COUNTS: None, tables.METADATA: None, tables.QID_COUNTS: None}
+        data["hist_units"] = balance._count_hist(spark, root, latest, True)
+    if run is not None:
+        data["moved_on"] = moved_on(spark, root, dict(run["input_versions"] or {}))
     after = None
     if run is not None and has_curated:
         curated = balance.run_partition(spark, root, run["run_id"])
@@ -120,6 +125,19 @@ def entries(spark: SparkSession, root: str, run: Any, has_curated: bool, sizes: 
         if after is not None:
             after.unpersist()
     return data
+
+
+def moved_on(spark: SparkSession, root: str, recorded: dict[str, int | None]) -> str | None:
+    """A note when the tables the entry sections read are newer than the versions the shown run read
+    (a later match, say a refresh whose balance failed): those sections show the lake as it is now.
+    (Reading the run's versions instead could fail once VACUUM has removed their files.)"""
+    moved = [f"{name} v{lake.version(spark, root, name)} (the run read v{recorded[name]})"
+             for name in (tables.ENTRY_COUNTS, tables.METADATA)
+             if recorded.get(name) is not None and lake.version(spark, root, name) != recorded[name]]
+    if not moved:
+        return None
+    return ("Changed since this run: " + ", ".join(moved) + "; the count histogram, top entries and per-source "
+            "numbers are the lake's current ones, the curated numbers the run's.")
 
 
 def training(spark: SparkSession, root: str) -> dict[str, Any]:
