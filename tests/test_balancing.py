@@ -173,3 +173,15 @@ def test_basis_bound_and_builds_on() -> None:
     assert balancing.builds_on(5.0, 5.0, None, 0) and not balancing.builds_on(5.0, 5.5, None, 0)
     assert balancing.builds_on(5.0, None, 10, 10) and not balancing.builds_on(5.0, None, 11, 10)
     assert balancing.builds_on(math.inf, None, 10**9, 0)
+
+
+def test_a_run_id_does_not_depend_on_how_t_is_spelled() -> None:
+    """YAML's `t: 20` is an int, --t 20 a float: one run, or a rerun wrote a second identical partition."""
+    from kgcurate.stages.balance import run_id_for
+
+    versions = {"matches": 3, "entry_counts": 3}
+    base = {"target_size": None, "tail_share": None, "seed": 0, "per_qid": False}
+    assert run_id_for({**base, "t": 20}, versions) == run_id_for({**base, "t": 20.0}, versions)
+    assert run_id_for({**base, "t": 20}, versions) != run_id_for({**base, "t": 21}, versions)
+    share = {**base, "t": None}
+    assert run_id_for({**share, "tail_share": 1}, versions) == run_id_for({**share, "tail_share": 1.0}, versions)

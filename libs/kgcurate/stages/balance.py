@@ -105,7 +105,11 @@ def select_target(pp: DataFrame, n: int, total: int, lo: float, hi: float) -> di
 
 
 def run_id_for(params: dict[str, Any], versions: dict[str, int | None]) -> str:
-    return run_ids.derived(JOB, params, versions)
+    """The run's id from its parameters and input versions. ``t`` and ``tail_share`` are numbers whatever
+    their spelling: YAML's ``t: 20000`` (an int) and ``--t 20000`` (a float) are one run, not two
+    identical curated partitions."""
+    same = {k: (float(v) if k in ("t", "tail_share") and v is not None else v) for k, v in params.items()}
+    return run_ids.derived(JOB, same, versions)
 
 
 def _count_hist(
