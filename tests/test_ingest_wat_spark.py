@@ -127,3 +127,25 @@ def test_done_means_the_latest_status_and_s3_spellings_are_one_file(spark, lake)
     files = ["/w/a.wat.gz", "/w/b.wat.gz", "s3://cc/c.wat.gz", "/w/d.wat.gz"]
     assert ingest_wat.done_files(spark, lake, files, force=False) == {"/w/b.wat.gz", "s3://cc/c.wat.gz"}
     assert ingest_wat.done_files(spark, lake, files, force=True) == set()
+
+
+def test_a_run_whose_pair_files_were_never_written_still_logs_its_files(spark, lake, tmp_path):
+    """rows_out counts the pairs a file parsed: if every task's write of them failed, no pair folder
+    exists, and reading it ended the job before ingest_log recorded the failed files."""
+    from datetime import datetime, timezone
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    now = datetime.now(timezone.utc)
+    row = {f.name: None for f in ingest_wat.STAGED}
+    row.update(kind="log", source_file="/w/x.wat.gz", status="failed", records=10, rows_out=7, bad_records=0,
+               filtered=0, bytes=100, error="OSError: staging store refused the write", started_at=now,
+               finished_at=now)
+    staging = tmp_path / "staged"
+    staging.mkdir()
+    pq.write_table(pa.Table.from_pylist([row], schema=ingest_wat.STAGED), staging / "part-0.parquet")
+    summary = ingest_wat.commit(spark, lake, str(staging), "run-nopairs", pairs_dir=str(tmp_path / "pairs"))
+    assert summary["failed"] and summary["pairs_inserted"] == 0
+    [logged] = lk.read(spark, lake, tables.INGEST_LOG).where(F.col("run_id") == "run-nopairs").collect()
+    assert logged.status == "failed" and "refused" in logged.error

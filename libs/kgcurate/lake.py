@@ -578,6 +578,12 @@ def hadoop_fs(spark: SparkSession, path: str):
     return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hpath
 
 
+def path_exists(spark: SparkSession, path: str) -> bool:
+    """Whether a file or folder exists, through Hadoop's FileSystem (local, s3a, hdfs alike)."""
+    fs, hpath = hadoop_fs(spark, path)
+    return bool(fs.exists(hpath))
+
+
 def remove_path(spark: SparkSession, path: str) -> None:
     """Delete a folder (a run's staging output) through Hadoop's FileSystem: local, s3a, hdfs alike."""
     fs, hpath = hadoop_fs(spark, path)

@@ -295,7 +295,10 @@ def commit(spark: SparkSession, lake_root: str, staging: str, run_id: str,
                                **{k: sum(int(r[k] or 0) for r in per_file) for k in counted},
                                "failed": tally.failed_units, "partial_files": tally.partial_units}
     summary["pairs_inserted"] = 0
-    if summary["rows_out"]:
+    # a file's rows_out counts the pairs it parsed: when every task's pair write failed (say the staging
+    # store refused them) no pair file exists, and reading the folder would end the job before its log
+    staged_pairs = summary["rows_out"] and (pairs_dir is None or lake.path_exists(spark, pairs_dir))
+    if staged_pairs:
         pairs = (spark.read.schema(PAIRS_STAGED_SPARK).parquet(pairs_dir) if pairs_dir
                  else staged.where(F.col("kind") == "pair"))
         # One row per (image_url, text); the earliest (source_file, page_url) wins, so the choice is
