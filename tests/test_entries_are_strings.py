@@ -113,7 +113,7 @@ def test_lowercase_folds_case_variants_into_one_entry(spark, tmp_path) -> None:
     # balance per entity reads the folded groups too: every matched pair is a unit member
     execute(balance_stage, spark, cfg_for(root, balance__t=100.0, balance__per_qid=True))
     assert lake.read(spark, root, tables.CURATED).count() == 3
-    hist = balance_stage._count_hist(spark, root, match_stage.completed_versions(spark, root), True)
+    hist = balance_stage.count_hist(spark, root, match_stage.completed_versions(spark, root), True)
     assert sorted(hist) == [(1, 1), (3, 2)]  # units: Q1 and Q2 (3 pairs each), "sink" without a qid
 
 

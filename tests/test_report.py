@@ -98,7 +98,7 @@ def test_report_stage_on_a_balanced_lake(spark, tmp_path) -> None:
     assert data["moved_on"] is None  # the tables are at the versions the run read
     # a --per-qid run's head/tail table counts its units (qids, entries naming none), as its t did
     latest = {tables.ENTRY_COUNTS: None, tables.METADATA: None, tables.QID_COUNTS: None}
-    units = balance_stage._count_hist(spark, root, latest, True)
+    units = balance_stage.count_hist(spark, root, latest, True)
     assert units and sorted(units) != sorted(data["hist_before"]) and all(c > 0 and n > 0 for c, n in units)
     counts = lake.read(spark, root, tables.ENTRY_COUNTS)
     lake.overwrite(spark, root, tables.ENTRY_COUNTS, counts.localCheckpoint())  # a later match's counts

@@ -25,32 +25,26 @@ def int_in(lo: int = INT64_MIN, hi: int = INT64_MAX) -> Callable[[str], int]:
     return parse
 
 
-def positive_float(text: str) -> float:
-    """A finite number > 0 (an interval, a threshold)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
+def finite_float(zero_allowed: bool) -> Callable[[str], float]:
+    """A finite number > 0 (an interval, a threshold), or >= 0 with ``zero_allowed`` (a window that may be
+    empty)."""
+    bound = ">= 0" if zero_allowed else "> 0"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (math.isfinite(value) and (value >= 0 if zero_allowed else value > 0)):
+            raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
 
 
-positive_float.__name__ = "number"
-
-
-def non_negative_float(text: str) -> float:
-    """A finite number >= 0 (a window that may be empty)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
-
-
-non_negative_float.__name__ = "number"
+positive_float = finite_float(zero_allowed=False)
+non_negative_float = finite_float(zero_allowed=True)
 int64 = int_in()
 positive_int64 = int_in(1)
 

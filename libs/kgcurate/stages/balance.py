@@ -112,7 +112,7 @@ def run_id_for(params: dict[str, Any], versions: dict[str, int | None]) -> str:
     return run_ids.derived(JOB, same, versions)
 
 
-def _count_hist(
+def count_hist(
     spark: SparkSession, root: str, versions: dict[str, int | None], per_qid: bool
 ) -> list[tuple[int, int]]:
     """(count, number of units with it): compact (distinct counts are few), safe to fetch."""
@@ -253,7 +253,7 @@ def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, se
 def _t_for_tail_share(spark: SparkSession, root: str, versions: dict[str, int | None], per_qid: bool,
                       share: float) -> float:
     """``--tail-share``: t from the compact count histogram (MetaCLIP's p_to_t), never from the pairs."""
-    hist = _count_hist(spark, root, versions, per_qid)
+    hist = count_hist(spark, root, versions, per_qid)
     if not hist:
         raise UserError(f"no matches in lake {root}: nothing to balance (run match first)")
     t = balancing.p_to_t(hist, share)

@@ -40,7 +40,7 @@ from kgcurate import ids, lake, pairs_insert, run_ids, settings, tables, units
 from kgcurate import staging as staging_mod
 from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
-from kgcurate.wat.inputs import display_name, expand_inputs, same_file_key
+from kgcurate.wat.inputs import S3_ALIAS_PATTERN, display_name, expand_inputs, same_file_key
 
 JOB = "ingest-wat"
 log = logging.getLogger("kgcurate.ingest_wat")
@@ -230,7 +230,7 @@ def done_files(spark: SparkSession, lake_root: str, files: list[str], force: boo
     if force or not lake.exists(spark, lake_root, tables.INGEST_LOG):
         return set()
     wanted = spark.createDataFrame([(f, same_file_key(f)) for f in files], "source_file string, file_key string")
-    key = F.regexp_replace("source_file", "^s3[an]://", "s3://")  # same_file_key, as a Spark expression
+    key = F.regexp_replace("source_file", S3_ALIAS_PATTERN, "s3://")  # same_file_key, as a Spark expression
     latest = (
         lake.read(spark, lake_root, tables.INGEST_LOG)
         .where(F.col("job") == JOB)

@@ -82,7 +82,7 @@ def entries(spark: SparkSession, root: str, run: Any, has_curated: bool, sizes: 
     data["hist_before"] = [(r[0], r[1]) for r in counts.groupBy("count").count().collect()]
     if run is not None and run["per_qid"]:  # t applied to units: qids, and entries naming none
         latest = {tables.ENTRY_COUNTS: None, tables.METADATA: None, tables.QID_COUNTS: None}
-        data["hist_units"] = balance._count_hist(spark, root, latest, True)
+        data["hist_units"] = balance.count_hist(spark, root, latest, True)
     if run is not None:
         data["moved_on"] = moved_on(spark, root, dict(run["input_versions"] or {}))
     after = None
@@ -131,9 +131,9 @@ def moved_on(spark: SparkSession, root: str, recorded: dict[str, int | None]) ->
     """A note when the tables the entry sections read are newer than the versions the shown run read
     (a later match, say a refresh whose balance failed): those sections show the lake as it is now.
     (Reading the run's versions instead could fail once VACUUM has removed their files.)"""
-    moved = [f"{name} v{lake.version(spark, root, name)} (the run read v{recorded[name]})"
-             for name in (tables.ENTRY_COUNTS, tables.METADATA)
-             if recorded.get(name) is not None and lake.version(spark, root, name) != recorded[name]]
+    now = {name: lake.version(spark, root, name) for name in (tables.ENTRY_COUNTS, tables.METADATA)
+           if recorded.get(name) is not None}
+    moved = [f"{name} v{v} (the run read v{recorded[name]})" for name, v in now.items() if v != recorded[name]]
     if not moved:
         return None
     return ("Changed since this run: " + ", ".join(moved) + "; the count histogram, top entries and per-source "

@@ -87,6 +87,11 @@ def default_name(o: settings.TrainOptions, curated_run_id: str) -> str:
     return f"{o.model.replace('/', '-')}-{curated_run_id}-kg{round(o.kg_text_share * 100)}"
 
 
+def same_experiment(o: settings.TrainOptions) -> dict[str, Any]:
+    """The manifest fields a resumed experiment must share with the options."""
+    return {"model": o.model, "kg_text_share": o.kg_text_share, "seed": o.seed}
+
+
 def gpu_count() -> int:
     import torch
 
@@ -140,8 +145,8 @@ def experiment_start(ctx: Context, o: settings.TrainOptions, inp: TrainInput, ex
     from kgcurate.train import experiment as ex
     from kgcurate.train import lake_input
 
-    expected = {"model": o.model, "kg_text_share": o.kg_text_share, "seed": o.seed}
-    manifest = ex.check_start(experiment_dir, o.resume, expected) if master else ex.read_manifest(experiment_dir)
+    manifest = (ex.check_start(experiment_dir, o.resume, same_experiment(o)) if master
+                else ex.read_manifest(experiment_dir))
     if manifest is not None and (manifest.download_runs_version, manifest.download_run_id) != (
             inp.download_runs_version, inp.download_run_id):
         inp = lake_input.read_input(ctx.root, manifest.download_run_id, manifest.download_runs_version)
@@ -204,9 +209,9 @@ def train_experiment(ctx: Context, o: settings.TrainOptions, inp: TrainInput, ex
     if master and manifest is None and o.resume and not o.name and not o.download_run_id:
         # the folder is named after the newest download's curated run: after a new balance + download the
         # same start-or-continue command starts a new experiment; say so when an older one is unfinished
-        expected = {"model": o.model, "kg_text_share": o.kg_text_share, "seed": o.seed}
         elsewhere = tuple(m.experiment_dir for m in ex.unfinished(
-            os.path.dirname(experiment_dir), expected, lambda curated: default_name(o, curated), experiment_dir))
+            os.path.dirname(experiment_dir), same_experiment(o), lambda curated: default_name(o, curated),
+            experiment_dir))
         if elsewhere:
             ctx.log.warning("%s: starting %s for the newest download; unfinished, not continued: %s", JOB,
                             experiment_dir, ", ".join(elsewhere))

@@ -13,6 +13,7 @@ import http.client
 import io
 import os
 import posixpath
+import re
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
@@ -51,15 +52,17 @@ def listing_base_for(listing: str) -> str:
     return os.path.dirname(os.path.abspath(strip_file_uri(listing))) + "/"
 
 
+# Hadoop's names for an S3 object's URL; a pattern Python's re and Java's regex (Spark) read alike.
+S3_ALIAS_PATTERN = "^s3[an]://"
+_S3_ALIAS = re.compile(S3_ALIAS_PATTERN)
+
+
 def same_file_key(path: str) -> str:
     """The form two spellings of one input share: ``s3a://`` and ``s3n://`` (Hadoop's names) are the
     ``s3://`` object. Inputs are deduplicated and checked against ``ingest_log`` by it, while each keeps
     the spelling it was given (so existing logs keep their keys): a crawl ingested through
     ``s3a://commoncrawl/...`` is not read again by a refresh that names ``s3://commoncrawl/...``."""
-    for scheme in ("s3a://", "s3n://"):
-        if path.startswith(scheme):
-            return "s3://" + path[len(scheme):]
-    return path
+    return _S3_ALIAS.sub("s3://", path, count=1)
 
 
 def resolve_listed(entry: str, base: str) -> str:
@@ -140,8 +143,10 @@ def expand_inputs(inputs: Iterable[str], listing_base: str | None = None) -> lis
             out.extend(_expand_local(item))
     if not out:
         raise UserError("no input files given (pass WAT files, directories, globs or a wat.paths.gz listing)")
-    seen: set[str] = set()
-    return [p for p in out if not (same_file_key(p) in seen or seen.add(same_file_key(p)))]
+    unique: dict[str, str] = {}  # same_file_key -> the first spelling given
+    for p in out:
+        unique.setdefault(same_file_key(p), p)
+    return list(unique.values())
 
 
 def open_input(path: str) -> BinaryIO:
@@ -157,7 +162,7 @@ def open_input(path: str) -> BinaryIO:
     return open(strip_file_uri(path), "rb", buffering=io.DEFAULT_BUFFER_SIZE * 16)
 
 
-class WholeBody:
+class WholeBody(io.RawIOBase):
     """An HTTP response held to its ``Content-Length``: ``http.client`` ends ``read(n)`` with ``b""`` and
     no error when the server closes early, which the parser would take for a file cut short (``partial``,
     counted as done, its rest never read). Here that is ``IncompleteRead``, a read error: the file is
@@ -165,6 +170,7 @@ class WholeBody:
     check against and is passed through."""
 
     def __init__(self, response: Any) -> None:
+        super().__init__()
         self._response = response
         length, encoded = response.headers.get("Content-Length"), response.headers.get("Content-Encoding")
         self._expected = int(length) if length and length.strip().isdigit() and not encoded else None
@@ -177,14 +183,12 @@ class WholeBody:
             raise http.client.IncompleteRead(b"", self._expected - self._got)
         return data
 
+    def readable(self) -> bool:
+        return True
+
     def close(self) -> None:
         self._response.close()
-
-    def __enter__(self) -> WholeBody:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().close()
 
 
 def display_name(path: str) -> str:

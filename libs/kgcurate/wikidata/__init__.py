@@ -53,7 +53,7 @@ def language_order(languages: list[str] | tuple[str, ...] | str | None) -> tuple
         languages = ["en"]
     if isinstance(languages, str):
         languages = [x.strip() for x in languages.split(",")]
-    spelled = [wikimedia_language(str(lang)) for lang in languages if lang and str(lang).strip()]
+    spelled = (wikimedia_language(str(lang)) for lang in languages if lang)
     out = [lang for lang in dict.fromkeys(spelled) if lang and lang != MUL]
     if not out:
         raise ValueError("no language configured (wikidata.languages must name at least one, e.g. en)")
