@@ -3,6 +3,8 @@ into the same folder, pinned versions, one-line errors."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import train_data
@@ -30,6 +32,59 @@ def test_runs_into_one_folder_add_up_and_a_version_pins_what_is_read(tmp_path) -
     assert read_input(lake).curated_run_id == "balance-x"
     pinned = read_input(lake, version=0)
     assert (pinned.samples, pinned.download_runs_version) == (9, 0)
+
+
+def _maintained(lake: str, table: str) -> None:
+    """What `kgcurate maintain` does to a table once its window has passed: compaction, then VACUUM."""
+    from deltalake import DeltaTable
+
+    from kgcurate.lake_rs import table_uri
+
+    dt = DeltaTable(table_uri(lake, table))
+    dt.optimize.compact()
+    assert dt.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+
+
+def test_a_resume_reads_its_pinned_version_after_maintain_removed_it(tmp_path) -> None:
+    """A training run resumes from its manifest's download_runs version for as long as it runs; maintain's
+    compaction + VACUUM removed that version's files (FileNotFoundError, every resume failing) and Delta's log
+    cleanup its log. The table is append-only, so the version's rows come from the newest one."""
+    lake, out = str(tmp_path / "lake"), str(tmp_path / "shards")
+    train_data.record_download(lake, out, {0: 5, 1: 4}, run_id="download-1")
+    train_data.record_download(lake, out, {2: 3}, run_id="download-2")
+    pinned = read_input(lake)  # what `kgcurate train` records in its manifest: version 1
+    train_data.record_download(lake, out, {3: 8}, run_id="download-3")  # later into the same folder: not pinned
+    train_data.record_download(lake, str(tmp_path / "x"), {0: 7}, run_id="download-4", curated_run_id="balance-x")
+    _maintained(lake, "download_runs")
+    with pytest.raises(UserError, match="version 1 .*cannot be read .*--download-run-id"):
+        read_input(lake, version=1)  # a bare version cannot be rebuilt: one line, not the trace
+    resumed = read_input(lake, pinned.download_run_id, pinned.download_runs_version)
+    assert resumed == pinned
+    assert (resumed.samples, resumed.download_runs_version, len(resumed.shards)) == (12, 1, 3)
+    assert read_input(lake, "download-1").samples == 20  # unpinned: the folder as it stands
+
+    # the log of version 1 cleaned up as well (a checkpoint, then the older commits gone)
+    from deltalake import DeltaTable
+
+    from kgcurate.lake_rs import table_uri
+
+    DeltaTable(table_uri(lake, "download_runs")).create_checkpoint()
+    for n in range(2):
+        os.remove(os.path.join(table_uri(lake, "download_runs"), "_delta_log", f"{n:020d}.json"))
+    assert read_input(lake, pinned.download_run_id, pinned.download_runs_version) == pinned
+
+
+def test_a_pinned_read_checks_downloads_as_they_stood(tmp_path) -> None:
+    """The sample-count cross-check reads `downloads` as of the pinned run: a later download of the same curated
+    set into another folder rewrites its rows (keyed by curated run and URL), which made a resume warn that
+    the tables disagree."""
+    lake = str(tmp_path / "lake")
+    train_data.record_download(lake, str(tmp_path / "a"), {0: 5, 1: 4}, run_id="download-1")
+    train_data.record_download(lake, str(tmp_path / "b"), {0: 6, 1: 6}, run_id="download-2")
+    pinned = read_input(lake, version=0)
+    assert (pinned.samples, pinned.downloaded_samples, pinned.downloads_version) == (9, 9, 0)
+    _maintained(lake, "downloads")  # its state then is gone: no cross-check, no false warning
+    assert (read_input(lake, version=0).downloaded_samples, read_input(lake, version=0).samples) == (None, 9)
 
 
 def test_missing_input_is_one_line(tmp_path) -> None:

@@ -16,22 +16,23 @@ from kgcurate.train.sample import write_shards
 
 def record_download(lake: str, out: str, counts: dict[int, int], run_id: str = "download-1",
                     curated_run_id: str = "balance-abc") -> None:
-    """The download_runs row listing the shards and the downloads rows of their images (deltalake)."""
+    """The downloads rows of the shards' images, then the download_runs row listing the shards (deltalake), in
+    the download stage's order: the run's row is written last, its ``finished_at`` after the rows'."""
     from deltalake import write_deltalake
 
-    now = datetime.now(timezone.utc)
-    run = {"run_id": run_id, "curated_run_id": curated_run_id, "curated_version": 3, "out": out,
-           "params": [("shard_size", str(max(counts.values())))],
-           "shards": [{"shard": s, "file": shard_name(s), "samples": c, "urls": c} for s, c in sorted(counts.items())],
-           "urls": sum(counts.values()), "succeeded": sum(counts.values()), "success_rate": 1.0,
-           "bytes": 0, "started_at": now, "finished_at": now}
-    write_deltalake(table_uri(lake, tables.DOWNLOAD_RUNS),
-                    pa.Table.from_pylist([run], schema=tables.arrow_schema(tables.DOWNLOAD_RUNS)), mode="append")
+    started = datetime.now(timezone.utc)
     rows = [{"curated_run_id": curated_run_id, "image_url": f"http://img.test/{s}-{i}.jpg", "shard": s,
              "key": f"{s:05d}{i:04d}", "status": "success", "attempts": 1, "download_run_id": run_id}
             for s, c in counts.items() for i in range(c)]
     write_deltalake(table_uri(lake, tables.DOWNLOADS),
                     pa.Table.from_pylist(rows, schema=tables.arrow_schema(tables.DOWNLOADS)), mode="append")
+    run = {"run_id": run_id, "curated_run_id": curated_run_id, "curated_version": 3, "out": out,
+           "params": [("shard_size", str(max(counts.values())))],
+           "shards": [{"shard": s, "file": shard_name(s), "samples": c, "urls": c} for s, c in sorted(counts.items())],
+           "urls": sum(counts.values()), "succeeded": sum(counts.values()), "success_rate": 1.0,
+           "bytes": 0, "started_at": started, "finished_at": datetime.now(timezone.utc)}
+    write_deltalake(table_uri(lake, tables.DOWNLOAD_RUNS),
+                    pa.Table.from_pylist([run], schema=tables.arrow_schema(tables.DOWNLOAD_RUNS)), mode="append")
 
 
 def make_input(root: str, n: int = 256, per_shard: int = 64, seed: int = 0) -> tuple[str, str]:

@@ -1,18 +1,28 @@
 """What a training run reads of the lake, without Spark: the ``download_runs`` and ``downloads`` tables at
 pinned Delta versions (``deltalake``, so a GPU node needs no JVM), and from them the shard list and the
-sample count handed to open_clip's trainer."""
+sample count handed to open_clip's trainer.
+
+A pinned version outlives its files: ``kgcurate maintain`` compacts ``download_runs`` and VACUUM removes
+the old files after ``--vacuum-hours``, and Delta's log cleanup drops old versions after 30 days, while a
+training run resumes from its manifest's version for as long as it runs. ``download_runs`` is append-only
+(one row per completed download, appended last), so the rows a version held for a named download run are
+the newest version's rows of that run's folder up to the run's own row: a resume gets them from there."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from kgcurate.errors import UserError
 from kgcurate.lake_rs import open_table
 
 DOWNLOADS = "downloads"  # kgcurate.tables.DOWNLOADS / DOWNLOAD_RUNS (tables.py imports pyspark's types)
 DOWNLOAD_RUNS = "download_runs"
+RUN_COLUMNS = ["run_id", "curated_run_id", "out", "shards", "finished_at"]
+log = logging.getLogger("kgcurate.train")
 
 
 @dataclass(frozen=True)
@@ -51,10 +61,7 @@ def read_input(lake: str, download_run_id: str | None = None, version: int | Non
     """The shards to train on: those of ``download_run_id``'s curated run and folder (default: the newest
     download run), over every completed download run into that folder (a resumed or retried download
     lists its shards in several rows), as ``download_runs`` stood at ``version``."""
-    runs_table = open_table(lake, DOWNLOAD_RUNS, version)
-    if runs_table is None:
-        raise UserError(f"no download_runs table in lake {lake}: run `kgcurate download --lake {lake}` first")
-    runs = runs_table.to_pyarrow_table(columns=["run_id", "curated_run_id", "out", "shards", "finished_at"]).to_pylist()
+    runs, runs_version, rebuilt = _runs_at(lake, version, download_run_id)
     if not runs:
         raise UserError(f"download_runs in lake {lake} is empty: run `kgcurate download --lake {lake}` first")
     if download_run_id is None:
@@ -65,17 +72,70 @@ def read_input(lake: str, download_run_id: str | None = None, version: int | Non
             known = ", ".join(sorted(r["run_id"] for r in runs)[-3:])
             raise UserError(f"no download run {download_run_id!r} in lake {lake} (newest: {known}): pass one of "
                             "download_runs.run_id or leave --download-run-id out for the newest")
-    same = [r for r in runs if r["curated_run_id"] == chosen["curated_run_id"] and r["out"] == chosen["out"]]
+    same = [r for r in runs if r["curated_run_id"] == chosen["curated_run_id"] and r["out"] == chosen["out"]
+            and not (rebuilt and _after(r, chosen))]
     shards = merge_shards(r["shards"] or [] for r in sorted(same, key=lambda r: (r["finished_at"] is None,
                                                                                    r["finished_at"], r["run_id"])))
     newest = max(same, key=lambda r: (r["finished_at"] is not None, r["finished_at"], r["run_id"]))
-    downloads_version, downloaded = None, None
-    dl = open_table(lake, DOWNLOADS)
-    if dl is not None:
-        downloads_version = dl.version()
-        downloaded = count_successes(dl, chosen["curated_run_id"], [s.shard for s in shards])
-    return TrainInput(newest["run_id"], chosen["curated_run_id"], chosen["out"], shards, runs_table.version(),
+    downloads_version, downloaded = _cross_check(lake, chosen["curated_run_id"], [s.shard for s in shards],
+                                                 newest["finished_at"] if version is not None else None)
+    return TrainInput(newest["run_id"], chosen["curated_run_id"], chosen["out"], shards, runs_version,
                       downloads_version, downloaded)
+
+
+def _runs_at(lake: str, version: int | None, download_run_id: str | None) -> tuple[list[dict], int, bool]:
+    """(``download_runs``' rows at ``version``, that version, whether they were rebuilt from the newest
+    version): see the module docstring. Only a read naming its download run is rebuilt (a resume's); a bare
+    ``--download-runs-version`` that is gone stays the one-line error."""
+    try:
+        table = open_table(lake, DOWNLOAD_RUNS, version)
+        if table is None:
+            raise UserError(f"no download_runs table in lake {lake}: run `kgcurate download --lake {lake}` first")
+        return table.to_pyarrow_table(columns=RUN_COLUMNS).to_pylist(), table.version(), False
+    except (UserError, OSError) as exc:  # the version's log (UserError) or files (FileNotFoundError) are gone
+        if version is None or download_run_id is None:
+            if isinstance(exc, OSError) and version is not None:
+                raise UserError(f"download_runs version {version} in lake {lake} cannot be read ({_line(exc)}): "
+                                "its files may be vacuumed (kgcurate maintain); pass --download-run-id too, or "
+                                "a newer version") from None
+            raise
+        newest = open_table(lake, DOWNLOAD_RUNS)
+        rows = newest.to_pyarrow_table(columns=RUN_COLUMNS).to_pylist() if newest is not None else []
+        if not any(r["run_id"] == download_run_id for r in rows):
+            raise
+        log.warning("download_runs version %d is no longer readable (%s); its rows of download run %s are "
+                    "taken from version %d (the table is append-only)", version, _line(exc),
+                    download_run_id, newest.version())
+        return rows, version, True
+
+
+def _line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _after(row: dict, run: dict) -> bool:
+    """``row`` was appended after ``run``'s row (the version that listed ``run`` as its folder's newest did not
+    hold it)."""
+    return row["finished_at"] is not None and run["finished_at"] is not None and row["finished_at"] > run["finished_at"]
+
+
+def _cross_check(lake: str, curated_run_id: str, shards: list[int], when: datetime | None
+                 ) -> tuple[int | None, int | None]:
+    """(``downloads``' version, its successes in ``shards``): now, or with ``when`` (a pinned read: its newest
+    download run's end) as it stood then, since a later download of the same curated set (into another
+    folder, say) rewrites its rows. (None, None) without the table, or when its state at ``when`` is no
+    longer readable (vacuumed, or a log cleaned up): only the cross-check is lost."""
+    dl = open_table(lake, DOWNLOADS)
+    if dl is None:
+        return None, None
+    if when is None:
+        return dl.version(), count_successes(dl, curated_run_id, shards)
+    try:
+        dl.load_as_version(when)
+        return dl.version(), count_successes(dl, curated_run_id, shards)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        log.info("downloads as of %s is not readable (%s): no cross-check of the sample count", when, _line(exc))
+        return None, None
 
 
 def merge_shards(lists: Iterable[Iterable[dict]]) -> tuple[Shard, ...]:
