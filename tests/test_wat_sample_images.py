@@ -72,9 +72,17 @@ def test_deterministic_and_a_plain_sample_is_unchanged(tmp_path, served):
         assert (tmp_path / "images" / f.name).read_bytes() == f.read_bytes()
     plain = write_sample(tmp_path / "plain", files=1, records=20, seed=3)
     assert "images" not in json.loads((tmp_path / "plain" / "manifest.json").read_text()) and plain.images is None
-    # a later sample into the same folder leaves no stale image behind
-    write_sample(tmp_path / "wat", files=1, records=10, seed=4, image_base_url=BASE, images_dir=tmp_path / "images")
-    assert len(list((tmp_path / "images").iterdir())) < len(list(Path(served.images.folder).iterdir()))
+    # a later sample into the same folder leaves no stale image behind, and none of the user's own files
+    own = {"holiday.jpg": b"my photo", "logo.png": b"a logo", "0123456789abcdef0123.jpg.bak": b"kept"}
+    for name, data in own.items():
+        (tmp_path / "images" / name).write_bytes(data)
+    later = write_sample(tmp_path / "wat", files=1, records=10, seed=4, image_base_url=BASE,
+                         images_dir=tmp_path / "images")
+    left = {f.name for f in (tmp_path / "images").iterdir()}
+    linked = {p[0].rsplit("/", 1)[1] for p in later.pairs}
+    assert len(left - set(own)) == later.images.images + later.images.broken
+    assert {n for n in linked if kind_of(n) != "missing"} <= left
+    assert all((tmp_path / "images" / name).read_bytes() == data for name, data in own.items())
 
 
 def test_cli_writes_images_beside_the_sample_by_default(tmp_path, capsys):

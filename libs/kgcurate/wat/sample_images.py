@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 MISSING_PER_MILLE = 30  # of 1000 links: no file (404)
 BROKEN_PER_MILLE = 20  # of 1000 links: a file that is not an image
 SIZE = 64  # pixels; the download stage keeps it (never upscales), kgc-tiny trains at 32
+SERVED_NAME = re.compile(r"[0-9a-f]{20}\.(?:jpg|png)")  # what served_name gives: the only files ever removed
 
 
 @dataclass(frozen=True)
@@ -74,12 +76,13 @@ def render(name: str) -> bytes:
 
 
 def write_images(folder: str | Path, names: set[str]) -> ImagesWritten:
-    """Write the files for ``names`` into ``folder`` (created; a previous sample's files removed), leaving
-    out the ``missing`` ones and writing the ``broken`` ones as bytes no decoder accepts."""
+    """Write the files for ``names`` into ``folder`` (created; a previous sample's files removed, and only
+    those: files named as :func:`served_name` names them, so a user's own images in ``--images`` stay),
+    leaving out the ``missing`` ones and writing the ``broken`` ones as bytes no decoder accepts."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     for stale in [*out.glob("*.jpg"), *out.glob("*.png")]:
-        if stale.name not in names:
+        if stale.name not in names and SERVED_NAME.fullmatch(stale.name) and stale.is_file():
             stale.unlink()
     counts = {"image": 0, "missing": 0, "broken": 0}
     size = 0
