@@ -50,7 +50,14 @@ wordnet:
 
 demo: setup
 	$(BIN)/kgcurate make-sample --out samples --files $(SAMPLE_FILES) --records $(SAMPLE_RECORDS)
-	$(BIN)/kgcurate run --config conf/demo.yaml
+	@# the files keep their names whatever the size: ./lake would take a new sample's files for ingested ones
+	@cmp -s samples/wat/manifest.json .cache/demo-sample.json || { test ! -d lake || \
+	  { echo "note: the sample is not the one ./lake was built from: the demo starts a new lake"; rm -rf lake; }; }
+	@test -f $(WORDNET) || test -n "$$WNSEARCHDIR" || \
+	  echo "note: WordNet not installed: the demo reads the excerpt in tests/fixtures/wordnet (as root: make wordnet)"
+	WNSEARCHDIR=$${WNSEARCHDIR:-$$(test -f $(WORDNET) || echo $(CURDIR)/tests/fixtures/wordnet)} \
+	  $(BIN)/kgcurate run --config conf/demo.yaml
+	@mkdir -p .cache && cp samples/wat/manifest.json .cache/demo-sample.json
 
 # KGCURATE_REQUIRE_NATIVE=1: tests/test_wat_native.py fails (not skips) without the compiled path.
 test: setup $(TRAIN_STAMP)

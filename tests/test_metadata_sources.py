@@ -76,6 +76,7 @@ def test_missing_directory_is_one_line_user_error(tmp_path):
         wordnet.read_dir(str(tmp_path / "nowhere"))
     msg = str(err.value)
     assert "\n" not in msg and "wordnet-base" in msg and "--wordnet-dir" in msg and "--no-wordnet" in msg
+    assert "metadata.wordnet_dir" in msg and "metadata.wordnet: false" in msg  # `kgcurate run` has no such flags
 
 
 def test_directory_without_a_data_file_is_user_error(tmp_path, fixtures):

@@ -124,7 +124,8 @@ def find_dir(configured: str | None) -> str | None:
 def missing_message(where: str | None) -> str:
     where_txt = f" in {where}" if where else " (looked in $WNSEARCHDIR and " + ", ".join(DEFAULT_DIRS) + ")"
     return (f"WordNet data files (data.noun, data.verb, data.adj, data.adv) not found{where_txt}: "
-            "install them (apt-get install wordnet-base), pass --wordnet-dir DIR, or pass --no-wordnet")
+            "install them (apt-get install wordnet-base), pass --wordnet-dir DIR or --no-wordnet to build-metadata "
+            "(in a --config file for kgcurate run: metadata.wordnet_dir: DIR or metadata.wordnet: false)")
 
 
 def read_dir(directory: str | None, pos: Iterable[str] = tuple(POS_FILES)) -> WordNetLemmas:
