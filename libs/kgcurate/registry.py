@@ -61,7 +61,8 @@ class Stage:
 LOG_TABLES = frozenset({T.INGEST_LOG, T.BAD_RECORDS, T.LEASES})
 
 STAGES: tuple[Stage, ...] = (
-    Stage("make-sample", "make_sample", "write realistic generated WAT files (and a Wikidata sample)",
+    Stage("make-sample", "make_sample",
+          "write realistic generated WAT files (and, with --image-base-url, the images they link)",
           needs_spark=False, lake="none", options=("sample",)),
     Stage("ingest-wat", "ingest_wat", "parse CommonCrawl WAT files into the pairs table",
           writes=(T.PAIRS, T.INGEST_LOG, T.BAD_RECORDS), pipeline=True,
