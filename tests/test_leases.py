@@ -75,9 +75,13 @@ def test_two_runs_taking_one_lease_at_once_one_wins(lake, monkeypatch) -> None:
     barrier = threading.Barrier(2, timeout=60)
     real_ensure = lake_rs.ensure
 
+    first_read: set[int] = set()
+
     def ensure_together(*args, **kwargs):
         table = real_ensure(*args, **kwargs)  # both read the table with no holder, then both commit
-        barrier.wait()
+        if threading.get_ident() not in first_read:  # the loser's second read, after the winner's commit
+            first_read.add(threading.get_ident())
+            barrier.wait()
         return table
 
     monkeypatch.setattr(lake_rs, "ensure", ensure_together)
@@ -99,6 +103,38 @@ def test_two_runs_taking_one_lease_at_once_one_wins(lake, monkeypatch) -> None:
     assert len(won) == 1 and len(lost) == 1, outcome
     assert f"({won[0]} on " in str(lost[0])
     assert run_ids(lake) == won
+
+
+def stale_once(monkeypatch, name: str, snapshot) -> None:
+    """``lake_rs.<name>`` gives ``snapshot`` (read before another commit) once, then the table as it is."""
+    real = getattr(lake_rs, name)
+    calls = iter([lambda *a, **k: snapshot])
+    monkeypatch.setattr(lake_rs, name, lambda *a, **k: next(calls, real)(*a, **k))
+
+
+def test_a_commit_that_lost_to_another_scopes_lease_is_run_again(lake, monkeypatch) -> None:
+    """delta-rs fails a lease's commit when any lease changed the files it read (another stage's acquire,
+    renew or release; after maintain's compaction every lease is in one file). Taking over an expired
+    lease then refused, naming the dead run; a release failed and left the row to refuse a re-run."""
+    now = rules.now()
+    put_rows(lake, [("match", "match-dead", "driver-pod-1:12", now - timedelta(hours=2), now - timedelta(hours=1))])
+    other = leases.acquire(lake, "balance", "bal-1")
+    stale_once(monkeypatch, "ensure", lake_rs.open_table(lake, tables.LEASES))
+    leases.renew(lake, other)  # balance's heartbeat commits between match's read and its commit
+    assert leases.acquire(lake, "match", "match-new").run_id == "match-new"
+
+    train = leases.acquire(lake, "train:/exp/a", "train-a")
+    lake_rs.open_table(lake, tables.LEASES).optimize.compact()  # maintain's OPTIMIZE: one file
+    before = lake_rs.open_table(lake, tables.LEASES)
+    leases.renew(lake, other)
+    stale_once(monkeypatch, "open_table", before)
+    leases.release(lake, train)  # train ends while balance renews
+    assert run_ids(lake) == ["bal-1", "match-new"]
+    b = leases.acquire(lake, "train:/exp/b", "train-b")
+    before = lake_rs.open_table(lake, tables.LEASES)
+    leases.renew(lake, other)
+    stale_once(monkeypatch, "open_table", before)
+    assert leases.renew(lake, b)  # a renew that lost is run again too
 
 
 def test_held_renews_while_the_block_runs_and_gives_the_lease_back(lake, monkeypatch) -> None:

@@ -18,7 +18,7 @@ from kgcurate.bad_input import KEYS, BadInput
 from kgcurate.errors import ConcurrentRunError, UserError
 from kgcurate.table_names import BAD_RECORDS
 
-_TRIES = 5  # an idempotent write that lost a commit race is run again this many times
+TRIES = 5  # an idempotent write that lost a commit race is run again this many times
 
 
 def table_uri(lake: str, name: str) -> str:
@@ -68,7 +68,7 @@ def ensure(lake: str, name: str):
 
     from kgcurate import tables
 
-    for attempt in range(_TRIES):
+    for attempt in range(TRIES):
         table = open_table(lake, name)
         if table is not None:
             return table
@@ -78,7 +78,7 @@ def ensure(lake: str, name: str):
                                      partition_by=list(tables.partition_columns(name)) or None,
                                      storage_options=storage_options(uri))
         except Exception:  # a concurrent creator committed version 0 first
-            if attempt == _TRIES - 1:
+            if attempt == TRIES - 1:
                 raise
     raise AssertionError("unreachable")
 
@@ -133,7 +133,7 @@ def record_bad_input(lake: str, job: str, run_id: str | None, bad: Sequence[BadI
     if any(b.offset is None for b in bad):
         raise ValueError("bad_records.offset is required: give the position in the source (0 for a whole file)")
     rows = bad_rows(job, run_id, bad)
-    for attempt in range(_TRIES):
+    for attempt in range(TRIES):
         table = ensure(lake, BAD_RECORDS)
         if not rows:
             return 0
@@ -143,7 +143,7 @@ def record_bad_input(lake: str, job: str, run_id: str | None, bad: Sequence[BadI
             got = (table.merge(source, on, source_alias="s", target_alias="t")
                    .when_not_matched_insert_all().execute())
         except Exception as exc:
-            if is_conflict(exc) and attempt < _TRIES - 1:
+            if is_conflict(exc) and attempt < TRIES - 1:
                 continue
             if is_conflict(exc):
                 raise ConcurrentRunError(f"{job}: other runs kept changing {table_uri(lake, BAD_RECORDS)}; "

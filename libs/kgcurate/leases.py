@@ -27,15 +27,17 @@ still count.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from kgcurate import lake_rs, run_ids
 from kgcurate import lease_rules as rules
 from kgcurate.lease_rules import DEFAULT_TTL, Lease, log
 from kgcurate.table_names import LEASES
+
+T = TypeVar("T")
 
 
 def _source(lease: Lease, at: datetime, ttl: float | None = None):
@@ -57,16 +59,23 @@ def current_row(root: str, scope: str) -> Mapping[str, Any] | None:
 
 def _take(root: str, lease: Lease, at: datetime, when: str) -> bool:
     """One MERGE that inserts ``lease``'s row, or replaces the scope's row when ``when`` holds; True
-    when it wrote. A commit that lost to a concurrent one wrote nothing."""
-    table = lake_rs.ensure(root, LEASES)
-    try:
-        got = (table.merge(_source(lease, at), "t.scope = s.scope", source_alias="s", target_alias="t")
-               .when_matched_update_all(predicate=when).when_not_matched_insert_all().execute())
-    except Exception as exc:
-        if lake_rs.is_conflict(exc):
-            return False
-        raise
-    return lake_rs.merge_counts(got)["num_affected_rows"] == 1
+    when it wrote. A commit that lost to a concurrent one is run again on the table as it now stands:
+    delta-rs fails a commit for any change to the files it read, another scope's lease too (an acquire,
+    a renew, a release; after ``maintain`` compacted the table every lease is in one file), and when it
+    was a taker of this scope, the MERGE's condition now refuses and it writes nothing."""
+    for attempt in range(lake_rs.TRIES):
+        table = lake_rs.ensure(root, LEASES)
+        try:
+            got = (table.merge(_source(lease, at), "t.scope = s.scope", source_alias="s", target_alias="t")
+                   .when_matched_update_all(predicate=when).when_not_matched_insert_all().execute())
+        except Exception as exc:
+            if lake_rs.is_conflict(exc):
+                if attempt < lake_rs.TRIES - 1:
+                    continue
+                return False
+            raise
+        return lake_rs.merge_counts(got)["num_affected_rows"] == 1
+    raise AssertionError("unreachable")
 
 
 OURS_OR_EXPIRED = "t.run_id = s.run_id OR t.expires_at < s.acquired_at"
@@ -95,20 +104,40 @@ def acquire(root: str, scope: str, run_id: str, ttl: float = DEFAULT_TTL) -> Lea
 
 def renew(root: str, lease: Lease, ttl: float = DEFAULT_TTL) -> bool:
     """Push the expiry forward; False when the row is no longer ours (taken over as stale). A commit
-    lost to a concurrent one raises (the heartbeat logs it and tries again at its next beat)."""
-    table = lake_rs.open_table(root, LEASES)
-    if table is None:
-        return False
-    got = (table.merge(_source(lease, rules.now(), ttl), "t.scope = s.scope AND t.run_id = s.run_id",
-                       source_alias="s", target_alias="t")
-           .when_matched_update(updates={"expires_at": "s.expires_at"}).execute())
-    return lake_rs.merge_counts(got)["num_updated_rows"] == 1
+    lost to a concurrent one is run again (see :func:`_take`); one that keeps losing raises (the
+    heartbeat logs it and tries again at its next beat)."""
+    def once() -> bool:
+        table = lake_rs.open_table(root, LEASES)
+        if table is None:
+            return False
+        got = (table.merge(_source(lease, rules.now(), ttl), "t.scope = s.scope AND t.run_id = s.run_id",
+                           source_alias="s", target_alias="t")
+               .when_matched_update(updates={"expires_at": "s.expires_at"}).execute())
+        return lake_rs.merge_counts(got)["num_updated_rows"] == 1
+
+    return _retried(once)
 
 
 def release(root: str, lease: Lease) -> None:
-    table = lake_rs.open_table(root, LEASES)
-    if table is not None:
-        table.delete(f"scope = {lake_rs.sql_string(lease.scope)} AND run_id = {lake_rs.sql_string(lease.run_id)}")
+    """Delete our row; a commit lost to another lease's is run again (deleting it twice is harmless). Left
+    behind, the row would refuse a re-run on another host until it expires."""
+    def once() -> None:
+        table = lake_rs.open_table(root, LEASES)
+        if table is not None:
+            table.delete(f"scope = {lake_rs.sql_string(lease.scope)} AND run_id = {lake_rs.sql_string(lease.run_id)}")
+
+    _retried(once)
+
+
+def _retried(write: Callable[[], T]) -> T:
+    """``write()`` (which opens the table itself), again while its commit loses to a concurrent one."""
+    for attempt in range(lake_rs.TRIES):
+        try:
+            return write()
+        except Exception as exc:
+            if not lake_rs.is_conflict(exc) or attempt == lake_rs.TRIES - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def lease_key(root: str, scope: str) -> tuple[str, str, int]:
