@@ -89,6 +89,12 @@ def test_read_only_or_unreachable_lake_exit_2_names_the_path(tmp_path) -> None:
     ("wat:\n  progress_interval: 0\n", ["'wat.progress_interval' must be > 0"]),
     ("match:\n  lowercase: 'yes'\n", ["'match.lowercase' must be true/false"]),
     ("wat:\n  max_text_length: true\n", ["'wat.max_text_length' must be an integer"]),
+    # what the key's flag refuses, the YAML refuses too (these failed after Spark started, or divided by zero)
+    ("download:\n  shard_size: 20000\n", ["'download.shard_size'", "out of range (allowed 1 .. 10000)"]),
+    ("train:\n  gpus: 0\n", ["'train.gpus'", "out of range"]),
+    ("balance:\n  t: .inf\n", ["'balance.t'", "finite number > 0"]),
+    ("evaluate:\n  templates: fancy\n", ["'evaluate.templates' must be one of openai, simple", "'fancy'"]),
+    ("lake:\n", ["'lake' is empty"]),
 ])
 def test_config_of_the_wrong_shape_exit_2_naming_the_key(text, words, capsys, tmp_path) -> None:
     p = tmp_path / "c.yaml"
@@ -119,6 +125,23 @@ def test_text_bounds_that_keep_nothing_exit_2_before_any_file_is_logged(argv, wo
     assert cli.main(["run", "--config", str(p), "--lake", str(tmp_path / "lake")]) == 2
     assert "keep no text" in one_error_line(capsys)
     assert not (tmp_path / "lake").exists()
+
+
+def test_empty_keys_take_their_defaults_and_exponents_are_numbers(tmp_path) -> None:
+    """A section whose keys are all commented out is null in YAML: it crashed stages that read it (a TypeError
+    after Spark started); ``2e4`` was a string to YAML 1.1, refused as "must be a number"."""
+    from kgcurate import config
+
+    p = tmp_path / "c.yaml"
+    p.write_text("lake: /data/lake\nbalance:\n  # t: 100\nspark:\nwat:\n  crawl:\n"
+                 "train:\n  lr: 5e-4\n  wd: 1E+1\n")
+    cfg = config.load(p)
+    assert cfg["balance"] == config.DEFAULTS["balance"] and cfg["spark"] == {"conf": {}}
+    assert cfg["wat"]["crawl"] is None and (cfg["train"]["lr"], cfg["train"]["wd"]) == (0.0005, 10.0)
+    p.write_text("balance:\n  t: 2e4\n")
+    assert config.load(p)["balance"]["t"] == 20000.0
+    p.write_text("wat:\n  crawl: '2e4'\n")  # quoted: a string still
+    assert config.load(p)["wat"]["crawl"] == "2e4"
 
 
 def test_config_file_that_is_not_utf8_exit_2_naming_it(capsys, tmp_path) -> None:

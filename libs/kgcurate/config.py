@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import copy
 import difflib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,15 @@ def _allowed(dotted: str, default: Any) -> tuple[type, ...]:
     if declared is not None:
         return settings.value_types(*declared)
     return (type(default),) if default is not None else (object,)
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1's float needs a dot (``2.0e4``): ``2e4`` and ``5e-4`` were strings, refused as "must be a
+    number" though ``--t 2e4`` and ``--lr 5e-4`` are fine on the command line. Read as numbers here."""
+
+
+_EXPONENT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT, list("-+0123456789"))
 
 
 def _positive(dotted: str) -> bool:
@@ -72,11 +83,36 @@ def validate(data: dict[str, Any], where: str, defaults: dict[str, Any] = DEFAUL
         if isinstance(value, int) and not isinstance(value, bool) and not INT64[0] <= value <= INT64[1]:
             raise UserError(f"config file {where}: '{dotted}' = {value} is out of range "
                             f"(allowed {INT64[0]} .. {INT64[1]})")
+        declared = _declared(dotted)
+        if declared is not None:
+            _check_as_flag(settings.meta(*declared), dotted, value, where)
+
+
+def _check_as_flag(meta: dict[str, Any], dotted: str, value: Any, where: str) -> None:
+    """The checks the key's flag makes (its choices, its value type: a range, a finite number), so a YAML
+    value cannot get past what the command line refuses (``download.shard_size: 20000`` failed every shard
+    task after Spark started; ``train.gpus: 0`` divided by zero)."""
+    choices = meta["choices"]
+    if choices:
+        wrong = [v for v in (value if isinstance(value, list) else [value]) if v not in choices]
+        if wrong:
+            raise UserError(f"config file {where}: '{dotted}' must be one of {', '.join(map(str, choices))}, "
+                            f"got {wrong[0]!r}")
+    parse = meta["type"]
+    if parse is not None and isinstance(value, int | float | str) and not isinstance(value, bool):
+        try:
+            parse(str(value))
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            raise UserError(f"config file {where}: '{dotted}': {exc}") from None
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override``'s values over it; a null (a key or section left empty in the YAML, its
+    lines commented out) keeps the default, as an absent key does (every key that may be null defaults to it)."""
     out = copy.deepcopy(base)
     for key, value in override.items():
+        if value is None:
+            continue
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = deep_merge(out[key], value)
         else:
@@ -92,7 +128,7 @@ def load(path: str | Path | None) -> dict[str, Any]:
     if not p.is_file():
         raise UserError(f"config file not found: {p} (pass an existing YAML file, e.g. conf/demo.yaml)")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_Loader) or {}
     except UnicodeDecodeError:
         raise UserError(f"config file {p} is not UTF-8 text: save it as UTF-8 YAML") from None
     except yaml.YAMLError as exc:
@@ -101,6 +137,10 @@ def load(path: str | Path | None) -> dict[str, Any]:
         raise UserError(f"config file {p}{where} is not valid YAML: fix its syntax") from exc
     if not isinstance(data, dict):
         raise UserError(f"config file {p} must hold a mapping of sections (lake, wat, balance, ...)")
+    for key in settings.TOP_LEVEL:
+        if key in data and data[key] is None:
+            raise UserError(f"config file {p}: '{key}' is empty: give it a value or leave the key out "
+                            f"(default {settings.TOP_LEVEL[key]!r})")
     validate(data, str(p))
     return deep_merge(DEFAULTS, data)
 
