@@ -144,6 +144,28 @@ def test_empty_keys_take_their_defaults_and_exponents_are_numbers(tmp_path) -> N
     assert config.load(p)["wat"]["crawl"] == "2e4"
 
 
+@pytest.mark.parametrize(("command", "balance", "words"), [
+    (["run"], "t: 100\n  target_size: 1000", ["exactly one of --t, --target-size, --tail-share", "got 2"]),
+    (["run"], "tail_share: 5", ["balance.tail_share", "(0, 1], got 5"]),
+    (["balance"], "tail_share: 1.5", ["balance.tail_share", "(0, 1], got 1.5"]),
+    (["refresh", "--crawl", "CC-MAIN-2024-10"], "t: 5\n  tail_share: 0.5", ["refresh needs exactly one", "got 2"]),
+    (["refresh", "--crawl", "CC-MAIN-2024-10"], "tail_share: 2", ["(0, 1], got 2"]),
+])
+def test_a_balance_target_that_cannot_work_exit_2_before_spark(command, balance, words, capsys, tmp_path) -> None:
+    """balance checked its target after Spark started: `kgcurate run` ingested, built metadata and matched
+    first, refresh ingested and matched a crawl."""
+    wat = tmp_path / "in.warc.wat.gz"
+    wat.write_bytes(b"")
+    p = tmp_path / "c.yaml"
+    p.write_text(f"wat:\n  inputs: [{wat}]\nbalance:\n  {balance}\n")
+    lake = tmp_path / "lake"
+    assert cli.main([*command, "--config", str(p), "--lake", str(lake)]) == 2
+    err = one_error_line(capsys)
+    for w in words:
+        assert w in err, err
+    assert not lake.exists()
+
+
 def test_config_file_that_is_not_utf8_exit_2_naming_it(capsys, tmp_path) -> None:
     p = tmp_path / "bin.yaml"
     p.write_bytes(b"\xff\xfe bad")

@@ -153,23 +153,36 @@ class BalanceSummary(Summary):
     done_by: str | None = None  # nothing selected or written: this run_id was recorded complete before
 
 
-def execute(ctx: Context, cfg: dict[str, Any]) -> BalanceSummary:
-    spark = ctx.spark
-    root = cfg["lake"]
-    b = cfg.get("balance", {})
+def check_options(b: dict[str, Any], command: str = "balance") -> None:
+    """Exactly one target, each within its range: checked before Spark starts (by ``prepare`` here, in
+    ``kgcurate run`` and ``refresh``), not after a run's ingest, metadata and match."""
     t, target, share = b.get("t"), b.get("target_size"), b.get("tail_share")
     given = [x for x in (t, target, share) if x is not None]
     if len(given) != 1:
-        raise UserError("balance needs exactly one of --t, --target-size, --tail-share (or balance.* in the config)")
-    if t is not None and not float(t) > 0:
-        raise UserError(f"--t must be > 0, got {t}")
+        raise UserError(f"{command} needs exactly one of --t, --target-size, --tail-share (balance.t, "
+                        f"balance.target_size, balance.tail_share in a config), got {len(given)}")
+    if t is not None and not (math.isfinite(float(t)) and float(t) > 0):
+        raise UserError(f"--t (balance.t) must be a finite number > 0, got {t}")
     if target is not None and not 1 <= int(target) <= argtypes.INT64_MAX:
-        raise UserError(f"--target-size must be in 1 .. {argtypes.INT64_MAX}, got {target}")
+        raise UserError(f"--target-size (balance.target_size) must be in 1 .. {argtypes.INT64_MAX}, got {target}")
     if not argtypes.INT64_MIN <= int(b.get("seed") or 0) <= argtypes.INT64_MAX:
-        raise UserError(f"--seed must be a 64-bit integer ({argtypes.INT64_MIN} .. {argtypes.INT64_MAX}), "
-                        f"got {b.get('seed')}")
+        raise UserError(f"--seed (balance.seed) must be a 64-bit integer ({argtypes.INT64_MIN} .. "
+                        f"{argtypes.INT64_MAX}), got {b.get('seed')}")
     if share is not None and not 0 < float(share) <= 1:
-        raise UserError(f"--tail-share must be in (0, 1], got {share}")
+        raise UserError(f"--tail-share (balance.tail_share) must be in (0, 1], got {share}")
+
+
+def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
+    check_options(cfg["balance"])
+    return {}
+
+
+def execute(ctx: Context, cfg: dict[str, Any]) -> BalanceSummary:
+    b = cfg.get("balance", {})
+    check_options(b)
+    spark = ctx.spark
+    root = cfg["lake"]
+    t, target, share = b.get("t"), b.get("target_size"), b.get("tail_share")
     seed, per_qid, full = int(b.get("seed") or 0), bool(b.get("per_qid")), bool(b.get("full"))
     for name in (tables.PAIRS, tables.MATCHES, tables.ENTRY_COUNTS):
         if not lake.exists(spark, root, name):

@@ -95,16 +95,10 @@ def balance_is_current(spark: SparkSession, root: str, cfg: dict[str, Any]) -> s
 def execute(ctx: Context, cfg: dict[str, Any]) -> RefreshSummary:
     from kgcurate.stages import balance, ingest_wat, match
 
+    crawl = check_options(cfg)
     spark = ctx.spark
     r = cfg.get("refresh") or {}
-    crawl = r.get("crawl") or cfg["wat"].get("crawl")
-    if not crawl:
-        raise UserError("refresh needs --crawl CC-MAIN-YYYY-WW (or refresh.crawl in the config)")
     root = cfg["lake"]
-    b = balance_params(cfg)
-    if sum(x is not None for x in (b["t"], b["target_size"], b["tail_share"])) != 1:
-        raise UserError("refresh needs one balance target: --target-size N (or balance.target_size/t/tail_share "
-                        "in the config)")
     if not lake.exists(spark, root, tables.METADATA):
         raise UserError(f"table 'metadata' not found in lake {root}: run `kgcurate build-metadata --lake {root}` "
                         "once before scheduling refreshes")
@@ -148,13 +142,22 @@ def _done_so_far(summary: RefreshSummary, crawl: str) -> str:
     return f"this refresh {' and '.join(done)}, then stopped" if done else "this refresh changed nothing"
 
 
-def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
-    from kgcurate.stages import ingest_wat
+def check_options(cfg: dict[str, Any]) -> str:
+    """The crawl (a well-formed id) and one balance target within its range, before Spark starts: a target
+    that cannot work failed only after the crawl's ingest and match. Returns the crawl."""
+    from kgcurate.stages import balance, ingest_wat
 
     ingest_wat.check_options(cfg["wat"])
     crawl = (cfg.get("refresh") or {}).get("crawl") or cfg["wat"].get("crawl")
-    if crawl:
-        s3.listing_url(crawl)  # a malformed crawl id fails here, before Spark starts
+    if not crawl:
+        raise UserError("refresh needs --crawl CC-MAIN-YYYY-WW (or refresh.crawl in the config)")
+    s3.listing_url(crawl)  # a malformed crawl id fails here
+    balance.check_options(cfg.get("balance") or {}, JOB)
+    return crawl
+
+
+def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
+    check_options(cfg)
     return {}
 
 

@@ -83,6 +83,10 @@ def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
         from kgcurate.stages import ingest_wat
 
         ingest_wat.check_options(cfg["wat"])  # text bounds that keep nothing fail now, not as "ok" files
+    if _runs("balance", args) and not skip_reason("balance", cfg):
+        from kgcurate.stages import balance
+
+        balance.check_options(cfg["balance"])  # a target that cannot work fails now, not after match
     if _runs("report", args):
         from kgcurate.stages import report
 
