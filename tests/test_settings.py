@@ -30,6 +30,26 @@ def test_flags_land_on_their_config_keys_and_absent_flags_leave_the_yaml() -> No
     assert sample["gzip"] is False and sample["corrupt"] is True and sample["files"] == 2
 
 
+def test_a_true_false_flag_wins_over_the_yaml_both_ways() -> None:
+    """A config's `dry_run: true` (or `wordnet: false`) could not be undone from the command line: the flags
+    only set one way. Each now has both forms, and one not given leaves the YAML's value."""
+    cfg = settings.defaults()
+    cfg["maintain"]["dry_run"] = True
+    assert _flags("maintain", ["--no-dry-run"], cfg)["maintain"]["dry_run"] is False
+    assert _flags("maintain", ["--dry-run"], settings.defaults())["maintain"]["dry_run"] is True
+    cfg["maintain"]["dry_run"] = True
+    assert _flags("maintain", [], cfg)["maintain"]["dry_run"] is True
+    cfg = settings.defaults()
+    cfg["metadata"]["wordnet"] = False
+    assert _flags("build-metadata", ["--wordnet"], cfg)["metadata"]["wordnet"] is True
+    cfg = settings.defaults()
+    cfg["balance"].update(t=5.0, per_qid=True)
+    assert _flags("balance", ["--no-per-qid"], cfg)["balance"]["per_qid"] is False
+    assert _flags("make-sample", ["--corrupt"], settings.defaults())["sample"]["corrupt"] is True
+    with pytest.raises(SystemExit):
+        _flags("maintain", ["--dry"])  # still no abbreviations
+
+
 def test_a_target_flag_replaces_the_yaml_target_also_from_refresh() -> None:
     cfg = settings.defaults()
     cfg["balance"].update(t=50.0)

@@ -391,15 +391,21 @@ def add_flags(parser: argparse.ArgumentParser, keys: list[str]) -> None:
             kwargs["dest"] = dotted
             kwargs["default"] = None
             default = next(f for f in fields(cls) if f.name == name).default
-            if m["action"]:
+            flag = m["flag"]
+            if m["action"] == "store_false" and flag.startswith("--no-") and isinstance(default, bool):
+                # both ways, as below: --no-wordnet, and --wordnet over a config's `wordnet: false`
+                flag, kwargs["action"], kwargs["help"] = f"--{flag[5:]}", argparse.BooleanOptionalAction, m["help"]
+            elif m["action"]:
                 kwargs["action"] = m["action"]
                 if m["action"] == "store_const":
                     kwargs["const"] = m["const"]
             elif isinstance(default, bool):
-                kwargs["action"] = "store_true"
+                # --x and --no-x: a flag wins over the YAML either way (`maintain: {dry_run: true}` and
+                # `--no-dry-run`); with store_true alone a config's true could not be undone from the command line
+                kwargs["action"] = argparse.BooleanOptionalAction
             else:
                 kwargs["type"] = m["type"]
-            target.add_argument(m["flag"], **kwargs)
+            target.add_argument(flag, **kwargs)
         else:  # positional: argparse takes dest from the name
             kwargs["nargs"] = m["nargs"]
             target.add_argument(dotted, **kwargs)
