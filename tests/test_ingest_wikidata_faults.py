@@ -213,6 +213,24 @@ def test_failure_line_is_one_line_naming_the_files():
     line = stage.failure_line(failed, 9)
     assert "\n" not in line and line.startswith("kgcurate: error: 7 of 9 Wikidata input files failed: f0.json (")
     assert "f4.json" in line and "f5.json" not in line and "and 2 more" in line
+    assert stage.failure_line(failed, 7).endswith("; nothing was ingested")
+    cut = [("file:/d/cut.json.gz", "read error: ...")]
+    assert stage.failure_line(cut, 1, rows_out=6).endswith("no file was read whole (6 entities from before the "
+                                                             "damage were kept)")
+    assert stage.failure_line(cut, 2, rows_out=6).endswith("the others were ingested")
+
+
+def test_a_dump_whose_first_line_is_damaged_keeps_its_other_entities(spark, lake, tmp_path, capsys):
+    """The first line decides whether a file is a dump or one document: a cut first line made the file one
+    document, its good entities lost with it (0 of 30 ingested)."""
+    path = tmp_path / "cut-first.json"
+    path.write_bytes(_entity(990001)[:25] + b"\n" + b",\n".join(_entity(n) for n in range(990002, 990006)) + b"\n")
+    assert cli.main(["ingest-wikidata", "--lake", lake, str(path)]) == 0
+    assert "1 bad records" in capsys.readouterr().out
+    qids = sorted(r["qid"] for r in lk.read(spark, lake, tables.ENTITIES).collect())
+    assert qids == [f"Q{n}" for n in range(990002, 990006)]
+    (bad,) = lk.read(spark, lake, tables.BAD_RECORDS).where(F.col("job") == "ingest-wikidata").collect()
+    assert bad["offset"] == 0 and bad["source_file"].endswith("cut-first.json")
 
 
 def test_inputs_are_listed_per_file(spark, tmp_path):

@@ -71,6 +71,11 @@ def test_line_shapes():
     assert looks_line_per_entity(["[", '{"type":"item","id":"Q1"},'])
     assert looks_line_per_entity(['{"type":"item","id":"Q1"}'])
     assert not looks_line_per_entity(["{", '  "id": "Q1"'])
+    assert not looks_line_per_entity(['{"entities": {', '  "Q1": {', '    "id": "Q1",'])
+    assert not looks_line_per_entity(['[{"type":"item","id":"Q1"}, {"type":"item","id":"Q2"}]'])  # one-line array
+    # a damaged first line of a dump: still a dump (as one document all its good lines were lost)
+    for first in ('{"type":"item","id":"Q1"', "[1, 2]", '"a string"', "garbage"):
+        assert looks_line_per_entity([first, '{"type":"item","id":"Q2"},', '{"type":"item","id":"Q3"},']), first
 
 
 def test_fixture_rank_rules(sample_rows):

@@ -714,13 +714,16 @@ def skip_reason(cfg: dict[str, Any]) -> str | None:
     return None if cfg["wikidata"].get("input") else "no wikidata.input configured"
 
 
-def failure_line(failed: list[tuple[str, str | None]], files: int, limit: int = 5) -> str | None:
-    """The one stderr line naming the ``failed`` (path, error) of ``files`` (None when none did)."""
+def failure_line(failed: list[tuple[str, str | None]], files: int, limit: int = 5, rows_out: int = 0) -> str | None:
+    """The one stderr line naming the ``failed`` (path, error) of ``files`` (None when none did); ``rows_out``:
+    entities written all the same (a damaged file keeps the lines before its damage)."""
     if not failed:
         return None
     named = "; ".join(f"{unquote(path.rsplit('/', 1)[-1])} ({error})" for path, error in failed[:limit])
     more = f"; and {len(failed) - limit} more" if len(failed) > limit else ""
-    rest = "the others were ingested" if len(failed) < files else "nothing was ingested"
+    rest = ("the others were ingested" if len(failed) < files else
+            f"no file was read whole ({rows_out:,} entities from before the damage were kept)" if rows_out else
+            "nothing was ingested")
     return (f"kgcurate: error: {len(failed)} of {files} Wikidata input files failed: {named}{more} "
             f"(see table ingest_log); {rest}")
 
@@ -738,7 +741,7 @@ def report(s: IngestWikidataSummary, args: argparse.Namespace) -> int:
     print(f"{JOB}: {s.files} files ({s.ok} ok, {s.files - s.ok} failed), {s.records:,} records, "
           f"{s.rows_out:,} entities ({s.inserted:,} new, {s.updated:,} replaced), "
           f"{s.skipped:,} non-items skipped, {s.bad_records:,} bad records, in {s.seconds}s")
-    line = failure_line(s.failed, s.files)
+    line = failure_line(s.failed, s.files, rows_out=s.rows_out)
     if line:
         print(line, file=sys.stderr)
         return 1

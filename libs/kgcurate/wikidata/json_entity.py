@@ -250,21 +250,30 @@ def parse_lines(lines: Iterable[bytes | str | None], languages: Iterable[str] | 
 def looks_line_per_entity(head_lines: Iterable[str]) -> bool:
     """Whether a file is a line-per-entity dump, judged from its first non-blank lines.
 
-    A dump starts with ``[`` or with a whole entity on one line; a pretty-printed document (the
-    entity API's ``{"entities": ...}`` or a bare entity) starts with a lone ``{``.
+    A dump starts with ``[`` or has whole entities on its lines; a pretty-printed document (the entity
+    API's ``{"entities": ...}`` or a bare entity) starts with a lone ``{`` (or an unfinished object) and has
+    no whole object on a line; a JSON array on one line is a document too. One damaged line (the first
+    one cut, say) does not make a dump a document: read whole as one value, all its good lines were lost.
     """
+    first: str | None = None
+    first_value: Any = None
     for line in head_lines:
         s = line.strip()
         if not s:
             continue
         if s == "[":
             return True
-        body = strip_dump_line(s)
         try:
-            return isinstance(orjson.loads(body), dict)
+            value = orjson.loads(strip_dump_line(s))
         except orjson.JSONDecodeError:
-            return False
-    return True  # empty file: nothing to parse either way
+            value = None
+        if isinstance(value, dict):
+            return True
+        if first is None:
+            first, first_value = s, value
+    if first is None:
+        return True  # empty file: nothing to parse either way
+    return not (isinstance(first_value, list) or (first_value is None and first.startswith("{")))
 
 
 def document_entities(text: bytes | str) -> Iterator[Any]:
