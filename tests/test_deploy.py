@@ -351,7 +351,9 @@ def test_airflow_dag(monkeypatch):
     for task in refresh.tasks:
         argv = _render(task.bash_command, params)
         assert argv[1] == task.task_id
-        parse_stage(task.task_id, argv[2:])
+        parsed = parse_stage(task.task_id, argv[2:])
+        if task.task_id == "refresh":  # a fixed t: builds on the last run (the config's target_size reads all)
+            assert getattr(parsed, "balance.t") == 20000.0
 
 
 # --- image ------------------------------------------------------------------------------------------

@@ -88,7 +88,11 @@ with DAG(
         tasks[stage], previous = task, stage
 
 
-REFRESH_ARGS = ["--config", "{{ params.config }}", "--lake", "{{ params.lake }}", "--crawl", CRAWL]
+# A fixed t (MetaCLIP's 20k): the refresh's balance builds on the previous run's curated set; the config's
+# target_size (the first curation's 400M) would read all of matches on every refresh (docs/production.md).
+REFRESH_T = 20000
+REFRESH_ARGS = ["--config", "{{ params.config }}", "--lake", "{{ params.lake }}", "--crawl", CRAWL,
+                "--t", "{{ params.t }}"]
 MAINTAIN_ARGS = ["--config", "{{ params.config }}", "--lake", "{{ params.lake }}", "--vacuum-hours", "168"]
 
 with DAG(
@@ -99,7 +103,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     params={"crawl": EXAMPLE_CRAWL, "lake": stage_args("match", EXAMPLE_CRAWL)[3],
-            "config": stage_args("match", EXAMPLE_CRAWL)[1]},
+            "config": stage_args("match", EXAMPLE_CRAWL)[1], "t": REFRESH_T},
     default_args=DEFAULT_ARGS,
     tags=["kgcurate"],
 ) as refresh_dag:
