@@ -93,6 +93,14 @@ def test_listing_for_commoncrawl_and_local():
         refresh.listing_for("2024-51", None)
 
 
+def test_the_summary_watches_every_table_a_refresh_writes() -> None:
+    """The summary's "changed" list comes from WATCHED's versions: pair_texts, which the refresh's balance
+    writes, was missing from it."""
+    from kgcurate import registry
+
+    assert set(registry.BY_NAME["refresh"].writes) - {tables.LEASES} <= set(refresh.WATCHED)
+
+
 def test_refresh_needs_metadata_and_target(spark, lake, crawl_root):
     root, keys = crawl_root
     publish(root, keys)

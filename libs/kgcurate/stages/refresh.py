@@ -54,7 +54,7 @@ class RefreshSummary(Summary):
     seconds: float = 0.0
 # The tables a refresh may change; their versions before/after make the summary.
 WATCHED = (tables.PAIRS, tables.INGEST_LOG, tables.BAD_RECORDS, tables.MATCHES, tables.ENTRY_COUNTS,
-           tables.QID_COUNTS, tables.MATCH_STATE, tables.CURATED, tables.CURATION_RUNS)
+           tables.QID_COUNTS, tables.MATCH_STATE, tables.CURATED, tables.CURATION_RUNS, tables.PAIR_TEXTS)
 
 
 def _versions(spark: SparkSession, root: str) -> dict[str, int | None]:
