@@ -341,7 +341,7 @@ def execute(ctx: Context, cfg: dict[str, Any], files: list[str] | None = None) -
     run_id = run_ids.new(JOB)
     summary = IngestWatSummary(run_id=run_id, inputs=len(files), skipped_done=plan.skipped)
     if not todo:
-        log.info("%s: all %d files already ingested (use --force to re-read them)", JOB, len(files))
+        log.info("%s: all %d files already ingested (`kgcurate ingest-wat --force` re-reads them)", JOB, len(files))
         return summary
     log.info("%s: %d files to read (%d already ok)", JOB, len(todo), summary.skipped_done)
     staging = lake.staging_path(lake_root, run_id)
