@@ -117,6 +117,17 @@ def test_deterministic_and_seeded(tmp_path):
     assert a.pairs == b.pairs != c.pairs
 
 
+@pytest.mark.parametrize("records", [7, 10, 13])
+def test_a_small_single_file_keeps_all_three_corruptions(tmp_path, records):
+    """One file of at most 4 pages: the cut request landed on the cut response's page and replaced it (2
+    deliberate bad records, not the 3 promised); the parser still agrees with the manifest."""
+    m = write_sample(tmp_path, files=1, records=records, seed=0)
+    (path,) = m.files
+    pairs, bad, stats = parse_file(path)
+    assert m.bad_records == stats.bad_records == len(bad) == 3
+    assert Counter(pairs) == Counter(m.pairs_by_file[Path(path).name])
+
+
 def test_uncompressed_and_clean(tmp_path):
     m = write_sample(tmp_path, files=1, records=61, seed=1, corrupt=False, gzip=False)
     path = m.files[0]

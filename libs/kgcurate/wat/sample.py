@@ -573,7 +573,8 @@ def write_sample(out_dir: str | Path, files: int = 4, records: int = 400, seed: 
 
     With ``corrupt``: file 0 has a response record whose JSON is cut short (1 bad record), file 1
     (file 0 if only one) a request record cut short (1 bad record), and the last file ends with a
-    truncated gzip member (1 bad record, and the file's error).
+    truncated gzip member (1 bad record, and the file's error). A single file of one page holds the
+    response's only.
     """
     if files < 1:
         raise ValueError("files must be >= 1")
@@ -651,7 +652,11 @@ def _malformed_pages(fi: int, spec: _SampleSpec) -> dict[int, str]:
         if fi == 0:
             malformed_at[min(3, last)] = "response"
         if fi == min(1, spec.files - 1):
-            malformed_at[min(5, last) if fi else min(4, last)] = "request"
+            at = min(5, last) if fi else min(4, last)
+            if malformed_at.get(at) == "response":  # one file of at most 4 pages: the page before it
+                at -= 1
+            if at >= 0:  # a one-page file has room for one of them
+                malformed_at[at] = "request"
     return malformed_at
 
 
