@@ -63,19 +63,18 @@ def _take(root: str, lease: Lease, at: datetime, when: str) -> bool:
     delta-rs fails a commit for any change to the files it read, another scope's lease too (an acquire,
     a renew, a release; after ``maintain`` compacted the table every lease is in one file), and when it
     was a taker of this scope, the MERGE's condition now refuses and it writes nothing."""
-    for attempt in range(lake_rs.TRIES):
+    def once() -> bool:
         table = lake_rs.ensure(root, LEASES)
-        try:
-            got = (table.merge(_source(lease, at), "t.scope = s.scope", source_alias="s", target_alias="t")
-                   .when_matched_update_all(predicate=when).when_not_matched_insert_all().execute())
-        except Exception as exc:
-            if lake_rs.is_conflict(exc):
-                if attempt < lake_rs.TRIES - 1:
-                    continue
-                return False
-            raise
+        got = (table.merge(_source(lease, at), "t.scope = s.scope", source_alias="s", target_alias="t")
+               .when_matched_update_all(predicate=when).when_not_matched_insert_all().execute())
         return lake_rs.merge_counts(got)["num_affected_rows"] == 1
-    raise AssertionError("unreachable")
+
+    try:
+        return _retried(once)
+    except Exception as exc:
+        if lake_rs.is_conflict(exc):  # lost every time: taken, as far as this run can tell
+            return False
+        raise
 
 
 OURS_OR_EXPIRED = "t.run_id = s.run_id OR t.expires_at < s.acquired_at"
