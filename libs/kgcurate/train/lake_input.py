@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from kgcurate.errors import UserError
+from kgcurate.errors import UserError, first_line
 from kgcurate.lake_rs import open_table
 
 DOWNLOADS = "downloads"  # kgcurate.tables.DOWNLOADS / DOWNLOAD_RUNS (tables.py imports pyspark's types)
@@ -95,22 +95,18 @@ def _runs_at(lake: str, version: int | None, download_run_id: str | None) -> tup
     except (UserError, OSError) as exc:  # the version's log (UserError) or files (FileNotFoundError) are gone
         if version is None or download_run_id is None:
             if isinstance(exc, OSError) and version is not None:
-                raise UserError(f"download_runs version {version} in lake {lake} cannot be read ({_line(exc)}): "
-                                "its files may be vacuumed (kgcurate maintain); pass --download-run-id too, or "
-                                "a newer version") from None
+                raise UserError(f"download_runs version {version} in lake {lake} cannot be read "
+                                f"({first_line(exc)[:200]}): its files may be vacuumed (kgcurate maintain); "
+                                "pass --download-run-id too, or a newer version") from None
             raise
         newest = open_table(lake, DOWNLOAD_RUNS)
         rows = newest.to_pyarrow_table(columns=RUN_COLUMNS).to_pylist() if newest is not None else []
         if not any(r["run_id"] == download_run_id for r in rows):
             raise
         log.warning("download_runs version %d is no longer readable (%s); its rows of download run %s are "
-                    "taken from version %d (the table is append-only)", version, _line(exc),
+                    "taken from version %d (the table is append-only)", version, first_line(exc)[:200],
                     download_run_id, newest.version())
         return rows, version, True
-
-
-def _line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _after(row: dict, run: dict) -> bool:
@@ -134,7 +130,8 @@ def _cross_check(lake: str, curated_run_id: str, shards: list[int], when: dateti
         dl.load_as_version(when)
         return dl.version(), count_successes(dl, curated_run_id, shards)
     except Exception as exc:  # noqa: BLE001 - see the docstring
-        log.info("downloads as of %s is not readable (%s): no cross-check of the sample count", when, _line(exc))
+        log.info("downloads as of %s is not readable (%s): no cross-check of the sample count", when,
+                 first_line(exc)[:200])
         return None, None
 
 
