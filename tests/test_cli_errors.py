@@ -166,6 +166,19 @@ def test_a_balance_target_that_cannot_work_exit_2_before_spark(command, balance,
     assert not lake.exists()
 
 
+def test_entity_set_takes_its_specs_from_the_config_and_refuses_none(capsys, tmp_path) -> None:
+    lake = str(tmp_path / "lake")
+    assert cli.main(["entity-set", "--lake", lake]) == 2
+    assert "entity_set.specs" in one_error_line(capsys)
+    p = tmp_path / "c.yaml"
+    for key in ("entity_set: {specs: [conf/entity_sets/nope.yaml]}",
+                "metadata: {entity_sets: [conf/entity_sets/nope.yaml, organisms]}"):
+        p.write_text(key + "\n", encoding="utf-8")
+        assert cli.main(["entity-set", "--config", str(p), "--lake", lake]) == 2
+        assert "nope.yaml" in one_error_line(capsys)  # the config's spec was read (and checked) before Spark
+    assert not (tmp_path / "lake").exists()
+
+
 def test_config_file_that_is_not_utf8_exit_2_naming_it(capsys, tmp_path) -> None:
     p = tmp_path / "bin.yaml"
     p.write_bytes(b"\xff\xfe bad")

@@ -226,6 +226,8 @@ def test_curated_sets_side_by_side_list_and_drop(spark, matched, capsys) -> None
     assert cli.main(["curated", "list", "--lake", root]) == 0
     out = capsys.readouterr().out
     assert small.run_id in out and large.run_id in out and "120" in out
+    assert cli.main(["curated", "--lake", root]) == 0  # list is the default action
+    assert capsys.readouterr().out == out
     assert cli.main(["curated", "drop", small.run_id, "--lake", root]) == 0
     assert f"dropped run {small.run_id} (40 rows)" in capsys.readouterr().out
     assert curated_ids(balance_stage.latest_curated(spark, root, large.run_id)) == b

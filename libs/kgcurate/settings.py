@@ -168,13 +168,14 @@ class MaintainOptions:
 
 @dataclass(frozen=True)
 class EntitySetOptions:
-    specs: list = option([], "entity set spec(s), see conf/entity_sets/", flag="specs", nargs="+",
-                         metavar="SPEC.yaml")
+    specs: list = option([], "entity set spec(s), see conf/entity_sets/ (default: the YAML files among the "
+                         "config's metadata.entity_sets)", flag="specs", nargs="*", metavar="SPEC.yaml")
 
 
 @dataclass(frozen=True)
 class CuratedOptions:
-    action: str = option("list", "list the curated runs, or drop one", flag="action", choices=("list", "drop"))
+    action: str = option("list", "list the curated runs (the default), or drop one", flag="action",
+                         choices=("list", "drop"), nargs="?")
     run_id: str | None = option(None, "the run to drop (see `kgcurate curated list`)", flag="run_id", nargs="?",
                                 metavar="RUN_ID")
 

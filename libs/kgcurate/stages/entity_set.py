@@ -36,10 +36,7 @@ def _specs(cfg: dict[str, Any]) -> list[str]:
 def execute(ctx: Context, cfg: dict[str, Any]) -> EntitySetSummary:
     """Every configured spec (``entity_set.specs``, else ``metadata.entity_sets``) -> entity_sets."""
     spark = ctx.spark
-    paths = _specs(cfg)
-    if not paths:
-        raise UserError("no entity set spec given: pass a YAML file such as conf/entity_sets/organisms.yaml")
-    specs = [load_spec(p) for p in paths]  # validate all before computing any
+    specs = [load_spec(p) for p in _checked_specs(cfg)]  # validate all before computing any
     sets: dict[str, int] = {}
     t0 = time.monotonic()
     for spec in specs:
@@ -47,9 +44,17 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> EntitySetSummary:
     return EntitySetSummary(sets, round(time.monotonic() - t0, 2))
 
 
+def _checked_specs(cfg: dict[str, Any]) -> list[str]:
+    paths = _specs(cfg)
+    if not paths:
+        raise UserError("no entity set spec given: pass a YAML file such as conf/entity_sets/organisms.yaml, "
+                        "or set entity_set.specs (or metadata.entity_sets) in the --config file")
+    return paths
+
+
 def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
-    for p in cfg["entity_set"]["specs"]:
-        load_spec(p)  # a bad spec fails before Spark starts
+    for p in _checked_specs(cfg):
+        load_spec(p)  # a bad spec, or none, fails before Spark starts
     return {}
 
 
