@@ -25,7 +25,7 @@ SITE: dict[str, str] = {
     "wikidata": "s3a://example-bucket/wikidata/latest-all.json.bz2",
     "report_out": "s3://example-bucket/kgcurate/reports/latest",  # index.html + PNGs, beside the lake
     "target_size": "400000000",                             # MetaCLIP's 400M
-    "shards": "s3://example-bucket/kgcurate/shards",        # `kgcurate download` output (webdataset tars)
+    "shards": "s3://example-bucket/kgcurate/shards",        # `kgcurate download` output: <shards>/<crawl>/*.tar
     "train_image": "ghcr.io/example/kgcurate-train:0.1.0",  # built from deploy/Dockerfile.train (CUDA)
     "experiments": "/mnt/experiments",                      # checkpoints: a volume shared by train and evaluate
     "experiments_claim": "kgcurate-experiments",            # the PersistentVolumeClaim mounted there
@@ -75,7 +75,8 @@ def stage_args(stage: str, crawl: str, site: dict[str, str] | None = None) -> li
         "match": [],
         "balance": ["--target-size", s["target_size"]],
         "report": ["--out", s["report_out"]],
-        "download": ["--out", s["shards"]],
+        # a folder per crawl: a refresh's new curated run may not overwrite the shards the last one trained on
+        "download": ["--out", f"{s['shards'].rstrip('/')}/{crawl}"],
         # --resume: a retried pod continues the experiment from its newest checkpoint (or starts it)
         "train": ["--experiments", s["experiments"], "--resume"],
         "evaluate": [],

@@ -193,6 +193,8 @@ def test_stage_args_parse_with_real_cli(stage):
     if stage == "ingest-wat":
         assert getattr(args, "wat.crawl") == "CC-MAIN-2024-51"  # flags land under their config key
         assert getattr(args, "wat.inputs") == ["s3://commoncrawl/crawl-data/CC-MAIN-2024-51/wat.paths.gz"]
+    if stage == "download":  # each refresh's curated run in its own folder (download refuses another run's)
+        assert getattr(args, "download.out") == f"{pipeline.SITE['shards']}/CC-MAIN-2024-51"
 
 
 def test_k8s_definitions_are_fresh_and_valid(tmp_path):

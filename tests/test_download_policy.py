@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from kgcurate.download import status as st
-from kgcurate.download.policy import IMG2DATASET_OPT_OUT, OptOut, RetryPolicy
+from kgcurate.download.fetch import DEFAULT_USER_AGENT
+from kgcurate.download.policy import IMG2DATASET_OPT_OUT, OptOut, RetryPolicy, user_agent_tokens
 
 
 @pytest.mark.parametrize(
@@ -39,9 +40,26 @@ def test_opt_out_img2dataset_directives_and_own_token():
     assert strict.check(["noindex"]) == "noindex"
     assert strict.check(["googlebot: noindex"]) is None
     assert strict.check(["nofollow, NOIMAGEINDEX"]) == "noimageindex"
-    mine = OptOut(user_agent_token="MyBot")
+    mine = OptOut(user_agent_tokens=("MyBot",))
     assert mine.check(["mybot: noai"]) == "noai"
     assert mine.check(["kgcurate: noai"]) is None
+
+
+@pytest.mark.parametrize(("user_agent", "tokens"), [
+    (None, ("kgcurate",)),
+    (DEFAULT_USER_AGENT, ("kgcurate",)),
+    ("kgcurate/0.1 (+https://github.com/kgcurate)", ("kgcurate",)),
+    ("AcmeResearch/1.0 (+https://acme.example)", ("kgcurate", "acmeresearch")),
+    ("acme-bot", ("kgcurate", "acme-bot")),
+    ("Mozilla/5.0 (compatible; AcmeBot/2.1; +https://acme.example/bot)", ("kgcurate", "acmebot")),
+    ("(+https://acme.example)", ("kgcurate",)),
+])
+def test_a_custom_user_agent_is_addressed_by_its_product_token(user_agent, tokens):
+    assert user_agent_tokens(user_agent) == tokens
+    ours = OptOut(user_agent_tokens=user_agent_tokens(user_agent))
+    assert ours.check([f"{tokens[-1]}: noai"]) == "noai"  # the name the site sees
+    assert ours.check(["kgcurate: noimageai"]) == "noimageai"  # and still the software's own name
+    assert ours.check(["otherbot: noai"]) is None
 
 
 @pytest.mark.parametrize(

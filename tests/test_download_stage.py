@@ -171,6 +171,34 @@ def test_download_writes_shards_rows_and_resumes(spark, lake, tmp_path, site) ->
     assert site.hits["/img/0.jpg"] == hits["/img/0.jpg"] + 1  # the killed run's redo only
 
 
+def test_a_folder_holds_one_curated_run_and_retries_only_its_own_failures(spark, lake, tmp_path, site) -> None:
+    urls = _curated_lake(spark, lake, site.base)
+    flaky = f"{site.base}/flaky.jpg"
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    site.healed = True
+    assert execute(download, spark, _cfg(lake, a)).succeeded == 13  # flaky.jpg stored in a
+    site.healed = False
+    assert execute(download, spark, _cfg(lake, b, shard_size=7)).succeeded == 12  # a 503 in b: its row now
+    site.healed = True
+    # a's --retry-failed: the 503 is b's, not a's (a holds the image): nothing tried, flaky.jpg once in a
+    assert execute(download, spark, _cfg(lake, a, retry_failed=True)).urls == 0
+    stored_in_a = [n for name in json.loads((tmp_path / "a" / "sizes.json").read_text())
+                   for n, data in _members(os.path.join(a, name)).items()
+                   if n.endswith(".json") and json.loads(data)["url"] == flaky]
+    assert len(stored_in_a) == 1
+    retry_b = execute(download, spark, _cfg(lake, b, shard_size=7, retry_failed=True))
+    assert (retry_b.urls, retry_b.succeeded) == (1, 1)
+    assert lk.read(spark, lake, tables.DOWNLOADS).count() == len(urls)
+
+    # another curated run into a: refused, a's shards (and the download run training pins) stay a's
+    run_b = lk.read(spark, lake, tables.CURATION_RUNS).withColumn("run_id", F.lit("run-b"))
+    lk.append(spark, lake, tables.CURATION_RUNS, run_b)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()}
+    with pytest.raises(UserError, match=f"{a} holds the shards of curated run run-a .*pass a new --out"):
+        execute(download, spark, _cfg(lake, a, run_id="run-b"))
+    assert {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()} == before
+
+
 def test_download_command_line(spark, lake, tmp_path, site, capsys) -> None:
     site.healed = False
     _curated_lake(spark, lake, site.base)
@@ -230,6 +258,7 @@ def test_download_options_become_the_task_config() -> None:
     assert (c.fetch.connect_timeout, c.fetch.read_timeout, c.fetch.retry.max_attempts) == (7.0, 7.0, 2)
     from kgcurate.download.policy import OptOut
 
-    assert c.image.image_size == 64 and c.fetch.opt_out == OptOut(("noai", "noindex"))
+    assert c.image.image_size == 64 and c.fetch.opt_out == OptOut(("noai", "noindex"), ("kgcurate", "mybot"))
+    assert c.fetch.opt_out.check(["mybot: noai"]) == "noai"  # the bot the site sees is addressed
     default = download.download_config(settings.DownloadOptions(out="x"))
     assert default.fetch.user_agent.startswith("kgcurate/") and default.fetch.retry.max_attempts == 3

@@ -214,7 +214,7 @@ class DownloadOptions:
     max_per_host: int = option(4, "concurrent requests to one host per task", flag="--max-per-host",
                                type=argtypes.int_in(1, 1024), positive=True)
     host_delay: float = option(0.0, "seconds between request starts to one host per task", flag="--host-delay",
-                               type=float)
+                               type=argtypes.non_negative_float)
     image_size: int = option(256, "longer side of the stored image in pixels (never upscaled)",
                              flag="--image-size", type=argtypes.int_in(8, 65_536), positive=True)
     resize_mode: str = option("keep_ratio_largest", "keep_ratio_largest: longer side = image_size; keep_ratio: "
@@ -237,7 +237,7 @@ class DownloadOptions:
     retry_failed: bool = option(False, "download again the URLs that failed with a timeout, 429 or 5xx, into new "
                                 "shards", flag="--retry-failed")
     min_success_rate: float = option(0.5, "warn when fewer downloads than this share succeed",
-                                     flag="--min-success-rate", type=float)
+                                     flag="--min-success-rate", type=argtypes.fraction)
     progress_interval: float = option(10.0, "seconds between progress lines", type=argtypes.positive_float,
                                       positive=True)
 

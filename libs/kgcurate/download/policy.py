@@ -33,17 +33,18 @@ class OptOut:
     """Which ``X-Robots-Tag`` directives make us skip an image.
 
     A header value is a comma-separated list of directives, optionally led by ``<bot>:``; a bot prefix
-    applies to the directives after it in that value. Directives with no prefix, or prefixed with our own
-    token, apply to us; those for another bot (``otherbot: noai``) do not. Case-insensitive throughout.
+    applies to the directives after it in that value. Directives with no prefix, or prefixed with one of
+    our tokens (``kgcurate``, and the product name of a ``--user-agent`` of the user's own), apply to us;
+    those for another bot (``otherbot: noai``) do not. Case-insensitive throughout.
     """
 
     directives: tuple[str, ...] = DEFAULT_OPT_OUT
-    user_agent_token: str = DEFAULT_UA_TOKEN
+    user_agent_tokens: tuple[str, ...] = (DEFAULT_UA_TOKEN,)
 
     def check(self, header_values: Iterable[str]) -> str | None:
         """The first directive (lower case) that opts us out across all header values, or None."""
         refused = {d.lower() for d in self.directives}
-        me = self.user_agent_token.lower()
+        me = {t.lower() for t in self.user_agent_tokens}
         for value in header_values:
             bot: str | None = None
             for item in value.split(","):
@@ -52,9 +53,27 @@ class OptOut:
                     head, rest = (part.strip() for part in directive.split(":", 1))
                     if head not in _VALUED_DIRECTIVES and _BOT_TOKEN.fullmatch(head):
                         bot, directive = head, rest
-                if (bot is None or bot == me) and directive in refused:
+                if (bot is None or bot in me) and directive in refused:
                     return directive
         return None
+
+
+# Product tokens of browser-like User-Agents ("Mozilla/5.0 (compatible; AcmeBot/2.1)"): not a bot's name.
+_BROWSER_TOKENS = frozenset({"mozilla", "applewebkit", "khtml", "gecko", "chrome", "safari", "version", "mobile"})
+_PRODUCT = re.compile(r"(?:^|[\s(;])([A-Za-z][A-Za-z0-9_.\-]*)(?=/\S)|^\s*([A-Za-z][A-Za-z0-9_.\-]*)\s*$")
+
+
+def user_agent_tokens(user_agent: str | None) -> tuple[str, ...]:
+    """The bot names a site may address us by: ``kgcurate``, and the product names of a custom User-Agent
+    (``AcmeResearch/1.0 (+https://acme.example)`` -> ``acmeresearch``; ``Mozilla/5.0 (compatible;
+    AcmeBot/2.1)`` -> ``acmebot``): the name the site sees in its logs and writes in ``X-Robots-Tag:
+    acmeresearch: noai``."""
+    tokens = [DEFAULT_UA_TOKEN]
+    for versioned, bare in _PRODUCT.findall(user_agent or ""):
+        name = (versioned or bare).lower()
+        if name not in tokens and name not in _BROWSER_TOKENS and name != "compatible" and _BOT_TOKEN.fullmatch(name):
+            tokens.append(name)
+    return tuple(tokens)
 
 
 @dataclass(frozen=True)

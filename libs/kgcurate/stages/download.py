@@ -99,6 +99,24 @@ def samples_of(ctx: Context, curated: DataFrame) -> DataFrame:
     return primary.join(per_url, "image_url", "left")
 
 
+def folder_runs(ctx: Context, out: str) -> list[dict[str, Any]]:
+    """The completed download runs into ``out`` (run_id, curated_run_id, finished_at): a few per folder."""
+    if not ctx.lake.exists(tables.DOWNLOAD_RUNS):
+        return []
+    rows = (ctx.lake.read(tables.DOWNLOAD_RUNS).where(F.col("out") == out)
+            .select("run_id", "curated_run_id", "finished_at").collect())
+    return [r.asDict() for r in rows]
+
+
+def check_own_folder(runs: list[dict[str, Any]], curated_run_id: str, out: str) -> None:
+    """A folder holds one curated run's shards: another run's download would overwrite its ``00000.tar``...
+    under the same names, and training on the first run would read the second's images."""
+    other = sorted((r for r in runs if r["curated_run_id"] != curated_run_id), key=lambda r: str(r["finished_at"]))
+    if other:
+        raise UserError(f"{out} holds the shards of curated run {other[-1]['curated_run_id']} (download run "
+                        f"{other[-1]['run_id']}): pass a new --out for curated run {curated_run_id}")
+
+
 def committed_shards(ctx: Context, curated_run_id: str, out: str) -> dict[int, dict[str, Any]]:
     """Shards a completed run of this curated set wrote into ``out``: shard -> its row (file, samples)."""
     if not ctx.lake.exists(tables.DOWNLOAD_RUNS):
@@ -133,17 +151,23 @@ def shard_count(images: int, shard_size: int) -> int:
 
 
 def plan(ctx: Context, samples: DataFrame, curated_run_id: str, n_urls: int, o: settings.DownloadOptions,
-         done: dict[int, dict[str, Any]]) -> DataFrame:
+         done: dict[int, dict[str, Any]], runs: list[str]) -> DataFrame:
     """(shard, image_url, text, texts): the samples with their shard (shards already done included: which
     of them to skip is :func:`kgcurate.units.plan`'s); with ``--retry-failed`` the retryable failures
-    in new shards numbered after the ``done`` ones."""
+    of ``runs`` (the completed runs into this folder) in new shards numbered after the ``done`` ones.
+
+    ``downloads`` holds a URL's newest outcome: a failure recorded by a download into another folder, or by
+    a run killed before its ``download_runs`` row (its shards are redone anyway), is not this folder's to
+    retry: retrying it stored images the folder already held a second time."""
     n_shards = shard_count(n_urls, o.shard_size)
     if not o.retry_failed:
         shard_of = F.pmod(F.xxhash64(F.lit(curated_run_id), F.col("image_url")), F.lit(n_shards)).cast("int")
         return samples.withColumn("shard", shard_of)
     if not ctx.lake.exists(tables.DOWNLOADS):
         return samples.limit(0).withColumn("shard", F.lit(0))
-    failed = (ctx.lake.read(tables.DOWNLOADS).where((F.col("curated_run_id") == curated_run_id) & F.expr(RETRYABLE))
+    failed = (ctx.lake.read(tables.DOWNLOADS)
+              .where((F.col("curated_run_id") == curated_run_id) & F.expr(RETRYABLE)
+                     & F.col("download_run_id").isin(runs))
               .select("image_url"))
     n_failed = failed.count()
     if not n_failed:
@@ -162,11 +186,12 @@ def plan(ctx: Context, samples: DataFrame, curated_run_id: str, n_urls: int, o: 
 def download_config(o: settings.DownloadOptions) -> Any:
     from kgcurate.download.fetch import FetchConfig
     from kgcurate.download.images import ImageConfig
-    from kgcurate.download.policy import OptOut, RetryPolicy
+    from kgcurate.download.policy import OptOut, RetryPolicy, user_agent_tokens
     from kgcurate.download.shard_task import DownloadConfig
 
     fetch = FetchConfig(connect_timeout=o.timeout, read_timeout=o.timeout, max_redirects=o.max_redirects,
-                        max_bytes=o.max_bytes, allow_private=o.allow_private, opt_out=OptOut(tuple(o.opt_out)),
+                        max_bytes=o.max_bytes, allow_private=o.allow_private,
+                        opt_out=OptOut(tuple(o.opt_out), user_agent_tokens(o.user_agent)),
                         retry=RetryPolicy(max_attempts=o.attempts))
     if o.user_agent:
         fetch = dataclasses.replace(fetch, user_agent=o.user_agent)
@@ -306,9 +331,11 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> DownloadSummary:
         curated_version = ctx.lake.version(tables.CURATED)
         samples = samples_of(ctx, ctx.lake.read(tables.CURATED).where(F.col("run_id") == curated_run_id))
         n_urls = samples.count()
+        runs = folder_runs(ctx, out)
+        check_own_folder(runs, curated_run_id, out)
         done = committed_shards(ctx, curated_run_id, out)
         check_same_layout(done, o.shard_size, out)
-        assigned = plan(ctx, samples, curated_run_id, n_urls, o, done)
+        assigned = plan(ctx, samples, curated_run_id, n_urls, o, done, [r["run_id"] for r in runs])
         every = sorted(r[0] for r in assigned.select("shard").distinct().collect())  # one per shard: small
         shards = units.plan(every, {str(s) for s in done}, key=str).todo  # skip the shards done
         todo = assigned.where(F.col("shard").isin(shards)) if len(shards) < len(every) else assigned

@@ -11,6 +11,7 @@ session.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,8 +50,8 @@ def _settings(cfg: dict[str, Any]) -> dict[str, Any]:
         raise UserError(f"--files must be at least 1 (got {s['files']})")
     if int(s["records"]) < 4:
         raise UserError(f"--records must be at least 4 (a warcinfo record and one page; got {s['records']})")
-    if s["size_mb"] is not None and float(s["size_mb"]) <= 0:
-        raise UserError(f"--size-mb must be positive (got {s['size_mb']})")
+    if s["size_mb"] is not None and not 0 < float(s["size_mb"]) < math.inf:
+        raise UserError(f"--size-mb must be a positive finite number (got {s['size_mb']})")
     base = s["image_base_url"]
     if base is not None and not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", str(base)):
         raise UserError(f"--image-base-url must be an http(s) URL like http://images:8000 (got {base!r})")
