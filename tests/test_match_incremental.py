@@ -146,3 +146,39 @@ def test_vacuumed_rewritten_files_fall_back_to_the_anti_join(spark, tmp_path, co
     # matched nothing are matched again (to nothing)
     assert s.mode == "incremental" and s.pairs_matched >= 400
     assert_matches_reference(spark, root, meta)
+
+
+def _vacuum_all(spark, root: str, name: str) -> None:
+    """What ``maintain`` does once the retention has passed: the table's older versions lose their files."""
+    check = "spark.databricks.delta.retentionDurationCheck.enabled"
+    spark.conf.set(check, "false")
+    try:
+        lake.vacuum(spark, root, name, 0)
+    finally:
+        spark.conf.set(check, "true")
+
+
+def test_a_dead_runs_counts_past_a_vacuum_are_rebuilt_by_a_full_match(spark, tmp_path, corpus) -> None:
+    root, meta, captions, _ = matched_lake(spark, tmp_path, corpus, 400)
+    bogus = spark.createDataFrame([(5, 99)], tables.schema(tables.ENTRY_COUNTS))
+    lake.overwrite(spark, root, tables.ENTRY_COUNTS, bogus)  # a run killed after its counts write
+    _vacuum_all(spark, root, tables.ENTRY_COUNTS)  # the recorded version's files are gone: no RESTORE
+    for new in (False, True):  # up to date, then with new pairs: the run converges either way
+        if new:
+            append_pairs(spark, root, captions[400:600], 400)
+        s = execute(match_stage, spark, cfg_for(root))
+        assert s.mode == ("incremental" if new else "full")
+        assert new or "entry_counts changed after the last completed run" in s.reason
+        assert_matches_reference(spark, root, meta)
+
+
+def test_a_rewritten_identical_metadata_is_recorded_for_balance(spark, tmp_path, corpus) -> None:
+    root, meta, _, _ = matched_lake(spark, tmp_path, corpus, 300)
+    entries, _ = corpus
+    assert write_metadata(spark, root, entries) == meta  # build-metadata --force: same rows, a new version
+    version = lake.version(spark, root, tables.METADATA)
+    s = execute(match_stage, spark, cfg_for(root))
+    assert s.up_to_date and match_stage.read_state(spark, root).metadata_version == version
+    _vacuum_all(spark, root, tables.METADATA)  # balance reads metadata at the recorded version: still readable
+    read = match_stage.completed_versions(spark, root)[tables.METADATA]
+    assert read >= version and lake.read(spark, root, tables.METADATA, read).count() == len(meta)

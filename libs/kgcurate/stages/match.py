@@ -41,7 +41,7 @@ from pyspark.sql import functions as F
 from kgcurate import lake, leases, matching, run_ids, tables
 from kgcurate.bad_input import BadInput
 from kgcurate.context import Context, Summary
-from kgcurate.errors import UserError
+from kgcurate.errors import UserError, first_line
 from kgcurate.match_state import MatchState
 from kgcurate.stages import build_metadata
 
@@ -192,13 +192,16 @@ def fingerprint(ids: np.ndarray, entries: list[str], qids: list[list[str]] | Non
     return h.hexdigest()[:16]
 
 
-def heal(spark: SparkSession, root: str, state: MatchState) -> list[str]:
-    """Put ``matches`` and the count tables back at the versions the last completed run recorded.
+def heal(spark: SparkSession, root: str, state: MatchState) -> tuple[list[str], list[str]]:
+    """Put ``matches`` and the count tables back at the versions the last completed run recorded:
+    (tables restored, tables that could not be).
 
     A run that died (or lost a race) after some of its commits left them newer than ``match_state``
-    says; every later read must start from the recorded, mutually consistent versions.
+    says; every later read must start from the recorded, mutually consistent versions. Once ``maintain``
+    has vacuumed a recorded version's files, RESTORE fails on every run: such a table is reported, and
+    the caller matches in full, which rewrites all three (docs/curation.md: a re-run converges).
     """
-    healed = []
+    healed, lost = [], []
     for name in (tables.MATCHES, tables.ENTRY_COUNTS, tables.QID_COUNTS):
         recorded = state.version_of(name)
         if recorded is None or not lake.exists(spark, root, name):
@@ -206,9 +209,15 @@ def heal(spark: SparkSession, root: str, state: MatchState) -> list[str]:
         same = lake.content_version(spark, root, name, recorded)  # past maintain's OPTIMIZE commits
         if lake.version(spark, root, name) != same:
             log.warning("%s: %s changed after the last completed run; restoring version %s", JOB, name, same)
-            lake.restore(spark, root, name, same)
+            try:
+                lake.restore(spark, root, name, same)
+            except Exception as exc:  # noqa: BLE001 - see the docstring; any other failure recurs in the full run
+                log.warning("%s: %s@%s cannot be restored (%s): matching in full", JOB, name, same,
+                            first_line(exc)[:200])
+                lost.append(name)
+                continue
             healed.append(name)
-    return healed
+    return healed, lost
 
 
 def _time_travel(spark: SparkSession, root: str, name: str, version: int | None) -> DataFrame | None:
@@ -322,11 +331,18 @@ def _execute(spark: SparkSession, cfg: dict[str, Any]) -> MatchSummary:
     pairs = lake.read(spark, root, tables.PAIRS, pairs_version).select("pair_id", "text")
     base: tuple[DataFrame | None, DataFrame | None] = (None, None)
     if mode == "incremental":
-        summary.healed = heal(spark, root, state)  # before "up to date": a dead run may have written since
-        if state.pairs_version == pairs_version:
+        summary.healed, lost = heal(spark, root, state)  # before "up to date": a dead run may have written since
+        if lost:
+            mode = summary.mode = "full"
+            summary.reason = f"{', '.join(lost)} changed after the last completed run and its recorded version " \
+                             "is vacuumed"
+        elif state.pairs_version == pairs_version:
+            if state.metadata_version != meta_version:  # rewritten, same entries: later stages read this one
+                record_state(spark, root, meta_version, fp, lowercase, pairs_version)
             summary.up_to_date, summary.entries_with_count = True, _entries_with_count(spark, root)
             return summary
-        pairs, base = _unmatched_since(spark, root, state, pairs, pairs_version)
+        else:
+            pairs, base = _unmatched_since(spark, root, state, pairs, pairs_version)
 
     matches_version, accs = _write_matches_and_counts(
         spark, root, mode, pairs, (ids, entries, lowercase, fp), meta_version, base)
