@@ -25,8 +25,9 @@ def ref_spacing(text: str) -> str:
 
 def ref_no_space(ch: str) -> bool:
     cp = ord(ch)
-    cjk = (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2EBEF
-           or 0xF900 <= cp <= 0xFAFF or 0x2E80 <= cp <= 0x2FFF)
+    cjk = (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2EE5F
+           or 0xF900 <= cp <= 0xFAFF or 0x2E80 <= cp <= 0x2FFF or 0x2F800 <= cp <= 0x2FA1F
+           or 0x30000 <= cp <= 0x323AF)
     sea = 0x0E00 <= cp <= 0x0EFF or 0x1000 <= cp <= 0x109F or 0x1780 <= cp <= 0x17FF or 0x0F00 <= cp <= 0x0FFF
     return cjk or sea or ch in string.punctuation or ch in "，。、；：？！“”‘’（）【】《》〈〉「」『』～—"
 
@@ -136,7 +137,9 @@ def test_batch_spacing_agrees_with_spacing_for_every_special_char() -> None:
 @pytest.mark.parametrize(
     ("entry", "wrapped"),
     [("dog", " dog "), ("狗", "狗"), ("小狗 dog", "小狗 dog "), ("C++", " C++"), ("(x)", "(x)"),
-     ("《红楼梦》", "《红楼梦》"), ("แมว", "แมว"), ("Zürich", " Zürich ")],
+     ("《红楼梦》", "《红楼梦》"), ("แมว", "แมว"), ("Zürich", " Zürich "),
+     ("\U00030EDE\U00030EDE面", "\U00030EDE\U00030EDE面"),  # extension G (biangbiang noodles)
+     ("\U0002F80F", "\U0002F80F"), ("\U0002EBF0x", "\U0002EBF0x ")],  # compatibility supplement, extension I
 )
 def test_wrap_entry(entry: str, wrapped: str) -> None:
     assert matching.wrap_entry(entry) == wrapped
@@ -149,6 +152,8 @@ def test_word_boundaries_and_overlaps() -> None:
     assert m.match("dogs") == set()
     assert m.match("dog.") == {2}  # punctuation is spaced off
     assert m.match("我的小狗很好") == {4}  # CJK entries match without spaces
+    g = matching.Matcher.build([1], ["\U00030EDE\U00030EDE面"])
+    assert g.match("我爱吃\U00030EDE\U00030EDE面") == {1}  # so do those of the newer extensions
     assert m.match("DOG") == set()  # case-sensitive by default
     lower = matching.Matcher.build([1, 2, 5], ["hot dog", "dog", "Dog"], lowercase=True)
     assert lower.match("HOT DOG") == {1, 2, 5}

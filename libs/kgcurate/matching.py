@@ -51,6 +51,9 @@ _NO_SPACE_RANGES: tuple[tuple[int, int], ...] = (
     (0xF900, 0xFAFF),  # CJK compatibility ideographs
     (0x20000, 0x2A6DF),  # CJK extension B
     (0x2A700, 0x2EBEF),  # CJK extensions C-F
+    (0x2EBF0, 0x2EE5F),  # CJK extension I
+    (0x2F800, 0x2FA1F),  # CJK compatibility ideographs supplement
+    (0x30000, 0x323AF),  # CJK extensions G-H
 )
 
 
