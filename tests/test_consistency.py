@@ -4,6 +4,7 @@ threads or injected failures, synchronised by barriers, never sleeps."""
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import threading
@@ -235,6 +236,8 @@ def test_curated_sets_side_by_side_list_and_drop(spark, matched, capsys) -> None
     assert [r["run_id"] for r in lake.read(spark, root, tables.CURATION_RUNS).collect()] == [large.run_id]
     assert cli.main(["curated", "drop", small.run_id, "--lake", root]) == 2
     assert "no curated run" in capsys.readouterr().err
+    assert cli.main(["curated", "drop", small.run_id, "--lake", f"{root}-typo"]) == 2  # a mistyped lake
+    assert "no curated run" in capsys.readouterr().err and not os.path.exists(f"{root}-typo")  # left unmade
     with pytest.raises(Exception, match="no curated run 'balance-nope'"):
         balance_stage.latest_curated(spark, root, "balance-nope")
 

@@ -580,9 +580,12 @@ def latest_curated(spark: SparkSession, root: str, run_id: str | None = None) ->
 def drop_run(spark: SparkSession, root: str, run_id: str) -> int:
     """Remove one curated set: its run row first (it stops being visible), then its partition."""
     where = run_filter(run_id)
+    missing = UserError(f"no curated run '{run_id}' in lake {root}: see `kgcurate curated list --lake {root}`")
+    if not lake.exists(spark, root, tables.CURATION_RUNS):  # before the lease: a mistyped lake stays unmade
+        raise missing
     with leases.held(root, JOB):
         if latest_run(spark, root, run_id) is None:
-            raise UserError(f"no curated run '{run_id}' in lake {root}: see `kgcurate curated list --lake {root}`")
+            raise missing
         rows = run_partition(spark, root, run_id).count()
         lake.delete(spark, root, tables.CURATION_RUNS, where)
         lake.delete(spark, root, tables.CURATED, where)
