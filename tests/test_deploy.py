@@ -314,6 +314,7 @@ def _render(command: str, params: dict) -> list[str]:
 
 
 def test_airflow_dag(monkeypatch):
+    monkeypatch.delenv("KGCURATE_SUBMIT_OPTS", raising=False)
     py_compile.compile(str(DEPLOY / "airflow" / "kgcurate_dag.py"), doraise=True)
     dags = {d.dag_id: d for d in _load_dag_with_stub_airflow(monkeypatch)}
     assert set(dags) == {"kgcurate_pipeline", "kgcurate_refresh"}
@@ -349,7 +350,10 @@ def test_airflow_dag(monkeypatch):
     refresh = dags["kgcurate_refresh"]
     assert refresh.kw["schedule"] == "@weekly"
     assert [t.task_id for t in refresh.tasks] == ["refresh", "maintain"]
+    assert refresh.tasks[1].kw["trigger_rule"] == "all_done"  # maintenance goes on under a failing input file
     params = {k: str(v) for k, v in refresh.kw["params"].items()}
+    for task in [*refresh.tasks, *(t for t in dag.tasks if pipeline.SPARK[t.task_id.replace("_", "-")])]:
+        assert task.kw["env"] == {"KGCURATE_SUBMIT_OPTS": "--deploy-mode cluster"} and task.kw["append_env"]
     for task in refresh.tasks:
         argv = _render(task.bash_command, params)
         assert argv[1] == task.task_id

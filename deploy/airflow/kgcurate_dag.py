@@ -58,12 +58,18 @@ def command(stage: str, args: list[str]) -> str:
     return _join([SUBMIT, stage, *args])
 
 
+def spark_task(stage: str, args: list[str]) -> dict:
+    """A Spark stage through spark-submit, in cluster mode unless KGCURATE_SUBMIT_OPTS says otherwise (in
+    client mode the driver, and every path its arguments name, would be on the Airflow worker)."""
+    return {"bash_command": command(stage, args),
+            "env": {"KGCURATE_SUBMIT_OPTS": os.environ.get("KGCURATE_SUBMIT_OPTS", "--deploy-mode cluster")},
+            "append_env": True}
+
+
 def task_args(stage: str, script: str) -> dict:
     """A pipeline task: Spark stages through spark-submit; train and evaluate (no Spark) on a GPU worker."""
     if SPARK[stage]:
-        return {"bash_command": command(stage, stage_args(stage, CRAWL)),
-                "env": {"KGCURATE_SUBMIT_OPTS": os.environ.get("KGCURATE_SUBMIT_OPTS", "--deploy-mode cluster")},
-                "append_env": True}
+        return spark_task(stage, stage_args(stage, CRAWL))
     return {"bash_command": _join(launch(stage, script, CRAWL, KGCURATE_HOME)), "queue": GPU_QUEUE}
 
 
@@ -107,6 +113,9 @@ with DAG(
     default_args=DEFAULT_ARGS,
     tags=["kgcurate"],
 ) as refresh_dag:
-    refresh = BashOperator(task_id="refresh", bash_command=command("refresh", REFRESH_ARGS), retries=3)
-    maintain = BashOperator(task_id="maintain", bash_command=command("maintain", MAINTAIN_ARGS), retries=1)
+    refresh = BashOperator(task_id="refresh", retries=3, **spark_task("refresh", REFRESH_ARGS))
+    # all_done: a refresh fails (exit 1) while a listed WAT file stays unreadable, even with every other
+    # stage done; OPTIMIZE/VACUUM and the staging cleanup must not stop for good because of it
+    maintain = BashOperator(task_id="maintain", retries=1, trigger_rule="all_done",
+                            **spark_task("maintain", MAINTAIN_ARGS))
     refresh >> maintain

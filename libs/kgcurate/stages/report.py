@@ -130,10 +130,12 @@ def entries(spark: SparkSession, root: str, run: Any, has_curated: bool, sizes: 
 def moved_on(spark: SparkSession, root: str, recorded: dict[str, int | None]) -> str | None:
     """A note when the tables the entry sections read are newer than the versions the shown run read
     (a later match, say a refresh whose balance failed): those sections show the lake as it is now.
-    (Reading the run's versions instead could fail once VACUUM has removed their files.)"""
+    (Reading the run's versions instead could fail once VACUUM has removed their files.) ``maintain``'s
+    commits (OPTIMIZE, properties, VACUUM) change no row: no note for them."""
     now = {name: lake.version(spark, root, name) for name in (tables.ENTRY_COUNTS, tables.METADATA)
            if recorded.get(name) is not None}
-    moved = [f"{name} v{v} (the run read v{recorded[name]})" for name, v in now.items() if v != recorded[name]]
+    moved = [f"{name} v{v} (the run read v{recorded[name]})" for name, v in now.items()
+             if v != lake.content_version(spark, root, name, recorded[name])]
     if not moved:
         return None
     return ("Changed since this run: " + ", ".join(moved) + "; the count histogram, top entries and per-source "
