@@ -248,10 +248,13 @@ def test_maintenance_commits_keep_the_recorded_versions_current(spark, matched) 
     from delta.tables import DeltaTable
 
     root = matched
+    first = execute(balance_stage, spark, cfg_for(root, balance__t=3.0))
     recorded = match_stage.read_state(spark, root).matches_version
     DeltaTable.forPath(spark, lake.table_path(root, tables.MATCHES)).optimize().executeCompaction()
     spark.sql(f"ALTER TABLE delta.`{lake.table_path(root, tables.MATCHES)}` "
               "SET TBLPROPERTIES ('delta.deletedFileRetentionDuration' = 'interval 168 hours')")
+    again = execute(balance_stage, spark, cfg_for(root, balance__t=3.0))  # the same run: nothing written twice
+    assert again.done_by == first.run_id and lake.read(spark, root, tables.CURATION_RUNS).count() == 1
     latest = lake.version(spark, root, tables.MATCHES)
     assert latest == recorded + 2
     assert lake.content_version(spark, root, tables.MATCHES, recorded) == latest

@@ -192,6 +192,19 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> BalanceSummary:
                         list((cfg.get("wikidata") or {}).get("languages") or ["en"]), full)
 
 
+def run_id_now(spark: SparkSession, root: str, params: dict[str, Any]) -> str:
+    """The run's id: its parameters and the versions the last completed match *recorded*, not those moved
+    past ``maintain``'s commits (what :func:`input_versions` reads). OPTIMIZE changes no row, so a balance
+    after ``maintain`` is the run recorded before it (it wrote a second, identical curated partition)."""
+    from kgcurate.stages import match
+
+    state = match.read_state(spark, root)
+    recorded = {} if state is None else {
+        name: state.version_of(name)
+        for name in (tables.PAIRS, tables.METADATA, tables.MATCHES, tables.ENTRY_COUNTS, tables.QID_COUNTS)}
+    return run_id_for(params, recorded)
+
+
 def input_versions(spark: SparkSession, root: str) -> dict[str, int | None]:
     """What balance reads: the versions the last completed match recorded (time travel), never a
     half-finished match's newer commits."""
@@ -211,7 +224,7 @@ def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, se
     t0 = time.monotonic()
     versions = input_versions(spark, root)
     params = {"t": t, "target_size": target, "tail_share": share, "seed": seed, "per_qid": per_qid}
-    run_id = run_id_for(params, versions)
+    run_id = run_id_now(spark, root, params)
     done = None if full else done_before(spark, root, run_id, versions, languages)
     if done is not None:
         log.info("%s: run %s is recorded with these parameters and inputs: nothing to do (--full selects again)",
