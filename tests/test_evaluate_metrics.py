@@ -89,6 +89,25 @@ def test_a_collapsed_or_diverged_model_scores_nothing() -> None:
         metrics.topk_accuracy(torch.zeros(2, 3), torch.tensor([0, 3]))
 
 
+def test_a_repeated_caption_or_image_is_found_as_the_right_one() -> None:
+    """Web captions repeat: two samples both captioned "red car" have one text embedding, and a perfect
+    model ranks the other copy level with its own. That copy is a right answer, not a miss."""
+    emb = normalised(8, 8, 5)
+    captions = ["red car", "a dog", "red car", "tree", "sky", "cat", "boat", "house"]
+    texts = torch.stack([emb[captions.index(c)] for c in captions])  # equal strings, equal embeddings
+    assert metrics.retrieval_recall(emb, texts, (1,))["image_to_text_R@1"] == 0.75  # without the strings
+    assert metrics.retrieval_recall(emb, texts, (1,), texts=captions)["image_to_text_R@1"] == 1.0
+    same_image = emb.clone()
+    same_image[2] = emb[0]  # sample 2's image is sample 0's, its caption its own
+    got = metrics.retrieval_recall(same_image, emb, (1,), images=["a", "b", "a", "c", "d", "e", "f", "g"])
+    assert got["text_to_image_R@1"] == 1.0
+    # a collapsed model still finds nothing but the copies of each caption
+    collapsed = torch.ones(8, 8) / math.sqrt(8)
+    got = metrics.retrieval_recall(collapsed, collapsed, (1, 5), texts=captions)
+    assert got["image_to_text_R@1"] == 0.0 and got["image_to_text_R@5"] == 0.0
+    assert metrics.group_ids(["x", "y", "x"]).tolist() == [0, 1, 0]
+
+
 def test_recall_refuses_unpaired_sets() -> None:
     with pytest.raises(ValueError, match="pair up"):
         metrics.retrieval_recall(torch.ones(3, 4), torch.ones(2, 4))

@@ -73,6 +73,12 @@ def test_class_names_come_from_classnames_txt_or_imagenet_ids(tmp_path) -> None:
     wnids = [f"n{i:08d}" for i in range(1000)]
     names = folders.classnames_of(str(tmp_path / "nowhere"), wnids)
     assert names[0] == "tench" and names[1] == "goldfish" and len(names) == 1000
+    # some of them (ImageNet-R/-A: 200): each by its own id, not the folder name as a prompt
+    subset = ["n01443537", "n01484850", "n02106662"]
+    assert folders.classnames_of(str(tmp_path / "nowhere"), subset) == ["goldfish", "great white shark",
+                                                                          "German Shepherd Dog"]
+    with pytest.raises(UserError, match="n00000001 is a WordNet id outside ImageNet-1k.*classnames.txt"):
+        folders.classnames_of(str(tmp_path / "nowhere"), ["n00000001", *subset])
     inat = ["00000_Animalia_Annelida_Clitellata_Haplotaxida_Lumbricidae_Lumbricus_terrestris",
             "09999_Plantae_Tracheophyta_Magnoliopsida_Vitales_Vitaceae_Vitis_vinifera"]
     assert folders.classnames_of(str(tmp_path / "nowhere"), inat) == ["Lumbricus terrestris", "Vitis vinifera"]

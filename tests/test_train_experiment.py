@@ -87,6 +87,36 @@ def test_checkpoints_sort_by_epoch(tmp_path) -> None:
     assert [ex.epoch_of(p) for p in ex.checkpoints(str(tmp_path))] == [1, 2, 10]
 
 
+def test_cut_checkpoints_are_set_aside_newest_first(tmp_path) -> None:
+    import zipfile
+
+    (tmp_path / "checkpoints").mkdir()
+    for n in (1, 2, 3):
+        with zipfile.ZipFile(tmp_path / "checkpoints" / f"epoch_{n}.pt", "w") as z:  # torch.save's format
+            z.writestr("archive/data.pkl", b"x" * 1000)
+    whole = (tmp_path / "checkpoints" / "epoch_3.pt").read_bytes()
+    assert ex.set_aside_torn(str(tmp_path)) == []
+    (tmp_path / "checkpoints" / "epoch_3.pt").write_bytes(whole[:600])  # killed while saving epoch 3
+    (tmp_path / "checkpoints" / "epoch_2.pt").write_bytes(b"")  # and an empty one before it
+    cut = ex.set_aside_torn(str(tmp_path))
+    assert [ex.epoch_of(p) for p in cut] == [3, 2]
+    assert [ex.epoch_of(p) for p in ex.checkpoints(str(tmp_path))] == [1]
+    assert (tmp_path / "checkpoints" / "epoch_3.pt.torn").read_bytes() == whole[:600]
+
+
+def test_a_moved_folder_keeps_its_run_and_a_copy_becomes_a_new_one(tmp_path) -> None:
+    old, new = str(tmp_path / "a"), str(tmp_path / "b")
+    m = _manifest(old)
+    assert ex.relocated(m, old, lambda: "train-2") == (m, "")
+    moved, what = ex.relocated(m, new, lambda: "train-2")  # nothing at the old path any more
+    assert (moved.experiment_dir, moved.train_run_id) == (new, "train-1") and what.startswith("moved from")
+    ex.write_manifest(m)  # the original is still there, holding the same run: a copy
+    copied, what = ex.relocated(m, new, lambda: "train-2")
+    assert (copied.experiment_dir, copied.train_run_id) == (new, "train-2") and what.startswith("copied from")
+    ex.write_manifest(_manifest(old, train_run_id="train-9"))  # another experiment took the old path
+    assert ex.relocated(m, new, lambda: "train-2")[0].train_run_id == "train-1"
+
+
 def test_without_the_train_extra_the_stage_says_what_to_install(monkeypatch) -> None:
     import importlib.util
 

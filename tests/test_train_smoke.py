@@ -59,18 +59,27 @@ def test_train_smoke_loss_falls_records_and_resumes(tmp_path, monkeypatch, capsy
     assert "\n" not in err and "exists (epoch 2 saved): add --resume" in err
     assert len(_rows(lake)) == 1
 
-    # killed during epoch 2: --resume continues from epoch 1's checkpoint, same run id, one row
-    os.remove(exp / "checkpoints" / "epoch_2.pt")
+    # killed while saving epoch 2 (a cut epoch_2.pt), the folder then moved: --resume sets the cut file
+    # aside, continues from epoch 1's checkpoint in the new folder, same run id, one row naming the new path
+    with open(exp / "checkpoints" / "epoch_2.pt", "r+b") as f:
+        f.truncate(100_000)
+    moved = tmp_path / "exp" / "moved"
+    os.rename(exp, moved)
+    exp, command = moved, [*command[:-1], "moved"]
     assert cli.main([*command, "--resume"]) == 0
     out = capsys.readouterr().out
     assert "epoch 2, resumed at epoch 1, 20 steps" in out, out
     resumed = json.loads((exp / "manifest.json").read_text())
     assert resumed["train_run_id"] == manifest["train_run_id"] and "--resume" in resumed["args"]
+    assert resumed["experiment_dir"] == str(exp) and resumed["checkpoint"] == str(exp / "checkpoints" / "epoch_2.pt")
     assert [s for s, _ in resumed["loss_curve"]] == list(range(1, 21))
     assert resumed["loss_curve"][:10] == curve[:10]
-    assert (exp / "checkpoints" / "epoch_2.pt").exists()
+    assert (exp / "checkpoints" / "epoch_2.pt.torn").stat().st_size == 100_000
+    open_clip.create_model_and_transforms("kgc-tiny", pretrained=resumed["checkpoint"])  # whole again
+    assert not (tmp_path / "exp" / "smoke").exists()  # the old path is not made again
     [row] = _rows(lake)
     assert row["train_run_id"] == manifest["train_run_id"] and row["steps"] == 20
+    assert row["checkpoint"] == resumed["checkpoint"]
 
     # finished: --resume trains nothing and keeps the one row as it was (a new finished_at would make it
     # the newest run for `kgcurate evaluate`)

@@ -300,7 +300,7 @@ class EvaluateOptions:
                                   flag="--retrieval-limit", type=argtypes.int_in(1, 1_000_000), positive=True)
     digits_per_class: int | None = option(None, "images per digit of the offline digits set (default all, ~180)",
                                           flag="--digits-per-class", type=argtypes.int_in(1, 200))
-    templates: str = option("openai", "prompt templates: openai (80, open_clip's ImageNet set) or simple (2)",
+    templates: str = option("openai", "prompt templates: openai (80, open_clip's ImageNet set) or simple (7)",
                             flag="--templates", choices=("openai", "simple"))
     top_k: list = option([1, 5], "zero-shot accuracies reported: top-k for each k")
     recall_k: list = option([1, 5, 10], "retrieval recall@K reported for each K")

@@ -3,7 +3,8 @@ offline sets): the file list and class names come from torchvision's folder scan
 one by one so an unreadable file is counted and reported, never a crash and never silently skipped.
 
 Class names, in sorted folder order: ``DIR/classnames.txt`` (one per line) when present; else the
-ImageNet names of open_clip when the folders are the 1000 ImageNet WordNet ids; the species' binomial
+ImageNet names of open_clip when the folders are the 1000 ImageNet WordNet ids, or some of them (ImageNet-R,
+ImageNet-A, a subset: each id's name through ImageNet-1k's sorted id list, from timm); the species' binomial
 (genus and epithet) when they are iNaturalist 2021's ``id_kingdom_..._genus_epithet``; else the folder
 names with ``_`` as spaces.
 """
@@ -62,13 +63,29 @@ def classnames_of(root: str, folders: list[str]) -> list[str]:
             raise UserError(f"evaluate: {listed} lists {len(names)} class names for {len(folders)} class folders: "
                             "give one name per folder, in sorted folder order")
         return names
-    if len(folders) == 1000 and all(_WNID.fullmatch(f) for f in folders):
-        from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
-
-        return list(IMAGENET_CLASSNAMES)
+    if folders and all(_WNID.fullmatch(f) for f in folders):
+        return _imagenet_names(root, folders)
     if folders and all(_INAT.fullmatch(f) for f in folders):
         return [" ".join(_INAT.fullmatch(f).groups()) for f in folders]
     return [f.replace("_", " ") for f in folders]
+
+
+def _imagenet_names(root: str, folders: list[str]) -> list[str]:
+    """open_clip's ImageNet class names of WordNet-id folders: all 1000 in order, or any of them (200 for
+    ImageNet-R and -A) by its place in ImageNet-1k's sorted ids. Prompting "a photo of a n01443537." scores
+    about chance, so a WordNet id outside ImageNet-1k is one line asking for the names."""
+    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+    if len(folders) == len(IMAGENET_CLASSNAMES):
+        return list(IMAGENET_CLASSNAMES)
+    from timm.data import ImageNetInfo  # open_clip's dependency: ImageNet-1k's synset ids, sorted
+
+    index = {wnid: i for i, wnid in enumerate(ImageNetInfo().label_names())}
+    unknown = [f for f in folders if f not in index]
+    if unknown:
+        raise UserError(f"evaluate: {root}: class folder {unknown[0]} is a WordNet id outside ImageNet-1k "
+                        f"({len(unknown)} such): write {CLASSNAMES_FILE} there with one name per folder")
+    return [IMAGENET_CLASSNAMES[index[f]] for f in folders]
 
 
 def open_image(path: str) -> tuple[Image.Image | None, str | None]:

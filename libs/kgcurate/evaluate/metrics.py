@@ -11,14 +11,18 @@ from collections.abc import Sequence
 import torch
 
 
-def _ranks(scores: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
-    """For each row, how many other columns score at least as high as its own column's ``own`` score.
+def _ranks(scores: torch.Tensor, own: torch.Tensor, same: torch.Tensor | None = None) -> torch.Tensor:
+    """For each row, how many other columns score at least as high as its own column's ``own`` score;
+    with ``same`` (rows x columns, True where a column is as right as the row's own: the same caption
+    string, the same image), only the other columns count.
 
     A tie ranks against the right answer, so a model that collapsed to one embedding (every score
     equal) scores chance or below, not perfect; a row with a non-finite score (a diverged model's NaN)
     is never a hit.
     """
-    rank = (scores >= own).sum(dim=1) - 1  # minus the own column, which equals itself
+    ahead = scores >= own
+    # minus the own column, which equals itself; with ``same``, minus every column that is the answer too
+    rank = ahead.sum(dim=1) - 1 if same is None else (ahead & ~same).sum(dim=1)
     broken = ~torch.isfinite(scores).all(dim=1)
     return rank.masked_fill(broken, scores.shape[1])
 
@@ -37,24 +41,38 @@ def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] 
     return {k: (rank < k).float().mean().item() for k in ks}
 
 
-def recall_at_k(scores: torch.Tensor, ks: Sequence[int] = (1, 5, 10)) -> dict[int, float]:
+def recall_at_k(scores: torch.Tensor, ks: Sequence[int] = (1, 5, 10),
+                groups: torch.Tensor | None = None) -> dict[int, float]:
     """Row i's match is column i: the share of rows whose match ranks among the ``k`` best columns.
-    A column scoring the same as the match ranks before it (identical embeddings do not find anything)."""
+    A column scoring the same as the match ranks before it (identical embeddings do not find anything),
+    unless ``groups`` (one id per column) says it is the same answer: web captions repeat ("image",
+    a product name), and a perfect model cannot rank a caption ahead of its own copies."""
     if scores.ndim != 2 or scores.shape[0] != scores.shape[1]:
         raise ValueError(f"retrieval scores must be square (one text per image), got {tuple(scores.shape)}")
     if scores.shape[0] == 0:
         return {k: float("nan") for k in ks}
-    rank = _ranks(scores, scores.diagonal().view(-1, 1))
+    same = None if groups is None else groups.view(-1, 1) == groups.view(1, -1)
+    rank = _ranks(scores, scores.diagonal().view(-1, 1), same)
     return {k: (rank < k).float().mean().item() for k in ks}
 
 
-def retrieval_recall(image_emb: torch.Tensor, text_emb: torch.Tensor,
-                     ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+def group_ids(values: Sequence[object]) -> torch.Tensor:
+    """One id per distinct value, in first-seen order: equal captions (or image hashes) share one."""
+    first: dict[object, int] = {}
+    return torch.tensor([first.setdefault(v, len(first)) for v in values], dtype=torch.long)
+
+
+def retrieval_recall(image_emb: torch.Tensor, text_emb: torch.Tensor, ks: Sequence[int] = (1, 5, 10),
+                     texts: Sequence[str] | None = None, images: Sequence[object] | None = None) -> dict[str, float]:
     """Image->text and text->image recall@K of paired, normalised embeddings (row i of each is one
-    sample): ``{"image_to_text_R@1": ..., "text_to_image_R@1": ...}``."""
+    sample): ``{"image_to_text_R@1": ..., "text_to_image_R@1": ...}``. ``texts`` (the caption strings)
+    and ``images`` (a hash per image): another sample's identical caption is found as the right text,
+    another sample's identical image as the right image."""
     if image_emb.shape != text_emb.shape:
         raise ValueError(f"{image_emb.shape[0]} image and {text_emb.shape[0]} text embeddings: they must pair up")
     scores = image_emb.float() @ text_emb.float().T
-    out = {f"image_to_text_R@{k}": v for k, v in recall_at_k(scores, ks).items()}
-    out.update({f"text_to_image_R@{k}": v for k, v in recall_at_k(scores.T, ks).items()})
+    text_groups = None if texts is None else group_ids(texts)
+    image_groups = None if images is None else group_ids(images)
+    out = {f"image_to_text_R@{k}": v for k, v in recall_at_k(scores, ks, text_groups).items()}
+    out.update({f"text_to_image_R@{k}": v for k, v in recall_at_k(scores.T, ks, image_groups).items()})
     return out

@@ -9,6 +9,7 @@ tar that cannot be read, are listed with their key or file, never a crash, and e
 from __future__ import annotations
 
 import glob
+import hashlib
 import itertools
 import os
 from collections.abc import Iterator, Sequence
@@ -103,6 +104,8 @@ def evaluate(m: LoadedModel, spec: str, ks: Sequence[int] = (1, 5, 10), batch_si
     unreadable: list[tuple[str, str]] = []
     bad: list[BadInput] = []
     image_emb, text_emb = [], []
+    captions: list[str] = []
+    pixels: list[tuple] = []  # (size, digest) per image: identical images are one answer
     pairs = iter_pairs(shard_files(spec), unreadable, limit, bad)
     with torch.no_grad():
         while chunk := list(itertools.islice(pairs, batch_size)):
@@ -110,7 +113,10 @@ def evaluate(m: LoadedModel, spec: str, ks: Sequence[int] = (1, 5, 10), batch_si
             image_emb.append(m.model.encode_image(images, normalize=True).float().cpu())
             texts = m.tokenizer([text for _, _, text in chunk]).to(m.device)
             text_emb.append(m.model.encode_text(texts, normalize=True).float().cpu())
+            captions += [text for _, _, text in chunk]
+            pixels += [(image.size, hashlib.sha1(image.tobytes()).digest()) for _, image, _ in chunk]
     if not image_emb:  # nothing usable: every metric undefined (null rows replace older ones)
         return RetrievalResult(metrics.retrieval_recall(torch.empty(0, 1), torch.empty(0, 1), ks), 0, unreadable, bad)
     images_all, texts_all = torch.cat(image_emb), torch.cat(text_emb)
-    return RetrievalResult(metrics.retrieval_recall(images_all, texts_all, ks), len(images_all), unreadable, bad)
+    recall = metrics.retrieval_recall(images_all, texts_all, ks, texts=captions, images=pixels)
+    return RetrievalResult(recall, len(images_all), unreadable, bad)

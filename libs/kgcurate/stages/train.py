@@ -147,6 +147,11 @@ def experiment_start(ctx: Context, o: settings.TrainOptions, inp: TrainInput, ex
 
     manifest = (ex.check_start(experiment_dir, o.resume, same_experiment(o)) if master
                 else ex.read_manifest(experiment_dir))
+    if manifest is not None:
+        manifest, what = ex.relocated(manifest, experiment_dir, ctx.new_run_id)
+        if what and master:
+            ctx.log.warning("%s: %s was %s: recorded as train run %s in %s", JOB, experiment_dir, what,
+                            manifest.train_run_id, tables.TRAIN_RUNS)
     if manifest is not None and (manifest.download_runs_version, manifest.download_run_id) != (
             inp.download_runs_version, inp.download_run_id):
         inp = lake_input.read_input(ctx.root, manifest.download_run_id, manifest.download_runs_version)
@@ -222,6 +227,10 @@ def train_experiment(ctx: Context, o: settings.TrainOptions, inp: TrainInput, ex
     # --resume as asked (not as the folder looks), so every torchrun process passes the same arguments
     argv = trainer_args.build_args(o, inp, p, os.path.dirname(experiment_dir), os.path.basename(experiment_dir),
                                    resume=o.resume, s3_endpoint=s3.endpoint())
+    if master:
+        for path in ex.set_aside_torn(experiment_dir):
+            ctx.log.warning("%s: %s is not a whole checkpoint (a run killed while saving it): set aside as %s%s, "
+                            "its epoch is trained again", JOB, path, os.path.basename(path), ex.TORN)
     start_epoch = ex.epoch_of((ex.checkpoints(experiment_dir) or [None])[-1])
     # a finished experiment that is resumed trains nothing and keeps its record as it was: a new finished_at
     # would make it the newest run, the one `kgcurate evaluate` picks by default

@@ -8,7 +8,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from kgcurate.errors import UserError
@@ -77,6 +77,42 @@ def checkpoints(experiment_dir: str) -> list[str]:
     """The folder's ``epoch_N.pt`` files, by epoch."""
     found = glob.glob(os.path.join(experiment_dir, "checkpoints", "epoch_*.pt"))
     return sorted((p for p in found if _EPOCH.search(p)), key=lambda p: int(_EPOCH.search(p).group(1)))
+
+TORN = ".torn"  # suffix of a checkpoint set aside: not a .pt, so neither we nor open_clip's --resume see it
+
+
+def set_aside_torn(experiment_dir: str) -> list[str]:
+    """Rename the newest checkpoints that are not whole (``epoch_N.pt.torn``), newest first, until one is:
+    the paths set aside. open_clip's ``torch.save`` writes ``epoch_N.pt`` in place, so a preemption during
+    the save leaves a cut file under the finished name; taken as done, a resume recorded it as the
+    completed model (or failed on it every time). Checkpoints are zip archives: a cut one has no
+    end-of-archive record, which is cheap to check."""
+    import zipfile
+
+    moved = []
+    for path in reversed(checkpoints(experiment_dir)):
+        if zipfile.is_zipfile(path):
+            break
+        os.replace(path, path + TORN)
+        moved.append(path)
+    return moved
+
+
+def relocated(manifest: Manifest, experiment_dir: str, new_run_id: Callable[[], str]) -> tuple[Manifest, str]:
+    """The manifest of a folder continued under another path than it recorded, and what happened: a
+    moved folder keeps its train run (its row now names the new path); a copy, whose original still holds
+    the same run, becomes a new train run (resuming it updated the original's row and manifest)."""
+    if os.path.abspath(manifest.experiment_dir) == os.path.abspath(experiment_dir):
+        return manifest, ""
+    try:
+        original = read_manifest(manifest.experiment_dir)
+    except UserError:
+        original = None
+    copied = original is not None and original.train_run_id == manifest.train_run_id
+    what = f"copied from {manifest.experiment_dir}" if copied else f"moved from {manifest.experiment_dir}"
+    return replace(manifest, experiment_dir=experiment_dir,
+                   train_run_id=new_run_id() if copied else manifest.train_run_id), what
+
 
 def epoch_of(checkpoint: str | None) -> int:
     m = _EPOCH.search(checkpoint or "")
