@@ -15,6 +15,7 @@ import os
 import random
 from pathlib import Path
 
+import orjson
 import pytest
 
 from kgcurate.wat import parse as P
@@ -335,6 +336,22 @@ def test_links_that_are_not_images_and_a_second_path(native):
     assert counts["member"] == 1  # the record with a second path went to Python; the other did not
     texts = run(one, True)[0][0][1]
     assert texts == ["second path", "escaped path", "an image", "escaped path", "an image"]
+
+
+def test_placeholder_urls_without_a_host(native):
+    """Blank-image idioms ("//:0", "https://", "//x@") have no host: both paths drop them, the native one by
+    deferring them to Python's full check; the page itself ("?", "//") is no pair either."""
+    urls = ["//:0", "https://", "http://:80/a.jpg", "//x.jpg@", "https://u@/a.jpg", "?", "//", "//cdn.h.org/a.jpg",
+            "https://h.org/b.jpg", "https://@h.org/c.jpg", "/d.jpg", "e.jpg"]
+    links = ", ".join(orjson.dumps({"path": "IMG@/src", "url": u, "alt": f"alt {i}"}).decode()
+                      for i, u in enumerate(urls))
+    payload = ('{"Envelope": {"WARC-Header-Metadata": {"WARC-Type": "response", "WARC-Target-URI": '
+               '"https://h.org/dir/p.html?id=3"}, "Payload-Metadata": {"HTTP-Response-Metadata": {"HTML-Metadata": '
+               '{"Head": {}, "Links": [' + links + ']}}}}}')
+    data = wat([WARCINFO, warc_record(payload.encode())])
+    same(data)
+    assert run(data, True)[0][0][0] == ["https://cdn.h.org/a.jpg", "https://h.org/b.jpg", "https://@h.org/c.jpg",
+                                         "https://h.org/d.jpg", "https://h.org/dir/e.jpg"]
 
 
 def test_members_of_several_records(native):

@@ -6,7 +6,7 @@ import gzip
 import io
 import random
 from collections import Counter
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import orjson
 import pytest
@@ -212,6 +212,23 @@ def test_crawl_from_path():
     assert crawl_from_path("/data/whirlwind.warc.wat.gz") is None
 
 
+def host_of(url: str) -> str | None:
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
+
+
+def test_placeholders_without_a_host_or_naming_the_page_give_no_pair():
+    page = "https://www.h.org/dir/page.html?id=3"
+    links = [img(u, alt=f"placeholder {u}") for u in ("//:0", "//", "?", "https://", "http://:80/x.jpg", "#")]
+    links += [img("//cdn.h.org/a.jpg", alt="protocol-relative"), img("https://@h.org/b.jpg", alt="empty userinfo"),
+              img("./", alt="the folder")]
+    assert pairs_of(links, page=page) == [("https://cdn.h.org/a.jpg", "protocol-relative", "alt"),
+                                          ("https://@h.org/b.jpg", "empty userinfo", "alt"),
+                                          ("https://www.h.org/dir/", "the folder", "alt")]
+
+
 def test_resolver_equals_urljoin_on_random_urls():
     """The fast joins must give exactly urljoin's result on the cleaned URL (absolute http(s) URLs: kept as
     written once cleaned; an empty URL or a fragment alone: nothing)."""
@@ -231,11 +248,11 @@ def test_resolver_equals_urljoin_on_random_urls():
             want = urljoin(base, clean)
         except ValueError:
             want = None
-        if want is not None and not want.lower().startswith(("http://", "https://")):
-            want = None
+        if want is not None and (not want.lower().startswith(("http://", "https://")) or want == base):
+            want = None  # the page itself ("?", "//"): a placeholder, no pair
         if clean.startswith(("http://", "https://")):
             want = clean
-        if clean.startswith(("data:", "#")) or not clean:
+        if clean.startswith(("data:", "#")) or not clean or (want is not None and not host_of(want)):
             want = None
         assert Resolver(base).resolve(url) == want, (base, url)
 
@@ -328,6 +345,8 @@ def test_corrupt_gzip_member_in_the_middle_is_skipped_and_reading_resumes():
 
 @pytest.mark.parametrize("data,reason", [
     (b"", "empty file (0 bytes)"),
+    (b"\x00" * 70_000, "no WARC record: the file holds only padding"),  # a preallocated, never-written download
+    (b"\r\n" * 1000, "no WARC record: the file holds only padding"),
     (b"\x00\x01garbage bytes that are not WARC" * 20, "invalid WARC record"),
     (gzip.compress(b"hello, not a warc file\n" * 50), "invalid WARC record"),
 ])

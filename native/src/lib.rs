@@ -265,6 +265,12 @@ enum Url {
     Python,         // Resolver decides
 }
 
+/// `_host_start`: a host starts at `b[i]` (an ASCII letter or digit, `[`) and no `@` (userinfo) may hide
+/// an empty one; else (`https://`, `//:0`, `//x@`: placeholders without a host) Python checks the URL in full.
+fn host_start(b: &[u8], i: usize) -> bool {
+    i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'[') && !b.contains(&b'@')
+}
+
 /// `Resolver.resolve` for a URL that is not an absolute http(s) URL kept as written.
 fn resolve(url: &str, base: Option<&Base>) -> Url {
     if url.starts_with("data:") {
@@ -290,7 +296,7 @@ fn resolve(url: &str, base: Option<&Base>) -> Url {
     }
     if b[0] == b'/' {
         if b.get(1) == Some(&b'/') {
-            if b.len() > 2 && b[2] != b'/' && b[2] != b'?' && url.is_ascii() {
+            if host_start(b, 2) && url.is_ascii() {
                 return Url::Made(format!("{}:{}", &base.origin[..base.scheme_len], url));
             }
             return Url::Python;
@@ -643,6 +649,7 @@ impl Parser {
             let made = if (url.starts_with("http://") || url.starts_with("https://"))
                 && url.as_bytes()[url.len() - 1] > b' '
                 && !url.bytes().any(|c| c == b'\n' || c == b'\t' || c == b'\r')
+                && host_start(url.as_bytes(), url.find("//").map_or(0, |i| i + 2))
             {
                 Some(ImgUrl::Rust(acc.push(url)))
             } else {

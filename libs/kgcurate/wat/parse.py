@@ -31,7 +31,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, BinaryIO, NamedTuple
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import orjson
 
@@ -200,15 +200,17 @@ class Resolver:
         dropping an empty trailing ``?``/``#``). Any other URL is first cleaned as a browser does
         (:func:`clean_url`): ``urljoin`` does that only when the URL's scheme is the base's, so an
         absolute URL with a leading space or a newline would come out differently on http and https
-        pages. A URL empty after that, or a fragment alone (``#``: the page itself), gives no pair.
+        pages. A URL empty after that, a fragment alone (``#``), one that resolves to the page itself
+        (``?``, ``//``) or to no host (``//:0``, ``https://``: blank-image placeholders) gives no pair.
         """
-        if url.startswith(_HTTP) and url[-1] > " " and "\n" not in url and "\t" not in url and "\r" not in url:
+        if (url.startswith(_HTTP) and url[-1] > " " and "\n" not in url and "\t" not in url and "\r" not in url
+                and _host_start(url, url.index("//") + 2)):
             return url
         url = clean_url(url)
         if not url or url[0] == "#" or url.startswith("data:"):
             return None
         if url.startswith(_HTTP):
-            return url
+            return url if _has_host(url) else None
         if self.base_url is None:
             return None
         if self._origin is None:
@@ -219,7 +221,7 @@ class Resolver:
         if self._origin and _PLAIN_URL.match(url) is not None:
             if url[0] == "/":
                 if url[1:2] == "/":
-                    if len(url) > 2 and url[2] not in "/?" and url.isascii():
+                    if _host_start(url, 2) and url.isascii():
                         return f"{self._scheme}:{url}"  # protocol-relative
                 elif "/." not in url:
                     return self._origin + url  # root-relative
@@ -235,7 +237,23 @@ class Resolver:
                 if folder and rel and rel[0] not in "./?" and "/." not in rel and "//" not in rel:
                     return folder + rel  # relative to the base's folder
         out = _urljoin(self.base_url, url)
-        return out if out is not None and out[:8].lower().startswith(("http://", "https://")) else None
+        if out is None or not out[:8].lower().startswith(("http://", "https://")) or out == self.base_url:
+            return None
+        return out if _has_host(out) else None
+
+
+def _host_start(url: str, i: int) -> bool:
+    """A host starts at ``url[i]`` (a letter, a digit, ``[`` of an IPv6 literal) and no ``@`` (userinfo)
+    may hide an empty one: the fast paths keep such a URL as it is; any other (``https://``, ``//:0``,
+    ``//x@``) is checked in full."""
+    return i < len(url) and (url[i].isalnum() or url[i] == "[") and "@" not in url
+
+
+def _has_host(url: str) -> bool:
+    try:
+        return bool(urlsplit(url).hostname)
+    except ValueError:
+        return False
 
 
 def clean_url(url: str) -> str:
@@ -354,7 +372,8 @@ def image_pairs(links: list, page: str | None, base: str | None, opts: ParseOpti
         if type(url) is not str:
             url = _as_str(url)
         if url:
-            if url.startswith(_HTTP) and url[-1] > " " and "\n" not in url and "\t" not in url and "\r" not in url:
+            if (url.startswith(_HTTP) and url[-1] > " " and "\n" not in url and "\t" not in url and "\r" not in url
+                    and _host_start(url, url.index("//") + 2)):
                 image_url: str | None = url  # absolute: as written (Resolver.resolve's first case)
             else:
                 if resolver is None:
@@ -466,6 +485,7 @@ _GZ_HEAD = b"\x1f\x8b\x08"  # gzip magic + deflate: where a gzip member can star
 _WARC_START = b"WARC/1."
 _EMBEDDED = b"\r\n\r\nWARC/1."  # a record start inside a block: its Content-Length swallowed the next record
 _PAD = b"\x00\r\n \t"  # tolerated after the last record (padding), nowhere else
+NO_RECORD_PADDING = "no WARC record: the file holds only padding (NUL bytes or whitespace)"
 _CHUNK = 1 << 20
 _PIECE = 1 << 16  # compressed bytes fed to zlib at a time (its unused_data is a copy of the rest)
 _MAX_HEADER = 1 << 16  # a WARC header longer than this is not one
@@ -963,7 +983,9 @@ class WatParser:
             head = tap.tail(0)
             if not head:
                 return 0, "empty file (0 bytes)", ""
-            return "resync" if head.strip(_PAD) else None
+            if not head.strip(_PAD):  # zeros of a preallocated, never-written download: not a whole file
+                return 0, NO_RECORD_PADDING, ""
+            return "resync"
         if whole:
             return None if at_eof else (tap.pos, f"unread data after the last record; {WHOLE_FILE_GZIP}", "")
         if not at_eof:
@@ -1015,6 +1037,9 @@ class WatParser:
             reason = "read error" if tap.read_error is not None else "unexpected error"
             self._damage(batch, pos, f"{reason}: {type(exc).__name__}: {str(exc)[:150]}", b"", -1, -1)
             stats.fatal = True
+        if stats.records == 0 and not stats.fatal:  # zeros of a preallocated, never-written download
+            eof = src.eof()
+            self._damage(batch, 0, NO_RECORD_PADDING, b"", eof, eof)
         if stats.damaged and stats.records == stats.damaged:
             stats.fatal = True  # not one record in the file: it could not be read at all
         return batch
