@@ -3,8 +3,8 @@ and the organisms set on the real Wikidata excerpt linked up to animal (Q729).""
 
 from __future__ import annotations
 
+import heapq
 import random
-from collections import deque
 
 import pytest
 
@@ -51,25 +51,28 @@ def reference(rows, spec: EntitySetSpec) -> dict[str, int]:
                     out[c] = min(out.get(c, 1 << 30), d + 1)
         return out
 
-    def star(props, start, include):
-        best = dict(start) if include else {}
-        queue = deque((q, d, 0) for q, d in start.items())
-        seen = set(start) if include else set()
-        while queue:
-            q, d, level = queue.popleft()
-            if level >= spec.max_depth:
+    def star(props, start):
+        """Shortest routes from several starts of their own depths (unit edges, by depth), to max_depth."""
+        best = dict(start)
+        heap = [(d, q) for q, d in start.items()]
+        heapq.heapify(heap)
+        while heap:
+            d, q = heapq.heappop(heap)
+            if d > best[q] or d >= spec.max_depth:
                 continue
             for c, cd in hop(props, {q: d}).items():
-                if c not in seen:
-                    seen.add(c)
+                if cd < best.get(c, 1 << 30):
                     best[c] = cd
-                    queue.append((c, cd, level + 1))
+                    heapq.heappush(heap, (cd, c))
         return best
 
     def path(steps, start):
         cur = start
         for st in reversed(steps):
-            cur = hop(st.props, cur) if st.quant == "" else star(st.props, cur, st.quant == "*")
+            if st.quant == "+":
+                cur = star(st.props, hop(st.props, cur))
+            else:
+                cur = hop(st.props, cur) if st.quant == "" else star(st.props, cur)
         return cur
 
     roots = {q: 0 for q in spec.roots}
@@ -82,6 +85,7 @@ def reference(rows, spec: EntitySetSpec) -> dict[str, int]:
         excluded |= set(path(steps, {q: 0 for q in spec.exclusions}))
     info = {r["qid"]: r for r in rows}
     return {q: d for q, d in members.items() if q not in excluded and q in info and d <= spec.max_depth
+            and (d > 0 or spec.include_roots)
             and (info[q]["has_image"] or not spec.require_image)
             and (spec.min_sitelinks == 0 or (info[q]["sitelinks"] or -1) >= spec.min_sitelinks)}
 
@@ -106,11 +110,27 @@ def test_paths_and_spec_errors():
     assert spec_from_dict(base).rules == ("P279*",)
     for bad, msg in [({**base, "roots": ["dog"]}, "item ids"), ({**base, "name": "a b"}, "'name'"),
                      ({**base, "rules": ["P31/"]}, "bad property path"), ({**base, "root": ["Q1"]}, "unknown key"),
-                     ({"name": "x"}, "at least one"), ({**base, "max_depth": 0}, "max_depth")]:
+                     ({"name": "x"}, "at least one"), ({**base, "max_depth": 0}, "max_depth"),
+                     # YAML values taken as they are: 'false' (quoted) was true, 2.9 was 2, .inf a trace
+                     ({**base, "require_image": "false"}, "'require_image' must be true or false"),
+                     ({**base, "include_roots": "no"}, "'include_roots' must be true or false"),
+                     ({**base, "max_depth": 2.9}, "'max_depth' must be a whole number"),
+                     ({**base, "min_sitelinks": float("inf")}, "'min_sitelinks' must be a whole number"),
+                     ({**base, 2024: "a note", True: "on:"}, "unknown key")]:
         with pytest.raises(UserError, match=msg):
             spec_from_dict(bad)
+    assert spec_from_dict({**base, "max_depth": None, "include_roots": None}).max_depth == 40  # null: default
     with pytest.raises(UserError, match="not found"):
         load_spec("conf/entity_sets/nope.yaml")
+    with pytest.raises(UserError, match="read from a local file, not a URI"):
+        load_spec("s3a://bucket/sets/organisms.yaml")
+
+
+def test_a_spec_that_is_not_utf8_is_one_line(tmp_path):
+    p = tmp_path / "latin1.yaml"
+    p.write_bytes("name: caf\xe9\nroots: [Q1]\n".encode("latin-1"))
+    with pytest.raises(UserError, match="not UTF-8"):
+        load_spec(str(p))
 
 
 # --- Spark --------------------------------------------------------------------------------------
@@ -157,6 +177,26 @@ def test_closure_matches_reference_on_generated_graph(spark):
     assert not {"Q250", "Q9", "Q260", "Q261", "Q262"} & set(got)
     assert got["Q270"] == 1 and got["Q1"] == 0
     assert len([q for q in got if len(q) == 5]) >= 10  # the random part (Q1000..Q1299) contributes
+
+
+def test_depth_is_the_shortest_route_from_starts_at_several_depths(spark):
+    """``P279*/P31/P279*``: the last closure starts from instances at depths 1 and 4. QX is 5 hops away
+    through the deep one and 3 through the shallow one: 3, and still a member at max_depth 4."""
+    rows = [entity("Q1"), entity("QA", p279=["Q1"]), entity("QB", p279=["QA"]), entity("QC", p279=["QB"]),
+            entity("QI1", p31=["QC"]), entity("QI2", p31=["Q1"]), entity("QY", p279=["QI2"]),
+            entity("QX", p279=["QI1", "QY"])]
+    for depth in (40, 4):
+        spec = spec_from_dict({"name": "mixed", "roots": ["Q1"], "rules": ["P279*/P31/P279*"], "max_depth": depth})
+        got = {r["qid"]: r["depth"] for r in compute(spark, frame(spark, rows), spec).collect()}
+        assert got["QX"] == 3 and got == reference(rows, spec), depth
+    # include_roots: false leaves the roots out, also when a `*` rule reaches them by zero hops
+    spec = spec_from_dict({"name": "below", "roots": ["Q1"], "rules": ["P279*"], "include_roots": False})
+    assert {r["qid"]: r["depth"] for r in compute(spark, frame(spark, rows), spec).collect()} == {
+        "QA": 1, "QB": 2, "QC": 3}
+    graph = generated_graph()
+    spec = spec_from_dict({"name": "gen2", "roots": ["Q1", "Q2"], "rules": ["(P279|P171)*/P31/P279*"], "max_depth": 9})
+    got = {r["qid"]: r["depth"] for r in compute(spark, frame(spark, graph), spec).collect()}
+    assert got == reference(graph, spec) and len(got) > 20
 
 
 def test_filters_image_and_sitelinks(spark, caplog):

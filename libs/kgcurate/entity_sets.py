@@ -99,12 +99,32 @@ def _qids(value: Any, key: str, where: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(v.strip() for v in value))
 
 
+def _bool(data: dict, key: str, default: bool, where: str) -> bool:
+    """true/false as YAML writes them: ``'false'`` (quoted) was ``bool('false')``, True."""
+    value = data.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise UserError(f"{where}: '{key}' must be true or false, got {value!r}")
+    return value
+
+
+def _int(data: dict, key: str, default: int, where: str) -> int:
+    """A whole number (``2.9`` was cut to 2, ``.inf`` raised OverflowError); null keeps the default."""
+    value = data.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"{where}: '{key}' must be a whole number, got {value!r}")
+    return value
+
+
 def spec_from_dict(data: Any, where: str = "entity set") -> EntitySetSpec:
     """Validate a decoded YAML mapping into a spec (every error is one clear UserError line)."""
     if not isinstance(data, dict):
         raise UserError(f"{where}: must be a mapping with at least 'name' and 'roots'")
     known = {f for f in EntitySetSpec.__dataclass_fields__ if f != "source"}
-    extra = sorted(set(data) - known)
+    extra = sorted(str(k) for k in set(data) - known)
     if extra:
         raise UserError(f"{where}: unknown key(s) {', '.join(extra)} (known: {', '.join(sorted(known))})")
     name = data.get("name")
@@ -125,11 +145,8 @@ def spec_from_dict(data: Any, where: str = "entity set") -> EntitySetSpec:
                 parse_path(rule)
             except ValueError as exc:
                 raise UserError(f"{where}: {exc}") from exc
-    try:
-        min_sitelinks = int(data.get("min_sitelinks", 0) or 0)
-        max_depth = int(data.get("max_depth", 40))
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"{where}: min_sitelinks and max_depth must be integers") from exc
+    min_sitelinks = _int(data, "min_sitelinks", 0, where)
+    max_depth = _int(data, "max_depth", 40, where)
     if max_depth < 1:
         raise UserError(f"{where}: max_depth must be at least 1")
     return EntitySetSpec(
@@ -137,19 +154,25 @@ def spec_from_dict(data: Any, where: str = "entity set") -> EntitySetSpec:
         rules=tuple([rules] if isinstance(rules, str) else rules),
         exclusions=_qids(data.get("exclusions"), "exclusions", where),
         exclusion_rules=tuple([exclusion_rules] if isinstance(exclusion_rules, str) else exclusion_rules),
-        include_roots=bool(data.get("include_roots", True)),
-        require_image=bool(data.get("require_image", False)),
+        include_roots=_bool(data, "include_roots", True, where),
+        require_image=_bool(data, "require_image", False, where),
         min_sitelinks=min_sitelinks, max_depth=max_depth,
         description=str(data.get("description") or ""),
     )
 
 
 def load_spec(path: str | Path) -> EntitySetSpec:
+    """A spec from a local YAML file (the driver reads it before Spark starts)."""
+    if isinstance(path, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", path):  # s3a://, file:, https://
+        raise UserError(f"entity set spec {path}: specs are read from a local file, not a URI: copy it next to the "
+                        "job (spark-submit --files ships it) and pass its path")
     p = Path(path)
     if not p.is_file():
         raise UserError(f"entity set spec not found: {p} (pass a YAML file such as conf/entity_sets/organisms.yaml)")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"entity set spec {p} is not UTF-8 text: save it as UTF-8 YAML") from None
     except yaml.YAMLError as exc:
         raise UserError(f"entity set spec {p} is not valid YAML: fix its syntax") from exc
     spec = spec_from_dict(data, str(p))
@@ -183,34 +206,48 @@ def _hop(edges, frontier):  # noqa: ANN001, ANN202
     )
 
 
-def closure(edges, start, include_start: bool, max_depth: int, label: str = ""):  # noqa: ANN001, ANN201
-    """Entities reaching ``start`` by one or more edges (plus ``start`` itself if include_start).
+def closure(edges, start, max_depth: int, label: str = ""):  # noqa: ANN001, ANN201
+    """``start`` and the entities reaching it by one or more edges (a ``*`` step; ``X+`` is ``X/X*``), each at
+    its smallest depth: a start entity's depth plus the hops from it, up to ``max_depth``.
 
-    Breadth-first to a fixpoint: each round joins the frontier with the edges and drops what was
-    reached already (so cycles stop). Each round's new entities are checkpointed once; ``reached``
-    is the union of those checkpoints, so the plan stays flat and nothing is rewritten.
+    Breadth-first by depth, not by round: the start entities of depth d join the frontier at depth d
+    (they come from an earlier step of a path such as ``P279*/P31/P279*``, at several depths), so an
+    entity reached first from a deep start and later, by a shorter route, from a shallow one gets the
+    short route's depth (counting rounds from the whole start set gave it the long one, and ``max_depth``
+    then dropped it). Each depth's new entities are checkpointed once; what was reached already is
+    dropped (so cycles stop); ``reached`` is the union of those checkpoints, so the plan stays flat.
     """
     from pyspark.sql import functions as F
 
-    levels = [start.localCheckpoint()] if include_start else []
-    frontier = start
-    for level in range(1, max_depth + 1):
-        nxt = _hop(edges, frontier)
+    start = start.localCheckpoint()
+    depths = sorted(int(r[0]) for r in start.select("depth").distinct().collect())  # a few small integers
+    levels: list = []
+    frontier = None
+    for depth in range(depths[0] if depths else max_depth + 1, max_depth + 1):
+        seeds = start.where(F.col("depth") == depth) if depth in depths else None
+        parts = ([_hop(edges, frontier)] if frontier is not None else []) + ([seeds] if seeds is not None else [])
+        if not parts:
+            if depth >= depths[-1]:
+                break
+            continue
+        step = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1]).groupBy("qid").agg(
+            F.min("depth").alias("depth"))
         if levels:
             seen = levels[0].select("qid")
             for lv in levels[1:]:
                 seen = seen.unionByName(lv.select("qid"))
-            nxt = nxt.join(seen, "qid", "left_anti")
-        nxt = nxt.localCheckpoint()
-        n = nxt.count()
-        log.info("entity-set %s: level %d: %d new", label, level, n)
-        if n == 0:
+            step = step.join(seen, "qid", "left_anti")
+        step = step.localCheckpoint()
+        n = step.count()
+        log.info("entity-set %s: depth %d: %d new", label, depth, n)
+        frontier = step if n else None
+        if n:
+            levels.append(step)
+        if frontier is None and depth >= depths[-1]:
             break
-        levels.append(nxt)
-        frontier = nxt
-        if level == max_depth:  # not a fixpoint: what lies deeper is left out, so say it
-            log.warning("entity-set %s: round %d (max_depth) still found %d new entities: the set is cut there; "
-                        "raise max_depth in its spec to reach the rest", label, level, n)
+        if depth == max_depth and frontier is not None:  # not a fixpoint: what lies deeper is left out
+            log.warning("entity-set %s: depth %d (max_depth) still found %d new entities: the set is cut there; "
+                        "raise max_depth in its spec to reach the rest", label, depth, n)
     if not levels:
         return start.limit(0)
     reached = levels[0]
@@ -251,7 +288,7 @@ def evaluate_path(edges, start, steps, max_depth: int, label: str = "", memo: di
         if step.quant == "":
             current = _hop(e, current).localCheckpoint()
         else:
-            current = closure(e, current, step.quant == "*", max_depth, label).localCheckpoint()
+            current = closure(e, current, max_depth, label).localCheckpoint()
         memo[key] = current
     return current
 
@@ -272,6 +309,8 @@ def compute(spark, entities_df, spec: EntitySetSpec):  # noqa: ANN001, ANN201
         for f in found[1:]:
             members = members.unionByName(f)
         members = members.groupBy("qid").agg(F.min("depth").alias("depth")).where(F.col("depth") <= spec.max_depth)
+        if not spec.include_roots:  # a `*` step reaches the roots by zero hops, at depth 0: only roots are there
+            members = members.where(F.col("depth") > 0)
         if spec.exclusions:
             ex_roots = spark.createDataFrame([(q, 0) for q in spec.exclusions], "qid string, depth int")
             ex_memo: dict = {}
