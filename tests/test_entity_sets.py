@@ -51,14 +51,14 @@ def reference(rows, spec: EntitySetSpec) -> dict[str, int]:
                     out[c] = min(out.get(c, 1 << 30), d + 1)
         return out
 
-    def star(props, start):
-        """Shortest routes from several starts of their own depths (unit edges, by depth), to max_depth."""
+    def star(props, start, limit):
+        """Shortest routes from several starts of their own depths (unit edges, by depth), to ``limit``."""
         best = dict(start)
         heap = [(d, q) for q, d in start.items()]
         heapq.heapify(heap)
         while heap:
             d, q = heapq.heappop(heap)
-            if d > best[q] or d >= spec.max_depth:
+            if d > best[q] or d >= limit:
                 continue
             for c, cd in hop(props, {q: d}).items():
                 if cd < best.get(c, 1 << 30):
@@ -66,13 +66,13 @@ def reference(rows, spec: EntitySetSpec) -> dict[str, int]:
                     heapq.heappush(heap, (cd, c))
         return best
 
-    def path(steps, start):
+    def path(steps, start, limit=spec.max_depth):
         cur = start
         for st in reversed(steps):
             if st.quant == "+":
-                cur = star(st.props, hop(st.props, cur))
+                cur = star(st.props, hop(st.props, cur), limit)
             else:
-                cur = hop(st.props, cur) if st.quant == "" else star(st.props, cur)
+                cur = hop(st.props, cur) if st.quant == "" else star(st.props, cur, limit)
         return cur
 
     roots = {q: 0 for q in spec.roots}
@@ -82,7 +82,7 @@ def reference(rows, spec: EntitySetSpec) -> dict[str, int]:
             members[q] = min(members.get(q, 1 << 30), d)
     excluded = set(spec.exclusions)
     for steps in spec.exclusion_paths:
-        excluded |= set(path(steps, {q: 0 for q in spec.exclusions}))
+        excluded |= set(path(steps, {q: 0 for q in spec.exclusions}, 1 << 30))  # to the fixpoint
     info = {r["qid"]: r for r in rows}
     return {q: d for q, d in members.items() if q not in excluded and q in info and d <= spec.max_depth
             and (d > 0 or spec.include_roots)
@@ -189,6 +189,12 @@ def test_depth_is_the_shortest_route_from_starts_at_several_depths(spark):
         spec = spec_from_dict({"name": "mixed", "roots": ["Q1"], "rules": ["P279*/P31/P279*"], "max_depth": depth})
         got = {r["qid"]: r["depth"] for r in compute(spark, frame(spark, rows), spec).collect()}
         assert got["QX"] == 3 and got == reference(rows, spec), depth
+    # an exclusion reaches further than max_depth: Q94 is 4 subclass hops below the excluded Q90
+    chain = [entity("Q90"), *(entity(f"Q9{i}", p279=[f"Q9{i - 1}"]) for i in range(1, 4)),
+             entity("Q94", p279=["Q93", "Q1"])]
+    spec = spec_from_dict({"name": "ex", "roots": ["Q1"], "rules": ["P279*"], "exclusions": ["Q90"], "max_depth": 3})
+    got = {r["qid"]: r["depth"] for r in compute(spark, frame(spark, rows + chain), spec).collect()}
+    assert "Q94" not in got and got == reference(rows + chain, spec) and got["QA"] == 1
     # include_roots: false leaves the roots out, also when a `*` rule reaches them by zero hops
     spec = spec_from_dict({"name": "below", "roots": ["Q1"], "rules": ["P279*"], "include_roots": False})
     assert {r["qid"]: r["depth"] for r in compute(spark, frame(spark, rows), spec).collect()} == {

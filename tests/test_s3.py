@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import gzip
 import io
 
@@ -233,3 +234,13 @@ def test_refresh_from_bucket_to_bucket_lake(spark, tmp_path, capfd, caplog):
             restore_spark(spark, previous)
     out, err = capfd.readouterr()
     assert SECRET_KEY not in out + err + caplog.text
+
+
+@pytest.mark.parametrize("pattern", ["a/[]x]*.gz", "a/[!]x]*.gz", "a/[^b]c", "a/[a-c]1", "a/[!a-c]1", "a/[x", "a/[[]x",
+                                     "a/*.wat.gz", "a/?1"])
+def test_key_globs_read_character_sets_as_fnmatch_does(pattern):
+    """A set led by "]" ("[]x]") was a regex error (a trace, not a listing); "^" first is a character."""
+    keys = ["a/]1.gz", "a/x.gz", "a/y.gz", "a/^c", "a/bc", "a/dc", "a/b1", "a/d1", "a/[x", "a/f.wat.gz", "a/b/c.wat.gz"]
+    regex = s3._glob_regex(pattern)
+    assert [k for k in keys if regex.match(k)] == [k for k in keys if fnmatch.fnmatchcase(k, pattern) and
+                                                   k.count("/") == pattern.count("/")]

@@ -206,6 +206,9 @@ def _hop(edges, frontier):  # noqa: ANN001, ANN202
     )
 
 
+EXCLUSION_DEPTH = 1000  # exclusion closures run to their fixpoint; this only bounds a pathological graph
+
+
 def closure(edges, start, max_depth: int, label: str = ""):  # noqa: ANN001, ANN201
     """``start`` and the entities reaching it by one or more edges (a ``*`` step; ``X+`` is ``X/X*``), each at
     its smallest depth: a start entity's depth plus the hops from it, up to ``max_depth``.
@@ -314,7 +317,8 @@ def compute(spark, entities_df, spec: EntitySetSpec):  # noqa: ANN001, ANN201
         if spec.exclusions:
             ex_roots = spark.createDataFrame([(q, 0) for q in spec.exclusions], "qid string, depth int")
             ex_memo: dict = {}
-            excluded = [evaluate_path(edges, ex_roots, steps, spec.max_depth, f"{spec.name}[exclude {rule}]", ex_memo)
+            # to a fixpoint, not max_depth: a member near a root may lie far below an excluded one
+            excluded = [evaluate_path(edges, ex_roots, steps, EXCLUSION_DEPTH, f"{spec.name}[exclude {rule}]", ex_memo)
                         for rule, steps in zip(spec.exclusion_rules, spec.exclusion_paths, strict=True)]
             ex = ex_roots.select("qid")
             for x in excluded:

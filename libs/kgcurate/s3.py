@@ -105,15 +105,20 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
             out.append("[^/]")
             i += 1
         elif pattern[i] == "[":
-            end = pattern.find("]", i + 1)
+            j = i + 1  # as fnmatch: a "]" first in the set ("[]x]", "[!]x]") is one of its characters
+            j += j < len(pattern) and pattern[j] == "!"
+            j += j < len(pattern) and pattern[j] == "]"
+            end = pattern.find("]", j)
             if end < 0:
                 out.append(re.escape("["))
                 i += 1
             else:
                 body = pattern[i + 1:end]
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append("[" + body.replace("\\", "\\\\") + "]")
+                negate = body.startswith("!")
+                body = body[negate:].replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+                if body.startswith("^"):
+                    body = "\\" + body  # a literal ^, not a negation
+                out.append("[" + "^" * negate + body + "]")
                 i = end + 1
         else:
             out.append(re.escape(pattern[i]))
