@@ -199,9 +199,7 @@ def run_id_now(spark: SparkSession, root: str, params: dict[str, Any]) -> str:
     from kgcurate.stages import match
 
     state = match.read_state(spark, root)
-    recorded = {} if state is None else {
-        name: state.version_of(name)
-        for name in (tables.PAIRS, tables.METADATA, tables.MATCHES, tables.ENTRY_COUNTS, tables.QID_COUNTS)}
+    recorded = {} if state is None else {name: state.version_of(name) for name in match.RECORDED_TABLES}
     return run_id_for(params, recorded)
 
 

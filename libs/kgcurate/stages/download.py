@@ -100,12 +100,13 @@ def samples_of(ctx: Context, curated: DataFrame) -> DataFrame:
 
 
 def folder_runs(ctx: Context, out: str) -> list[dict[str, Any]]:
-    """The completed download runs into ``out`` (run_id, curated_run_id, finished_at): a few per folder."""
+    """The completed download runs into ``out`` (run_id, curated_run_id, finished_at, params, shards): a
+    few rows per folder, read once for the folder check, the shards done and the failures to retry."""
     if not ctx.lake.exists(tables.DOWNLOAD_RUNS):
         return []
     rows = (ctx.lake.read(tables.DOWNLOAD_RUNS).where(F.col("out") == out)
-            .select("run_id", "curated_run_id", "finished_at").collect())
-    return [r.asDict() for r in rows]
+            .select("run_id", "curated_run_id", "finished_at", "params", "shards").collect())
+    return [r.asDict(recursive=True) for r in rows]
 
 
 def check_own_folder(runs: list[dict[str, Any]], curated_run_id: str, out: str) -> None:
@@ -117,14 +118,11 @@ def check_own_folder(runs: list[dict[str, Any]], curated_run_id: str, out: str) 
                         f"{other[-1]['run_id']}): pass a new --out for curated run {curated_run_id}")
 
 
-def committed_shards(ctx: Context, curated_run_id: str, out: str) -> dict[int, dict[str, Any]]:
-    """Shards a completed run of this curated set wrote into ``out``: shard -> its row (file, samples)."""
-    if not ctx.lake.exists(tables.DOWNLOAD_RUNS):
-        return {}
-    rows = (ctx.lake.read(tables.DOWNLOAD_RUNS)
-            .where((F.col("curated_run_id") == curated_run_id) & (F.col("out") == out))
-            .select(F.explode("shards").alias("s"), "params").select("s.*", "params").collect())
-    return {r["shard"]: r.asDict() for r in rows}
+def committed_shards(runs: list[dict[str, Any]], curated_run_id: str) -> dict[int, dict[str, Any]]:
+    """Shards a completed run of this curated set wrote into the folder (``runs``: :func:`folder_runs`):
+    shard -> its row (file, samples, the run's params)."""
+    return {s["shard"]: {**s, "params": r["params"]} for r in runs if r["curated_run_id"] == curated_run_id
+            for s in r["shards"] or []}
 
 
 def check_same_layout(done: dict[int, dict[str, Any]], shard_size: int, out: str) -> None:
@@ -333,7 +331,7 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> DownloadSummary:
         n_urls = samples.count()
         runs = folder_runs(ctx, out)
         check_own_folder(runs, curated_run_id, out)
-        done = committed_shards(ctx, curated_run_id, out)
+        done = committed_shards(runs, curated_run_id)
         check_same_layout(done, o.shard_size, out)
         assigned = plan(ctx, samples, curated_run_id, n_urls, o, done, [r["run_id"] for r in runs])
         every = sorted(r[0] for r in assigned.select("shard").distinct().collect())  # one per shard: small

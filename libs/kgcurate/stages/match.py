@@ -108,6 +108,10 @@ def record_state(spark: SparkSession, root: str, meta_version: int | None, fp: s
         updated_at=datetime.now(timezone.utc).isoformat(timespec="seconds")))
 
 
+# The tables whose versions a completed match records in match_state (what balance reads, and hashes).
+RECORDED_TABLES = (tables.PAIRS, tables.METADATA, tables.MATCHES, tables.ENTRY_COUNTS, tables.QID_COUNTS)
+
+
 def completed_versions(spark: SparkSession, root: str, state: MatchState | None = None) -> dict[str, int | None]:
     """The table versions the last completed match run recorded: pairs, metadata, matches and counts
     that agree with each other, whatever a running or dead match has committed since. ``state``:
@@ -121,8 +125,7 @@ def completed_versions(spark: SparkSession, root: str, state: MatchState | None 
         x = state.version_of(name)
         return None if x is None else lake.content_version(spark, root, name, x)
 
-    versions = {name: v(name) for name in (tables.PAIRS, tables.METADATA, tables.MATCHES, tables.ENTRY_COUNTS,
-                                           tables.QID_COUNTS)}
+    versions = {name: v(name) for name in RECORDED_TABLES}
     # a match recorded on the old layout has ids that hash the source: never read beside string ids
     build_metadata.check_layout(spark, root, versions[tables.METADATA])
     return versions
