@@ -389,3 +389,31 @@ def test_large_members(native):
     rows, stats = run(data, True)
     assert sum(len(b[0]) for b in rows) == 200 + 9000 + 30000 + 60000 and stats.records == 5
     same(data[:-(1 << 19)])  # cut inside the last member
+
+
+@pytest.mark.parametrize("kind", ["end CRLF", "end LF LF", "no end", "end CRLF x3", "header line without a colon",
+                                  "WARC/0.18", "LF header"])
+def test_loosely_framed_members_read_as_fastwarc_reads_them(native, tmp_path, kind):
+    """Record ends other than CRLF CRLF, a header line that is not a field, an old WARC version: the
+    native path hands those members to ``_member``, which reads them as the fastwarc path does (they
+    were damage there, so the native path lost pairs fastwarc gave); LF header lines are damage on both."""
+    from test_wat_resync import _reframe
+
+    m = write_sample(tmp_path, files=1, records=60, seed=3, corrupt=False)
+    records = split_records(Path(m.files[0]).read_bytes(), gz=True)
+    if kind == "LF header":
+        def reframe(r: bytes) -> bytes:
+            head, _, rest = r.partition(b"\r\n\r\n")
+            return head.replace(b"\r\n", b"\n") + b"\n\n" + rest
+    else:
+        def reframe(r: bytes) -> bytes:
+            return _reframe(r, kind)
+    data = b"".join(gzip.compress(reframe(r) if b"IMG@/src" in r else r, mtime=0) for r in records)
+    counts = same(data)
+    assert counts["member"] >= 5
+    batches, stats = run(data, True)
+    pairs = sum(len(b[0]) for b in batches)
+    if kind == "LF header":
+        assert stats.status == "partial" and pairs == 0
+    else:
+        assert stats.status == "ok" and pairs == len(m.pairs_by_file[Path(m.files[0]).name]) > 0

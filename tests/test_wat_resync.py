@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import random
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -197,3 +198,79 @@ def test_resync_path_reads_real_commoncrawl_files_like_the_fast_path(shared_data
     fast, slow = parse(data), _resync_only(data, gz)
     assert fast[0] == slow[0] and fast[1] == slow[1] == [] and fast[2] == slow[2]
     assert fast[2].records > 0 and fast[2].status == "ok"
+
+
+def _reframe(record: bytes, kind: str) -> bytes:
+    """One record with framing that fastwarc reads but the WARC spec does not quite allow."""
+    head, _, rest = record.partition(b"\r\n\r\n")
+    block = rest[:-4]
+    return {
+        "end CRLF": head + b"\r\n\r\n" + block + b"\r\n",
+        "end LF LF": head + b"\r\n\r\n" + block + b"\n\n",
+        "no end": head + b"\r\n\r\n" + block,
+        "end CRLF x3": head + b"\r\n\r\n" + block + b"\r\n\r\n\r\n",
+        "header line without a colon": head + b"\r\nnot a header line\r\n\r\n" + block + b"\r\n\r\n",
+        "WARC/0.18": head.replace(b"WARC/1.0", b"WARC/0.18", 1) + b"\r\n\r\n" + block + b"\r\n\r\n",
+    }[kind]
+
+
+LENIENT_KINDS = ["end CRLF", "end LF LF", "no end", "end CRLF x3", "header line without a colon", "WARC/0.18"]
+
+
+@pytest.mark.parametrize("kind", LENIENT_KINDS)
+def test_a_gzip_member_framed_loosely_is_read_as_fastwarc_reads_it(clean, kind):
+    """Records whose closing CRLF CRLF is another run of line ends (or missing at the member's end),
+    whose header holds a line that is not a field, or an old WARC version: fastwarc reads their pairs,
+    and so does the member path (the native path's fallback and the resync path), not damage."""
+    data, records, expected = clean[0]
+    loose = [_reframe(r, kind) if b"IMG@/src" in r else r for r in records]
+    assert sum(b"IMG@/src" in r for r in records) >= 5
+    gz = b"".join(gzip.compress(r, mtime=0) for r in loose)
+    want = Counter(map(tuple, expected))
+    fast, slow = parse(gz), _resync_only(gz, True)
+    assert Counter(fast[0]) == Counter(slow[0]) == want
+    assert fast[1] == slow[1] == [] and fast[2].status == slow[2].status == "ok"
+    assert fast[2].records == slow[2].records == len(records)
+
+
+def test_a_member_whose_block_runs_on_past_its_content_length_is_still_damage(clean):
+    """Leniency about the line ends after a record does not hide a Content-Length that is too short."""
+    _data, records, _ = clean[0]
+    i = next(k for k, r in enumerate(records) if b"IMG@/src" in r)
+    head, _, rest = records[i].partition(b"\r\n\r\n")
+    n = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+    short = head.replace(b"Content-Length: %d" % n, b"Content-Length: %d" % (n - 10)) + b"\r\n\r\n" + rest
+    gz = b"".join(gzip.compress(r, mtime=0) for r in records[:i] + [short] + records[i + 1:])
+    for _pairs, bad, stats in (parse(gz), _resync_only(gz, True)):
+        assert [(o, r.split(" (")[0]) for o, r, _ in bad] == [
+            (len(b"".join(gzip.compress(r, mtime=0) for r in records[:i])),
+             "invalid WARC record in a gzip member: record does not end where its Content-Length says")]
+        assert stats.status == "partial"
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["gzip", "plain"])
+def test_a_header_with_lf_line_ends_is_a_bad_record_not_skipped(clean, gz):
+    """fastwarc takes a header with LF line ends for one field (an unknown WARC-Type) and hands out an
+    empty record; it was counted as a record of another type and its pairs vanished without a trace."""
+    _data, records, _ = clean[0]
+    i = next(k for k, r in enumerate(records) if b"IMG@/src" in r)
+    head, _, rest = records[i].partition(b"\r\n\r\n")
+    lf = head.replace(b"\r\n", b"\n") + b"\n\n" + rest
+    recs = records[:i] + [lf] + records[i + 1:]
+    data = b"".join(gzip.compress(r, mtime=0) for r in recs) if gz else b"".join(recs)
+    pairs, bad, stats = parse(data)
+    offset = len(b"".join(gzip.compress(r, mtime=0) for r in records[:i]) if gz else b"".join(records[:i]))
+    assert [o for o, _, _ in bad] == [offset] and stats.status == "partial"
+    assert "LF" in bad[0][1]
+    others = Damaged(data, gz, records, [k for k in range(len(records)) if k != i])
+    assert Counter(pairs) == others.expected_pairs
+
+
+def test_a_header_with_lf_line_ends_in_a_whole_file_gzip_is_a_bad_record(clean):
+    _data, records, _ = clean[0]
+    i = next(k for k, r in enumerate(records) if b"IMG@/src" in r)
+    head, _, rest = records[i].partition(b"\r\n\r\n")
+    lf = head.replace(b"\r\n", b"\n") + b"\n\n" + rest
+    data = gzip.compress(b"".join(records[:i] + [lf] + records[i + 1:]), mtime=0)
+    pairs, bad, stats = parse(data)
+    assert len(bad) == 1 and "unreadable WARC header" in bad[0][1] and stats.bad_records == 1

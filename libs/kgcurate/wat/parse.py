@@ -492,6 +492,7 @@ _MAX_HEADER = 1 << 16  # a WARC header longer than this is not one
 _MAX_MEMBER = 1 << 28  # inflated bytes of one gzip member before it is given up on
 _HEADER_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _VERSION = re.compile(rb"WARC/1\.\d\Z")
+_ANY_VERSION = re.compile(rb"WARC/\d+\.\d+\Z")
 WHOLE_FILE_GZIP = ("whole-file gzip (one deflate stream for all records): reading cannot resume inside a "
                    "deflate stream, so the rest of the file is lost")
 
@@ -581,17 +582,21 @@ class _Source:
             self.drop(offset)
 
 
-def _header_at(buf: bytes, i: int) -> tuple[int, dict[bytes, bytes]] | str:
+def _header_at(buf: bytes, i: int, lenient: bool = False) -> tuple[int, dict[bytes, bytes]] | str:
     """Parse the WARC header at ``buf[i:]``: (offset of its block, fields with lowercased names),
     or why it is not one. Strict (version line, ``Name: value`` lines, a numeric Content-Length,
-    a WARC-Type), since it also decides where reading resumes."""
-    if not buf.startswith(_WARC_START, i):
+    a WARC-Type), since it also decides where reading resumes. ``lenient`` (a header at a known
+    record start: the start of a gzip member) reads what fastwarc reads there: any ``WARC/n.n``
+    version, and a line that is not ``Name: value`` skipped."""
+    if not buf.startswith(_WARC_START if not lenient else b"WARC/", i):
         return "not a WARC/1.x record start"
     end = buf.find(b"\r\n\r\n", i, i + _MAX_HEADER)
     if end < 0:
         return "WARC header without the blank line that ends it"
     lines = buf[i:end].split(b"\r\n")
-    if not _VERSION.match(lines[0]):
+    if b"\n" in lines[0]:
+        return "WARC header lines end in LF, not CRLF"
+    if not (_ANY_VERSION if lenient else _VERSION).match(lines[0]):
         return "bad WARC version line"
     fields: dict[bytes, bytes] = {}
     for line in lines[1:]:
@@ -599,6 +604,8 @@ def _header_at(buf: bytes, i: int) -> tuple[int, dict[bytes, bytes]] | str:
             continue  # a folded continuation line
         name, sep, value = line.partition(b":")
         if not sep or not _HEADER_NAME.match(name):
+            if lenient:
+                continue
             return f"bad WARC header line {line[:60]!r}"
         fields[name.lower()] = value.strip()
     if not fields.get(b"content-length", b"").isdigit():
@@ -754,7 +761,7 @@ class WatParser:
             tap.rewind()  # not a file of gzip members the native path starts on: fastwarc, as before
         image_url, text, text_source, pages, page_rows, bad = (
             batch.image_url, batch.text, batch.text_source, batch.pages, batch.page_rows, batch.bad)
-        metadata_type = WarcRecordType.metadata
+        metadata_type, unknown_type = WarcRecordType.metadata, WarcRecordType.unknown
         last_pos, last_len = -1, 0
         gz = whole = False  # whole: gzip, but not a member per record, so no resync is possible
         seen = 0
@@ -796,6 +803,17 @@ class WatParser:
                     if _EMBEDDED in payload and not whole:
                         resync = True
                         break
+                    if record.record_type == unknown_type:
+                        wtype = record.headers.get("WARC-Type")
+                        if wtype is None or not _HEADER_NAME.match(wtype.encode("utf-8", "replace")):
+                            # fastwarc read a header it could not split into fields (LF line ends):
+                            # framed again to report it, not skipped as a record of another type
+                            if not whole:
+                                resync = True
+                                break
+                            stats.bad_records += 1
+                            bad.append((pos, "invalid WARC record: unreadable WARC header",
+                                        _sample(str(wtype).encode("utf-8", "replace"))))
                     continue
                 if _IMG_MARK not in payload and not decode_all:
                     # A WAT JSON payload has no raw CR; memchr for one is cheaper than the full search.
@@ -1084,18 +1102,20 @@ class WatParser:
             return end
         i = 0
         while i < len(out):
-            framed = _header_at(out, i)
+            framed = _header_at(out, i, lenient=True)
             if isinstance(framed, str):
                 reason = framed
                 break
             start, fields = framed
             stop = start + int(fields[b"content-length"])
-            if out[stop:stop + 4] != b"\r\n\r\n":
-                reason = (f"Content-Length {stop - start} runs past the end of its gzip member" if stop + 4 > len(out)
+            # The record ends at its Content-Length. Its closing CRLF CRLF may be any run of CR and LF
+            # bytes, or missing at the member's end: fastwarc reads such records, so they are read here.
+            i = _after_newlines(out, stop)
+            if stop > len(out) or (i == stop < len(out)):
+                reason = (f"Content-Length {stop - start} runs past the end of its gzip member" if stop > len(out)
                           else "record does not end where its Content-Length says")
                 break
             self._take(batch, pos, fields, out[start:stop])
-            i = stop + 4
         else:
             return end
         self._damage(batch, pos, f"invalid WARC record in a gzip member: {reason}", out[i:], end, -1)
@@ -1170,6 +1190,11 @@ class WatParser:
         del urls[n0:], texts[n0:], sources[n0:]
         stats.bad_records += 1
         batch.bad.append((pos, reason, _sample(payload)))
+
+
+def _after_newlines(buf: bytes, i: int) -> int:
+    """The offset after the run of CR and LF bytes at ``buf[i:]``."""
+    return len(buf) - len(buf[i:].lstrip(b"\r\n")) if i < len(buf) else i
 
 
 def _member_end(tail: bytes, offset: int) -> int:
