@@ -7,8 +7,9 @@ here in this process beside our ``WatParser`` on the same generated files, in in
 this one-threaded process is the per-core cost and stays meaningful on a shared machine.
 
 The two must agree: cc2dataset keeps ``IMG@/src`` links with a non-empty ``alt`` and an absolute
-http(s) URL; we keep alt *and* title texts, whitespace-collapsed and at most 2,000 characters. So the
-check compares cc2dataset's (url, alt) pairs, normalised our way, with our alt pairs.
+http(s) URL; we keep alt *and* title texts, whitespace-collapsed and at most 2,000 characters, and
+decode character references in ``src`` and ``alt`` (``&amp;``) as a browser does. So the check compares
+cc2dataset's (url, alt) pairs, normalised our way, with our alt pairs.
 
 cc2dataset is never a project dependency: ``make bench-peers-setup`` installs it and the packages only
 it imports (pysimdjson, loguru) into ``.cache/peers``, which this script puts on ``sys.path``.
@@ -29,6 +30,7 @@ from collections import Counter
 from pathlib import Path
 
 import bench_wat  # bench/ is on sys.path: this script's folder
+from kgcurate.wat.parse import unescape_attr
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT / ".cache" / "peers"
@@ -78,7 +80,8 @@ def agreement(paths: list[Path], process_wat) -> tuple[bool, str]:
     ours: list = []
     peer_pairs(process_wat, paths, theirs)
     our_pairs(paths, ours)
-    want = Counter((url, t, page) for url, alt, page in theirs if (t := _collapse(alt)) and len(t) <= MAX_TEXT)
+    want = Counter((unescape_attr(url), t, page) for url, alt, page in theirs
+                   if (t := _collapse(unescape_attr(alt))) and len(t) <= MAX_TEXT)
     got = Counter((url, text, page) for url, text, source, page in ours if source == "alt")
     only_theirs, only_ours = want - got, got - want
     line = (f"cc2dataset {len(theirs):,} pairs ({sum(want.values()):,} after our normalisation), ours "

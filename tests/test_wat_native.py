@@ -170,7 +170,8 @@ def test_shared_data(native, shared_data):
 # -- hostile records ------------------------------------------------------------------------------
 _CHARS = ("a", "B", "z", " ", "  ", "\t", "\n", "\r\n", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f", "\x85",
           "\xa0", "\u1680", "\u2000", "\u200b", "\u2028", "\u3000", "\u180e", "\ufeff", "\u00e9", "\U0001f600",
-          "\x00", "\x7f", "\\", '"', "/", "?", "#", ":", ";", "[", "]", "..", ".")
+          "\x00", "\x7f", "\\", '"', "/", "?", "#", ":", ";", "[", "]", "..", ".",
+          "&amp;", "&", "&#1;", "&copy=", "&lt", "&nbsp;", "&#x1F600;", "&quot;", "&#0;", "&notit;")
 _URLS = ["http://h.org/a.jpg", "https://h.org/b?x=1", "http://h.org/a\nb.jpg", "https://h.org/\tx", "HTTPS://H.org/y",
          "HTTP://h.org", "http:relative.jpg", "//cdn.h.org/c.jpg", "//", "///x", "//?q", "//\u00e9.org/x", "/a.jpg",
          "/a/../b.jpg", "/./a", "/a/./b", "/\u00e9.png", "a.jpg", "a/b/c.png", "./a.jpg", "./../a", "../a.jpg",
@@ -178,13 +179,17 @@ _URLS = ["http://h.org/a.jpg", "https://h.org/b?x=1", "http://h.org/a\nb.jpg", "
          " a.jpg", "a.jpg ", "a//b.jpg", "a/.b", ";p", "a;p", "\\x.jpg", "a:b", "x:y/z", "data:image/png;base64,AA",
          "javascript:void(0)", "mailto:a@h.org", "ftp://h.org/f.jpg", "[::1]/x", "http://[::1/x", "//[::1/x",
          "\u00e9t\u00e9.jpg", "%20a.jpg", "a\x00b", "a\x1fb", "", " https://h.org/lead.jpg", "http://h.org/t.jpg ",
-         "\thttp://h.org/tab.jpg\n", "http://h.org/x.jpg\x00", "  ", "#", " #top"]
+         "\thttp://h.org/tab.jpg\n", "http://h.org/x.jpg\x00", "  ", "#", " #top",
+         "a.jpg?x=1&amp;y=2", "https://h.org/q?a=1&amp;b=2", "&#1;", "https&#58;//h.org/e.jpg", "i.jpg?a=1&copy=2",
+         "q?h=1&w=2&amp;x=3&#38;y", "q?a&b=1&",
+         "&#x2F;&#x2F;cdn.h.org/x.jpg", "&amp;", "http://h.org/&#10;n.jpg"]
 _PAGES = ["https://www.h.org/animals/dogs/index.html?id=3", "http://h.org", "http://h.org/", "https://h.org/a//b/c.html",
           "https://h.org/a/./b.html", "https://h.org/a/b/", "http://\u00e9.org/x/y", "http://[::1/x", "ftp://h.org/x/",
           "HTTP://h.org/x/y", "https://h.org/p?q#f", "https://h.org#f", "https://h.org/x y/z", "https://h.org/%7Ea/b"]
 _HOSTILE = [True]  # False: odd values are rare, so most records stay on the native path
 _BASES = [None, None, None, "", "/static/", "https://cdn.h.org/v2/", "../up/", "//other.org/", "http://[::1",
-          "HTTP://X.org/", "?q", 5, ["https://list.org/"], None]
+          "HTTP://X.org/", "?q", 5, ["https://list.org/"], None, "https://cdn.h.org/v&amp;3/",
+          "&#47;s&#47;"]
 
 
 def _jstr(rng: random.Random, s: str) -> str:
@@ -315,7 +320,7 @@ def test_hostile_records(native, seed):
     data = _hostile_file(seed, lo_hi)
     counts = same(data, opts)
     if not _HOSTILE[0]:
-        assert counts["member"] < 60  # most of the 120 members went through the native path
+        assert counts["member"] < 70  # most of the 120 members went through the native path (45-62 on seeds 1, 5, 9)
     same(data, opts, batch_size=3, boundaries=False)
 
 

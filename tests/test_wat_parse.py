@@ -22,6 +22,7 @@ from kgcurate.wat.parse import (
     WatParser,
     crawl_from_path,
     extract_pairs,
+    unescape_attr,
 )
 
 PAGE = "https://www.example.org/animals/dogs/index.html?id=3"
@@ -500,3 +501,41 @@ def test_real_whirlwind_wat_gives_no_pairs(shared_data):
 def test_same_pairs_in_any_batch_size():
     data, _ = _good_file()
     assert Counter(parse_bytes(data, batch_size=1)[0]) == Counter(parse_bytes(data)[0])
+
+
+# -- character references in attribute values -----------------------------------------------------
+@pytest.mark.parametrize("raw,want", [
+    ("a?x=1&amp;y=2", "a?x=1&y=2"), ("Tom &amp; Jerry", "Tom & Jerry"), ("&quot;dog&quot;", '"dog"'),
+    ("&lt;b&gt", "<b>"), ("&#39;s &#x27;t", "'s 't"), ("R&D", "R&D"), ("&copy 2020", "\u00a9 2020"),
+    # HTML's rule for attributes: a reference without ";" followed by "=" or a letter or digit stays
+    ("a?x=1&copy=2", "a?x=1&copy=2"), ("&ampz", "&ampz"), ("&amp=", "&amp="), ("&notit;", "&notit;"),
+    ("&ampé", "&\u00e9"), ("&#1;", ""), ("no reference", "no reference"),
+])
+def test_unescape_attr_decodes_as_a_browser_reads_an_attribute(raw, want):
+    assert unescape_attr(raw) == want
+
+
+def test_character_references_in_src_alt_title_and_base_are_decoded():
+    """CommonCrawl keeps attribute values as the HTML wrote them (`&amp;` in a src: a real 2014 WAT
+    has 11 in 101 lines); a browser requests the decoded URL, so a kept `&amp;` was a broken URL."""
+    links = [
+        img("https://cdn.example.org/a.jpg?w=1&amp;h=2", alt="Tom &amp; Jerry", title="&quot;Cat&quot;&nbsp;nap"),
+        img("/b.jpg?id=1&copy=2", alt="&lt;none&gt;"),
+        img("&#1;", alt="an empty URL once decoded"),
+        img("https://cdn.example.org/c.jpg", alt="&#1;"),  # a text empty once decoded
+        img("c.jpg", alt="relative"),
+    ]
+    assert pairs_of(links, base="/v&amp;2/") == [
+        ("https://cdn.example.org/a.jpg?w=1&h=2", "Tom & Jerry", "alt"),
+        ("https://cdn.example.org/a.jpg?w=1&h=2", '"Cat" nap', "title"),
+        ("https://www.example.org/b.jpg?id=1&copy=2", "<none>", "alt"),
+        ("https://www.example.org/v&2/c.jpg", "relative", "alt"),
+    ]
+
+
+def test_the_text_length_limits_apply_to_the_decoded_text():
+    opts = ParseOptions(min_text_length=2, max_text_length=5)
+    links = [img("https://h.example/a.jpg", alt="&amp;&amp;"), img("https://h.example/b.jpg", alt="a&amp;b&amp;c"),
+             img("https://h.example/c.jpg", alt="&amp;amp;&amp;")]  # decoded "&amp;&": 6 > 5
+    assert pairs_of(links, opts=opts) == [("https://h.example/a.jpg", "&&", "alt"),
+                                          ("https://h.example/b.jpg", "a&b&c", "alt")]

@@ -274,3 +274,31 @@ def test_a_header_with_lf_line_ends_in_a_whole_file_gzip_is_a_bad_record(clean):
     data = gzip.compress(b"".join(records[:i] + [lf] + records[i + 1:]), mtime=0)
     pairs, bad, stats = parse(data)
     assert len(bad) == 1 and "unreadable WARC header" in bad[0][1] and stats.bad_records == 1
+
+
+NO_LENGTH = b"WARC/1.0\r\nWARC-Type: metadata\r\nWARC-Target-URI: http://h.example/x\r\n\r\n"
+
+
+def test_a_record_without_content_length_is_damage_not_an_empty_record(clean):
+    """fastwarc hands out a header without Content-Length as an empty record (a bad record `not a JSON
+    object` with no sample, at the wrong place); the member path reports the member itself."""
+    _data, records, _ = clean[0]
+    recs = records[:3] + [NO_LENGTH] + records[3:]
+    data = b"".join(gzip.compress(r, mtime=0) for r in recs)
+    pairs, bad, stats = parse(data)
+    at = len(b"".join(gzip.compress(r, mtime=0) for r in recs[:3]))
+    assert [(o, r.split(" (")[0]) for o, r, _ in bad] == [
+        (at, "invalid WARC record in a gzip member: no valid Content-Length")]
+    assert Counter(pairs) == Damaged(data, True, records, list(range(len(records)))).expected_pairs
+    assert stats.status == "partial" and stats.records == len(recs)
+
+
+def test_headers_without_content_length_end_a_whole_file_gzip(clean):
+    """Inside one deflate stream, headers without a length (what a flipped bit inflates to) cannot be
+    framed: the file ends there, one bad record, not one empty bad record per garbled header."""
+    _data, records, _ = clean[0]
+    data = gzip.compress(b"".join(records[:4] + [NO_LENGTH] * 3 + records[4:]), mtime=0)
+    pairs, bad, stats = parse(data)
+    assert len(bad) == 1 and bad[0][1].startswith("invalid WARC record: no Content-Length; " + WHOLE_FILE_GZIP)
+    assert stats.status == "failed" and stats.records == 5 and stats.bad_records == 1
+    assert Counter(pairs) == Damaged(data, True, records, [0, 1, 2, 3]).expected_pairs

@@ -446,6 +446,7 @@ struct Parser {
     sources: Py<PyTuple>,
     source_names: Vec<String>,
     join: PyObject,
+    unescape: PyObject, // parse.unescape_attr, for a `src`, `alt` or `title` holding a character reference
     dec: Decompress,
     fast: Inflater,
     acc: Out,
@@ -548,6 +549,32 @@ impl Parser {
         Ok(p + self.dec.total_in() as usize)
     }
 
+    /// `unescape_attr(s)`. Done here when each `&` is a query string's: `&amp;` (decoded) or `&name=`
+    /// with an ASCII letter-or-digit name (kept: HTML's attribute rule leaves a reference without
+    /// `;` before `=` or a letter or digit); any other goes to Python's, so both paths decode alike.
+    fn unescaped(&self, py: Python<'_>, s: &str) -> Result<String, ()> {
+        let b = s.as_bytes();
+        let mut out = String::with_capacity(s.len());
+        let mut last = 0;
+        for i in memchr::memchr_iter(b'&', b) {
+            if i < last {
+                continue; // inside the `&amp;` just decoded (it holds no `&`: never)
+            }
+            if b[i..].starts_with(b"&amp;") {
+                out.push_str(&s[last..i]);
+                out.push('&');
+                last = i + 5;
+                continue;
+            }
+            let name = b[i + 1..].iter().take_while(|c| c.is_ascii_alphanumeric()).count();
+            if name == 0 || b.get(i + 1 + name) != Some(&b'=') {
+                return self.unescape.call1(py, (s,)).and_then(|got| got.extract::<String>(py)).map_err(|_| ());
+            }
+        }
+        out.push_str(&s[last..]);
+        Ok(out)
+    }
+
     /// `_take` for one framed record of a member: its pairs into `acc`, or Err (defer the member).
     fn take(&self, py: Python<'_>, payload: &[u8], metadata: bool, acc: &mut Out) -> Result<(), ()> {
         acc.records += 1;
@@ -622,6 +649,13 @@ impl Parser {
                 if raw.is_empty() {
                     continue;
                 }
+                let decoded;
+                let raw = if raw.contains('&') {
+                    decoded = self.unescaped(py, raw)?;
+                    decoded.as_str()
+                } else {
+                    raw
+                };
                 let start = acc.strs.len();
                 let n = collapse_into(raw, &mut acc.strs, self.hi);
                 if n == 0 {
@@ -644,6 +678,17 @@ impl Parser {
                     continue;
                 }
             };
+            let decoded;
+            let url = if url.contains('&') {
+                decoded = self.unescaped(py, url)?;
+                decoded.as_str()
+            } else {
+                url
+            };
+            if url.is_empty() {
+                acc.found.clear(); // `&#1;` decodes to nothing
+                continue;
+            }
             // as written, as Python's `Resolver.resolve` keeps it; a trailing space or control
             // character, or a tab or newline inside, is Python's to clean
             let made = if (url.starts_with("http://") || url.starts_with("https://"))
@@ -739,7 +784,13 @@ fn hand_over(py: Python<'_>, acc: &Out, sources: &Bound<'_, PyTuple>, cols: [&Bo
 #[pymethods]
 impl Parser {
     #[new]
-    fn new(min_text_length: usize, max_text_length: usize, sources: Bound<'_, PyTuple>, join: PyObject) -> PyResult<Self> {
+    fn new(
+        min_text_length: usize,
+        max_text_length: usize,
+        sources: Bound<'_, PyTuple>,
+        join: PyObject,
+        unescape: PyObject,
+    ) -> PyResult<Self> {
         let source_names = sources.iter().map(|s| s.extract::<String>()).collect::<PyResult<Vec<_>>>()?;
         Ok(Parser {
             lo: min_text_length,
@@ -747,6 +798,7 @@ impl Parser {
             sources: sources.unbind(),
             source_names,
             join,
+            unescape,
             dec: Decompress::new(false),
             fast: Inflater::new(),
             acc: Out::default(),

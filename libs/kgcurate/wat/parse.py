@@ -23,6 +23,7 @@ damage inside a whole-file gzip stream, no WARC record at all, an empty file) st
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 import re
@@ -30,6 +31,7 @@ import zlib
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
+from html.entities import html5
 from typing import Any, BinaryIO, NamedTuple
 from urllib.parse import urljoin, urlsplit
 
@@ -263,13 +265,35 @@ def clean_url(url: str) -> str:
     return url.translate(_TAB_NEWLINE) if "\t" in url or "\n" in url or "\r" in url else url
 
 
+_CHARREF = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)")  # html's own pattern
+
+
+def _attr_charref(m: re.Match[str]) -> str:
+    ref = m.group(1)
+    if ref[0] != "#" and ref not in html5:
+        # A named reference without its ";" (``&copy=2`` in a query string): in an attribute value
+        # HTML leaves it as written when "=" or an ASCII letter or digit follows the longest name.
+        x = next((x for x in range(len(ref) - 1, 1, -1) if ref[:x] in html5), 0)
+        if x == 0 or ref[x] == "=" or (ref[x].isascii() and ref[x].isalnum()):
+            return m.group(0)
+    return html.unescape(m.group(0))
+
+
+def unescape_attr(value: str) -> str:
+    """An HTML attribute value with its character references decoded, as a browser reads ``src``,
+    ``alt`` and ``title``: CommonCrawl's WAT keeps attribute values as the HTML wrote them, so an
+    image URL holds ``&amp;`` where the browser requests ``&``, and alt texts hold ``&quot;``.
+    :func:`html.unescape` plus HTML's rule for attributes (``&copy=2`` stays)."""
+    return _CHARREF.sub(_attr_charref, value) if "&" in value else value
+
+
 def page_base(page: str, base: str | None) -> str:
     """The URL a page's relative links resolve against: ``urljoin(page, base)`` with a ``<base href>``,
     else the page. A base ``urljoin`` rejects (a malformed host) is ignored, as HTML ignores a base
     URL that fails to parse, rather than losing every relative image of the page."""
     if not base:
         return page
-    joined = _urljoin(page, base)
+    joined = _urljoin(page, unescape_attr(base))
     return page if joined is None else joined
 
 
@@ -358,6 +382,8 @@ def image_pairs(links: list, page: str | None, base: str | None, opts: ParseOpti
                 raw = _as_str(raw)
                 if not raw:
                     continue
+            if "&" in raw:
+                raw = unescape_attr(raw)
             text = " ".join(raw.split())
             if not text:
                 continue
@@ -371,6 +397,8 @@ def image_pairs(links: list, page: str | None, base: str | None, opts: ParseOpti
         url = link.get("url")
         if type(url) is not str:
             url = _as_str(url)
+        if url and "&" in url:
+            url = unescape_attr(url)
         if url:
             if (url.startswith(_HTTP) and url[-1] > " " and "\n" not in url and "\t" not in url and "\r" not in url
                     and _host_start(url, url.index("//") + 2)):
@@ -792,6 +820,16 @@ class WatParser:
                 last_pos, last_len = pos, record.content_length
                 mark = (stats.records, len(image_url), len(bad), stats.filtered)
                 payload = record.reader.read()
+                if not last_len and record.headers.get("Content-Length") is None and record.record_type != unknown_type:
+                    # fastwarc hands out a header without Content-Length (inflated garbage, say) as an
+                    # empty record: framed again to report it, or the end of a whole-file gzip
+                    if whole:
+                        stats.records += 1  # a record, the bad one (``fatal`` adds it to bad_records)
+                        fatal = (pos, f"invalid WARC record: no Content-Length; {WHOLE_FILE_GZIP}",
+                                 _sample(str(record.headers).encode("utf-8", "replace")))
+                    else:
+                        resync = True
+                    break
                 if len(payload) < last_len:
                     if whole:
                         fatal = (pos, f"truncated gzip member; {WHOLE_FILE_GZIP}", _sample(payload))
@@ -910,7 +948,8 @@ class WatParser:
             head = tap.read(_CHUNK)
             if head[:3] != _GZ_HEAD:
                 return None
-            parser = native.Parser(opts.min_text_length, opts.max_text_length, tuple(opts.text_sources), _Joiner())
+            parser = native.Parser(opts.min_text_length, opts.max_text_length, tuple(opts.text_sources), _Joiner(),
+                                   unescape_attr)
             while True:
                 pos, status, records, filtered = parser.members(
                     head, 0, self.batch_size, batch.image_url, batch.text, batch.text_source, batch.pages,

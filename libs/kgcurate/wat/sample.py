@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import gzip as gzip_mod
 import hashlib
+import html
 import json
 import random
 import uuid
@@ -66,7 +67,7 @@ ADJECTIVES = ["small", "big", "old", "young", "happy", "brown", "black", "white"
 PLACES = ["in the garden", "on the beach", "in the snow", "at the park", "on a sofa", "in the forest",
           "by the lake", "on the street", "in the kitchen", "at sunset", "in the mountains", "on the grass"]
 UNICODE_CAPTIONS = [
-    ["Café", "au", "lait", "with", "a", "croissant"], ["Ein", "Hund", "im", "Park"],
+    ["Café", "au", "lait", "&", "a", "croissant"], ["Ein", "Hund", "im", "Park"],
     ["Niño", "jugando", "con", "un", "perro"], ["一只狗在草地上"], ["猫の写真"], ["🐶", "dog", "on", "the", "beach"],
     ["Żółty", "kot", "śpi"], ["Crème", "brûlée", "dessert"], ["Смешной", "кот"], ["北京", "故宫", "tiger"],
     ["naïve", "art", "of", "a", "horse"], ["🌻", "sunflower", "field", "🌞"],
@@ -400,11 +401,12 @@ def _html_metadata(page: _Page, rng: random.Random) -> dict[str, Any]:
         head["Base"] = page.base_written
     links = _other_links(rng, page, rng.randint(5, 60) if page.kind != "error" else 2)
     for img in page.imgs:
-        link: dict[str, Any] = {"path": "IMG@/src", "url": img.written}
+        # CommonCrawl keeps attribute values as the HTML wrote them: `&amp;` in a src, `&quot;` in an alt
+        link: dict[str, Any] = {"path": "IMG@/src", "url": html.escape(img.written)}
         if img.alt_raw is not None:
-            link["alt"] = img.alt_raw
+            link["alt"] = html.escape(img.alt_raw)
         if img.title_raw is not None:
-            link["title"] = img.title_raw
+            link["title"] = html.escape(img.title_raw)
         links.insert(rng.randint(0, len(links)), link)
     return {"Head": head, "Links": links}
 
