@@ -378,3 +378,29 @@ def test_kept_fraction_per_entry(spark, tmp_path) -> None:
         p = balancing.entry_probability(c, t)
         sigma = (c * p * (1 - p)) ** 0.5
         assert abs(kept[e] - c * p) <= 4.5 * sigma + 1e-9, (c, kept[e])
+
+
+def test_lowercase_pair_texts_carry_every_qid_of_the_case_folded_group(spark, tmp_path) -> None:
+    """With --lowercase a pair's entry_id is its case-folded group's smallest id, here the WordNet
+    string's: pair_texts must hold the texts of every entity the group's strings name, as
+    qid_counts counts them (it held only the alt text: the raw metadata gave that id no qid)."""
+    from kgcurate.kg_texts import KG_ALIAS, KG_DESCRIPTION, KG_LABEL
+
+    root = str(tmp_path / "lake")
+    meta = build_metadata.derive(spark.createDataFrame(
+        [("Kitchen", "wordnet", None), ("kitchen", "kg", "Q43164"), ("KITCHEN", "kg", "Q99")], META_DDL))
+    lake.overwrite(spark, root, tables.METADATA, meta)
+    ids = {r["entry"]: r["entry_id"] for r in meta.collect()}
+    assert ids["Kitchen"] == min(ids.values())  # the group's head is the string that names no entity
+    lake.overwrite(spark, root, tables.ENTITIES, spark.createDataFrame([
+        ("Q43164", "kitchen", "room for cooking", ["cookroom"], [], None, 10, [], [], [], False, "x"),
+        ("Q99", "KITCHEN", "a band", [], [], None, 1, [], [], [], False, "x"),
+    ], tables.schema(tables.ENTITIES)))
+    append_pairs(spark, root, ["my new kitchen"], 0)
+    execute(match_stage, spark, cfg_for(root, match__lowercase=True))
+    counts = {r["qid"]: r["count"] for r in lake.read(spark, root, tables.QID_COUNTS).collect()}
+    assert counts == {"Q43164": 1, "Q99": 1}
+    execute(balance_stage, spark, cfg_for(root, balance__t=100.0, balance__per_qid=True))
+    texts = {(r["text"], r["text_source"], r["qid"]) for r in lake.read(spark, root, tables.PAIR_TEXTS).collect()}
+    assert {("room for cooking", KG_DESCRIPTION, "Q43164"), ("a band", KG_DESCRIPTION, "Q99"),
+            ("cookroom", KG_ALIAS, "Q43164"), ("kitchen", KG_LABEL, "Q43164")} <= texts, texts

@@ -89,15 +89,24 @@ def pair_texts(text: str, text_source: str, entities: Iterable[Mapping[str, Any]
 
 # ---------------------------------------------------------------- Spark (thin)
 
-def entry_qids(meta: DataFrame) -> DataFrame:
+def entry_qids(meta: DataFrame, lowercase: bool = False) -> DataFrame:
     """Distinct (entry_id, qid) of the KG entries of a ``metadata`` frame, in either layout: one row
-    per (entry, source, qid) with a ``qid`` column, or one row per string with a ``qids`` array."""
+    per (entry, source, qid) with a ``qid`` column, or one row per string with a ``qids`` array.
+
+    ``lowercase`` (the recorded match mode): a pair's entry_ids are then case-folded groups, each
+    named by its smallest entry_id, which stands for every qid of the group's strings, as in
+    ``match.entry_groups``; without it a pair matched through ``Kitchen`` (a WordNet string) got no
+    texts of the entities named ``kitchen``."""
     from pyspark.sql import functions as F
 
     if "qids" in meta.columns:
         pairs = meta.select("entry_id", F.explode("qids").alias("qid"))
     else:
         pairs = meta.select("entry_id", "qid")
+    if lowercase:
+        folds = meta.select("entry_id", F.lower("entry").alias("fold")).distinct()
+        heads = folds.groupBy("fold").agg(F.min("entry_id").alias("head"))
+        pairs = pairs.join(folds, "entry_id").join(heads, "fold").select(F.col("head").alias("entry_id"), "qid")
     return pairs.where(F.col("qid").isNotNull() & (F.col("qid") != "")).distinct()
 
 
@@ -130,12 +139,13 @@ def qid_texts(entities: DataFrame, languages: Sequence[str] | str | None) -> Dat
 
 
 def build_pair_texts(own: DataFrame, meta: DataFrame, entities: DataFrame,
-                     languages: Sequence[str] | str | None) -> DataFrame:
+                     languages: Sequence[str] | str | None, lowercase: bool = False) -> DataFrame:
     """``pair_texts`` rows for the pairs in ``own`` (pair_id, text, text_source, entry_ids): the
-    pair's own text plus its KG texts by the rules of :func:`pair_texts`, by joins only."""
+    pair's own text plus its KG texts by the rules of :func:`pair_texts`, by joins only
+    (``lowercase``: the entry_ids are case-folded groups, :func:`entry_qids`)."""
     from pyspark.sql import functions as F
 
-    eq = entry_qids(meta)
+    eq = entry_qids(meta, lowercase)
     ents = entities.join(eq.select("qid").distinct(), "qid", "left_semi")
     pq = (own.select("pair_id", F.col("text").alias("own_text"), F.explode("entry_ids").alias("entry_id"))
           .join(eq, "entry_id").select("pair_id", "own_text", "qid").distinct())
@@ -152,13 +162,15 @@ def build_pair_texts(own: DataFrame, meta: DataFrame, entities: DataFrame,
 def write_pair_texts(
     spark: SparkSession, root: str, curated: DataFrame, meta_version: int | None,
     entities_version: int | None, languages: Sequence[str] | str | None, *, pairs_version: int | None = None,
+    lowercase: bool = False,
 ) -> dict[str, Any]:
     """Write the texts of one balance run's curated pairs into ``pair_texts``; returns row counts
     and the table version.
 
     ``curated``: pair_id, text, entry_ids (one row per pair; a ``text_source`` column is used when
     present, else it comes from ``pairs`` at ``pairs_version``). ``metadata`` and ``entities`` are
-    read at the given versions (None: latest); ``languages`` is ``wikidata.languages`` as ingested.
+    read at the given versions (None: latest); ``languages`` is ``wikidata.languages`` as ingested;
+    ``lowercase``: the match's case mode (its entry_ids are case-folded groups).
 
     One MERGE commit replaces these pairs' rows: new ones are inserted, rows of these pairs that are
     no longer produced (a newer dump changed a description, an entity left the metadata) are
@@ -177,7 +189,7 @@ def write_pair_texts(
         own = curated.select("pair_id", "text", "entry_ids").join(sources, "pair_id")
     meta = lake.read(spark, root, tables.METADATA, meta_version)
     entities = lake.read(spark, root, tables.ENTITIES, entities_version)
-    rows = build_pair_texts(own, meta, entities, languages).persist(StorageLevel.MEMORY_AND_DISK)
+    rows = build_pair_texts(own, meta, entities, languages, lowercase).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         existing = lake.read(spark, root, tables.PAIR_TEXTS).join(own.select("pair_id"), "pair_id", "left_semi")
         metrics = lake.replace_rows(spark, root, tables.PAIR_TEXTS, rows, existing, KEYS, update_columns=["language"])

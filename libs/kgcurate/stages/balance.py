@@ -517,12 +517,14 @@ def _write_kg_texts(spark: SparkSession, root: str, mine: DataFrame, versions: d
     """``pair_texts`` for this run's pairs (EntityNet: KG texts next to each alt text), when the
     metadata names entities at all; WordNet / MetaCLIP-only lakes skip it (a metadata-sized check)."""
     from kgcurate import kg_texts
+    from kgcurate.stages import match
 
     if not needs_kg_texts(spark, root, versions):
         return {}
     entities_version = lake.version(spark, root, tables.ENTITIES)
     out = kg_texts.write_pair_texts(spark, root, mine, versions[tables.METADATA], entities_version, languages,
-                                    pairs_version=versions[tables.PAIRS])
+                                    pairs_version=versions[tables.PAIRS],
+                                    lowercase=match.recorded_lowercase(spark, root))
     log.info("%s: pair_texts: %d rows inserted, %d deleted", JOB, out.get("rows_inserted", 0),
              out.get("rows_deleted", 0))
     return {tables.ENTITIES: entities_version, tables.PAIR_TEXTS: out["version"]}
