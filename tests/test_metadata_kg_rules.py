@@ -77,6 +77,10 @@ def test_row_reason_rules():
     assert kg.row_reason("eel", g) is None and kg.row_reason("Theria", g) is None
     assert kg.row_reason("北京", kg.Guards(min_length_cjk=3)) == "too_short"
     assert kg.is_cjk("猫の写真") and kg.is_cjk("한국") and not kg.is_cjk("Crème brûlée")
+    # CJK extension B and beyond: one character is a word there too, as the matcher treats it unspaced
+    for char in ("\U00020000", "\U00029E3D", "\U0002A700", "\U0002F800", "\U00030000"):
+        assert kg.is_cjk(char) and kg.row_reason(char, g) is None, hex(ord(char))
+    assert not kg.is_cjk("\U0001F600") and kg.row_reason("\U0001F600", g) == "too_short"  # an emoji is not
     no_stop = kg.Guards.from_config({"stop_words": False, "extra_stop_words": ["Photo"]})
     assert kg.row_reason("The", no_stop) is None and kg.row_reason("photo", no_stop) == "stop_word"
 

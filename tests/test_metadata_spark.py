@@ -261,3 +261,13 @@ def test_the_inputs_record_reads_back_from_a_note_and_sees_each_input():
     assert build_metadata.inputs_record(rows, ["wordnet", "metaclip"], [moved, "mammals"], kg.Guards(), False) == record
     assert build_metadata.inputs_record(rows[::-1], ["metaclip", "wordnet"], [spec, "mammals"], kg.Guards(),
                                         False) == record  # the lists' order is not an input
+
+
+def test_the_spark_guards_agree_with_row_reason_outside_the_bmp(spark):
+    """Spark's rlike (Java regex) and Python's re read CJK_PATTERN alike, supplementary planes included."""
+    g = kg.Guards()
+    names = ["猫", "\U00020000", "\U00029E3D", "\U00030000", "\U0001F600", "ox", "", "The", "eel", "北京"]
+    got = {r["entry"]: r["reason"] for r in spark.createDataFrame([(n,) for n in names], "entry string")
+           .withColumn("reason", kg.reason_column(g)).collect()}
+    assert got == {n: kg.row_reason(n, g) for n in names}
+    assert got["\U00029E3D"] is None and got["\U0001F600"] == "too_short"

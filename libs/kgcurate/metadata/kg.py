@@ -41,10 +41,15 @@ REASON_EMPTY, REASON_SHORT, REASON_STOP, REASON_SHARED = "empty", "too_short", "
 REASONS = (REASON_EMPTY, REASON_SHORT, REASON_STOP, REASON_SHARED)
 SHARED_MODES = ("keep_most_sitelinks", "drop")
 
-# CJK ideographs, kana, hangul (BMP ranges), written so Python re and Java regex agree.
-CJK_PATTERN = ("[\\u2e80-\\u2fdf\\u3040-\\u30ff\\u3100-\\u312f\\u3190-\\u31ff\\u3400-\\u4dbf\\u4e00-\\u9fff"
-               "\\ua960-\\ua97f\\uac00-\\ud7af\\uf900-\\ufaff\\uff66-\\uff9f]")
-_CJK = re.compile(CJK_PATTERN)
+# CJK ideographs, kana, hangul: the BMP blocks, and the supplementary ideograph blocks the matcher
+# treats as unspaced (CJK extensions B-I, the compatibility supplement; ``matching._NO_SPACE_RANGES``:
+# a one-character name there is matched inside unspaced text as one in the BMP is).
+_CJK_RANGES = ((0x2E80, 0x2FDF), (0x3040, 0x30FF), (0x3100, 0x312F), (0x3190, 0x31FF), (0x3400, 0x4DBF),
+               (0x4E00, 0x9FFF), (0xA960, 0xA97F), (0xAC00, 0xD7AF), (0xF900, 0xFAFF), (0xFF66, 0xFF9F),
+               (0x20000, 0x2A6DF), (0x2A700, 0x2EE5F), (0x2F800, 0x2FA1F), (0x30000, 0x323AF))
+# Java regex (Spark's rlike) writes a code point \x{...}; Python re does not know that form.
+CJK_PATTERN = "[" + "".join(f"\\x{{{lo:X}}}-\\x{{{hi:X}}}" for lo, hi in _CJK_RANGES) + "]"
+_CJK = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _CJK_RANGES) + "]")
 
 # English function words: as whole captions tokens they say nothing about an image, yet Wikidata has
 # them as aliases (films, bands, letters). Compared lowercased.
