@@ -35,6 +35,21 @@ def test_fixture_excerpt_gives_exact_lemmas(fixtures):
     assert len(got.entries) == 67
 
 
+def test_metaclip_mode_takes_each_synset_s_nltk_name(fixtures):
+    """MetaCLIP's build_metadata.py: ``ss.name()[:first '.'].replace('_', ' ')``, NLTK naming a synset by
+    its first lemma lowercased: one string per synset, lowercase, markers off."""
+    got = wordnet.read_dir(str(fixtures / "wordnet"), mode="metaclip")
+    assert got.bad == [] and got.synsets == 20
+    assert "dog" in got.entries and "domestic dog" not in got.entries and "Canis familiaris" not in got.entries
+    assert all(e == e.lower() and "(" not in e and "_" not in e for e in got.entries)
+    assert len(got.entries) <= got.synsets
+    assert wordnet.synset_name_entry(["Canis_familiaris", "dog"]) == "canis familiaris"
+    assert wordnet.synset_name_entry(["St._Louis", "Saint_Louis"]) == "st"  # the name is cut at its first "."
+    assert wordnet.synset_name_entry(["galore(ip)"]) == "galore"
+    with pytest.raises(UserError, match="wordnet_entries"):
+        wordnet.parse_files([], mode="nltk")
+
+
 def test_parse_line_fields():
     line = "02128925 05 n 04 jaguar 0 panther 3 Panthera_onca 0 Felis_onca 0 002 @ 02127808 n 0000 | a big cat  "
     assert wordnet.parse_data_line(line) == ["jaguar", "panther", "Panthera_onca", "Felis_onca"]
@@ -108,6 +123,9 @@ def test_real_wordnet_30():
     assert {"dog", "hot dog", "Canis familiaris", "Abraham Lincoln", "New York City", "galore"} <= entries
     assert not any("_" in e or e.endswith(("(a)", "(p)", "(ip)")) for e in entries)
     assert 140_000 < len(entries) < 160_000
+    metaclip = set(wordnet.read_dir(str(REAL_WORDNET), mode="metaclip").entries)
+    assert len(metaclip) == 86_554  # as NLTK's all_synsets() names them, deduplicated
+    assert {"dog", "einstein", "new york"} <= metaclip and not {"Einstein", "domestic dog"} & metaclip
 
 
 # ------------------------------------------------------------------ MetaCLIP

@@ -95,6 +95,9 @@ class MetadataOptions:
                            flag_help="leave WordNet out (its previous rows are kept)")
     wordnet_dir: str | None = option(None, "WordNet 3.0 dict directory (default /usr/share/wordnet)",
                                      flag="--wordnet-dir", metavar="DIR")
+    wordnet_entries: str = option("lemmas", "WordNet strings as entries: lemmas (every lemma, case kept) or "
+                                  "metaclip (each synset's NLTK name, lowercased, as MetaCLIP's build_metadata)",
+                                  flag="--wordnet-entries", choices=("lemmas", "metaclip"))
     metaclip_metadata: str | None = option(None, "MetaCLIP metadata.json (a JSON list of strings)",
                                            flag="--metaclip-metadata", metavar="FILE")
     entity_sets: list = option([], "entity set to add KG entries for: a conf/entity_sets/*.yaml file (computed "

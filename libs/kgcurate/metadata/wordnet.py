@@ -3,8 +3,13 @@
 The format is ``wndb(5)``: after a license header (lines starting with two spaces) each line is
 ``synset_offset lex_filenum ss_type w_cnt word lex_id [word lex_id ...] p_cnt ...`` where ``w_cnt`` is
 two hexadecimal digits, words use ``_`` for spaces, and adjectives may carry a syntactic marker
-``(a)``, ``(p)`` or ``(ip)`` glued to the word. MetaCLIP used the synsets' lemma names with spaces for
-underscores, case kept (``Canis familiaris``), so that is what an entry is here.
+``(a)``, ``(p)`` or ``(ip)`` glued to the word.
+
+Two ways to make entries (``metadata.wordnet_entries``): ``lemmas`` (the default) takes every lemma of
+every synset, spaces for underscores, case kept (``Canis familiaris``, ``domestic dog``, ``Einstein``);
+``metaclip`` takes what MetaCLIP's ``build_metadata.py`` takes from NLTK: each synset's name
+(``ss.name()``, its first lemma lowercased) cut at its first ``.``, spaces for underscores (``dog``,
+``einstein``), one string per synset. Matching is case-sensitive, so the two count differently.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ POS_FILES: dict[str, str] = {"noun": "data.noun", "verb": "data.verb", "adj": "d
 SS_TYPES = frozenset("nvasr")
 DEFAULT_DIRS = ("/usr/share/wordnet", "/usr/local/WordNet-3.0/dict", "/usr/local/share/wordnet")
 _MARKER = re.compile(r"\((?:a|p|ip)\)$")
+ENTRY_MODES = ("lemmas", "metaclip")
 
 
 @dataclass
@@ -37,6 +43,14 @@ class WordNetLemmas:
 def lemma_to_entry(word: str) -> str:
     """``hot_dog`` -> ``hot dog``; ``galore(ip)`` -> ``galore``."""
     return normalize(_MARKER.sub("", word).replace("_", " "))
+
+
+def synset_name_entry(words: list[str]) -> str:
+    """MetaCLIP's entry for a synset: NLTK names it by its first lemma, lowercased (``Canis_familiaris``
+    -> ``canis_familiaris.n.01``), and MetaCLIP keeps the name up to its first ``.`` (so ``St._Louis``
+    gives ``st``), underscores as spaces."""
+    name = _MARKER.sub("", words[0]).lower()
+    return normalize(name.split(".", 1)[0].replace("_", " "))
 
 
 def parse_data_line(line: str) -> list[str]:
@@ -87,8 +101,11 @@ def iter_data_lines(data: bytes, source_file: str) -> Iterator[tuple[int, list[s
             yield here, BadInput(source_file, here, str(exc), line[:SAMPLE_CHARS])
 
 
-def parse_files(files: Iterable[tuple[str, bytes]]) -> WordNetLemmas:
-    """Distinct entries from (name, content) pairs of data files; bad lines collected, never fatal."""
+def parse_files(files: Iterable[tuple[str, bytes]], mode: str = "lemmas") -> WordNetLemmas:
+    """Distinct entries from (name, content) pairs of data files (``mode``: one of :data:`ENTRY_MODES`,
+    see the module's docstring); bad lines collected, never fatal."""
+    if mode not in ENTRY_MODES:
+        raise UserError(f"metadata.wordnet_entries: {mode!r} is not one of {', '.join(ENTRY_MODES)}")
     seen: set[str] = set()
     out = WordNetLemmas(entries=[])
     for name, data in files:
@@ -98,9 +115,8 @@ def parse_files(files: Iterable[tuple[str, bytes]]) -> WordNetLemmas:
                 out.bad.append(got)
                 continue
             synsets += 1
-            for word in got:
-                out.lemmas += 1
-                entry = lemma_to_entry(word)
+            out.lemmas += len(got)
+            for entry in (lemma_to_entry(word) for word in got) if mode == "lemmas" else (synset_name_entry(got),):
                 if entry:
                     seen.add(entry)
         out.per_file[name] = synsets
@@ -128,7 +144,7 @@ def missing_message(where: str | None) -> str:
             "(in a --config file for kgcurate run: metadata.wordnet_dir: DIR or metadata.wordnet: false)")
 
 
-def read_dir(directory: str | None, pos: Iterable[str] = tuple(POS_FILES)) -> WordNetLemmas:
+def read_dir(directory: str | None, pos: Iterable[str] = tuple(POS_FILES), mode: str = "lemmas") -> WordNetLemmas:
     """Parse a local WordNet directory; UserError when it or one of its data files is missing."""
     found = find_dir(directory)
     if found is None or not Path(found).is_dir():
@@ -141,4 +157,4 @@ def read_dir(directory: str | None, pos: Iterable[str] = tuple(POS_FILES)) -> Wo
         if not path.is_file():
             raise UserError(missing_message(found))
         files.append((str(path), path.read_bytes()))
-    return parse_files(files)
+    return parse_files(files, mode)

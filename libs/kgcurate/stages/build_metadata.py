@@ -103,11 +103,11 @@ def _read_remote(spark: SparkSession, path: str) -> bytes:
     return bytes(row[0])
 
 
-def read_wordnet(spark: SparkSession, directory: str | None) -> wordnet.WordNetLemmas:
+def read_wordnet(spark: SparkSession, directory: str | None, mode: str = "lemmas") -> wordnet.WordNetLemmas:
     if directory and _is_uri(directory):
         files = [(f"{directory.rstrip('/')}/{name}", None) for name in wordnet.POS_FILES.values()]
-        return wordnet.parse_files((p, _read_remote(spark, p)) for p, _ in files)
-    return wordnet.read_dir(directory)
+        return wordnet.parse_files(((p, _read_remote(spark, p)) for p, _ in files), mode)
+    return wordnet.read_dir(directory, mode=mode)
 
 
 def read_metaclip(spark: SparkSession, path: str) -> metaclip.MetaclipEntries:
@@ -244,7 +244,7 @@ def read_sources(spark: SparkSession, md: dict[str, Any],
     bad: list[BadInput] = []
     rebuilt: list[str] = []
     if md.get("wordnet", True):
-        wn = read_wordnet(spark, md.get("wordnet_dir"))
+        wn = read_wordnet(spark, md.get("wordnet_dir"), md.get("wordnet_entries") or "lemmas")
         rows += [(e, SOURCE_WORDNET, None) for e in wn.entries]
         bad += wn.bad
         summary.wordnet_synsets, summary.wordnet_lemmas = wn.synsets, wn.lemmas
