@@ -23,7 +23,7 @@ def assert_report(files: dict[str, Path]) -> str:
     page = files["html"].read_text(encoding="utf-8")
     linked = set(re.findall(r"<img src='([^']+)'", page))
     pngs = {p.name for k, p in files.items() if k != "html"}
-    assert linked == pngs and len(pngs) == 5
+    assert linked == pngs and len(pngs) == 6
     for name in pngs:
         blob = (files["html"].parent / name).read_bytes()
         assert blob[:8] == PNG_MAGIC, name
@@ -54,10 +54,14 @@ def test_render_from_plain_aggregates(tmp_path) -> None:
                     for s in ("kg", "metaclip", "wordnet")],
         "bad_records": [{"job": "ingest-wat", "reason": "truncated", "n": 3}],
         "ingest": [{"job": "ingest-wat", "status": "ok", "files": 4, "records": 100, "rows_out": 90,
-                    "bad_records": 3}],
+                    "bad_records": 3, "attempts": 6}],
+        "crawls": [{"crawl": "CC-MAIN-2024-10", "pairs": 6_000}, {"crawl": "CC-MAIN-2024-18", "pairs": 4_000}],
     }
+    data["run"]["per_qid"] = True
     page = assert_report(report_plots.render(data, tmp_path / "r"))
     assert "e&lt;0&gt;" in page and "balance-abc" in page and "truncated" in page
+    assert "<td>CC-MAIN-2024-18</td><td>4,000</td>" in page and "<td>true</td>" in page  # a bool is not 1
+    assert "<td>6</td></tr>" in page  # the attempts behind the 4 files
     assert "Changed since this run" not in page
     data["moved_on"] = "Changed since this run: entry_counts v5 (the run read v3); ..."
     assert "entry_counts v5 (the run read v3)" in assert_report(report_plots.render(data, tmp_path / "r2"))
@@ -162,3 +166,36 @@ def test_report_shows_each_string_once_with_its_sources(spark, tmp_path) -> None
     assert (top["dog"]["source"], top["dog"]["qid"]) == ("kg, metaclip", "Q144")
     src = {s["source"]: (s["entries"], s["entries_matched"], s["matches"]) for s in data["sources"]}
     assert src == {"wordnet": (2, 2, 3), "metaclip": (2, 2, 3), "kg": (1, 1, 1)}
+
+
+@pytest.mark.spark
+def test_ingest_section_counts_each_file_once_by_its_latest_attempt(spark) -> None:
+    """A file that failed and was read on a retry is one ok file; a --force re-read is not two files
+    (the table summed every ingest_log row: failed 1 + ok 1, and twice the records of a re-read)."""
+    from datetime import datetime
+
+    def row(f, status, records, minute):
+        return ("ingest-wat", "r", f, status, records, records * 2, 0, 0, 10, None, None,
+                datetime(2026, 1, 1, 0, minute))
+
+    log = spark.createDataFrame([row("a", "failed", 0, 1), row("a", "ok", 400, 2), row("b", "ok", 300, 1),
+                                 row("b", "ok", 300, 5), row("c", "partial", 50, 3)], tables.schema(tables.INGEST_LOG))
+    got = {r["status"]: r for r in report_stage.ingest_files(log)}
+    assert set(got) == {"ok", "partial"}
+    assert (got["ok"]["files"], got["ok"]["records"], got["ok"]["rows_out"], got["ok"]["attempts"]) == (2, 700, 1400, 4)
+    assert (got["partial"]["files"], got["partial"]["attempts"]) == (1, 1)
+
+
+@pytest.mark.spark
+def test_training_section_falls_back_to_the_train_runs_row(spark, tmp_path) -> None:
+    """The report's driver may not see the experiments folder (the GPU machines' volume): the row's own
+    samples_seen and final_loss are shown, not dashes."""
+    from datetime import datetime
+
+    root = str(tmp_path / "lake")
+    when = datetime(2026, 1, 1)
+    lake.append(spark, root, tables.TRAIN_RUNS, spark.createDataFrame(
+        [("t1", "c1", None, None, None, "ViT-B-32", "{}", "{}", 1_000_000, 100, 1.23, None,
+          str(tmp_path / "elsewhere"), "completed", when, when)], tables.schema(tables.TRAIN_RUNS)))
+    run = report_stage.training(spark, root)["runs"][0]
+    assert (run["samples_seen"], run["final_loss"]) == (1_000_000, 1.23)

@@ -116,6 +116,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def _fmt(v: Any) -> str:
     if v is None:
         return "-"
+    if isinstance(v, bool):  # before int: True is an int
+        return "true" if v else "false"
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, int):
@@ -179,9 +181,12 @@ def render(data: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     top = data.get("top_entries", [])
     sources = data.get("sources", [])
     bad = data.get("bad_records", [])
+    crawls = data.get("crawls", [])
     files = {
         "counts": plot_counts(data, out / "entry_counts.png"),
         "sizes": plot_bars(list(sizes), {"pairs": list(sizes.values())}, "Pairs at each stage", out / "sizes.png"),
+        "crawls": plot_bars([str(c["crawl"]) for c in crawls], {"pairs": [c["pairs"] for c in crawls]},
+                            "Pairs per crawl", out / "crawls.png", horizontal=True),
         "top": plot_bars([f"{e['entry']} ({e['source']})" for e in top],
                          {"matched": [e["count"] for e in top], "curated": [e.get("after", 0) for e in top]},
                          "Top entries by matched pairs", out / "top_entries.png", horizontal=True, log=True),
@@ -207,6 +212,8 @@ def render(data: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
         f" &middot; generated {html.escape(str(data.get('generated_at', '')))}</p>",
         "<h2>Sizes</h2>", _table(["stage", "pairs"], list(sizes.items())),
         f"<img src='{files['sizes'].name}' alt='sizes'>",
+        _table(["crawl", "pairs"], [[c["crawl"], c["pairs"]] for c in crawls]),
+        f"<img src='{files['crawls'].name}' alt='pairs per crawl'>",
         "<h2>Balancing</h2>",
         _table(["run_id", "t", "target_size", "tail_share", "seed", "per_qid"],
                [[run.get(k) for k in ("run_id", "t", "target_size", "tail_share", "seed", "per_qid")]]),
@@ -226,8 +233,8 @@ def render(data: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
         f"<img src='{files['sources'].name}' alt='sources'>",
         "<h2>Bad records and ingest</h2>",
         _table(["job", "reason", "records"], [[b["job"], b["reason"], b["n"]] for b in bad]),
-        _table(["job", "status", "files", "records", "rows out", "bad records"],
-               [[g["job"], g["status"], g["files"], g["records"], g["rows_out"], g["bad_records"]]
+        _table(["job", "status (latest attempt)", "files", "records", "rows out", "bad records", "attempts"],
+               [[g["job"], g["status"], g["files"], g["records"], g["rows_out"], g["bad_records"], g.get("attempts")]
                 for g in data.get("ingest", [])]),
         f"<img src='{files['bad'].name}' alt='bad records'>",
         *(_training_html(training, files["loss"]) if training else []),

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from kgcurate import lake, report_plots, s3, settings, tables
@@ -45,7 +45,11 @@ def gather(spark: SparkSession, root: str) -> dict[str, Any]:
     data["run"] = run.asDict() if run else {}
     data["t"] = run["t"] if run else None
 
-    sizes: dict[str, int] = {"pairs": lake.read(spark, root, tables.PAIRS).count()}
+    # one pass gives the total and the pairs per crawl (a refresh adds a crawl: its share shows here)
+    crawls = (lake.read(spark, root, tables.PAIRS).groupBy("crawl").count().orderBy(F.col("crawl").asc_nulls_last())
+              .collect())
+    data["crawls"] = [{"crawl": r["crawl"], "pairs": r["count"]} for r in crawls]
+    sizes: dict[str, int] = {"pairs": sum(r["count"] for r in crawls)}
     if run is not None:
         sizes["matched"] = run["matched_pairs"]
     elif has[tables.MATCHES]:
@@ -62,11 +66,21 @@ def gather(spark: SparkSession, root: str) -> dict[str, Any]:
                                .orderBy(F.col("count").desc()).limit(40).collect()]
     data["ingest"] = []
     if has[tables.INGEST_LOG]:
-        data["ingest"] = [r.asDict() for r in lake.read(spark, root, tables.INGEST_LOG).groupBy("job", "status").agg(
-            F.count(F.lit(1)).alias("files"), F.sum("records").alias("records"), F.sum("rows_out").alias("rows_out"),
-            F.sum("bad_records").alias("bad_records")).orderBy("job", "status").collect()]
+        data["ingest"] = ingest_files(lake.read(spark, root, tables.INGEST_LOG))
     data["training"] = training(spark, root)
     return data
+
+
+def ingest_files(log: DataFrame) -> list[dict[str, Any]]:
+    """Files per (job, status) by each file's latest ``ingest_log`` row, as the jobs decide what is done
+    (``ingest_wat.done_files``): a file that failed and was read on a retry counts once, as ok, and a
+    ``--force`` re-read does not count its file, records and pairs twice. ``attempts``: all its rows."""
+    last = F.struct("finished_at", "status", "records", "rows_out", "bad_records")
+    latest = log.groupBy("job", "source_file").agg(F.max(last).alias("r"), F.count(F.lit(1)).alias("attempts"))
+    return [r.asDict() for r in latest.groupBy("job", F.col("r.status").alias("status")).agg(
+        F.count(F.lit(1)).alias("files"), F.sum("r.records").alias("records"), F.sum("r.rows_out").alias("rows_out"),
+        F.sum("r.bad_records").alias("bad_records"), F.sum("attempts").alias("attempts"))
+        .orderBy("job", "status").collect()]
 
 
 def entries(spark: SparkSession, root: str, run: Any, has_curated: bool, sizes: dict[str, int]) -> dict[str, Any]:
@@ -142,6 +156,10 @@ def moved_on(spark: SparkSession, root: str, recorded: dict[str, int | None]) ->
             "numbers are the lake's current ones, the curated numbers the run's.")
 
 
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
 def training(spark: SparkSession, root: str) -> dict[str, Any]:
     """The newest train runs with their loss curves (from each run's manifest) and every eval_runs row
     of their checkpoints; ``{}`` when neither table exists (no section in the report)."""
@@ -153,9 +171,13 @@ def training(spark: SparkSession, root: str) -> dict[str, Any]:
                 .limit(RUNS_SHOWN).collect())
         for r in rows:
             manifest = read_manifest(r["experiment_dir"])
+            # the row's own figures where the manifest is not readable from here (the experiments folder
+            # lives on the GPU machines' volume in the compose and k8s deployments)
             runs.append({"train_run_id": r["train_run_id"], "model": r["model"], "status": r["status"],
-                         "finished_at": r["finished_at"], "samples_seen": manifest.get("samples_seen"),
-                         "final_loss": manifest.get("final_loss"), "loss_curve": loss_curve(manifest)})
+                         "finished_at": r["finished_at"],
+                         "samples_seen": _first(manifest.get("samples_seen"), r["samples_seen"]),
+                         "final_loss": _first(manifest.get("final_loss"), r["final_loss"]),
+                         "loss_curve": loss_curve(manifest)})
     evals: list[dict[str, Any]] = []
     if lake.exists(spark, root, tables.EVAL_RUNS):
         evals = [r.asDict() for r in lake.read(spark, root, tables.EVAL_RUNS)
