@@ -192,3 +192,45 @@ def test_no_bad_input_makes_the_table_and_no_row_and_a_missing_offset_is_refused
     assert table.schema().to_arrow().names == [f.name for f in tables.schema(tables.BAD_RECORDS).fields]
     with pytest.raises(ValueError, match="offset"):
         lake_rs.record_bad_input(lake, "evaluate", "e1", [BadInput("/x", None, "why")])
+
+
+def test_a_run_that_stalled_past_its_lease_and_was_taken_over_stops_before_its_next_write(lake, monkeypatch) -> None:
+    """A holder paused past its expiry (a stopped VM, renewals failing) is taken over by another run; when it
+    wakes up, its next write must refuse, not commit beside the new holder's (the heartbeat only logged it)."""
+    real_now = rules.now
+    with leases.held(lake, "match", "run-A", ttl=3600):
+        rules.check_not_lost()  # held and in time: writes go on
+        monkeypatch.setattr(rules, "now", lambda: real_now() + timedelta(hours=2))  # A stalled two hours
+        leases.acquire(lake, "match", "run-B", ttl=3 * 3600)  # meanwhile run B took the expired lease
+        with pytest.raises(rules.LeaseLostError, match=r"match run's lease \(run-A\) was taken over .*stopped before "
+                                                       r"its next write"):
+            rules.check_not_lost()
+        with pytest.raises(ConcurrentRunError):  # a delta-rs write of this run refuses as well
+            lake_rs.record_bad_input(lake, "match", "run-A", [BadInput("f", 0, "x", "")])
+        assert lake_rs.open_table(lake, tables.BAD_RECORDS) is None
+    assert run_ids(lake) == ["run-B"]  # A's exit deleted only its own row
+
+
+def test_a_stall_nobody_used_renews_on_the_next_write_and_goes_on(lake, monkeypatch) -> None:
+    real_now = rules.now
+    with leases.held(lake, "balance", "run-A", ttl=3600):
+        before = leases.current_row(lake, "balance")["expires_at"]
+        monkeypatch.setattr(rules, "now", lambda: real_now() + timedelta(hours=2))
+        rules.check_not_lost()  # past its expiry, but the row is still its own: renewed here
+        assert leases.current_row(lake, "balance")["expires_at"] > before + timedelta(hours=2)
+        rules.check_not_lost()
+    assert run_ids(lake) == []
+
+
+def test_a_heartbeat_whose_renewal_finds_the_row_gone_marks_the_lease_lost() -> None:
+    lease = rules.new_lease("train:exp", "t1", 3600)
+    beat = rules.Heartbeat(lease, 3600, lambda: False, lambda: None)
+    beat.check()  # not yet renewed: in time
+    beat._renew_once()
+    with pytest.raises(rules.LeaseLostError, match="taken over"):
+        beat.check()
+    beat.stop()
+    failing = rules.Heartbeat(rules.new_lease("x", "r", -1), 3600, lambda: 1 / 0, lambda: None)
+    with pytest.raises(rules.LeaseLostError, match="expired before a renewal could land"):
+        failing.check()  # past its expiry and the renewal fails: nobody can say the row is still ours
+    failing.stop()

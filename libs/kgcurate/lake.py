@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, Row, SparkSession
 
-from kgcurate import bad_input, tables
+from kgcurate import bad_input, lease_rules, tables
 from kgcurate.bad_input import BadInput
 from kgcurate.errors import ConcurrentRunError, UserError
 
@@ -342,6 +342,7 @@ def _translate_conflict(exc: Exception, name: str, creating: bool = False) -> Ex
 
 
 def append(spark: SparkSession, lake: str, name: str, df: DataFrame) -> None:
+    lease_rules.check_not_lost()
     ensure(spark, lake, name)
     try:
         _conform(df, name).write.format("delta").mode("append").save(table_path(lake, name))
@@ -356,6 +357,7 @@ def overwrite(
     """Replace the whole table, or only the rows matching ``replace_where``, in one commit.
 
     ``new_schema``: the declared schema replaces the table's (a migration that rebuilds it whole)."""
+    lease_rules.check_not_lost()
     writer = _conform(df, name).write.format("delta").mode("overwrite")
     if replace_where:
         ensure(spark, lake, name)
@@ -399,6 +401,7 @@ def _execute_merge(builder, name: str) -> dict[str, int]:
     """Run a MERGE; return the row counts of this MERGE itself (Delta returns them from ``execute``:
     reading ``history(1)`` afterwards could report a concurrent writer's commit, and costs a query).
     All zero when nothing changed, in which case Delta made no commit."""
+    lease_rules.check_not_lost()
     try:
         row = builder.execute().first()
     except Exception as exc:  # noqa: BLE001
@@ -497,6 +500,7 @@ def merge(spark: SparkSession, lake: str, name: str, df: DataFrame, on: str, *,
 
 def optimize(spark: SparkSession, lake: str, name: str) -> dict[str, int]:
     """Compact small files (one OPTIMIZE commit, rows unchanged); the files removed and added."""
+    lease_rules.check_not_lost()
     try:
         row = _for_path(spark, lake, name).optimize().executeCompaction().select("metrics").first()
     except Exception as exc:  # noqa: BLE001
@@ -507,6 +511,7 @@ def optimize(spark: SparkSession, lake: str, name: str) -> dict[str, int]:
 
 def vacuum(spark: SparkSession, lake: str, name: str, hours: float | None = None) -> None:
     """Delete files no version within ``hours`` (default: the table's retention) still reads."""
+    lease_rules.check_not_lost()
     try:
         table = _for_path(spark, lake, name)
         table.vacuum() if hours is None else table.vacuum(hours)
@@ -518,6 +523,7 @@ def delete(spark: SparkSession, lake: str, name: str, condition) -> None:
     """Delete the rows matching ``condition`` (a Column or SQL string) in one commit."""
     if not exists(spark, lake, name):
         return
+    lease_rules.check_not_lost()
     try:
         _for_path(spark, lake, name).delete(condition)
     except Exception as exc:  # noqa: BLE001
@@ -526,6 +532,7 @@ def delete(spark: SparkSession, lake: str, name: str, condition) -> None:
 
 def restore(spark: SparkSession, lake: str, name: str, version: int) -> None:
     """Make ``version``'s content the table's latest (one RESTORE commit): undoes a dead run's writes."""
+    lease_rules.check_not_lost()
     try:
         _for_path(spark, lake, name).restoreToVersion(version)
     except Exception as exc:  # noqa: BLE001

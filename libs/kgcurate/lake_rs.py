@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from kgcurate import lease_rules
 from kgcurate.bad_input import KEYS, BadInput
 from kgcurate.errors import ConcurrentRunError, UserError
 from kgcurate.table_names import BAD_RECORDS
@@ -133,6 +134,7 @@ def record_bad_input(lake: str, job: str, run_id: str | None, bad: Sequence[BadI
     if any(b.offset is None for b in bad):
         raise ValueError("bad_records.offset is required: give the position in the source (0 for a whole file)")
     rows = bad_rows(job, run_id, bad)
+    lease_rules.check_not_lost()
     for attempt in range(TRIES):
         table = ensure(lake, BAD_RECORDS)
         if not rows:

@@ -27,6 +27,7 @@ DEFAULT_TTL = 600.0  # seconds; renewed every ttl/3 while the run lives
 
 # (lake, scope, thread) -> nesting depth: a refresh holding a stage's lease calls that stage in the same thread.
 _held: dict[tuple[str, str, int], int] = {}
+_beats: dict[tuple[str, str, int], Heartbeat] = {}  # the same keys -> the lease's heartbeat
 _lock = threading.Lock()
 
 
@@ -108,36 +109,85 @@ def nested(key: tuple[str, str, int]) -> Iterator[bool]:
             _held[key] -= 1
 
 
-def mark_held(key: tuple[str, str, int]) -> None:
+def mark_held(key: tuple[str, str, int], beat: Heartbeat | None = None) -> None:
     with _lock:
         _held[key] = 1
+        if beat is not None:
+            _beats[key] = beat
 
 
 def unmark_held(key: tuple[str, str, int]) -> None:
     with _lock:
         _held.pop(key, None)
+        _beats.pop(key, None)
+
+
+def check_not_lost() -> None:
+    """Raise :class:`LeaseLostError` when a lease this thread holds is no longer its own: every lake
+    write calls this before it commits. A run that stalled past its lease's expiry (a paused VM, renewals
+    failing through an outage) may have been taken over; it must stop writing, or two runs interleave."""
+    me = threading.get_ident()
+    with _lock:
+        beats = [b for k, b in _beats.items() if k[2] == me]
+    for beat in beats:
+        beat.check()
+
+
+class LeaseLostError(ConcurrentRunError):
+    """This run's lease was taken over (or expired unrenewed): it stopped before its next write."""
 
 
 class Heartbeat:
     """Renews a taken lease every ``ttl / 3`` seconds until :meth:`stop`, which also gives it back.
 
-    ``renew()`` returns False when the row is no longer ours; ``release()`` deletes it."""
+    ``renew()`` returns False when the row is no longer ours; ``release()`` deletes it. The lease is
+    *lost* once a renewal finds the row gone, or once its expiry passed without a renewal landing:
+    then :meth:`check` (every write's guard, :func:`check_not_lost`) raises."""
 
     def __init__(self, lease: Lease, ttl: float, renew: Callable[[], bool], release: Callable[[], None]) -> None:
         self._lease, self._ttl, self._renew, self._release = lease, ttl, renew, release
+        self._valid_until = lease.expires_at  # naive UTC: the expiry of the last renewal that landed
+        self.lost: str | None = None
+        self._beat = threading.Lock()  # one renewal at a time: the thread's, or check()'s after a stall
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-{lease.scope}", daemon=True)
         self._thread.start()
 
-    def _run(self) -> None:
+    def _renew_once(self) -> None:
         lease = self._lease
-        while not self._stop.wait(self._ttl / 3):
+        with self._beat:
+            if self.lost is not None:
+                return
+            started = now()
             try:
-                if not self._renew():
-                    log.error("%s: lease %s was taken over by another run", lease.scope, lease.run_id)
-                    return
+                ours = self._renew()
             except Exception as exc:  # noqa: BLE001 - a missed renewal only shortens the lease
                 log.warning("%s: could not renew lease %s: %s", lease.scope, lease.run_id, exc)
+                if now() >= self._valid_until:
+                    self.lost = "expired before a renewal could land"
+                    log.error("%s: lease %s %s", lease.scope, lease.run_id, self.lost)
+                return
+            if ours:
+                self._valid_until = started + timedelta(seconds=self._ttl)
+            else:
+                self.lost = "was taken over by another run"
+                log.error("%s: lease %s %s", lease.scope, lease.run_id, self.lost)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._ttl / 3) and self.lost is None:
+            self._renew_once()
+
+    def check(self) -> None:
+        """Raise :class:`LeaseLostError` when the lease is lost. Past its expiry (this process stalled,
+        its renewal thread with it) the row is renewed here first: kept if no one took it meanwhile."""
+        if self.lost is None and now() >= self._valid_until:
+            self._renew_once()
+        if self.lost is not None:
+            lease = self._lease
+            raise LeaseLostError(
+                f"this {lease.scope} run's lease ({lease.run_id}) {self.lost} (the run stalled past its "
+                f"{self._ttl:.0f} s lease): it stopped before its next write; the tables keep what it committed "
+                "before, and the other run goes on: re-run this one when that has finished")
 
     def stop(self) -> None:
         self._stop.set()

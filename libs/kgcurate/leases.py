@@ -156,7 +156,7 @@ def held(root: str, scope: str, run_id: str | None = None, ttl: float = DEFAULT_
         run_id = run_id or run_ids.new(scope.partition(":")[0])
         lease = acquire(root, scope, run_id, ttl)
         beat = rules.Heartbeat(lease, ttl, lambda: renew(root, lease, ttl), lambda: release(root, lease))
-        rules.mark_held(key)
+        rules.mark_held(key, beat)
         try:
             yield run_id
         finally:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kgcurate import tables
+from kgcurate import lease_rules, tables
 from kgcurate.errors import UserError
 from kgcurate.lake_rs import sql_string, storage_options
 
@@ -59,6 +59,7 @@ def write_rows(table_uri: str, rows: Sequence[EvalRow], tries: int = 5) -> None:
         raise ValueError("one checkpoint per write")
     predicate = replace_predicate(checkpoints.pop(), [r.dataset for r in rows])
     opts = storage_options(table_uri)
+    lease_rules.check_not_lost()
     for attempt in range(tries):
         try:
             try:

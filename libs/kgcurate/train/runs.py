@@ -9,6 +9,7 @@ from importlib import metadata
 
 import pyarrow as pa
 
+from kgcurate import lease_rules
 from kgcurate.lake_rs import open_table, storage_options, table_uri
 from kgcurate.train.experiment import Manifest
 
@@ -42,6 +43,7 @@ def record(lake: str, name: str, schema: pa.Schema, m: Manifest) -> int:
     """Insert or update the experiment's row in one commit; the table's new version."""
     from deltalake import write_deltalake
 
+    lease_rules.check_not_lost()
     source = pa.Table.from_pylist([row_of(m)], schema=schema)
     table = open_table(lake, name)
     if table is None:
