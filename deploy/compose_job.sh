@@ -11,6 +11,8 @@
 # SAMPLE_FILES / SAMPLE_RECORDS (sample size), KGCURATE_SAMPLES (local scratch folder),
 # SAMPLE_IMAGE_BASE_URL / SAMPLE_IMAGES (the image server and the folder it serves),
 # KGCURATE_REPORTS (the report's folder; default deploy/compose.yaml's report.out, the `reports` volume).
+# Another KGCURATE_BUCKET is used throughout this job (the config's s3a://kgcurate/ paths are rewritten);
+# docker-compose.yml's minio-init and train services name the bucket too: change them with it.
 set -euo pipefail
 home="${KGCURATE_HOME:-/opt/kgcurate}"
 bucket="${KGCURATE_BUCKET:-kgcurate}"
@@ -31,10 +33,14 @@ report_args=()
 if [[ -n "${KGCURATE_REPORTS:-}" ]]; then
   report_args=(--out "$KGCURATE_REPORTS")
 fi
-deploy/spark-submit.sh run --config deploy/compose.yaml --lake "s3a://$bucket/lake" "${report_args[@]}" "$@"
+# The config names the sample's listing in the bucket: the one this job uploaded to.
+config="$(mktemp -t kgcurate-compose.XXXXXX.yaml)"
+trap 'rm -f "$config"' EXIT
+sed "s#s3a://kgcurate/#s3a://$bucket/#g" deploy/compose.yaml > "$config"
+deploy/spark-submit.sh run --config "$config" --lake "s3a://$bucket/lake" "${report_args[@]}" "$@"
 if [[ -n "$images_url" ]]; then
   # The image server is on the compose network (a private address): allowed explicitly, for this demo only.
-  deploy/spark-submit.sh download --config deploy/compose.yaml --lake "s3a://$bucket/lake" \
+  deploy/spark-submit.sh download --config "$config" --lake "s3a://$bucket/lake" \
     --out "s3://$bucket/shards" --allow-private
 fi
 echo "kgcurate demo done: lake at s3a://$bucket/lake"

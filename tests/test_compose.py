@@ -275,3 +275,30 @@ def test_compose_job_and_train_run_the_demo_against_s3(tmp_path, compose, dist):
         assert rows[0]["download_run_id"] == inp.download_run_id and rows[0]["final_loss"] is not None
         assert f"pipe:aws s3 cp --endpoint-url {srv.endpoint} s3://kgcurate/shards/" in rows[0]["args"]
         assert Path(rows[0]["checkpoint"]).is_file() and str(experiments) in rows[0]["checkpoint"]
+
+
+def test_another_bucket_is_the_bucket_the_job_reads_its_sample_from(tmp_path) -> None:
+    """KGCURATE_BUCKET: the pipeline read its sample listing from s3a://kgcurate/ (the config's inputs) whatever
+    bucket the job uploaded it to. With stand-ins for Python and spark-submit, the config each command gets."""
+    home = tmp_path / "home"
+    (home / "deploy").mkdir(parents=True)
+    for name in ("compose_job.sh", "compose.yaml"):
+        shutil.copy(REPO / "deploy" / name, home / "deploy" / name)
+    calls = tmp_path / "calls.txt"
+    submit = home / "deploy" / "spark-submit.sh"
+    submit.write_text('#!/usr/bin/env bash\nwhile [[ $# -gt 0 ]]; do if [[ $1 == --config ]]; then '
+                      f'cat "$2" >> {calls}; fi; echo "ARG $1" >> {calls}; shift; done\n')
+    submit.chmod(0o755)
+    stub = tmp_path / "python"
+    stub.write_text(f'#!/usr/bin/env bash\necho "PY $*" >> {calls}\n')
+    stub.chmod(0o755)
+    env = {**os.environ, "KGCURATE_HOME": str(home), "KGCURATE_BUCKET": "research-demo", "KGCURATE_PYTHON": str(stub),
+           "KGCURATE_SAMPLES": str(tmp_path / "samples"), "SAMPLE_IMAGE_BASE_URL": "http://images:8000",
+           "SAMPLE_IMAGES": str(tmp_path / "images")}
+    r = subprocess.run(["bash", str(home / "deploy" / "compose_job.sh")], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    got = calls.read_text()
+    assert "s3://research-demo/samples/" in got and "s3a://kgcurate/" not in got
+    assert got.count("inputs: [s3a://research-demo/samples/wat/wat.paths.gz]") == 2  # run and download
+    assert "listing_base: s3a://research-demo/samples/wat/" in got and "ARG s3a://research-demo/lake" in got
