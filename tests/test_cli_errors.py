@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kgcurate import cli, config, session
+from kgcurate import cli, config, session, settings
 from kgcurate.errors import UserError, first_line, io_error_from_jvm
 
 BIG = "99999999999999999999"
@@ -248,3 +248,43 @@ def test_cli_quiets_spark_console_unless_debug(monkeypatch, tmp_path) -> None:
     with pytest.raises(UserError):
         cli.main(["match", "--lake", str(f), "--debug"])
     assert session.console_log_level == "WARN"
+
+
+def test_an_empty_lake_exit_2_and_writes_nothing(capsys, tmp_path, monkeypatch) -> None:
+    """``--lake ""`` (or ``lake: ""``) wrote pairs/, ingest_log/... into the working directory."""
+    monkeypatch.chdir(tmp_path)
+    wat = tmp_path / "in.warc.wat.gz"
+    wat.write_bytes(b"")
+    assert cli.main(["ingest-wat", "--lake", "", str(wat)]) == 2
+    assert "the lake is empty" in one_error_line(capsys)
+    p = tmp_path / "c.yaml"
+    p.write_text('lake: ""\n')
+    assert cli.main(["match", "--config", str(p)]) == 2
+    assert "the lake is empty" in one_error_line(capsys)
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["c.yaml", "in.warc.wat.gz"]
+
+
+def test_a_tilde_in_the_config_is_the_home_folder(capsys, tmp_path, monkeypatch) -> None:
+    """``lake: ~/x`` made a literal ./~/x folder; other path keys (report.out) are expanded the same way."""
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    (home / "lake").write_text("a file where the lake should go")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    p = tmp_path / "c.yaml"
+    p.write_text("lake: ~/lake\n")
+    assert cli.main(["match", "--config", str(p)]) == 2  # the check sees $HOME/lake, not ./~/lake
+    assert f"lake {home / 'lake'} is a file, not a directory" in one_error_line(capsys)
+    assert not (cwd / "~").exists()
+    cfg = config.load(None)
+    cfg.update(lake="~/l")
+    cfg["report"]["out"], cfg["wat"]["inputs"] = "~/r", ["~/a.wat.gz", "s3a://b/~x"]
+    settings.expand_paths(cfg)
+    assert (cfg["lake"], cfg["report"]["out"]) == (f"{home}/l", f"{home}/r")
+    assert cfg["wat"]["inputs"] == [f"{home}/a.wat.gz", "s3a://b/~x"]
+    from kgcurate import lake, lake_rs
+
+    assert lake.normalize_root("~/l") == f"{home}/l"
+    assert lake.normalize_root("hdfs://nn/~x/") == "hdfs://nn/~x"
+    assert lake_rs.table_uri("~/l", "pairs") == f"{home}/l/pairs"

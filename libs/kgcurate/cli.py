@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kgcurate import config, registry, session, settings
+from kgcurate import config, paths, registry, session, settings
 from kgcurate.context import Context
 from kgcurate.errors import UserError, first_line, io_error_from_jvm
 
@@ -47,8 +47,14 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def check_lake(lake: str, command: str) -> None:
-    """A local lake that cannot be a directory we write is a usage error now, not a JVM trace later."""
-    if command in NO_LAKE or not lake or "://" in lake or lake.startswith("file:"):
+    """A local lake that cannot be a directory we write is a usage error now, not a JVM trace later; an empty
+    one too (``--lake ""`` wrote every table into the working directory)."""
+    if command in NO_LAKE:
+        return
+    if not lake.strip():
+        raise UserError("the lake is empty (--lake \"\" or the config's lake: \"\"): pass a lake path, "
+                        "e.g. --lake ./lake or --lake s3a://bucket/prefix")
+    if paths.is_uri(lake):
         return
     path = Path(lake).absolute()
     try:
@@ -143,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = resolve_config(args)
         settings.apply_flags(args, cfg, registry.BY_NAME[args.command].flag_keys)
+        settings.expand_paths(cfg)
         check_lake(str(cfg.get("lake") or ""), args.command)
         return run_stage(module, args, cfg)
     except UserError as exc:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, Row, SparkSession
 
-from kgcurate import bad_input, lease_rules, tables
+from kgcurate import bad_input, lease_rules, paths, tables
 from kgcurate.bad_input import BadInput
 from kgcurate.errors import ConcurrentRunError, UserError
 
@@ -26,10 +26,10 @@ _log = logging.getLogger(__name__)
 
 
 def normalize_root(lake: str) -> str:
-    """Hadoop URIs (s3a://, hdfs://, file:) stay as they are; a local path becomes absolute."""
-    if "://" in lake or lake.startswith("file:"):
+    """Hadoop URIs (s3a://, hdfs://, file:) stay as they are; a local path becomes absolute, ``~`` expanded."""
+    if paths.is_uri(lake):
         return lake.rstrip("/")
-    return os.path.abspath(lake)
+    return os.path.abspath(paths.expand_home(lake))
 
 
 def table_path(lake: str, name: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 from kgcurate import lease_rules
 from kgcurate.bad_input import KEYS, BadInput
 from kgcurate.errors import ConcurrentRunError, UserError
+from kgcurate.paths import expand_home
 from kgcurate.table_names import BAD_RECORDS
 
 TRIES = 5  # an idempotent write that lost a commit race is run again this many times
@@ -29,7 +30,7 @@ def table_uri(lake: str, name: str) -> str:
     elif lake.startswith("file:"):
         lake = lake[len("file:"):].removeprefix("//")
     elif "://" not in lake:
-        lake = os.path.abspath(lake)
+        lake = os.path.abspath(expand_home(lake))
     return f"{lake.rstrip('/')}/{name}"
 
 

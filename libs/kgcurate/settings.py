@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
-from kgcurate import argtypes
+from kgcurate import argtypes, paths
 
 S = TypeVar("S")
 SHARED_ALIAS_MODES = ("keep_most_sitelinks", "drop")  # metadata.kg.SHARED_MODES (checked by a test)
@@ -26,14 +26,15 @@ SHARED_ALIAS_MODES = ("keep_most_sitelinks", "drop")  # metadata.kg.SHARED_MODES
 def option(default: Any, help: str, *, flag: str | None = None, type: Callable[[str], Any] | None = None,
            action: str | None = None, const: Any = None, choices: tuple[str, ...] | None = None,
            metavar: str | None = None, nargs: str | None = None, exclusive: str | None = None,
-           positive: bool = False, flag_help: str | None = None) -> Any:
+           positive: bool = False, flag_help: str | None = None, path: bool = False) -> Any:
     """A config key. ``flag``: its command-line form (``--name``, or a bare name for a positional);
     ``exclusive``: keys of one group exclude each other on the command line, and a flag given there
     clears the others' config values (the flag replaces the config's choice); ``flag_help``: the flag's
-    own help where it says something else than the key (``--no-title`` for ``text_sources``)."""
+    own help where it says something else than the key (``--no-title`` for ``text_sources``); ``path``: a
+    local path or URI (or a list of them), whose leading ``~`` is expanded (:func:`expand_paths`)."""
     meta = {"help": help, "flag": flag, "type": type, "action": action, "const": const, "choices": choices,
             "metavar": metavar, "nargs": nargs, "exclusive": exclusive, "positive": positive,
-            "flag_help": flag_help}
+            "flag_help": flag_help, "path": path}
     if isinstance(default, list | dict):
         return field(default_factory=lambda: type_copy(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -58,11 +59,12 @@ class SparkOptions:
 @dataclass(frozen=True)
 class WatOptions:
     inputs: list = option([], "WAT files, directories, globs, s3a:// prefixes or a wat.paths(.gz) listing",
-                          flag="inputs", nargs="*", metavar="INPUT")
+                          flag="inputs", nargs="*", metavar="INPUT", path=True)
     crawl: str | None = option(None, "crawl id for every input (default: taken from each file's path)",
                                flag="--crawl")
     listing_base: str | None = option(None, "base for a listing's relative paths (default: the listing's folder, "
-                                      "or the bucket root for s3 listings)", flag="--listing-base")
+                                      "or the bucket root for s3 listings)", flag="--listing-base",
+                                      path=True)
     min_text_length: int = option(1, "texts shorter than this are filtered", flag="--min-text-length", type=int)
     max_text_length: int = option(2000, "texts longer than this are filtered", flag="--max-text-length", type=int)
     text_sources: list = option(["alt", "title"], "which texts make pairs: alt, title",
@@ -80,7 +82,7 @@ class WatOptions:
 class WikidataOptions:
     input: str | list | None = option(None, "Wikidata dump: .json/.json.gz/.json.bz2 (or one pretty-printed entity "
                                       "file) or truthy N-Triples .nt/.nt.bz2", flag="inputs", nargs="*",
-                                      metavar="INPUT")
+                                      metavar="INPUT", path=True)
     languages: list = option(["en"], "label languages in priority order (comma-separated on the command line); "
                              "mul is always the last fallback", flag="--languages", type=comma_list)
     format: str | None = option(None, "input format (default: from the file name)", flag="--format",
@@ -94,15 +96,15 @@ class MetadataOptions:
     wordnet: bool = option(True, "WordNet lemmas as entries", flag="--no-wordnet", action="store_false",
                            flag_help="leave WordNet out (its previous rows are kept)")
     wordnet_dir: str | None = option(None, "WordNet 3.0 dict directory (default /usr/share/wordnet)",
-                                     flag="--wordnet-dir", metavar="DIR")
+                                     flag="--wordnet-dir", metavar="DIR", path=True)
     wordnet_entries: str = option("lemmas", "WordNet strings as entries: lemmas (every lemma, case kept) or "
                                   "metaclip (each synset's NLTK name, lowercased, as MetaCLIP's build_metadata)",
                                   flag="--wordnet-entries", choices=("lemmas", "metaclip"))
     metaclip_metadata: str | None = option(None, "MetaCLIP metadata.json (a JSON list of strings)",
-                                           flag="--metaclip-metadata", metavar="FILE")
+                                           flag="--metaclip-metadata", metavar="FILE", path=True)
     entity_sets: list = option([], "entity set to add KG entries for: a conf/entity_sets/*.yaml file (computed "
                                "first) or the name of a set already in the entity_sets table (repeatable)",
-                               flag="--entity-set", action="append", metavar="YAML_OR_NAME")
+                               flag="--entity-set", action="append", metavar="YAML_OR_NAME", path=True)
     replace_all: bool = option(False, "rebuild the whole table from this run's sources (drop rows of sources "
                                "not given)", flag="--replace-all")
     min_length: int = option(3, "KG names shorter than N characters are dropped", flag="--min-length", type=int,
@@ -146,7 +148,7 @@ class BalanceOptions:
 @dataclass(frozen=True)
 class ReportOptions:
     out: str = option("./reports/latest", "the report's folder: index.html and its PNGs (default: report.out)",
-                      flag="--out")
+                      flag="--out", path=True)
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,7 @@ class RefreshOptions:
     crawl: str | None = option(None, "crawl id, e.g. CC-MAIN-2024-51", flag="--crawl")
     listing_base: str | None = option(None, "root laid out like s3://commoncrawl/ (default), holding "
                                       "crawl-data/<crawl>/wat.paths.gz; the listing's lines are relative to it",
-                                      flag="--listing-base")
+                                      flag="--listing-base", path=True)
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,8 @@ class MaintainOptions:
 @dataclass(frozen=True)
 class EntitySetOptions:
     specs: list = option([], "entity set spec(s), see conf/entity_sets/ (default: the YAML files among the "
-                         "config's metadata.entity_sets)", flag="specs", nargs="*", metavar="SPEC.yaml")
+                         "config's metadata.entity_sets)", flag="specs", nargs="*", metavar="SPEC.yaml",
+                         path=True)
 
 
 @dataclass(frozen=True)
@@ -185,7 +188,7 @@ class CuratedOptions:
 
 @dataclass(frozen=True)
 class SampleOptions:
-    out: str = option("samples", "output folder; WAT files go to OUT/wat/ (default: samples)", flag="--out")
+    out: str = option("samples", "output folder; WAT files go to OUT/wat/ (default: samples)", flag="--out", path=True)
     files: int = option(4, "number of WAT files (default 4)", flag="--files", type=int)
     records: int = option(400, "WARC records per file (default 400; 3 per page + warcinfo)", flag="--records",
                           type=int)
@@ -200,7 +203,8 @@ class SampleOptions:
     image_base_url: str | None = option(None, "serve the image links from here: every image link becomes "
                                         "URL/<file> and the files are written to --images (a demo's downloads)",
                                         flag="--image-base-url", metavar="URL")
-    images: str | None = option(None, "folder for the --image-base-url files (default: OUT/images)", flag="--images")
+    images: str | None = option(None, "folder for the --image-base-url files (default: OUT/images)", flag="--images",
+                                path=True)
 
 
 @dataclass(frozen=True)
@@ -208,7 +212,7 @@ class DownloadOptions:
     run_id: str | None = option(None, "the curated run to download (default: the newest; see kgcurate curated list)",
                                 flag="--run-id")
     out: str = option("./shards", "folder for the webdataset shards and sizes.json: a local path or s3://...",
-                      flag="--out")
+                      flag="--out", path=True)
     shard_size: int = option(10_000, "images per shard, at most (hashed: 0.9x that on average; a key holds 4 digits "
                              "of index, so 10000 at most)",
                              flag="--shard-size", type=argtypes.int_in(1, 10_000), positive=True)
@@ -254,7 +258,7 @@ class TrainOptions:
                                                type=argtypes.int_in(0))
     model: str = option("ViT-B-32", "open_clip model name", flag="--model")
     model_config_dir: str | None = option(None, "folder of extra open_clip model configs (conf/models holds "
-                                          "kgc-tiny)", flag="--model-config-dir", metavar="DIR")
+                                          "kgc-tiny)", flag="--model-config-dir", metavar="DIR", path=True)
     batch_size: int = option(256, "batch size per process", flag="--batch-size", type=argtypes.int_in(1),
                              positive=True)
     epochs: int = option(32, "epochs (with --samples: checkpoints, each of samples/epochs samples)", flag="--epochs",
@@ -272,7 +276,7 @@ class TrainOptions:
                                   type=argtypes.fraction)
     seed: int = option(0, "seed of the trainer and of the text draw", flag="--seed", type=argtypes.int64)
     experiments: str = option("./experiments", "folder holding one folder per experiment (open_clip's --logs)",
-                              flag="--experiments", metavar="DIR")
+                              flag="--experiments", metavar="DIR", path=True)
     name: str | None = option(None, "the experiment's folder name (default: model and curated run)", flag="--name")
     resume: bool = option(False, "continue the experiment from its latest checkpoint (or start it when absent); "
                           "without it an existing experiment folder is refused", flag="--resume")
@@ -288,17 +292,17 @@ class EvaluateOptions:
     train_run_id: str | None = option(None, "the train run whose checkpoint to evaluate (default: the newest finished "
                                       "one in train_runs, unless --checkpoint is given)", flag="--train-run-id")
     checkpoint: str | None = option(None, "an open_clip checkpoint file to evaluate instead of a train run's (needs "
-                                    "--model)", flag="--checkpoint", metavar="FILE")
+                                    "--model)", flag="--checkpoint", metavar="FILE", path=True)
     model: str | None = option(None, "open_clip model name of --checkpoint (e.g. kgc-tiny, ViT-B-32)", flag="--model")
     model_config_dir: str | None = option(None, "folder of <model>.json configs for --model (e.g. conf/models)",
-                                          flag="--model-config-dir", metavar="DIR")
+                                          flag="--model-config-dir", metavar="DIR", path=True)
     datasets: list = option(["digits", "skimage"], "zero-shot sets: digits, skimage (offline), or a labelled folder "
                             "DIR/<class>/<image> as PATH or NAME=PATH (ImageNet, iNat; repeatable); none: "
                             "retrieval only",
-                            flag="--dataset", action="append", metavar="SET")
+                            flag="--dataset", action="append", metavar="SET", path=True)
     retrieval: list = option([], "held-out webdataset shards for image-text retrieval: a folder of *.tar or a glob, "
                              "as PATH or NAME=PATH (repeatable)", flag="--retrieval", action="append",
-                             metavar="SHARDS")
+                             metavar="SHARDS", path=True)
     retrieval_limit: int = option(5000, "samples of a retrieval set scored (every image against every text)",
                                   flag="--retrieval-limit", type=argtypes.int_in(1, 1_000_000), positive=True)
     digits_per_class: int | None = option(None, "images per digit of the offline digits set (default all, ~180)",
@@ -328,6 +332,25 @@ FREE_FORM = {"spark.conf"}  # any keys
 def defaults() -> dict[str, Any]:
     """The whole default config as the dict a YAML file is merged over."""
     return {**TOP_LEVEL, **{name: asdict(cls()) for name, cls in SECTIONS.items()}}
+
+
+def expand_paths(cfg: dict[str, Any]) -> None:
+    """Expand a leading ``~`` in ``lake`` and every ``path`` key of the merged config (from YAML or a flag), in
+    place: neither a YAML value nor ``--out=~/x`` goes through a shell, and a literal ``./~`` folder is a trap."""
+    if isinstance(cfg.get("lake"), str):
+        cfg["lake"] = paths.expand_home(cfg["lake"])
+    for sec, cls in SECTIONS.items():
+        values = cfg.get(sec)
+        if not isinstance(values, dict):
+            continue
+        for f in fields(cls):
+            value = values.get(f.name)
+            if not f.metadata.get("path") or value is None:
+                continue
+            if isinstance(value, str):
+                values[f.name] = paths.expand_home(value)
+            elif isinstance(value, list):
+                values[f.name] = [paths.expand_home(v) if isinstance(v, str) else v for v in value]
 
 
 def value_types(cls: type, name: str) -> tuple[type, ...]:
