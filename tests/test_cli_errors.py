@@ -92,6 +92,11 @@ def test_read_only_or_unreachable_lake_exit_2_names_the_path(tmp_path) -> None:
     # what the key's flag refuses, the YAML refuses too (these failed after Spark started, or divided by zero)
     ("download:\n  shard_size: 20000\n", ["'download.shard_size'", "out of range (allowed 1 .. 10000)"]),
     ("train:\n  gpus: 0\n", ["'train.gpus'", "out of range"]),
+    # YAML-only keys: max_pixels 0 failed every shard after Spark started, max_redirects -1 failed every image
+    ("download:\n  max_pixels: 0\n", ["'download.max_pixels' must be > 0"]),
+    ("download:\n  max_bytes: -5\n", ["'download.max_bytes' must be > 0"]),
+    ("download:\n  max_redirects: -1\n", ["'download.max_redirects'", "out of range (allowed 0 .. 100)"]),
+    ("download:\n  max_redirects: 1.5\n", ["'download.max_redirects' must be an integer"]),
     ("balance:\n  t: .inf\n", ["'balance.t'", "finite number > 0"]),
     ("evaluate:\n  templates: fancy\n", ["'evaluate.templates' must be one of openai, simple", "'fancy'"]),
     ("lake:\n", ["'lake' is empty"]),

@@ -231,9 +231,11 @@ class DownloadOptions:
                             type=argtypes.positive_float, positive=True)
     attempts: int = option(3, "tries per URL (retries only timeouts, 429 and 5xx, with backoff)", flag="--attempts",
                            type=argtypes.int_in(1, 20), positive=True)
-    max_redirects: int = option(5, "redirects followed per URL")
-    max_bytes: int = option(32 * 2**20, "larger bodies are cut off (too_large)")
-    max_pixels: int = option(89_478_485, "images with more pixels are refused before decoding (too_large)")
+    max_redirects: int = option(5, "redirects followed per URL (0: none; at most 100)", type=argtypes.int_in(0, 100))
+    max_bytes: int = option(32 * 2**20, "larger bodies are cut off (too_large; > 0)", type=argtypes.int_in(1),
+                            positive=True)
+    max_pixels: int = option(89_478_485, "images with more pixels are refused before decoding (too_large; > 0)",
+                             type=argtypes.int_in(1), positive=True)
     opt_out: list = option(["noai", "noimageai"], "X-Robots-Tag directives that opt an image out (comma-separated "
                            "on the command line; add noindex,noimageindex to honour those too)", flag="--opt-out",
                            type=comma_list)
