@@ -293,3 +293,44 @@ def test_a_tilde_in_the_config_is_the_home_folder(capsys, tmp_path, monkeypatch)
     assert lake.normalize_root("~/l") == f"{home}/l"
     assert lake.normalize_root("hdfs://nn/~x/") == "hdfs://nn/~x"
     assert lake_rs.table_uri("~/l", "pairs") == f"{home}/l/pairs"
+
+
+@pytest.mark.parametrize(("yaml_lines", "words"), [
+    ("wikidata:\n  input: {d}/sampel.json\n", ["Wikidata input not found: ", "sampel.json"]),
+    ("wikidata:\n  input: {d}/dump.txt\n", ["cannot tell the format of ", "dump.txt"]),
+    ("metadata:\n  metaclip_metadata: {d}/metadata.jsn\n", ["MetaCLIP metadata file not found: ", "metadata.jsn"]),
+    ("metadata:\n  wordnet_dir: {d}/nowordnet\n", ["WordNet data files", "not found in ", "nowordnet"]),
+    ("metadata:\n  wordnet: false\n  entity_sets: [{d}/organisms.yml]\n", ["entity set file not found: ",
+                                                                         "organisms.yml"]),
+])
+def test_run_checks_every_stages_inputs_before_spark(yaml_lines, words, capsys, tmp_path, monkeypatch) -> None:
+    """A mistyped wikidata.input or metadata path was found only after ingest-wat had run and committed."""
+    monkeypatch.setattr(cli.Context, "of", lambda *a: pytest.fail("a stage started"))
+    wat = tmp_path / "in.warc.wat.gz"
+    wat.write_bytes(b"")
+    (tmp_path / "dump.txt").write_text("{}")
+    p = tmp_path / "c.yaml"
+    p.write_text(f"lake: {tmp_path / 'lake'}\nwat:\n  inputs: [{wat}]\n" + yaml_lines.format(d=tmp_path))
+    assert cli.main(["run", "--config", str(p)]) == 2
+    err = one_error_line(capsys)
+    for w in words:
+        assert w in err, err
+    assert not (tmp_path / "lake").exists()
+    if "metadata:" in yaml_lines:  # build-metadata's own command makes the same check before Spark
+        assert cli.main(["build-metadata", "--config", str(p)]) == 2
+        assert one_error_line(capsys) == err
+
+
+def test_run_leaves_uri_inputs_to_hadoop(tmp_path) -> None:
+    """s3a:// dumps, MetaCLIP lists and WordNet folders are not looked for on the local disk."""
+    import argparse
+
+    from kgcurate.stages import run_pipeline
+
+    cfg = config.load(None)
+    cfg["wat"]["inputs"] = ["s3a://b/wat/"]
+    cfg["wikidata"]["input"] = "s3a://b/latest-all.json.bz2"
+    cfg["metadata"].update(wordnet_dir="s3a://b/wordnet", metaclip_metadata="s3a://b/metadata.json")
+    cfg["report"]["out"] = str(tmp_path / "report")
+    args = argparse.Namespace(config="c.yaml", only=None, skip=None)
+    assert run_pipeline.prepare(args, cfg) == {"only": None, "skip": None}

@@ -152,6 +152,31 @@ def resolve_entity_sets(spark: SparkSession, root: str, items: list[Any]) -> tup
     return list(dict.fromkeys(names)), computed
 
 
+def check_inputs(md: dict[str, Any]) -> None:
+    """The local files this stage reads (WordNet's data files, the MetaCLIP list, entity-set specs), checked
+    before Spark starts with the lines reading them would give; s3a:// and other URIs are read through Hadoop
+    later. An entity set given by name is looked up in the lake then."""
+    if md.get("wordnet", True):
+        configured = md.get("wordnet_dir")
+        if not (configured and _is_uri(str(configured))):
+            found = wordnet.find_dir(configured)
+            if found is None or not Path(found).is_dir():
+                raise UserError(wordnet.missing_message(configured))
+            if not all((Path(found) / name).is_file() for name in wordnet.POS_FILES.values()):
+                raise UserError(wordnet.missing_message(found))
+    path = md.get("metaclip_metadata")
+    if path and not _is_uri(str(path)) and not Path(str(path)).is_file():
+        raise UserError(f"MetaCLIP metadata file not found: {path} (pass an existing metadata.json "
+                        "to --metaclip-metadata, or leave the flag out)")
+    for item in md.get("entity_sets") or []:
+        load_set_item(str(item))  # a spec file: there and valid (it is read locally, as here)
+
+
+def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
+    check_inputs(cfg.get("metadata") or {})
+    return {}
+
+
 # ---------------------------------------------------------------- skip if unchanged
 
 NOTE_KEY = "kgcurate.build-metadata"  # the key of this stage's note on its metadata commit

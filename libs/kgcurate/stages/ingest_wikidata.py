@@ -666,10 +666,10 @@ def _inputs(cfg: dict[str, Any]) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
-def execute(ctx: Context, cfg: dict[str, Any]) -> IngestWikidataSummary:
-    spark = ctx.spark
+def check_config(cfg: dict[str, Any]) -> tuple[list[str], tuple[str, ...]]:
+    """(inputs, languages) once the local inputs exist, the languages and the format are valid and every named
+    file's type is known: the checks that need no Spark (s3a:// inputs are listed by Hadoop later)."""
     wd = cfg["wikidata"]
-    lake_root = cfg["lake"]
     inputs = _inputs(cfg)
     check_inputs(inputs)
     try:
@@ -682,6 +682,15 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> IngestWikidataSummary:
     for path in inputs:  # an unknown file type fails before any Spark work (globs, folders: per file later)
         if not _is_pattern_or_folder(path):
             input_format(path, forced)
+    return inputs, languages
+
+
+def execute(ctx: Context, cfg: dict[str, Any]) -> IngestWikidataSummary:
+    spark = ctx.spark
+    wd = cfg["wikidata"]
+    lake_root = cfg["lake"]
+    inputs, languages = check_config(cfg)
+    forced = wd.get("format")
     run_id = run_ids.new(JOB)
     started = datetime.now(timezone.utc)
     t0 = time.monotonic()
@@ -729,7 +738,7 @@ def failure_line(failed: list[tuple[str, str | None]], files: int, limit: int = 
 
 
 def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
-    check_inputs(_inputs(cfg))  # before Spark starts
+    check_config(cfg)  # before Spark starts
     return {}
 
 

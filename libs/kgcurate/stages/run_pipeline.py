@@ -83,6 +83,14 @@ def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
         from kgcurate.stages import ingest_wat
 
         ingest_wat.check_options(cfg["wat"])  # text bounds that keep nothing fail now, not as "ok" files
+    if _runs("ingest-wikidata", args) and not skip_reason("ingest-wikidata", cfg):
+        from kgcurate.stages import ingest_wikidata
+
+        ingest_wikidata.prepare(args, cfg)  # a mistyped dump fails now, not after ingest-wat's hours
+    if _runs("build-metadata", args) and not skip_reason("build-metadata", cfg):
+        from kgcurate.stages import build_metadata
+
+        build_metadata.prepare(args, cfg)  # WordNet, MetaCLIP, entity-set specs: there before anything runs
     if _runs("balance", args) and not skip_reason("balance", cfg):
         from kgcurate.stages import balance
 
