@@ -334,3 +334,36 @@ def test_run_leaves_uri_inputs_to_hadoop(tmp_path) -> None:
     cfg["report"]["out"] = str(tmp_path / "report")
     args = argparse.Namespace(config="c.yaml", only=None, skip=None)
     assert run_pipeline.prepare(args, cfg) == {"only": None, "skip": None}
+
+
+def test_a_lake_host_or_bucket_that_cannot_be_reached_is_one_line() -> None:
+    """`match --lake hdfs://nohost:8020/lake` exited 1 with the JVM's IllegalArgumentException; docs say exit 2."""
+    hdfs_unknown = RuntimeError("An error occurred while calling o56.load.\n: java.lang.IllegalArgumentException: "
+                                "java.net.UnknownHostException: nohost\n\tat org.apache.hadoop.security...")
+    assert str(io_error_from_jvm(hdfs_unknown, "hdfs://nohost:8020/lake")) == (
+        "lake hdfs://nohost:8020/lake is not reachable (java.net.UnknownHostException: nohost): check --lake "
+        "(host, port or bucket) and the network, then re-run")
+    hdfs_refused = RuntimeError(": java.net.ConnectException: Call From box/10.0.0.5 to nn:8020 failed on connection "
+                                "exception: java.net.ConnectException: Connection refused; For more details see: "
+                                "http://wiki.apache.org/hadoop/ConnectionRefused\n\tat sun.reflect...")
+    assert str(io_error_from_jvm(hdfs_refused, "hdfs://nn:8020/lake")).startswith(
+        "lake hdfs://nn:8020/lake is not reachable (java.net.ConnectException: Call From box/10.0.0.5 to nn:8020")
+    s3a_bucket = RuntimeError(": org.apache.hadoop.fs.s3a.UnknownStoreException: `s3a://nobucket/lake/pairs': "
+                              "getFileStatus on s3a://nobucket/lake/pairs: software.amazon.awssdk.services.s3.model."
+                              "NoSuchBucketException: The specified bucket does not exist (Service: S3, Status Code: "
+                              "404): NoSuchBucket\n\tat org.apache.hadoop.fs.s3a.S3AUtils...")
+    err = str(io_error_from_jvm(s3a_bucket, "s3a://nobucket/lake"))
+    assert err.startswith("lake s3a://nobucket/lake is not reachable (org.apache.hadoop.fs.s3a.UnknownStoreException")
+    s3a_host = RuntimeError(": java.net.UnknownHostException: getFileStatus on s3a://b/lake: "
+                            "b.s3.nowhere.example: Name or service not known")
+    assert str(io_error_from_jvm(s3a_host, "s3a://b/lake")).startswith("lake s3a://b/lake is not reachable")
+    # an input's unknown host is not the lake's: named as such, still exit 2
+    other = RuntimeError(": java.net.UnknownHostException: inputs.example: Name or service not known")
+    assert str(io_error_from_jvm(other, "hdfs://nn:8020/lake")).startswith(
+        "a host or bucket is not reachable (java.net.UnknownHostException: inputs.example")
+    # a refused connection that is not the lake's (Spark's executors, a local lake) stays the job's failure
+    spark_internal = RuntimeError(": org.apache.spark.SparkException: Job aborted: java.io.IOException: Failed to "
+                                  "connect to box/10.0.0.5:40123\nCaused by: java.net.ConnectException: Connection "
+                                  "refused")
+    assert io_error_from_jvm(spark_internal, "/data/lake") is None
+    assert io_error_from_jvm(spark_internal, "hdfs://nn:8020/lake") is None

@@ -146,8 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(f"kgcurate.stages.{registry.BY_NAME[args.command].module}")
     if not args.debug and not session.under_spark_submit():  # a terminal: our one line says it all
         session.console_log_level = "OFF"  # (under spark-submit the driver log keeps Spark's WARN/ERROR)
+    lake: str | None = None
     try:
         cfg = resolve_config(args)
+        lake = str(cfg.get("lake") or "")
         settings.apply_flags(args, cfg, registry.BY_NAME[args.command].flag_keys)
         settings.expand_paths(cfg)
         check_lake(str(cfg.get("lake") or ""), args.command)
@@ -163,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - one line for users, the trace with --debug
         if args.debug:
             raise
-        io_error = io_error_from_jvm(exc)
+        io_error = io_error_from_jvm(exc, lake)
         if io_error is not None:
             print(f"kgcurate: error: {args.command}: {io_error}", file=sys.stderr)
             return 2

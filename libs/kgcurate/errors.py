@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from urllib.parse import urlsplit
 
 
 class UserError(Exception):
@@ -31,9 +32,43 @@ _IO_CAUSES = (
 _NO_CREDENTIALS = re.compile(r"NoAuthWithAWSException|NoCredentialsError|Unable to locate credentials")
 
 
-def io_error_from_jvm(exc: BaseException) -> UserError | None:
-    """A Py4J/JVM failure whose root is an I/O problem with a path, or missing S3 credentials, as one
-    UserError line; else None."""
+# A host or bucket that is not there or not answering: Hadoop's (hdfs: UnknownHostException, "Call From a to
+# b:8020 failed on connection exception: java.net.ConnectException"), s3a's (the SDK's cause re-thrown as
+# UnknownHostException / ConnectException, a missing bucket as UnknownStoreException "Bucket b does not exist",
+# the service's NoSuchBucket). A refused connection is the lake's only when it names the lake's host: Spark's own
+# connections between driver and executors fail with the same exception and are no usage error.
+_UNKNOWN = re.compile(r"\b(?:[\w.]+\.)?(?:UnknownHostException|UnknownStoreException|NoSuchBucket(?:Exception)?)\b"
+                      r"[^\n]*")
+_REFUSED = re.compile(r"\b(?:[\w.]+\.)?(?:ConnectException|HttpHostConnectException|NoRouteToHostException)\b[^\n]*")
+
+
+def _names_lake(text: str, lake: str | None) -> bool:
+    """Whether ``text`` names the lake's host (hdfs://nn:8020) or bucket (s3a://bucket/...)."""
+    parts = urlsplit(lake) if lake and "://" in lake else None
+    if parts is None or not parts.hostname:
+        return False
+    host = re.escape(parts.hostname)
+    if parts.scheme in ("s3a", "s3", "s3n"):
+        return re.search(rf"s3[an]?://{host}(?![\w.-])|(?<![\w.-]){host}\.s3[\w.-]*", text, re.I) is not None
+    return re.search(rf"(?<![\w.-]){host}(?![\w-])", text, re.I) is not None
+
+
+def _unreachable(text: str, lake: str | None) -> UserError | None:
+    names_lake = _names_lake(text, lake)
+    m = _UNKNOWN.search(text) or (_REFUSED.search(text) if names_lake else None)
+    if m is None:
+        return None
+    detail = m.group(0).strip().rstrip(".")
+    detail = detail if len(detail) <= 200 else detail[:197] + "..."
+    if names_lake:
+        return UserError(f"lake {lake} is not reachable ({detail}): check --lake (host, port or bucket) and the "
+                         "network, then re-run")
+    return UserError(f"a host or bucket is not reachable ({detail}): check --lake and the input paths, then re-run")
+
+
+def io_error_from_jvm(exc: BaseException, lake: str | None = None) -> UserError | None:
+    """A Py4J/JVM failure whose root is an I/O problem with a path, missing S3 credentials, or a lake (host,
+    bucket) that cannot be reached, as one UserError line; else None."""
     text = str(exc)
     java = getattr(exc, "java_exception", None)
     if java is not None:
@@ -42,6 +77,9 @@ def io_error_from_jvm(exc: BaseException) -> UserError | None:
     if _NO_CREDENTIALS.search(text):
         return UserError("no AWS credentials for S3: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or "
                          "AWS_PROFILE, or run with an instance role) and re-run")
+    unreachable = _unreachable(text, lake)
+    if unreachable is not None:
+        return unreachable
     for pattern, cause in _IO_CAUSES:
         m = pattern.search(text)
         if m:
