@@ -34,6 +34,7 @@ def one_error_line(capsys) -> str:
     (["ingest-wat", "--progress-interval", "0", "x.wat.gz"], ["--progress-interval", "> 0"]),
     (["ingest-wat", "--progress-interval", "-5", "x.wat.gz"], ["--progress-interval", "> 0"]),
     (["ingest-wat", "--progress-interval", "nan", "x.wat.gz"], ["--progress-interval", "> 0"]),
+    (["maintain", "--parallel-tables", "0"], ["--parallel-tables", "out of range (allowed 1 .. 1024)"]),
 ])
 def test_out_of_range_flags_exit_2_with_one_line(argv, words, capsys, tmp_path) -> None:
     with pytest.raises(SystemExit) as exc:
@@ -93,6 +94,7 @@ def test_read_only_or_unreachable_lake_exit_2_names_the_path(tmp_path) -> None:
     ("download:\n  shard_size: 20000\n", ["'download.shard_size'", "out of range (allowed 1 .. 10000)"]),
     ("train:\n  gpus: 0\n", ["'train.gpus'", "out of range"]),
     # YAML-only keys: max_pixels 0 failed every shard after Spark started, max_redirects -1 failed every image
+    ("maintain:\n  parallel_tables: 0\n", ["'maintain.parallel_tables' must be > 0"]),  # was found with Spark up
     ("download:\n  max_pixels: 0\n", ["'download.max_pixels' must be > 0"]),
     ("download:\n  max_bytes: -5\n", ["'download.max_bytes' must be > 0"]),
     ("download:\n  max_redirects: -1\n", ["'download.max_redirects'", "out of range (allowed 0 .. 100)"]),

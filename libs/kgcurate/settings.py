@@ -168,7 +168,7 @@ class MaintainOptions:
                                   positive=True)
     dry_run: bool = option(False, "report only; change nothing", flag="--dry-run")
     parallel_tables: int = option(4, "tables optimized and vacuumed at once (default 4; 1: one after another)",
-                                  flag="--parallel-tables", type=int)
+                                  flag="--parallel-tables", type=argtypes.int_in(1, 1024), positive=True)
 
 
 @dataclass(frozen=True)
