@@ -263,3 +263,22 @@ def test_cli_shows_one_line_not_the_jvm_trace_of_a_cut_file(tmp_path):
     shown = [ln for ln in err.splitlines() if " INFO " not in ln and not ln.startswith("WARNING: Using incubator")]
     assert not [ln for ln in shown if " ERROR " in ln or ln.startswith(("\tat ", "Caused by"))], err[-3000:]
     assert shown[-1].startswith("kgcurate: error: 1 of 1 Wikidata input files failed: cut.json.gz (read error: ")
+
+
+def test_a_document_that_is_not_utf8_is_a_bad_record_not_the_end_of_the_run(spark, lake, tmp_path, capsys):
+    """One Latin-1 byte in a pretty-printed document reached the Python worker as an Arrow string, whose
+    decoding raised there: the job aborted, every file failed and no entity was written."""
+    d = tmp_path / "in"
+    d.mkdir()
+    entity = {"type": "item", "id": "Q990101", "labels": {"en": {"language": "en", "value": "Caf\u00e9"}}}
+    (d / "latin1.json").write_bytes(orjson.dumps(entity, option=orjson.OPT_INDENT_2).decode().encode("latin-1"))
+    (d / "good.json").write_bytes(orjson.dumps({**entity, "id": "Q990102"}, option=orjson.OPT_INDENT_2))
+    (d / "dump.json").write_bytes(_dump([_entity(990103)]))
+    assert cli.main(["ingest-wikidata", "--lake", lake, *sorted(str(p) for p in d.iterdir())]) == 1
+    assert "1 of 3 Wikidata input files failed: latin1.json (not a Wikidata dump" in capsys.readouterr().err
+    assert sorted(r["qid"] for r in lk.read(spark, lake, tables.ENTITIES).collect()) == ["Q990102", "Q990103"]
+    log = {r["source_file"].rsplit("/", 1)[-1]: r["status"] for r in lk.read(spark, lake, tables.INGEST_LOG).collect()}
+    assert log == {"latin1.json": "failed", "good.json": "ok", "dump.json": "ok"}
+    bad = [(r["offset"], r["reason"]) for r in lk.read(spark, lake, tables.BAD_RECORDS)
+           .where(F.col("source_file").endswith("latin1.json")).collect()]
+    assert [o for o, r in bad if r.startswith("invalid JSON document: ")] == [0], bad

@@ -172,7 +172,8 @@ def make_line_parser(fmt: str, languages: tuple[str, ...]):
 
 
 def make_document_parser(languages: tuple[str, ...]):
-    """mapInArrow function for whole pretty-printed JSON files (one row per file)."""
+    """mapInArrow function for whole JSON documents (one row per file, its text as bytes: not UTF-8 is a bad
+    record)."""
 
     def parse(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from kgcurate.wikidata.json_entity import parse_document
@@ -384,13 +385,12 @@ def read_failure(exc: BaseException) -> tuple[str, str] | None:
 def _write_group(spark: SparkSession, fmt: str, files: list[InputFile], languages: tuple[str, ...],
                  out: str, tolerant: bool) -> None:
     paths = [f.path for f in files]
-    if fmt == "document":
-        frame = _read_text(spark, paths, wholetext=True, tolerant=tolerant).mapInArrow(
-            make_document_parser(languages), STAGED_SPARK)
-    else:
-        # Lines as bytes: the parsers decode them, so a line that is not UTF-8 is a bad record.
-        text = _read_text(spark, paths, tolerant=tolerant).withColumn("value", F.col("value").cast("binary"))
-        frame = text.mapInArrow(make_line_parser(fmt, languages), STAGED_SPARK)
+    # Lines and documents as bytes: the parsers decode them, so text that is not UTF-8 is a bad record (as
+    # a string column, Arrow's to_pylist raised UnicodeDecodeError in the worker and aborted the whole job).
+    text = _read_text(spark, paths, wholetext=fmt == "document", tolerant=tolerant).withColumn(
+        "value", F.col("value").cast("binary"))
+    parser = make_document_parser(languages) if fmt == "document" else make_line_parser(fmt, languages)
+    frame = text.mapInArrow(parser, STAGED_SPARK)
     frame.write.mode("overwrite").parquet(out)
 
 
