@@ -135,3 +135,40 @@ def test_bad_and_skipped_lines_never_raise():
         parse_entity_line('{"id": 5}', "en")
     with pytest.raises(SkippedEntity):
         parse_entity_line('{"type":"item","id":"P5"}', "en")
+
+
+def _q(n: int) -> dict:
+    return {"type": "item", "id": f"Q{n}", "labels": {"en": {"language": "en", "value": f"thing {n}"}}}
+
+
+def _read_as_staged(text: bytes) -> list[str]:
+    """The qids the stage gets from a file: judged from its first five lines, then read line by line or whole."""
+    lines = text.split(b"\n")
+    if looks_line_per_entity([ln.decode() for ln in lines[:5]]):
+        res = parse_lines(lines, "en")
+    else:
+        res = parse_document(text, "en")
+    assert not res.bad, res.bad
+    return [r["qid"] for r in res.rows]
+
+
+def test_document_shapes_are_documents_and_dump_shapes_dumps():
+    """The compact API response (Special:EntityData/Q42.json: one line) was read as a dump line ("entity has no
+    id"), a pretty-printed array as a dump (each line a bad record), and the entities sharing a line with the
+    array's brackets were lost."""
+    one, two = orjson.dumps(_q(1)), orjson.dumps(_q(2))
+    api = orjson.dumps({"entities": {"Q1": _q(1), "Q2": _q(2)}})
+    assert not looks_line_per_entity([api.decode()])
+    assert _read_as_staged(api) == ["Q1", "Q2"]
+    pretty_array = orjson.dumps([_q(1), _q(2)], option=orjson.OPT_INDENT_2)
+    assert not looks_line_per_entity(pretty_array.decode().splitlines()[:5])
+    assert _read_as_staged(pretty_array) == ["Q1", "Q2"]
+    assert _read_as_staged(b"\xef\xbb\xbf" + pretty_array) == ["Q1", "Q2"]  # a byte order mark first
+    for dump in (b"[" + one + b",\n" + two + b"]\n",                      # brackets on the entities' lines
+                 b"[\n" + one + b",\n" + two + b"\n]\n",                  # the dump's own shape
+                 b"\xef\xbb\xbf[\n  " + one + b",\n  " + two + b"\n]",   # BOM, indented entity lines
+                 b"[" + one + b"]\n"):                                    # one entity on the array's line
+        assert looks_line_per_entity(dump.decode().splitlines()[:5]), dump
+        assert _read_as_staged(dump) == (["Q1", "Q2"] if two in dump else ["Q1"]), dump
+    assert strip_dump_line(b"[" + one + b",") == one and strip_dump_line(two + b"]") == two
+    assert strip_dump_line("\ufeff[") is None and strip_dump_line(b" ], ") is None

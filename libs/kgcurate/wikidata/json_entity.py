@@ -53,14 +53,25 @@ class SkippedEntity(Exception):
         self.kind = kind
 
 
+_BYTES_MARKS = (b"\xef\xbb\xbf", b"[", b",", b"{", b"]")
+_STR_MARKS = ("\ufeff", "[", ",", "{", "]")
+
+
 def strip_dump_line(line: bytes | str) -> bytes | str | None:
-    """The entity JSON of one dump line, or None for the array's ``[``/``]`` and blank lines."""
-    s = line.strip()
-    if s.endswith(b"," if isinstance(s, bytes) else ","):
+    """The entity JSON of one dump line, or None for the array's ``[``/``]`` and blank lines.
+
+    The array's brackets may share a line with the first or last entity (``[{...},`` and ``{...}]``),
+    and a file may start with a byte order mark: neither belongs to the entity.
+    """
+    bom, open_, comma, brace, close = _BYTES_MARKS if isinstance(line, bytes) else _STR_MARKS
+    s = line.strip().removeprefix(bom).strip()
+    if s.startswith(open_):
+        s = s[1:].lstrip()
+    if s.endswith(comma):
         s = s[:-1].rstrip()
-    if not s or s in (b"[", b"]", "[", "]"):
-        return None
-    return s
+    if s.startswith(brace) and s.endswith(close):
+        s = s[:-1].rstrip()
+    return s if s and s != close else None
 
 
 def _mapping(value: Any, name: str) -> dict[str, Any]:
@@ -247,39 +258,49 @@ def parse_lines(lines: Iterable[bytes | str | None], languages: Iterable[str] | 
     return out
 
 
+def _json(text: bytes | str | None) -> Any:
+    """The JSON value of ``text``; None when it is not one."""
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _is_api_wrapper(value: Any) -> bool:
+    """The entity API's ``{"entities": {...}}`` (Special:EntityData), not an entity."""
+    return isinstance(value, dict) and isinstance(value.get("entities"), dict) and "id" not in value
+
+
 def looks_line_per_entity(head_lines: Iterable[str]) -> bool:
     """Whether a file is a line-per-entity dump, judged from its first non-blank lines.
 
-    A dump starts with ``[`` or has whole entities on its lines; a pretty-printed document (the entity
-    API's ``{"entities": ...}`` or a bare entity) starts with a lone ``{`` (or an unfinished object) and has
-    no whole object on a line; a JSON array on one line is a document too. One damaged line (the first
-    one cut, say) does not make a dump a document: read whole as one value, all its good lines were lost.
+    A dump has whole entities on its lines (the array's ``[``/``]`` alone or on the first and last
+    entity's line). A document is read whole: the entity API's ``{"entities": ...}`` (compact on one
+    line, as Special:EntityData serves it, or pretty-printed), a pretty-printed entity (a lone ``{`` or
+    an unfinished object first), a pretty-printed array (``[`` then a lone ``{``) or an array on one line.
+    One damaged line (the first one cut, say) does not make a dump a document: read whole as one value,
+    all its good lines were lost.
     """
-    first: str | None = None
-    first_value: Any = None
-    for line in head_lines:
-        s = line.strip()
-        if not s:
-            continue
-        if s == "[":
-            return True
-        try:
-            value = orjson.loads(strip_dump_line(s))
-        except orjson.JSONDecodeError:
-            value = None
-        if isinstance(value, dict):
-            return True
-        if first is None:
-            first, first_value = s, value
-    if first is None:
+    lines = [s for s in (line.strip().removeprefix("\ufeff").strip() for line in head_lines) if s]
+    if not lines:
         return True  # empty file: nothing to parse either way
-    return not (isinstance(first_value, list) or (first_value is None and first.startswith("{")))
+    values = [_json(strip_dump_line(s)) for s in lines]
+    if any(isinstance(v, dict) and not _is_api_wrapper(v) for v in values):
+        return True
+    if any(_is_api_wrapper(v) for v in values):
+        return False
+    first = lines[0]
+    if isinstance(_json(first.removesuffix(",")), list) or first.startswith("{"):
+        return False
+    return not (first == "[" and len(lines) > 1 and lines[1].startswith("{"))
 
 
 def document_entities(text: bytes | str) -> Iterator[Any]:
     """Entities of one JSON document: ``{"entities": {...}}``, a bare entity, or a JSON array."""
     try:
-        doc = orjson.loads(text)
+        doc = orjson.loads(text.removeprefix(b"\xef\xbb\xbf" if isinstance(text, bytes) else "\ufeff"))
     except orjson.JSONDecodeError as exc:
         raise BadRecord(f"invalid JSON document: {exc}") from exc
     if isinstance(doc, dict) and isinstance(doc.get("entities"), dict):
