@@ -90,6 +90,13 @@ def test_sitelinks_joined_through_about():
     ("simple", "en-simple", "simple"),
     ("en-GB", "en-GB", "en-gb"),  # case: JSON keys are lower case, configs often are not
     ("DE", "de", "de"),
+    # Wikibase's own canonicalLanguageCodes come first in the RDF dump (these labels were lost)
+    ("crh", "crh-Latn", "crh"),
+    ("cbk-zam", "cbk-x-zam", "cbk-zam"),
+    ("nrm", "fr-x-nrm", "nrm"),
+    ("fr-x-nrm", "fr-x-nrm", "nrm"),
+    ("roa-tara", "it-x-tara", "roa-tara"),
+    ("simple", "en-x-simple", "simple"),  # older Wikibase releases
 ])
 def test_language_codes_agree_between_dump_formats_and_the_config(configured, nt_tag, json_key):
     import json
@@ -108,3 +115,14 @@ def test_a_dump_without_sitelinks_counts_says_unknown_not_zero():
     """latest-truthy.nt has no wikibase:sitelinks lines (only latest-all.nt does): null, not 0."""
     lines = [f'{WD.format("Q5")} <http://www.w3.org/2000/01/rdf-schema#label> "human"@en .']
     assert assemble(parse_nt_lines(lines, "en").facts)["Q5"]["sitelinks"] is None
+
+
+def test_crh_latn_tag_is_crh_and_a_configured_crh_latn_stays_crh_latn():
+    """Wikibase writes crh-Latn for both crh and crh-latn: the RDF tag is read as crh; the config's crh-latn
+    is not rewritten, so the JSON path keeps its crh-latn labels."""
+    from kgcurate.wikidata import language_order, rdf_language
+
+    assert rdf_language("crh-Latn") == "crh" and rdf_language("sr-Latn") == "sr-el"
+    assert language_order(["crh-latn"]) == ("crh-latn", "mul")
+    [row] = parse_lines(['{"type":"item","id":"Q1","labels":{"crh-latn":{"value":"x"}}}'], ["crh-latn"]).rows
+    assert row["label"] == "x"

@@ -26,9 +26,12 @@ ENTITY_FIELDS = (
 )
 
 
-# The RDF dumps tag literals with BCP 47 (MediaWiki's LanguageCode::bcp47), the JSON dumps key them by
-# MediaWiki's own codes; these are the codes where the two differ beyond letter case (MediaWiki's
-# NON_STANDARD_LANGUAGE_CODE_MAPPING, inverted as its bcp47ToInternal does), BCP 47 side lower-cased.
+# The RDF dumps tag literals with BCP 47, the JSON dumps key them by MediaWiki's own codes. Wikibase's RDF
+# writer (RdfVocabulary::getCanonicalLanguageCode) first looks a code up in its canonicalLanguageCodes setting
+# (repo/config/Wikibase.default.php: crh -> crh-Latn, cbk-zam -> cbk-x-zam, nrm -> fr-x-nrm, roa-tara ->
+# it-x-tara, simple -> en-simple or, in older releases, en-x-simple, ...), then falls back to MediaWiki's
+# LanguageCode::bcp47 (NON_STANDARD_LANGUAGE_CODE_MAPPING). These are the codes where the two differ beyond
+# letter case, both tables inverted, BCP 47 side lower-cased.
 _BCP47_TO_WIKIMEDIA = {
     "cbk": "cbk-zam", "de-x-formal": "de-formal", "egl": "eml", "en-x-rtl": "en-rtl", "es-x-formal": "es-formal",
     "hu-x-formal": "hu-formal", "jv-x-bms": "map-bms", "ro-cyrl-md": "mo", "nrf": "nrm",
@@ -36,7 +39,12 @@ _BCP47_TO_WIKIMEDIA = {
     "sr-latn": "sr-el", "crh-latn-ro": "crh-ro", "kk-arab-cn": "kk-cn", "kk-latn-tr": "kk-tr",
     "zh-hans-cn": "zh-cn", "zh-hans-sg": "zh-sg", "zh-hans-my": "zh-my", "zh-hant-tw": "zh-tw",
     "zh-hant-hk": "zh-hk", "zh-hant-mo": "zh-mo",
+    # Wikibase's canonicalLanguageCodes, where MediaWiki alone would write another tag
+    "cbk-x-zam": "cbk-zam", "fr-x-nrm": "nrm", "it-x-tara": "roa-tara", "en-x-simple": "simple",
 }
+# Only for RDF tags: Wikibase writes crh-Latn for crh (its canonicalLanguageCodes) and for crh-latn (bcp47), so
+# the tag cannot tell them apart; crh, the code of most such terms, is taken. In a config crh-latn stays crh-latn.
+_RDF_ONLY = {"crh-latn": "crh"}
 
 
 def wikimedia_language(code: str) -> str:
@@ -44,6 +52,13 @@ def wikimedia_language(code: str) -> str:
     the RDF dump's "zh-Hans-CN" is "zh-cn", so both dump formats and any configured spelling agree."""
     lower = code.strip().lower()
     return _BCP47_TO_WIKIMEDIA.get(lower, lower)
+
+
+def rdf_language(tag: str) -> str:
+    """An RDF dump's language tag as the JSON dump writes the code: :func:`wikimedia_language`, and the
+    ambiguous crh-Latn read as crh."""
+    lower = tag.strip().lower()
+    return _RDF_ONLY.get(lower) or wikimedia_language(lower)
 
 
 def language_order(languages: list[str] | tuple[str, ...] | str | None) -> tuple[str, ...]:

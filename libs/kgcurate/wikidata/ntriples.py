@@ -46,7 +46,7 @@ from kgcurate.wikidata import (
     is_item_id,
     is_utf8,
     language_order,
-    wikimedia_language,
+    rdf_language,
 )
 
 WD = "http://www.wikidata.org/entity/"
@@ -114,7 +114,7 @@ def fast_object(raw: str) -> Term | None:
         if not suffix:
             return Term("literal", value)
         if suffix[0] == "@" and _LANG.fullmatch(suffix, 1):
-            return Term("literal", value, lang=wikimedia_language(suffix[1:]))
+            return Term("literal", value, lang=rdf_language(suffix[1:]))
         if suffix.startswith("^^<") and suffix[-1] == ">" and " " not in suffix:
             return Term("literal", value, datatype=suffix[3:-1])
         return None
@@ -158,7 +158,7 @@ class RdflibLines:
             return None
         s, p, o = self.sink.last
         if isinstance(o, Literal):
-            term = Term("literal", str(o), lang=wikimedia_language(o.language) if o.language else None,
+            term = Term("literal", str(o), lang=rdf_language(o.language) if o.language else None,
                         datatype=str(o.datatype) if o.datatype else None)
         elif isinstance(o, BNode):
             term = Term("blank", str(o))
