@@ -282,3 +282,20 @@ def test_a_document_that_is_not_utf8_is_a_bad_record_not_the_end_of_the_run(spar
     bad = [(r["offset"], r["reason"]) for r in lk.read(spark, lake, tables.BAD_RECORDS)
            .where(F.col("source_file").endswith("latin1.json")).collect()]
     assert [o for o, r in bad if r.startswith("invalid JSON document: ")] == [0], bad
+
+
+def test_offset_is_the_line_number_in_a_file_under_max_partition_bytes(spark, lake, tmp_path):
+    """Spark splits at min(maxPartitionBytes, max(openCostInBytes, total bytes / parallelism)): a 21 MB dump on
+    2 cores was two splits, and a bad line's offset was a byte offset plus a line index. The open cost (4 MB) is
+    lowered here so that a ~140 kB dump is what a 21 MB one is by default."""
+    n, bad_line = 2000, 1990
+    lines = [_entity(991000 + i) if i != bad_line else _entity(991000 + i, labels={"en": {"value": 5}})
+             for i in range(1, n)]
+    path = tmp_path / "dump.json"
+    path.write_bytes(_dump(lines))
+    assert path.stat().st_size > 100_000
+    with lk.session_conf(spark, "spark.sql.files.openCostInBytes", "1024"):
+        assert cli.main(["ingest-wikidata", "--lake", lake, str(path)]) == 0
+    (bad,) = lk.read(spark, lake, tables.BAD_RECORDS).where(F.col("job") == "ingest-wikidata").collect()
+    assert (bad["offset"], bad["reason"]) == (bad_line, "labels.en.value is not a string (int)")
+    assert lk.read(spark, lake, tables.ENTITIES).count() == n - 2

@@ -9,8 +9,9 @@ an insert-only MERGE, and one ``ingest_log`` row per input file last.
 
 Offsets of bad records: Spark's text source does not expose byte offsets, so ``offset`` is the
 line's index within its input split plus the split's start byte (``_metadata.file_block_start``).
-For an input read as one split (``.gz`` files, files under 128 MB) that is exactly the 0-based
-line number in the file; for a split ``.bz2``/plain dump it is ``split start + line index``.
+Files are split only beyond ``spark.sql.files.maxPartitionBytes`` (128 MB; see :func:`_write_group`), so for
+``.gz`` files and files under 128 MB that is exactly the 0-based line number in the file; for a split
+``.bz2``/plain dump it is ``split start + line index``.
 
 Bad input never aborts the run (issue #16): a bad line is a bad record; a bad *file* is an
 ``ingest_log`` row with ``status = failed`` and the cause (plus one bad record at the line where
@@ -391,7 +392,12 @@ def _write_group(spark: SparkSession, fmt: str, files: list[InputFile], language
         "value", F.col("value").cast("binary"))
     parser = make_document_parser(languages) if fmt == "document" else make_line_parser(fmt, languages)
     frame = text.mapInArrow(parser, STAGED_SPARK)
-    frame.write.mode("overwrite").parquet(out)
+    # A file under maxPartitionBytes (128 MB) is one split, so a bad record's offset is its line number: Spark
+    # splits at min(maxPartitionBytes, max(openCostInBytes, all bytes / minPartitionNum)), and minPartitionNum
+    # defaults to the parallelism (a 21 MB file was two splits on 2 cores). The cost: files are packed into
+    # tasks of up to 128 MB, about 2 s of parsing each, where a few mid-size files had a task each.
+    with lake.session_conf(spark, "spark.sql.files.minPartitionNum", "1"):
+        frame.write.mode("overwrite").parquet(out)
 
 
 def stage_output(spark: SparkSession, files: list[InputFile], languages: tuple[str, ...],
