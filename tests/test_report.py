@@ -171,15 +171,17 @@ def test_report_shows_each_string_once_with_its_sources(spark, tmp_path) -> None
 @pytest.mark.spark
 def test_ingest_section_counts_each_file_once_by_its_latest_attempt(spark) -> None:
     """A file that failed and was read on a retry is one ok file; a --force re-read is not two files
-    (the table summed every ingest_log row: failed 1 + ok 1, and twice the records of a re-read)."""
+    (the table summed every ingest_log row: failed 1 + ok 1, and twice the records of a re-read); s3a:// and
+    s3:// spell one file, as for ingest-wat's done files."""
     from datetime import datetime
 
     def row(f, status, records, minute):
         return ("ingest-wat", "r", f, status, records, records * 2, 0, 0, 10, None, None,
                 datetime(2026, 1, 1, 0, minute))
 
-    log = spark.createDataFrame([row("a", "failed", 0, 1), row("a", "ok", 400, 2), row("b", "ok", 300, 1),
-                                 row("b", "ok", 300, 5), row("c", "partial", 50, 3)], tables.schema(tables.INGEST_LOG))
+    rows = [row("s3a://cc/a", "failed", 0, 1), row("s3://cc/a", "ok", 400, 2), row("b", "ok", 300, 1),
+            row("b", "ok", 300, 5), row("c", "partial", 50, 3)]
+    log = spark.createDataFrame(rows, tables.schema(tables.INGEST_LOG))
     got = {r["status"]: r for r in report_stage.ingest_files(log)}
     assert set(got) == {"ok", "partial"}
     assert (got["ok"]["files"], got["ok"]["records"], got["ok"]["rows_out"], got["ok"]["attempts"]) == (2, 700, 1400, 4)

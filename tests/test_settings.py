@@ -98,3 +98,17 @@ def test_typed_section_view() -> None:
     cfg["match"]["lowercase"] = True
     m = settings.section(cfg, settings.MatchOptions)
     assert m.lowercase is True and m.full is False
+
+
+def test_a_home_folder_in_config_paths_given_any_way(tmp_path, monkeypatch) -> None:
+    """``--config=~/c.yaml`` and ``NAME=~/folder`` dataset specs reach kgcurate unexpanded (no shell): the
+    config was "not found" and an evaluation folder "does not exist"."""
+    from kgcurate.stages.evaluate import _named
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "c.yaml").write_text("lake: /data/lake\n", encoding="utf-8")
+    assert config.load("~/c.yaml")["lake"] == "/data/lake"
+    assert _named("in1k=~/imagenet") == ("in1k", str(tmp_path / "imagenet"))
+    assert _named("~/shards") == (None, str(tmp_path / "shards"))
+    assert _named("held=s3://bucket/shards") == ("held", "s3://bucket/shards")
+    assert _named("cifar10") == (None, "cifar10")

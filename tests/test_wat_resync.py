@@ -302,3 +302,10 @@ def test_headers_without_content_length_end_a_whole_file_gzip(clean):
     assert len(bad) == 1 and bad[0][1].startswith("invalid WARC record: no Content-Length; " + WHOLE_FILE_GZIP)
     assert stats.status == "failed" and stats.records == 5 and stats.bad_records == 1
     assert Counter(pairs) == Damaged(data, True, records, [0, 1, 2, 3]).expected_pairs
+
+
+def test_after_newlines_finds_the_end_of_a_run_of_line_ends() -> None:
+    from kgcurate.wat.parse import _after_newlines
+
+    assert [_after_newlines(b"ab\r\n\n\rWARC", i) for i in (0, 2, 3, 6, 7, 12)] == [0, 6, 6, 6, 7, 12]
+    assert _after_newlines(b"x\r\n", 1) == 3 and _after_newlines(b"x", 5) == 5  # past the end: as given

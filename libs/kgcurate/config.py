@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from kgcurate import settings
+from kgcurate import paths, settings
 from kgcurate.errors import UserError
 
 # Derived from the sections declared in kgcurate.settings (one place for keys, defaults, types, flags).
@@ -124,7 +124,7 @@ def load(path: str | Path | None) -> dict[str, Any]:
     """DEFAULTS overlaid with the YAML file (relative paths in it stay relative to the cwd)."""
     if path is None:
         return copy.deepcopy(DEFAULTS)
-    p = Path(path)
+    p = Path(paths.expand_home(str(path)))  # --config=~/c.yaml reaches us unexpanded
     if not p.is_file():
         raise UserError(f"config file not found: {p} (pass an existing YAML file, e.g. conf/demo.yaml)")
     try:

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from kgcurate import lake_rs, leases, run_ids, settings, tables
+from kgcurate import lake_rs, leases, paths, run_ids, settings, tables
 from kgcurate.bad_input import BadInput
 from kgcurate.context import Context
 from kgcurate.errors import UserError
@@ -93,7 +93,10 @@ class EvaluateSummary:
 
 def _named(spec: str) -> tuple[str | None, str]:
     name, sep, path = spec.partition("=")
-    return (name.strip(), path.strip()) if sep and name.strip() and "/" not in name else (None, spec)
+    # NAME=~/x: the path after "=" gets the home folder too (expand_paths sees only a leading ~)
+    if sep and name.strip() and "/" not in name:
+        return name.strip(), paths.expand_home(path.strip())
+    return None, paths.expand_home(spec)
 
 
 def eval_sets(o: settings.EvaluateOptions) -> list[EvalSet]:

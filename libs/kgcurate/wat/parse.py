@@ -1231,9 +1231,13 @@ class WatParser:
         batch.bad.append((pos, reason, _sample(payload)))
 
 
+_NEWLINES = re.compile(rb"[\r\n]*")
+
+
 def _after_newlines(buf: bytes, i: int) -> int:
-    """The offset after the run of CR and LF bytes at ``buf[i:]``."""
-    return len(buf) - len(buf[i:].lstrip(b"\r\n")) if i < len(buf) else i
+    """The offset after the run of CR and LF bytes at ``buf[i]`` (no copy of the rest: a member may hold
+    thousands of records); ``i`` itself past the end."""
+    return _NEWLINES.match(buf, i).end() if i < len(buf) else i
 
 
 def _member_end(tail: bytes, offset: int) -> int:
