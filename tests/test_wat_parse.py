@@ -539,3 +539,21 @@ def test_the_text_length_limits_apply_to_the_decoded_text():
              img("https://h.example/c.jpg", alt="&amp;amp;&amp;")]  # decoded "&amp;&": 6 > 5
     assert pairs_of(links, opts=opts) == [("https://h.example/a.jpg", "&&", "alt"),
                                           ("https://h.example/b.jpg", "a&b&c", "alt")]
+
+
+@pytest.mark.parametrize("native", ["0", "1"])
+@pytest.mark.parametrize("gz", [True, False], ids=["gzip", "plain"])
+def test_a_metadata_record_fastwarc_does_not_type_is_read(native, gz, monkeypatch):
+    """``warc-type: metadata`` (a lowercase header name) and ``WARC-Type: METADATA``: fastwarc gives them no
+    type, and its path skipped them as records of another type while the member path and the compiled
+    parser read their pairs. A record with no WARC-Type at all is damage on every path, not skipped."""
+    monkeypatch.setenv("KGCURATE_NATIVE", native)
+    payload = orjson.dumps(envelope([img("http://ex.com/i.jpg", alt="a dog on grass")]))
+    lower = warc_record(payload).replace(b"WARC-Type: metadata", b"warc-type: metadata")
+    upper = warc_record(payload, warc_type="METADATA")
+    pairs, bad, stats = parse_bytes(wat([WARCINFO, lower, upper, warc_record(payload)], gz=gz))
+    assert len(pairs) == 3 and bad == [] and stats.status == "ok" and stats.records == 4
+    untyped = warc_record(payload).replace(b"WARC-Type: metadata\r\n", b"")
+    pairs, bad, stats = parse_bytes(wat([WARCINFO, untyped, warc_record(payload)], gz=gz))
+    assert len(pairs) == 1 and [r.split(" (")[0] for _, r, _ in bad] == [
+        "invalid WARC record in a gzip member: no WARC-Type" if gz else "invalid WARC record: no WARC-Type"]

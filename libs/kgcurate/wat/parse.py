@@ -789,7 +789,7 @@ class WatParser:
             tap.rewind()  # not a file of gzip members the native path starts on: fastwarc, as before
         image_url, text, text_source, pages, page_rows, bad = (
             batch.image_url, batch.text, batch.text_source, batch.pages, batch.page_rows, batch.bad)
-        metadata_type, unknown_type = WarcRecordType.metadata, WarcRecordType.unknown
+        metadata_type, unknown_type, no_type = WarcRecordType.metadata, WarcRecordType.unknown, WarcRecordType.no_type
         last_pos, last_len = -1, 0
         gz = whole = False  # whole: gzip, but not a member per record, so no resync is possible
         seen = 0
@@ -841,18 +841,23 @@ class WatParser:
                     if _EMBEDDED in payload and not whole:
                         resync = True
                         break
-                    if record.record_type == unknown_type:
-                        wtype = record.headers.get("WARC-Type")
-                        if wtype is None or not _HEADER_NAME.match(wtype.encode("utf-8", "replace")):
-                            # fastwarc read a header it could not split into fields (LF line ends):
-                            # framed again to report it, not skipped as a record of another type
-                            if not whole:
-                                resync = True
-                                break
-                            stats.bad_records += 1
-                            bad.append((pos, "invalid WARC record: unreadable WARC header",
-                                        _sample(str(wtype).encode("utf-8", "replace"))))
-                    continue
+                    if record.record_type != unknown_type and record.record_type != no_type:
+                        continue
+                    wtype = record.headers.get("WARC-Type")  # a case-insensitive lookup
+                    if wtype is None or not _HEADER_NAME.match(wtype.encode("utf-8", "replace")):
+                        # fastwarc read a header it could not split into fields (LF line ends), or one
+                        # without WARC-Type: framed again to report it, not skipped as another type
+                        if not whole:
+                            resync = True
+                            break
+                        stats.bad_records += 1
+                        bad.append((pos, "invalid WARC record: unreadable WARC header",
+                                    _sample(str(wtype).encode("utf-8", "replace"))))
+                        continue
+                    if wtype.lower() != "metadata":
+                        continue
+                    # a metadata record fastwarc did not type (`warc-type:` or `METADATA` spelt otherwise):
+                    # read as one, as the member path and the compiled parser read it
                 if _IMG_MARK not in payload and not decode_all:
                     # A WAT JSON payload has no raw CR; memchr for one is cheaper than the full search.
                     if b"\r" in payload and _EMBEDDED in payload and not whole:
