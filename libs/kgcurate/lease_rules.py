@@ -153,25 +153,25 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, name=f"lease-{lease.scope}", daemon=True)
         self._thread.start()
 
-    def _renew_once(self) -> None:
+    def _renew_once(self) -> bool | None:
+        """One renewal: True it landed, False the row is another run's (the lease is lost for good),
+        None it failed (an outage: a later one may land, and the row is ours while no one took it)."""
         lease = self._lease
         with self._beat:
             if self.lost is not None:
-                return
+                return False
             started = now()
             try:
                 ours = self._renew()
             except Exception as exc:  # noqa: BLE001 - a missed renewal only shortens the lease
                 log.warning("%s: could not renew lease %s: %s", lease.scope, lease.run_id, exc)
-                if now() >= self._valid_until:
-                    self.lost = "expired before a renewal could land"
-                    log.error("%s: lease %s %s", lease.scope, lease.run_id, self.lost)
-                return
+                return None
             if ours:
                 self._valid_until = started + timedelta(seconds=self._ttl)
-            else:
-                self.lost = "was taken over by another run"
-                log.error("%s: lease %s %s", lease.scope, lease.run_id, self.lost)
+                return True
+            self.lost = "was taken over by another run"
+            log.error("%s: lease %s %s", lease.scope, lease.run_id, self.lost)
+            return False
 
     def _run(self) -> None:
         while not self._stop.wait(self._ttl / 3) and self.lost is None:
@@ -179,11 +179,15 @@ class Heartbeat:
 
     def check(self) -> None:
         """Raise :class:`LeaseLostError` when the lease is lost. Past its expiry (this process stalled,
-        its renewal thread with it) the row is renewed here first: kept if no one took it meanwhile."""
-        if self.lost is None and now() >= self._valid_until:
-            self._renew_once()
+        its renewal thread with it, or renewals failed) the row is renewed here first: kept if no one
+        took it meanwhile; a renewal that fails here too refuses this write, not the next ones."""
+        lease = self._lease
+        if self.lost is None and now() >= self._valid_until and self._renew_once() is None:
+            raise LeaseLostError(
+                f"this {lease.scope} run's lease ({lease.run_id}) expired and cannot be renewed (the lake's "
+                "leases table is not writable now): it stopped before its next write so as not to write beside "
+                "a run that may have taken it; the tables keep what it committed before: re-run it")
         if self.lost is not None:
-            lease = self._lease
             raise LeaseLostError(
                 f"this {lease.scope} run's lease ({lease.run_id}) {self.lost} (the run stalled past its "
                 f"{self._ttl:.0f} s lease): it stopped before its next write; the tables keep what it committed "
