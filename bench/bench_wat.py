@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
 import os
 import sys
@@ -35,10 +36,14 @@ FILE_MB = 50  # generated files are about this size (CommonCrawl's are ~357 MB)
 
 
 def make_bench_input(directory: str | Path, size_mb: float, seed: int = 0) -> list[Path]:
-    """Generated WAT files (no corruptions) of ``size_mb`` MB in all, reused when already there."""
+    """Generated WAT files (no corruptions) of ``size_mb`` MB in all, reused when already there and written
+    by the same generator (its source's digest: a bench after a generator change measured stale input)."""
+    from kgcurate.wat import sample
+
     d = Path(directory)
     stamp = d / "bench-input.json"
-    want = {"size_mb": size_mb, "seed": seed}
+    generator = hashlib.sha256(Path(sample.__file__).read_bytes()).hexdigest()[:16]
+    want = {"size_mb": size_mb, "seed": seed, "generator": generator}
     if stamp.exists():
         have = json.loads(stamp.read_text())
         if have.get("params") == want and all(Path(f).exists() for f in have["files"]):
