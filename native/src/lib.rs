@@ -10,6 +10,7 @@
 mod json;
 
 use flate2::{Crc, Decompress, FlushDecompress, Status};
+use std::borrow::Cow;
 use json::J;
 use libdeflate_sys as ld;
 use pyo3::prelude::*;
@@ -549,10 +550,14 @@ impl Parser {
         Ok(p + self.dec.total_in() as usize)
     }
 
-    /// `unescape_attr(s)`. Done here when each `&` is a query string's: `&amp;` (decoded) or `&name=`
-    /// with an ASCII letter-or-digit name (kept: HTML's attribute rule leaves a reference without
-    /// `;` before `=` or a letter or digit); any other goes to Python's, so both paths decode alike.
-    fn unescaped(&self, py: Python<'_>, s: &str) -> Result<String, ()> {
+    /// `unescape_attr(s)`: `s` itself without a `&`. Done here when each `&` is a query string's:
+    /// `&amp;` (decoded) or `&name=` with an ASCII letter-or-digit name (kept: HTML's attribute rule
+    /// leaves a reference without `;` before `=` or a letter or digit); any other goes to Python's,
+    /// so both paths decode alike.
+    fn unescaped<'s>(&self, py: Python<'_>, s: &'s str) -> Result<Cow<'s, str>, ()> {
+        if !s.contains('&') {
+            return Ok(Cow::Borrowed(s));
+        }
         let b = s.as_bytes();
         let mut out = String::with_capacity(s.len());
         let mut last = 0;
@@ -568,11 +573,12 @@ impl Parser {
             }
             let name = b[i + 1..].iter().take_while(|c| c.is_ascii_alphanumeric()).count();
             if name == 0 || b.get(i + 1 + name) != Some(&b'=') {
-                return self.unescape.call1(py, (s,)).and_then(|got| got.extract::<String>(py)).map_err(|_| ());
+                let got = self.unescape.call1(py, (s,)).and_then(|got| got.extract::<String>(py));
+                return got.map(Cow::Owned).map_err(|_| ());
             }
         }
         out.push_str(&s[last..]);
-        Ok(out)
+        Ok(Cow::Owned(out))
     }
 
     /// `_take` for one framed record of a member: its pairs into `acc`, or Err (defer the member).
@@ -649,15 +655,9 @@ impl Parser {
                 if raw.is_empty() {
                     continue;
                 }
-                let decoded;
-                let raw = if raw.contains('&') {
-                    decoded = self.unescaped(py, raw)?;
-                    decoded.as_str()
-                } else {
-                    raw
-                };
+                let raw = self.unescaped(py, raw)?;
                 let start = acc.strs.len();
-                let n = collapse_into(raw, &mut acc.strs, self.hi);
+                let n = collapse_into(&raw, &mut acc.strs, self.hi);
                 if n == 0 {
                     continue;
                 }
@@ -678,13 +678,8 @@ impl Parser {
                     continue;
                 }
             };
-            let decoded;
-            let url = if url.contains('&') {
-                decoded = self.unescaped(py, url)?;
-                decoded.as_str()
-            } else {
-                url
-            };
+            let url = self.unescaped(py, url)?;
+            let url: &str = &url;
             if url.is_empty() {
                 acc.found.clear(); // `&#1;` decodes to nothing
                 continue;
