@@ -287,7 +287,7 @@ def files_since(spark: SparkSession, lake: str, name: str, since: int, until: in
 
     def absolute(path: str) -> str:
         path = unquote(path)  # paths in the log are URI-encoded, relative to the table unless absolute
-        return path if "://" in path or path.startswith("file:") or path.startswith("/") else f"{base}/{path}"
+        return path if paths.is_uri(path) or path.startswith("/") else f"{base}/{path}"
 
     return FilesSince(inserted=sorted(absolute(p) for p, new in inserted.items() if new),
                       moved=sorted(absolute(p) for p, new in inserted.items() if not new),

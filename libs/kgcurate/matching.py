@@ -37,7 +37,7 @@ _SPACING = tuple((p, f" {p} ") for p in PUNCTS_TO_WRAP) + tuple((c, " ") for c i
 EXTRA_PUNCTUATION = frozenset("，。、；：？！“”‘’（）【】《》〈〉「」『』～—")
 _PUNCTUATION = frozenset(string.punctuation) | EXTRA_PUNCTUATION
 # Scripts written without spaces between words (inclusive code point ranges).
-_NO_SPACE_RANGES: tuple[tuple[int, int], ...] = (
+NO_SPACE_RANGES: tuple[tuple[int, int], ...] = (
     (0x0E00, 0x0E7F),  # Thai
     (0x0E80, 0x0EFF),  # Lao
     (0x0F00, 0x0FFF),  # Tibetan
@@ -75,7 +75,7 @@ def is_cjk_or_punct(char: str) -> bool:
     if char in _PUNCTUATION:
         return True
     cp = ord(char)
-    return any(lo <= cp <= hi for lo, hi in _NO_SPACE_RANGES)
+    return any(lo <= cp <= hi for lo, hi in NO_SPACE_RANGES)
 
 
 def wrap_entry(entry: str) -> str:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kgcurate.errors import UserError
+from kgcurate.matching import NO_SPACE_RANGES
 from kgcurate.metadata import SOURCE_KG, WS_PATTERN, normalize
 
 if TYPE_CHECKING:  # Spark stays out of the pure import path
@@ -42,11 +43,11 @@ REASONS = (REASON_EMPTY, REASON_SHORT, REASON_STOP, REASON_SHARED)
 SHARED_MODES = ("keep_most_sitelinks", "drop")
 
 # CJK ideographs, kana, hangul: the BMP blocks, and the supplementary ideograph blocks the matcher
-# treats as unspaced (CJK extensions B-I, the compatibility supplement; ``matching._NO_SPACE_RANGES``:
-# a one-character name there is matched inside unspaced text as one in the BMP is).
+# treats as unspaced (CJK extensions B-I, the compatibility supplement: a one-character name there is
+# matched inside unspaced text as one in the BMP is).
 _CJK_RANGES = ((0x2E80, 0x2FDF), (0x3040, 0x30FF), (0x3100, 0x312F), (0x3190, 0x31FF), (0x3400, 0x4DBF),
                (0x4E00, 0x9FFF), (0xA960, 0xA97F), (0xAC00, 0xD7AF), (0xF900, 0xFAFF), (0xFF66, 0xFF9F),
-               (0x20000, 0x2A6DF), (0x2A700, 0x2EE5F), (0x2F800, 0x2FA1F), (0x30000, 0x323AF))
+               *(r for r in NO_SPACE_RANGES if r[0] > 0xFFFF))
 # Java regex (Spark's rlike) writes a code point \x{...}; Python re does not know that form.
 CJK_PATTERN = "[" + "".join(f"\\x{{{lo:X}}}-\\x{{{hi:X}}}" for lo, hi in _CJK_RANGES) + "]"
 _CJK = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _CJK_RANGES) + "]")

@@ -144,17 +144,21 @@ def missing_message(where: str | None) -> str:
             "(in a --config file for kgcurate run: metadata.wordnet_dir: DIR or metadata.wordnet: false)")
 
 
-def read_dir(directory: str | None, pos: Iterable[str] = tuple(POS_FILES), mode: str = "lemmas") -> WordNetLemmas:
-    """Parse a local WordNet directory; UserError when it or one of its data files is missing."""
+def checked_dir(directory: str | None, pos: Iterable[str] = tuple(POS_FILES)) -> Path:
+    """The local WordNet directory holding the data files of ``pos``; UserError when it or one is missing."""
     found = find_dir(directory)
     if found is None or not Path(found).is_dir():
         raise UserError(missing_message(directory))
-    files = []
     for p in pos:
         if p not in POS_FILES:
             raise UserError(f"unknown WordNet part of speech {p!r}: use some of {', '.join(POS_FILES)}")
-        path = Path(found) / POS_FILES[p]
-        if not path.is_file():
+        if not (Path(found) / POS_FILES[p]).is_file():
             raise UserError(missing_message(found))
-        files.append((str(path), path.read_bytes()))
+    return Path(found)
+
+
+def read_dir(directory: str | None, pos: Iterable[str] = tuple(POS_FILES), mode: str = "lemmas") -> WordNetLemmas:
+    """Parse a local WordNet directory; UserError when it or one of its data files is missing."""
+    found = checked_dir(directory, pos)
+    files = [(str(found / POS_FILES[p]), (found / POS_FILES[p]).read_bytes()) for p in pos]
     return parse_files(files, mode)

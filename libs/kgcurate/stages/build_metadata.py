@@ -35,7 +35,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import __version__, ids, lake, run_notes, tables
+from kgcurate import __version__, ids, lake, paths, run_notes, tables
 from kgcurate.bad_input import BadInput
 from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
@@ -88,10 +88,6 @@ def format_summary(summary: BuildMetadataSummary) -> str:
 
 # ---------------------------------------------------------------- inputs
 
-def _is_uri(path: str) -> bool:
-    return "://" in path or path.startswith("file:")
-
-
 def _read_remote(spark: SparkSession, path: str) -> bytes:
     """One whole input file from a Hadoop path (s3a://...): an input file, not crawl data."""
     try:
@@ -104,14 +100,14 @@ def _read_remote(spark: SparkSession, path: str) -> bytes:
 
 
 def read_wordnet(spark: SparkSession, directory: str | None, mode: str = "lemmas") -> wordnet.WordNetLemmas:
-    if directory and _is_uri(directory):
+    if directory and paths.is_uri(directory):
         files = [(f"{directory.rstrip('/')}/{name}", None) for name in wordnet.POS_FILES.values()]
         return wordnet.parse_files(((p, _read_remote(spark, p)) for p, _ in files), mode)
     return wordnet.read_dir(directory, mode=mode)
 
 
 def read_metaclip(spark: SparkSession, path: str) -> metaclip.MetaclipEntries:
-    if _is_uri(path):
+    if paths.is_uri(path):
         return metaclip.parse_bytes(_read_remote(spark, path), path)
     return metaclip.read_file(path)
 
@@ -124,7 +120,7 @@ def load_set_item(item: str) -> Any:
     """An ``--entity-set`` item: its spec (an EntitySetSpec) for a YAML file, else the set's name."""
     if not _is_spec_file(item):
         return item
-    if not _is_uri(item) and not Path(item).is_file():
+    if not paths.is_uri(item) and not Path(item).is_file():
         raise UserError(f"entity set file not found: {item} (pass a conf/entity_sets/*.yaml file "
                         "or the name of a set already computed with kgcurate entity-set)")
     from kgcurate.entity_sets import load_spec  # written by its own stage
@@ -158,14 +154,10 @@ def check_inputs(md: dict[str, Any]) -> None:
     later. An entity set given by name is looked up in the lake then."""
     if md.get("wordnet", True):
         configured = md.get("wordnet_dir")
-        if not (configured and _is_uri(str(configured))):
-            found = wordnet.find_dir(configured)
-            if found is None or not Path(found).is_dir():
-                raise UserError(wordnet.missing_message(configured))
-            if not all((Path(found) / name).is_file() for name in wordnet.POS_FILES.values()):
-                raise UserError(wordnet.missing_message(found))
+        if not (configured and paths.is_uri(str(configured))):
+            wordnet.checked_dir(configured)
     path = md.get("metaclip_metadata")
-    if path and not _is_uri(str(path)) and not Path(str(path)).is_file():
+    if path and not paths.is_uri(str(path)) and not Path(str(path)).is_file():
         raise UserError(f"MetaCLIP metadata file not found: {path} (pass an existing metadata.json "
                         "to --metaclip-metadata, or leave the flag out)")
     for item in md.get("entity_sets") or []:

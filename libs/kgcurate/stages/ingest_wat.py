@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pyspark.sql import SparkSession
+from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
 from kgcurate import ids, lake, pairs_insert, run_ids, settings, tables, units
@@ -222,6 +222,11 @@ def _parse_options(wat_cfg: dict[str, Any]):
     )
 
 
+def file_key_column(column: str = "source_file") -> Column:
+    """:func:`same_file_key` as a Spark expression (``s3a://`` and ``s3n://`` are the ``s3://`` object)."""
+    return F.regexp_replace(column, S3_ALIAS_PATTERN, "s3://")
+
+
 def done_files(spark: SparkSession, lake_root: str, files: list[str], force: bool) -> set[str]:
     """Which of ``files`` ingest_log records as done: the file's latest row (by ``finished_at``) is ``ok``
     or ``partial`` (:data:`kgcurate.units.DONE`), so a forced re-read that failed is read again. Files
@@ -230,7 +235,7 @@ def done_files(spark: SparkSession, lake_root: str, files: list[str], force: boo
     if force or not lake.exists(spark, lake_root, tables.INGEST_LOG):
         return set()
     wanted = spark.createDataFrame([(f, same_file_key(f)) for f in files], "source_file string, file_key string")
-    key = F.regexp_replace("source_file", S3_ALIAS_PATTERN, "s3://")  # same_file_key, as a Spark expression
+    key = file_key_column()
     latest = (
         lake.read(spark, lake_root, tables.INGEST_LOG)
         .where(F.col("job") == JOB)

@@ -76,10 +76,10 @@ def ingest_files(log: DataFrame) -> list[dict[str, Any]]:
     (``ingest_wat.done_files``): a file that failed and was read on a retry counts once, as ok, and a
     ``--force`` re-read does not count its file, records and pairs twice; ``s3a://`` and ``s3://`` name one
     file, as for the jobs. ``attempts``: all its rows."""
-    from kgcurate.wat.inputs import S3_ALIAS_PATTERN
+    from kgcurate.stages.ingest_wat import file_key_column
 
     last = F.struct("finished_at", "status", "records", "rows_out", "bad_records")
-    key = F.regexp_replace("source_file", S3_ALIAS_PATTERN, "s3://").alias("file_key")
+    key = file_key_column().alias("file_key")
     latest = log.groupBy("job", key).agg(F.max(last).alias("r"), F.count(F.lit(1)).alias("attempts"))
     return [r.asDict() for r in latest.groupBy("job", F.col("r.status").alias("status")).agg(
         F.count(F.lit(1)).alias("files"), F.sum("r.records").alias("records"), F.sum("r.rows_out").alias("rows_out"),
