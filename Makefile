@@ -14,7 +14,7 @@ WORDNET := /usr/share/wordnet/data.noun
 SAMPLE_FILES ?= 4
 SAMPLE_RECORDS ?= 400
 
-.PHONY: setup setup-train demo test bench bench-peers-setup lint clean wordnet constraints
+.PHONY: setup setup-train demo test bench bench-peers-setup lint clean wordnet constraints dist render
 setup: $(STAMP) $(NATIVE) $(JARS) wordnet
 
 $(STAMP): pyproject.toml constraints.txt
@@ -75,6 +75,14 @@ bench-peers-setup: setup
 # backport, which shadows the standard library's and breaks wandb's import: removed.
 	$(BIN)/pip install -q --target .cache/peers-img2dataset img2dataset==1.47.0
 	rm -rf .cache/peers-img2dataset/dataclasses.py .cache/peers-img2dataset/dataclasses-0.6.dist-info
+
+# What a cluster needs, into deploy/dist/ (docs/production.md); both import kgcurate, so they run in the venv.
+dist: setup
+	$(BIN)/python deploy/build.py
+
+# deploy/stages.json, deploy/k8s/*.yaml and deploy/emr/steps.json from the stage registry and SITE.
+render: setup
+	$(BIN)/python deploy/pipeline.py render
 
 lint: setup
 	$(BIN)/ruff check libs jobs tests bench deploy

@@ -1,4 +1,4 @@
-"""Build what a cluster needs into ``deploy/dist/`` (``python deploy/build.py``).
+"""Build what a cluster needs into ``deploy/dist/`` (``make dist``: ``.venv/bin/python deploy/build.py``).
 
 Why each piece:
 - ``kgcurate-<v>-py3-none-any.whl``: installed into the job image / on cluster nodes, with its pinned
@@ -140,11 +140,27 @@ def build(dist: Path = DIST, wheel: bool = True) -> dict:
     return manifest
 
 
+def project_env_missing(script: str = "deploy/build.py", target: str = "dist") -> str | None:
+    """Why this interpreter cannot build (the build imports kgcurate and pyspark): a system ``python``
+    outside the project's venv failed with a ModuleNotFoundError trace. None when it can."""
+    import importlib.util
+
+    for module in ("kgcurate", "pyspark"):
+        if importlib.util.find_spec(module) is None:
+            return (f"{sys.executable} has no {module} (not the project's environment): "
+                    f"run `make {target}`, or `.venv/bin/python {script}` after `make setup`")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python deploy/build.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=".venv/bin/python deploy/build.py", description=__doc__.splitlines()[0])
     parser.add_argument("--dist", type=Path, default=DIST, help="output folder (default deploy/dist)")
     parser.add_argument("--no-wheel", action="store_true", help="skip the wheel (zip, jobs and conf only)")
     args = parser.parse_args(argv)
+    missing = project_env_missing()
+    if missing:
+        print(f"deploy/build.py: {missing}", file=sys.stderr)
+        return 2
     manifest = build(args.dist, wheel=not args.no_wheel)
     wheels = " ".join(w for w in (manifest.get("wheel", "no wheel"), manifest.get("native_wheel")) if w)
     print(f"built {args.dist}: {wheels}, kgcurate.zip ({manifest['zip_files']} files), "

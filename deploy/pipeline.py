@@ -1,7 +1,7 @@
 """The cluster pipeline as plain data: stage order and each stage's CLI arguments.
 
 One source for every scheduler: ``deploy/k8s/*.yaml`` and ``deploy/emr/steps.json`` are rendered
-from it (``python deploy/pipeline.py render``), and the Airflow DAG imports it. Which stages run,
+from it (``make render``), and the Airflow DAG imports it. Which stages run,
 in which order, with what retries and cluster sizes comes from kgcurate's stage registry, rendered
 into ``stages.json`` beside this file by the same command. It imports nothing
 from kgcurate or Airflow, so it can be copied next to a DAG on a scheduler that has neither;
@@ -29,7 +29,7 @@ SITE: dict[str, str] = {
     "train_image": "ghcr.io/example/kgcurate-train:0.1.0",  # built from deploy/Dockerfile.train (CUDA)
     "experiments": "/mnt/experiments",                      # checkpoints: a volume shared by train and evaluate
     "experiments_claim": "kgcurate-experiments",            # the PersistentVolumeClaim mounted there
-    "dist": "s3://example-bucket/kgcurate/dist",            # `python deploy/build.py` output, uploaded (EMR)
+    "dist": "s3://example-bucket/kgcurate/dist",            # `make dist` output, uploaded (EMR)
     "wordnet": "s3a://example-bucket/kgcurate/wordnet",     # WordNet 3.0's dict files, uploaded (EMR nodes lack them)
     "namespace": "spark-jobs",
     "service_account": "kgcurate-spark",
@@ -37,7 +37,7 @@ SITE: dict[str, str] = {
 EXAMPLE_CRAWL = "CC-MAIN-2024-51"
 
 # The deployed stages, rendered from kgcurate's stage registry (kgcurate/registry.py) into
-# stages.json beside this file by `python deploy/pipeline.py render`: order, job script, retries and
+# stages.json beside this file by `make render`: order, job script, retries and
 # the cluster sizes of one full crawl (docs/production.md has the arithmetic).
 _STAGES_JSON = Path(__file__).with_name("stages.json")
 # (stage as in `kgcurate <stage>`, job script, retries), in pipeline order; sizes and retries by stage;
@@ -56,7 +56,18 @@ def _declare(declared: list[dict]) -> None:
     SPARK = {d["stage"]: d.get("spark", True) for d in declared}
 
 
-_declare(json.loads(_STAGES_JSON.read_text()) if _STAGES_JSON.exists() else [])
+
+
+def _load_stages(path: Path) -> list[dict]:
+    """The rendered stage list; its absence is an install mistake (only the DAG and this file copied
+    into the dags folder), which would otherwise load as a pipeline DAG without a single task."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: copy stages.json with pipeline.py (all of "
+                                "deploy/dist/airflow/ after deploy/build.py), or run `make render`")
+    return json.loads(path.read_text())
+
+
+_declare(_load_stages(_STAGES_JSON))
 
 
 def listing_for(crawl: str, base: str | None = None) -> str:
@@ -232,7 +243,7 @@ def render(root: Path, packages: str, stages_json: str | None = None) -> list[Pa
     k8s.mkdir(parents=True, exist_ok=True)
     for stage, script, _ in STAGES:
         path = k8s / f"{stage}.yaml"
-        header = (f"# Rendered by `python deploy/pipeline.py render` for {EXAMPLE_CRAWL}: edit SITE there, "
+        header = (f"# Rendered by `make render` for {EXAMPLE_CRAWL}: edit SITE there, "
                   "or this file by hand.\n")
         make = spark_application if SPARK[stage] else container_job
         path.write_text(header + _yaml_dump(make(stage, script, EXAMPLE_CRAWL)))
@@ -246,7 +257,14 @@ def render(root: Path, packages: str, stages_json: str | None = None) -> list[Pa
 
 def main(argv: list[str]) -> int:
     if argv[:1] != ["render"]:
-        print("usage: python deploy/pipeline.py render", file=sys.stderr)
+        print("usage: .venv/bin/python deploy/pipeline.py render (or: make render)", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from build import project_env_missing  # deploy/build.py: rendering reads kgcurate's registry too
+
+    missing = project_env_missing("deploy/pipeline.py render", "render")
+    if missing:
+        print(f"deploy/pipeline.py render: {missing}", file=sys.stderr)
         return 2
     from kgcurate.jars import COORDINATES
     from kgcurate.registry import deploy_json

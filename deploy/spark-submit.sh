@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # deploy/spark-submit.sh STAGE [ARGS...]: run one kgcurate stage with spark-submit.
 #
-# Uses what `python deploy/build.py` wrote to deploy/dist (or $KGCURATE_DIST): the job script for
+# Uses what `make dist` (deploy/build.py) wrote to deploy/dist (or $KGCURATE_DIST): the job script for
 # STAGE (stages.tsv), kgcurate.zip for --py-files, the Delta settings (spark-defaults.conf) and
 # the Maven coordinates (packages.txt). ARGS are the stage's own, exactly as `kgcurate STAGE ARGS`.
 #
@@ -25,7 +25,7 @@ fi
 stage="$1"; shift
 
 if [[ ! -f "$dist/stages.tsv" ]]; then
-  echo "kgcurate: error: $dist/stages.tsv not found; run 'python deploy/build.py' first" >&2
+  echo "kgcurate: error: $dist/stages.tsv not found; run 'make dist' (deploy/build.py) first" >&2
   exit 2
 fi
 script="$(awk -F'\t' -v s="$stage" '$1 == s { print $2 }' "$dist/stages.tsv")"

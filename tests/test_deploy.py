@@ -141,7 +141,7 @@ def test_spark_submit_wrapper_errors(dist, tmp_path):
     r = _submit(["no-such-stage"], dist)
     assert r.returncode == 2 and "unknown stage 'no-such-stage'" in r.stderr and "ingest-wat" in r.stderr
     r = _submit(["match"], tmp_path / "nothing")
-    assert r.returncode == 2 and "deploy/build.py" in r.stderr
+    assert r.returncode == 2 and "run 'make dist' (deploy/build.py) first" in r.stderr
     r = _submit([], dist)
     assert r.returncode == 2 and "usage" in r.stderr
 
@@ -410,3 +410,67 @@ def test_cluster_config_loads_and_holds_no_secret():
     assert cfg["balance"]["target_size"] == int(pipeline.SITE["target_size"])
     text = (REPO / "conf" / "cluster.yaml").read_text()
     assert not re.search(r"(?i)(secret|access)[_.]?key\s*:|password\s*:|AKIA[0-9A-Z]{16}", text)
+
+
+_DAGS_RUNNER = """
+import runpy, sys, types
+airflow = types.ModuleType("airflow")
+class DAG:
+    def __init__(self, dag_id, **kw): self.dag_id = dag_id
+    def __enter__(self): return self
+    def __exit__(self, *exc): pass
+airflow.DAG = DAG
+bash = types.ModuleType("airflow.operators.bash")
+class BashOperator:
+    def __init__(self, task_id, bash_command, **kw): print("task", task_id)
+    def __rshift__(self, other): return other
+    def __rrshift__(self, other): return self
+bash.BashOperator = BashOperator
+sys.modules.update({"airflow": airflow, "airflow.operators": types.ModuleType("airflow.operators"),
+                    "airflow.operators.bash": bash})
+runpy.run_path(sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize("with_stages", [True, False])
+def test_a_dags_folder_without_stages_json_fails_instead_of_loading_an_empty_pipeline(tmp_path, with_stages):
+    """The DAG's docstring once said to copy the DAG and pipeline.py: without the stages.json beside them,
+    kgcurate_pipeline loaded with no task and no error. Copied as deploy/build.py lays out airflow/."""
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    for name in ("kgcurate_dag.py", "pipeline.py", *(["stages.json"] if with_stages else [])):
+        src = DEPLOY / ("airflow" if name == "kgcurate_dag.py" else "") / name
+        (dags / name).write_bytes(src.read_bytes())
+    (tmp_path / "runner.py").write_text(_DAGS_RUNNER)
+    r = subprocess.run([sys.executable, str(tmp_path / "runner.py"), str(dags / "kgcurate_dag.py")],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    if with_stages:
+        assert r.returncode == 0, r.stderr
+        assert "task ingest_wat" in r.stdout and "task balance" in r.stdout
+    else:
+        assert r.returncode != 0 and "task " not in r.stdout
+        assert f"{dags / 'stages.json'} is missing: copy stages.json with pipeline.py" in r.stderr
+
+
+@pytest.mark.parametrize("script", [["deploy/build.py", "--no-wheel"], ["deploy/pipeline.py", "render"]])
+def test_deploy_scripts_outside_the_venv_say_how_to_run_them(tmp_path, script):
+    """`python deploy/build.py` with a Python that lacks the project's packages (the docs' spelling on a
+    fresh checkout) ended in a ModuleNotFoundError trace; -S leaves this venv's site-packages out."""
+    r = subprocess.run([sys.executable, "-S", *script, *(["--dist", str(tmp_path / "d")] if "build" in script[0]
+                                                        else [])],
+                       capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "has no kgcurate (not the project's environment): run `make " in lines[0], lines
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_submit_without_deltas_jars_is_told_by_the_class_the_driver_cannot_load(spark) -> None:
+    """A bare `spark-submit jobs/<stage>.py` (no Delta jars) failed at its first table with "'JavaPackage'
+    object is not callable"; get_spark now checks the class under spark-submit and says what to run."""
+    from kgcurate.session import DELTA_CLASS, jvm_has_class
+
+    assert jvm_has_class(spark, DELTA_CLASS)  # the tests' session carries the jars
+    assert jvm_has_class(spark, "org.apache.spark.sql.SparkSession")
+    assert not jvm_has_class(spark, "io.delta.tables.NoSuchTable")
+    assert not jvm_has_class(spark, "io.delta.nosuch.DeltaTable")

@@ -71,7 +71,7 @@ def test_a_stage_touches_only_the_tables_it_declares(stage: Stage) -> None:
 
 def test_deploy_definitions_are_rendered_from_the_registry() -> None:
     assert (REPO / "deploy" / "stages.json").read_text() == registry.deploy_json(), \
-        "deploy/stages.json is stale: run `python deploy/pipeline.py render`"
+        "deploy/stages.json is stale: run `make render`"
     import sys
 
     sys.path.insert(0, str(REPO / "deploy"))

@@ -1,10 +1,10 @@
 """Airflow DAGs for kgcurate: the full pipeline for one crawl, and the scheduled refresh.
 
-Copy this file and ``pipeline.py`` (``deploy/dist/airflow/`` after ``python deploy/build.py``)
-into the dags folder. The stage list and arguments come from ``pipeline.py`` (plain data, tested
-against the real CLI), so the DAG holds no stage logic of its own. Each stage is one task that
-runs ``deploy/spark-submit.sh`` on a host with Spark and ``deploy/dist`` (``KGCURATE_HOME``);
-every stage is idempotent, so Airflow's retries are safe.
+Copy the three files of ``deploy/dist/airflow/`` (after ``make dist``): this file, ``pipeline.py``
+and the ``stages.json`` it reads, into the dags folder. The stage list and arguments come from
+``pipeline.py`` (plain data, tested against the real CLI), so the DAG holds no stage logic of its
+own. Each stage is one task that runs ``deploy/spark-submit.sh`` on a host with Spark and
+``deploy/dist`` (``KGCURATE_HOME``); every stage is idempotent, so Airflow's retries are safe.
 
 ``kgcurate_pipeline``: triggered by hand with ``{"crawl": "CC-MAIN-YYYY-WW"}``.
 ``kgcurate_refresh``: weekly ``kgcurate refresh --crawl <crawl>`` (a no-op once the crawl is done)

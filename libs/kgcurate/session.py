@@ -120,6 +120,12 @@ def get_spark(app_name: str = "kgcurate", overrides: Mapping[str, Any] | None = 
             continue
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    if cluster and not jvm_has_class(spark, DELTA_CLASS):
+        from kgcurate.errors import UserError
+
+        raise UserError("Delta Lake's classes are not on this spark-submit's classpath (a bare `spark-submit "
+                        "jobs/<stage>.py`): submit through deploy/spark-submit.sh, or pass --packages "
+                        f"{','.join(COORDINATES)} and the settings of deploy/dist/spark-defaults.conf (make dist)")
     level = os.environ.get("KGCURATE_SPARK_LOG_LEVEL", console_log_level)
     spark.sparkContext.setLogLevel(level)
     if level.upper() == "OFF":
@@ -128,6 +134,20 @@ def get_spark(app_name: str = "kgcurate", overrides: Mapping[str, Any] | None = 
         log4j = spark.sparkContext._jvm.org.apache.logging.log4j
         log4j.core.config.Configurator.setAllLevels("", log4j.Level.OFF)
     return spark
+
+
+DELTA_CLASS = "io.delta.tables.DeltaTable"
+
+
+def jvm_has_class(spark, name: str) -> bool:
+    """Whether the driver JVM can load ``name``: py4j answers a class it cannot load with a package, so a
+    submit without Delta's jars failed at the first table as "'JavaPackage' object is not callable"."""
+    from py4j.java_gateway import JavaClass
+
+    node = spark.sparkContext._jvm
+    for part in name.split("."):
+        node = getattr(node, part)
+    return isinstance(node, JavaClass)
 
 
 def _apply_to_active(spark, overrides: Mapping[str, Any]) -> None:
