@@ -65,7 +65,7 @@ STAGES: tuple[Stage, ...] = (
           "write realistic generated WAT files (and, with --image-base-url, the images they link)",
           needs_spark=False, lake="none", options=("sample",)),
     Stage("ingest-wat", "ingest_wat", "parse CommonCrawl WAT files into the pairs table",
-          writes=(T.PAIRS, T.INGEST_LOG, T.BAD_RECORDS), pipeline=True,
+          writes=(T.PAIRS, T.INGEST_LOG, T.BAD_RECORDS, T.LEASES), pipeline=True,
           deploy=Resources(100, 4, "8g"), retries=3, options=("wat",)),
     Stage("ingest-wikidata", "ingest_wikidata", "parse a Wikidata JSON or N-Triples dump into entities",
           writes=(T.ENTITIES, T.INGEST_LOG, T.BAD_RECORDS), pipeline=True,
