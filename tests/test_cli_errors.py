@@ -301,6 +301,8 @@ def test_a_tilde_in_the_config_is_the_home_folder(capsys, tmp_path, monkeypatch)
     ("wikidata:\n  input: {d}/sampel.json\n", ["Wikidata input not found: ", "sampel.json"]),
     ("wikidata:\n  input: {d}/dump.txt\n", ["cannot tell the format of ", "dump.txt"]),
     ("metadata:\n  metaclip_metadata: {d}/metadata.jsn\n", ["MetaCLIP metadata file not found: ", "metadata.jsn"]),
+    ("metadata:\n  metaclip_metadata: {d}/cut.json\n", ["MetaCLIP metadata ", "cut.json is not valid JSON ("]),
+    ("metadata:\n  metaclip_metadata: {d}/dict.json\n", ["MetaCLIP metadata ", "dict.json holds a JSON dict, not"]),
     ("metadata:\n  wordnet_dir: {d}/nowordnet\n", ["WordNet data files", "not found in ", "nowordnet"]),
     ("metadata:\n  wordnet: false\n  entity_sets: [{d}/organisms.yml]\n", ["entity set file not found: ",
                                                                          "organisms.yml"]),
@@ -311,6 +313,8 @@ def test_run_checks_every_stages_inputs_before_spark(yaml_lines, words, capsys, 
     wat = tmp_path / "in.warc.wat.gz"
     wat.write_bytes(b"")
     (tmp_path / "dump.txt").write_text("{}")
+    (tmp_path / "cut.json").write_text('["dog", "ca')  # MetaCLIP's list cut short: was refused after the JVM
+    (tmp_path / "dict.json").write_text('{"entries": ["dog"]}')
     p = tmp_path / "c.yaml"
     p.write_text(f"lake: {tmp_path / 'lake'}\nwat:\n  inputs: [{wat}]\n" + yaml_lines.format(d=tmp_path))
     assert cli.main(["run", "--config", str(p)]) == 2

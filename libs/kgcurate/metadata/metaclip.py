@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -29,8 +30,8 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def parse_bytes(data: bytes, source_file: str) -> MetaclipEntries:
-    """Entries from the file's bytes; UserError (one line) when it is not a JSON list."""
+def _json_list(data: bytes, source_file: str) -> list[Any]:
+    """The file's JSON list; UserError (one line) when it is not one."""
     try:
         items = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -39,6 +40,12 @@ def parse_bytes(data: bytes, source_file: str) -> MetaclipEntries:
     if not isinstance(items, list):
         raise UserError(f"MetaCLIP metadata {source_file} holds a JSON {type(items).__name__}, not a list: "
                         "pass a metadata.json holding a JSON list of strings")
+    return items
+
+
+def parse_bytes(data: bytes, source_file: str) -> MetaclipEntries:
+    """Entries from the file's bytes; UserError (one line) when it is not a JSON list."""
+    items = _json_list(data, source_file)
     out = MetaclipEntries(entries=[], items=len(items))
     seen: set[str] = set()
     for index, item in enumerate(items):
@@ -58,8 +65,7 @@ def parse_bytes(data: bytes, source_file: str) -> MetaclipEntries:
     return out
 
 
-def read_file(path: str) -> MetaclipEntries:
-    """Parse a local file; UserError when it cannot be read."""
+def _local_bytes(path: str) -> bytes:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"MetaCLIP metadata file not found: {path} (pass an existing metadata.json "
@@ -68,4 +74,15 @@ def read_file(path: str) -> MetaclipEntries:
         data = p.read_bytes()
     except OSError as exc:
         raise UserError(f"cannot read MetaCLIP metadata {path}: {exc.strerror}") from None
-    return parse_bytes(data, str(p))
+    return data
+
+
+def read_file(path: str) -> MetaclipEntries:
+    """Parse a local file; UserError when it cannot be read."""
+    return parse_bytes(_local_bytes(path), path)
+
+
+def check_file(path: str) -> None:
+    """The checks :func:`read_file` makes of the whole file (there, readable, a JSON list), for
+    build-metadata to run before Spark starts: a bad file was refused only after the JVM was up."""
+    _json_list(_local_bytes(path), path)

@@ -157,9 +157,8 @@ def check_inputs(md: dict[str, Any]) -> None:
         if not (configured and paths.is_uri(str(configured))):
             wordnet.checked_dir(configured)
     path = md.get("metaclip_metadata")
-    if path and not paths.is_uri(str(path)) and not Path(str(path)).is_file():
-        raise UserError(f"MetaCLIP metadata file not found: {path} (pass an existing metadata.json "
-                        "to --metaclip-metadata, or leave the flag out)")
+    if path and not paths.is_uri(str(path)):
+        metaclip.check_file(str(path))
     for item in md.get("entity_sets") or []:
         load_set_item(str(item))  # a spec file: there and valid (it is read locally, as here)
 
