@@ -117,6 +117,21 @@ def test_a_moved_folder_keeps_its_run_and_a_copy_becomes_a_new_one(tmp_path) -> 
     assert ex.relocated(m, new, lambda: "train-2")[0].train_run_id == "train-1"
 
 
+def test_a_relocated_folder_names_the_checkpoint_in_its_new_place(tmp_path) -> None:
+    """A finished experiment moved or copied keeps its record, but its checkpoint is the new folder's: the
+    old path was gone (moved) or the original's (copied), and `kgcurate evaluate` failed on it."""
+    old, new = str(tmp_path / "a"), str(tmp_path / "b")
+    m = _manifest(old, checkpoint=f"{old}/checkpoints/epoch_2.pt", finished_at="2026-12-03T10:00:00+00:00")
+    moved, _ = ex.relocated(m, new, lambda: "train-2")
+    assert moved.checkpoint == f"{new}/checkpoints/epoch_2.pt" and moved.finished_at == m.finished_at
+    ex.write_manifest(m)
+    copied, _ = ex.relocated(m, new, lambda: "train-2")
+    assert (copied.train_run_id, copied.checkpoint) == ("train-2", f"{new}/checkpoints/epoch_2.pt")
+    assert ex.relocated(replace(m, checkpoint=None), new, lambda: "x")[0].checkpoint is None
+    assert ex.rebased("/elsewhere/epoch_2.pt", old, new) == "/elsewhere/epoch_2.pt"  # not in the folder: kept
+    assert ex.rebased(f"{old}x/epoch_2.pt", old, new) == f"{old}x/epoch_2.pt"  # a sibling, not inside
+
+
 def test_without_the_train_extra_the_stage_says_what_to_install(monkeypatch) -> None:
     import importlib.util
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 
 import pytest
 
@@ -112,6 +113,44 @@ def test_resume_without_a_name_says_which_unfinished_experiment_it_did_not_conti
     assert "unfinished one(s) of an earlier download were not continued" in err
     assert "`--name kgc-tiny-balance-old-kg50 --resume` continues one" in err
     assert ex.read_manifest(crashed.experiment_dir) == crashed  # left as it was
+
+
+@pytest.mark.parametrize("how", ["moved", "copied"])
+def test_a_finished_experiment_moved_or_copied_then_resumed_names_its_own_checkpoint(how, tmp_path, monkeypatch,
+                                                                                     capsys) -> None:
+    """A finished experiment resumed under a new --name is recorded as it was (its finished_at too), but
+    with the new folder's checkpoint: the old path was gone or the original's, and evaluate failed on it."""
+    from kgcurate.train import launch
+
+    monkeypatch.chdir(REPO)
+    lake, _ = train_data.make_input(str(tmp_path), n=64, per_shard=16)
+    exp = tmp_path / "exp"
+
+    def trainer(argv, *a, **k) -> int:  # open_clip, as far as the folder shows: two whole checkpoints
+        folder = exp / argv[argv.index("--name") + 1]
+        (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
+        for epoch in (1, 2):
+            torch.save({"epoch": epoch}, folder / "checkpoints" / f"epoch_{epoch}.pt")
+        return 0
+
+    monkeypatch.setattr(launch, "run", trainer)
+    base = ["train", "--config", "conf/train-smoke.yaml", "--lake", lake, "--experiments", str(exp)]
+    assert cli.main([*base, "--name", "a"]) == 0
+    before = json.loads((exp / "a" / "manifest.json").read_text())
+    if how == "moved":
+        os.rename(exp / "a", exp / "b")
+    else:
+        shutil.copytree(exp / "a", exp / "b")
+    assert cli.main([*base, "--name", "b", "--resume"]) == 0
+    capsys.readouterr()
+    after = json.loads((exp / "b" / "manifest.json").read_text())
+    assert after["checkpoint"] == str(exp / "b" / "checkpoints" / "epoch_2.pt")
+    assert after["finished_at"] == before["finished_at"] and after["experiment_dir"] == str(exp / "b")
+    rows = {r["experiment_dir"]: r for r in _rows(lake)}
+    assert rows[str(exp / "b")]["checkpoint"] == after["checkpoint"]
+    assert (after["train_run_id"] == before["train_run_id"]) == (how == "moved")
+    if how == "copied":  # the original keeps its own
+        assert rows[str(exp / "a")]["checkpoint"] == before["checkpoint"]
 
 
 def test_train_failures_are_one_line_and_leave_the_lake_as_it_was(tmp_path, monkeypatch, capsys) -> None:

@@ -98,10 +98,23 @@ def set_aside_torn(experiment_dir: str) -> list[str]:
     return moved
 
 
+def rebased(path: str | None, old_dir: str, new_dir: str) -> str | None:
+    """``path`` at the same place under ``new_dir`` when it lies under ``old_dir`` (a checkpoint of a
+    moved or copied experiment folder); any other path as it is."""
+    if not path:
+        return path
+    old, full = os.path.abspath(old_dir), os.path.abspath(path)
+    if os.path.commonpath([old, full]) != old:
+        return path
+    return os.path.join(new_dir, os.path.relpath(full, old))
+
+
 def relocated(manifest: Manifest, experiment_dir: str, new_run_id: Callable[[], str]) -> tuple[Manifest, str]:
     """The manifest of a folder continued under another path than it recorded, and what happened: a
     moved folder keeps its train run (its row now names the new path); a copy, whose original still holds
-    the same run, becomes a new train run (resuming it updated the original's row and manifest)."""
+    the same run, becomes a new train run (resuming it updated the original's row and manifest). Either
+    way its checkpoint is the one in the new folder: a finished run's record is kept as it was, and a
+    path into the old folder named a file that was gone (moved) or another run's (copied)."""
     if os.path.abspath(manifest.experiment_dir) == os.path.abspath(experiment_dir):
         return manifest, ""
     try:
@@ -111,7 +124,8 @@ def relocated(manifest: Manifest, experiment_dir: str, new_run_id: Callable[[], 
     copied = original is not None and original.train_run_id == manifest.train_run_id
     what = f"copied from {manifest.experiment_dir}" if copied else f"moved from {manifest.experiment_dir}"
     return replace(manifest, experiment_dir=experiment_dir,
-                   train_run_id=new_run_id() if copied else manifest.train_run_id), what
+                   train_run_id=new_run_id() if copied else manifest.train_run_id,
+                   checkpoint=rebased(manifest.checkpoint, manifest.experiment_dir, experiment_dir)), what
 
 
 def epoch_of(checkpoint: str | None) -> int:
