@@ -104,6 +104,22 @@ def test_cut_checkpoints_are_set_aside_newest_first(tmp_path) -> None:
     assert (tmp_path / "checkpoints" / "epoch_3.pt.torn").read_bytes() == whole[:600]
 
 
+def test_whole_checkpoints_skip_the_cut_ones_without_renaming_them(tmp_path) -> None:
+    """What every torchrun process starts from: the same before rank 0 has set the cut ones aside as after."""
+    import zipfile
+
+    (tmp_path / "checkpoints").mkdir()
+    for n in (1, 2):
+        with zipfile.ZipFile(tmp_path / "checkpoints" / f"epoch_{n}.pt", "w") as z:
+            z.writestr("archive/data.pkl", b"x" * 1000)
+    (tmp_path / "checkpoints" / "epoch_3.pt").write_bytes(b"cut")
+    before = [ex.epoch_of(p) for p in ex.whole_checkpoints(str(tmp_path))]
+    assert before == [1, 2] and (tmp_path / "checkpoints" / "epoch_3.pt").exists()  # left for rank 0
+    ex.set_aside_torn(str(tmp_path))
+    assert [ex.epoch_of(p) for p in ex.whole_checkpoints(str(tmp_path))] == before
+    assert ex.whole_checkpoints(str(tmp_path / "none")) == []
+
+
 def test_a_moved_folder_keeps_its_run_and_a_copy_becomes_a_new_one(tmp_path) -> None:
     old, new = str(tmp_path / "a"), str(tmp_path / "b")
     m = _manifest(old)

@@ -200,6 +200,40 @@ def test_under_torchrun_each_process_trains_and_rank_0_alone_records(rank, tmp_p
         assert cli.main(command) == 0
 
 
+def test_under_torchrun_every_rank_starts_at_the_same_epoch_after_a_cut_checkpoint(tmp_path, monkeypatch,
+                                                                                      capsys) -> None:
+    """A run killed while saving its last checkpoint, resumed under torchrun: rank 0 alone sets the cut
+    file aside, and a rank that looks before it has must still retrain that epoch with it. Rank 1 used to
+    see the cut epoch_2.pt as done and exit ("nothing to train") while rank 0 retrained: a hang."""
+    from kgcurate.train import launch
+
+    monkeypatch.chdir(REPO)
+    lake, _ = train_data.make_input(str(tmp_path), n=64, per_shard=16)
+    exp = tmp_path / "exp" / "ddp"
+    command = ["train", "--config", "conf/train-smoke.yaml", "--lake", lake, "--experiments", str(tmp_path / "exp"),
+               "--name", "ddp"]
+
+    def killed_while_saving(argv, *a, **k) -> int:
+        (exp / "checkpoints").mkdir(parents=True, exist_ok=True)
+        torch.save({"epoch": 1}, exp / "checkpoints" / "epoch_1.pt")
+        (exp / "checkpoints" / "epoch_2.pt").write_bytes(b"cut")
+        return 1
+
+    monkeypatch.setattr(launch, "run", killed_while_saving)
+    assert cli.main(command) == 1
+    starts: dict[int, int] = {}
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank in (1, 0):  # rank 1 takes no lease: it may look at the folder before rank 0 renames anything
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("LOCAL_RANK", str(rank))
+        monkeypatch.setattr(launch, "run", lambda argv, share, seed, start, *a, rank=rank, **k: starts.update(
+            {rank: start}) or 0)
+        assert cli.main([*command, "--resume"]) == 0
+    capsys.readouterr()
+    assert starts == {1: 1, 0: 1}
+    assert sorted(os.listdir(exp / "checkpoints")) == ["epoch_1.pt", "epoch_2.pt.torn"]
+
+
 def test_one_run_per_experiment_and_what_training_could_not_use_goes_to_bad_records(tmp_path, monkeypatch,
                                                                                      capsys) -> None:
     """A second writer of one experiment (its lease held, here as another node would) is refused in one line

@@ -231,7 +231,8 @@ def train_experiment(ctx: Context, o: settings.TrainOptions, inp: TrainInput, ex
         for path in ex.set_aside_torn(experiment_dir):
             ctx.log.warning("%s: %s is not a whole checkpoint (a run killed while saving it): set aside as %s%s, "
                             "its epoch is trained again", JOB, path, os.path.basename(path), ex.TORN)
-    start_epoch = ex.epoch_of((ex.checkpoints(experiment_dir) or [None])[-1])
+    # every process the same start, whether or not rank 0 has set the cut ones aside when it looks
+    start_epoch = ex.epoch_of((ex.whole_checkpoints(experiment_dir) or [None])[-1])
     # a finished experiment that is resumed trains nothing and keeps its record as it was: a new finished_at
     # would make it the newest run, the one `kgcurate evaluate` picks by default
     done_before = manifest if manifest is not None and manifest.status == ex.COMPLETED and manifest.finished_at \

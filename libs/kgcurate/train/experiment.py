@@ -81,17 +81,34 @@ def checkpoints(experiment_dir: str) -> list[str]:
 TORN = ".torn"  # suffix of a checkpoint set aside: not a .pt, so neither we nor open_clip's --resume see it
 
 
+def is_whole(path: str) -> bool:
+    """Checkpoints are zip archives: a cut one has no end-of-archive record, which is cheap to check (a
+    file renamed away meanwhile is not whole either)."""
+    import zipfile
+
+    return zipfile.is_zipfile(path)
+
+
+def whole_checkpoints(experiment_dir: str) -> list[str]:
+    """:func:`checkpoints` without the newest ones that are not whole: what a resume continues from,
+    whether or not :func:`set_aside_torn` has renamed them yet. Under torchrun every process takes its
+    start epoch from this while rank 0 alone renames, so a process looking before, during or after the
+    renaming decides the same (one that went by the raw listing skipped the cut epoch, the others trained
+    it, and the job hung)."""
+    saved = checkpoints(experiment_dir)
+    while saved and not is_whole(saved[-1]):
+        saved.pop()
+    return saved
+
+
 def set_aside_torn(experiment_dir: str) -> list[str]:
     """Rename the newest checkpoints that are not whole (``epoch_N.pt.torn``), newest first, until one is:
     the paths set aside. open_clip's ``torch.save`` writes ``epoch_N.pt`` in place, so a preemption during
     the save leaves a cut file under the finished name; taken as done, a resume recorded it as the
-    completed model (or failed on it every time). Checkpoints are zip archives: a cut one has no
-    end-of-archive record, which is cheap to check."""
-    import zipfile
-
+    completed model (or failed on it every time)."""
     moved = []
     for path in reversed(checkpoints(experiment_dir)):
-        if zipfile.is_zipfile(path):
+        if is_whole(path):
             break
         os.replace(path, path + TORN)
         moved.append(path)
