@@ -11,10 +11,10 @@ from kgcurate.evaluate import metrics
 
 
 def reference_topk(logits: list[list[float]], labels: list[int], k: int) -> float:
-    """A hit when fewer than k other classes score at least the label's logit."""
+    """A hit when fewer than k other classes score above the label's logit, or level with it at a lower index."""
     hits = 0
     for row, label in zip(logits, labels, strict=True):
-        ahead = sum(1 for c, s in enumerate(row) if c != label and s >= row[label])
+        ahead = sum(1 for c, s in enumerate(row) if s > row[label] or (s == row[label] and c < label))
         hits += ahead < k and all(math.isfinite(s) for s in row)
     return hits / len(labels)
 
@@ -52,6 +52,32 @@ def test_topk_accuracy_of_a_perfect_and_a_wrong_classifier() -> None:
         metrics.topk_accuracy(perfect, labels[:3])
 
 
+def open_clip_accuracy(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...]) -> dict[int, float]:
+    """open_clip_train.zero_shot.accuracy, its logic verbatim: torch.topk over the logits."""
+    pred = logits.topk(max(ks), 1, True, True)[1].t()
+    correct = pred.eq(labels.view(1, -1).expand_as(pred))
+    return {k: correct[:k].reshape(-1).float().sum().item() / len(labels) for k in ks}
+
+
+def test_classes_with_identical_logits_score_as_open_clip_scores_them() -> None:
+    """Two classes with the same name ("missile" twice in ImageNet's names) have the same prompts, hence
+    the same logits for every image. Like open_clip's topk, exactly one of them is credited at each rank,
+    here always the lower index (topk's order of ties is unspecified); without ties the two agree exactly.
+    Counting the tie against the label made both classes misses on every image: top-1 0 for them."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(300, 1000, generator=g)
+    logits[:, 744] = logits[:, 657]  # ImageNet's two "missile"s: class 657 and 744
+    labels = torch.randint(0, 1000, (300,), generator=g)
+    labels[:100] = logits[:100].argmax(dim=1)  # a third right, among them images of each twin ranked first
+    labels[:20], labels[20:40] = 657, 744
+    logits[:40, 657] = logits[:40, 744] = logits[:40].max(dim=1).values + 1
+    assert metrics.topk_accuracy(logits[40:], labels[40:], (1, 5)) == pytest.approx(
+        open_clip_accuracy(logits[40:], labels[40:], (1, 5)))  # no tie that matters: the same numbers
+    assert metrics.topk_accuracy(logits[:40], labels[:40], (1, 2)) == {1: 0.5, 2: 1.0}  # 657 first, 744 second
+    tied = open_clip_accuracy(logits[:40], labels[:40], (1, 2))
+    assert tied[2] == 1.0 and tied[1] > 0  # open_clip: one twin per image at top-1 too, in torch's order
+
+
 @pytest.mark.parametrize("seed", [0, 7])
 def test_recall_at_k_matches_a_plain_loop_both_ways(seed: int) -> None:
     images, texts = normalised(150, 16, seed), normalised(150, 16, seed + 100)
@@ -81,10 +107,12 @@ def test_a_collapsed_or_diverged_model_scores_nothing() -> None:
     nan = torch.full((20, 8), float("nan"))
     assert set(metrics.retrieval_recall(nan, nan, (1, 5, 10)).values()) == {0.0}
     labels = torch.arange(10) % 4
-    assert metrics.topk_accuracy(torch.zeros(10, 4), labels, (1, 3, 4)) == {1: 0.0, 3: 0.0, 4: 1.0}
+    # every logit level: the lowest class index takes the tie, what open_clip's topk reports (3 of 10 are class 0)
+    assert metrics.topk_accuracy(torch.zeros(10, 4), labels, (1, 3, 4)) == pytest.approx({1: 0.3, 3: 0.8, 4: 1.0})
     assert metrics.topk_accuracy(torch.full((10, 4), float("nan")), labels, (1, 4)) == {1: 0.0, 4: 0.0}
-    ties = torch.tensor([[2.0, 2.0, 1.0]])  # one other class level with the label: rank 2, not 1
+    ties = torch.tensor([[2.0, 2.0, 1.0]])  # a class at a lower index level with the label: rank 2, not 1
     assert metrics.topk_accuracy(ties, torch.tensor([1]), (1, 2)) == {1: 0.0, 2: 1.0}
+    assert metrics.topk_accuracy(ties, torch.tensor([0]), (1,)) == {1: 1.0}
     with pytest.raises(ValueError, match="labels must lie"):
         metrics.topk_accuracy(torch.zeros(2, 3), torch.tensor([0, 3]))
 

@@ -109,7 +109,7 @@ class ColourModel(torch.nn.Module):
 
 
 def colour_tokens(texts: list[str]) -> torch.Tensor:
-    return torch.tensor([next(v for k, v in ColourModel.COLOURS.items() if k in t) for t in texts])
+    return torch.tensor([next(v for k, v in ColourModel.COLOURS.items() if k in t.lower()) for t in texts])
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
@@ -130,6 +130,33 @@ def test_zero_shot_of_a_model_that_cannot_miss_is_perfect_and_counts_unreadable_
     assert "UnidentifiedImageError" in r.unreadable[0][1]
     [b] = r.bad
     assert (os.path.basename(b.source_file), b.offset, b.reason) == ("broken.png", 0, "image does not decode")
+
+
+def test_classes_with_identical_prompts_are_named_and_the_first_takes_the_tie(tmp_path) -> None:
+    """Two folders with one class name (ImageNet's two "missile"s): identical prompts, identical logits. The
+    first class wins every tie (open_clip's rule), and the result names the group for the stage's warning."""
+    for name, rgb in (("a_red", (250, 5, 5)), ("b_red", (240, 5, 5)), ("c_blue", (5, 5, 250))):
+        os.makedirs(tmp_path / name)
+        for i in range(2):
+            Image.new("RGB", (8, 8), rgb).save(tmp_path / name / f"{i}.png")
+    (tmp_path / "classnames.txt").write_text("red\nRed \nblue\n")  # the tokenizer drops case and spacing
+    m = LoadedModel("colour", ColourModel(), to_tensor, colour_tokens, "cpu")
+    folder = folders.read_folder(str(tmp_path))
+    r = zeroshot.evaluate(m, folder, "simple", (1, 2))
+    assert r.accuracy == {1: pytest.approx(4 / 6), 2: 1.0}  # the second red's images are top-2, never top-1
+    assert r.same_prompts == [[0, 1]]
+    assert zeroshot.describe_same(folder, r.same_prompts) == ["a_red, b_red ('red' / 'Red')"]
+
+
+def test_identical_prompts_are_what_the_tokenizer_makes_of_every_template() -> None:
+    def tokens(texts: list[str]) -> torch.Tensor:  # open_clip's SimpleTokenizer lower-cases and collapses spaces
+        return torch.tensor([[hash(" ".join(t.lower().split())) % 10_000] for t in texts])
+
+    names = ["missile", "crane", "Missile", "sunglasses", "dog", "sunglasses", "Crane  bird"]
+    assert zeroshot.identical_prompts(names, ["a photo of a {}."], tokens) == [[0, 2], [3, 5]]
+    assert zeroshot.identical_prompts(names, [lambda c: f"itap of a {c}.", "{}"], tokens) == [[0, 2], [3, 5]]
+    # a template that tells names apart where the tokenizer alone would not: not identical
+    assert zeroshot.identical_prompts(["x", "X"], [lambda c: f"a {c} ({c == 'x'})"], tokens) == []
 
 
 def test_retrieval_reads_shards_and_lists_what_it_cannot_use(tmp_path) -> None:

@@ -178,6 +178,24 @@ def test_cli_checkpoint_mode_and_one_line_errors(tmp_path, checkpoint, capsys) -
     assert leases.current_row(lake, evaluate.lease_scope(checkpoint)) is None  # given back at the end
 
 
+def test_classes_with_identical_prompts_are_named_in_a_warning(tmp_path, checkpoint, caplog) -> None:
+    """ImageNet's names have "missile" and "sunglasses" twice: such classes tie on every image, so one of
+    each pair is never top-1. The run says which, by folder, and how to tell them apart."""
+    folder = tmp_path / "twins"
+    for name, rgb in (("n1", (250, 0, 0)), ("n2", (0, 250, 0)), ("n3", (0, 0, 250))):
+        (folder / name).mkdir(parents=True)
+        Image.new("RGB", (20, 20), rgb).save(folder / name / "0.png")
+    (folder / "classnames.txt").write_text("missile\nMissile\nsunglasses\n")
+    cfg = cfg_for(str(tmp_path / "lake"), checkpoint=checkpoint, model="kgc-tiny", model_config_dir=MODELS,
+                  datasets=[f"twins={folder}"])
+    with caplog.at_level("WARNING", logger="kgcurate.evaluate"):
+        s = execute_stage(evaluate, cfg)
+    [warning] = [r.getMessage() for r in caplog.records if "identical prompts" in r.getMessage()]
+    assert "twins: classes with identical prompts" in warning and "n1, n2 ('missile' / 'Missile')" in warning
+    assert "classnames.txt" in warning and "\n" not in warning
+    assert s.results[0].same_prompts == ["n1, n2 ('missile' / 'Missile')"]
+
+
 def test_a_run_failing_midway_leaves_eval_runs_as_it_was(tmp_path, checkpoint, monkeypatch) -> None:
     lake = str(tmp_path / "lake")
     cfg = cfg_for(lake, checkpoint=checkpoint, model="kgc-tiny", model_config_dir=MODELS, datasets=["skimage"])

@@ -14,7 +14,7 @@ import torch
 def _ranks(scores: torch.Tensor, own: torch.Tensor, same: torch.Tensor | None = None) -> torch.Tensor:
     """For each row, how many other columns score at least as high as its own column's ``own`` score;
     with ``same`` (rows x columns, True where a column is as right as the row's own: the same caption
-    string, the same image), only the other columns count.
+    string, the same image), only the other columns count (retrieval's rule).
 
     A tie ranks against the right answer, so a model that collapsed to one embedding (every score
     equal) scores chance or below, not perfect; a row with a non-finite score (a diverged model's NaN)
@@ -29,7 +29,16 @@ def _ranks(scores: torch.Tensor, own: torch.Tensor, same: torch.Tensor | None = 
 
 def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] = (1, 5)) -> dict[int, float]:
     """Share of rows whose label is among the ``k`` highest logits, for each k (k above the number of
-    classes counts every finite row). A class scoring the same as the label ranks before it."""
+    classes counts every finite row); a row with a non-finite logit is never a hit.
+
+    A tie goes to the lower class index: the label's rank is the number of classes scoring above it plus
+    those level with it at a lower index. That is open_clip's protocol (``torch.topk`` over the logits,
+    which lists tied classes one after the other, so exactly one of them is credited at each rank) with
+    the order fixed: torch leaves it unspecified (it changes with k and the data), so open_clip's number
+    for tied rows is arbitrary; where nothing ties the two agree exactly. Ties are not rare: two classes
+    with the same name ("missile" twice in ImageNet) get the same prompts, hence the same logits;
+    counting every tie against the label made both of them misses on every image.
+    """
     if logits.ndim != 2 or labels.shape != (logits.shape[0],):
         raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} do not match")
     n, classes = logits.shape
@@ -37,7 +46,10 @@ def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] 
         return {k: float("nan") for k in ks}
     if labels.min() < 0 or labels.max() >= classes:
         raise ValueError(f"labels must lie in [0, {classes}), got {labels.min().item()}..{labels.max().item()}")
-    rank = _ranks(logits, logits.gather(1, labels.view(-1, 1)))
+    own = logits.gather(1, labels.view(-1, 1))
+    lower = torch.arange(classes).view(1, -1) < labels.view(-1, 1)
+    rank = ((logits > own) | ((logits == own) & lower)).sum(dim=1)
+    rank = rank.masked_fill(~torch.isfinite(logits).all(dim=1), classes)
     return {k: (rank < k).float().mean().item() for k in ks}
 
 

@@ -4,8 +4,8 @@ embeddings against the class embeddings."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 
@@ -24,6 +24,7 @@ class ZeroShotResult:
     samples: int  # images scored
     classes: int
     unreadable: list[tuple[str, str]]  # (path, why) of images that could not be read
+    same_prompts: list[list[int]] = field(default_factory=list)  # classes the model cannot tell apart
 
     @property
     def bad(self) -> list[BadInput]:
@@ -35,6 +36,36 @@ def templates(name: str) -> Sequence[object]:
     from open_clip import zero_shot_metadata as z
 
     return {"openai": z.OPENAI_IMAGENET_TEMPLATES, "simple": z.SIMPLE_IMAGENET_TEMPLATES}[name]
+
+
+def identical_prompts(classnames: Sequence[str], template_set: Sequence[object],
+                      tokenizer: Callable[[list[str]], torch.Tensor]) -> list[list[int]]:
+    """Groups of two or more class indices whose prompts the model sees as the same (equal token ids for
+    every template: the same name, or names differing only in case or spacing, which the tokenizer drops).
+    Their classifier columns, hence logits, are identical: the lowest index wins every tie
+    (:func:`metrics.topk_accuracy`), so the others are never top-1 however good the model."""
+    def prompts(name: str) -> list[str]:
+        return [t.format(name) if isinstance(t, str) else t(name) for t in template_set]  # type: ignore[operator]
+
+    def key(texts: list[str]) -> tuple:
+        return tuple(map(tuple, tokenizer(texts).tolist()))
+
+    by_name: dict[tuple, list[int]] = {}
+    for i, name in enumerate(classnames):  # one tokenisation per class, then all prompts of the few alike
+        by_name.setdefault(key([name]), []).append(i)
+    groups = []
+    for alike in (g for g in by_name.values() if len(g) > 1):
+        by_prompts: dict[tuple, list[int]] = {}
+        for i in alike:
+            by_prompts.setdefault(key(prompts(classnames[i])), []).append(i)
+        groups += [g for g in by_prompts.values() if len(g) > 1]
+    return sorted(groups)
+
+
+def describe_same(folder: LabelledFolder, groups: list[list[int]]) -> list[str]:
+    """One phrase per group: its class folders and their name, e.g. ``n03773504, n04008634 ('missile')``."""
+    return [f"{', '.join(folder.folders[i] if folder.folders else str(i) for i in g)} "
+            f"({' / '.join(dict.fromkeys(repr(folder.classnames[i]) for i in g))})" for g in groups]
 
 
 def _collate(items: list) -> tuple[torch.Tensor | None, torch.Tensor, list[tuple[str, str]]]:
@@ -50,8 +81,9 @@ def evaluate(m: LoadedModel, folder: LabelledFolder, template_set: str = "openai
     """Top-k accuracy of ``m`` on ``folder``; unreadable images are listed, not scored."""
     from open_clip import build_zero_shot_classifier
 
-    classifier = build_zero_shot_classifier(m.model, m.tokenizer, folder.classnames, templates(template_set),
-                                            device=m.device)
+    prompts = templates(template_set)
+    same = identical_prompts(folder.classnames, prompts, m.tokenizer)
+    classifier = build_zero_shot_classifier(m.model, m.tokenizer, folder.classnames, prompts, device=m.device)
     loader = torch.utils.data.DataLoader(TransformedFolder(folder, m.preprocess), batch_size=batch_size,
                                          num_workers=workers, collate_fn=_collate)
     logits, labels, unreadable = [], [], []
@@ -65,6 +97,6 @@ def evaluate(m: LoadedModel, folder: LabelledFolder, template_set: str = "openai
             labels.append(y)
     n = sum(len(y) for y in labels)
     if not n:
-        return ZeroShotResult({k: float("nan") for k in ks}, 0, len(folder.classnames), unreadable)
+        return ZeroShotResult({k: float("nan") for k in ks}, 0, len(folder.classnames), unreadable, same)
     acc = metrics.topk_accuracy(torch.cat(logits), torch.cat(labels), ks)
-    return ZeroShotResult(acc, n, len(folder.classnames), unreadable)
+    return ZeroShotResult(acc, n, len(folder.classnames), unreadable, same)

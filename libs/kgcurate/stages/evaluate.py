@@ -71,6 +71,7 @@ class DatasetResult:
     unreadable: int = 0
     unreadable_examples: list[tuple[str, str]] = field(default_factory=list)
     bad: list[BadInput] = field(default_factory=list)  # every unreadable sample, for bad_records
+    same_prompts: list[str] = field(default_factory=list)  # zero-shot classes with identical prompts, described
 
 
 @dataclass
@@ -207,9 +208,11 @@ def evaluate_set(m: Any, s: EvalSet, o: settings.EvaluateOptions, scratch: str) 
         return DatasetResult(s.name, s.kind, r.samples, r.recall, len(r.unreadable), r.unreadable[:UNREADABLE_LISTED],
                              r.bad)
     path = offline.write_offline(s.path, os.path.join(scratch, s.path), o.digits_per_class) if s.offline else s.path
-    z = zeroshot.evaluate(m, folders.read_folder(path), o.templates, o.top_k, o.batch_size, o.workers)
+    folder = folders.read_folder(path)
+    z = zeroshot.evaluate(m, folder, o.templates, o.top_k, o.batch_size, o.workers)
     return DatasetResult(s.name, s.kind, z.samples, {f"top{k}": v for k, v in z.accuracy.items()},
-                         len(z.unreadable), z.unreadable[:UNREADABLE_LISTED], z.bad)
+                         len(z.unreadable), z.unreadable[:UNREADABLE_LISTED], z.bad,
+                         zeroshot.describe_same(folder, z.same_prompts))
 
 
 def lease_scope(checkpoint: str) -> str:
@@ -242,6 +245,11 @@ def evaluate_target(ctx: Context, o: settings.EvaluateOptions, sets: list[EvalSe
         for s in sets:
             ctx.log.info("%s: %s (%s) with %s on %s", JOB, s.name, s.kind, t.model, device)
             results.append(evaluate_set(m, s, o, scratch))
+            if results[-1].same_prompts:
+                ctx.log.warning("%s: %s: classes with identical prompts, hence identical logits: %s; the first "
+                                "of each takes every tie (open_clip's rule), the others are never top-1: give them "
+                                "distinct names in the folder's classnames.txt", JOB, s.name,
+                                "; ".join(results[-1].same_prompts))
     now = datetime.now(timezone.utc)
     rows = [EvalRow(eval_run_id, t.train_run_id, t.checkpoint, t.model, r.dataset, metric,
                     None if value != value else value, r.samples, now)  # NaN (nothing scored) as null
