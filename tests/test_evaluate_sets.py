@@ -159,6 +159,20 @@ def test_identical_prompts_are_what_the_tokenizer_makes_of_every_template() -> N
     assert zeroshot.identical_prompts(["x", "X"], [lambda c: f"a {c} ({c == 'x'})"], tokens) == []
 
 
+def test_retrieval_takes_captions_the_tokenizer_makes_equal_as_one_answer(tmp_path) -> None:
+    """Web alt texts differ in case and spacing ("Red car", "red car "); the tokenizer lower-cases and
+    collapses spaces, so the model embeds them identically and ranks them level. Grouped by the raw string,
+    the tie counted as a miss: a model that cannot do better scored image->text R@1 1/3 here, not 1."""
+    out = str(tmp_path / "shards")
+    os.makedirs(out)
+    write_shard(out, 0, [TarSample("000000000", jpg((250, 5, 5)), "Red car", {}),
+                         TarSample("000000001", jpg((240, 5, 5)), "red car ", {}),
+                         TarSample("000000002", jpg((5, 5, 250)), "blue sky", {})])
+    m = LoadedModel("colour", ColourModel(), to_tensor, colour_tokens, "cpu")
+    r = retrieval.evaluate(m, out, (1,))
+    assert r.samples == 3 and r.recall["image_to_text_R@1"] == 1.0
+
+
 def test_retrieval_reads_shards_and_lists_what_it_cannot_use(tmp_path) -> None:
     out = str(tmp_path / "shards")
     os.makedirs(out)

@@ -6,7 +6,7 @@ and a model never has to be loaded to check them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 import torch
 
@@ -14,7 +14,7 @@ import torch
 def _ranks(scores: torch.Tensor, own: torch.Tensor, same: torch.Tensor | None = None) -> torch.Tensor:
     """For each row, how many other columns score at least as high as its own column's ``own`` score;
     with ``same`` (rows x columns, True where a column is as right as the row's own: the same caption
-    string, the same image), only the other columns count (retrieval's rule).
+    tokens, the same image), only the other columns count (retrieval's rule).
 
     A tie ranks against the right answer, so a model that collapsed to one embedding (every score
     equal) scores chance or below, not perfect; a row with a non-finite score (a diverged model's NaN)
@@ -68,18 +68,20 @@ def recall_at_k(scores: torch.Tensor, ks: Sequence[int] = (1, 5, 10),
     return {k: (rank < k).float().mean().item() for k in ks}
 
 
-def group_ids(values: Sequence[object]) -> torch.Tensor:
+def group_ids(values: Sequence[Hashable]) -> torch.Tensor:
     """One id per distinct value, in first-seen order: equal captions (or image hashes) share one."""
     first: dict[object, int] = {}
     return torch.tensor([first.setdefault(v, len(first)) for v in values], dtype=torch.long)
 
 
 def retrieval_recall(image_emb: torch.Tensor, text_emb: torch.Tensor, ks: Sequence[int] = (1, 5, 10),
-                     texts: Sequence[str] | None = None, images: Sequence[object] | None = None) -> dict[str, float]:
+                     texts: Sequence[Hashable] | None = None,
+                     images: Sequence[Hashable] | None = None) -> dict[str, float]:
     """Image->text and text->image recall@K of paired, normalised embeddings (row i of each is one
-    sample): ``{"image_to_text_R@1": ..., "text_to_image_R@1": ...}``. ``texts`` (the caption strings)
-    and ``images`` (a hash per image): another sample's identical caption is found as the right text,
-    another sample's identical image as the right image."""
+    sample): ``{"image_to_text_R@1": ..., "text_to_image_R@1": ...}``. ``texts`` (a key per caption:
+    its token ids, what the model sees, so "Red car" and "red car " are one caption to a lower-casing
+    tokenizer) and ``images`` (a hash per image): another sample's identical caption is found as the
+    right text, another sample's identical image as the right image."""
     if image_emb.shape != text_emb.shape:
         raise ValueError(f"{image_emb.shape[0]} image and {text_emb.shape[0]} text embeddings: they must pair up")
     scores = image_emb.float() @ text_emb.float().T

@@ -104,16 +104,16 @@ def evaluate(m: LoadedModel, spec: str, ks: Sequence[int] = (1, 5, 10), batch_si
     unreadable: list[tuple[str, str]] = []
     bad: list[BadInput] = []
     image_emb, text_emb = [], []
-    captions: list[str] = []
+    captions: list[tuple] = []  # the token ids per caption: what the model sees, so equal ids are one answer
     pixels: list[tuple] = []  # (size, digest) per image: identical images are one answer
     pairs = iter_pairs(shard_files(spec), unreadable, limit, bad)
     with torch.no_grad():
         while chunk := list(itertools.islice(pairs, batch_size)):
             images = torch.stack([m.preprocess(image) for _, image, _ in chunk]).to(m.device)
             image_emb.append(m.model.encode_image(images, normalize=True).float().cpu())
-            texts = m.tokenizer([text for _, _, text in chunk]).to(m.device)
-            text_emb.append(m.model.encode_text(texts, normalize=True).float().cpu())
-            captions += [text for _, _, text in chunk]
+            tokens = m.tokenizer([text for _, _, text in chunk])
+            text_emb.append(m.model.encode_text(tokens.to(m.device), normalize=True).float().cpu())
+            captions += [tuple(row) for row in tokens.tolist()]
             pixels += [(image.size, hashlib.sha1(image.tobytes()).digest()) for _, image, _ in chunk]
     if not image_emb:  # nothing usable: every metric undefined (null rows replace older ones)
         return RetrievalResult(metrics.retrieval_recall(torch.empty(0, 1), torch.empty(0, 1), ks), 0, unreadable, bad)
