@@ -90,9 +90,27 @@ def test_a_missing_or_empty_folder_is_one_line(tmp_path) -> None:
     with pytest.raises(UserError) as missing:
         folders.read_folder(str(tmp_path / "nope"))
     assert "does not exist" in str(missing.value) and "\n" not in str(missing.value)
-    (tmp_path / "empty" / "cls").mkdir(parents=True)
-    with pytest.raises(UserError, match="holds no labelled images"):
-        folders.read_folder(str(tmp_path / "empty"))
+    (tmp_path / "empty" / "cls").mkdir(parents=True)  # a class folder, but no image anywhere
+    (tmp_path / "empty" / "cls" / "notes.txt").write_text("x")
+    (tmp_path / "bare").mkdir()  # no class folder at all
+    for root in (tmp_path / "empty", tmp_path / "bare"):
+        for check in (folders.read_folder, folders.check_folder):
+            with pytest.raises(UserError) as err:
+                check(str(root))
+            assert f"dataset folder {root} holds no images" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_empty_class_folder_stays_a_class_the_model_can_predict(tmp_path) -> None:
+    """One class folder without images (an incomplete copy, a class with no validation image) used to throw
+    away the whole evaluation after the model had loaded; it is a candidate class, scored on no image."""
+    for name in ("cat", "dog", "emu"):
+        (tmp_path / name).mkdir()
+    for name in ("cat", "emu"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name / "0.png")
+    folders.check_folder(str(tmp_path))
+    f = folders.read_folder(str(tmp_path))
+    assert f.classnames == ["cat", "dog", "emu"] and [y for _, y in f.samples] == [0, 2]
+    assert f.empty_classes == ["dog"]
 
 
 class ColourModel(torch.nn.Module):

@@ -196,6 +196,36 @@ def test_classes_with_identical_prompts_are_named_in_a_warning(tmp_path, checkpo
     assert s.results[0].same_prompts == ["n1, n2 ('missile' / 'Missile')"]
 
 
+def test_a_folder_without_images_is_refused_before_the_model_and_an_empty_class_is_kept(tmp_path, checkpoint,
+                                                                                         caplog) -> None:
+    """A folder with no image is one line at the pre-start check; one with an empty class folder among
+    others is evaluated, the empty class a candidate (refused once the model was loaded and earlier sets
+    scored, with a message that said the folder held no labelled images)."""
+    import argparse
+
+    lake = str(tmp_path / "lake")
+    bare = tmp_path / "bare"
+    (bare / "cat").mkdir(parents=True)
+    cfg = cfg_for(lake, checkpoint=checkpoint, model="kgc-tiny", model_config_dir=MODELS, datasets=[str(bare)])
+    with pytest.raises(UserError, match=f"dataset folder {bare} holds no images in class folders"):
+        evaluate.prepare(argparse.Namespace(), cfg)
+    folder = tmp_path / "pets"
+    for name in ("cat", "dog", "emu"):
+        (folder / name).mkdir(parents=True)
+    for name, rgb in (("cat", (200, 0, 0)), ("emu", (0, 0, 200))):
+        Image.new("RGB", (20, 20), rgb).save(folder / name / "0.png")
+    cfg = cfg_for(lake, checkpoint=checkpoint, model="kgc-tiny", model_config_dir=MODELS,
+                  datasets=["skimage", f"pets={folder}"])
+    evaluate.prepare(argparse.Namespace(), cfg)
+    with caplog.at_level("WARNING", logger="kgcurate.evaluate"):
+        s = execute_stage(evaluate, cfg)
+    pets = s.results[1]
+    assert pets.samples == 2 and pets.empty_classes == ["dog"] and set(pets.metrics) == {"top1", "top5"}
+    assert {r["dataset"] for r in read_rows(s.table)} == {"skimage", "pets"}
+    assert any("pets: 1 class folder(s) without an image" in r.getMessage() and "dog" in r.getMessage()
+               for r in caplog.records)
+
+
 def test_a_run_failing_midway_leaves_eval_runs_as_it_was(tmp_path, checkpoint, monkeypatch) -> None:
     lake = str(tmp_path / "lake")
     cfg = cfg_for(lake, checkpoint=checkpoint, model="kgc-tiny", model_config_dir=MODELS, datasets=["skimage"])

@@ -36,20 +36,54 @@ class LabelledFolder:
     classnames: list[str]
     folders: list[str] = field(default_factory=list)
 
+    @property
+    def empty_classes(self) -> list[str]:
+        """Class folders without an image: still classes the model can predict, scored on no image."""
+        found = {label for _, label in self.samples}
+        return [f for i, f in enumerate(self.folders) if i not in found]
 
-def read_folder(root: str) -> LabelledFolder:
-    """Scan ``root``; a path that is not such a folder is one :class:`UserError` line."""
-    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+def _no_images(root: str) -> UserError:
+    return UserError(f"evaluate: dataset folder {root} holds no images in class folders: lay it out as "
+                     "DIR/<class>/<image>.jpg|png")
+
+
+def _class_folders(root: str) -> list[str]:
+    from torchvision.datasets.folder import find_classes
 
     if not os.path.isdir(root):
         raise UserError(f"evaluate: dataset folder {root} does not exist: pass a folder laid out as "
                         "DIR/<class>/<image>, or digits / skimage for the offline sets")
     try:
-        folders, index = find_classes(root)
-        samples = make_dataset(root, index, extensions=IMG_EXTENSIONS)
-    except FileNotFoundError as exc:
-        raise UserError(f"evaluate: dataset folder {root} holds no labelled images ({exc}): lay it out as "
-                        "DIR/<class>/<image>.jpg|png") from None
+        return find_classes(root)[0]
+    except FileNotFoundError:  # no class folder at all
+        raise _no_images(root) from None
+
+
+def check_folder(root: str) -> None:
+    """Before the model loads: one line for a folder that is missing or has no image in any class folder
+    (it stops at the first image found). Empty class folders beside others with images are fine
+    (see :func:`read_folder`)."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
+
+    for folder in _class_folders(root):
+        for _, _, names in os.walk(os.path.join(root, folder), followlinks=True):
+            if any(has_file_allowed_extension(n, IMG_EXTENSIONS) for n in names):
+                return
+    raise _no_images(root)
+
+
+def read_folder(root: str) -> LabelledFolder:
+    """Scan ``root``; a path that is not such a folder, or has no image, is one :class:`UserError` line.
+    A class folder without images stays a class (a candidate the model can predict, scored on no image):
+    refusing it threw away a whole evaluation after the model had loaded and earlier sets were scored."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+
+    folders = _class_folders(root)
+    samples = make_dataset(root, {f: i for i, f in enumerate(folders)}, extensions=IMG_EXTENSIONS,
+                           allow_empty=True)
+    if not samples:
+        raise _no_images(root)
     return LabelledFolder(root, list(samples), classnames_of(root, folders), folders)
 
 

@@ -72,6 +72,7 @@ class DatasetResult:
     unreadable_examples: list[tuple[str, str]] = field(default_factory=list)
     bad: list[BadInput] = field(default_factory=list)  # every unreadable sample, for bad_records
     same_prompts: list[str] = field(default_factory=list)  # zero-shot classes with identical prompts, described
+    empty_classes: list[str] = field(default_factory=list)  # zero-shot class folders without an image
 
 
 @dataclass
@@ -103,7 +104,7 @@ def _named(spec: str) -> tuple[str | None, str]:
 def eval_sets(o: settings.EvaluateOptions) -> list[EvalSet]:
     """The datasets of the options, checked (a missing folder or shard set is one line, before any
     model is loaded); names are unique."""
-    from kgcurate.evaluate import offline
+    from kgcurate.evaluate import folders, offline
     from kgcurate.evaluate.retrieval import shard_files
 
     sets: list[EvalSet] = []
@@ -117,6 +118,7 @@ def eval_sets(o: settings.EvaluateOptions) -> list[EvalSet]:
         if not os.path.isdir(path):
             raise UserError(f"evaluate: dataset folder {path} does not exist: pass a folder laid out as "
                             f"DIR/<class>/<image>, or one of {', '.join(offline.OFFLINE)} for the offline sets")
+        folders.check_folder(path)  # no image in it: one line now, not after the model and earlier sets
         sets.append(EvalSet(name or os.path.abspath(path), "zeroshot", os.path.abspath(path)))
     for spec in o.retrieval:
         name, path = _named(str(spec))
@@ -212,7 +214,7 @@ def evaluate_set(m: Any, s: EvalSet, o: settings.EvaluateOptions, scratch: str) 
     z = zeroshot.evaluate(m, folder, o.templates, o.top_k, o.batch_size, o.workers)
     return DatasetResult(s.name, s.kind, z.samples, {f"top{k}": v for k, v in z.accuracy.items()},
                          len(z.unreadable), z.unreadable[:UNREADABLE_LISTED], z.bad,
-                         zeroshot.describe_same(folder, z.same_prompts))
+                         zeroshot.describe_same(folder, z.same_prompts), folder.empty_classes)
 
 
 def lease_scope(checkpoint: str) -> str:
@@ -245,6 +247,10 @@ def evaluate_target(ctx: Context, o: settings.EvaluateOptions, sets: list[EvalSe
         for s in sets:
             ctx.log.info("%s: %s (%s) with %s on %s", JOB, s.name, s.kind, t.model, device)
             results.append(evaluate_set(m, s, o, scratch))
+            if empty := results[-1].empty_classes:
+                more = ", ..." if len(empty) > 10 else ""
+                ctx.log.warning("%s: %s: %d class folder(s) without an image, kept as classes the model can "
+                                "predict: %s%s", JOB, s.name, len(empty), ", ".join(empty[:10]), more)
             if results[-1].same_prompts:
                 ctx.log.warning("%s: %s: classes with identical prompts, hence identical logits: %s; the first "
                                 "of each takes every tie (open_clip's rule), the others are never top-1: give them "
