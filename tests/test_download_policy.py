@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from kgcurate import cli, config, settings
 from kgcurate.download import status as st
 from kgcurate.download.fetch import DEFAULT_USER_AGENT
-from kgcurate.download.policy import IMG2DATASET_OPT_OUT, OptOut, RetryPolicy, user_agent_tokens
+from kgcurate.download.policy import IMG2DATASET_OPT_OUT, OptOut, RetryPolicy, defaults_left_out, user_agent_tokens
+from kgcurate.stages import download
 
 
 @pytest.mark.parametrize(
@@ -115,3 +117,27 @@ def test_retry_policy_rejects_nonsense():
         RetryPolicy(max_attempts=0)
     with pytest.raises(ValueError):
         RetryPolicy(base_delay=-1)
+
+
+def test_an_opt_out_list_without_the_defaults_is_warned_about(tmp_path, caplog) -> None:
+    """--opt-out replaces the list: `--opt-out noindex,noimageindex` (meant as an addition) drops noai."""
+    assert defaults_left_out(["noai", "noimageai"]) == defaults_left_out(IMG2DATASET_OPT_OUT) == ()
+    assert defaults_left_out(["NoAI", "noindex"]) == ("noimageai",)
+    assert defaults_left_out([]) == ("noai", "noimageai")
+    help_text = settings.meta(settings.DownloadOptions, "opt_out")["help"]
+    assert "replaces the list" in help_text and "noai,noimageai,noindex,noimageindex" in help_text
+
+    def prepared(*flags: str) -> list[str]:
+        args = cli.build_parser("download").parse_args(["download", "--out", str(tmp_path / "o"), *flags])
+        cfg = config.load(None)
+        settings.apply_flags(args, cfg, settings.flag_keys(("download",)))
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="kgcurate.download"):
+            download.prepare(args, cfg)
+        return [r.getMessage() for r in caplog.records]
+
+    assert prepared() == prepared("--opt-out", "noai,noimageai,noindex,noimageindex") == []
+    [line] = prepared("--opt-out", "noindex,noimageindex")
+    assert line == ("download: --opt-out noindex,noimageindex leaves out noai, noimageai: images whose X-Robots-Tag "
+                    "says noai or noimageai are downloaded; pass --opt-out noai,noimageai,noindex,noimageindex to "
+                    "honour them too")

@@ -237,8 +237,9 @@ class DownloadOptions:
     max_pixels: int = option(89_478_485, "images with more pixels are refused before decoding (too_large; > 0)",
                              type=argtypes.int_in(1), positive=True)
     opt_out: list = option(["noai", "noimageai"], "X-Robots-Tag directives that opt an image out (comma-separated "
-                           "on the command line; add noindex,noimageindex to honour those too)", flag="--opt-out",
-                           type=comma_list)
+                           "on the command line; replaces the list, so keep noai,noimageai: --opt-out "
+                           "noai,noimageai,noindex,noimageindex honours the search-engine ones too)",
+                           flag="--opt-out", type=comma_list)
     user_agent: str | None = option(None, "User-Agent (default: kgcurate/<version> with a project URL)",
                                     flag="--user-agent")
     allow_private: bool = option(False, "allow private and loopback addresses (a local mirror; tests)",

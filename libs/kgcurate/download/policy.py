@@ -58,6 +58,13 @@ class OptOut:
         return None
 
 
+def defaults_left_out(directives: Iterable[str]) -> tuple[str, ...]:
+    """The default opt-outs (``noai``, ``noimageai``) a configured list lacks: ``--opt-out`` replaces the
+    list, so ``--opt-out noindex,noimageindex`` meant as an addition stops honouring a site's no to AI use."""
+    given = {d.strip().lower() for d in directives}
+    return tuple(d for d in DEFAULT_OPT_OUT if d not in given)
+
+
 # Product tokens of browser-like User-Agents ("Mozilla/5.0 (compatible; AcmeBot/2.1)"): not a bot's name.
 _BROWSER_TOKENS = frozenset({"mozilla", "applewebkit", "khtml", "gecko", "chrome", "safari", "version", "mobile"})
 _PRODUCT = re.compile(r"(?:^|[\s(;])([A-Za-z][A-Za-z0-9_.\-]*)(?=/\S)|^\s*([A-Za-z][A-Za-z0-9_.\-]*)\s*$")

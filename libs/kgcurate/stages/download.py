@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import logging
 import math
 import os
 import shutil
@@ -43,6 +44,7 @@ from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
 
 JOB = "download"
+log = logging.getLogger(f"kgcurate.{JOB}")
 # Statuses worth another try later (the server or the network, not the content).
 RETRYABLE = ("status IN ('timeout', 'connection_error') "
              "OR (status = 'http_error' AND (http_status = 429 OR http_status >= 500))")
@@ -359,10 +361,19 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> DownloadSummary:
 
 def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
     """An output nothing could write (a file, an S3 folder without credentials) is refused before Spark
-    starts, not after the downloads it was to store."""
-    out = out_folder(settings.section(cfg, settings.DownloadOptions).out)
+    starts, not after the downloads it was to store. An ``--opt-out`` list without ``noai``/``noimageai``
+    is warned about here, at the start: the flag replaces the defaults, it does not add to them."""
+    from kgcurate.download.policy import defaults_left_out
+
+    o = settings.section(cfg, settings.DownloadOptions)
+    out = out_folder(o.out)
     if s3.is_s3(out):
         s3.require_credentials(out)
+    missing = defaults_left_out(o.opt_out)
+    if missing:
+        log.warning("%s: --opt-out %s leaves out %s: images whose X-Robots-Tag says %s are downloaded; pass "
+                    "--opt-out %s to honour them too", JOB, ",".join(o.opt_out) or '""', ", ".join(missing),
+                    " or ".join(missing), ",".join([*missing, *o.opt_out]))
     return {}
 
 
