@@ -213,6 +213,27 @@ def test_an_output_folder_that_is_a_file_or_lacks_s3_credentials_exit_2(capsys, 
     assert not (tmp_path / "lake").exists()
 
 
+def test_an_s3_output_without_a_bucket_or_an_unsendable_user_agent_exit_2(capsys, tmp_path) -> None:
+    """Both used to start Spark: `--out s3://` failed as 'download failed: ValueError' (exit 1), a User-Agent
+    with a line break or a CJK character made every URL an internal_error."""
+    lake = str(tmp_path / "lake")
+    for out in ("s3://", "s3a:///shards"):
+        assert cli.main(["download", "--lake", lake, "--out", out]) == 2
+        assert one_error_line(capsys) == (f"kgcurate: error: download --out {out}: the S3 URL names no bucket: "
+                                          "shards go to a local folder or s3://bucket/prefix")
+    assert cli.main(["report", "--lake", lake, "--out", "s3://"]) == 2
+    assert "report --out s3://: the S3 URL names no bucket: the report goes to" in one_error_line(capsys)
+    out = str(tmp_path / "shards")
+    for agent, words in (("AcmeBot/1.0\r\nX-Evil: 1", ["'AcmeBot/1.0\\r\\nX-Evil: 1'", "control character '\\r'"]),
+                         ("研究Bot/1.0", ["character '研' outside Latin-1"])):
+        assert cli.main(["download", "--lake", lake, "--out", out, "--user-agent", agent]) == 2
+        err = one_error_line(capsys)
+        assert err.startswith("kgcurate: error: download --user-agent ") and "pass a one-line User-Agent" in err
+        for w in words:
+            assert w in err, err
+    assert not (tmp_path / "lake").exists() and not (tmp_path / "shards").exists()
+
+
 def test_shipped_configs_validate() -> None:
     for name in ("conf/demo.yaml", "conf/cluster.yaml", "deploy/compose.yaml"):
         config.load(name)

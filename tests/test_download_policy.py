@@ -7,7 +7,14 @@ import pytest
 from kgcurate import cli, config, settings
 from kgcurate.download import status as st
 from kgcurate.download.fetch import DEFAULT_USER_AGENT
-from kgcurate.download.policy import IMG2DATASET_OPT_OUT, OptOut, RetryPolicy, defaults_left_out, user_agent_tokens
+from kgcurate.download.policy import (
+    IMG2DATASET_OPT_OUT,
+    OptOut,
+    RetryPolicy,
+    defaults_left_out,
+    user_agent_problem,
+    user_agent_tokens,
+)
 from kgcurate.stages import download
 
 
@@ -141,3 +148,17 @@ def test_an_opt_out_list_without_the_defaults_is_warned_about(tmp_path, caplog) 
     assert line == ("download: --opt-out noindex,noimageindex leaves out noai, noimageai: images whose X-Robots-Tag "
                     "says noai or noimageai are downloaded; pass --opt-out noai,noimageai,noindex,noimageindex to "
                     "honour them too")
+
+
+@pytest.mark.parametrize(("user_agent", "problem"), [
+    (DEFAULT_USER_AGENT, None),
+    ("AcmeResearch/1.0 (+https://acme.example; contact: Zoë)", None),  # Latin-1: http.client sends it
+    ("AcmeBot/1.0\tx", None),
+    ("AcmeBot/1.0\r\nX-Evil: 1", "control character '\\r'"),
+    ("AcmeBot/1.0\n", "control character '\\n'"),
+    ("AcmeBot\x00", "control character '\\x00'"),
+    ("研究Bot/1.0", "character '研' outside Latin-1"),
+])
+def test_a_user_agent_no_request_can_carry_is_named(user_agent, problem) -> None:
+    found = user_agent_problem(user_agent)
+    assert found is None if problem is None else problem in found

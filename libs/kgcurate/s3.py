@@ -271,7 +271,11 @@ def output_folder(out: str, refusal: str) -> str:
     from kgcurate.wat.inputs import strip_file_uri
 
     if is_s3(out):
-        _, bucket, key = split_url(out)
+        try:
+            _, bucket, key = split_url(out)
+        except ValueError:  # s3:// or s3:///prefix: no bucket to write into
+            what, _, how = refusal.rpartition(": ")
+            raise UserError(f"{what}: the S3 URL names no bucket: {how}") from None
         return f"s3://{bucket}/{key.strip('/')}".rstrip("/")
     if "://" in out and not out.startswith("file:"):
         raise UserError(refusal)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -63,6 +64,18 @@ def defaults_left_out(directives: Iterable[str]) -> tuple[str, ...]:
     list, so ``--opt-out noindex,noimageindex`` meant as an addition stops honouring a site's no to AI use."""
     given = {d.strip().lower() for d in directives}
     return tuple(d for d in DEFAULT_OPT_OUT if d not in given)
+
+
+def user_agent_problem(user_agent: str) -> str | None:
+    """Why ``user_agent`` cannot be sent as a header, or None: a line break or other control character
+    (a second header smuggled in, or a request http.client refuses) or a character outside Latin-1 (what
+    http.client encodes headers as). Either failed every URL of a run as an internal_error."""
+    for ch in user_agent:
+        if ch != "\t" and unicodedata.category(ch) == "Cc":
+            return f"control character {ch!r} (a line break or the like) in it"
+        if ord(ch) > 0xFF:
+            return f"character {ch!r} outside Latin-1 in it (HTTP headers are sent as Latin-1)"
+    return None
 
 
 # Product tokens of browser-like User-Agents ("Mozilla/5.0 (compatible; AcmeBot/2.1)"): not a bot's name.

@@ -80,6 +80,16 @@ def out_folder(out: str) -> str:
     return s3.output_folder(out, f"download --out {out}: shards go to a local folder or s3://bucket/prefix")
 
 
+def check_user_agent(user_agent: str | None) -> None:
+    """A User-Agent no request can carry is refused up front: every URL of the run would fail with it."""
+    from kgcurate.download.policy import user_agent_problem
+
+    problem = user_agent_problem(user_agent) if user_agent else None
+    if problem:
+        raise UserError(f"download --user-agent {user_agent!r}: {problem}: pass a one-line User-Agent in plain "
+                        "ASCII, e.g. 'AcmeResearch/1.0 (+https://acme.example)'")
+
+
 def samples_of(ctx: Context, curated: DataFrame) -> DataFrame:
     """(image_url, text, texts) per distinct image URL of a curated set: ``text`` the smallest curated
     text (the primary one), ``texts`` every text of its pairs, from ``pair_texts`` when it has them."""
@@ -317,8 +327,9 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> DownloadSummary:
     from kgcurate.download.shards import remove_stale_temps, shard_name
 
     o = settings.section(cfg, settings.DownloadOptions)
-    curated_run_id = curated_run(ctx, o.run_id)
     out = out_folder(o.out)
+    check_user_agent(o.user_agent)  # also here for callers without prepare: before Spark starts
+    curated_run_id = curated_run(ctx, o.run_id)
     if not s3.is_s3(out):
         os.makedirs(out, exist_ok=True)
     run_id = ctx.new_run_id()
@@ -367,6 +378,7 @@ def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
 
     o = settings.section(cfg, settings.DownloadOptions)
     out = out_folder(o.out)
+    check_user_agent(o.user_agent)
     if s3.is_s3(out):
         s3.require_credentials(out)
     missing = defaults_left_out(o.opt_out)
