@@ -142,6 +142,30 @@ def test_not_an_image_is_decode_error(data):
     assert "\n" not in str(caught.value)
 
 
+def test_only_web_raster_formats_are_decoded_and_eps_never_reaches_ghostscript(monkeypatch):
+    """EPS went to Ghostscript (a PostScript program from the web, no timeout); other formats Pillow knows
+    are no web image either. Both are decode_error with the same message every time."""
+    from PIL import EpsImagePlugin
+
+    ran: list[object] = []
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", lambda *a, **k: ran.append(a))
+    monkeypatch.setattr(EpsImagePlugin, "has_ghostscript", lambda: True)
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 80\n{ } loop\n"
+    small = photo(40, 30)
+    others = [encode(small, fmt) for fmt in ("TIFF", "PPM", "TGA", "PCX", "SGI", "DDS")]
+    for data in [eps, *others]:
+        with pytest.raises(ImageError) as caught:
+            process_image(data)
+        assert caught.value.status == st.DECODE_ERROR
+        assert str(caught.value) == ("UnidentifiedImageError: not JPEG, PNG, GIF, WEBP, AVIF, BMP or ICO image "
+                                     "data")
+    assert not ran
+    kept = ["JPEG", "PNG", "GIF", "WEBP", "BMP", "ICO"] + (["AVIF"] if "AVIF" in Image.SAVE else [])
+    for fmt in kept:
+        params = {"sizes": [small.size]} if fmt == "ICO" else {}
+        assert process_image(encode(small, fmt, **params)).original_width == 40, fmt
+
+
 def test_pixel_cap_is_checked_from_the_header_before_decoding(monkeypatch):
     def no_decoding(self):
         raise AssertionError("decoded a too-large image")

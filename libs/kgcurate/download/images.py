@@ -6,6 +6,7 @@ Pure (bytes in, bytes out) and deterministic for a given Pillow version.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 from dataclasses import dataclass
@@ -16,6 +17,10 @@ from PIL import ExifTags, Image, ImageOps
 from kgcurate.download import status as st
 
 RESIZE_MODES = ("keep_ratio_largest", "keep_ratio", "no")
+# The raster formats a browser shows in an <img>, which is what a page's image links point at. Pillow opens
+# some 40 formats; the rest stay closed: EPS hands the body (a PostScript program from the web) to
+# Ghostscript with no timeout, and the rarer decoders are attack surface no web image needs.
+FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "AVIF", "BMP", "ICO")
 _TURNED = frozenset(range(2, 9))  # EXIF orientations that flip or rotate
 
 
@@ -76,7 +81,7 @@ def process_image(data: bytes, config: ImageConfig | None = None, sha256: str | 
     config = config or ImageConfig()
     digest = sha256 or hashlib.sha256(data).hexdigest()
     try:
-        with Image.open(io.BytesIO(data)) as im:  # reads the header only
+        with Image.open(io.BytesIO(data), formats=_formats()) as im:  # reads the header only
             width, height = im.size
             if width * height > config.max_pixels:
                 raise ImageError(st.TOO_LARGE, f"{width}x{height} = {width * height} pixels > {config.max_pixels}")
@@ -90,6 +95,8 @@ def process_image(data: bytes, config: ImageConfig | None = None, sha256: str | 
             rgb = _to_rgb(oriented)
     except ImageError:
         raise
+    except Image.UnidentifiedImageError as e:  # not one of FORMATS: an HTML page, an EPS, a truncated header
+        raise ImageError(st.DECODE_ERROR, f"{type(e).__name__}: not {_FORMAT_NAMES} image data") from e
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(st.TOO_LARGE, st.one_line(e)) from e
     except Exception as e:  # Pillow raises many types for bad data: OSError, SyntaxError, ValueError, ...
@@ -99,6 +106,17 @@ def process_image(data: bytes, config: ImageConfig | None = None, sha256: str | 
     buffer = io.BytesIO()
     rgb.save(buffer, format="JPEG", quality=config.jpeg_quality)
     return ProcessedImage(buffer.getvalue(), out_w, out_h, width, height, digest)
+
+
+@functools.cache
+def _formats() -> tuple[str, ...]:
+    """:data:`FORMATS` this Pillow can open (AVIF needs a Pillow built with libavif): ``Image.open`` fails
+    on a name it has no plugin for."""
+    Image.init()
+    return tuple(f for f in FORMATS if f in Image.OPEN)
+
+
+_FORMAT_NAMES = f"{', '.join(FORMATS[:-1])} or {FORMATS[-1]}"
 
 
 def _oriented(im: Image.Image) -> Image.Image:
