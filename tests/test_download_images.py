@@ -86,6 +86,26 @@ def test_transparency_goes_on_white_and_modes_become_rgb():
         assert decoded(process_image(encode(photo(64, 48, mode), fmt)).jpeg).mode == "RGB", mode
 
 
+@pytest.mark.parametrize("config", [ImageConfig(), ImageConfig(resize_mode="keep_ratio"),
+                                    ImageConfig(resize_mode="no"), ImageConfig(image_size=1000)],
+                         ids=["largest", "shorter", "no", "gap-under-3x"])
+def test_transparency_is_flattened_a_strip_at_a_time_with_the_pixels_of_a_whole_composite(monkeypatch, config):
+    """An 89-megapixel RGBA PNG took ~1.7 GB composited whole before its resize: strips bound that, and
+    the JPEG is the one compositing whole and resizing made."""
+    im = photo(1300, 2100, "RGBA")
+    im.putalpha(Image.linear_gradient("L").resize(im.size))
+    data = encode(im, "PNG")
+    whole = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im).convert("RGB")
+    composited: list[tuple[int, int]] = []
+    real = Image.alpha_composite
+    monkeypatch.setattr(Image, "alpha_composite", lambda a, b: composited.append(b.size) or real(a, b))
+    out = process_image(data, config)
+    assert composited and max(h for _, h in composited) <= _STRIP_ROWS
+    if (out.width, out.height) != whole.size:
+        whole = whole.resize((out.width, out.height), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    assert out.jpeg == encode(whole, "JPEG", quality=config.jpeg_quality)
+
+
 def test_16_bit_grey_is_scaled_not_clipped():
     ramp = np.tile(np.linspace(0, 65535, 256), (16, 1)).astype(np.uint16)  # dark left, bright right
     data = encode(Image.fromarray(ramp), "PNG")

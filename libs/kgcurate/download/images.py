@@ -92,7 +92,8 @@ def process_image(data: bytes, config: ImageConfig | None = None, sha256: str | 
             oriented = _oriented(im)
             if oriented.size != im.size:  # a quarter turn: the target's sides swap too
                 out_w, out_h = out_h, out_w
-            rgb = _to_rgb(oriented)
+            # transparency: flattened on white and shrunk a strip at a time, not composited at full size
+            rgb = _flattened(oriented, (out_w, out_h)) if _has_alpha(oriented) else _to_rgb(oriented)
     except ImageError:
         raise
     except Image.UnidentifiedImageError as e:  # not one of FORMATS: an HTML page, an EPS, a truncated header
@@ -102,7 +103,7 @@ def process_image(data: bytes, config: ImageConfig | None = None, sha256: str | 
     except Exception as e:  # Pillow raises many types for bad data: OSError, SyntaxError, ValueError, ...
         raise ImageError(st.DECODE_ERROR, st.one_line(f"{type(e).__name__}: {e}")) from e
     if (out_w, out_h) != rgb.size:
-        rgb = rgb.resize((out_w, out_h), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        rgb = rgb.resize((out_w, out_h), Image.Resampling.LANCZOS, reducing_gap=_REDUCING_GAP)
     buffer = io.BytesIO()
     rgb.save(buffer, format="JPEG", quality=config.jpeg_quality)
     return ProcessedImage(buffer.getvalue(), out_w, out_h, width, height, digest)
@@ -132,6 +133,31 @@ def _oriented(im: Image.Image) -> Image.Image:
 
 
 _STRIP_ROWS = 256
+_REDUCING_GAP = 3.0  # resize: first an integer box reduction to within 3x of the target, then LANCZOS
+
+
+def _has_alpha(im: Image.Image) -> bool:
+    return im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+
+
+def _flattened(im: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """An image with transparency as RGB on white at ``size``, a strip of rows at a time: compositing the
+    whole of an 89-megapixel RGBA PNG took a white RGBA copy, the composite and its RGB (~1.3 GB over the
+    decoded pixels) before the resize shrank it. Each strip is composited, then box-reduced by the factor
+    ``resize(reducing_gap=3.0)`` reduces by first, and the LANCZOS pass over the reduced image takes the
+    box that resize passes it: the same pixels as compositing whole and resizing, at the cost of the
+    reduced image and one strip."""
+    w, h = im.size
+    fx = max(1, int(w / size[0] / _REDUCING_GAP))
+    fy = max(1, int(h / size[1] / _REDUCING_GAP))
+    rows = max(fy, _STRIP_ROWS // fy * fy)  # whole reduction blocks per strip
+    reduced = Image.new("RGB", (-(-w // fx), -(-h // fy)))
+    for top in range(0, h, rows):
+        strip = _to_rgb(im.crop((0, top, w, min(top + rows, h))))
+        reduced.paste(strip.reduce((fx, fy)) if (fx, fy) != (1, 1) else strip, (0, top // fy))
+    if size == (w, h):
+        return reduced
+    return reduced.resize(size, Image.Resampling.LANCZOS, box=(0, 0, w / fx, h / fy))
 
 
 def grey16_to_8(grey: np.ndarray) -> np.ndarray:
