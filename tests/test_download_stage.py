@@ -3,6 +3,7 @@ shards, ``downloads`` and ``download_runs``; reruns, a killed run and ``--retry-
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -242,6 +243,23 @@ def test_download_to_s3_uploads_whole_shards_and_sizes(spark, lake, site) -> Non
             data = srv.client().get_object(Bucket="shards", Key=f"run-a/{name}")["Body"].read()
             with tarfile.open(fileobj=io.BytesIO(data)) as tar:
                 assert len(tar.getmembers()) == 3 * n
+
+
+def test_a_folder_resumes_only_with_the_shard_size_image_size_and_resize_mode_of_its_shards() -> None:
+    """Another --image-size or --resize-mode used to resume (or --retry-failed) silently, mixing image sizes
+    in one folder; only --shard-size was compared."""
+    params = {"shard_size": "5", "image_size": "256", "resize_mode": "keep_ratio_largest", "opt_out": "noai"}
+    done = {0: {"shard": 0, "params": params}, 1: {"shard": 1, "params": {"shard_size": "5"}}}  # 1: an older run's
+    same = settings.DownloadOptions(out="/x", shard_size=5)
+    download.check_same_layout(done, same, "/x")
+    download.check_same_layout(done, dataclasses.replace(same, opt_out=["noai", "noindex"], retry_failed=True), "/x")
+    for change, words in ((dict(shard_size=7), "--shard-size 5, not 7: use the same --shard-size"),
+                          (dict(image_size=64), "--image-size 256, not 64: use the same --image-size"),
+                          (dict(resize_mode="keep_ratio"), "--resize-mode keep_ratio_largest, not keep_ratio: use the "
+                                                            "same --resize-mode")):
+        with pytest.raises(UserError) as caught:
+            download.check_same_layout(done, dataclasses.replace(same, **change), "/x")
+        assert str(caught.value) == f"shards in /x were made with {words} to resume or retry, or a new --out"
 
 
 def test_a_set_past_five_digit_shard_numbers_is_refused_up_front() -> None:

@@ -137,11 +137,20 @@ def committed_shards(runs: list[dict[str, Any]], curated_run_id: str) -> dict[in
             for s in r["shards"] or []}
 
 
-def check_same_layout(done: dict[int, dict[str, Any]], shard_size: int, out: str) -> None:
-    sizes = {int(r["params"]["shard_size"]) for r in done.values() if r["params"] and "shard_size" in r["params"]}
-    if sizes and sizes != {shard_size}:
-        raise UserError(f"shards in {out} were made with --shard-size {sizes.pop()}, not {shard_size}: use the same "
-                        "shard size to resume, or a new --out")
+# The params (as download_runs records them) every shard of a folder shares: another shard size renumbers
+# the hash shards, another image size or resize mode mixes image sizes in one training set.
+LAYOUT = (("shard_size", "--shard-size"), ("image_size", "--image-size"), ("resize_mode", "--resize-mode"))
+
+
+def check_same_layout(done: dict[int, dict[str, Any]], o: settings.DownloadOptions, out: str) -> None:
+    """A resume or ``--retry-failed`` with another :data:`LAYOUT` param than the folder's shards is refused
+    (params a run older than the key did not record are not compared)."""
+    for key, flag in LAYOUT:
+        now = str(getattr(o, key))
+        before = {r["params"][key] for r in done.values() if r["params"] and key in r["params"]}
+        if before and before != {now}:
+            raise UserError(f"shards in {out} were made with {flag} {sorted(before)[0]}, not {now}: use the same "
+                            f"{flag} to resume or retry, or a new --out")
 
 
 def check_shard_numbers(shards: list[int], out: str) -> None:
@@ -345,7 +354,7 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> DownloadSummary:
         runs = folder_runs(ctx, out)
         check_own_folder(runs, curated_run_id, out)
         done = committed_shards(runs, curated_run_id)
-        check_same_layout(done, o.shard_size, out)
+        check_same_layout(done, o, out)
         assigned = plan(ctx, samples, curated_run_id, n_urls, o, done, [r["run_id"] for r in runs])
         every = sorted(r[0] for r in assigned.select("shard").distinct().collect())  # one per shard: small
         shards = units.plan(every, {str(s) for s in done}, key=str).todo  # skip the shards done
