@@ -108,7 +108,7 @@ def _members(path: str) -> dict[str, bytes]:
         return {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
 
 
-def test_download_writes_shards_rows_and_resumes(spark, lake, tmp_path, site) -> None:
+def test_download_writes_shards_rows_and_resumes(spark, lake, tmp_path, site, monkeypatch) -> None:
     site.healed = False
     urls = _curated_lake(spark, lake, site.base)
     out = str(tmp_path / "shards")
@@ -160,15 +160,38 @@ def test_download_writes_shards_rows_and_resumes(spark, lake, tmp_path, site) ->
     with pytest.raises(UserError, match="made with --shard-size 5, not 7"):
         execute(download, spark, _cfg(lake, out, shard_size=7))
 
+    # --retry-failed runs killed after their MERGE, before their download_runs row: the first's 503 row names
+    # a run no download_runs row lists, the second stored the image in a shard none lists; both used to be
+    # lost for good (no later --retry-failed took them)
+    class Killed(Exception):
+        pass
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise Killed
+
+    flaky = F.col("image_url") == f"{site.base}/flaky.jpg"
+    record_run = download.record_run
+    monkeypatch.setattr(download, "record_run", killed)
+    for healed in (False, True):
+        site.healed = healed
+        with pytest.raises(Killed):
+            execute(download, spark, _cfg(lake, out, retry_failed=True))
+        row = lk.read(spark, lake, tables.DOWNLOADS).where(flaky).first()
+        assert (row["status"], row["shard"]) == (("success", 4) if healed else ("http_error", 4))
+    killed_tar = (tmp_path / "shards" / "00004.tar").read_bytes()
+    monkeypatch.setattr(download, "record_run", record_run)
+
     # --retry-failed: only the 503 is tried again, into a new shard after the hash shards (0..3)
-    site.healed = True
     retry = execute(download, spark, _cfg(lake, out, retry_failed=True))
     assert retry.urls == 1 and retry.succeeded == 1 and retry.shards == 1
-    healed = lk.read(spark, lake, tables.DOWNLOADS).where(F.col("image_url") == f"{site.base}/flaky.jpg").collect()
+    healed = lk.read(spark, lake, tables.DOWNLOADS).where(flaky).collect()
     assert len(healed) == 1 and healed[0]["status"] == "success" and healed[0]["shard"] == 4
     assert healed[0]["key"].startswith("00004")
     sizes = json.loads((tmp_path / "shards" / "sizes.json").read_text())
     assert sizes["00004.tar"] == 1 and sum(sizes.values()) == 13
+    assert (tmp_path / "shards" / "00004.tar").read_bytes() == killed_tar  # as a run never killed writes it
+    assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == sorted([*sizes, "sizes.json"])  # no marks
+    assert execute(download, spark, _cfg(lake, out, retry_failed=True)).urls == 0
     assert site.hits["/img/0.jpg"] == hits["/img/0.jpg"] + 1  # the killed run's redo only
 
 
@@ -260,6 +283,32 @@ def test_a_folder_resumes_only_with_the_shard_size_image_size_and_resize_mode_of
         with pytest.raises(UserError) as caught:
             download.check_same_layout(done, dataclasses.replace(same, **change), "/x")
         assert str(caught.value) == f"shards in /x were made with {words} to resume or retry, or a new --out"
+
+
+def test_retry_marks_name_the_killed_retries_of_a_folder_local_and_on_s3(tmp_path) -> None:
+    """What ties a --retry-failed run killed after its MERGE to its folder: a mark written before its tasks."""
+    from s3server import running_server
+
+    def round_trip(out: str, listing) -> None:
+        assert download.marked_retries(out) == set() and download.killed_retries(out, []) == []
+        for run_id in ("download-1", "download-2", "download-3"):
+            download.mark_retry(out, run_id)
+        assert download.marked_retries(out) == {"download-1", "download-2", "download-3"}
+        assert download.killed_retries(out, ["download-2", "download-9"]) == ["download-1", "download-3"]
+        download.unmark_retries(out, ["download-1", "download-2", "download-4"])
+        assert download.marked_retries(out) == {"download-3"} and listing() == [".download-3.retry"]
+
+    local = tmp_path / "shards"
+    local.mkdir()
+    (local / "00000.tar").write_bytes(b"")
+    (local / ".00001.tar.x1.tmp").write_bytes(b"")  # a killed task's temp file is no mark
+    round_trip(str(local), lambda: sorted(p.name for p in local.iterdir() if p.name.endswith(".retry")))
+    assert download.marked_retries(str(tmp_path / "missing")) == set()
+    with running_server() as srv:
+        srv.create_bucket("shards")
+        srv.put("shards", "run-a/sub/.download-7.retry", b"")  # another folder's, below this one
+        round_trip("s3://shards/run-a", lambda: [k.split("/")[-1] for k in srv.keys("shards", "run-a/.")])
+        round_trip("s3://shards", lambda: [k for k in srv.keys("shards") if k.startswith(".")])
 
 
 def test_a_set_past_five_digit_shard_numbers_is_refused_up_front() -> None:

@@ -15,7 +15,8 @@ image URL), then the run's row with its shard list goes into ``download_runs``, 
 A shard counts as done only once a ``download_runs`` row lists it, so a run killed at any point is
 redone shard by shard, never half; a URL has one row whatever the reruns. ``--retry-failed`` puts the
 URLs that failed with a retryable status (timeouts, connection errors, 429, 5xx) into new shards
-(numbered after the existing ones).
+(numbered after the existing ones); it marks the folder while it runs (``.<run id>.retry``), so that
+the next ``--retry-failed`` redoes the URLs of one killed after its MERGE.
 """
 
 from __future__ import annotations
@@ -169,15 +170,67 @@ def shard_count(images: int, shard_size: int) -> int:
     return max(1, math.ceil(images / (0.9 * shard_size)))
 
 
+RETRY_MARK = ".retry"  # OUT/.<run id>.retry: a --retry-failed run into OUT under way, or killed
+
+
+def retry_mark(out: str, run_id: str) -> str:
+    return f"{out}/.{run_id}{RETRY_MARK}"
+
+
+def mark_retry(out: str, run_id: str) -> None:
+    """Say in the folder, before any row is MERGEd, that ``run_id`` retries into it: ``downloads`` rows
+    do not name their folder, and a run killed between its MERGE and its ``download_runs`` row has
+    nothing else that ties its rows (and the URLs they hold) to this folder."""
+    path = retry_mark(out, run_id)
+    if s3.is_s3(out):
+        _, bucket, key = s3.split_url(path)
+        s3.client().put_object(Bucket=bucket, Key=key, Body=b"")
+    else:
+        with open(path, "wb"):
+            pass
+
+
+def marked_retries(out: str) -> set[str]:
+    """The run ids of the retry marks in ``out`` (:func:`mark_retry`)."""
+    if s3.is_s3(out):
+        _, bucket, prefix = s3.split_url(f"{out}/.")
+        names = [k[len(prefix) - 1:] for k in s3.list_keys(bucket, prefix) if "/" not in k[len(prefix):]]
+    else:
+        names = os.listdir(out) if os.path.isdir(out) else []
+    return {n[1:-len(RETRY_MARK)] for n in names if n.startswith(".") and n.endswith(RETRY_MARK)
+            and len(n) > 1 + len(RETRY_MARK)}
+
+
+def unmark_retries(out: str, run_ids: list[str]) -> None:
+    """Remove the marks of runs whose rows a recorded run now holds (or that left no rows)."""
+    for run_id in run_ids:
+        path = retry_mark(out, run_id)
+        if s3.is_s3(out):
+            _, bucket, key = s3.split_url(path)
+            s3.client().delete_object(Bucket=bucket, Key=key)
+        elif os.path.exists(path):
+            os.unlink(path)
+
+
+def killed_retries(out: str, runs: list[str]) -> list[str]:
+    """``--retry-failed`` runs into ``out`` that never wrote their ``download_runs`` row (``runs``: the
+    completed ones): their rows, failed or stored in a shard no run lists, are retried again."""
+    completed = set(runs)
+    return sorted(r for r in marked_retries(out) if r not in completed)
+
+
 def plan(ctx: Context, samples: DataFrame, curated_run_id: str, n_urls: int, o: settings.DownloadOptions,
-         done: dict[int, dict[str, Any]], runs: list[str]) -> DataFrame:
+         done: dict[int, dict[str, Any]], runs: list[str], killed: list[str] | None = None) -> DataFrame:
     """(shard, image_url, text, texts): the samples with their shard (shards already done included: which
     of them to skip is :func:`kgcurate.units.plan`'s); with ``--retry-failed`` the retryable failures
-    of ``runs`` (the completed runs into this folder) in new shards numbered after the ``done`` ones.
+    of ``runs`` (the completed runs into this folder), and every row of ``killed`` (:func:`killed_retries`),
+    in new shards numbered after the ``done`` ones.
 
     ``downloads`` holds a URL's newest outcome: a failure recorded by a download into another folder, or by
-    a run killed before its ``download_runs`` row (its shards are redone anyway), is not this folder's to
-    retry: retrying it stored images the folder already held a second time."""
+    a plain run killed before its ``download_runs`` row (its hash shards are redone by the next plain run),
+    is not this folder's to retry: retrying it stored images the folder already held a second time. A
+    killed retry into this folder is: its rows moved its URLs out of the failures of ``runs``, and those
+    it stored lie in a shard no ``download_runs`` row lists, so nothing else would ever redo them."""
     n_shards = shard_count(n_urls, o.shard_size)
     if not o.retry_failed:
         shard_of = F.pmod(F.xxhash64(F.lit(curated_run_id), F.col("image_url")), F.lit(n_shards)).cast("int")
@@ -185,8 +238,9 @@ def plan(ctx: Context, samples: DataFrame, curated_run_id: str, n_urls: int, o: 
     if not ctx.lake.exists(tables.DOWNLOADS):
         return samples.limit(0).withColumn("shard", F.lit(0))
     failed = (ctx.lake.read(tables.DOWNLOADS)
-              .where((F.col("curated_run_id") == curated_run_id) & F.expr(RETRYABLE)
-                     & F.col("download_run_id").isin(runs))
+              .where((F.col("curated_run_id") == curated_run_id)
+                     & ((F.expr(RETRYABLE) & F.col("download_run_id").isin(runs))
+                        | F.col("download_run_id").isin(killed or [])))
               .select("image_url"))
     n_failed = failed.count()
     if not n_failed:
@@ -355,7 +409,12 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> DownloadSummary:
         check_own_folder(runs, curated_run_id, out)
         done = committed_shards(runs, curated_run_id)
         check_same_layout(done, o, out)
-        assigned = plan(ctx, samples, curated_run_id, n_urls, o, done, [r["run_id"] for r in runs])
+        run_ids = [r["run_id"] for r in runs]
+        killed = killed_retries(out, run_ids) if o.retry_failed else []
+        if killed:
+            ctx.log.info("%s: retrying again the URLs of %d killed --retry-failed run(s) into %s: %s", JOB,
+                         len(killed), out, ", ".join(killed))
+        assigned = plan(ctx, samples, curated_run_id, n_urls, o, done, run_ids, killed)
         every = sorted(r[0] for r in assigned.select("shard").distinct().collect())  # one per shard: small
         shards = units.plan(every, {str(s) for s in done}, key=str).todo  # skip the shards done
         todo = assigned.where(F.col("shard").isin(shards)) if len(shards) < len(every) else assigned
@@ -363,10 +422,15 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> DownloadSummary:
         summary.images, summary.shards_done_before, summary.shards = n_urls, len(done), len(shards)
         if not shards:
             ctx.log.info("%s: nothing to download for curated run %s (%d shards done)", JOB, curated_run_id, len(done))
+            unmark_retries(out, killed)  # no row names them any more (another folder's run took their URLs)
             summary.sizes = write_sizes(out, {shard_name(s): int(r["samples"] or 0) for s, r in done.items()})
             return summary
+        if o.retry_failed:
+            mark_retry(out, run_id)
         stats, counts = run_shards(ctx, todo, len(shards), o, out, curated_run_id, run_id)
         record_run(ctx, run_id, curated_run_id, curated_version, out, o, stats, started)
+        if o.retry_failed:
+            unmark_retries(out, [run_id, *killed])  # their rows are this run's now, its shards listed
     urls = sum(int(r["urls"]) for r in stats.values())
     ok = sum(int(r["samples"]) for r in stats.values())
     per_shard = {**{s: r["samples"] for s, r in done.items()}, **{s: stats[s]["samples"] for s in stats}}
