@@ -172,15 +172,15 @@ def test_only_web_raster_formats_are_decoded_and_eps_never_reaches_ghostscript(m
     monkeypatch.setattr(EpsImagePlugin, "has_ghostscript", lambda: True)
     eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 80\n{ } loop\n"
     small = photo(40, 30)
-    others = [encode(small, fmt) for fmt in ("TIFF", "PPM", "TGA", "PCX", "SGI", "DDS")]
+    others = [encode(small, fmt) for fmt in ("PPM", "TGA", "PCX", "SGI", "DDS")]
     for data in [eps, *others]:
         with pytest.raises(ImageError) as caught:
             process_image(data)
         assert caught.value.status == st.DECODE_ERROR
-        assert str(caught.value) == ("UnidentifiedImageError: not JPEG, PNG, GIF, WEBP, AVIF, BMP or ICO image "
-                                     "data")
+        assert str(caught.value) == ("UnidentifiedImageError: not JPEG, PNG, GIF, WEBP, AVIF, BMP, ICO or TIFF "
+                                     "image data")
     assert not ran
-    kept = ["JPEG", "PNG", "GIF", "WEBP", "BMP", "ICO"] + (["AVIF"] if "AVIF" in Image.SAVE else [])
+    kept = ["JPEG", "PNG", "GIF", "WEBP", "BMP", "ICO", "TIFF"] + (["AVIF"] if "AVIF" in Image.SAVE else [])
     for fmt in kept:
         params = {"sizes": [small.size]} if fmt == "ICO" else {}
         assert process_image(encode(small, fmt, **params)).original_width == 40, fmt

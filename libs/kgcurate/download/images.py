@@ -17,10 +17,11 @@ from PIL import ExifTags, Image, ImageOps
 from kgcurate.download import status as st
 
 RESIZE_MODES = ("keep_ratio_largest", "keep_ratio", "no")
-# The raster formats a browser shows in an <img>, which is what a page's image links point at. Pillow opens
-# some 40 formats; the rest stay closed: EPS hands the body (a PostScript program from the web) to
-# Ghostscript with no timeout, and the rarer decoders are attack surface no web image needs.
-FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "AVIF", "BMP", "ICO")
+# The raster formats a browser shows in an <img> (TIFF: Safari; img2dataset keeps it too), which is what a
+# page's image links point at. Pillow opens some 40 formats; the rest stay closed: EPS hands the body (a
+# PostScript program from the web) to Ghostscript with no timeout, and the rarer decoders are attack
+# surface no web image needs.
+FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "AVIF", "BMP", "ICO", "TIFF")
 _TURNED = frozenset(range(2, 9))  # EXIF orientations that flip or rotate
 
 
