@@ -16,12 +16,15 @@ code; CPU time does not, and it is what a cluster pays for. Each command runs un
 that is a child subreaper (``PR_SET_CHILD_SUBREAPER``), so processes orphaned by their parent (Spark's
 Python daemon workers) are reaped by it and still counted. The server's CPU is in neither.
 
-Rounds are interleaved (img2dataset, ours, img2dataset, ...) and the median ratio is reported, with:
+Rounds are interleaved and the median ratio is reported, with:
 - ``kgcurate download`` as a user runs it: a lake with a curated run, ``python -m kgcurate.cli
   download``: JVM start, the Delta reads, MERGE and commits included (a fixed cost per run);
+- a run of each on a handful of URLs (``--fixed-images``) in every round: the cost per extra image is
+  (big - small) / the extra images stored, the same estimator for both tools, and the fixed cost the
+  intercept;
 - the per-shard core alone (:func:`kgcurate.download.shard_task.download_shard`, CPU time of the call),
-  the cost per extra image, which is what a large run is made of;
-- a run of each on a handful of URLs, once, for each tool's fixed cost.
+  for reference: our cost per image without the Spark wrapper (the Arrow handoff, MERGE and writes).
+Within a round the order is reversed every other round (``rounds.py``'s convention).
 The success rates must be equal (and equal to the share of good URLs), else the exit status is 1.
 
 img2dataset is never a project dependency (it pulls ~56 packages): ``make bench-peers-setup`` installs
@@ -352,34 +355,44 @@ def main(argv: list[str] | None = None) -> int:
             return (f"{label} {cpu:6.1f}s cpu {wall:6.1f}s wall: {stored / cpu:6.1f} images/s/core, "
                     f"{stored:,}/{tried:,} stored ({stored / max(tried, 1):.1%})")
 
-        fixed = {}
-        for label, fn in (("img2dataset", lambda w: run_peer(small.urls, w, args.peer)),
-                          ("ours stage", lambda w: run_ours_stage(lakes["small"], w))):
-            fixed[label] = fn(f"{work}/fixed-{label.replace(' ', '-')}")
-            print(f"fixed cost, {len(small.urls)} URLs: " + row(label, fixed[label]), flush=True)
-
-        stage_ratios, extra_ratios, peers, stages, cores = [], [], [], [], []
+        # Every round runs each tool on the small and the big URL set: the cost per extra image is the same
+        # estimator for both, (big - small) / extra images stored, and each round has its own fixed cost
+        # (one fixed run subtracted from every round made a second's noise in it look like a trend).
+        stage_ratios, extra_ratios, core_ratios, peers, stages, cores = [], [], [], [], [], []
+        fixed: dict[str, list[float]] = {"img2dataset": [], "ours stage": []}
         same = True
         for r in range(args.rounds):
-            peer = run_peer(big.urls, f"{work}/r{r}-peer", args.peer)
-            stage = run_ours_stage(lakes["big"], f"{work}/r{r}-stage")
-            core = run_ours_core(big.urls, f"{work}/r{r}-core")
+            sides = [("peer-small", lambda w: run_peer(small.urls, w, args.peer)),
+                     ("peer", lambda w: run_peer(big.urls, w, args.peer)),
+                     ("stage-small", lambda w: run_ours_stage(lakes["small"], w)),
+                     ("stage", lambda w: run_ours_stage(lakes["big"], w)),
+                     ("core", lambda w: run_ours_core(big.urls, w))]
+            got = {name: fn(f"{work}/r{r}-{name}") for name, fn in (sides if r % 2 == 0 else sides[::-1])}
+            peer, stage, core = got["peer"], got["stage"], got["core"]
             peers.append(peer)
             stages.append(stage)
             cores.append(core)
             stage_ratios.append((stage[3] / stage[0]) / (peer[3] / peer[0]))
-            # per extra image: img2dataset's growth from the small run; ours the core's (no fixed cost in it)
-            peer_ms = 1000 * (peer[0] - fixed["img2dataset"][0]) / (peer[3] - fixed["img2dataset"][3])
+
+            def per_extra(big_run: tuple, small_run: tuple) -> float:  # ms CPU per extra image stored
+                return 1000 * (big_run[0] - small_run[0]) / (big_run[3] - small_run[3])
+
+            peer_ms, stage_ms = per_extra(peer, got["peer-small"]), per_extra(stage, got["stage-small"])
             core_ms = 1000 * core[0] / core[3]
-            extra_ratios.append(peer_ms / core_ms)
+            fixed["img2dataset"].append(peer[0] - peer[3] * peer_ms / 1000)
+            fixed["ours stage"].append(stage[0] - stage[3] * stage_ms / 1000)
+            extra_ratios.append(peer_ms / stage_ms)
+            core_ratios.append(peer_ms / core_ms)
             ok = {x[3] for x in (peer, stage, core)} == {big.good} and {x[2] for x in (peer, stage, core)} == {
                 len(big.urls)}
             same = same and ok
             print(f"round {r + 1}: " + row("img2dataset", peer) + " | " + row("kgcurate download", stage)
                   + " | " + row("download_shard", core), flush=True)
             print(f"         ours: whole run {stage_ratios[-1]:.2f}x img2dataset's images/s/core; per extra image "
-                  f"{extra_ratios[-1]:.2f}x ({core_ms:.1f} vs {peer_ms:.1f} ms cpu); fixed cost: stage - core "
-                  f"{stage[0] - core[0]:.1f}s cpu; same success: {ok}", flush=True)
+                  f"{extra_ratios[-1]:.2f}x ({stage_ms:.1f} vs {peer_ms:.1f} ms cpu; the per-shard core alone "
+                  f"{core_ms:.1f} ms, {core_ratios[-1]:.2f}x); fixed cost (intercept) ours "
+                  f"{fixed['ours stage'][-1]:.1f}s cpu, img2dataset {fixed['img2dataset'][-1]:.1f}s; "
+                  f"same success: {ok}", flush=True)
         peer_tar, peer_jpg = tar_bytes(f"{work}/r0-peer/shards")
         our_tar, our_jpg = tar_bytes(f"{work}/r0-stage/shards")
         print(f"written: img2dataset {peer_tar / 1e6:.1f} MB of tars ({peer_jpg} jpg), ours {our_tar / 1e6:.1f} MB "
@@ -389,14 +402,14 @@ def main(argv: list[str] | None = None) -> int:
             return f"{statistics.median(xs):.2f}x ({min(xs):.2f}-{max(xs):.2f}x)"
 
         print(f"median of {args.rounds} interleaved rounds, against img2dataset 1.47.0: kgcurate download whole run "
-              f"{med(stage_ratios)} its images/s/core, per extra image {med(extra_ratios)}; images/s/core: "
-              f"img2dataset {statistics.median(x[3] / x[0] for x in peers):.1f}, kgcurate download "
+              f"{med(stage_ratios)} its images/s/core, per extra image {med(extra_ratios)} (the per-shard core "
+              f"alone {med(core_ratios)}); images/s/core: img2dataset "
+              f"{statistics.median(x[3] / x[0] for x in peers):.1f}, kgcurate download "
               f"{statistics.median(x[3] / x[0] for x in stages):.1f}, download_shard "
-              f"{statistics.median(x[3] / x[0] for x in cores):.1f}; fixed cost (cpu s): img2dataset "
-              f"{fixed['img2dataset'][0]:.1f} ({len(small.urls)} URLs), kgcurate download "
-              f"{fixed['ours stage'][0]:.1f} ({len(small.urls)} URLs), stage - core "
-              f"{statistics.median(s[0] - c[0] for s, c in zip(stages, cores, strict=True)):.1f}; "
-              f"success rates equal ({big.good / len(big.urls):.1%}): {same}")
+              f"{statistics.median(x[3] / x[0] for x in cores):.1f}; fixed cost (cpu s, intercept): img2dataset "
+              f"{statistics.median(fixed['img2dataset']):.1f}, kgcurate download "
+              f"{statistics.median(fixed['ours stage']):.1f}; success rates equal "
+              f"({big.good / len(big.urls):.1%}): {same}")
         return 0 if same else 1
     finally:
         os.kill(server.pid, signal.SIGTERM)

@@ -3,13 +3,16 @@
 cc2dataset (https://github.com/rom1504/cc2dataset, the PySpark tool behind LAION's CommonCrawl
 extraction) parses each WAT file with fastwarc + simdjson + urljoin. Its released 1.5.0 package runs
 here in this process beside our ``WatParser`` on the same generated files, in interleaved rounds
-(peer, ours, peer, ours, ...), and the median of the per-round CPU-time ratios is reported: CPU time of
-this one-threaded process is the per-core cost and stays meaningful on a shared machine.
+(peer, ours, pure Python; the order reversed every other round, as ``rounds.py`` does), and the median
+of the per-round CPU-time ratios is reported: CPU time of this one-threaded process is the per-core cost
+and stays meaningful on a shared machine.
 
 The two must agree: cc2dataset keeps ``IMG@/src`` links with a non-empty ``alt`` and an absolute
 http(s) URL; we keep alt *and* title texts, whitespace-collapsed and at most 2,000 characters, and
 decode character references in ``src`` and ``alt`` (``&amp;``) as a browser does. So the check compares
-cc2dataset's (url, alt) pairs, normalised our way, with our alt pairs.
+cc2dataset's (url, alt) pairs, normalised our way, with our alt pairs. The work differs a little either
+way: cc2dataset hashes an MD5 uid per pair (about 2% of its time; our pair_id is computed later, in
+Spark), we keep title texts too and decode character references.
 
 cc2dataset is never a project dependency: ``make bench-peers-setup`` installs it and the packages only
 it imports (pysimdjson, loguru) into ``.cache/peers``, which this script puts on ``sys.path``.
@@ -117,9 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"compiled path (kgcurate_native): {'yes' if bench_wat.native_module() else 'NOT BUILT'}")
     ratios, py_ratios = [], []
     for r in range(args.rounds):
-        peer_s, peer_n = cpu(lambda: peer_pairs(process_wat, paths))
-        our_s, our_n = cpu(lambda: our_pairs(paths))
-        py_s, _ = cpu(lambda: our_pairs_python(paths))
+        sides = {"peer": lambda: peer_pairs(process_wat, paths), "ours": lambda: our_pairs(paths),
+                 "python": lambda: our_pairs_python(paths)}
+        got = {name: cpu(sides[name]) for name in (sides if r % 2 == 0 else reversed(sides))}  # rounds.py's order
+        (peer_s, peer_n), (our_s, our_n), (py_s, _) = got["peer"], got["ours"], got["python"]
         ratios.append(peer_s / our_s)
         py_ratios.append(peer_s / py_s)
         print(f"round {r + 1}: cc2dataset process_wat {peer_s:6.2f}s cpu ({size / peer_s:5.1f} MB/s, {peer_n:,} pairs)"
