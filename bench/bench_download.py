@@ -12,9 +12,12 @@ no EXIF extraction (we keep none; img2dataset's would be extra work).
 Per core is images per CPU-second of the whole process tree (user + system time of the command and
 every process under it: our JVM and Python workers, img2dataset's pool and logger processes). The
 machine is shared with other jobs, so wall-clock rates say more about the neighbours than about the
-code; CPU time does not, and it is what a cluster pays for. Each command runs under a small wrapper
-that is a child subreaper (``PR_SET_CHILD_SUBREAPER``), so processes orphaned by their parent (Spark's
-Python daemon workers) are reaped by it and still counted. The server's CPU is in neither.
+code; CPU time does not, and it is what a cluster pays for. Each command runs under a small wrapper in
+a cgroup of its own (``cpu_meter``), which counts every process the command starts: PySpark's daemon
+ignores SIGCHLD, so its workers are reaped by the kernel and their CPU reaches no parent's rusage (before
+session 36 the wrapper counted rusage only, and our stage's Python work, the downloads, went uncounted).
+Without a cgroup (not root) it falls back to rusage, as a child subreaper, and says so. The server's CPU
+is in neither.
 
 Rounds are interleaved and the median ratio is reported, with:
 - ``kgcurate download`` as a user runs it: a lake with a curated run, ``python -m kgcurate.cli
@@ -56,6 +59,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing import get_context
 from pathlib import Path
+
+import cpu_meter  # bench/ is on sys.path: this script's folder
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER = ROOT / ".cache" / "peers-img2dataset"
@@ -188,6 +193,7 @@ def measure_wrapper(cmd: list[str]) -> int:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         raise SystemExit("bench_download: prctl(PR_SET_CHILD_SUBREAPER) failed")
+    meter = cpu_meter.Meter("kgcurate-bench-download").start()  # counts PySpark's self-reaped workers too
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd)
     rc = proc.wait()
@@ -205,7 +211,9 @@ def measure_wrapper(cmd: list[str]) -> int:
                 deadline = time.monotonic() + 10
             time.sleep(0.05)
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    print(json.dumps({"rc": rc, "cpu": ru.ru_utime + ru.ru_stime, "wall": wall}))
+    cpu = meter.seconds() if meter.exact else ru.ru_utime + ru.ru_stime
+    meter.stop()
+    print(json.dumps({"rc": rc, "cpu": cpu, "wall": wall}))
     return 0
 
 

@@ -6,13 +6,14 @@ files, so every size keeps both cores busy: 5 files at 0.25 GB, 80 at 4 GB). In 
 parser (``WatParser`` in one process, one core, no Spark) parses the same files, which is the per-GB floor
 the ingest job is compared with.
 
-Reported per size: each stage's wall seconds, CPU seconds per GB (the whole process tree: driver JVM,
-PySpark's workers) and occupied core-seconds per GB (wall x cores: what a cluster bills), pairs, driver
-peak RSS (the driver JVM, which in local mode also runs the executors, and the driver's Python). From two
-sizes, the *marginal* cost (seconds per extra GB, and per extra million pairs for match and balance) and
-the fixed cost (the intercept), in both measures. Goal 4: per-GB cost within +-25% across sizes, and the
-ingest job per core at least 0.7x the bare parser's speed per extra GB, both in CPU time (the parser's is
-this process's CPU time; sessions before 36 compared it with wall x cores, which counts idle cores too).
+Reported per size: each stage's wall seconds, CPU seconds per GB (everything the run started: driver JVM,
+PySpark's workers, counted by a cgroup, ``cpu_meter``) and occupied core-seconds per GB (wall x cores:
+what a cluster bills), pairs, driver peak RSS (the driver JVM, which in local mode also runs the
+executors, and the driver's Python). From two sizes, the *marginal* cost (seconds per extra GB, and per
+extra million pairs for match and balance) and the fixed cost (the intercept), in both measures. Goal 4:
+per-GB cost within +-25% across sizes, and the ingest job per core at least 0.7x the bare parser's speed
+per extra GB, both in CPU time (the parser's is this process's CPU time; sessions before 36 compared it
+with wall x cores, which counts idle cores too).
 The projection (goal 5) scales the marginal costs to a full crawl: 90,000 WAT files of ~357 MB.
 
     python bench/bench_scale.py --sizes-mb 250,1000,4000       # the issue's sizes (an idle machine, ~40 min)
@@ -31,6 +32,8 @@ import tempfile
 import time
 import zlib
 from pathlib import Path
+
+import cpu_meter  # bench/ is on sys.path: this script's folder
 
 FILE_MB = 50
 CRAWL_FILES = 90_000
@@ -111,36 +114,10 @@ def _rss_kb(pid: int | str) -> int:
     return 0
 
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def tree_cpu(root: int) -> float:
-    """CPU seconds of ``root`` and every process below it (the driver JVM, PySpark's daemon and workers),
-    children they reaped included (cutime, cstime): the difference over a stage is the CPU the stage
-    used, whichever process did the work and whether or not it outlived the stage."""
-    parent: dict[int, int] = {}
-    times: dict[int, float] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:  # gone since the listing
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state is fields[0]
-        parent[int(entry)] = int(fields[1])
-        times[int(entry)] = sum(int(f) for f in fields[11:15]) / _TICK  # utime stime cutime cstime
-    tree, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        tree.add(pid)
-        todo.extend(c for c, p in parent.items() if p == pid and c not in tree)
-    return sum(times.get(pid, 0.0) for pid in tree)
-
-
 def run_size(paths: list[Path], work: Path, cores: int, target_share: float) -> dict:
     """One size, in this (child) process: the four stages into a fresh lake; seconds, pairs, peak RSS."""
     os.environ.setdefault("KGCURATE_MASTER", f"local[{cores}]")
+    meter = cpu_meter.Meter("kgcurate-bench-scale").start()  # before the JVM starts: it and its workers inherit it
     from kgcurate import config, lake, tables
     from kgcurate.context import execute_stage
     from kgcurate.session import get_spark
@@ -175,15 +152,16 @@ def run_size(paths: list[Path], work: Path, cores: int, target_share: float) -> 
         if name == "balance":
             matched = lake.read(spark, cfg["lake"], tables.MATCHES).select("pair_id").distinct().count()
             cfg["balance"]["target_size"] = max(1, int(matched * target_share))
-        t, c = time.perf_counter(), tree_cpu(os.getpid())
+        t, c = time.perf_counter(), meter.seconds()
         execute_stage(stage, cfg, spark)
-        secs[name], cpu[name] = time.perf_counter() - t, tree_cpu(os.getpid()) - c
+        secs[name], cpu[name] = time.perf_counter() - t, meter.seconds() - c
         if name == "ingest-wat":
             pairs = lake.read(spark, cfg["lake"], tables.PAIRS).count()
     jvm = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
     out = {"secs": secs, "cpu": cpu, "session_s": session_s, "warm_s": warm_s, "pairs": pairs,
            "jvm_rss_kb": _rss_kb(jvm), "py_rss_kb": _rss_kb("self")}
     spark.stop()
+    meter.stop()
     return out
 
 
