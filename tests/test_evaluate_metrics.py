@@ -110,6 +110,10 @@ def test_a_collapsed_or_diverged_model_scores_nothing() -> None:
     # every logit level: the lowest class index takes the tie, what open_clip's topk reports (3 of 10 are class 0)
     assert metrics.topk_accuracy(torch.zeros(10, 4), labels, (1, 3, 4)) == pytest.approx({1: 0.3, 3: 0.8, 4: 1.0})
     assert metrics.topk_accuracy(torch.full((10, 4), float("nan")), labels, (1, 4)) == {1: 0.0, 4: 0.0}
+    # k above the number of classes (top-5 of a 3-class set) still never counts a NaN row
+    nan_row = torch.tensor([[float("nan"), 1.0, 2.0], [0.0, 1.0, 2.0]])
+    assert metrics.topk_accuracy(nan_row, torch.tensor([0, 0]), (1, 5)) == {1: 0.0, 5: 0.5}
+    assert set(metrics.retrieval_recall(nan[:3], nan[:3], (1, 5, 10)).values()) == {0.0}
     ties = torch.tensor([[2.0, 2.0, 1.0]])  # a class at a lower index level with the label: rank 2, not 1
     assert metrics.topk_accuracy(ties, torch.tensor([1]), (1, 2)) == {1: 0.0, 2: 1.0}
     assert metrics.topk_accuracy(ties, torch.tensor([0]), (1,)) == {1: 1.0}

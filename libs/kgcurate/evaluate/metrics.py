@@ -10,6 +10,8 @@ from collections.abc import Hashable, Sequence
 
 import torch
 
+NEVER = torch.iinfo(torch.int64).max  # the rank of a row with a non-finite score: no k reaches it (k = columns did)
+
 
 def _ranks(scores: torch.Tensor, own: torch.Tensor, same: torch.Tensor | None = None) -> torch.Tensor:
     """For each row, how many other columns score at least as high as its own column's ``own`` score;
@@ -24,7 +26,7 @@ def _ranks(scores: torch.Tensor, own: torch.Tensor, same: torch.Tensor | None = 
     # minus the own column, which equals itself; with ``same``, minus every column that is the answer too
     rank = ahead.sum(dim=1) - 1 if same is None else (ahead & ~same).sum(dim=1)
     broken = ~torch.isfinite(scores).all(dim=1)
-    return rank.masked_fill(broken, scores.shape[1])
+    return rank.masked_fill(broken, NEVER)
 
 
 def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] = (1, 5)) -> dict[int, float]:
@@ -49,7 +51,7 @@ def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] 
     own = logits.gather(1, labels.view(-1, 1))
     lower = torch.arange(classes).view(1, -1) < labels.view(-1, 1)
     rank = ((logits > own) | ((logits == own) & lower)).sum(dim=1)
-    rank = rank.masked_fill(~torch.isfinite(logits).all(dim=1), classes)
+    rank = rank.masked_fill(~torch.isfinite(logits).all(dim=1), NEVER)
     return {k: (rank < k).float().mean().item() for k in ks}
 
 
