@@ -67,7 +67,8 @@ def _load_stages(path: Path) -> list[dict]:
     return json.loads(path.read_text())
 
 
-_declare(_load_stages(_STAGES_JSON))
+# `pipeline.py render` writes stages.json, so it may start without one; an import (the DAG) may not.
+_declare([] if __name__ == "__main__" and not _STAGES_JSON.exists() else _load_stages(_STAGES_JSON))
 
 
 def listing_for(crawl: str, base: str | None = None) -> str:
