@@ -36,6 +36,7 @@ from pathlib import Path
 import cpu_meter  # bench/ is on sys.path: this script's folder
 
 FILE_MB = 50
+METER = "kgcurate-bench-scale"  # the cgroup each size's child process counts its CPU in
 CRAWL_FILES = 90_000
 CRAWL_FILE_MB = 357.0
 _B36 = "0123456789abcdefghijkmnopqrstuvwxyz"  # digits without "l"
@@ -117,7 +118,7 @@ def _rss_kb(pid: int | str) -> int:
 def run_size(paths: list[Path], work: Path, cores: int, target_share: float) -> dict:
     """One size, in this (child) process: the four stages into a fresh lake; seconds, pairs, peak RSS."""
     os.environ.setdefault("KGCURATE_MASTER", f"local[{cores}]")
-    meter = cpu_meter.Meter("kgcurate-bench-scale").start()  # before the JVM starts: it and its workers inherit it
+    meter = cpu_meter.Meter(METER).start()  # before the JVM starts: it and its workers inherit it
     from kgcurate import config, lake, tables
     from kgcurate.context import execute_stage
     from kgcurate.session import get_spark
@@ -201,8 +202,12 @@ def main(argv: list[str] | None = None) -> int:
         parse_cpu, parse_pairs = bare_parser(paths)
         with tempfile.TemporaryDirectory(prefix="kgcurate-bench-scale-") as work:
             spec = json.dumps({"paths": [str(p) for p in paths], "work": work})
-            proc = subprocess.run([sys.executable, __file__, "--cores", str(args.cores), "--target-share",
-                                   str(args.target_share), "--child", spec], capture_output=True, text=True)
+            child = subprocess.Popen([sys.executable, __file__, "--cores", str(args.cores), "--target-share",
+                                      str(args.target_share), "--child", spec], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+            out, err = child.communicate()
+            proc = subprocess.CompletedProcess(child.args, child.returncode, out, err)
+            cpu_meter.remove_groups(METER, child.pid)  # its JVM outlived the child's meter.stop()
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if proc.returncode or line is None:
             print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)

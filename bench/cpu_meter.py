@@ -22,6 +22,16 @@ _ROOTS = (Path("/sys/fs/cgroup/cpuacct"), Path("/sys/fs/cgroup/cpu,cpuacct"), Pa
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
+def _current(root: Path, kind: str) -> Path:
+    """This process's cgroup in the hierarchy at ``root`` (from /proc/self/cgroup), to nest under and return
+    to: a service's own group keeps its limits and accounting."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if (kind == "v2" and controllers == "") or (kind == "v1" and "cpuacct" in controllers.split(",")):
+            return root / path.lstrip("/")
+    return root
+
+
 def _usage_file(root: Path) -> tuple[Path, str] | None:
     """(the file holding a cgroup's CPU usage, its kind) under ``root``, or None."""
     if (root / "cpuacct.usage").exists():
@@ -46,7 +56,8 @@ class Meter:
             found = _usage_file(root)
             if found is None:
                 continue
-            group = root / self.name
+            home = _current(root, found[1])
+            group = home / self.name
             try:
                 group.mkdir(exist_ok=True)
                 (group / "cgroup.procs").write_text(str(os.getpid()))
@@ -54,7 +65,7 @@ class Meter:
                 with contextlib.suppress(OSError):
                     group.rmdir()
                 continue
-            self.group, self.kind, self.parent_procs = group, found[1], root / "cgroup.procs"
+            self.group, self.kind, self.parent_procs = group, found[1], home / "cgroup.procs"
             self._file = group / found[0]
             break
         else:
@@ -80,13 +91,36 @@ class Meter:
         return self._total() - self.base
 
     def stop(self) -> None:
-        """Move this process back to the parent group and remove the group once its other tasks are gone."""
+        """Move this process back to the group it started in and remove the meter's group if nothing else
+        is in it. A descendant still running (PySpark's JVM lives until its Python exits) keeps it:
+        :func:`remove_groups` in the parent removes it once that process has gone."""
         if self.group is None:
             return
-        with contextlib.suppress(OSError):  # a descendant still in it (it exits later): the group stays
+        with contextlib.suppress(OSError):
             self.parent_procs.write_text(str(os.getpid()))
             self.group.rmdir()
         self.group = None
+
+
+def remove_groups(name: str, pid: int, wait_s: float = 30.0) -> None:
+    """Remove the group a :class:`Meter` named ``name`` made in process ``pid`` (which has exited), once the
+    processes left in it (a JVM shutting down) are gone."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    for root in _ROOTS:
+        found = _usage_file(root)
+        if found is None:
+            continue
+        group = _current(root, found[1]) / f"{name}-{pid}"
+        while group.is_dir():
+            try:
+                group.rmdir()
+            except OSError:
+                if time.monotonic() > deadline:
+                    print(f"cpu_meter: {group} still has processes; left in place", file=sys.stderr)
+                    break
+                time.sleep(0.2)
 
 
 def tree_cpu(root: int) -> float:
