@@ -22,6 +22,7 @@ the next ``--retry-failed`` redoes the URLs of one killed after its MERGE.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -177,39 +178,52 @@ def retry_mark(out: str, run_id: str) -> str:
     return f"{out}/.{run_id}{RETRY_MARK}"
 
 
+def _put(path: str, data: bytes) -> None:
+    """A small file in the output folder, local (whole or absent) or on S3 (one PUT)."""
+    from kgcurate.download.shards import write_file_atomically
+
+    if s3.is_s3(path):
+        _, bucket, key = s3.split_url(path)
+        s3.client().put_object(Bucket=bucket, Key=key, Body=data)
+    else:
+        write_file_atomically(path, lambda f: f.write(data))
+
+
+def _names(folder: str, start: str) -> list[str]:
+    """The names directly in an output folder, local or on S3, that begin with ``start`` (on S3 only those
+    are listed, not every shard)."""
+    if s3.is_s3(folder):
+        _, bucket, prefix = s3.split_url(f"{folder}/")
+        keys = s3.list_keys(bucket, prefix + start)
+        return [k[len(prefix):] for k in keys if "/" not in k[len(prefix):]]
+    return [n for n in os.listdir(folder) if n.startswith(start)] if os.path.isdir(folder) else []
+
+
+def _remove(path: str) -> None:
+    if s3.is_s3(path):
+        _, bucket, key = s3.split_url(path)
+        s3.client().delete_object(Bucket=bucket, Key=key)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
 def mark_retry(out: str, run_id: str) -> None:
     """Say in the folder, before any row is MERGEd, that ``run_id`` retries into it: ``downloads`` rows
     do not name their folder, and a run killed between its MERGE and its ``download_runs`` row has
     nothing else that ties its rows (and the URLs they hold) to this folder."""
-    path = retry_mark(out, run_id)
-    if s3.is_s3(out):
-        _, bucket, key = s3.split_url(path)
-        s3.client().put_object(Bucket=bucket, Key=key, Body=b"")
-    else:
-        with open(path, "wb"):
-            pass
+    _put(retry_mark(out, run_id), b"")
 
 
 def marked_retries(out: str) -> set[str]:
     """The run ids of the retry marks in ``out`` (:func:`mark_retry`)."""
-    if s3.is_s3(out):
-        _, bucket, prefix = s3.split_url(f"{out}/.")
-        names = [k[len(prefix) - 1:] for k in s3.list_keys(bucket, prefix) if "/" not in k[len(prefix):]]
-    else:
-        names = os.listdir(out) if os.path.isdir(out) else []
-    return {n[1:-len(RETRY_MARK)] for n in names if n.startswith(".") and n.endswith(RETRY_MARK)
-            and len(n) > 1 + len(RETRY_MARK)}
+    return {n[1:-len(RETRY_MARK)] for n in _names(out, ".") if n.endswith(RETRY_MARK) and len(n) > 1 + len(RETRY_MARK)}
 
 
 def unmark_retries(out: str, run_ids: list[str]) -> None:
     """Remove the marks of runs whose rows a recorded run now holds (or that left no rows)."""
     for run_id in run_ids:
-        path = retry_mark(out, run_id)
-        if s3.is_s3(out):
-            _, bucket, key = s3.split_url(path)
-            s3.client().delete_object(Bucket=bucket, Key=key)
-        elif os.path.exists(path):
-            os.unlink(path)
+        _remove(retry_mark(out, run_id))
 
 
 def killed_retries(out: str, runs: list[str]) -> list[str]:
@@ -316,13 +330,10 @@ def shard_task(out: str, curated_run_id: str, run_id: str, config: Any, accs: tu
 
 def write_sizes(out: str, sizes: dict[str, int]) -> str:
     from kgcurate.download.shards import SIZES_FILE, sizes_json
-    from kgcurate.download.shards import write_sizes as write_local
 
-    if s3.is_s3(out):
-        _, bucket, key = s3.split_url(f"{out}/{SIZES_FILE}")
-        s3.client().put_object(Bucket=bucket, Key=key, Body=sizes_json(sizes))
-        return f"{out}/{SIZES_FILE}"
-    return write_local(out, sizes)
+    path = f"{out}/{SIZES_FILE}"
+    _put(path, sizes_json(sizes))
+    return path
 
 
 def curated_run(ctx: Context, run_id: str | None) -> str:
