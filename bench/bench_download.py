@@ -218,16 +218,8 @@ def measure_wrapper(cmd: list[str]) -> int:
 
 
 def _children() -> list[int]:
-    me, found = os.getpid(), []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
-                found.append(int(entry))
-    return found
+    me = os.getpid()
+    return [pid for pid, (parent, _) in cpu_meter.processes().items() if parent == me]
 
 
 # ---------------------------------------------------------------- the three runners

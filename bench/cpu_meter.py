@@ -123,10 +123,9 @@ def remove_groups(name: str, pid: int, wait_s: float = 30.0) -> None:
                 time.sleep(0.2)
 
 
-def tree_cpu(root: int) -> float:
-    """CPU seconds of ``root`` and every live process below it, children they waited for included."""
-    parent: dict[int, int] = {}
-    times: dict[int, float] = {}
+def processes() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds: utime + stime + cutime + cstime) of every process, from /proc."""
+    found: dict[int, tuple[int, float]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -135,11 +134,16 @@ def tree_cpu(root: int) -> float:
         except OSError:  # gone since the listing
             continue
         fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": the state is fields[0]
-        parent[int(entry)] = int(fields[1])
-        times[int(entry)] = sum(int(f) for f in fields[11:15]) / _TICK  # utime stime cutime cstime
+        found[int(entry)] = (int(fields[1]), sum(int(f) for f in fields[11:15]) / _TICK)
+    return found
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds of ``root`` and every live process below it, children they waited for included."""
+    procs = processes()
     tree, todo = set(), [root]
     while todo:
         pid = todo.pop()
         tree.add(pid)
-        todo.extend(c for c, p in parent.items() if p == pid and c not in tree)
-    return sum(times.get(pid, 0.0) for pid in tree)
+        todo.extend(c for c, (p, _) in procs.items() if p == pid and c not in tree)
+    return sum(procs[pid][1] for pid in tree if pid in procs)

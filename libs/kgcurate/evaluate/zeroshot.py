@@ -51,8 +51,8 @@ def identical_prompts(classnames: Sequence[str], template_set: Sequence[object],
         return tuple(map(tuple, tokenizer(texts).tolist()))
 
     by_name: dict[tuple, list[int]] = {}
-    for i, name in enumerate(classnames):  # one tokenisation per class, then all prompts of the few alike
-        by_name.setdefault(key([name]), []).append(i)
+    for i, ids in enumerate(tokenizer(list(classnames)).tolist()):  # the names in one batch, then all
+        by_name.setdefault(tuple(ids), []).append(i)  # prompts of the few alike
     groups = []
     for alike in (g for g in by_name.values() if len(g) > 1):
         by_prompts: dict[tuple, list[int]] = {}

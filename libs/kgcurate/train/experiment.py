@@ -95,10 +95,15 @@ def whole_checkpoints(experiment_dir: str) -> list[str]:
     start epoch from this while rank 0 alone renames, so a process looking before, during or after the
     renaming decides the same (one that went by the raw listing skipped the cut epoch, the others trained
     it, and the job hung)."""
-    saved = checkpoints(experiment_dir)
-    while saved and not is_whole(saved[-1]):
-        saved.pop()
-    return saved
+    return _without_cut(checkpoints(experiment_dir))
+
+
+def _without_cut(saved: list[str]) -> list[str]:
+    """``saved`` (oldest first) up to its newest whole checkpoint."""
+    end = len(saved)
+    while end and not is_whole(saved[end - 1]):
+        end -= 1
+    return saved[:end]
 
 
 def set_aside_torn(experiment_dir: str) -> list[str]:
@@ -106,12 +111,10 @@ def set_aside_torn(experiment_dir: str) -> list[str]:
     the paths set aside. open_clip's ``torch.save`` writes ``epoch_N.pt`` in place, so a preemption during
     the save leaves a cut file under the finished name; taken as done, a resume recorded it as the
     completed model (or failed on it every time)."""
-    moved = []
-    for path in reversed(checkpoints(experiment_dir)):
-        if is_whole(path):
-            break
+    saved = checkpoints(experiment_dir)
+    moved = saved[len(_without_cut(saved)):][::-1]
+    for path in moved:
         os.replace(path, path + TORN)
-        moved.append(path)
     return moved
 
 
