@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -66,3 +67,68 @@ def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float 
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     raise AssertionError("the job never reached the point to kill it at")
+
+
+def duckdb_with_delta():
+    """A DuckDB connection with its delta extension loaded from the ``duckdb-extension-delta`` wheel (a dev
+    dependency): nothing is downloaded, and DuckDB checks the extension's signature as it loads it."""
+    import duckdb
+    import duckdb_extension_delta
+
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    [version] = con.sql("PRAGMA version").fetchone()[:1]
+    con.load_extension(str(Path(duckdb_extension_delta.__file__).parent / "extensions" / version
+                           / "delta.duckdb_extension"))
+    return con
+
+
+def _plain(value, dtype):
+    """One cell as a comparable Python value, whichever reader gave it: a map as sorted (key, value) pairs
+    (Spark gives a dict, Arrow a list of pairs), a struct as a tuple, a timestamp as its instant (Spark
+    gives local naive time, Arrow an aware UTC one), a float by its repr (NaN equals NaN)."""
+    from pyspark.sql.types import ArrayType, DoubleType, MapType, StructType, TimestampType
+
+    if value is None:
+        return None
+    if isinstance(dtype, MapType):
+        items = value.items() if isinstance(value, dict) else value
+        return tuple(sorted((k, _plain(v, dtype.valueType)) for k, v in items))
+    if isinstance(dtype, StructType):  # a Row from Spark, a dict from Arrow
+        return tuple(_plain(value[f.name], f.dataType) for f in dtype.fields)
+    if isinstance(dtype, ArrayType):
+        return tuple(_plain(v, dtype.elementType) for v in value)
+    if isinstance(dtype, TimestampType):
+        return value.timestamp()
+    if isinstance(dtype, DoubleType):
+        return repr(value)
+    return value
+
+
+def _rows(records, schema) -> Counter:
+    """The multiset of ``records`` (mappings by column name) as plain tuples in ``schema``'s column order."""
+    return Counter(tuple(_plain(r[f.name], f.dataType) for f in schema.fields) for r in records)
+
+
+def assert_other_readers_agree(spark, root: str, versions: dict[str, int] | None = None) -> list[str]:
+    """Every table of the lake at ``root`` holds the same rows read by DuckDB (its delta extension) and by
+    delta-rs as read by Spark: the lake stays readable without a JVM (docs/architecture.md, "Reading the lake
+    without Spark"). ``versions`` (table -> version): only those tables, at those versions (time travel); by
+    default every table at its newest. Returns the tables compared."""
+    from kgcurate.lake_rs import open_table
+
+    duck = duckdb_with_delta()
+    compared = []
+    for name, schema in tables.SCHEMAS.items():
+        if (versions is not None and name not in versions) or not lk.exists(spark, root, name):
+            continue
+        version = None if versions is None else versions[name]
+        want = _rows((row.asDict() for row in lk.read(spark, root, name, version=version).collect()), schema)
+        quoted = ", ".join(f'"{f.name}"' for f in schema.fields)  # `offset` is a keyword in DuckDB
+        at = "" if version is None else f", version => {int(version)}"
+        query = f"SELECT {quoted} FROM delta_scan('{lk.table_path(root, name)}'{at})"
+        assert _rows(duck.sql(query).to_arrow_table().to_pylist(), schema) == want, f"DuckDB reads {name} otherwise"
+        rs = open_table(root, name, version=version).to_pyarrow_table().to_pylist()
+        assert _rows(rs, schema) == want, f"delta-rs reads {name} otherwise"
+        compared.append(name)
+    duck.close()
+    return compared

@@ -20,7 +20,7 @@ pytest.importorskip("open_clip")
 
 from PIL import Image  # noqa: E402
 
-from helpers import execute  # noqa: E402
+from helpers import assert_other_readers_agree, execute  # noqa: E402
 from kgcurate import cli, config, tables  # noqa: E402
 from kgcurate import lake as lk  # noqa: E402
 from kgcurate.lake_rs import open_table  # noqa: E402
@@ -124,3 +124,6 @@ def test_a_curated_run_becomes_an_evaluated_model(spark, lake, tmp_path, server,
     assert retrieval and all(metrics[k]["samples"] == urls - 1 for k in retrieval)
     assert all(0.0 <= r["value"] <= 1.0 for r in rows)
     assert json.loads((exp / "e2e" / "checkpoints" / "eval.json").read_text())
+    # the tables download, train and evaluate wrote (Spark and delta-rs) read the same through DuckDB
+    assert {tables.DOWNLOADS, tables.DOWNLOAD_RUNS, tables.TRAIN_RUNS, tables.EVAL_RUNS} <= set(
+        assert_other_readers_agree(spark, lake))

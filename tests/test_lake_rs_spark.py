@@ -5,10 +5,12 @@ no table features), and a bad input recorded by one is not recorded again by the
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pytest
 
+from helpers import assert_other_readers_agree
 from kgcurate import lake, lake_rs, lease_rules, leases, tables
 from kgcurate.bad_input import BadInput
 from kgcurate.errors import ConcurrentRunError
@@ -46,3 +48,29 @@ def test_spark_takes_and_records_in_tables_deltalake_created(spark, tmp_path) ->
     rows = sorted((r["source_file"], r["run_id"]) for r in lake.read(spark, root, tables.BAD_RECORDS).collect())
     assert rows == [("/s/00000.tar", "e1"), ("/s/00001.tar", "e2")]  # the same key is not written twice
     assert lake_rs.record_bad_input(root, "evaluate", "e3", [BadInput("/s/00001.tar", 0, "tar cut off")]) == 0
+
+
+def test_duckdb_and_delta_rs_read_a_checkpointed_partitioned_table_as_spark_does(spark, tmp_path) -> None:
+    """`curated` past Spark's first checkpoint (every 10 commits), its log holding appends, an insert-only
+    MERGE, a MERGE that inserts and deletes, a `curated drop` (DELETE of a run's partition) and a
+    replaceWhere: DuckDB's delta extension and delta-rs read the rows Spark reads, newest and time travel."""
+    root = str(tmp_path / "lake")
+
+    def run(run_id: str, start: int, n: int = 3):
+        rows = [(i, f"https://img.example/{i}.jpg", f"caption {i}", [i, 7], run_id) for i in range(start, start + n)]
+        rows[-1] = (*rows[-1][:3], None, run_id)  # a pair whose entry list is null
+        return spark.createDataFrame(rows, tables.schema(tables.CURATED))
+
+    for k in range(8):
+        lake.append(spark, root, tables.CURATED, run(f"run-{k % 3}", 10 * k))
+    keys = ["pair_id", "run_id"]
+    assert lake.merge_insert_only(spark, root, tables.CURATED, run("run-0", 0, 5), keys)["numTargetRowsInserted"] == 2
+    gone = spark.createDataFrame([(10, "run-1")], "pair_id long, run_id string")
+    lake.merge_insert_delete(spark, root, tables.CURATED, run("run-1", 100), gone, keys)
+    lake.delete(spark, root, tables.CURATED, "run_id = 'run-2'")
+    lake.overwrite(spark, root, tables.CURATED, run("run-1", 200), replace_where="run_id = 'run-1'")
+    log = os.listdir(os.path.join(lake.table_path(root, tables.CURATED), "_delta_log"))
+    assert any(".checkpoint." in f for f in log), sorted(log)  # readers start from the checkpoint
+    assert sorted({r["run_id"] for r in lake.read(spark, root, tables.CURATED).collect()}) == ["run-0", "run-1"]
+    assert assert_other_readers_agree(spark, root) == [tables.CURATED]
+    assert assert_other_readers_agree(spark, root, {tables.CURATED: 5}) == [tables.CURATED]
