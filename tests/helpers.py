@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from kgcurate import config, tables
 from kgcurate import lake as lk
@@ -69,16 +70,31 @@ def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float 
     raise AssertionError("the job never reached the point to kill it at")
 
 
-def duckdb_with_delta():
+def _duckdb_extension(module) -> str:
+    """The extension file a ``duckdb-extension-*`` wheel holds for the running DuckDB."""
+    import duckdb
+
+    name = module.__name__.removeprefix("duckdb_extension_")
+    return str(Path(module.__file__).parent / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension")
+
+
+def duckdb_with_delta(s3_endpoint: str | None = None):
     """A DuckDB connection with its delta extension loaded from the ``duckdb-extension-delta`` wheel (a dev
-    dependency): nothing is downloaded, and DuckDB checks the extension's signature as it loads it."""
+    dependency): nothing is downloaded, and DuckDB checks the extension's signature as it loads it. With
+    ``s3_endpoint`` (moto), also httpfs and an S3 secret from the AWS variables, as a user would declare it."""
     import duckdb
     import duckdb_extension_delta
 
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
-    [version] = con.sql("PRAGMA version").fetchone()[:1]
-    con.load_extension(str(Path(duckdb_extension_delta.__file__).parent / "extensions" / version
-                           / "delta.duckdb_extension"))
+    con.load_extension(_duckdb_extension(duckdb_extension_delta))
+    if s3_endpoint:
+        import duckdb_extension_httpfs
+
+        con.load_extension(_duckdb_extension(duckdb_extension_httpfs))
+        url = urlsplit(s3_endpoint)
+        con.execute(f"""CREATE SECRET lake (TYPE s3, KEY_ID '{os.environ["AWS_ACCESS_KEY_ID"]}',
+                        SECRET '{os.environ["AWS_SECRET_ACCESS_KEY"]}', REGION '{os.environ["AWS_REGION"]}',
+                        ENDPOINT '{url.netloc}', URL_STYLE 'path', USE_SSL {str(url.scheme == "https").lower()})""")
     return con
 
 
@@ -114,21 +130,25 @@ def assert_other_readers_agree(spark, root: str, versions: dict[str, int] | None
     delta-rs as read by Spark: the lake stays readable without a JVM (docs/architecture.md, "Reading the lake
     without Spark"). ``versions`` (table -> version): only those tables, at those versions (time travel); by
     default every table at its newest. Returns the tables compared."""
-    from kgcurate.lake_rs import open_table
+    from kgcurate import s3
+    from kgcurate.lake_rs import open_table, table_uri
 
-    duck = duckdb_with_delta()
+    on_s3 = table_uri(root, "").startswith("s3://")
+    duck = duckdb_with_delta(s3.endpoint() if on_s3 else None)
     compared = []
     for name, schema in tables.SCHEMAS.items():
-        if (versions is not None and name not in versions) or not lk.exists(spark, root, name):
+        if versions is not None and name not in versions:
             continue
         version = None if versions is None else versions[name]
+        rs = open_table(root, name, version=version)
+        if rs is None:  # no such table in this lake
+            continue
         want = _rows((row.asDict() for row in lk.read(spark, root, name, version=version).collect()), schema)
         quoted = ", ".join(f'"{f.name}"' for f in schema.fields)  # `offset` is a keyword in DuckDB
         at = "" if version is None else f", version => {int(version)}"
-        query = f"SELECT {quoted} FROM delta_scan('{lk.table_path(root, name)}'{at})"
+        query = f"SELECT {quoted} FROM delta_scan('{table_uri(root, name)}'{at})"
         assert _rows(duck.sql(query).to_arrow_table().to_pylist(), schema) == want, f"DuckDB reads {name} otherwise"
-        rs = open_table(root, name, version=version).to_pyarrow_table().to_pylist()
-        assert _rows(rs, schema) == want, f"delta-rs reads {name} otherwise"
+        assert _rows(rs.to_pyarrow_table().to_pylist(), schema) == want, f"delta-rs reads {name} otherwise"
         compared.append(name)
     duck.close()
     return compared
