@@ -108,7 +108,7 @@ def _members(path: str) -> dict[str, bytes]:
         return {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
 
 
-def test_download_writes_shards_rows_and_resumes(spark, lake, tmp_path, site, monkeypatch) -> None:
+def test_download_writes_shards_rows_and_resumes(spark, lake, tmp_path, site, monkeypatch, caplog) -> None:
     site.healed = False
     urls = _curated_lake(spark, lake, site.base)
     out = str(tmp_path / "shards")
@@ -142,10 +142,13 @@ def test_download_writes_shards_rows_and_resumes(spark, lake, tmp_path, site, mo
     with Image.open(io.BytesIO(everything[f"{rows[urls[11]]['key']}.jpg"])) as im:
         assert im.size == (rows[urls[11]]["width"], rows[urls[11]]["height"]) == (51, 52)
 
-    # a rerun finds every shard done: nothing fetched, no new rows, no new run
+    # a rerun finds every shard done: nothing fetched, no new rows, no new run; another --opt-out list is
+    # said to leave the shards made before as they are
     hits = dict(site.hits)
-    again = execute(download, spark, _cfg(lake, out))
+    again = execute(download, spark, _cfg(lake, out, opt_out=["noai", "noimageai", "noindex"]))
     assert again.urls == 0 and again.shards_done_before == s.shards and site.hits == hits
+    assert (f"shards in {out} were made with --opt-out noai,noimageai, this run honours noai,noimageai,noindex"
+            in caplog.text)
     assert lk.read(spark, lake, tables.DOWNLOAD_RUNS).count() == 1
 
     # a run killed after its rows but before its download_runs row: redone whole, same bytes, no URL twice
@@ -276,6 +279,13 @@ def test_a_folder_resumes_only_with_the_shard_size_image_size_and_resize_mode_of
     same = settings.DownloadOptions(out="/x", shard_size=5)
     download.check_same_layout(done, same, "/x")
     download.check_same_layout(done, dataclasses.replace(same, opt_out=["noai", "noindex"], retry_failed=True), "/x")
+    # another --opt-out list is not refused (a stricter one is a reason to resume) but warned about
+    assert download.opt_out_before(done, dataclasses.replace(same, opt_out=["noai", "noindex"])) == "noai"
+    assert download.opt_out_before(done, dataclasses.replace(same, opt_out=[])) == "noai"
+    assert download.opt_out_before(done, dataclasses.replace(same, opt_out=["noai"])) is None
+    assert download.opt_out_before({1: done[1]}, dataclasses.replace(same, opt_out=[])) is None  # not recorded
+    both = {0: {"shard": 0, "params": {**params, "opt_out": "noimageai,noai"}}}
+    assert download.opt_out_before(both, dataclasses.replace(same, opt_out=["noai", "noimageai"])) is None
     for change, words in ((dict(shard_size=7), "--shard-size 5, not 7: use the same --shard-size"),
                           (dict(image_size=64), "--image-size 256, not 64: use the same --image-size"),
                           (dict(resize_mode="keep_ratio"), "--resize-mode keep_ratio_largest, not keep_ratio: use the "

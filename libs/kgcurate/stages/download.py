@@ -155,6 +155,16 @@ def check_same_layout(done: dict[int, dict[str, Any]], o: settings.DownloadOptio
                             f"{flag} to resume or retry, or a new --out")
 
 
+def opt_out_before(done: dict[int, dict[str, Any]], o: settings.DownloadOptions) -> str | None:
+    """The ``--opt-out`` list the folder's shards were made with, when this run's differs (as a set): a
+    resume or retry keeps what was stored under the old list and applies the new one to the rest, so the
+    folder mixes the two. None when the same, or not recorded."""
+    now = {t for t in o.opt_out if t}
+    before = {r["params"]["opt_out"] for r in done.values() if r["params"] and "opt_out" in r["params"]}
+    changed = sorted(b for b in before if {t for t in b.split(",") if t} != now)
+    return changed[0] if changed else None
+
+
 def check_shard_numbers(shards: list[int], out: str) -> None:
     """Sample keys give a shard 5 digits: a set that needs shard 100,000 or more (about 900M images, or
     many --retry-failed rounds) is refused before any download, not failed task by task."""
@@ -420,6 +430,11 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> DownloadSummary:
         check_own_folder(runs, curated_run_id, out)
         done = committed_shards(runs, curated_run_id)
         check_same_layout(done, o, out)
+        was = opt_out_before(done, o)
+        if was is not None:
+            ctx.log.warning("%s: shards in %s were made with --opt-out %s, this run honours %s: the images stored "
+                            "before stay as they are; download into a new --out to apply one list to the whole set",
+                            JOB, out, was or '""', ",".join(o.opt_out) or '""')
         run_ids = [r["run_id"] for r in runs]
         killed = killed_retries(out, run_ids) if o.retry_failed else []
         if killed:
