@@ -134,6 +134,20 @@ def test_text_bounds_that_keep_nothing_exit_2_before_any_file_is_logged(argv, wo
     assert not (tmp_path / "lake").exists()
 
 
+@pytest.mark.parametrize("sources", ["[Alt, caption]", "[]"])
+def test_text_sources_that_keep_nothing_exit_2_before_any_file_is_logged(sources, capsys, tmp_path) -> None:
+    """A typo in wat.text_sources (or an empty list) ingested no pair, exited 0 and logged the files done,
+    so the run with the right sources said "nothing to do"."""
+    wat = tmp_path / "in.warc.wat.gz"
+    wat.write_bytes(b"")
+    p = tmp_path / "c.yaml"
+    p.write_text(f"wat:\n  text_sources: {sources}\n")
+    assert cli.main(["ingest-wat", "--config", str(p), "--lake", str(tmp_path / "lake"), str(wat)]) == 2
+    err = one_error_line(capsys)
+    assert "wat.text_sources must name alt, title or both" in err and "--no-title" in err, err
+    assert not (tmp_path / "lake").exists()
+
+
 def test_empty_keys_take_their_defaults_and_exponents_are_numbers(tmp_path) -> None:
     """A section whose keys are all commented out is null in YAML: it crashed stages that read it (a TypeError
     after Spark started); ``2e4`` was a string to YAML 1.1, refused as "must be a number"."""

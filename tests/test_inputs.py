@@ -25,9 +25,59 @@ def test_directory_glob_and_dedup(tmp_path):
     _touch(tmp_path / "d" / "wat.paths.gz")
     got = expand_inputs([str(tmp_path / "d"), str(a), str(tmp_path / "d" / "*.gz")])
     # directory finds both WAT files (not the listing or notes), the explicit file and glob add nothing new
-    assert got[:2] == [str(a), str(b)]
-    assert str(tmp_path / "d" / "wat.paths.gz") in got  # the glob named it explicitly
-    assert len(got) == len(set(got))
+    assert got == [str(a), str(b)]
+
+
+def test_a_glob_keeps_wat_files_and_reads_listings_only_when_it_asks_for_them(tmp_path):
+    """`dir/*.gz` used to take the folder's wat.paths.gz for a WAT file: logged failed on every run (exit 1);
+    `dir/*` took manifest.json too. A glob keeps WAT files, as a directory and an S3 glob do; a pattern for
+    listings (`crawls/*/wat.paths.gz`) reads what they list."""
+    a = _touch(tmp_path / "d" / "a.warc.wat.gz")
+    _touch(tmp_path / "d" / "manifest.json")
+    _touch(tmp_path / "d" / "wat.paths.gz", gzip.compress(b"a.warc.wat.gz\n"))
+    assert expand_inputs([str(tmp_path / "d" / "*.gz")]) == expand_inputs([str(tmp_path / "d" / "*")]) == [str(a)]
+    with pytest.raises(UserError, match=r"no WAT file \(\*\.wat, \*\.wat\.gz\) matches .*\*\.json"):
+        expand_inputs([str(tmp_path / "d" / "*.json")])
+    b = _touch(tmp_path / "e" / "seg" / "b.wat.gz")
+    _touch(tmp_path / "e" / "wat.paths.gz", gzip.compress(b"seg/b.wat.gz\n"))
+    assert expand_inputs([str(tmp_path / "*" / "wat.paths.gz")]) == [str(a), str(b)]
+
+
+def test_a_file_uri_names_the_same_file_as_its_path(tmp_path):
+    """A `file://` --listing-base (or a listing's file:// entries) made a second key for the same file: it was
+    read twice in one run, its bad records written twice, and read again by a run naming the folder."""
+    a = _touch(tmp_path / "d" / "a.warc.wat.gz")
+    b = _touch(tmp_path / "d" / "b.warc.wat.gz")
+    listing = _touch(tmp_path / "d" / "wat.paths.gz", gzip.compress(f"a.warc.wat.gz\nfile://{b}\n".encode()))
+    got = expand_inputs([str(listing), str(tmp_path / "d")], listing_base=f"file://{tmp_path}/d/")
+    assert got == [str(a), str(b)]
+    assert expand_inputs([f"file://{tmp_path}/d/./a.warc.wat.gz", str(a)]) == [str(a)]
+
+
+def test_a_folder_is_walked_through_symlinked_subfolders_once(tmp_path):
+    """os.walk does not follow links by default: a segment linked into the folder was left out, silently."""
+    a = _touch(tmp_path / "top" / "a.wat.gz")
+    b = _touch(tmp_path / "elsewhere" / "seg" / "b.wat.gz")
+    (tmp_path / "top" / "seg").symlink_to(b.parent)
+    (tmp_path / "top" / "loop").symlink_to(tmp_path / "top")  # a loop is walked once
+    assert expand_inputs([str(tmp_path / "top")]) == [str(a), str(tmp_path / "top" / "seg" / "b.wat.gz")]
+
+
+def test_a_folder_that_cannot_be_listed_is_an_error(tmp_path, monkeypatch):
+    import os
+
+    _touch(tmp_path / "top" / "a.wat.gz")
+    real = os.scandir
+
+    def refuse(path="."):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    (tmp_path / "top" / "locked").mkdir()
+    monkeypatch.setattr(os, "scandir", refuse)
+    with pytest.raises(UserError, match=r"cannot list folder .*locked: Permission denied \(check its permissions\)"):
+        expand_inputs([str(tmp_path / "top")])
 
 
 def test_listing_relative_to_its_folder_and_to_a_base(tmp_path):
@@ -57,6 +107,8 @@ def test_s3_spellings_share_one_key():
     assert same_file_key("s3a://b/k.wat.gz") == same_file_key("s3n://b/k.wat.gz") == "s3://b/k.wat.gz"
     assert same_file_key("/local/s3a://x") == "/local/s3a://x" and same_file_key("https://h/a") == "https://h/a"
     assert expand_inputs(["s3://b/x.warc.wat.gz", "s3a://b/x.warc.wat.gz"]) == ["s3://b/x.warc.wat.gz"]
+    # s3n:// (Hadoop's third name) is an S3 object too, not a local path that is not found
+    assert expand_inputs(["s3n://b/x.warc.wat.gz", "s3://b/x.warc.wat.gz"]) == ["s3n://b/x.warc.wat.gz"]
 
 
 def test_listing_base_defaults():

@@ -200,6 +200,23 @@ def check_options(wat_cfg: dict[str, Any]) -> None:
     route = wat_cfg.get("pairs_staging") or "auto"
     if route not in ("auto", "task", "spark"):
         raise UserError(f"wat.pairs_staging must be auto, task or spark, got {route!r}")
+    _text_sources(wat_cfg)
+
+
+TEXT_SOURCES = ("alt", "title")
+
+
+def _text_sources(wat_cfg: dict[str, Any]) -> tuple[str, ...]:
+    """Which texts make pairs. An unknown name or an empty list would keep no pair and log every file as
+    done (a re-run would not read them again), so both are refused before Spark starts; unset is both."""
+    sources = wat_cfg.get("text_sources")
+    if sources is None:
+        return TEXT_SOURCES
+    wrong = [s for s in sources if s not in TEXT_SOURCES]
+    if wrong or not sources:
+        raise UserError(f"wat.text_sources must name alt, title or both, got {list(sources)!r}: "
+                        "e.g. text_sources: [alt, title] (or --no-title for alt texts only)")
+    return tuple(dict.fromkeys(sources))
 
 
 def _text_bounds(wat_cfg: dict[str, Any]) -> tuple[int, int]:
@@ -217,7 +234,7 @@ def _parse_options(wat_cfg: dict[str, Any]):
     return ParseOptions(
         min_text_length=lo,
         max_text_length=hi,
-        text_sources=tuple(wat_cfg.get("text_sources") or ("alt", "title")),
+        text_sources=_text_sources(wat_cfg),
         decode_all=bool(wat_cfg.get("decode_all", False)),
     )
 

@@ -23,8 +23,11 @@ WAT_SUFFIXES = (".wat", ".wat.gz", ".warc.wat", ".warc.wat.gz")
 LISTING_SUFFIXES = (".paths", ".paths.gz")
 
 
+S3_SCHEMES = ("s3://", "s3a://", "s3n://")  # Hadoop's names for one S3 object (kgcurate.s3.SCHEMES)
+
+
 def is_remote(path: str) -> bool:
-    return path.startswith(("s3://", "s3a://", "http://", "https://"))
+    return path.startswith((*S3_SCHEMES, "http://", "https://"))
 
 
 def is_listing(path: str) -> bool:
@@ -43,7 +46,7 @@ def strip_file_uri(path: str) -> str:
 def listing_base_for(listing: str) -> str:
     """Default base for a listing's relative paths: its own folder for a local listing, the
     bucket root for an S3 one (CommonCrawl's listings name keys from the bucket root)."""
-    if listing.startswith(("s3://", "s3a://")):
+    if listing.startswith(S3_SCHEMES):
         scheme, rest = listing.split("://", 1)
         return f"{scheme}://{rest.split('/', 1)[0]}/"
     if listing.startswith(("http://", "https://")):
@@ -65,9 +68,17 @@ def same_file_key(path: str) -> str:
     return _S3_ALIAS.sub("s3://", path, count=1)
 
 
+def local_path(path: str) -> str:
+    """A local input's one key: absolute and normalised, a ``file:`` URI as its path (``file:///x/a.wat.gz``,
+    ``/x/./a.wat.gz`` and ``a.wat.gz`` run in ``/x`` are one file, read once and logged once)."""
+    return os.path.normpath(os.path.abspath(strip_file_uri(path)))
+
+
 def resolve_listed(entry: str, base: str) -> str:
     entry = entry.strip()
-    if "://" in entry or entry.startswith("/"):
+    if entry.startswith("file:") or entry.startswith("/"):
+        return local_path(entry)
+    if "://" in entry:
         return entry
     if "://" in base:
         return base.rstrip("/") + "/" + entry.lstrip("/")
@@ -92,23 +103,56 @@ def read_listing_names(listing: str) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]  # a hand-made listing's comments
 
 
-def _expand_local(item: str) -> list[str]:
+def _walk_error(exc: OSError) -> None:
+    raise UserError(f"cannot list folder {exc.filename}: {exc.strerror or exc} (check its permissions)")
+
+
+def _wat_files_under(folder: str, item: str) -> list[str]:
+    """Every WAT file below ``folder``, through symlinked subfolders too (a folder reached twice, a link loop,
+    is walked once); a subfolder that cannot be listed is an error, not a silent gap."""
+    found, seen = [], set()
+    for root, dirs, files in os.walk(folder, onerror=_walk_error, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()  # the same walk, so the same keys, whatever order the file system lists in
+        found.extend(os.path.join(root, f) for f in files if f.endswith(WAT_SUFFIXES))
+    if not found:
+        raise UserError(f"no WAT files (*.wat, *.wat.gz) under directory {item}")
+    return sorted(local_path(p) for p in found)
+
+
+def _expand_local(item: str, listing_base: str | None) -> list[str]:
     path = strip_file_uri(item)
     if any(ch in path for ch in "*?["):
         found = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
         if not found:
             raise UserError(f"no file matches {item} (check the pattern)")
-        return [os.path.abspath(p) for p in found]
+        if is_listing(path):  # the pattern asks for listings (crawls/*/wat.paths.gz): read what they list
+            return [f for p in found if is_listing(p) for f in _expand_listing(p, listing_base)]
+        # WAT files only, as for a directory or an S3 glob: a listing (or manifest) in the same folder is
+        # not a WAT file, and read as one it would fail on every run
+        wat = [local_path(p) for p in found if p.endswith(WAT_SUFFIXES)]
+        if not wat:
+            raise UserError(f"no WAT file (*.wat, *.wat.gz) matches {item} (check the pattern)")
+        return wat
     if os.path.isdir(path):
-        found = []
-        for root, _dirs, files in os.walk(path):
-            found.extend(os.path.join(root, f) for f in files if f.endswith(WAT_SUFFIXES))
-        if not found:
-            raise UserError(f"no WAT files (*.wat, *.wat.gz) under directory {item}")
-        return sorted(os.path.abspath(p) for p in found)
+        return _wat_files_under(path, item)
     if not os.path.exists(path):
         raise UserError(f"input not found: {item} (pass WAT files, directories, globs or a wat.paths.gz listing)")
-    return [os.path.abspath(path)]
+    return [local_path(path)]
+
+
+def _expand_listing(listing: str, listing_base: str | None) -> list[str]:
+    base = listing_base or listing_base_for(listing)
+    if "://" not in base or base.startswith("file:"):  # a relative base would make keys that depend on the cwd
+        base = local_path(base) + "/"
+    names = read_listing_names(listing)
+    if not names:
+        raise UserError(f"listing {listing} names no file (an empty or cut download?): fetch it again")
+    return [resolve_listed(name, base) for name in names]
 
 
 def expand_inputs(inputs: Iterable[str], listing_base: str | None = None) -> list[str]:
@@ -119,28 +163,26 @@ def expand_inputs(inputs: Iterable[str], listing_base: str | None = None) -> lis
     """
     out: list[str] = []
     for item in inputs:
-        if is_listing(item):
-            base = listing_base or listing_base_for(item)
-            if "://" not in base:  # a relative base would make keys that depend on the working directory
-                base = os.path.abspath(strip_file_uri(base)) + "/"
-            names = read_listing_names(item)
-            if not names:
-                raise UserError(f"listing {item} names no file (an empty or cut download?): fetch it again")
-            out.extend(resolve_listed(name, base) for name in names)
-        elif item.startswith(("s3://", "s3a://")):
+        globbed = any(ch in item for ch in "*?[")
+        if is_listing(item) and not globbed:
+            out.extend(_expand_listing(item, listing_base))
+        elif item.startswith(S3_SCHEMES):
             from kgcurate import s3
 
-            if item.endswith(WAT_SUFFIXES) and not any(ch in item for ch in "*?["):
+            if item.endswith(WAT_SUFFIXES) and not globbed:
                 out.append(item)  # one file: no LIST call (a missing one fails at read time, logged)
             else:  # a prefix, a glob, or a "folder" named without its trailing slash
                 keys = s3.expand_s3(item)
                 if not keys:
                     raise UserError(f"no object matches {item} (check the bucket and prefix)")
-                out.extend(k for k in keys if k.endswith(WAT_SUFFIXES))
+                if is_listing(item):  # the pattern asks for listings: read what they list
+                    out.extend(f for k in keys if is_listing(k) for f in _expand_listing(k, listing_base))
+                else:
+                    out.extend(k for k in keys if k.endswith(WAT_SUFFIXES))
         elif item.startswith(("http://", "https://")):
             out.append(item)
         else:
-            out.extend(_expand_local(item))
+            out.extend(_expand_local(item, listing_base))
     if not out:
         raise UserError("no input files given (pass WAT files, directories, globs or a wat.paths.gz listing)")
     unique: dict[str, str] = {}  # same_file_key -> the first spelling given
@@ -150,8 +192,8 @@ def expand_inputs(inputs: Iterable[str], listing_base: str | None = None) -> lis
 
 
 def open_input(path: str) -> BinaryIO:
-    """A binary stream for a local path, file: URI, s3(a):// object or http(s) URL."""
-    if path.startswith(("s3://", "s3a://")):
+    """A binary stream for a local path, file: URI, s3(a/n):// object or http(s) URL."""
+    if path.startswith(S3_SCHEMES):
         from kgcurate import s3
 
         return s3.open_s3(path)
