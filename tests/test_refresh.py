@@ -222,6 +222,17 @@ def test_refresh_incremental_noop_and_time_travel(spark, lake, crawl_root):
     assert not maintain.set_retention(spark, lake, tables.CURATED, 48)
     assert lakemod.version(spark, lake, tables.CURATED) == v + 1
 
+    # The next refresh with nothing new changes no table: maintain's OPTIMIZE and property commits moved
+    # pairs' and metadata's versions, and match took that for new pairs: it wrote entry_counts and match_state,
+    # and balance a second, identical curated set under a new run id (the weekly DAG runs maintain after refresh).
+    assert done.tables[tables.PAIRS]["optimized"]
+    maintain.set_retention(spark, lake, tables.METADATA, 48)
+    before = versions(spark, lake)
+    quiet = execute(refresh, spark, cfg_for(lake, root))
+    assert quiet.noop and quiet.changed_tables == [] and quiet.match.up_to_date
+    assert versions(spark, lake) == before
+    assert len(lakemod.read(spark, lake, tables.CURATION_RUNS).collect()) == 2
+
 
 def test_maintain_rejects_empty_lake(spark, lake):
     cfg = config.load(None)

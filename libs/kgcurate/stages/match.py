@@ -339,9 +339,12 @@ def _execute(spark: SparkSession, cfg: dict[str, Any]) -> MatchSummary:
             mode = summary.mode = "full"
             summary.reason = f"{', '.join(lost)} changed after the last completed run and its recorded version " \
                              "is vacuumed"
-        elif state.pairs_version == pairs_version:
-            if state.metadata_version != meta_version:  # rewritten, same entries: later stages read this one
-                record_state(spark, root, meta_version, fp, lowercase, pairs_version)
+        elif _same_rows(spark, root, tables.PAIRS, state.pairs_version, pairs_version):
+            # pairs unchanged, or only moved by maintain (OPTIMIZE, its retention property): nothing new, and
+            # match_state stays as it is, so balance's run id (which hashes it) finds its run done
+            if not _same_rows(spark, root, tables.METADATA, state.metadata_version, meta_version):
+                # rewritten, same entries: later stages read this one
+                record_state(spark, root, meta_version, fp, lowercase, state.pairs_version)
             summary.up_to_date, summary.entries_with_count = True, _entries_with_count(spark, root)
             return summary
         else:
@@ -354,6 +357,14 @@ def _execute(spark: SparkSession, cfg: dict[str, Any]) -> MatchSummary:
     summary.matches, summary.entries_with_count = int(accs[2].value), _entries_with_count(spark, root)
     summary.seconds = round(time.monotonic() - t0, 2)
     return summary
+
+
+def _same_rows(spark: SparkSession, root: str, name: str, recorded: int | None, now: int | None) -> bool:
+    """``name`` at ``now`` holds the rows it held at ``recorded``: the same version, or newer ones that only
+    ``maintain`` made (:func:`kgcurate.lake.content_version`)."""
+    if recorded == now:
+        return True
+    return recorded is not None and now is not None and lake.content_version(spark, root, name, recorded) == now
 
 
 def _entry_set(spark: SparkSession, root: str, meta_version: int | None,
