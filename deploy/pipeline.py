@@ -81,7 +81,9 @@ def stage_args(stage: str, crawl: str, site: dict[str, str] | None = None) -> li
     s = {**SITE, **(site or {})}
     common = ["--config", s["config"], "--lake", s["lake"]]
     extra: dict[str, list[str]] = {
-        "ingest-wat": ["--crawl", crawl, listing_for(crawl, s["listing_base"])],
+        # --listing-base: the listing's lines are fetched from the same root (a mirror), not from the
+        # config's wat.listing_base (conf/cluster.yaml: s3://commoncrawl/)
+        "ingest-wat": ["--crawl", crawl, "--listing-base", s["listing_base"], listing_for(crawl, s["listing_base"])],
         "ingest-wikidata": [s["wikidata"]],
         "build-metadata": [],
         "match": [],

@@ -193,6 +193,11 @@ def test_stage_args_parse_with_real_cli(stage):
     if stage == "ingest-wat":
         assert getattr(args, "wat.crawl") == "CC-MAIN-2024-51"  # flags land under their config key
         assert getattr(args, "wat.inputs") == ["s3://commoncrawl/crawl-data/CC-MAIN-2024-51/wat.paths.gz"]
+        # the listing's lines resolve against the site's root, not the config's wat.listing_base: a mirror's
+        # listing used to be read from the mirror and its files fetched from s3://commoncrawl/
+        assert getattr(args, "wat.listing_base") == pipeline.SITE["listing_base"]
+        mirror = parse_stage(stage, pipeline.stage_args(stage, "CC-MAIN-2024-51", {"listing_base": "s3://m/cc/"}))
+        assert getattr(mirror, "wat.listing_base") == "s3://m/cc/"
     if stage == "download":  # each refresh's curated run in its own folder (download refuses another run's)
         assert getattr(args, "download.out") == f"{pipeline.SITE['shards']}/CC-MAIN-2024-51"
 
@@ -360,6 +365,10 @@ def test_airflow_dag(monkeypatch):
         parsed = parse_stage(task.task_id, argv[2:])
         if task.task_id == "refresh":  # a fixed t: builds on the last run (the config's target_size reads all)
             assert getattr(parsed, "balance.t") == 20000.0
+            # the schedule moves to each new crawl by itself (it was pinned to the render's example crawl),
+            # reading the site's listing root (a mirror), not the config's s3://commoncrawl/
+            assert getattr(parsed, "refresh.crawl") == "latest"
+            assert getattr(parsed, "refresh.listing_base") == pipeline.SITE["listing_base"]
 
 
 # --- image ------------------------------------------------------------------------------------------

@@ -101,6 +101,23 @@ def test_the_summary_watches_every_table_a_refresh_writes() -> None:
     assert set(registry.BY_NAME["refresh"].writes) - {tables.LEASES} <= set(refresh.WATCHED)
 
 
+def test_latest_is_the_newest_crawl_with_a_published_listing(tmp_path) -> None:
+    for crawl in ("CC-MAIN-2024-10", "CC-MAIN-2024-51", "CC-MAIN-2025-05", "CC-MAIN-2099-99"):
+        (tmp_path / "crawl-data" / crawl).mkdir(parents=True)
+    (tmp_path / "crawl-data" / "not-a-crawl").mkdir()
+    for crawl in ("CC-MAIN-2024-10", "CC-MAIN-2024-51"):
+        (tmp_path / "crawl-data" / crawl / "wat.paths.gz").write_bytes(gzip.compress(b"x\n"))
+    (tmp_path / "crawl-data" / "CC-MAIN-2025-05" / "warc.paths.gz").write_bytes(b"")  # WAT listing not yet out
+    assert refresh.latest_crawl(f"{tmp_path}/") == refresh.latest_crawl(f"file://{tmp_path}") == "CC-MAIN-2024-51"
+    cfg = cfg_for(str(tmp_path / "lake"), tmp_path)
+    cfg["refresh"]["crawl"] = "latest"
+    assert refresh.prepare(None, cfg) == {"crawl": "CC-MAIN-2024-51"}  # before Spark, as the CLI runs it
+    with pytest.raises(UserError, match="no crawl-data/CC-MAIN-YYYY-WW/wat.paths.gz under"):
+        refresh.latest_crawl(str(tmp_path / "crawl-data" / "not-a-crawl"))
+    with pytest.raises(UserError, match="which an https base cannot do: pass --crawl CC-MAIN-YYYY-WW"):
+        refresh.latest_crawl("https://data.commoncrawl.org/")
+
+
 def test_refresh_needs_metadata_and_target(spark, lake, crawl_root):
     root, keys = crawl_root
     publish(root, keys)
@@ -126,9 +143,13 @@ def test_refresh_incremental_noop_and_time_travel(spark, lake, crawl_root):
     assert len(runs1) == 1
     curated_v1 = {r[0] for r in balance.latest_curated(spark, lake).select("pair_id").collect()}
 
-    # Same crawl again, nothing new: no table gets a new version.
+    # Same crawl again, nothing new: no table gets a new version. `--crawl latest` finds it: the newest crawl
+    # whose listing is published (the schedule's default).
     before = versions(spark, lake)
-    again = execute(refresh, spark, cfg_for(lake, root))
+    latest = cfg_for(lake, root)
+    latest["refresh"]["crawl"] = "latest"
+    again = execute(refresh, spark, latest)
+    assert again.crawl == CRAWL
     assert again.noop and again.changed_tables == []
     assert again.ingest.files == 0 and again.ingest.skipped_done == 2
     assert again.balance == Skipped("up to date", run_id=runs1[0]["run_id"])

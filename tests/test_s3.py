@@ -175,6 +175,22 @@ def test_no_secret_in_errors(server):
 
 
 @pytest.mark.slow
+def test_latest_crawl_in_a_bucket(server):
+    """`--crawl latest` on an S3 root lists crawl-data/'s folders only and takes the newest with a WAT listing."""
+    from kgcurate.stages import refresh
+
+    server.create_bucket("cc-latest")
+    server.put("cc-latest", "mirror/crawl-data/CC-MAIN-2024-51/wat.paths.gz", b"")
+    server.put("cc-latest", "mirror/crawl-data/CC-MAIN-2024-51/segments/1/wat/a.warc.wat.gz", b"")
+    server.put("cc-latest", "mirror/crawl-data/CC-MAIN-2025-05/segments/1/wat/b.warc.wat.gz", b"")  # no listing yet
+    server.put("cc-latest", "mirror/crawl-data/CC-MAIN-2023-50/wat.paths.gz", b"")
+    assert s3.list_folders("cc-latest", "mirror/crawl-data/") == ["CC-MAIN-2023-50", "CC-MAIN-2024-51",
+                                                                  "CC-MAIN-2025-05"]
+    assert refresh.latest_crawl("s3a://cc-latest/mirror/") == "CC-MAIN-2024-51"
+    with pytest.raises(UserError, match="no crawl-data/CC-MAIN-YYYY-WW/wat.paths.gz under s3://cc-latest/none/"):
+        refresh.latest_crawl("s3://cc-latest/none/")
+
+
 def test_refresh_from_bucket_to_bucket_lake(spark, tmp_path, capfd, caplog):
     """WAT files read from S3 (boto3), every table written through s3a to S3, one listed object missing."""
     from kgcurate import config, lake, tables

@@ -20,10 +20,10 @@ from datetime import datetime, timedelta
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 try:
-    from pipeline import EXAMPLE_CRAWL, SPARK, STAGES, launch, stage_args
+    from pipeline import EXAMPLE_CRAWL, SITE, SPARK, STAGES, launch, stage_args
 except ImportError:  # in the repository: deploy/airflow/ sits below deploy/pipeline.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from pipeline import EXAMPLE_CRAWL, SPARK, STAGES, launch, stage_args
+    from pipeline import EXAMPLE_CRAWL, SITE, SPARK, STAGES, launch, stage_args
 
 from airflow import DAG
 
@@ -97,19 +97,21 @@ with DAG(
 # A fixed t (MetaCLIP's 20k): the refresh's balance builds on the previous run's curated set; the config's
 # target_size (the first curation's 400M) would read all of matches on every refresh (docs/production.md).
 REFRESH_T = 20000
+# --crawl latest: each scheduled run refreshes the newest crawl published under the listing base, so the
+# schedule moves on to a new crawl by itself (a manual run may name one: crawl=CC-MAIN-YYYY-WW).
 REFRESH_ARGS = ["--config", "{{ params.config }}", "--lake", "{{ params.lake }}", "--crawl", CRAWL,
-                "--t", "{{ params.t }}"]
+                "--listing-base", "{{ params.listing_base }}", "--t", "{{ params.t }}"]
 MAINTAIN_ARGS = ["--config", "{{ params.config }}", "--lake", "{{ params.lake }}", "--vacuum-hours", "168"]
 
 with DAG(
     dag_id="kgcurate_refresh",
-    description="weekly incremental refresh for the current crawl, then OPTIMIZE/VACUUM",
+    description="weekly incremental refresh of the newest published crawl, then OPTIMIZE/VACUUM",
     start_date=datetime(2024, 1, 1),
     schedule="@weekly",
     catchup=False,
     max_active_runs=1,
-    params={"crawl": EXAMPLE_CRAWL, "lake": stage_args("match", EXAMPLE_CRAWL)[3],
-            "config": stage_args("match", EXAMPLE_CRAWL)[1], "t": REFRESH_T},
+    params={"crawl": "latest", "lake": stage_args("match", EXAMPLE_CRAWL)[3],
+            "config": stage_args("match", EXAMPLE_CRAWL)[1], "listing_base": SITE["listing_base"], "t": REFRESH_T},
     default_args=DEFAULT_ARGS,
     tags=["kgcurate"],
 ) as refresh_dag:

@@ -138,6 +138,19 @@ def list_keys(bucket: str, prefix: str) -> list[str]:
     return keys
 
 
+def list_folders(bucket: str, prefix: str) -> list[str]:
+    """The "folder" names right under ``prefix`` (S3's common prefixes with ``/``), without listing the
+    objects below them: ``crawl-data/`` of CommonCrawl's bucket holds millions of keys, and ~100 crawls."""
+    paginator = client().get_paginator("list_objects_v2")
+    names: list[str] = []
+    try:
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            names.extend(p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", []) or [])
+    except Exception as exc:  # noqa: BLE001 - translated into FileNotFoundError/PermissionError
+        raise _translate(exc, f"s3://{bucket}/{prefix}") from exc
+    return names
+
+
 def expand_s3(pattern: str) -> list[str]:
     """Object URLs for a prefix (ending in ``/``), a glob, or one key (sorted, same scheme).
 

@@ -153,7 +153,8 @@ class ReportOptions:
 
 @dataclass(frozen=True)
 class RefreshOptions:
-    crawl: str | None = option(None, "crawl id, e.g. CC-MAIN-2024-51", flag="--crawl")
+    crawl: str | None = option(None, "crawl id, e.g. CC-MAIN-2024-51, or latest: the newest crawl whose WAT "
+                               "listing is published under --listing-base (an s3:// or local base)", flag="--crawl")
     listing_base: str | None = option(None, "root laid out like s3://commoncrawl/ (default), holding "
                                       "crawl-data/<crawl>/wat.paths.gz; the listing's lines are relative to it",
                                       flag="--listing-base", path=True)

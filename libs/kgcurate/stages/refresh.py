@@ -1,4 +1,4 @@
-"""``kgcurate refresh --crawl CC-MAIN-YYYY-WW``: bring the lake up to date with one crawl.
+"""``kgcurate refresh --crawl CC-MAIN-YYYY-WW`` (or ``latest``): bring the lake up to date with one crawl.
 
 Meant to run on a schedule (deploy/airflow ``kgcurate_refresh``) while a crawl is being published
 or after it: each run ingests only the crawl's WAT files not yet ``ok`` in ``ingest_log`` (the
@@ -61,13 +61,43 @@ def _versions(spark: SparkSession, root: str) -> dict[str, int | None]:
     return {name: lake.version(spark, root, name) for name in WATCHED}
 
 
-def listing_for(crawl: str, listing_base: str | None) -> tuple[str, str]:
-    """(listing URL, base for its relative lines). CommonCrawl's lines are relative to the bucket
-    root, and ``--listing-base`` names a root laid out like it (a mirror, a bucket, a folder)."""
+def base_of(listing_base: str | None) -> str:
+    """The root laid out like CommonCrawl's bucket (``--listing-base``; a mirror, a bucket, a folder)."""
     base = listing_base or s3.COMMONCRAWL_BASE
-    if "://" not in base and not base.endswith("/"):
-        base += "/"
+    return base if "://" in base or base.endswith("/") else base + "/"
+
+
+def listing_for(crawl: str, listing_base: str | None) -> tuple[str, str]:
+    """(listing URL, base for its relative lines). CommonCrawl's lines are relative to the bucket root."""
+    base = base_of(listing_base)
     return s3.listing_url(crawl, base), base
+
+
+LATEST = "latest"
+
+
+def latest_crawl(base: str) -> str:
+    """The newest crawl under ``base`` (``crawl-data/CC-MAIN-YYYY-WW``, newest by name) whose WAT listing is
+    published: what ``--crawl latest`` refreshes, so a schedule moves to a new crawl by itself. CommonCrawl
+    writes a crawl's listings once its files are all there; a folder without one is a crawl in the making."""
+    import os
+
+    if s3.is_s3(base):
+        _, bucket, prefix = s3.split_url(f"{base.rstrip('/')}/crawl-data/")
+        names = s3.list_folders(bucket, prefix)
+    elif "://" in base and not base.startswith("file:"):
+        raise UserError(f"--crawl {LATEST} lists {base}crawl-data/, which an {base.split(':', 1)[0]} base cannot "
+                        "do: pass --crawl CC-MAIN-YYYY-WW, or an s3:// or local --listing-base")
+    else:
+        base = base.removeprefix("file://").removeprefix("file:")
+        folder = os.path.join(base, "crawl-data")
+        names = os.listdir(folder) if os.path.isdir(folder) else []
+    for crawl in sorted((n for n in names if s3.CRAWL_RE.match(n)), reverse=True):
+        listing = s3.listing_url(crawl, base)
+        if s3.exists(listing) if s3.is_s3(base) else os.path.isfile(listing):
+            return crawl
+    raise UserError(f"--crawl {LATEST}: no crawl-data/CC-MAIN-YYYY-WW/wat.paths.gz under {base}: check "
+                    "--listing-base, or pass --crawl CC-MAIN-YYYY-WW")
 
 
 def balance_params(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -92,17 +122,17 @@ def balance_is_current(spark: SparkSession, root: str, cfg: dict[str, Any]) -> s
     return run_id if balance.done_before(spark, root, run_id, versions, languages) is not None else None
 
 
-def execute(ctx: Context, cfg: dict[str, Any]) -> RefreshSummary:
+def execute(ctx: Context, cfg: dict[str, Any], crawl: str | None = None) -> RefreshSummary:
+    """``crawl``: the crawl ``prepare`` resolved (``--crawl latest``); else the config's, resolved here."""
     from kgcurate.stages import balance, ingest_wat, match
 
-    crawl = check_options(cfg)
+    crawl = crawl or resolve_crawl(cfg)
     spark = ctx.spark
-    r = cfg.get("refresh") or {}
     root = cfg["lake"]
     if not lake.exists(spark, root, tables.METADATA):
         raise UserError(f"table 'metadata' not found in lake {root}: run `kgcurate build-metadata --lake {root}` "
                         "once before scheduling refreshes")
-    listing, base = listing_for(crawl, r.get("listing_base") or cfg["wat"].get("listing_base"))
+    listing, base = listing_for(crawl, _listing_base(cfg))
     t0 = time.monotonic()
     before = _versions(spark, root)
     summary = RefreshSummary(crawl=crawl, listing=listing)
@@ -150,15 +180,30 @@ def check_options(cfg: dict[str, Any]) -> str:
     ingest_wat.check_options(cfg["wat"])
     crawl = (cfg.get("refresh") or {}).get("crawl") or cfg["wat"].get("crawl")
     if not crawl:
-        raise UserError("refresh needs --crawl CC-MAIN-YYYY-WW (or refresh.crawl in the config)")
-    s3.listing_url(crawl)  # a malformed crawl id fails here
+        raise UserError(f"refresh needs --crawl CC-MAIN-YYYY-WW or --crawl {LATEST} (or refresh.crawl in the config)")
+    if crawl != LATEST:
+        s3.listing_url(crawl)  # a malformed crawl id fails here
     balance.check_options(cfg.get("balance") or {}, JOB)
     return crawl
 
 
+def _listing_base(cfg: dict[str, Any]) -> str | None:
+    return (cfg.get("refresh") or {}).get("listing_base") or cfg["wat"].get("listing_base")
+
+
+def resolve_crawl(cfg: dict[str, Any]) -> str:
+    """The crawl this refresh reads: the one named, or for ``latest`` the newest published one."""
+    crawl = check_options(cfg)
+    if crawl != LATEST:
+        return crawl
+    base = base_of(_listing_base(cfg))
+    found = latest_crawl(base)
+    log.info("%s: --crawl %s is %s (the newest crawl with a WAT listing under %s)", JOB, LATEST, found, base)
+    return found
+
+
 def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
-    check_options(cfg)
-    return {}
+    return {"crawl": resolve_crawl(cfg)}
 
 
 def report(s: RefreshSummary, args: argparse.Namespace) -> int:
