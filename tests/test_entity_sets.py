@@ -85,7 +85,7 @@ def reference(rows, spec: EntitySetSpec) -> dict[str, int]:
         excluded |= set(path(steps, {q: 0 for q in spec.exclusions}, 1 << 30))  # to the fixpoint
     info = {r["qid"]: r for r in rows}
     return {q: d for q, d in members.items() if q not in excluded and q in info and d <= spec.max_depth
-            and (d > 0 or spec.include_roots)
+            and (spec.include_roots or q not in roots)
             and (info[q]["has_image"] or not spec.require_image)
             and (spec.min_sitelinks == 0 or (info[q]["sitelinks"] or -1) >= spec.min_sitelinks)}
 
@@ -203,6 +203,24 @@ def test_depth_is_the_shortest_route_from_starts_at_several_depths(spark):
     spec = spec_from_dict({"name": "gen2", "roots": ["Q1", "Q2"], "rules": ["(P279|P171)*/P31/P279*"], "max_depth": 9})
     got = {r["qid"]: r["depth"] for r in compute(spark, frame(spark, graph), spec).collect()}
     assert got == reference(graph, spec) and len(got) > 20
+
+
+def test_a_root_on_a_cycle_stays_out_and_a_missing_root_is_named(spark, caplog):
+    """include_roots: false used to test depth > 0, so a root reached again through a cycle (Q100 -> Q101 ->
+    Q100 by P171) was a member at depth 2; a root not in entities (a typo: Q7290 for Q729) gave an empty set
+    and exit 0 with no word."""
+    rows = [entity("Q100", p171=["Q101"]), entity("Q101", p171=["Q100"]), entity("Q102", p171=["Q101"])]
+    spec = spec_from_dict({"name": "cycle", "roots": ["Q100"], "rules": ["P171+"], "include_roots": False})
+    got = {r["qid"]: r["depth"] for r in compute(spark, frame(spark, rows), spec).collect()}
+    assert got == reference(rows, spec) == {"Q101": 1, "Q102": 2}
+    assert "not in entities" not in caplog.text
+    with caplog.at_level("WARNING", logger="kgcurate"):
+        typo = spec_from_dict({"name": "typo", "roots": ["Q7290"], "rules": ["P171*"]})
+        assert compute(spark, frame(spark, rows), typo).count() == 0
+        half = spec_from_dict({"name": "half", "roots": ["Q101", "Q9999"], "rules": ["P171*"]})
+        assert {r["qid"] for r in compute(spark, frame(spark, rows), half).collect()} == {"Q100", "Q101", "Q102"}
+    assert "entity-set typo: root Q7290 not in entities" in caplog.text and "no root of the set is there" in caplog.text
+    assert "entity-set half: root Q9999 not in entities" in caplog.text
 
 
 def test_filters_image_and_sitelinks(spark, caplog):

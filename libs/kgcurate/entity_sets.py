@@ -300,6 +300,13 @@ def compute(spark, entities_df, spec: EntitySetSpec):  # noqa: ANN001, ANN201
     """The set's members as (set_name, qid, depth), from an ``entities`` frame."""
     from pyspark.sql import functions as F
 
+    present = {r["qid"] for r in entities_df.where(F.col("qid").isin(list(spec.roots))).select("qid").collect()}
+    missing = [q for q in spec.roots if q not in present]  # a typo, or a dump that lacks it: say so
+    if missing:
+        log.warning("entity-set %s: root%s %s not in entities (a mistyped qid, or a dump without it): only what "
+                    "the dump's edges reach below %s counts%s", spec.name, "s" * (len(missing) > 1),
+                    ", ".join(missing), "them" if len(missing) > 1 else "it",
+                    "; no root of the set is there" if len(missing) == len(spec.roots) else "")
     edges = edges_of(entities_df).persist()
     try:
         roots = spark.createDataFrame([(q, 0) for q in spec.roots], "qid string, depth int")
@@ -312,8 +319,8 @@ def compute(spark, entities_df, spec: EntitySetSpec):  # noqa: ANN001, ANN201
         for f in found[1:]:
             members = members.unionByName(f)
         members = members.groupBy("qid").agg(F.min("depth").alias("depth")).where(F.col("depth") <= spec.max_depth)
-        if not spec.include_roots:  # a `*` step reaches the roots by zero hops, at depth 0: only roots are there
-            members = members.where(F.col("depth") > 0)
+        if not spec.include_roots:  # the roots, however reached: by a `*` step's zero hops, or again by a cycle
+            members = members.where(~F.col("qid").isin(list(spec.roots)))
         if spec.exclusions:
             ex_roots = spark.createDataFrame([(q, 0) for q in spec.exclusions], "qid string, depth int")
             ex_memo: dict = {}
