@@ -134,6 +134,24 @@ def test_spark_grouping_of_nt_facts_equals_json(spark, fixtures):
         assert row["source_file"] == "f.nt"
 
 
+def test_nt_facts_of_two_dumps_are_not_merged(spark):
+    """An entity in two N-Triples dumps took facts from both (the older dump's parent taxon beside the
+    newer one's, the smaller label, the smaller file name); it is one row per file now, and the ingest keeps
+    the greatest source_file's row, as for JSON dumps."""
+    about = "https://www.wikidata.org/wiki/Special:EntityData/Q1"
+    facts = spark.createDataFrame([
+        ("Q1", "label", "Oldname", 0, "a.nt"), ("Q1", "P171", "Q10", None, "a.nt"),
+        (about, "about", "Q1", None, "a.nt"), (about, "sitelinks", "3", None, "a.nt"),
+        ("Q1", "label", "Newname", 0, "b.nt"), ("Q1", "P171", "Q11", None, "b.nt"),
+        (about, "about", "Q1", None, "b.nt"), (about, "sitelinks", "5", None, "b.nt"),
+        (about[:-1] + "2", "about", "Q2", None, "b.nt"), (about[:-1] + "2", "sitelinks", "7", None, "b.nt"),
+    ], "subject string, fact string, value string, rank int, source_file string")
+    got = sorted((r["qid"], r["source_file"], r["label"], r["parent_taxon"], r["sitelinks"])
+                 for r in stage.assemble_facts(facts).collect())
+    assert got == [("Q1", "a.nt", "Oldname", ["Q10"], 3), ("Q1", "b.nt", "Newname", ["Q11"], 5),
+                   ("Q2", "b.nt", None, [], 7)]
+
+
 def test_real_excerpts(spark, lake, shared_data):
     wd = shared_data / "wikidata"
     s = execute(stage, spark, _cfg(lake, [wd / "latest-all-2017-head50.json", wd / "Q42-2018.json"]))

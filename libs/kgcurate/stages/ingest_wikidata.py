@@ -447,9 +447,11 @@ def stage_output(spark: SparkSession, files: list[InputFile], languages: tuple[s
 
 
 def assemble_facts(facts: DataFrame) -> DataFrame:
-    """N-Triples facts -> entity rows, grouped by subject with built-in aggregates only.
+    """N-Triples facts -> entity rows, grouped by (source_file, subject) with built-in aggregates only.
 
-    Same rules as :func:`kgcurate.wikidata.ntriples.assemble` (the single-machine reference).
+    Same rules as :func:`kgcurate.wikidata.ntriples.assemble` (the single-machine reference), file by
+    file: an entity in two dumps is two rows, and :func:`upsert_entities` keeps the greatest
+    source_file's, as for JSON (merged, an older dump's parent taxon stayed beside the newer one's).
     """
     kind = F.col("fact")
 
@@ -459,12 +461,13 @@ def assemble_facts(facts: DataFrame) -> DataFrame:
     def sorted_set(k: str):
         return F.array_sort(F.collect_set(F.when(kind == k, F.col("value"))))
 
-    about = facts.where(kind == "about").select(F.col("subject").alias("node"), F.col("value").alias("qid"))
+    about = facts.where(kind == "about").select(
+        F.col("subject").alias("node"), F.col("value").alias("qid"), "source_file")
     counts = facts.where(kind == "sitelinks").select(
-        F.col("subject").alias("node"), F.col("value").cast("int").alias("n"), F.col("source_file").alias("sl_src"))
-    sitelinks = counts.join(about, "node").groupBy("qid").agg(
-        F.max("n").alias("sitelinks"), F.min("sl_src").alias("sl_src"))
-    grouped = facts.where(~kind.isin("about", "sitelinks")).groupBy(F.col("subject").alias("qid")).agg(
+        F.col("subject").alias("node"), F.col("value").cast("int").alias("n"), "source_file")
+    sitelinks = counts.join(about, ["node", "source_file"]).groupBy("qid", "source_file").agg(
+        F.max("n").alias("sitelinks"))
+    grouped = facts.where(~kind.isin("about", "sitelinks")).groupBy(F.col("subject").alias("qid"), "source_file").agg(
         best_text("label").alias("label"),
         best_text("description").alias("description"),
         sorted_set("alias").alias("aliases"),
@@ -474,16 +477,15 @@ def assemble_facts(facts: DataFrame) -> DataFrame:
         sorted_set(P_SUBCLASS_OF).alias("subclass_of"),
         sorted_set(P_PARENT_TAXON).alias("parent_taxon"),
         F.max(kind == P_IMAGE).alias("has_image"),
-        F.min("source_file").alias("source_file"),
     )
     empty = F.array().cast("array<string>")
-    return grouped.join(sitelinks, "qid", "full_outer").select(
+    return grouped.join(sitelinks, ["qid", "source_file"], "full_outer").select(
         "qid", "label", "description",
         *[F.coalesce(c, empty).alias(c) for c in ("aliases", "common_names")],
         "taxon_name", F.col("sitelinks").cast("int").alias("sitelinks"),  # null: no count in this dump
         *[F.coalesce(c, empty).alias(c) for c in ("instance_of", "subclass_of", "parent_taxon")],
         F.coalesce("has_image", F.lit(False)).alias("has_image"),
-        F.coalesce("source_file", "sl_src").alias("source_file"),
+        "source_file",
     )
 
 
