@@ -111,8 +111,9 @@ def test_real_commoncrawl_wat(spark, lake, shared_data):
 
 
 def test_done_means_the_latest_status_and_s3_spellings_are_one_file(spark, lake):
-    """A forced re-read that failed is read again (the latest row decides, as kgcurate.units says), and a
-    file logged as s3a://... is done for a refresh that names it s3://..."""
+    """A forced re-read that failed is read again (the latest row decides, as kgcurate.units says), a
+    file logged as s3a://... is done for a refresh that names it s3://..., and one logged as file:///w/x
+    for a run that names /w/x (listings from a file:// mirror used to keep such keys)."""
     from datetime import datetime, timedelta
 
     t0 = datetime(2026, 12, 1)
@@ -122,10 +123,12 @@ def test_done_means_the_latest_status_and_s3_spellings_are_one_file(spark, lake)
 
     rows = [row("/w/a.wat.gz", "ok", 1), row("/w/a.wat.gz", "failed", 2),  # re-read with --force, failed
             row("/w/b.wat.gz", "failed", 1), row("/w/b.wat.gz", "partial", 2),  # retried: done
-            row("s3a://cc/c.wat.gz", "ok", 1), ("match", "r", "/w/d.wat.gz", "ok", 1, 1, 0, 0, 1, None, t0, t0)]
+            row("s3a://cc/c.wat.gz", "ok", 1), ("match", "r", "/w/d.wat.gz", "ok", 1, 1, 0, 0, 1, None, t0, t0),
+            row("file:///w/e.wat.gz", "ok", 1), row("file:/w/f.wat.gz", "ok", 1)]  # logged through file: URIs
     lk.append(spark, lake, tables.INGEST_LOG, spark.createDataFrame(rows, tables.schema(tables.INGEST_LOG)))
-    files = ["/w/a.wat.gz", "/w/b.wat.gz", "s3://cc/c.wat.gz", "/w/d.wat.gz"]
-    assert ingest_wat.done_files(spark, lake, files, force=False) == {"/w/b.wat.gz", "s3://cc/c.wat.gz"}
+    files = ["/w/a.wat.gz", "/w/b.wat.gz", "s3://cc/c.wat.gz", "/w/d.wat.gz", "/w/e.wat.gz", "file:///w/f.wat.gz"]
+    assert ingest_wat.done_files(spark, lake, files, force=False) == {
+        "/w/b.wat.gz", "s3://cc/c.wat.gz", "/w/e.wat.gz", "file:///w/f.wat.gz"}
     assert ingest_wat.done_files(spark, lake, files, force=True) == set()
 
 

@@ -36,8 +36,12 @@ def test_a_glob_keeps_wat_files_and_reads_listings_only_when_it_asks_for_them(tm
     _touch(tmp_path / "d" / "manifest.json")
     _touch(tmp_path / "d" / "wat.paths.gz", gzip.compress(b"a.warc.wat.gz\n"))
     assert expand_inputs([str(tmp_path / "d" / "*.gz")]) == expand_inputs([str(tmp_path / "d" / "*")]) == [str(a)]
-    with pytest.raises(UserError, match=r"no WAT file \(\*\.wat, \*\.wat\.gz\) matches .*\*\.json"):
+    with pytest.raises(UserError, match=r"no WAT file matches .*\*\.json, only listings, WARC/WET files or notes"):
         expand_inputs([str(tmp_path / "d" / "*.json")])
+    # a glob still names WAT files without the suffix (parts of a split file), as it always did
+    parts = [_touch(tmp_path / "p" / f"part-0000{i}") for i in range(2)]
+    _touch(tmp_path / "p" / "part-00000.md5")
+    assert expand_inputs([str(tmp_path / "p" / "part-*")]) == [str(p) for p in parts]
     b = _touch(tmp_path / "e" / "seg" / "b.wat.gz")
     _touch(tmp_path / "e" / "wat.paths.gz", gzip.compress(b"seg/b.wat.gz\n"))
     assert expand_inputs([str(tmp_path / "*" / "wat.paths.gz")]) == [str(a), str(b)]
@@ -55,18 +59,23 @@ def test_a_file_uri_names_the_same_file_as_its_path(tmp_path):
 
 
 def test_a_folder_is_walked_through_symlinked_subfolders_once(tmp_path):
-    """os.walk does not follow links by default: a segment linked into the folder was left out, silently."""
-    a = _touch(tmp_path / "top" / "a.wat.gz")
+    """os.walk does not follow links by default: a segment linked into the folder was left out, silently.
+    A file the plain walk reaches keeps that key (a link that sorts first must not rename it: ingest_log
+    knows it by that key), and a loop is walked once."""
+    a = _touch(tmp_path / "top" / "CC-MAIN-2024-51" / "a.wat.gz")
     b = _touch(tmp_path / "elsewhere" / "seg" / "b.wat.gz")
+    (tmp_path / "top" / "0-current").symlink_to(a.parent)
     (tmp_path / "top" / "seg").symlink_to(b.parent)
-    (tmp_path / "top" / "loop").symlink_to(tmp_path / "top")  # a loop is walked once
+    (tmp_path / "top" / "loop").symlink_to(tmp_path / "top")
     assert expand_inputs([str(tmp_path / "top")]) == [str(a), str(tmp_path / "top" / "seg" / "b.wat.gz")]
 
 
-def test_a_folder_that_cannot_be_listed_is_an_error(tmp_path, monkeypatch):
+def test_a_folder_that_cannot_be_listed_is_named_and_the_rest_read(tmp_path, monkeypatch, caplog):
+    """A subfolder the walk cannot list (a mount root's lost+found) was skipped in silence; it is named in
+    a warning, and the input's other files are read (no WAT file at all stays an error)."""
     import os
 
-    _touch(tmp_path / "top" / "a.wat.gz")
+    a = _touch(tmp_path / "top" / "a.wat.gz")
     real = os.scandir
 
     def refuse(path="."):
@@ -76,8 +85,10 @@ def test_a_folder_that_cannot_be_listed_is_an_error(tmp_path, monkeypatch):
 
     (tmp_path / "top" / "locked").mkdir()
     monkeypatch.setattr(os, "scandir", refuse)
-    with pytest.raises(UserError, match=r"cannot list folder .*locked: Permission denied \(check its permissions\)"):
-        expand_inputs([str(tmp_path / "top")])
+    with caplog.at_level("WARNING", logger="kgcurate"):
+        assert expand_inputs([str(tmp_path / "top")]) == [str(a)]
+    assert f"cannot list folder {tmp_path / 'top' / 'locked'} under input {tmp_path / 'top'}: Permission denied" \
+        in caplog.text
 
 
 def test_listing_relative_to_its_folder_and_to_a_base(tmp_path):
@@ -106,9 +117,21 @@ def test_a_relative_listing_base_and_comment_lines(tmp_path, monkeypatch):
 def test_s3_spellings_share_one_key():
     assert same_file_key("s3a://b/k.wat.gz") == same_file_key("s3n://b/k.wat.gz") == "s3://b/k.wat.gz"
     assert same_file_key("/local/s3a://x") == "/local/s3a://x" and same_file_key("https://h/a") == "https://h/a"
+    assert same_file_key("file:///w/a.wat.gz") == same_file_key("file:/w/a.wat.gz") == "/w/a.wat.gz"
+
     assert expand_inputs(["s3://b/x.warc.wat.gz", "s3a://b/x.warc.wat.gz"]) == ["s3://b/x.warc.wat.gz"]
     # s3n:// (Hadoop's third name) is an S3 object too, not a local path that is not found
     assert expand_inputs(["s3n://b/x.warc.wat.gz", "s3://b/x.warc.wat.gz"]) == ["s3n://b/x.warc.wat.gz"]
+
+
+def test_an_http_listing_url_with_a_query_is_a_listing(monkeypatch):
+    """`?`, `*` and `[` in an http(s) URL are not glob characters: such a listing URL was taken for one WAT file."""
+    from kgcurate.wat import inputs
+
+    monkeypatch.setattr(inputs, "read_listing_names", lambda listing: ["crawl-data/C/segments/1/wat/a.warc.wat.gz"])
+    url = "https://mirror.example/get?path=crawl-data/CC-MAIN-2024-51/wat.paths.gz"
+    assert expand_inputs([url], listing_base="https://data.commoncrawl.org/") == [
+        "https://data.commoncrawl.org/crawl-data/C/segments/1/wat/a.warc.wat.gz"]
 
 
 def test_listing_base_defaults():

@@ -171,10 +171,6 @@ def test_no_secret_in_errors(server):
         assert SECRET_KEY not in repr(exc) and SECRET_KEY not in str(exc)
 
 
-# --- Spark through s3a: a crawl in one bucket, the whole lake in another -----------------------------
-
-
-@pytest.mark.slow
 def test_latest_crawl_in_a_bucket(server):
     """`--crawl latest` on an S3 root lists crawl-data/'s folders only and takes the newest with a WAT listing."""
     from kgcurate.stages import refresh
@@ -191,6 +187,10 @@ def test_latest_crawl_in_a_bucket(server):
         refresh.latest_crawl("s3://cc-latest/none/")
 
 
+# --- Spark through s3a: a crawl in one bucket, the whole lake in another -----------------------------
+
+
+@pytest.mark.slow
 def test_refresh_from_bucket_to_bucket_lake(spark, tmp_path, capfd, caplog):
     """WAT files read from S3 (boto3), every table written through s3a to S3, one listed object missing."""
     from kgcurate import config, lake, tables

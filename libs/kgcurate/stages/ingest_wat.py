@@ -40,7 +40,7 @@ from kgcurate import ids, lake, pairs_insert, run_ids, settings, tables, units
 from kgcurate import staging as staging_mod
 from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
-from kgcurate.wat.inputs import S3_ALIAS_PATTERN, display_name, expand_inputs, same_file_key
+from kgcurate.wat.inputs import FILE_URI_PATTERN, S3_ALIAS_PATTERN, display_name, expand_inputs, same_file_key
 
 JOB = "ingest-wat"
 log = logging.getLogger("kgcurate.ingest_wat")
@@ -212,9 +212,9 @@ def _text_sources(wat_cfg: dict[str, Any]) -> tuple[str, ...]:
     sources = wat_cfg.get("text_sources")
     if sources is None:
         return TEXT_SOURCES
-    wrong = [s for s in sources if s not in TEXT_SOURCES]
+    wrong = isinstance(sources, str) or [s for s in sources if s not in TEXT_SOURCES]
     if wrong or not sources:
-        raise UserError(f"wat.text_sources must name alt, title or both, got {list(sources)!r}: "
+        raise UserError(f"wat.text_sources must name alt, title or both, got {sources!r}: "
                         "e.g. text_sources: [alt, title] (or --no-title for alt texts only)")
     return tuple(dict.fromkeys(sources))
 
@@ -240,8 +240,9 @@ def _parse_options(wat_cfg: dict[str, Any]):
 
 
 def file_key_column(column: str = "source_file") -> Column:
-    """:func:`same_file_key` as a Spark expression (``s3a://`` and ``s3n://`` are the ``s3://`` object)."""
-    return F.regexp_replace(column, S3_ALIAS_PATTERN, "s3://")
+    """:func:`same_file_key` as a Spark expression (``s3a://`` and ``s3n://`` are the ``s3://`` object, a
+    ``file:`` URI its path)."""
+    return F.regexp_replace(F.regexp_replace(column, S3_ALIAS_PATTERN, "s3://"), FILE_URI_PATTERN, "")
 
 
 def done_files(spark: SparkSession, lake_root: str, files: list[str], force: bool) -> set[str]:

@@ -11,6 +11,7 @@ import glob
 import gzip
 import http.client
 import io
+import logging
 import os
 import posixpath
 import re
@@ -18,6 +19,8 @@ from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 from kgcurate.errors import UserError
+
+log = logging.getLogger("kgcurate.inputs")
 
 WAT_SUFFIXES = (".wat", ".wat.gz", ".warc.wat", ".warc.wat.gz")
 LISTING_SUFFIXES = (".paths", ".paths.gz")
@@ -58,14 +61,18 @@ def listing_base_for(listing: str) -> str:
 # Hadoop's names for an S3 object's URL; a pattern Python's re and Java's regex (Spark) read alike.
 S3_ALIAS_PATTERN = "^s3[an]://"
 _S3_ALIAS = re.compile(S3_ALIAS_PATTERN)
+# A local file as a URI (file:/x, file:///x) is its path; the same pattern for Python and Spark.
+FILE_URI_PATTERN = "^file:(//)?(?=/)"
+_FILE_URI = re.compile(FILE_URI_PATTERN)
 
 
 def same_file_key(path: str) -> str:
     """The form two spellings of one input share: ``s3a://`` and ``s3n://`` (Hadoop's names) are the
-    ``s3://`` object. Inputs are deduplicated and checked against ``ingest_log`` by it, while each keeps
-    the spelling it was given (so existing logs keep their keys): a crawl ingested through
-    ``s3a://commoncrawl/...`` is not read again by a refresh that names ``s3://commoncrawl/...``."""
-    return _S3_ALIAS.sub("s3://", path, count=1)
+    ``s3://`` object, and a ``file:`` URI is its path. Inputs are deduplicated and checked against
+    ``ingest_log`` by it, while each keeps the spelling it was given (so existing logs keep their keys): a
+    crawl ingested through ``s3a://commoncrawl/...`` is not read again by a refresh that names
+    ``s3://commoncrawl/...``, nor one ingested through a ``file://`` mirror by a run naming its folder."""
+    return _FILE_URI.sub("", _S3_ALIAS.sub("s3://", path, count=1), count=1)
 
 
 def local_path(path: str) -> str:
@@ -103,25 +110,48 @@ def read_listing_names(listing: str) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]  # a hand-made listing's comments
 
 
-def _walk_error(exc: OSError) -> None:
-    raise UserError(f"cannot list folder {exc.filename}: {exc.strerror or exc} (check its permissions)")
-
-
 def _wat_files_under(folder: str, item: str) -> list[str]:
-    """Every WAT file below ``folder``, through symlinked subfolders too (a folder reached twice, a link loop,
-    is walked once); a subfolder that cannot be listed is an error, not a silent gap."""
-    found, seen = [], set()
-    for root, dirs, files in os.walk(folder, onerror=_walk_error, followlinks=True):
-        real = os.path.realpath(root)
-        if real in seen:
-            dirs[:] = []
-            continue
-        seen.add(real)
-        dirs.sort()  # the same walk, so the same keys, whatever order the file system lists in
-        found.extend(os.path.join(root, f) for f in files if f.endswith(WAT_SUFFIXES))
+    """Every WAT file below ``folder``, keyed by its path as before; then those under symlinked subfolders
+    whose real folder the plain walk did not reach (a link to a folder already walked, or a loop, adds
+    nothing, and a file keeps the key it had before links were followed). A subfolder that cannot be
+    listed (a mount root's lost+found) is named in a warning, not skipped in silence."""
+    found: list[str] = []
+    seen: set[str] = set()
+    links: list[str] = []
+
+    def refused(exc: OSError) -> None:
+        log.warning("cannot list folder %s under input %s: %s; its files, if any, are not read", exc.filename,
+                    item, exc.strerror or exc)
+
+    def walk(top: str) -> None:
+        for root, dirs, files in os.walk(top, onerror=refused):
+            real = os.path.realpath(root)
+            if real in seen:
+                dirs[:] = []
+                continue
+            seen.add(real)
+            dirs.sort()  # the same walk, so the same keys, whatever order the file system lists in
+            links.extend(os.path.join(root, d) for d in dirs if os.path.islink(os.path.join(root, d)))
+            found.extend(os.path.join(root, f) for f in files if f.endswith(WAT_SUFFIXES))
+
+    walk(folder)
+    while links:
+        link = links.pop(0)
+        if os.path.realpath(link) not in seen:
+            walk(link)
     if not found:
         raise UserError(f"no WAT files (*.wat, *.wat.gz) under directory {item}")
     return sorted(local_path(p) for p in found)
+
+
+# Names a glob's match is surely not a WAT file by: a listing (read as a listing only when the pattern asks
+# for listings), CommonCrawl's WARC and WET files, checksums and notes a mirror keeps beside them.
+NOT_WAT_SUFFIXES = (*LISTING_SUFFIXES, ".json", ".txt", ".md", ".csv", ".html", ".md5", ".sha1", ".sha256",
+                    ".warc", ".warc.gz", ".wet", ".wet.gz")
+
+
+def _maybe_wat(path: str) -> bool:
+    return path.endswith(WAT_SUFFIXES) or not path.endswith(NOT_WAT_SUFFIXES)
 
 
 def _expand_local(item: str, listing_base: str | None) -> list[str]:
@@ -132,11 +162,11 @@ def _expand_local(item: str, listing_base: str | None) -> list[str]:
             raise UserError(f"no file matches {item} (check the pattern)")
         if is_listing(path):  # the pattern asks for listings (crawls/*/wat.paths.gz): read what they list
             return [f for p in found if is_listing(p) for f in _expand_listing(p, listing_base)]
-        # WAT files only, as for a directory or an S3 glob: a listing (or manifest) in the same folder is
-        # not a WAT file, and read as one it would fail on every run
-        wat = [local_path(p) for p in found if p.endswith(WAT_SUFFIXES)]
+        # not a listing or manifest beside the WAT files: read as a WAT file it would fail on every run
+        wat = [local_path(p) for p in found if _maybe_wat(p)]
         if not wat:
-            raise UserError(f"no WAT file (*.wat, *.wat.gz) matches {item} (check the pattern)")
+            raise UserError(f"no WAT file matches {item}, only listings, WARC/WET files or notes (check the "
+                            "pattern)")
         return wat
     if os.path.isdir(path):
         return _wat_files_under(path, item)
@@ -163,7 +193,7 @@ def expand_inputs(inputs: Iterable[str], listing_base: str | None = None) -> lis
     """
     out: list[str] = []
     for item in inputs:
-        globbed = any(ch in item for ch in "*?[")
+        globbed = not item.startswith(("http://", "https://")) and any(ch in item for ch in "*?[")
         if is_listing(item) and not globbed:
             out.extend(_expand_listing(item, listing_base))
         elif item.startswith(S3_SCHEMES):
