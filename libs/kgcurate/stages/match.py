@@ -361,10 +361,8 @@ def _execute(spark: SparkSession, cfg: dict[str, Any]) -> MatchSummary:
 
 def _same_rows(spark: SparkSession, root: str, name: str, recorded: int | None, now: int | None) -> bool:
     """``name`` at ``now`` holds the rows it held at ``recorded``: the same version, or newer ones that only
-    ``maintain`` made (:func:`kgcurate.lake.content_version`)."""
-    if recorded == now:
-        return True
-    return recorded is not None and now is not None and lake.content_version(spark, root, name, recorded) == now
+    ``maintain`` made (:func:`kgcurate.lake.unchanged_since`)."""
+    return recorded == now or lake.unchanged_since(spark, root, {name: recorded})
 
 
 def _entry_set(spark: SparkSession, root: str, meta_version: int | None,

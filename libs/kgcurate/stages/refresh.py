@@ -82,6 +82,8 @@ def latest_crawl(base: str) -> str:
     writes a crawl's listings once its files are all there; a folder without one is a crawl in the making."""
     import os
 
+    from kgcurate.wat.inputs import strip_file_uri
+
     if s3.is_s3(base):
         _, bucket, prefix = s3.split_url(f"{base.rstrip('/')}/crawl-data/")
         names = s3.list_folders(bucket, prefix)
@@ -89,7 +91,7 @@ def latest_crawl(base: str) -> str:
         raise UserError(f"--crawl {LATEST} lists {base}crawl-data/, which an {base.split(':', 1)[0]} base cannot "
                         "do: pass --crawl CC-MAIN-YYYY-WW, or an s3:// or local --listing-base")
     else:
-        base = base.removeprefix("file://").removeprefix("file:")
+        base = strip_file_uri(base)
         folder = os.path.join(base, "crawl-data")
         names = os.listdir(folder) if os.path.isdir(folder) else []
     for crawl in sorted((n for n in names if s3.CRAWL_RE.match(n)), reverse=True):

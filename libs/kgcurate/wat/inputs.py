@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 from kgcurate.errors import UserError
+from kgcurate.s3 import SCHEMES as S3_SCHEMES
 
 log = logging.getLogger("kgcurate.inputs")
 
@@ -26,7 +27,6 @@ WAT_SUFFIXES = (".wat", ".wat.gz", ".warc.wat", ".warc.wat.gz")
 LISTING_SUFFIXES = (".paths", ".paths.gz")
 
 
-S3_SCHEMES = ("s3://", "s3a://", "s3n://")  # Hadoop's names for one S3 object (kgcurate.s3.SCHEMES)
 
 
 def is_remote(path: str) -> bool:
