@@ -145,11 +145,12 @@ def test_nt_facts_of_two_dumps_are_not_merged(spark):
         ("Q1", "label", "Newname", 0, "b.nt"), ("Q1", "P171", "Q11", None, "b.nt"),
         (about, "about", "Q1", None, "b.nt"), (about, "sitelinks", "5", None, "b.nt"),
         (about[:-1] + "2", "about", "Q2", None, "b.nt"), (about[:-1] + "2", "sitelinks", "7", None, "b.nt"),
+        ("Q1", "item", "", None, "b.nt"), ("Q3", "item", "", None, "b.nt"),  # Q3: `a wikibase:Item` only
     ], "subject string, fact string, value string, rank int, source_file string")
     got = sorted((r["qid"], r["source_file"], r["label"], r["parent_taxon"], r["sitelinks"])
                  for r in stage.assemble_facts(facts).collect())
     assert got == [("Q1", "a.nt", "Oldname", ["Q10"], 3), ("Q1", "b.nt", "Newname", ["Q11"], 5),
-                   ("Q2", "b.nt", None, [], 7)]
+                   ("Q2", "b.nt", None, [], 7), ("Q3", "b.nt", None, [], None)]
 
 
 def test_real_excerpts(spark, lake, shared_data):

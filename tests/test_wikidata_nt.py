@@ -126,3 +126,28 @@ def test_crh_latn_tag_is_crh_and_a_configured_crh_latn_stays_crh_latn():
     assert language_order(["crh-latn"]) == ("crh-latn", "mul")
     [row] = parse_lines(['{"type":"item","id":"Q1","labels":{"crh-latn":{"value":"x"}}}'], ["crh-latn"]).rows
     assert row["label"] == "x"
+
+
+def test_an_item_with_no_kept_fact_gets_the_json_readers_empty_row():
+    """`wd:Q a wikibase:Item` (written for every item, truthy and full dumps alike) makes the row: an item
+    labelled only in other languages was missing from `entities`, while the JSON reader gives it an empty
+    row. The type triples of statements, values and properties make none, and count as nothing skipped."""
+    import json
+
+    rdf_type = "<http://www.w3.org/1999/02/22-rdf-syntax-ns#type>"
+    lines = [
+        f"{WD.format('Q7')} {rdf_type} <http://wikiba.se/ontology#Item> .",
+        f'{WD.format("Q7")} <http://www.w3.org/2000/01/rdf-schema#label> "chien"@fr .',
+        f"{WD.format('P31')} {rdf_type} <http://wikiba.se/ontology#Property> .",
+        f"<http://www.wikidata.org/entity/statement/Q7-abc> {rdf_type} <http://wikiba.se/ontology#Statement> .",
+        f"{WD.format('Q8')} {rdf_type} <http://www.wikidata.org/prop/novalue/P171> .",
+        f"{WD.format('L9')} {rdf_type} <http://wikiba.se/ontology#Item> .",  # not an item id
+    ]
+    for mode in ("auto", "rdflib"):
+        res = parse_nt_lines(lines, ["en"], mode=mode)
+        assert res.skipped == 0 and not res.bad and res.records == 6
+        rows = assemble(res.facts)
+        assert sorted(rows) == ["Q7"], mode
+        record = {"type": "item", "id": "Q7", "labels": {"fr": {"language": "fr", "value": "chien"}}}
+        [json_row] = parse_lines([json.dumps(record).encode()], ["en"]).rows
+        assert rows["Q7"] == {**json_row, "sitelinks": None}  # this dump has no count: unknown, not 0

@@ -11,6 +11,8 @@ Mapping (prefixes as in Wikidata's RDF dump format, mediawiki.org/wiki/Wikibase/
   (blank nodes or ``.well-known/genid`` IRIs) are skipped; ``novalue`` is ``a wdno:P`` (ignored).
 * ``wdt:P18`` (any image IRI) -> has_image; ``wdt:P225 "name"`` -> taxon_name;
   ``wdt:P1843 "name"@lang`` -> common name.
+* ``wd:Q a wikibase:Item`` (both dump flavours write it for every item) -> an ``item`` fact, so an
+  item with none of the facts above still gets its (empty) row, as the JSON reader gives it.
 * sitelinks: ``wikibase:sitelinks`` sits on the entity's *data node*
   (``<https://www.wikidata.org/wiki/Special:EntityData/Q42>``), which is ``schema:about`` the
   item; so we emit ``about`` facts (node -> qid) and ``sitelinks`` facts (node -> count) and
@@ -56,6 +58,9 @@ SKOS_ALT = "http://www.w3.org/2004/02/skos/core#altLabel"
 SCHEMA_DESCRIPTION = "http://schema.org/description"
 SCHEMA_ABOUT = "http://schema.org/about"
 WIKIBASE_SITELINKS = "http://wikiba.se/ontology#sitelinks"
+RDF_TYPE = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
+WIKIBASE_ITEM = "http://wikiba.se/ontology#Item"
+_ITEM_OBJECT = f"<{WIKIBASE_ITEM}>"
 GENID = "/.well-known/genid/"
 
 # predicate IRI -> fact kind
@@ -69,6 +74,7 @@ KEPT_PREDICATES: dict[str, str] = {
     WDT + P_COMMON_NAME: P_COMMON_NAME,
     SCHEMA_ABOUT: "about",
     WIKIBASE_SITELINKS: "sitelinks",
+    RDF_TYPE: "item",  # `wd:Q a wikibase:Item`: the item exists, even with no other kept fact (as in JSON)
 }
 FACT_KINDS = tuple(dict.fromkeys(KEPT_PREDICATES.values()))
 
@@ -208,6 +214,9 @@ def fact_of(subject: str, kind: str, obj: Term, rank_of: dict[str, int]) -> tupl
     if kind == "about":
         qid = _qid(obj.value) if obj.kind == "iri" else None
         return (subject, kind, qid, None) if qid else None
+    if kind == "item":  # every statement, value and reference node has a type too: only items count
+        qid = _qid(subject) if obj.kind == "iri" and obj.value == WIKIBASE_ITEM else None
+        return (qid, kind, "", None) if qid else None
     qid = _qid(subject)
     if qid is None:
         return ("", "skip", "", None)
@@ -271,7 +280,7 @@ def parse_nt_lines(
         if m is not None:
             subject, predicate = m.group(1), m.group(2)
             kind = KEPT_PREDICATES.get(predicate)
-            if kind is None:
+            if kind is None or (kind == "item" and m.group(3) != _ITEM_OBJECT):
                 out.fast += 1
                 continue  # shape checked; object not needed
             obj = fast_object(m.group(3))
