@@ -30,6 +30,21 @@ def test_within_a_kind_every_text_is_drawn_evenly() -> None:
         assert abs(seen.count(t["text"]) - n / 4) <= 4 * math.sqrt(n * 0.25 * 0.75)
 
 
+def test_a_name_two_pairs_of_the_image_matched_is_drawn_as_often_as_the_others() -> None:
+    """`texts` has a row per (pair, text): "dog" reached through two pairs of one image came twice (and "Dog"
+    beside it is the same text to the lower-casing tokenizer), so it was drawn twice as often as "cat"."""
+    texts = [{"text": "a dog on grass", "text_source": "alt", "pair_id": 1},
+             {"text": "dog", "text_source": "kg_label", "qid": "Q144", "pair_id": 1},
+             {"text": "my dog and cat", "text_source": "alt", "pair_id": 2},
+             {"text": "dog", "text_source": "kg_label", "qid": "Q144", "pair_id": 2},
+             {"text": "Dog ", "text_source": "kg_alias", "qid": "Q144", "pair_id": 2},
+             {"text": "cat", "text_source": "kg_label", "qid": "Q146", "pair_id": 2}]
+    assert split_texts(texts) == (["a dog on grass", "my dog and cat"], ["dog", "cat"])
+    n = 8_000
+    seen = [draw_text(texts, "x", 1.0, 0, 0, f"k{i}") for i in range(n)]
+    assert abs(seen.count("dog") - n / 2) <= 4 * math.sqrt(n / 4) and seen.count("Dog ") == 0
+
+
 def test_a_draw_is_a_function_of_seed_pass_key_and_visit() -> None:
     args = (ALT + KG, "x", 0.5)
     one = [draw_text(*args, 3, 1, f"k{i}") for i in range(200)]

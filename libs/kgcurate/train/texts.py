@@ -34,15 +34,23 @@ def _uniforms(seed: int, pass_index: int, key: str, visit: int) -> tuple[float, 
 
 
 def split_texts(texts: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
-    """(curated texts, KG texts) of a ``texts`` list; empty or non-string texts are left out."""
-    curated: list[str] = []
-    kg: list[str] = []
+    """(curated texts, KG texts) of a ``texts`` list; empty or non-string texts are left out.
+
+    Each kind lists a text once: ``texts`` has a row per (pair, text), so an entity two pairs of one image
+    matched is listed twice, and "Dog" beside "dog" is one text to the tokenizer (it lower-cases and
+    collapses spaces); counted twice, it would be drawn twice as often as the image's other names."""
+    pools: tuple[list[str], list[str]] = ([], [])
+    seen: tuple[set[str], set[str]] = (set(), set())
     for t in texts:
         text = t.get("text") if isinstance(t, Mapping) else None
         if not isinstance(text, str) or not text.strip():
             continue
-        (kg if is_kg(t.get("text_source")) else curated).append(text)
-    return curated, kg
+        kind = int(is_kg(t.get("text_source")))
+        folded = " ".join(text.lower().split())
+        if folded not in seen[kind]:
+            seen[kind].add(folded)
+            pools[kind].append(text)
+    return pools
 
 
 def draw_text(texts: Sequence[Mapping[str, Any]], primary: str, kg_text_share: float, seed: int, pass_index: int,
