@@ -148,6 +148,11 @@ def test_cli_checkpoint_mode_and_one_line_errors(tmp_path, checkpoint, capsys) -
     assert cli.main([*base[:4], str(garbage), *base[5:], "--dataset", "digits"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "garbage.pt is not a torch checkpoint" in err
+    empty = tmp_path / "empty.pt"  # a copy cut at 0 bytes: torch raised EOFError, exit 1 with no words
+    empty.write_bytes(b"")
+    assert cli.main([*base[:4], str(empty), *base[5:], "--dataset", "digits"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "empty.pt is not a torch checkpoint" in err
 
     folder = tmp_path / "colours"
     for name, rgb in (("red_thing", (250, 0, 0)), ("blue_thing", (0, 0, 250))):

@@ -167,9 +167,12 @@ def test_train_failures_are_one_line_and_leave_the_lake_as_it_was(tmp_path, monk
     if not torch.cuda.is_available():
         assert cli.main([*base, "--gpus", "2"]) == 2
         assert "open_clip's multi-process training runs on GPUs only" in capsys.readouterr().err
-    assert cli.main([*base, "--model", "no-such-model"]) == 1  # open_clip's own error, as one line
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("kgcurate: error: train failed:") and "no-such-model" in err
+    # a typo'd model: refused before the experiment folder is made (a "running" manifest for it then
+    # refused the corrected command as another experiment's folder)
+    assert cli.main([*base, "--model", "no-such-model", "--name", "exp1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "train.model 'no-such-model' has no open_clip config" in err
+    assert not (tmp_path / "exp" / "exp1").exists()
     assert open_table(lake, "train_runs") is None
 
 

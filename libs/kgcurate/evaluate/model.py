@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kgcurate.errors import UserError
+from kgcurate.train.trainer_args import known_model
 
 
 @dataclass
@@ -41,19 +42,17 @@ def load(model: str, checkpoint: str, model_config_dir: str | None, device: str)
     if not os.path.isfile(checkpoint):
         raise UserError(f"evaluate: checkpoint {checkpoint} does not exist: pass --checkpoint FILE or "
                         "--train-run-id of a finished train run")
-    if model_config_dir:
-        if not os.path.isdir(model_config_dir):
-            raise UserError(f"evaluate: model config folder {model_config_dir} does not exist "
-                            "(--model-config-dir, or the train run's manifest)")
-        open_clip.add_model_config(model_config_dir)
-    if model not in open_clip.list_models():
+    if model_config_dir and not os.path.isdir(model_config_dir):
+        raise UserError(f"evaluate: model config folder {model_config_dir} does not exist "
+                        "(--model-config-dir, or the train run's manifest)")
+    if not known_model(model, model_config_dir):
         raise UserError(f"evaluate: model {model!r} has no open_clip config: pass --model-config-dir with "
                         f"{model}.json, or one of open_clip's models")
     logging.disable(logging.INFO)  # open_clip narrates every load step at INFO on the root logger
     try:
         clip, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=checkpoint, device=device)
         tokenizer = open_clip.get_tokenizer(model)
-    except pickle.UnpicklingError:
+    except (pickle.UnpicklingError, EOFError):  # EOFError: an empty file
         raise UserError(f"evaluate: checkpoint {checkpoint} is not a torch checkpoint (or holds more than weights): "
                         "pass the .pt open_clip_train saved, a state dict or .safetensors") from None
     except (RuntimeError, KeyError, OSError, ValueError) as exc:

@@ -69,7 +69,8 @@ class TrainSummary:
 
 
 def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
-    """Checks that need neither the lake nor torch: the [train] extra, the options a YAML file can get wrong."""
+    """Checks before the lake or an experiment folder is touched: the [train] extra, the options a YAML file
+    can get wrong, a model name open_clip does not know."""
     o = settings.section(cfg, settings.TrainOptions)
     missing = [m for m in ("torch", "open_clip_train", "deltalake") if importlib.util.find_spec(m) is None]
     if missing:
@@ -80,6 +81,11 @@ def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
     if o.model_config_dir and not os.path.isdir(o.model_config_dir):
         raise UserError(f"train.model_config_dir {o.model_config_dir} is not a folder: pass the folder of the "
                         "model's JSON config (conf/models)")
+    from kgcurate.train.trainer_args import known_model
+
+    if not known_model(o.model, o.model_config_dir):
+        raise UserError(f"train.model {o.model!r} has no open_clip config: pass --model-config-dir with "
+                        f"{o.model}.json, or one of open_clip's models (open_clip.list_models())")
     return {}
 
 

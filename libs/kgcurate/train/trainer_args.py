@@ -10,6 +10,18 @@ from dataclasses import dataclass
 from kgcurate.settings import TrainOptions
 from kgcurate.train.lake_input import TrainInput, brace_list
 
+OPEN_CLIP_PREFIXES = ("hf-hub:", "local-dir:")  # names open_clip resolves itself, not in its registry
+
+
+def known_model(model: str, model_config_dir: str | None) -> bool:
+    """Whether open_clip can build ``model`` (after registering ``model_config_dir``): checked before an
+    experiment folder or a table row exists, so a typo is a one-line error, not a failed run to clean up."""
+    import open_clip
+
+    if model_config_dir:
+        open_clip.add_model_config(model_config_dir)
+    return model.startswith(OPEN_CLIP_PREFIXES) or model in open_clip.list_models()
+
 
 @dataclass(frozen=True)
 class Plan:
