@@ -163,6 +163,28 @@ def test_metaclip_unusable_file_is_one_line_user_error(tmp_path, content, words)
     assert words in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
 
 
+def test_an_unreadable_wordnet_file_is_one_line_naming_it(tmp_path, fixtures, monkeypatch):
+    for name in ("data.noun", "data.verb", "data.adj", "data.adv"):
+        (tmp_path / name).write_bytes((fixtures / "wordnet" / name).read_bytes())
+    real = type(tmp_path).read_bytes
+
+    def failing(self):
+        if self.name == "data.verb":
+            raise OSError(5, "Input/output error")
+        return real(self)
+
+    monkeypatch.setattr(type(tmp_path), "read_bytes", failing)
+    with pytest.raises(UserError) as err:
+        wordnet.read_dir(str(tmp_path))
+    assert str(err.value).startswith(f"cannot read WordNet file {tmp_path / 'data.verb'}: Input/output error")
+
+
+def test_a_byte_order_mark_is_not_part_of_the_list(tmp_path):
+    path = tmp_path / "metadata.json"
+    path.write_bytes('\ufeff["dog", "red fox"]'.encode())
+    assert metaclip.read_file(str(path)).entries == ["dog", "red fox"]
+
+
 def test_metaclip_missing_file(tmp_path):
     with pytest.raises(UserError, match="not found"):
         metaclip.read_file(str(tmp_path / "absent.json"))

@@ -236,6 +236,42 @@ def test_unchanged_inputs_are_not_rebuilt(spark, kg_lake, fixtures, tmp_path, ca
     forced = execute(build_metadata, spark, {**cfg, "metadata": {**cfg["metadata"], "force": True}})
     assert forced.done_by is None and lake.version(spark, root, tables.METADATA) > before[tables.METADATA]
 
+    # a dead run's list for a source the next run does not rebuild: undone, not published by that run (it was:
+    # the WordNet-only run below re-derived metadata from the dead run's MetaCLIP rows)
+    lake.append(spark, root, tables.METADATA_SOURCES, spark.createDataFrame([("wrong list entry", "metaclip", None)],
+                                                                            build_metadata.ENTRY_DDL))
+    lake.append(spark, root, tables.METADATA_DROPS, spark.createDataFrame(
+        [("stale drop", "kg", "Q1", "stop_word")], tables.schema(tables.METADATA_DROPS)))
+    wordnet_only = execute(build_metadata, spark, _cfg(root, fixtures))
+    assert wordnet_only.done_by is None and wordnet_only.rebuilt == "wordnet"
+    for name in (tables.METADATA, tables.METADATA_SOURCES, tables.METADATA_DROPS):
+        assert lake.read(spark, root, name).where("entry IN ('wrong list entry', 'stale drop')").count() == 0, name
+    assert lake.read(spark, root, tables.METADATA).where("entry = 'sofa'").first()["sources"] == ["metaclip"]
+    assert _check_derived(spark, root) > 0
+
+
+def test_a_first_run_that_died_after_its_sources_leaves_nothing_for_the_next(spark, fixtures, tmp_path):
+    """No run completed (no metadata) but metadata_sources holds rows: the next run replaces them all."""
+    root = str(tmp_path / "lake")
+    lake.append(spark, root, tables.METADATA_SOURCES, spark.createDataFrame([("wrong list entry", "metaclip", None)],
+                                                                            build_metadata.ENTRY_DDL))
+    execute(build_metadata, spark, _cfg(root, fixtures))
+    assert lake.read(spark, root, tables.METADATA_SOURCES).where("source != 'wordnet'").count() == 0
+    assert lake.read(spark, root, tables.METADATA).where("entry = 'wrong list entry'").count() == 0
+
+
+def test_a_mistyped_set_name_leaves_entity_sets_as_it_was(spark, kg_lake, fixtures, tmp_path, capsys):
+    """A YAML spec before an unknown name was computed and written, then the run exited 2."""
+    root = str(tmp_path / "lake")
+    lake.append(spark, root, tables.ENTITIES, lake.read(spark, kg_lake, tables.ENTITIES))
+    spec = tmp_path / "cats.yaml"
+    spec.write_text("name: cats\nroots: [Q146]\nrules: [P279*]\n")
+    assert main(["build-metadata", "--lake", root, "--no-wordnet", "--entity-set", str(spec),
+                 "--entity-set", "nosuchset"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "entity set 'nosuchset' is neither a YAML file" in err
+    assert not lake.exists(spark, root, tables.ENTITY_SETS) and not lake.exists(spark, root, tables.METADATA)
+
 
 def test_the_inputs_record_reads_back_from_a_note_and_sees_each_input():
     spec = types.SimpleNamespace(name="cats", roots=("Q146",), rules=("P279*",), source="conf/cats.yaml")

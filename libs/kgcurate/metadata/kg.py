@@ -118,8 +118,8 @@ def shared_keepers(holders: Sequence[tuple[str, int, int]], guards: Guards) -> s
     """The qids that keep a string named by ``holders`` = [(qid, rank, sitelinks)] (rank: best kind).
 
     Fewer than ``shared_alias_min_qids`` distinct qids: not shared, all keep it. Otherwise
-    ``keep_most_sitelinks`` keeps the best (label first, then most sitelinks, then smallest qid) and
-    ``drop`` keeps only a sole label holder.
+    ``keep_most_sitelinks`` keeps the best (label first, then most sitelinks, then the smallest qid as text:
+    Q10 before Q9) and ``drop`` keeps only a sole label holder.
     """
     qids = {q for q, _, _ in holders}
     if len(qids) < guards.shared_alias_min_qids:

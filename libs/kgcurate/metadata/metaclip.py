@@ -32,6 +32,8 @@ def _one_line(text: str) -> str:
 
 def _json_list(data: bytes, source_file: str) -> list[Any]:
     """The file's JSON list; UserError (one line) when it is not one."""
+    if data.startswith(b"\xef\xbb\xbf"):  # a byte order mark (editors on Windows write one): not JSON, not content
+        data = data[3:]
     try:
         items = orjson.loads(data)
     except orjson.JSONDecodeError as exc:

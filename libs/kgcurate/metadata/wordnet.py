@@ -152,13 +152,26 @@ def checked_dir(directory: str | None, pos: Iterable[str] = tuple(POS_FILES)) ->
     for p in pos:
         if p not in POS_FILES:
             raise UserError(f"unknown WordNet part of speech {p!r}: use some of {', '.join(POS_FILES)}")
-        if not (Path(found) / POS_FILES[p]).is_file():
+        path = Path(found) / POS_FILES[p]
+        if not path.is_file():
             raise UserError(missing_message(found))
+        try:  # opened here, before Spark starts: an unreadable file is refused at once
+            path.open("rb").close()
+        except OSError as exc:
+            raise UserError(f"cannot read WordNet file {path}: {exc.strerror or exc}: fix its permissions or "
+                            "pass another --wordnet-dir") from None
     return Path(found)
 
 
 def read_dir(directory: str | None, pos: Iterable[str] = tuple(POS_FILES), mode: str = "lemmas") -> WordNetLemmas:
     """Parse a local WordNet directory; UserError when it or one of its data files is missing."""
     found = checked_dir(directory, pos)
-    files = [(str(found / POS_FILES[p]), (found / POS_FILES[p]).read_bytes()) for p in pos]
+    files = []
+    for p in pos:
+        path = found / POS_FILES[p]
+        try:
+            files.append((str(path), path.read_bytes()))
+        except OSError as exc:  # a permission, an I/O error: the input's fault, said in one line
+            raise UserError(f"cannot read WordNet file {path}: {exc.strerror or exc}: fix its permissions or "
+                            "pass another --wordnet-dir") from None
     return parse_files(files, mode)

@@ -11,7 +11,7 @@ replaced (one Delta commit, ``replaceWhere source IN (...)``); a source not give
 rows, because leaving out ``--metaclip-metadata`` on a re-run most likely means "no change", not
 "delete". ``--replace-all`` rebuilds it from this run's sources only. Every run then re-derives
 ``metadata`` whole from ``metadata_sources`` (a second commit), so a run that died between the two
-commits is repaired by the next one.
+commits is undone by the next one (:func:`undo_dead_run`, under the lake's build-metadata lease).
 
 All input files are read and checked before anything is written, so a bad file leaves every
 table as it was.
@@ -35,10 +35,10 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from kgcurate import __version__, ids, lake, paths, run_notes, tables
+from kgcurate import __version__, ids, lake, leases, paths, run_notes, tables
 from kgcurate.bad_input import BadInput
 from kgcurate.context import Context, Summary
-from kgcurate.errors import UserError
+from kgcurate.errors import UserError, first_line
 from kgcurate.metadata import SOURCE_KG, SOURCE_METACLIP, SOURCE_WORDNET, kg, metaclip, old_layout_message, wordnet
 
 JOB = "build-metadata"
@@ -131,20 +131,21 @@ def load_set_item(item: str) -> Any:
 def resolve_entity_sets(spark: SparkSession, root: str, items: list[Any]) -> tuple[list[str], dict[str, int]]:
     """Set names to build KG entries for (``items`` from :func:`load_set_item`); specs are computed
     into ``entity_sets`` first."""
-    names: list[str] = []
+    specs = [item for item in items if not isinstance(item, str)]
+    wanted = {item for item in items if isinstance(item, str)} - {spec.name for spec in specs}
+    if wanted:  # every name is checked before a spec is computed: a typo leaves entity_sets as it was
+        found = set() if not lake.exists(spark, root, tables.ENTITY_SETS) else {
+            r["set_name"] for r in lake.read(spark, root, tables.ENTITY_SETS)
+            .where(F.col("set_name").isin(sorted(wanted))).select("set_name").distinct().collect()}
+        for name in sorted(wanted - found):
+            raise UserError(f"entity set {name!r} is neither a YAML file nor a set in {tables.ENTITY_SETS}: "
+                            "pass conf/entity_sets/<name>.yaml or run kgcurate entity-set first")
     computed: dict[str, int] = {}
-    for item in items:
-        if not isinstance(item, str):
-            from kgcurate.entity_sets import write_entity_set
+    for spec in specs:
+        from kgcurate.entity_sets import write_entity_set
 
-            computed[item.name] = int(write_entity_set(spark, root, item))
-            names.append(item.name)
-        else:
-            present = lake.read(spark, root, tables.ENTITY_SETS).where(F.col("set_name") == item).limit(1).count()
-            if not present:
-                raise UserError(f"entity set {item!r} is neither a YAML file nor a set in {tables.ENTITY_SETS}: "
-                                "pass conf/entity_sets/<name>.yaml or run kgcurate entity-set first")
-            names.append(item)
+        computed[spec.name] = int(write_entity_set(spark, root, spec))
+    names = [item if isinstance(item, str) else item.name for item in items]
     return list(dict.fromkeys(names)), computed
 
 
@@ -209,6 +210,41 @@ def done_before(spark: SparkSession, root: str, record: dict[str, Any]) -> str |
     if noted != record or not isinstance(versions, dict):
         return None
     return run_id if lake.unchanged_since(spark, root, versions) else None
+
+
+def undo_dead_run(spark: SparkSession, root: str) -> bool:
+    """Put ``metadata_sources`` and ``metadata_drops`` back where the last completed run left them (the
+    versions its ``metadata`` commit noted); True when no run ever completed but one wrote sources, so this
+    run must replace them all.
+
+    A run that died after its ``metadata_sources`` commit left its sources there; re-deriving ``metadata``
+    from them would publish that failed run's list through a later run that never named it (one with
+    WordNet only, say). Called under the lease, so such a commit is a dead run's, not a running one's.
+    """
+    got = run_notes.read(lake.last_data_note(spark, root, tables.METADATA), NOTE_KEY)
+    if got is None:
+        dead = not lake.exists(spark, root, tables.METADATA) and lake.exists(spark, root, tables.METADATA_SOURCES)
+        if dead:
+            log.warning("%s: %s holds rows of a run that never completed; this run replaces all of them",
+                        JOB, tables.METADATA_SOURCES)
+        return dead
+    versions = got[1].get("tables") or {}
+    for name in (tables.METADATA_SOURCES, tables.METADATA_DROPS):
+        recorded = versions.get(name)
+        if not isinstance(recorded, int) or not lake.exists(spark, root, name):
+            continue
+        same = lake.content_version(spark, root, name, recorded)  # past maintain's commits
+        if lake.version(spark, root, name) == same:
+            continue
+        log.warning("%s: %s changed after the last completed run (%s); restoring version %s",
+                    JOB, name, got[0], same)
+        try:
+            lake.restore(spark, root, name, same)
+        except Exception as exc:  # noqa: BLE001 - vacuumed: the dead run cannot be told apart any more
+            raise UserError(f"{name} in {root} holds a run that died after writing it, and version {same} of the "
+                            f"last completed run cannot be restored ({first_line(exc)[:160]}): re-run with "
+                            "--replace-all and every source") from None
+    return False
 
 
 # ---------------------------------------------------------------- layout
@@ -346,22 +382,24 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> BuildMetadataSummary:
         summarize(spark, root, summary, bad, [])
         summary.seconds = round(time.monotonic() - t0, 2)
         return summary
-    read = table_versions(spark, root, (tables.ENTITIES,)) if set_items else {}  # before the sets are computed
-    base = spark.createDataFrame(rows, ENTRY_DDL) if rows else spark.createDataFrame([], ENTRY_DDL)
-    kg_all = kg_entries(spark, root, set_items, guards, summary) if set_items else None
-    if kg_all is not None:
-        read.update(table_versions(spark, root, (tables.ENTITY_SETS,)))  # after this run's sets are written
-        base = base.unionByName(kg_all.where(F.col("reason").isNull()).select("entry", "source", "qid"))
-        rebuilt.append(SOURCE_KG)
-
-    def note() -> str:
-        return run_notes.write(NOTE_KEY, run_id, {**record, "tables": {
-            **read, **table_versions(spark, root, WRITTEN_TABLES)}})
-    try:
-        write_tables(spark, root, base, kg_all, rebuilt, replace_all, old_layout, note)
-    finally:
+    with leases.held(root, JOB, run_id):
+        wipe = False if replace_all else undo_dead_run(spark, root)
+        read = table_versions(spark, root, (tables.ENTITIES,)) if set_items else {}  # before sets are computed
+        base = spark.createDataFrame(rows, ENTRY_DDL) if rows else spark.createDataFrame([], ENTRY_DDL)
+        kg_all = kg_entries(spark, root, set_items, guards, summary) if set_items else None
         if kg_all is not None:
-            kg_all.unpersist()
+            read.update(table_versions(spark, root, (tables.ENTITY_SETS,)))  # after this run's sets are written
+            base = base.unionByName(kg_all.where(F.col("reason").isNull()).select("entry", "source", "qid"))
+            rebuilt.append(SOURCE_KG)
+
+        def note() -> str:
+            return run_notes.write(NOTE_KEY, run_id, {**record, "tables": {
+                **read, **table_versions(spark, root, WRITTEN_TABLES)}})
+        try:
+            write_tables(spark, root, base, kg_all, rebuilt, replace_all or wipe, old_layout, note)
+        finally:
+            if kg_all is not None:
+                kg_all.unpersist()
     if bad:
         ctx.record_bad_input(run_id, bad)
     summarize(spark, root, summary, bad, rebuilt)
