@@ -175,6 +175,26 @@ def test_balance_failing_after_its_overwrite_leaves_curated_as_it_was(spark, mat
     assert curated_ids(balance_stage.latest_curated(spark, root)) == before_rows
 
 
+def test_a_match_completing_during_a_balance_leaves_no_run_id_naming_other_rows(spark, matched,
+                                                                               monkeypatch) -> None:
+    """balance read match_state twice: a match (its own lease) completing in between gave the run the new
+    state's id over the old state's rows, so the next balance found the new state's run done and served them."""
+    root = matched
+    real = balance_stage.input_versions
+
+    def racing(sp, r, state=None):
+        versions = real(sp, r, state)
+        execute(match_stage, sp, cfg_for(r))  # the 600 new pairs are matched now, by another run
+        return versions
+
+    monkeypatch.setattr(balance_stage, "input_versions", racing)
+    raced = execute(balance_stage, spark, cfg_for(root, balance__t=1e9))
+    monkeypatch.undo()
+    after = execute(balance_stage, spark, cfg_for(root, balance__t=1e9))
+    assert after.done_by is None and after.run_id != raced.run_id
+    assert after.matched_pairs > raced.matched_pairs
+
+
 def test_readers_never_see_curated_rows_without_their_run_row(spark, tmp_path, matched) -> None:
     """A balance killed (no rollback possible) after its overwrite: report and downstream readers
     resolve curated through curation_runs, so the dead run's rows are invisible."""

@@ -305,3 +305,26 @@ def test_balance_writes_pair_texts_with_its_run(spark, fixture_lake, tmp_path):
     assert other.done_by is None and other.run_id == s.run_id and other.pairs_out == s.pairs_out
     assert lake.version(spark, root, tables.CURATED) > written[tables.CURATED]  # selected and written again
     assert execute(balance, spark, cfg).done_by == s.run_id  # the row took that write's versions
+
+    # a run failing before its run row leaves pair_texts as it was, not only curated (the MERGE had already
+    # rewritten the languages of the visible run's texts, and that run was no longer found done)
+    def kept():
+        return sorted((r["pair_id"], r["text"], r["language"] or "") for r in lake.read(spark, root, tables.PAIR_TEXTS)
+                      .collect())
+    before, real_merge = kept(), lake.merge
+
+    def fail_on_run_row(sp, r, name, *args, **kwargs):
+        if name == tables.CURATION_RUNS:
+            raise RuntimeError("disk full while writing curation_runs")
+        return real_merge(sp, r, name, *args, **kwargs)
+
+    lake.merge = fail_on_run_row
+    try:
+        cfg["wikidata"]["languages"] = ["en"]
+        with pytest.raises(RuntimeError, match="disk full"):
+            execute(balance, spark, {**cfg, "balance": {**cfg["balance"], "full": True}})
+    finally:
+        lake.merge = real_merge
+    assert kept() == before
+    cfg["wikidata"]["languages"] = ["de", "en"]
+    assert execute(balance, spark, cfg).done_by == s.run_id

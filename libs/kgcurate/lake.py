@@ -160,19 +160,26 @@ SAME_CONTENT_OPERATIONS = frozenset({"OPTIMIZE", "SET TBLPROPERTIES", "VACUUM ST
 
 def content_version(spark: SparkSession, lake: str, name: str, recorded: int) -> int:
     """The newest version with the same rows as ``recorded``: ``recorded`` moved past the commits
-    after it that only rearrange files (OPTIMIZE, property changes, VACUUM). A stage that recorded a
-    version keeps reading current files after ``maintain`` instead of time-travelling into files a
-    VACUUM may have removed; any data-changing commit after it stops the walk."""
+    after it that only rearrange files (OPTIMIZE, property changes, VACUUM), and past a RESTORE to a
+    version with those rows (a failed run's rollback: its write and the RESTORE undoing it). A stage that
+    recorded a version keeps reading current files after ``maintain`` instead of time-travelling into
+    files a VACUUM may have removed; any other data-changing commit after it is a change."""
     latest = version(spark, lake, name)
     if latest is None or latest <= recorded:
         return recorded
-    later = [(int(r["version"]), r["operation"]) for r in _commits(spark, lake, name, latest - recorded)
-             if int(r["version"]) > recorded][::-1]
-    best = recorded
-    for v, operation in later:
-        if v != best + 1 or operation not in SAME_CONTENT_OPERATIONS:
-            break
-        best = v
+    later = [r for r in _commits(spark, lake, name, latest - recorded) if int(r["version"]) > recorded][::-1]
+    same, best = {recorded}, recorded
+    for r in later:
+        v, operation = int(r["version"]), r["operation"]
+        if operation in SAME_CONTENT_OPERATIONS:
+            if v - 1 in same:
+                same.add(v)
+                best = v
+        elif operation == "RESTORE":
+            to = (r["operationParameters"] or {}).get("version")
+            if to is not None and str(to).isdigit() and int(to) in same:
+                same.add(v)
+                best = v
     return best
 
 
@@ -211,11 +218,12 @@ def notes(spark: SparkSession, lake: str, name: str, depth: int = 200) -> list[s
 
 
 def _commits(spark: SparkSession, lake: str, name: str, depth: int) -> list[Row]:
-    """The table's last ``depth`` commits (version, operation, userMetadata), newest first."""
+    """The table's last ``depth`` commits (version, operation, userMetadata, operationParameters), newest
+    first."""
     from delta.tables import DeltaTable
 
     rows = (DeltaTable.forPath(spark, table_path(lake, name)).history(depth)
-            .select("version", "operation", "userMetadata").collect())
+            .select("version", "operation", "userMetadata", "operationParameters").collect())
     return sorted(rows, key=lambda r: -int(r["version"]))
 
 

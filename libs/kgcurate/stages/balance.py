@@ -33,6 +33,7 @@ from pyspark.sql import functions as F
 from kgcurate import argtypes, balancing, lake, leases, run_ids, run_notes, tables
 from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
+from kgcurate.match_state import MatchState
 
 JOB = "balance"
 log = logging.getLogger("kgcurate.balance")
@@ -192,23 +193,25 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> BalanceSummary:
                         list((cfg.get("wikidata") or {}).get("languages") or ["en"]), full)
 
 
-def run_id_now(spark: SparkSession, root: str, params: dict[str, Any]) -> str:
+def run_id_now(spark: SparkSession, root: str, params: dict[str, Any], state: MatchState | None = None) -> str:
     """The run's id: its parameters and the versions the last completed match *recorded*, not those moved
     past ``maintain``'s commits (what :func:`input_versions` reads). OPTIMIZE changes no row, so a balance
-    after ``maintain`` is the run recorded before it (it wrote a second, identical curated partition)."""
+    after ``maintain`` is the run recorded before it (it wrote a second, identical curated partition).
+    ``state``: the ``match_state`` the run's versions came from (read once: a match completing between two
+    reads gave an id that named other rows than the run wrote)."""
     from kgcurate.stages import match
 
-    state = match.read_state(spark, root)
+    state = match.read_state(spark, root) if state is None else state
     recorded = {} if state is None else {name: state.version_of(name) for name in match.RECORDED_TABLES}
     return run_id_for(params, recorded)
 
 
-def input_versions(spark: SparkSession, root: str) -> dict[str, int | None]:
+def input_versions(spark: SparkSession, root: str, state: MatchState | None = None) -> dict[str, int | None]:
     """What balance reads: the versions the last completed match recorded (time travel), never a
     half-finished match's newer commits."""
     from kgcurate.stages import match
 
-    return match.completed_versions(spark, root)
+    return match.completed_versions(spark, root, state)
 
 
 def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, seed: int,
@@ -218,11 +221,14 @@ def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, se
     The selection builds on a recorded run when one allows it (:func:`find_basis`), else reads all
     of ``matches``; both give the same set. The writes, in this order: this run's ``curated``
     partition, its ``pair_texts``, then the ``curation_runs`` row that makes both visible. When the
-    row is not written, ``curated`` is rolled back (:func:`_roll_back_curated`)."""
+    row is not written, ``curated`` and ``pair_texts`` are rolled back (:func:`_roll_back`)."""
+    from kgcurate.stages import match
+
     t0 = time.monotonic()
-    versions = input_versions(spark, root)
+    state = match.read_state(spark, root)  # once: the versions and the run id come from the same match
+    versions = input_versions(spark, root, state)
     params = {"t": t, "target_size": target, "tail_share": share, "seed": seed, "per_qid": per_qid}
-    run_id = run_id_now(spark, root, params)
+    run_id = run_id_now(spark, root, params, state)
     done = None if full else done_before(spark, root, run_id, versions, languages)
     if done is not None:
         log.info("%s: run %s is recorded with these parameters and inputs: nothing to do (--full selects again)",
@@ -248,7 +254,7 @@ def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, se
         pairs_out = pp.where(keep).count()  # every matched pair_id is in pairs (insert-only)
         curated = _curated_rows(spark, root, versions, pp, keep, pairs_out, run_id,
                                 basis if summary.basis_run_id else None)
-        before = lake.version(spark, root, tables.CURATED)
+        before = {name: lake.version(spark, root, name) for name in (tables.CURATED, tables.PAIR_TEXTS)}
         try:
             # 1. Only this run's partition is replaced: other runs stay side by side; a re-run of the same
             # run_id (same parameters and inputs) rewrites identical rows.
@@ -267,7 +273,7 @@ def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, se
                 lake.merge(spark, root, tables.CURATION_RUNS, df, "t.run_id = s.run_id", matched_update_when="true",
                            columns=["input_versions"])
         except BaseException:
-            _roll_back_curated(spark, root, before)
+            _roll_back(spark, root, before)
             raise
     finally:
         pp.unpersist()
@@ -542,20 +548,22 @@ def run_filter(run_id: str) -> str:
     return f"run_id = '{run_id}'"
 
 
-def _roll_back_curated(spark: SparkSession, root: str, before: int | None) -> None:
+def _roll_back(spark: SparkSession, root: str, before: dict[str, int | None]) -> None:
     """A run is visible only with its ``curation_runs`` row: when that row could not be written,
-    ``curated`` goes back to what it was (emptied, if this run created it). Readers also resolve
+    ``curated`` and ``pair_texts`` go back to what they were (emptied, if this run created them; the
+    ``pair_texts`` MERGE rewrites the rows of pairs that visible runs share). Readers also resolve
     ``curated`` through ``curation_runs`` (:func:`latest_curated`), which covers a killed run."""
-    try:
-        if lake.version(spark, root, tables.CURATED) == before:
-            return
-        if before is None:
-            lake.delete(spark, root, tables.CURATED, F.lit(True))
-        else:
-            lake.restore(spark, root, tables.CURATED, before)
-        log.warning("%s: run failed before its curation_runs row; curated rolled back", JOB)
-    except Exception as exc:  # noqa: BLE001 - the original failure is what the user must see
-        log.error("%s: could not roll curated back (%s); readers still see only recorded runs", JOB, exc)
+    for name, version in before.items():
+        try:
+            if lake.version(spark, root, name) == version:
+                continue
+            if version is None:
+                lake.delete(spark, root, name, F.lit(True))
+            else:
+                lake.restore(spark, root, name, version)
+            log.warning("%s: run failed before its curation_runs row; %s rolled back", JOB, name)
+        except Exception as exc:  # noqa: BLE001 - the original failure is what the user must see
+            log.error("%s: could not roll %s back (%s); readers still see only recorded runs", JOB, name, exc)
 
 
 def runs(spark: SparkSession, root: str) -> DataFrame | None:
