@@ -254,6 +254,72 @@ def test_shipped_configs_validate() -> None:
     config.validate({"spark": {"conf": {"spark.any.key": 1}}, "balance": {"t": 3, "tail_share": 0.5}}, "x")
     with pytest.raises(UserError, match="'spark.conf' must be a mapping"):
         config.validate({"spark": {"conf": [1]}}, "x")
+    with pytest.raises(UserError, match=r"'spark.conf.spark.sql.shuffle.partitions' must be one value .*\[1, 2\]"):
+        config.validate({"spark": {"conf": {"spark.sql.shuffle.partitions": [1, 2]}}}, "x")
+
+
+def test_a_spark_setting_spark_refuses_is_one_line_with_its_cause() -> None:
+    """Spark builds its SQL settings on first use: a bad value failed the first query as "Error while
+    instantiating SessionStateBuilder", exit 1, the cause only in the JVM trace."""
+    text = ("Error while instantiating 'org.apache.spark.sql.internal.SessionStateBuilder':\n\nJVM stacktrace:\n"
+            "java.lang.IllegalArgumentException: Error while instantiating 'org.apache.spark.sql.internal."
+            "SessionStateBuilder':\n\tat org.apache.spark.sql.SparkSession...\nCaused by: java.lang."
+            "IllegalArgumentException: spark.sql.shuffle.partitions should be int, but was abc\n\tat ...")
+
+    class Builder:
+        def getOrCreate(self):
+            raise RuntimeError(text)
+
+    with pytest.raises(UserError) as err:
+        session._start(Builder())
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("Spark could not start: java.lang.IllegalArgumentException: "
+                                              "spark.sql.shuffle.partitions should be int, but was abc")
+    assert "--spark-conf" in msg
+
+
+def test_debug_shows_the_trace_and_keeps_the_exit_code(capsys, tmp_path) -> None:
+    """--debug re-raised, so a usage error exited 1 with it and 2 without: a scheduler adding --debug to
+    diagnose saw another outcome."""
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert cli.main(["match", "--lake", str(f), "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and err.strip().splitlines()[-1].startswith(
+        "kgcurate: error: lake ") and "is a file, not a directory" in err
+
+
+def test_usage_slips_point_at_the_fix(capsys) -> None:
+    assert cli.main(["match", "--lake", "s3://bucket/lake"]) == 2  # Hadoop here has s3a:// only
+    assert capsys.readouterr().err.strip() == ("kgcurate: error: lake s3://bucket/lake: Spark's S3 filesystem is "
+                                               "s3a://, not s3:// (Hadoop has no s3:// here): pass --lake "
+                                               "s3a://bucket/lake")
+    assert cli.main(["--lake", "/tmp/l", "match"]) == 2
+    assert capsys.readouterr().err.strip() == ("kgcurate: error: options go after the command: "
+                                               "kgcurate match --lake /tmp/l")
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["evaluate", "--lake", "l", "--trainrun", "x"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().endswith("(see kgcurate evaluate --help)")
+
+
+def test_choices_that_leave_nothing_or_one_ignored_are_refused(capsys, tmp_path) -> None:
+    """`run --only X --skip X` exited 0 and printed nothing; `make-sample --records N --size-mb M` wrote M MB
+    and ignored N."""
+    assert cli.main(["run", "--config", "conf/demo.yaml", "--only", "match", "--skip", "match"]) == 2
+    assert "no stage left to run: --only match and --skip match select nothing" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["make-sample", "--out", str(tmp_path / "s"), "--records", "10", "--size-mb", "0.5"])
+    assert exit_.value.code == 2 and "--size-mb: not allowed with argument --records" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+def test_the_design_s_flag_spellings_are_accepted() -> None:
+    """../shared/design.md writes `train --download-run D` and `evaluate --train-run T`."""
+    for command, flag, dest in (("train", "--download-run", "train.download_run_id"),
+                                ("evaluate", "--train-run", "evaluate.train_run_id")):
+        args = cli.build_parser(command).parse_args([command, "--lake", "l", flag, "run-7"])
+        assert getattr(args, dest) == "run-7"
 
 
 def test_jvm_io_errors_become_one_line() -> None:
@@ -287,8 +353,7 @@ def test_cli_quiets_spark_console_unless_debug(monkeypatch, tmp_path) -> None:
     cli.main(["match", "--lake", str(f)])
     assert session.console_log_level == "OFF"
     monkeypatch.setattr(session, "console_log_level", "WARN")
-    with pytest.raises(UserError):
-        cli.main(["match", "--lake", str(f), "--debug"])
+    assert cli.main(["match", "--lake", str(f), "--debug"]) == 2
     assert session.console_log_level == "WARN"
 
 

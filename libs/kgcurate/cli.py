@@ -16,6 +16,7 @@ import importlib
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,10 @@ class OneLineParser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
+    help_hint: str | None = None  # the command's own help, when the error is about its flags
+
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"kgcurate: error: {message} (see {self.help_hint or self.prog + ' --help'})\n")
 
 
 def check_lake(lake: str, command: str) -> None:
@@ -54,6 +57,10 @@ def check_lake(lake: str, command: str) -> None:
     if not lake.strip():
         raise UserError("the lake is empty (--lake \"\" or the config's lake: \"\"): pass a lake path, "
                         "e.g. --lake ./lake or --lake s3a://bucket/prefix")
+    scheme = lake.partition("://")[0].lower() if "://" in lake else ""
+    if scheme in ("s3", "s3n") and registry.BY_NAME[command].needs_spark:
+        raise UserError(f"lake {lake}: Spark's S3 filesystem is s3a://, not {scheme}:// (Hadoop has no {scheme}:// "
+                        f"here): pass --lake s3a://{lake.partition('://')[2]}")
     if paths.is_uri(lake):
         return
     path = Path(lake).absolute()
@@ -136,9 +143,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("py4j").setLevel(logging.WARNING)
     command = _command_of(argv)
     if command is not None and command not in registry.BY_NAME:
-        print(f"kgcurate: error: unknown command '{command}' (see kgcurate --help)", file=sys.stderr)
+        later = next((a for a in argv if a in registry.BY_NAME), None)
+        if later is not None and argv[0].startswith("-"):  # `kgcurate --lake L match`: the value looked like one
+            rest = " ".join(a for a in argv if a != later)
+            print(f"kgcurate: error: options go after the command: kgcurate {later} {rest}", file=sys.stderr)
+        else:
+            print(f"kgcurate: error: unknown command '{command}' (see kgcurate --help)", file=sys.stderr)
         return 2
     parser = build_parser(command)
+    if command is not None:
+        parser.help_hint = f"kgcurate {command} --help"
     args = parser.parse_args(argv)  # exits 2 with argparse's one-line usage error
     if args.command is None:
         parser.print_help()
@@ -155,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         check_lake(str(cfg.get("lake") or ""), args.command)
         return run_stage(module, args, cfg)
     except UserError as exc:
-        if args.debug:
-            raise
+        if args.debug:  # the trace, then the same exit code: a scheduler adding --debug sees the same outcome
+            traceback.print_exc()
         print(f"kgcurate: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -164,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - one line for users, the trace with --debug
         if args.debug:
-            raise
+            traceback.print_exc()
         io_error = io_error_from_jvm(exc, lake)
         if io_error is not None:
             print(f"kgcurate: error: {args.command}: {io_error}", file=sys.stderr)

@@ -62,6 +62,10 @@ def validate(data: dict[str, Any], where: str, defaults: dict[str, Any] = DEFAUL
         if dotted in FREE_FORM:
             if not isinstance(value, dict):
                 raise UserError(f"config file {where}: '{dotted}' must be a mapping of settings, got {value!r}")
+            for name, setting in value.items():  # Spark takes strings: a list or mapping reached the JVM as text
+                if setting is None or isinstance(setting, list | dict):
+                    raise UserError(f"config file {where}: '{dotted}.{name}' must be one value (a string, number or "
+                                    f"boolean), got {setting!r}")
             continue
         if isinstance(default, dict):
             if value is None:

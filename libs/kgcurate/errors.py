@@ -92,6 +92,14 @@ def io_error_from_jvm(exc: BaseException, lake: str | None = None) -> UserError 
 _PY_ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)\b.*)$", re.M)
 
 
+def root_cause(exc: BaseException) -> str:
+    """The innermost ``Caused by:`` of a JVM failure (``spark.sql.shuffle.partitions should be int, but was
+    abc`` under Spark's ``Error while instantiating ...SessionStateBuilder``), else :func:`first_line`."""
+    causes = [ln.strip()[len("Caused by:"):].strip() for ln in str(exc).splitlines()
+              if ln.strip().startswith("Caused by:")]
+    return causes[-1] if causes else first_line(exc)
+
+
 def first_line(exc: BaseException) -> str:
     """The line worth showing: for a Py4J error the Java exception and its message, not the gateway's
     'An error occurred while calling o131.parquet'; for a Python worker's failure (PySpark's

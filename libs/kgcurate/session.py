@@ -100,6 +100,21 @@ def build_conf(
     return conf
 
 
+def _start(builder):  # noqa: ANN001, ANN202 - pyspark's Builder and SparkSession
+    """The session, its SQL settings checked now: Spark builds them on first use, so a bad value
+    (``--spark-conf spark.sql.shuffle.partitions=abc``) failed the first query as "Error while
+    instantiating SessionStateBuilder", exit 1, the cause hidden in the JVM trace."""
+    from kgcurate.errors import UserError, root_cause
+
+    try:
+        spark = builder.getOrCreate()
+        spark._jsparkSession.sessionState()
+    except Exception as exc:  # noqa: BLE001 - any start failure: its cause, in one line
+        raise UserError(f"Spark could not start: {root_cause(exc)[:300]} (check the settings from --spark-conf "
+                        "and the config's spark.conf, and the Java install)") from None
+    return spark
+
+
 def get_spark(app_name: str = "kgcurate", overrides: Mapping[str, Any] | None = None):
     """Return the active session or build one with :func:`build_conf`."""
     from pyspark import SparkConf
@@ -119,7 +134,7 @@ def get_spark(app_name: str = "kgcurate", overrides: Mapping[str, Any] | None = 
         if preset is not None and preset.contains(key) and key not in (overrides or {}):
             continue
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    spark = _start(builder)
     if cluster and not jvm_has_class(spark, DELTA_CLASS):
         from kgcurate.errors import UserError
 

@@ -26,15 +26,17 @@ SHARED_ALIAS_MODES = ("keep_most_sitelinks", "drop")  # metadata.kg.SHARED_MODES
 def option(default: Any, help: str, *, flag: str | None = None, type: Callable[[str], Any] | None = None,
            action: str | None = None, const: Any = None, choices: tuple[str, ...] | None = None,
            metavar: str | None = None, nargs: str | None = None, exclusive: str | None = None,
-           positive: bool = False, flag_help: str | None = None, path: bool = False) -> Any:
+           positive: bool = False, flag_help: str | None = None, path: bool = False,
+           aliases: tuple[str, ...] = ()) -> Any:
     """A config key. ``flag``: its command-line form (``--name``, or a bare name for a positional);
     ``exclusive``: keys of one group exclude each other on the command line, and a flag given there
     clears the others' config values (the flag replaces the config's choice); ``flag_help``: the flag's
     own help where it says something else than the key (``--no-title`` for ``text_sources``); ``path``: a
-    local path or URI (or a list of them), whose leading ``~`` is expanded (:func:`expand_paths`)."""
+    local path or URI (or a list of them), whose leading ``~`` is expanded (:func:`expand_paths`);
+    ``aliases``: other spellings of the flag (those ../shared/design.md's CLI contract uses)."""
     meta = {"help": help, "flag": flag, "type": type, "action": action, "const": const, "choices": choices,
             "metavar": metavar, "nargs": nargs, "exclusive": exclusive, "positive": positive,
-            "flag_help": flag_help, "path": path}
+            "flag_help": flag_help, "path": path, "aliases": aliases}
     if isinstance(default, list | dict):
         return field(default_factory=lambda: type_copy(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -192,7 +194,7 @@ class SampleOptions:
     out: str = option("samples", "output folder; WAT files go to OUT/wat/ (default: samples)", flag="--out", path=True)
     files: int = option(4, "number of WAT files (default 4)", flag="--files", type=int)
     records: int = option(400, "WARC records per file (default 400; 3 per page + warcinfo)", flag="--records",
-                          type=int)
+                          type=int, exclusive="sample_size")
     seed: int = option(0, "random seed; the same seed writes the same bytes (default 0)", flag="--seed", type=int)
     corrupt: bool = option(True, "add deliberate corruptions (malformed JSON, truncated gzip member)",
                            flag="--no-corrupt", action="store_false",
@@ -200,7 +202,7 @@ class SampleOptions:
     gzip: bool = option(True, "one gzip member per record (.warc.wat.gz)", flag="--uncompressed",
                         action="store_false", flag_help="write plain .warc.wat instead of one gzip member per record")
     size_mb: int | float | None = option(None, "total size in MB (compressed) instead of --records per file",
-                                         flag="--size-mb", type=float)
+                                         flag="--size-mb", type=float, exclusive="sample_size")
     image_base_url: str | None = option(None, "serve the image links from here: every image link becomes "
                                         "URL/<file> and the files are written to --images (a demo's downloads)",
                                         flag="--image-base-url", metavar="URL")
@@ -256,7 +258,8 @@ class DownloadOptions:
 @dataclass(frozen=True)
 class TrainOptions:
     download_run_id: str | None = option(None, "the download run whose shards to train on (default: the newest; its "
-                                         "folder's shards from every run into it)", flag="--download-run-id")
+                                         "folder's shards from every run into it)", flag="--download-run-id",
+                                         aliases=("--download-run",))
     download_runs_version: int | None = option(None, "Delta version of download_runs to read (default: the newest; "
                                                "recorded in train_runs)", flag="--download-runs-version",
                                                type=argtypes.int_in(0))
@@ -294,7 +297,8 @@ class TrainOptions:
 @dataclass(frozen=True)
 class EvaluateOptions:
     train_run_id: str | None = option(None, "the train run whose checkpoint to evaluate (default: the newest finished "
-                                      "one in train_runs, unless --checkpoint is given)", flag="--train-run-id")
+                                      "one in train_runs, unless --checkpoint is given)", flag="--train-run-id",
+                                      aliases=("--train-run",))
     checkpoint: str | None = option(None, "an open_clip checkpoint file to evaluate instead of a train run's (needs "
                                     "--model)", flag="--checkpoint", metavar="FILE", path=True)
     model: str | None = option(None, "open_clip model name of --checkpoint (e.g. kgc-tiny, ViT-B-32)", flag="--model")
@@ -436,7 +440,7 @@ def add_flags(parser: argparse.ArgumentParser, keys: list[str]) -> None:
                 kwargs["action"] = argparse.BooleanOptionalAction
             else:
                 kwargs["type"] = m["type"]
-            target.add_argument(flag, **kwargs)
+            target.add_argument(flag, *m["aliases"], **kwargs)
         else:  # positional: argparse takes dest from the name
             kwargs["nargs"] = m["nargs"]
             target.add_argument(dotted, **kwargs)

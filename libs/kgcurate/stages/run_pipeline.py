@@ -79,6 +79,9 @@ def _runs(step: str, args: argparse.Namespace) -> bool:
 def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
     if not args.config:
         raise UserError("run needs --config (e.g. conf/demo.yaml or conf/cluster.yaml)")
+    if not any(_runs(step, args) for step, _ in STEPS):
+        raise UserError(f"no stage left to run: --only {' '.join(args.only or [])} and --skip "
+                        f"{' '.join(args.skip or [])} select nothing (see kgcurate run --help)")
     if _runs("ingest-wat", args) and not skip_reason("ingest-wat", cfg):
         from kgcurate.stages import ingest_wat
 
