@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -294,6 +295,15 @@ def test_usage_slips_point_at_the_fix(capsys) -> None:
     assert capsys.readouterr().err.strip() == ("kgcurate: error: lake s3://bucket/lake: Spark's S3 filesystem is "
                                                "s3a://, not s3:// (Hadoop has no s3:// here): pass --lake "
                                                "s3a://bucket/lake")
+    with pytest.MonkeyPatch.context() as mp:  # s3a retried a refused endpoint for minutes, printing nothing
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            free = sock.getsockname()[1]  # closed again: nothing listens there
+        mp.setenv("KGCURATE_S3_ENDPOINT", f"http://127.0.0.1:{free}")
+        assert cli.main(["match", "--lake", "s3a://bucket/lake"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"kgcurate: error: lake s3a://bucket/lake is not reachable (S3 endpoint "
+                          f"http://127.0.0.1:{free}: ") and "start the S3 service" in err
     assert cli.main(["--lake", "/tmp/l", "match"]) == 2
     assert capsys.readouterr().err.strip() == ("kgcurate: error: options go after the command: "
                                                "kgcurate match --lake /tmp/l")

@@ -61,6 +61,13 @@ def check_lake(lake: str, command: str) -> None:
     if scheme in ("s3", "s3n") and registry.BY_NAME[command].needs_spark:
         raise UserError(f"lake {lake}: Spark's S3 filesystem is s3a://, not {scheme}:// (Hadoop has no {scheme}:// "
                         f"here): pass --lake s3a://{lake.partition('://')[2]}")
+    if scheme == "s3a" and registry.BY_NAME[command].needs_spark:
+        from kgcurate import s3
+
+        why = s3.unreachable_endpoint()
+        if why is not None:
+            raise UserError(f"lake {lake} is not reachable (S3 endpoint {why}): start the S3 service or fix "
+                            "KGCURATE_S3_ENDPOINT, then re-run")
     if paths.is_uri(lake):
         return
     path = Path(lake).absolute()

@@ -16,10 +16,12 @@ import io
 import mimetypes
 import os
 import re
+import socket
 import threading
 import time
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import urlsplit
 
 SCHEMES = ("s3://", "s3a://", "s3n://")
 GLOB_CHARS = "*?["
@@ -49,6 +51,22 @@ def split_url(url: str) -> tuple[str, str, str]:
 def endpoint(env: dict[str, str] | None = None) -> str | None:
     env = os.environ if env is None else env
     return env.get("KGCURATE_S3_ENDPOINT") or env.get("AWS_ENDPOINT_URL") or None
+
+
+def unreachable_endpoint(timeout: float = 5.0) -> str | None:
+    """Why the S3 endpoint set in the environment takes no connection (a TCP connect, no credentials
+    needed); None when it does or none is set. s3a retries a refused connection for minutes with nothing on
+    the console: a MinIO not started yet, or a mistyped port, looked like a hung job."""
+    ep = endpoint()
+    if not ep:
+        return None
+    parts = urlsplit(ep if "://" in ep else f"http://{ep}")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        socket.create_connection((parts.hostname or "", port), timeout).close()
+    except (OSError, ValueError) as exc:
+        return f"{ep}: {getattr(exc, 'strerror', None) or exc}"
+    return None
 
 
 def client():
