@@ -195,6 +195,24 @@ def test_a_match_completing_during_a_balance_leaves_no_run_id_naming_other_rows(
     assert after.matched_pairs > raced.matched_pairs
 
 
+def test_a_run_asked_for_again_is_the_one_readers_take(spark, matched) -> None:
+    """t=3, t=50, then t=3 again: the third found its run recorded and wrote nothing, so download, report and
+    train kept taking t=50's set, the newest by created_at."""
+    root = matched
+    a = execute(balance_stage, spark, cfg_for(root, balance__t=3.0))
+    b = execute(balance_stage, spark, cfg_for(root, balance__t=50.0))
+    assert balance_stage.latest_run(spark, root)["run_id"] == b.run_id
+    again = execute(balance_stage, spark, cfg_for(root, balance__t=3.0))
+    assert again.done_by == a.run_id and balance_stage.latest_run(spark, root)["run_id"] == a.run_id
+    assert curated_ids(balance_stage.latest_curated(spark, root)) == curated_ids(
+        lake.read(spark, root, tables.CURATED).where(f"run_id = '{a.run_id}'"))
+    version = lake.version(spark, root, tables.CURATION_RUNS)
+    assert execute(balance_stage, spark, cfg_for(root, balance__t=3.0)).done_by == a.run_id
+    assert lake.version(spark, root, tables.CURATION_RUNS) == version  # the newest already: no commit
+    full = execute(balance_stage, spark, cfg_for(root, balance__t=50.0, balance__full=True))
+    assert full.run_id == b.run_id and balance_stage.latest_run(spark, root)["run_id"] == b.run_id
+
+
 def test_readers_never_see_curated_rows_without_their_run_row(spark, tmp_path, matched) -> None:
     """A balance killed (no rollback possible) after its overwrite: report and downstream readers
     resolve curated through curation_runs, so the dead run's rows are invisible."""

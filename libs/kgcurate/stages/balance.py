@@ -235,7 +235,7 @@ def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, se
                  JOB, run_id)
         again = BalanceSummary(run_id=run_id, seed=seed, per_qid=per_qid, matched_pairs=done["matched_pairs"],
                                basis_reason="recorded before", done_by=run_id)
-        return _final_summary(again, done.asDict(), t0)
+        return _final_summary(again, _make_newest(spark, root, done, languages), t0)
     if share is not None:
         t = _t_for_tail_share(spark, root, versions, per_qid, float(share))
 
@@ -271,13 +271,30 @@ def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, se
             # its row but takes the versions this write made, so that the next re-run can find it done.
             with lake.commit_note(spark, run_notes.write(NOTE_KEY, run_id, {"languages": list(languages)})):
                 lake.merge(spark, root, tables.CURATION_RUNS, df, "t.run_id = s.run_id", matched_update_when="true",
-                           columns=["input_versions"])
+                           columns=["input_versions", "created_at"])
         except BaseException:
             _roll_back(spark, root, before)
             raise
     finally:
         pp.unpersist()
     return _final_summary(summary, row, t0)
+
+
+def _make_newest(spark: SparkSession, root: str, row: Any, languages: list[str]) -> dict[str, Any]:
+    """A recorded run asked for again becomes the newest (its ``created_at`` now): ``download``, ``report``
+    and ``train`` take the newest run, and after t=3, t=8, t=3 they took t=8's set. No commit when it is
+    the newest already (a pipeline re-run writes nothing). The run's row, as it now reads."""
+    out = row.asDict()
+    newest = latest_run(spark, root)
+    if newest is None or newest["run_id"] == row["run_id"]:
+        return out
+    out["created_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
+    df = spark.createDataFrame([out], tables.schema(tables.CURATION_RUNS))
+    with lake.commit_note(spark, run_notes.write(NOTE_KEY, row["run_id"], {"languages": list(languages)})):
+        lake.merge(spark, root, tables.CURATION_RUNS, df, "t.run_id = s.run_id", matched_update_when="true",
+                   columns=["created_at"], insert=False)
+    log.info("%s: run %s is the newest again", JOB, row["run_id"])
+    return out
 
 
 def _t_for_tail_share(spark: SparkSession, root: str, versions: dict[str, int | None], per_qid: bool,
