@@ -304,6 +304,15 @@ def test_usage_slips_point_at_the_fix(capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"kgcurate: error: lake s3a://bucket/lake is not reachable (S3 endpoint "
                           f"http://127.0.0.1:{free}: ") and "start the S3 service" in err
+    with pytest.MonkeyPatch.context() as mp, socket.socket() as listening:  # the endpoint Spark uses wins
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        mp.setenv("KGCURATE_S3_ENDPOINT", f"http://127.0.0.1:{free}")
+        live = f"spark.hadoop.fs.s3a.endpoint=http://127.0.0.1:{listening.getsockname()[1]}"
+        mp.setattr(cli, "run_stage", lambda *a: 0)
+        assert cli.main(["match", "--lake", "s3a://bucket/lake", "--spark-conf", live]) == 0
+    assert cli.main(["--debug", "balanse", "--out", "report"]) == 2  # not "kgcurate report ..."
+    assert capsys.readouterr().err.strip() == "kgcurate: error: unknown command 'balanse' (see kgcurate --help)"
     assert cli.main(["--lake", "/tmp/l", "match"]) == 2
     assert capsys.readouterr().err.strip() == ("kgcurate: error: options go after the command: "
                                                "kgcurate match --lake /tmp/l")

@@ -75,3 +75,13 @@ def test_s3_shards_on_an_s3_compatible_server_name_its_endpoint() -> None:
     assert got == ("pipe:aws s3 cp --endpoint-url http://minio:9000 s3://b/k/{00000..00001}.tar -::/local/00000.tar")
     expanded = list(braceexpand.braceexpand(got.split("::")[0]))  # webdataset expands each URL so
     assert expanded == [f"pipe:aws s3 cp --endpoint-url http://minio:9000 s3://b/k/0000{i}.tar -" for i in (0, 1)]
+
+
+def test_model_names_open_clip_builds() -> None:
+    """`ViT-B/32` is ViT-B-32 to open_clip (train refused it); a schema name loads its own weights, which
+    evaluate must refuse (open_clip ignores pretrained= for it, so the scores would not be the checkpoint's)."""
+    from kgcurate.train.trainer_args import known_model
+
+    assert known_model("ViT-B/32", None) and known_model("ViT-B-32", None)
+    assert not known_model("ViT-B-3", None)
+    assert known_model("hf-hub:org/model", None) and not known_model("hf-hub:org/model", None, schemas=False)

@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ STAGES: dict[str, tuple[str, str]] = {s.name: (s.module, s.help) for s in regist
 log = logging.getLogger("kgcurate")
 
 
+VALUE_OPTIONS = ("--lake", "--config", "--spark-conf")  # common options whose value a command name follows
 NO_LAKE = {s.name for s in registry.STAGES if s.lake == "none"}  # commands that never touch the lake
 READ_ONLY = {s.name for s in registry.STAGES if s.lake == "read"}  # commands that only read it
 
@@ -49,7 +51,7 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"kgcurate: error: {message} (see {self.help_hint or self.prog + ' --help'})\n")
 
 
-def check_lake(lake: str, command: str) -> None:
+def check_lake(lake: str, command: str, spark_conf: Mapping[str, Any] | None = None) -> None:
     """A local lake that cannot be a directory we write is a usage error now, not a JVM trace later; an empty
     one too (``--lake ""`` wrote every table into the working directory)."""
     if command in NO_LAKE:
@@ -61,13 +63,15 @@ def check_lake(lake: str, command: str) -> None:
     if scheme in ("s3", "s3n") and registry.BY_NAME[command].needs_spark:
         raise UserError(f"lake {lake}: Spark's S3 filesystem is s3a://, not {scheme}:// (Hadoop has no {scheme}:// "
                         f"here): pass --lake s3a://{lake.partition('://')[2]}")
-    if scheme == "s3a" and registry.BY_NAME[command].needs_spark:
+    if scheme == "s3a" and registry.BY_NAME[command].needs_spark and not session.under_spark_submit():
         from kgcurate import s3
 
-        why = s3.unreachable_endpoint()
-        if why is not None:
-            raise UserError(f"lake {lake} is not reachable (S3 endpoint {why}): start the S3 service or fix "
-                            "KGCURATE_S3_ENDPOINT, then re-run")
+        conf = session.build_conf(spark_conf, cluster=False)  # the endpoint Spark will use, flags included
+        if not any(key.startswith("spark.hadoop.fs.s3a.proxy.") for key in conf):  # no direct route to test
+            why = s3.unreachable_endpoint(conf.get("spark.hadoop.fs.s3a.endpoint"))
+            if why is not None:
+                raise UserError(f"lake {lake} is not reachable (S3 endpoint {why}): start the S3 service or fix "
+                                "KGCURATE_S3_ENDPOINT (or spark.hadoop.fs.s3a.endpoint), then re-run")
     if paths.is_uri(lake):
         return
     path = Path(lake).absolute()
@@ -151,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     command = _command_of(argv)
     if command is not None and command not in registry.BY_NAME:
         later = next((a for a in argv if a in registry.BY_NAME), None)
-        if later is not None and argv[0].startswith("-"):  # `kgcurate --lake L match`: the value looked like one
+        if later is not None and argv[0] in VALUE_OPTIONS and argv[1] == command:  # `kgcurate --lake L match`
             rest = " ".join(a for a in argv if a != later)
             print(f"kgcurate: error: options go after the command: kgcurate {later} {rest}", file=sys.stderr)
         else:
@@ -173,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         lake = str(cfg.get("lake") or "")
         settings.apply_flags(args, cfg, registry.BY_NAME[args.command].flag_keys)
         settings.expand_paths(cfg)
-        check_lake(str(cfg.get("lake") or ""), args.command)
+        check_lake(str(cfg.get("lake") or ""), args.command, (cfg.get("spark") or {}).get("conf"))
         return run_stage(module, args, cfg)
     except UserError as exc:
         if args.debug:  # the trace, then the same exit code: a scheduler adding --debug sees the same outcome

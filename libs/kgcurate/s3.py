@@ -53,11 +53,10 @@ def endpoint(env: dict[str, str] | None = None) -> str | None:
     return env.get("KGCURATE_S3_ENDPOINT") or env.get("AWS_ENDPOINT_URL") or None
 
 
-def unreachable_endpoint(timeout: float = 5.0) -> str | None:
-    """Why the S3 endpoint set in the environment takes no connection (a TCP connect, no credentials
-    needed); None when it does or none is set. s3a retries a refused connection for minutes with nothing on
-    the console: a MinIO not started yet, or a mistyped port, looked like a hung job."""
-    ep = endpoint()
+def unreachable_endpoint(ep: str | None, timeout: float = 5.0) -> str | None:
+    """Why the S3 endpoint ``ep`` takes no connection (a TCP connect, no credentials needed); None when it
+    does or ``ep`` is None. s3a retries a refused connection for minutes with nothing on the console: a MinIO
+    not started yet, or a mistyped port, looked like a hung job."""
     if not ep:
         return None
     parts = urlsplit(ep if "://" in ep else f"http://{ep}")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kgcurate.errors import UserError
-from kgcurate.train.trainer_args import known_model
+from kgcurate.train.trainer_args import OPEN_CLIP_PREFIXES, known_model
 
 
 @dataclass
@@ -45,7 +45,11 @@ def load(model: str, checkpoint: str, model_config_dir: str | None, device: str)
     if model_config_dir and not os.path.isdir(model_config_dir):
         raise UserError(f"evaluate: model config folder {model_config_dir} does not exist "
                         "(--model-config-dir, or the train run's manifest)")
-    if not known_model(model, model_config_dir):
+    if model.startswith(OPEN_CLIP_PREFIXES):
+        raise UserError(f"evaluate: model {model!r} names its own weights, which open_clip loads instead of "
+                        "--checkpoint: pass the architecture's name (e.g. ViT-B-32, with --model-config-dir for "
+                        "a config of your own)")
+    if not known_model(model, model_config_dir, schemas=False):
         raise UserError(f"evaluate: model {model!r} has no open_clip config: pass --model-config-dir with "
                         f"{model}.json, or one of open_clip's models")
     logging.disable(logging.INFO)  # open_clip narrates every load step at INFO on the root logger

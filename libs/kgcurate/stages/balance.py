@@ -22,6 +22,7 @@ import argparse
 import logging
 import math
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -63,7 +64,7 @@ def per_pair(spark: SparkSession, root: str, versions: dict[str, int | None], se
     from kgcurate.stages import match
 
     meta = lake.read(spark, root, tables.METADATA, versions[tables.METADATA])
-    eq = match.entry_qids(meta, match.recorded_lowercase(spark, root))  # a string may name several qids
+    eq = match.entry_qids(meta, _lowercase(spark, root))  # a string may name several qids
     qcounts = lake.read(spark, root, tables.QID_COUNTS, versions[tables.QID_COUNTS])
     mq = m.join(F.broadcast(eq), "entry_id", "left")
     plain = (mq.where(F.col("qid").isNull()).join(F.broadcast(counts), "entry_id")
@@ -122,7 +123,7 @@ def count_hist(
         from kgcurate.stages import match
 
         meta = lake.read(spark, root, tables.METADATA, versions[tables.METADATA])
-        named = match.entry_qids(meta, match.recorded_lowercase(spark, root)).select("entry_id")
+        named = match.entry_qids(meta, _lowercase(spark, root)).select("entry_id")
         counts = counts.join(named, "entry_id", "left_anti").select("count").unionByName(
             lake.read(spark, root, tables.QID_COUNTS, versions[tables.QID_COUNTS]).select("count"))
     return [(r[0], r[1]) for r in counts.where(F.col("count") > 0).groupBy("count").count().collect()]
@@ -189,8 +190,27 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> BalanceSummary:
         if not lake.exists(spark, root, name):
             raise UserError(f"table '{name}' not found in lake {root}: run `kgcurate match --lake {root}` first")
     with leases.held(root, JOB):
-        return _execute(spark, root, t, target, share, seed, per_qid,
-                        list((cfg.get("wikidata") or {}).get("languages") or ["en"]), full)
+        from kgcurate.stages import match
+
+        pinned = _STATE.set(match.read_state(spark, root))  # once: every read of the run agrees on one match
+        try:
+            return _execute(spark, root, t, target, share, seed, per_qid,
+                            list((cfg.get("wikidata") or {}).get("languages") or ["en"]), full)
+        finally:
+            _STATE.reset(pinned)
+
+
+# The match_state a running balance read (a match completing meanwhile must not change its versions, its
+# run id or its case mode half-way); unset outside a run, where each reader reads the table.
+_STATE: ContextVar[MatchState | None] = ContextVar("balance_match_state", default=None)
+
+
+def _lowercase(spark: SparkSession, root: str) -> bool:
+    """The case mode of the match the run's versions come from (``matches`` ids are groups of it)."""
+    from kgcurate.stages import match
+
+    state = _STATE.get()
+    return match.recorded_lowercase(spark, root) if state is None else state.lowercase
 
 
 def run_id_now(spark: SparkSession, root: str, params: dict[str, Any], state: MatchState | None = None) -> str:
@@ -225,7 +245,7 @@ def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, se
     from kgcurate.stages import match
 
     t0 = time.monotonic()
-    state = match.read_state(spark, root)  # once: the versions and the run id come from the same match
+    state = _STATE.get() or match.read_state(spark, root)  # once: versions and run id from the same match
     versions = input_versions(spark, root, state)
     params = {"t": t, "target_size": target, "tail_share": share, "seed": seed, "per_qid": per_qid}
     run_id = run_id_now(spark, root, params, state)
@@ -503,7 +523,7 @@ def needs_kg_texts(spark: SparkSession, root: str, versions: dict[str, int | Non
     if not lake.exists(spark, root, tables.ENTITIES):
         return False
     meta = lake.read(spark, root, tables.METADATA, versions[tables.METADATA])
-    return not match.entry_qids(meta, match.recorded_lowercase(spark, root)).isEmpty()
+    return not match.entry_qids(meta, _lowercase(spark, root)).isEmpty()
 
 
 NOTE_KEY = "kgcurate.balance"  # the key of this stage's note on its curation_runs commit
@@ -540,14 +560,13 @@ def _write_kg_texts(spark: SparkSession, root: str, mine: DataFrame, versions: d
     """``pair_texts`` for this run's pairs (EntityNet: KG texts next to each alt text), when the
     metadata names entities at all; WordNet / MetaCLIP-only lakes skip it (a metadata-sized check)."""
     from kgcurate import kg_texts
-    from kgcurate.stages import match
 
     if not needs_kg_texts(spark, root, versions):
         return {}
     entities_version = lake.version(spark, root, tables.ENTITIES)
     out = kg_texts.write_pair_texts(spark, root, mine, versions[tables.METADATA], entities_version, languages,
                                     pairs_version=versions[tables.PAIRS],
-                                    lowercase=match.recorded_lowercase(spark, root))
+                                    lowercase=_lowercase(spark, root))
     log.info("%s: pair_texts: %d rows inserted, %d deleted", JOB, out.get("rows_inserted", 0),
              out.get("rows_deleted", 0))
     return {tables.ENTITIES: entities_version, tables.PAIR_TEXTS: out["version"]}

@@ -13,14 +13,19 @@ from kgcurate.train.lake_input import TrainInput, brace_list
 OPEN_CLIP_PREFIXES = ("hf-hub:", "local-dir:")  # names open_clip resolves itself, not in its registry
 
 
-def known_model(model: str, model_config_dir: str | None) -> bool:
+def known_model(model: str, model_config_dir: str | None, schemas: bool = True) -> bool:
     """Whether open_clip can build ``model`` (after registering ``model_config_dir``): checked before an
-    experiment folder or a table row exists, so a typo is a one-line error, not a failed run to clean up."""
+    experiment folder or a table row exists, so a typo is a one-line error, not a failed run to clean up.
+    ``ViT-B/32`` is ``ViT-B-32`` to open_clip. ``schemas``: accept ``hf-hub:``/``local-dir:`` names, whose
+    weights open_clip loads itself (it ignores ``pretrained=`` for them: evaluate must refuse them, or it
+    would score those weights under the checkpoint's name)."""
     import open_clip
 
     if model_config_dir:
         open_clip.add_model_config(model_config_dir)
-    return model.startswith(OPEN_CLIP_PREFIXES) or model in open_clip.list_models()
+    if model.startswith(OPEN_CLIP_PREFIXES):
+        return schemas
+    return model.replace("/", "-") in open_clip.list_models()
 
 
 @dataclass(frozen=True)
