@@ -34,7 +34,7 @@ def test_unknown_command_and_missing_config(tmp_path, capsys):
 def test_run_takes_the_report_folder_as_a_flag(monkeypatch, tmp_path):
     """``run --out DIR`` (docker-compose's job puts the report in a volume with it) overrides report.out."""
     seen = {}
-    monkeypatch.setattr(cli, "check_lake", lambda root, command: None)
+    monkeypatch.setattr(cli, "check_lake", lambda *args: None)
     monkeypatch.setattr(cli, "run_stage", lambda module, args, cfg: seen.update(cfg) or 0)
     repo = Path(__file__).resolve().parents[1]
     assert cli.main(["run", "--config", str(repo / "deploy" / "compose.yaml"), "--out", str(tmp_path)]) == 0
@@ -45,7 +45,7 @@ def test_run_takes_the_report_folder_as_a_flag(monkeypatch, tmp_path):
 
 def test_a_report_folder_nothing_writes_is_refused_before_any_stage(monkeypatch, tmp_path, capsys):
     """``report`` and ``run`` check ``--out`` before Spark starts: ``run`` would otherwise fail at its last stage."""
-    monkeypatch.setattr(cli, "check_lake", lambda root, command: None)
+    monkeypatch.setattr(cli, "check_lake", lambda *args: None)
     monkeypatch.setattr(cli.Context, "of", lambda *a: pytest.fail("a stage started"))
     repo = Path(__file__).resolve().parents[1]
     for argv in (["report", "--lake", str(tmp_path)], ["run", "--config", str(repo / "conf" / "demo.yaml")]):
