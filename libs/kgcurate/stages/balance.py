@@ -286,18 +286,25 @@ def _execute(spark: SparkSession, root: str, t: Any, target: Any, share: Any, se
             versions_out.update(_write_kg_texts(spark, root, mine, versions, languages))
             # 3. Last, the curation_runs row that makes the run visible.
             row = _run_row(spark, root, params, run_id, t, versions, versions_out, summary.matched_pairs, pairs_out)
-            df = spark.createDataFrame([row], tables.schema(tables.CURATION_RUNS))
             # A run_id recorded before (its selection rewritten: new entities, other languages) keeps
             # its row but takes the versions this write made, so that the next re-run can find it done.
-            with lake.commit_note(spark, run_notes.write(NOTE_KEY, run_id, {"languages": list(languages)})):
-                lake.merge(spark, root, tables.CURATION_RUNS, df, "t.run_id = s.run_id", matched_update_when="true",
-                           columns=["input_versions", "created_at"])
+            _write_run_row(spark, root, row, languages, ["input_versions", "created_at"])
         except BaseException:
             _roll_back(spark, root, before)
             raise
     finally:
         pp.unpersist()
     return _final_summary(summary, row, t0)
+
+
+def _write_run_row(spark: SparkSession, root: str, row: dict[str, Any], languages: list[str], columns: list[str],
+                   insert: bool = True) -> None:
+    """MERGE the run's ``curation_runs`` row (a recorded one updates only ``columns``), its commit noted with
+    the run and its label languages: the note :func:`done_before` reads back."""
+    df = spark.createDataFrame([row], tables.schema(tables.CURATION_RUNS))
+    with lake.commit_note(spark, run_notes.write(NOTE_KEY, row["run_id"], {"languages": list(languages)})):
+        lake.merge(spark, root, tables.CURATION_RUNS, df, "t.run_id = s.run_id", matched_update_when="true",
+                   columns=columns, insert=insert)
 
 
 def _make_newest(spark: SparkSession, root: str, row: Any, languages: list[str]) -> dict[str, Any]:
@@ -309,10 +316,7 @@ def _make_newest(spark: SparkSession, root: str, row: Any, languages: list[str])
     if newest is None or newest["run_id"] == row["run_id"]:
         return out
     out["created_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
-    df = spark.createDataFrame([out], tables.schema(tables.CURATION_RUNS))
-    with lake.commit_note(spark, run_notes.write(NOTE_KEY, row["run_id"], {"languages": list(languages)})):
-        lake.merge(spark, root, tables.CURATION_RUNS, df, "t.run_id = s.run_id", matched_update_when="true",
-                   columns=["created_at"], insert=False)
+    _write_run_row(spark, root, out, languages, ["created_at"], insert=False)
     log.info("%s: run %s is the newest again", JOB, row["run_id"])
     return out
 
