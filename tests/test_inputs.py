@@ -204,3 +204,14 @@ def test_settings_asked_of_a_running_session_are_named_not_dropped_silently(spar
     assert same is spark and spark.conf.get("spark.sql.shuffle.partitions") == before
     [warning] = [r.getMessage() for r in caplog.records if r.name == "kgcurate.session"]
     assert "spark.sql.shuffle.partitions=999" in warning and "timeZone" not in warning
+
+
+def test_a_path_with_brackets_that_exists_is_a_path_not_a_pattern(tmp_path):
+    """`br[1]/a.wat.gz` and `CC [copy].wat.gz` were read as character sets, matched nothing and stopped the run
+    ("no file matches"); a shell reads an existing name as itself, and so do we. A missing one is a pattern."""
+    a = _touch(tmp_path / "br[1]" / "a.warc.wat.gz")
+    b = _touch(tmp_path / "lit" / "CC [copy].wat.gz")
+    listing = _touch(tmp_path / "lit" / "wat[1].paths.gz", gzip.compress(b"CC [copy].wat.gz\n"))
+    assert expand_inputs([str(a)]) == expand_inputs([str(tmp_path / "br[1]")]) == [str(a)]
+    assert expand_inputs([str(b)]) == expand_inputs([str(listing)]) == [str(b)]
+    assert expand_inputs([str(tmp_path / "br?1?" / "*.gz")]) == [str(a)]  # not a name: still a pattern

@@ -15,6 +15,7 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 import traceback
 from collections.abc import Mapping
@@ -59,6 +60,10 @@ def check_lake(lake: str, command: str, spark_conf: Mapping[str, Any] | None = N
     if not lake.strip():
         raise UserError("the lake is empty (--lake \"\" or the config's lake: \"\"): pass a lake path, "
                         "e.g. --lake ./lake or --lake s3a://bucket/prefix")
+    if re.search(r"%[0-9A-Fa-f]{2}", lake):
+        raise UserError(f"lake {lake}: a '%' followed by two hex digits in the lake's path is not supported "
+                        "(delta-rs, which writes the leases table, reads it back as an escape and looks in another "
+                        "folder): rename the folder or pick another lake")
     scheme = lake.partition("://")[0].lower() if "://" in lake else ""
     if scheme in ("s3", "s3n") and registry.BY_NAME[command].needs_spark:
         raise UserError(f"lake {lake}: Spark's S3 filesystem is s3a://, not {scheme}:// (Hadoop has no {scheme}:// "

@@ -154,9 +154,16 @@ def _maybe_wat(path: str) -> bool:
     return path.endswith(WAT_SUFFIXES) or not path.endswith(NOT_WAT_SUFFIXES)
 
 
+def _local_glob(item: str) -> bool:
+    """A pattern, unless a file or folder of that very name exists: `CC [copy].wat.gz` and `br[1]/` are paths
+    (as a shell reads them), not character sets matching nothing."""
+    path = strip_file_uri(item)
+    return any(ch in path for ch in "*?[") and not os.path.exists(path)
+
+
 def _expand_local(item: str, listing_base: str | None) -> list[str]:
     path = strip_file_uri(item)
-    if any(ch in path for ch in "*?["):
+    if _local_glob(item):
         found = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
         if not found:
             raise UserError(f"no file matches {item} (check the pattern)")
@@ -193,7 +200,10 @@ def expand_inputs(inputs: Iterable[str], listing_base: str | None = None) -> lis
     """
     out: list[str] = []
     for item in inputs:
-        globbed = not item.startswith(("http://", "https://")) and any(ch in item for ch in "*?[")
+        if item.startswith(S3_SCHEMES):
+            globbed = any(ch in item for ch in "*?[")
+        else:
+            globbed = not item.startswith(("http://", "https://")) and _local_glob(item)
         if is_listing(item) and not globbed:
             out.extend(_expand_listing(item, listing_base))
         elif item.startswith(S3_SCHEMES):
