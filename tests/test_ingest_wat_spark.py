@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 
 import pytest
 from pyspark.sql import functions as F
@@ -130,6 +131,41 @@ def test_done_means_the_latest_status_and_s3_spellings_are_one_file(spark, lake)
     assert ingest_wat.done_files(spark, lake, files, force=False) == {
         "/w/b.wat.gz", "s3://cc/c.wat.gz", "/w/e.wat.gz", "file:///w/f.wat.gz"}
     assert ingest_wat.done_files(spark, lake, files, force=True) == set()
+
+
+def _member_ends(data: bytes) -> list[int]:
+    """The offset after each gzip member of ``data``."""
+    ends, pos = [], 0
+    while pos < len(data):
+        d = zlib.decompressobj(31)
+        d.decompress(data[pos:])
+        pos = len(data) - len(d.unused_data)
+        ends.append(pos)
+    return ends
+
+
+def test_a_local_file_that_grew_since_it_was_read_is_read_again(spark, lake, sample, tmp_path):
+    """A mirror's file read while it was still being copied was done for good: cut inside a member it was
+    `partial`, cut between members `ok`, and neither ingest nor refresh read its rest again."""
+    good = next(f for f in sample.files if os.path.basename(f) != sample.truncated_file)
+    data = open(good, "rb").read()
+    ends = _member_ends(data)
+    half = ends[len(ends) // 2]
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    a, b = mirror / "a.warc.wat.gz", mirror / "b.warc.wat.gz"
+    a.write_bytes(data[:half])
+    b.write_bytes(data[:half + 100])
+    first = execute(ingest_wat, spark, wat_cfg(lake, [str(mirror)]))
+    assert (first.files, first.ok, first.partial) == (2, 1, 1)  # a cut between members reads as a whole file
+    a.write_bytes(data)
+    b.write_bytes(data)
+    again = execute(ingest_wat, spark, wat_cfg(lake, [str(mirror)]))
+    assert (again.files, again.ok) == (2, 2)
+    rows = {(r.image_url, r.text) for r in lk.read(spark, lake, tables.PAIRS).collect()}
+    assert rows == {(u, t) for u, t, _s, _p in sample.pairs_by_file[os.path.basename(good)]}
+    third = execute(ingest_wat, spark, wat_cfg(lake, [str(mirror)]))
+    assert third.files == 0 and third.skipped_done == 2
 
 
 def test_a_run_whose_pair_files_were_never_written_still_logs_its_files(spark, lake, tmp_path):

@@ -40,7 +40,14 @@ from kgcurate import ids, lake, pairs_insert, run_ids, settings, tables, units
 from kgcurate import staging as staging_mod
 from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
-from kgcurate.wat.inputs import FILE_URI_PATTERN, S3_ALIAS_PATTERN, display_name, expand_inputs, same_file_key
+from kgcurate.wat.inputs import (
+    FILE_URI_PATTERN,
+    S3_ALIAS_PATTERN,
+    display_name,
+    expand_inputs,
+    local_size,
+    same_file_key,
+)
 
 JOB = "ingest-wat"
 log = logging.getLogger("kgcurate.ingest_wat")
@@ -248,21 +255,26 @@ def file_key_column(column: str = "source_file") -> Column:
 def done_files(spark: SparkSession, lake_root: str, files: list[str], force: bool) -> set[str]:
     """Which of ``files`` ingest_log records as done: the file's latest row (by ``finished_at``) is ``ok``
     or ``partial`` (:data:`kgcurate.units.DONE`), so a forced re-read that failed is read again. Files
-    are compared by :func:`same_file_key` (``s3a://`` is the ``s3://`` object). The file list is already
-    on the driver (it is the job's input); the log is joined in Spark, not collected."""
+    are compared by :func:`same_file_key` (``s3a://`` is the ``s3://`` object). A local file whose size is
+    not the ``bytes`` its row read (every done read consumes the whole file) changed since: a mirror's file
+    read while still being copied was ``partial`` (cut in a member) or ``ok`` (cut between members), and its
+    rest was never read. The file list is already on the driver (it is the job's input); the log is joined
+    in Spark, not collected."""
     if force or not lake.exists(spark, lake_root, tables.INGEST_LOG):
         return set()
-    wanted = spark.createDataFrame([(f, same_file_key(f)) for f in files], "source_file string, file_key string")
+    wanted = spark.createDataFrame([(f, same_file_key(f), local_size(f)) for f in files],
+                                   "source_file string, file_key string, size long")
     key = file_key_column()
     latest = (
         lake.read(spark, lake_root, tables.INGEST_LOG)
         .where(F.col("job") == JOB)
-        .select(key.alias("file_key"), F.struct("finished_at", "status").alias("last"))
+        .select(key.alias("file_key"), F.struct("finished_at", "status", "bytes").alias("last"))
         .groupBy("file_key").agg(F.max("last").alias("last"))
         .where(F.col("last.status").isin(*units.DONE))
-        .select("file_key")
+        .select("file_key", F.col("last.bytes").alias("read"))
     )
-    return {r[0] for r in wanted.join(latest, "file_key", "left_semi").select("source_file").collect()}
+    same = F.col("size").isNull() | F.col("read").isNull() | (F.col("size") == F.col("read"))
+    return {r[0] for r in wanted.join(latest, "file_key").where(same).select("source_file").collect()}
 
 
 def progress_line(total: int, accs: tuple, started: float, done: int) -> str:

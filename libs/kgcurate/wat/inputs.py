@@ -81,6 +81,18 @@ def local_path(path: str) -> str:
     return os.path.normpath(os.path.abspath(strip_file_uri(path)))
 
 
+def local_size(path: str) -> int | None:
+    """A local file's size now (None: an object store's or web file, or missing). S3 objects appear whole
+    once written; a local mirror's file can be read while it is still being copied, so its size tells a
+    file that grew since it was read."""
+    if "://" in path and not path.startswith("file:"):
+        return None
+    try:
+        return os.stat(strip_file_uri(path)).st_size
+    except OSError:
+        return None
+
+
 def resolve_listed(entry: str, base: str) -> str:
     entry = entry.strip()
     if entry.startswith("file:") or entry.startswith("/"):
