@@ -15,7 +15,8 @@ re-run neither duplicates rows nor skips work.
 File statuses in ``ingest_log`` (see docs/wat.md): ``ok`` (every record read), ``partial`` (damage
 to the container was skipped, each damaged span is a bad record, every other record was read),
 ``failed`` (not read, or not to its end). ``ok`` and ``partial`` files are done: a re-run cannot
-recover damaged bytes, so only ``failed`` files are retried (``--force`` re-reads everything).
+recover damaged bytes, so only ``failed`` files are retried (``--force`` re-reads everything), and a local
+file whose size changed since its done read (:func:`done_files`).
 """
 
 from __future__ import annotations
