@@ -188,12 +188,11 @@ def measured(cmd: list[str], env: dict[str, str], cwd: str) -> tuple[float, floa
 
 def measure_wrapper(cmd: list[str]) -> int:
     """Become a child subreaper, run ``cmd``, reap every descendant, print {rc, cpu, wall} as JSON."""
-    import resource
 
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         raise SystemExit("bench_download: prctl(PR_SET_CHILD_SUBREAPER) failed")
-    meter = cpu_meter.Meter("kgcurate-bench-download").start()  # counts PySpark's self-reaped workers too
+    meter = cpu_meter.Meter("kgcurate-bench-download").start().require_exact()  # PySpark's self-reaped workers too
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd)
     rc = proc.wait()
@@ -210,8 +209,7 @@ def measure_wrapper(cmd: list[str]) -> int:
                     os.kill(child, signal.SIGKILL)
                 deadline = time.monotonic() + 10
             time.sleep(0.05)
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = meter.seconds() if meter.exact else ru.ru_utime + ru.ru_stime
+    cpu = meter.seconds()
     meter.stop()
     print(json.dumps({"rc": rc, "cpu": cpu, "wall": wall}))
     return 0

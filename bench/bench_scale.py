@@ -118,7 +118,7 @@ def _rss_kb(pid: int | str) -> int:
 def run_size(paths: list[Path], work: Path, cores: int, target_share: float) -> dict:
     """One size, in this (child) process: the four stages into a fresh lake; seconds, pairs, peak RSS."""
     os.environ.setdefault("KGCURATE_MASTER", f"local[{cores}]")
-    meter = cpu_meter.Meter(METER).start()  # before the JVM starts: it and its workers inherit it
+    meter = cpu_meter.Meter(METER).start().require_exact()  # before the JVM starts: it and its workers inherit it
     from kgcurate import config, lake, tables
     from kgcurate.context import execute_stage
     from kgcurate.session import get_spark

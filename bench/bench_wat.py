@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager
+from html import unescape
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -90,15 +91,15 @@ def baseline(paths: list[Path], pairs: list | None = None) -> tuple[int, int, in
                 if head.get("WARC-Type") != "response":
                     continue
                 page = head.get("WARC-Target-URI")
-                html = env.get("Payload-Metadata", {}).get("HTTP-Response-Metadata", {}).get("HTML-Metadata", {})
-                base = html.get("Head", {}).get("Base")
-                base_url = urljoin(page, base) if base else page
-                for link in html.get("Links", []):
-                    url = urljoin(base_url, link.get("url", ""))
+                meta = env.get("Payload-Metadata", {}).get("HTTP-Response-Metadata", {}).get("HTML-Metadata", {})
+                base = meta.get("Head", {}).get("Base")
+                base_url = urljoin(page, unescape(base)) if base else page
+                for link in meta.get("Links", []):
+                    url = urljoin(base_url, unescape(link.get("url", "")))  # the WAT keeps HTML's &amp;
                     if not link.get("path", "").startswith("IMG@/src") or not url.startswith(("http://", "https://")):
                         continue
                     for src in ("alt", "title"):
-                        text = _collapse(link.get(src) or "")
+                        text = _collapse(unescape(link.get(src) or ""))
                         if text and len(text) <= 2000:
                             n += 1
                             if pairs is not None:
@@ -179,9 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"check on {paths[0].name}: baseline, WatParser and pure-Python WatParser give the same pairs: {same} "
           f"({len(got_c):,} pairs; compiled path: {'yes' if native_module() else 'NOT BUILT'})")
 
+    if not same:  # the ratios would compare different work
+        print("not timed: the variants disagree on this input (fix the baseline or the parser first)")
+        return 1
     results = {}
     for key, label, fn in (("a", "(a) floor: fastwarc read only", floor_fastwarc),
-                           ("b", "(b) baseline: gzip lines + json.loads + urljoin", baseline),
+                           ("b", "(b) baseline: gzip lines + json.loads + unescape + urljoin", baseline),
                            ("c", "(c) WatParser", ours),
                            ("p", "(c-py) WatParser, KGCURATE_NATIVE=0", ours_python)):
         secs, wall, (records, raw, n) = timed(fn, paths, args.repeat)
@@ -193,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"per core (CPU time): (c)/(b) = {b / c:.2f}x the baseline's speed (target >= 4x); "
           f"(c)/(a) = {a / c:.0%} of the decompress-only floor's speed (issue 14 goal >= 60%); "
           f"(c-py)/(a) = {a / p:.0%}; (c)/(c-py) = {p / c:.2f}x")
-    return 0 if same else 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -78,6 +78,14 @@ class Meter:
     def exact(self) -> bool:
         return self.group is not None
 
+    def require_exact(self) -> Meter:
+        """Stop a bench whose CPU figures would undercount: without a cgroup, PySpark's self-reaped workers
+        (the work itself) are missed, and the stderr note alone went unseen in the benches' captured output."""
+        if not self.exact:
+            raise SystemExit("cpu_meter: no cgroup could be made (run the bench as root, or with a delegated cgroup "
+                             "v2 cpu controller): without one PySpark's workers go uncounted, so no ratio is given")
+        return self
+
     def _total(self) -> float:
         if self.group is None:
             return tree_cpu(os.getpid())
