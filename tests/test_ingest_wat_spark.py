@@ -148,7 +148,8 @@ def test_a_local_file_that_grew_since_it_was_read_is_read_again(spark, lake, sam
     """A mirror's file read while it was still being copied was done for good: cut inside a member it was
     `partial`, cut between members `ok`, and neither ingest nor refresh read its rest again."""
     good = next(f for f in sample.files if os.path.basename(f) != sample.truncated_file)
-    data = open(good, "rb").read()
+    with open(good, "rb") as f:
+        data = f.read()
     ends = _member_ends(data)
     half = ends[len(ends) // 2]
     mirror = tmp_path / "mirror"
