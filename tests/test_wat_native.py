@@ -98,13 +98,18 @@ def test_whitespace_is_python_s(native):
     rng = random.Random(5)
     alphabet = (" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u200a\u200b\u2028\u3000\u180e\ufeff"
                 "ab\u00e9\U0001f600")
+    alphabet += "\x00\x07\x7f\x80\x9f\u200c\u200d"
     for _ in range(2000):
         s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
-        assert native.collapse_whitespace(s) == " ".join(s.split()), repr(s)
-    # Every code point between two words: the collapse decodes only the lead bytes whitespace can start
-    # with (0xC2, 0xE1-0xE3), so a character it skips decoding must not be whitespace.
+        assert native.collapse_whitespace(s) == P.collapse_whitespace(s), repr(s)
+    # Every code point between two words: the collapse decodes only the lead bytes a separator can start
+    # with (0xC2, 0xE1-0xE3, 0xEF), so a character it skips decoding must not be one.
     every = "".join(f"a{chr(c)}b" for c in range(0x110000) if not 0xD800 <= c < 0xE000)
-    assert native.collapse_whitespace(every) == " ".join(every.split())
+    assert native.collapse_whitespace(every) == P.collapse_whitespace(every)
+    # controls and zero-width spaces separate words; joiners (emoji, Persian) are kept
+    for s, want in (("a\x00b\x07c", "a b c"), ("\x00", ""), ("\u200b", ""), ("\ufeffcat\x7f", "cat"),
+                    ("x\x85\x9fy", "x y"), ("\u0645\u200c\u0627", "\u0645\u200c\u0627")):
+        assert native.collapse_whitespace(s) == P.collapse_whitespace(s) == want, repr(s)
 
 
 def test_clean_sample_is_all_native(native, tmp_path):

@@ -557,3 +557,17 @@ def test_a_metadata_record_fastwarc_does_not_type_is_read(native, gz, monkeypatc
     pairs, bad, stats = parse_bytes(wat([WARCINFO, untyped, warc_record(payload)], gz=gz))
     assert len(pairs) == 1 and [r.split(" (")[0] for _, r, _ in bad] == [
         "invalid WARC record in a gzip member: no WARC-Type" if gz else "invalid WARC record: no WARC-Type"]
+
+
+@pytest.mark.parametrize("native", ["0", "1"])
+def test_control_characters_and_zero_width_spaces_separate_words(native, monkeypatch):
+    """An alt of only NUL or U+200B was a caption, and NUL, BEL or DEL inside one were stored and reached
+    the tokenizer; both parsers now read controls (C0, DEL, C1), U+200B and U+FEFF as whitespace (joiners,
+    which Persian words and emoji need, stay)."""
+    monkeypatch.setenv("KGCURATE_NATIVE", native)
+    links = [img("http://ex.com/1.jpg", alt="a\x00b\x07c"), img("http://ex.com/2.jpg", alt="\x00"),
+             img("http://ex.com/3.jpg", alt="\u200b"), img("http://ex.com/4.jpg", alt="c\x00at\x7f\ufeff"),
+             img("http://ex.com/5.jpg", alt="\x85big\x9fdog"), img("http://ex.com/6.jpg", alt="\u0645\u200c\u0627")]
+    pairs, bad, _ = parse_bytes(wat([WARCINFO, warc_record(orjson.dumps(envelope(links)))]))
+    assert bad == [] and [(u[-5:], t) for u, t, _s, _p in pairs] == [
+        ("1.jpg", "a b c"), ("4.jpg", "c at"), ("5.jpg", "big dog"), ("6.jpg", "\u0645\u200c\u0627")]

@@ -40,25 +40,33 @@ fn py_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
-/// Byte length of the Python whitespace character at `b[i]` (a char boundary), or 0. Past ASCII only
-/// lead bytes 0xC2 (U+0085, U+00A0) and 0xE1..=0xE3 (U+1680, U+2000.., U+3000) can start one, so other
-/// bytes (and UTF-8 continuation bytes) need no decoding.
+/// What separates words of a text: Python's whitespace, control characters (Unicode Cc: NUL, BEL, DEL,
+/// C1) and the invisible ZERO WIDTH SPACE and BOM (an alt of only these was a caption, controls were stored).
+/// `parse.py`'s `collapse_whitespace` is the same rule.
+#[inline]
+fn text_space(c: char) -> bool {
+    py_space(c) || c.is_control() || c == '\u{200B}' || c == '\u{FEFF}'
+}
+
+/// Byte length of the text separator (:func:`text_space`) at `b[i]` (a char boundary), or 0. Past ASCII
+/// only lead bytes 0xC2 (U+0080..U+009F, U+00A0), 0xE1..=0xE3 (U+1680, U+2000.., U+3000) and 0xEF
+/// (U+FEFF) can start one, so other bytes (and UTF-8 continuation bytes) need no decoding.
 #[inline]
 fn space_len(s: &str, i: usize) -> usize {
     let c = s.as_bytes()[i];
     if c < 0x80 {
-        return usize::from(matches!(c, b'\t'..=b'\r' | 0x1c..=b' '));
+        return usize::from(c <= b' ' || c == 0x7F);
     }
-    if c != 0xC2 && !(0xE1..=0xE3).contains(&c) {
+    if c != 0xC2 && !(0xE1..=0xE3).contains(&c) && c != 0xEF {
         return 0;
     }
     match s[i..].chars().next() {
-        Some(ch) if py_space(ch) => ch.len_utf8(),
+        Some(ch) if text_space(ch) => ch.len_utf8(),
         _ => 0,
     }
 }
 
-/// `" ".join(s.split())` appended to `out`; returns its length in code points (0: nothing appended),
+/// `" ".join(s.split())` appended to `out`, controls, U+200B and U+FEFF splitting too (:func:`text_space`); returns its length in code points (0: nothing appended),
 /// or `limit + 1` as soon as it is longer than `limit`: the caller drops such a text, so the rest of
 /// it (CommonCrawl has alt texts of megabytes) is not collapsed, and `out` then holds part of it.
 fn collapse_into(s: &str, out: &mut String, limit: usize) -> usize {
@@ -72,7 +80,7 @@ fn collapse_into(s: &str, out: &mut String, limit: usize) -> usize {
                 break;
             }
             after_space = true;
-        } else if c > b' ' && c < 0x80 {
+        } else if c > b' ' && c < 0x7F {
             after_space = false;
         } else {
             as_is = false;
@@ -858,7 +866,7 @@ fn py_space_chars() -> String {
     (0..=0x10FFFFu32).filter_map(char::from_u32).filter(|&c| py_space(c)).collect()
 }
 
-/// `" ".join(s.split())` (tests compare it with Python's).
+/// :func:`collapse_into` as a whole (tests compare it with `parse.py`'s `collapse_whitespace`).
 #[pyfunction]
 fn collapse_whitespace(s: &str) -> String {
     let mut out = String::new();

@@ -129,8 +129,16 @@ def crawl_from_path(path: str) -> str | None:
     return m.group(0) if m else None
 
 
+# Control characters (Cc: C0, DEL, C1) and the invisible U+200B / U+FEFF separate words as whitespace does:
+# an alt of only "\x00" or "\u200b" was a caption, and controls inside one were stored as they came.
+_TEXT_SPACE = {c: " " for c in (*range(0x20), *range(0x7F, 0xA0), 0x200B, 0xFEFF)}
+
+
 def collapse_whitespace(text: str) -> str:
-    """Runs of whitespace (tab, CR, LF, spaces, and other Unicode spaces) -> one space, stripped."""
+    """Runs of whitespace (tab, CR, LF, spaces, other Unicode spaces), control characters and zero-width
+    spaces -> one space, stripped. The compiled path's ``collapse_into`` is the same rule."""
+    if not text.isprintable():
+        text = text.translate(_TEXT_SPACE)
     return " ".join(text.split())
 
 
@@ -384,6 +392,8 @@ def image_pairs(links: list, page: str | None, base: str | None, opts: ParseOpti
                     continue
             if "&" in raw:
                 raw = unescape_attr(raw)
+            if not raw.isprintable():  # controls and zero-width spaces: collapse_whitespace's rule
+                raw = raw.translate(_TEXT_SPACE)
             text = " ".join(raw.split())
             if not text:
                 continue
