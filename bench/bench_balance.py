@@ -92,12 +92,14 @@ def main() -> int:
         cfg["lake"] = root
         cfg["balance"].update(kw)
         s = execute_stage(balance_stage, cfg, spark)
+        # a selection from all matches each time: not built on the run before, not skipped as recorded
+        assert s.done_by is None and s.basis_run_id is None, (s.done_by, s.basis_run_id)
         return f"t={s.t:.6g} out={s.pairs_out:,} selection_passes={s.selection_passes or 0}"
 
     modes = (("baseline 2: N-th threshold by global sort", sort_select),
-             ("balance --t 50 (curated written)", lambda: balance(t=50.0)),
-             (f"balance --target-size {target:,}", lambda: balance(target_size=target)),
-             ("balance --tail-share 0.3", lambda: balance(tail_share=0.3)))
+             ("balance --t 50 (curated written)", lambda: balance(t=50.0, full=True)),
+             (f"balance --target-size {target:,}", lambda: balance(target_size=target, full=True)),
+             ("balance --tail-share 0.3", lambda: balance(tail_share=0.3, full=True)))
     ratios: dict[str, list[float]] = {label: [] for label, _ in modes}
     for r in range(args.rounds):  # interleaved: each round times the baseline again, next to the modes
         print(f"-- round {r + 1} of {args.rounds}")
