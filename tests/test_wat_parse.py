@@ -152,8 +152,8 @@ def test_data_and_non_http_urls_are_dropped():
              img("ftp://files.example.org/a.jpg", alt="ftp"), img("mailto:x@example.org", alt="mail"),
              img("", alt="no url"), {"path": "IMG@/src", "alt": "url missing"},
              img("HTTP://Example.org/UP.jpg", alt="upper-case scheme")]
-    # urljoin keeps a scheme it does not share with the base as written
-    assert pairs_of(links) == [("HTTP://Example.org/UP.jpg", "upper-case scheme", "alt")]
+    # a scheme is lower-cased (urljoin did that only for the base's own scheme)
+    assert pairs_of(links) == [("http://Example.org/UP.jpg", "upper-case scheme", "alt")]
 
 
 def test_whitespace_collapsing_unicode_and_length_filters():
@@ -232,7 +232,7 @@ def test_placeholders_without_a_host_or_naming_the_page_give_no_pair():
 
 def test_resolver_equals_urljoin_on_random_urls():
     """The fast joins must give exactly urljoin's result on the cleaned URL (absolute http(s) URLs: kept as
-    written once cleaned; an empty URL or a fragment alone: nothing)."""
+    written once cleaned, the scheme lower-cased; an empty URL or a fragment alone: nothing)."""
     rng = random.Random(11)
     parts = ["../", "./", "a", "b", ".", "..", "", "x.jpg", "%20", "é", "?", "#", ";", ":", "//", "/", "q=1",
              " ", "\t", "h.com", "data:", "javascript:", "[", "@", "ftp:", "mailto:", "ht\ttp:", "Https:", "a+b:",
@@ -245,6 +245,8 @@ def test_resolver_equals_urljoin_on_random_urls():
         url = "".join(rng.choice(parts) for _ in range(rng.randint(0, 6)))
         url = rng.choice(["", "/", "//", " "]) + url
         clean = url.strip("".join(map(chr, range(0x21)))).replace("\t", "").replace("\n", "").replace("\r", "")
+        if clean[:8].lower().startswith(("http://", "https://")):  # a browser's lower-case scheme
+            clean = clean[:4].lower() + clean[4:]
         try:
             want = urljoin(base, clean)
         except ValueError:
@@ -571,3 +573,20 @@ def test_control_characters_and_zero_width_spaces_separate_words(native, monkeyp
     pairs, bad, _ = parse_bytes(wat([WARCINFO, warc_record(orjson.dumps(envelope(links)))]))
     assert bad == [] and [(u[-5:], t) for u, t, _s, _p in pairs] == [
         ("1.jpg", "a b c"), ("4.jpg", "c at"), ("5.jpg", "big dog"), ("6.jpg", "\u0645\u200c\u0627")]
+
+
+@pytest.mark.parametrize("native", ["0", "1"])
+@pytest.mark.parametrize("page", ["http://ex.com/d/p.html", "https://ex.com/d/p.html"])
+def test_backslashes_and_an_upper_case_scheme_read_as_a_browser_reads_them(page, native, monkeypatch):
+    """`images\\logo.gif` kept its backslash (a browser fetches images/logo.gif), `http:\\\\x.com\\a.jpg` took
+    the page's host, and `HTTP://X.COM/a.jpg` was `http://` on an http page but `HTTP://` on an https one:
+    two pair_ids for one image. A backslash in the query stays, as a browser keeps it."""
+    monkeypatch.setenv("KGCURATE_NATIVE", native)
+    links = [img("HTTP://X.COM/a.jpg", alt="a"), img("images\\logo.gif", alt="b"),
+             img("http:\\\\x.com\\a.jpg", alt="c"), img("https://x.com/p\\q.jpg?s=t\\u", alt="d"),
+             img("Https://x.com/e.jpg", alt="e")]
+    pairs, bad, _ = parse_bytes(wat([WARCINFO, warc_record(orjson.dumps(envelope(links, page=page)), uri=page)]))
+    folder = page.rsplit("/", 1)[0]
+    assert bad == [] and [u for u, _t, _s, _p in pairs] == [
+        "http://X.COM/a.jpg", f"{folder}/images/logo.gif", "http://x.com/a.jpg", "https://x.com/p/q.jpg?s=t\\u",
+        "https://x.com/e.jpg"]

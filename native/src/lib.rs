@@ -693,10 +693,10 @@ impl Parser {
                 continue;
             }
             // as written, as Python's `Resolver.resolve` keeps it; a trailing space or control
-            // character, or a tab or newline inside, is Python's to clean
+            // character, a tab or newline or a backslash inside, is Python's to clean
             let made = if (url.starts_with("http://") || url.starts_with("https://"))
                 && url.as_bytes()[url.len() - 1] > b' '
-                && !url.bytes().any(|c| c == b'\n' || c == b'\t' || c == b'\r')
+                && !url.bytes().any(|c| c == b'\n' || c == b'\t' || c == b'\r' || c == b'\\')
                 && host_start(url.as_bytes(), url.find("//").map_or(0, |i| i + 2))
             {
                 Some(ImgUrl::Rust(acc.push(url)))

@@ -214,7 +214,7 @@ class Resolver:
         (``?``, ``//``) or to no host (``//:0``, ``https://``: blank-image placeholders) gives no pair.
         """
         if (url.startswith(_HTTP) and url[-1] > " " and "\n" not in url and "\t" not in url and "\r" not in url
-                and _host_start(url, url.index("//") + 2)):
+                and "\\" not in url and _host_start(url, url.index("//") + 2)):
             return url
         url = clean_url(url)
         if not url or url[0] == "#" or url.startswith("data:"):
@@ -267,10 +267,20 @@ def _has_host(url: str) -> bool:
 
 
 def clean_url(url: str) -> str:
-    """``url`` as a browser reads a ``src``: C0 controls and spaces stripped from both ends, tabs and
-    newlines removed."""
+    """``url`` as a browser reads a ``src`` on an http(s) page: C0 controls and spaces stripped from both
+    ends, tabs and newlines removed, ``\\`` before the query read as ``/`` (``images\\a.gif``,
+    ``http:\\\\x.com\\a.gif``), and an ``HTTP://`` scheme lower-cased. ``urljoin`` lower-cases a scheme only
+    when it is the page's, so ``HTTP://x/a.jpg`` gave another URL (another pair) on an https page."""
     url = url.strip(_C0_OR_SPACE)
-    return url.translate(_TAB_NEWLINE) if "\t" in url or "\n" in url or "\r" in url else url
+    if "\t" in url or "\n" in url or "\r" in url:
+        url = url.translate(_TAB_NEWLINE)
+    if "\\" in url:
+        cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=len(url))
+        url = url[:cut].replace("\\", "/") + url[cut:]
+    if url[:1] in "Hh" and not url.startswith(_HTTP) and url[:8].lower().startswith(_HTTP):
+        colon = url.index(":")
+        url = url[:colon].lower() + url[colon:]
+    return url
 
 
 _CHARREF = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)")  # html's own pattern
@@ -411,7 +421,7 @@ def image_pairs(links: list, page: str | None, base: str | None, opts: ParseOpti
             url = unescape_attr(url)
         if url:
             if (url.startswith(_HTTP) and url[-1] > " " and "\n" not in url and "\t" not in url and "\r" not in url
-                    and _host_start(url, url.index("//") + 2)):
+                    and "\\" not in url and _host_start(url, url.index("//") + 2)):
                 image_url: str | None = url  # absolute: as written (Resolver.resolve's first case)
             else:
                 if resolver is None:
