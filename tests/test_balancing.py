@@ -103,8 +103,9 @@ def test_p_to_t_matches_metaclip_on_random_counts(seed: int) -> None:
 def test_t_to_p_and_validation() -> None:
     hist = [(1, 10), (10, 3), (100, 1)]  # 10 + 30 + 100 = 140 matches
     assert balancing.t_to_p(hist, 5) == pytest.approx(10 / 140)
-    assert balancing.t_to_p(hist, 100) == pytest.approx(40 / 140)
-    assert balancing.t_to_p(hist, 101) == pytest.approx(1.0)
+    assert balancing.t_to_p(hist, 10) == balancing.t_to_p(hist, 99) == pytest.approx(40 / 140)  # up to t
+    assert balancing.t_to_p(hist, 100) == pytest.approx(1.0)
+    assert balancing.t_to_p(hist, balancing.p_to_t(hist, 0.3)) == pytest.approx(40 / 140)  # the nearest share
     with pytest.raises(ValueError):
         balancing.p_to_t(hist, 0.0)
     with pytest.raises(ValueError):

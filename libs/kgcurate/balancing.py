@@ -130,10 +130,12 @@ def p_to_t(hist: Iterable[tuple[int, int]], p: float) -> float:
 
 
 def t_to_p(hist: Iterable[tuple[int, int]], t: float) -> float:
-    """MetaCLIP's t -> tail share: the share of all matches held by entries with count < t."""
+    """MetaCLIP's t -> tail share: the share of all matches held by entries with count up to t (``<= t``,
+    as :func:`p_to_t` picks t and the report counts the tail), so ``t_to_p(h, p_to_t(h, p))`` is the
+    share nearest ``p`` that a count in ``h`` gives."""
     groups = [(int(c), int(n)) for c, n in hist]
     total = sum(c * n for c, n in groups)
-    return sum(c * n for c, n in groups if c < t) / total if total else 0.0
+    return sum(c * n for c, n in groups if c <= t) / total if total else 0.0
 
 
 def expected_counts_after(hist: Iterable[tuple[int, int]], t: float) -> list[tuple[float, int]]:
