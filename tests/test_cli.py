@@ -85,6 +85,19 @@ def test_run_says_which_stages_found_their_work_done(capsys):
     assert lines[1].startswith("build-metadata: run_id=build-metadata-r9, ") and "nothing to do" not in lines[1]
 
 
+def test_run_prints_the_curated_size_of_a_balance_with_a_target(capsys):
+    """The line kept the first ten scalar fields: a ``--target-size`` run's pairs_out came eleventh, so
+    ``kgcurate run`` (and ``make demo``) never printed how many pairs were curated."""
+    from kgcurate.stages import run_pipeline
+    from kgcurate.stages.balance import BalanceSummary
+
+    s = BalanceSummary(run_id="balance-r2", seed=0, per_qid=False, matched_pairs=2571, selection_passes=2, t=16.5,
+                       target_size=1000, pairs_in=3835, unmatched_pairs=1264, pairs_out=1000)
+    assert run_pipeline.report({"balance": s}, None) == 0
+    assert capsys.readouterr().out.startswith(
+        "balance: run_id=balance-r2, t=16.5, matched_pairs=2571, pairs_out=1000, seed=0")
+
+
 def test_run_names_failed_and_partial_files_and_exits_1(capsys):
     """``kgcurate run`` gives the exit code and the warning/error lines ``ingest-wat`` alone gives: a run
     with failed input files is exit 1 and names them, not exit 0 with a summary cut before the count."""

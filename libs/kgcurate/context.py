@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 from kgcurate import run_ids
 
@@ -24,6 +24,9 @@ class Summary:
     """Base of every stage's summary (``<Stage>Summary``, a dataclass in the stage module): ``execute``
     returns it, ``report`` reads its attributes, and whatever prints JSON (``run``, ``curated --json``,
     the benches) goes through :meth:`as_dict`. A run-time key is a typed field (``dict[str, int]``)."""
+
+    # the fields a one-line summary (``kgcurate run``) shows first: a stage's result, whatever the field order
+    headline: ClassVar[tuple[str, ...]] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]

@@ -25,7 +25,7 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -135,6 +135,7 @@ class BalanceSummary(Summary):
     versions), t as applied (None: keep all), pairs in, matched, unmatched and curated, the passes the
     ``--target-size`` search took and the versions read and written."""
 
+    headline: ClassVar[tuple[str, ...]] = ("run_id", "t", "matched_pairs", "pairs_out")
     run_id: str
     seed: int
     per_qid: bool

@@ -63,10 +63,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _short(summary: Summary) -> str:
-    """The first ten scalar fields (counts, ids, timings) of a summary, ``name=value`` (any dataclass);
-    a stage that found its work already done (``done_by``) says so first."""
+    """The first ten scalar fields (counts, ids, timings) of a summary, ``name=value`` (any dataclass), its
+    :attr:`Summary.headline` fields first; a stage that found its work already done (``done_by``) says so
+    first."""
     fields = dataclasses.asdict(summary)  # type: ignore[call-overload]
-    keep = {k: v for k, v in fields.items() if isinstance(v, int | float | str) and not k.startswith("_")}
+    first = getattr(summary, "headline", ())
+    ordered = {**{k: fields[k] for k in first if k in fields}, **fields}
+    keep = {k: v for k, v in ordered.items() if isinstance(v, int | float | str) and not k.startswith("_")}
     done_by = fields.get("done_by")
     head = f"nothing to do (inputs unchanged since run {done_by}), " if done_by else ""
     return head + ", ".join(f"{k}={v}" for k, v in list(keep.items())[:10] if v != "")
