@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from pyspark.sql import functions as F
 
 from helpers import execute
 from kgcurate import lake, report_plots, s3, tables
@@ -65,6 +66,13 @@ def test_render_from_plain_aggregates(tmp_path) -> None:
     assert "Changed since this run" not in page
     data["moved_on"] = "Changed since this run: entry_counts v5 (the run read v3); ..."
     assert "entry_counts v5 (the run read v3)" in assert_report(report_plots.render(data, tmp_path / "r2"))
+    # no curated set: its columns say "-", not 0 (which read as a set that kept nothing)
+    bare = {**data, "sizes": {"pairs": 10_000, "matched": 7_000},
+            "top_entries": [{**e, "after": None} for e in data["top_entries"]],
+            "sources": [{k: v for k, v in x.items() if k != "curated_matches"} for x in data["sources"]]}
+    page = assert_report(report_plots.render(bare, tmp_path / "r3"))
+    assert "<td>400</td><td>-</td>" in page and "<td>900</td><td>-</td>" in page
+    assert "<td>900</td><td>0</td>" not in page
 
 
 def test_render_with_empty_lake_data(tmp_path) -> None:
@@ -126,6 +134,13 @@ def test_report_stage_on_a_balanced_lake(spark, tmp_path) -> None:
         assert png["Body"].read()[:8] == PNG_MAGIC and png["ContentType"] == "image/png"
         page = srv.client().head_object(Bucket="reports", Key="nightly/index.html")
         assert page["ContentType"].startswith("text/html")  # a browser shows it, not a download
+    # new pairs since the run (an ingest of another crawl, no match yet): the pairs total is the lake's, the
+    # matched count the run's, and the note says so (it named only entry_counts and metadata)
+    one = (lake.read(spark, root, tables.PAIRS).limit(1).withColumn("image_url", F.lit("http://new.example/x.jpg"))
+           .withColumn("pair_id", F.lit(-1).cast("long")))
+    lake.append(spark, root, tables.PAIRS, one)
+    note = report_stage.gather(spark, root)["moved_on"]
+    assert "pairs v" in note and "the matched and curated numbers the run's" in note
 
 
 def test_report_folder_is_local_or_s3_and_the_page_is_uploaded_last(tmp_path, monkeypatch) -> None:

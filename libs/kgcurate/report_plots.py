@@ -182,19 +182,22 @@ def render(data: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     sources = data.get("sources", [])
     bad = data.get("bad_records", [])
     crawls = data.get("crawls", [])
+    curated = "curated" in sizes  # no curated set: its columns say "-", not 0 (a set that kept nothing)
     files = {
         "counts": plot_counts(data, out / "entry_counts.png"),
         "sizes": plot_bars(list(sizes), {"pairs": list(sizes.values())}, "Pairs at each stage", out / "sizes.png"),
         "crawls": plot_bars([str(c["crawl"]) for c in crawls], {"pairs": [c["pairs"] for c in crawls]},
                             "Pairs per crawl", out / "crawls.png", horizontal=True),
         "top": plot_bars([f"{e['entry']} ({e['source']})" for e in top],
-                         {"matched": [e["count"] for e in top], "curated": [e.get("after", 0) for e in top]},
+                         {"matched": [e["count"] for e in top],
+                          **({"curated": [e["after"] for e in top]} if curated else {})},
                          "Top entries by matched pairs", out / "top_entries.png", horizontal=True, log=True),
         "sources": plot_bars([s["source"] for s in sources],
                              {"entries": [s["entries"] for s in sources],
                               "entries matched": [s["entries_matched"] for s in sources],
                               "matches": [s["matches"] for s in sources],
-                              "curated matches": [s.get("curated_matches", 0) for s in sources]},
+                              **({"curated matches": [s.get("curated_matches", 0) for s in sources]}
+                                 if curated else {})},
                              "Per metadata source", out / "sources.png", log=True),
         "bad": plot_bars([f"{b['job']}: {b['reason']}"[:60] for b in bad], {"records": [b["n"] for b in bad]},
                          "Bad records by job and reason", out / "bad_records.png", horizontal=True),
@@ -224,11 +227,11 @@ def render(data: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
         *_curated_runs_html(data),
         "<h2>Top entries</h2>",
         _table(["entry", "sources", "qids", "matched", "curated"],
-               [[e["entry"], e["source"], e.get("qid"), e["count"], e.get("after", 0)] for e in top]),
+               [[e["entry"], e["source"], e.get("qid"), e["count"], e.get("after")] for e in top]),
         f"<img src='{files['top'].name}' alt='top entries'>",
         "<h2>Per source</h2>",
         _table(["source", "entries", "entries matched", "matches", "curated matches"],
-               [[s["source"], s["entries"], s["entries_matched"], s["matches"], s.get("curated_matches", 0)]
+               [[s["source"], s["entries"], s["entries_matched"], s["matches"], s.get("curated_matches")]
                 for s in sources]),
         f"<img src='{files['sources'].name}' alt='sources'>",
         "<h2>Bad records and ingest</h2>",

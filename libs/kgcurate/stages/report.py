@@ -129,7 +129,7 @@ def entries(spark: SparkSession, root: str, run: Any, has_curated: bool, sizes: 
             data["top_entries"].append({
                 "entry": m.get("entry") or str(r["entry_id"]), "source": ", ".join(m.get("sources") or []) or "?",
                 "qid": ", ".join(m.get("qids") or []) or None, "count": r["count"],
-                "after": kept.get(r["entry_id"], 0)})
+                "after": kept.get(r["entry_id"], 0) if after is not None else None})  # None: no curated set
 
         # one join chain and one aggregate per source (the curated counts joined in, not a second one)
         by_source = meta.select("entry_id", F.explode("sources").alias("source")).join(counts, "entry_id", "left")
@@ -150,14 +150,15 @@ def moved_on(spark: SparkSession, root: str, recorded: dict[str, int | None]) ->
     (a later match, say a refresh whose balance failed): those sections show the lake as it is now.
     (Reading the run's versions instead could fail once VACUUM has removed their files.) ``maintain``'s
     commits (OPTIMIZE, properties, VACUUM) change no row: no note for them."""
-    now = {name: lake.version(spark, root, name) for name in (tables.ENTRY_COUNTS, tables.METADATA)
+    now = {name: lake.version(spark, root, name) for name in (tables.PAIRS, tables.ENTRY_COUNTS, tables.METADATA)
            if recorded.get(name) is not None}
     moved = [f"{name} v{v} (the run read v{recorded[name]})" for name, v in now.items()
              if v != lake.content_version(spark, root, name, recorded[name])]
     if not moved:
         return None
-    return ("Changed since this run: " + ", ".join(moved) + "; the count histogram, top entries and per-source "
-            "numbers are the lake's current ones, the curated numbers the run's.")
+    return ("Changed since this run: " + ", ".join(moved) + "; the pairs total, count histogram, head/tail split, "
+            "top entries and per-source numbers are the lake's current ones, the matched and curated numbers "
+            "the run's.")
 
 
 def _first(*values: Any) -> Any:
