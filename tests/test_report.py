@@ -181,6 +181,21 @@ def test_report_shows_each_string_once_with_its_sources(spark, tmp_path) -> None
     assert (top["dog"]["source"], top["dog"]["qid"]) == ("kg, metaclip", "Q144")
     src = {s["source"]: (s["entries"], s["entries_matched"], s["matches"]) for s in data["sources"]}
     assert src == {"wordnet": (2, 2, 3), "metaclip": (2, 2, 3), "kg": (1, 1, 1)}
+    # --lowercase: "Kitchen" (metaclip) and "kitchen" (wordnet) are one entry whose counts sit on the group's
+    # smallest id; the report took only that id's own string's sources, losing the other's (session 39 review)
+    root = str(tmp_path / "lower")
+    rows = [("kitchen", "wordnet", None), ("Kitchen", "metaclip", None), ("sink", "wordnet", None),
+            ("dog", "kg", "Q144"), ("Dog", "metaclip", None)]
+    lake.overwrite(spark, root, tables.METADATA, build_metadata.derive(spark.createDataFrame(rows, META_DDL)))
+    append_pairs(spark, root, ["a kitchen sink", "Kitchen", "dog"], 0)
+    execute(match_stage, spark, cfg_for(root, match__lowercase=True))
+    data = report_stage.gather(spark, root)
+    top = {e["entry"].lower(): e for e in data["top_entries"]}
+    assert len(data["top_entries"]) == len(top) == 3
+    assert (top["kitchen"]["source"], top["kitchen"]["count"]) == ("metaclip, wordnet", 2)
+    assert (top["dog"]["source"], top["dog"]["qid"]) == ("kg, metaclip", "Q144")
+    src = {s["source"]: (s["entries"], s["entries_matched"], s["matches"]) for s in data["sources"]}
+    assert src == {"wordnet": (2, 2, 3), "metaclip": (2, 2, 3), "kg": (1, 1, 1)}
 
 
 @pytest.mark.spark

@@ -131,19 +131,20 @@ def completed_versions(spark: SparkSession, root: str, state: MatchState | None 
     return versions
 
 
-def entry_groups(meta: DataFrame, lowercase: bool) -> DataFrame:
+def entry_groups(meta: DataFrame, lowercase: bool, lists: tuple[str, ...] = ("qids",)) -> DataFrame:
     """(entry_id, entry, qids): the entries matching uses, one per string in the match's case mode.
 
     Case-sensitive, that is ``metadata`` itself. With ``lowercase``, strings that Spark's ``lower()``
     folds together ("Kitchen", "kitchen") are one entry: the smallest entry_id of the group stands for
-    it (so matches and counts still name a real ``metadata`` row) and holds the union of their qids.
+    it (so matches and counts still name a real ``metadata`` row) and holds the union of their qids
+    (of each of ``lists``: the report also takes ``sources``).
     """
     if not lowercase:
-        return meta.select("entry_id", "entry", "qids")
+        return meta.select("entry_id", "entry", *lists)
     groups = meta.groupBy(F.lower("entry").alias("fold")).agg(
         F.min("entry_id").alias("entry_id"),
-        F.array_sort(F.array_distinct(F.flatten(F.collect_list("qids")))).alias("qids"))
-    return groups.join(meta.select("entry_id", "entry"), "entry_id").select("entry_id", "entry", "qids")
+        *[F.array_sort(F.array_distinct(F.flatten(F.collect_list(c)))).alias(c) for c in lists])
+    return groups.join(meta.select("entry_id", "entry"), "entry_id").select("entry_id", "entry", *lists)
 
 
 def entry_qids(meta: DataFrame, lowercase: bool) -> DataFrame:

@@ -115,7 +115,10 @@ def entries(spark: SparkSession, root: str, run: Any, has_curated: bool, sizes: 
         # An entry is one string; its sources are provenance: one top row per string, sources exploded
         # per source.
         build_metadata.check_layout(spark, root)
-        meta = lake.read(spark, root, tables.METADATA)
+        # in the match's case mode: with --lowercase a group's counts sit on its smallest entry_id, and its
+        # sources and qids are all its strings' ("Oak" from metaclip counts for metaclip too)
+        meta = match.entry_groups(lake.read(spark, root, tables.METADATA), match.recorded_lowercase(spark, root),
+                                  ("sources", "qids"))
         # the top ids first, then their strings and curated counts by a filter on the id (pushed into
         # the scan), not joins that shuffle the whole metadata table for 25 rows
         top = counts.orderBy(F.col("count").desc(), "entry_id").limit(TOP).collect()
