@@ -75,6 +75,14 @@ def test_render_from_plain_aggregates(tmp_path) -> None:
     assert "<td>900</td><td>0</td>" not in page
 
 
+def test_a_per_qid_run_plots_the_units_its_t_applied_to() -> None:
+    """t of a --per-qid run is drawn over the qid units' counts, not the strings' (which t never applied to)."""
+    data = {"hist_before": [(5, 3)], "hist_units": [(9, 2)], "hist_after": [(2, 1)]}
+    assert [h for _, h in report_plots.count_curves(data)] == [[(9, 2)], [(2, 1)]]
+    del data["hist_units"]
+    assert [h for _, h in report_plots.count_curves(data)] == [[(5, 3)], [(2, 1)]]
+
+
 def test_render_with_empty_lake_data(tmp_path) -> None:
     assert_report(report_plots.render({"sizes": {"pairs": 0}}, tmp_path / "empty"))
 

@@ -58,10 +58,20 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def count_curves(data: dict[str, Any]) -> list[tuple[str, Sequence[tuple[float, int]]]]:
+    """The curves of the count plot, (label, histogram): the matched counts t applied to (a ``--per-qid`` run's
+    units, qids and entries naming none; else entries), then the curated set's per-entry counts."""
+    if data.get("hist_units"):
+        before = ("matched, per unit (qid_counts; entries naming no qid)", data["hist_units"])
+    else:
+        before = ("matched (entry_counts)", data.get("hist_before") or [])
+    return [before, ("curated (per entry)", data.get("hist_after") or [])]
+
+
 def plot_counts(data: dict[str, Any], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for key, label in (("hist_before", "matched (entry_counts)"), ("hist_after", "curated")):
-        xs, ys = rank_curve(data.get(key) or [])
+    for label, hist in count_curves(data):
+        xs, ys = rank_curve(hist)
         if xs:
             ax.plot(xs, ys, label=label, drawstyle="steps-post")
     t = data.get("t")
