@@ -106,9 +106,11 @@ def test_whitespace_is_python_s(native):
     # with (0xC2, 0xE1-0xE3, 0xEF), so a character it skips decoding must not be one.
     every = "".join(f"a{chr(c)}b" for c in range(0x110000) if not 0xD800 <= c < 0xE000)
     assert native.collapse_whitespace(every) == P.collapse_whitespace(every)
-    # controls and zero-width spaces separate words; joiners (emoji, Persian) are kept
+    # controls separate words, U+200B and U+FEFF go (a Thai word break shows no space); joiners stay
     for s, want in (("a\x00b\x07c", "a b c"), ("\x00", ""), ("\u200b", ""), ("\ufeffcat\x7f", "cat"),
-                    ("x\x85\x9fy", "x y"), ("\u0645\u200c\u0627", "\u0645\u200c\u0627")):
+                    ("x\x85\x9fy", "x y"), ("\u0645\u200c\u0627", "\u0645\u200c\u0627"), ("Kit\u200bchen", "Kitchen"),
+                    ("a \u200b b", "a b"), ("\u0e41\u0e21\u0e27\u200b\u0e14\u0e33", "\u0e41\u0e21\u0e27\u0e14\u0e33"),
+                    ("\u200b\ufeff a\u200b", "a")):
         assert native.collapse_whitespace(s) == P.collapse_whitespace(s) == want, repr(s)
 
 

@@ -40,24 +40,24 @@ fn py_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
-/// What separates words of a text: Python's whitespace, control characters (Unicode Cc: NUL, BEL, DEL,
-/// C1) and the invisible ZERO WIDTH SPACE and BOM (an alt of only these was a caption, controls were stored).
-/// `parse.py`'s `collapse_whitespace` is the same rule.
+/// What separates words of a text: Python's whitespace and control characters (Unicode Cc: NUL, BEL, DEL,
+/// C1; an alt of only these was a caption, and controls were stored). `parse.py`'s `collapse_whitespace` is
+/// the same rule.
 #[inline]
 fn text_space(c: char) -> bool {
-    py_space(c) || c.is_control() || c == '\u{200B}' || c == '\u{FEFF}'
+    py_space(c) || c.is_control()
 }
 
 /// Byte length of the text separator (:func:`text_space`) at `b[i]` (a char boundary), or 0. Past ASCII
-/// only lead bytes 0xC2 (U+0080..U+009F, U+00A0), 0xE1..=0xE3 (U+1680, U+2000.., U+3000) and 0xEF
-/// (U+FEFF) can start one, so other bytes (and UTF-8 continuation bytes) need no decoding.
+/// only lead bytes 0xC2 (U+0080..U+009F, U+0085, U+00A0) and 0xE1..=0xE3 (U+1680, U+2000.., U+3000) can
+/// start one, so other bytes (and UTF-8 continuation bytes) need no decoding.
 #[inline]
 fn space_len(s: &str, i: usize) -> usize {
     let c = s.as_bytes()[i];
     if c < 0x80 {
         return usize::from(c <= b' ' || c == 0x7F);
     }
-    if c != 0xC2 && !(0xE1..=0xE3).contains(&c) && c != 0xEF {
+    if c != 0xC2 && !(0xE1..=0xE3).contains(&c) {
         return 0;
     }
     match s[i..].chars().next() {
@@ -66,7 +66,19 @@ fn space_len(s: &str, i: usize) -> usize {
     }
 }
 
-/// `" ".join(s.split())` appended to `out`, controls, U+200B and U+FEFF splitting too (:func:`text_space`); returns its length in code points (0: nothing appended),
+/// Byte length of an invisible character a text drops at `b[i]`, or 0: U+200B ZERO WIDTH SPACE (a word-break
+/// mark in Thai, Khmer, Burmese: the words it marks show no space) and U+FEFF (a BOM, or ZERO WIDTH NO-BREAK
+/// SPACE); "Kit\u{200B}chen" is "Kitchen" on the page. Only lead bytes, never continuation bytes, match.
+#[inline]
+fn drop_len(b: &[u8], i: usize) -> usize {
+    match (b[i], b.get(i + 1), b.get(i + 2)) {
+        (0xE2, Some(0x80), Some(0x8B)) | (0xEF, Some(0xBB), Some(0xBF)) => 3,
+        _ => 0,
+    }
+}
+
+/// `" ".join(s.split())` appended to `out`, controls splitting too (:func:`text_space`) and U+200B and U+FEFF
+/// dropped (:func:`drop_len`); returns its length in code points (0: nothing appended),
 /// or `limit + 1` as soon as it is longer than `limit`: the caller drops such a text, so the rest of
 /// it (CommonCrawl has alt texts of megabytes) is not collapsed, and `out` then holds part of it.
 fn collapse_into(s: &str, out: &mut String, limit: usize) -> usize {
@@ -94,8 +106,8 @@ fn collapse_into(s: &str, out: &mut String, limit: usize) -> usize {
         out.push_str(s);
         return s.len();
     }
-    // Words (runs of non-whitespace) copied whole, a space between two; chars counted as the bytes
-    // that do not continue a UTF-8 sequence.
+    // Words (runs of non-whitespace) copied in pieces around dropped characters, a space between two; a word
+    // of dropped characters only is none. Chars counted as the bytes that do not continue a UTF-8 sequence.
     let b = s.as_bytes();
     let start = out.len();
     let mut n = 0usize;
@@ -106,18 +118,30 @@ fn collapse_into(s: &str, out: &mut String, limit: usize) -> usize {
             i += w;
             continue;
         }
-        let word = i;
+        let mark = out.len();
+        let sep = usize::from(mark > start);
+        if sep == 1 {
+            out.push(' ');
+        }
+        let mut piece = i;
         let mut chars = 0usize;
         while i < b.len() && space_len(s, i) == 0 {
+            let d = drop_len(b, i);
+            if d > 0 {
+                out.push_str(&s[piece..i]);
+                i += d;
+                piece = i;
+                continue;
+            }
             chars += usize::from(b[i] & 0xC0 != 0x80);
             i += 1;
         }
-        if out.len() > start {
-            out.push(' ');
-            n += 1;
+        if chars == 0 {
+            out.truncate(mark);
+            continue;
         }
-        out.push_str(&s[word..i]);
-        n += chars;
+        out.push_str(&s[piece..i]);
+        n += sep + chars;
         if n > limit {
             return limit.saturating_add(1);
         }

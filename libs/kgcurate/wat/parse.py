@@ -129,14 +129,16 @@ def crawl_from_path(path: str) -> str | None:
     return m.group(0) if m else None
 
 
-# Control characters (Cc: C0, DEL, C1) and the invisible U+200B / U+FEFF separate words as whitespace does:
-# an alt of only "\x00" or "\u200b" was a caption, and controls inside one were stored as they came.
-_TEXT_SPACE = {c: " " for c in (*range(0x20), *range(0x7F, 0xA0), 0x200B, 0xFEFF)}
+# Control characters (Cc: C0, DEL, C1) separate words as whitespace does, and the invisible U+200B (a word-break
+# mark in Thai, Khmer, Burmese, which shows no space) and U+FEFF are dropped: an alt of only "\x00" or
+# "\u200b" was a caption, controls inside one were stored, and "Kit\u200bchen" never matched "kitchen".
+_TEXT_SPACE: dict[int, str | None] = {c: " " for c in (*range(0x20), *range(0x7F, 0xA0))}
+_TEXT_SPACE.update({0x200B: None, 0xFEFF: None})
 
 
 def collapse_whitespace(text: str) -> str:
-    """Runs of whitespace (tab, CR, LF, spaces, other Unicode spaces), control characters and zero-width
-    spaces -> one space, stripped. The compiled path's ``collapse_into`` is the same rule."""
+    """Runs of whitespace (tab, CR, LF, spaces, other Unicode spaces) and control characters -> one space,
+    stripped; U+200B and U+FEFF dropped. The compiled path's ``collapse_into`` is the same rule."""
     if not text.isprintable():
         text = text.translate(_TEXT_SPACE)
     return " ".join(text.split())
@@ -402,7 +404,7 @@ def image_pairs(links: list, page: str | None, base: str | None, opts: ParseOpti
                     continue
             if "&" in raw:
                 raw = unescape_attr(raw)
-            if not raw.isprintable():  # controls and zero-width spaces: collapse_whitespace's rule
+            if not raw.isprintable():  # controls, U+200B, U+FEFF: collapse_whitespace's rule
                 raw = raw.translate(_TEXT_SPACE)
             text = " ".join(raw.split())
             if not text:
