@@ -32,8 +32,8 @@ setup-train: $(TRAIN_STAMP)
 # The CUDA wheels go in one at a time first: one pip call fetches all of its ~3.5 GB of wheels before it
 # installs any, so the disk held ~9.4 GB at the peak for a ~5.9 GB result (one at a time: ~5.9 GB).
 $(TRAIN_STAMP): $(STAMP)
-	for p in $$(grep -E '^(nvidia-|triton==|torch==)' constraints.txt); do \
-	  $(BIN)/pip install -q --no-deps "$$p" || exit 1; done
+	if [ "$$(uname -s)" = Linux ]; then for p in $$(grep -E '^(nvidia-|triton==|torch==)' constraints.txt); do \
+	  $(BIN)/pip install -q --no-deps "$$p" || exit 1; done; fi
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,train]'
 	touch $(TRAIN_STAMP)
 

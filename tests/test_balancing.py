@@ -105,7 +105,9 @@ def test_t_to_p_and_validation() -> None:
     assert balancing.t_to_p(hist, 5) == pytest.approx(10 / 140)
     assert balancing.t_to_p(hist, 10) == balancing.t_to_p(hist, 99) == pytest.approx(40 / 140)  # up to t
     assert balancing.t_to_p(hist, 100) == pytest.approx(1.0)
-    assert balancing.t_to_p(hist, balancing.p_to_t(hist, 0.3)) == pytest.approx(40 / 140)  # the nearest share
+    assert balancing.t_to_p(hist, balancing.p_to_t(hist, 0.3)) == pytest.approx(40 / 140)
+    # t picked part-way through the count-10 group (1 of 3 entries: 20/140 is nearest 0.15), all of it counted
+    assert balancing.p_to_t(hist, 0.15) == 10 and balancing.t_to_p(hist, 10) == pytest.approx(40 / 140)
     with pytest.raises(ValueError):
         balancing.p_to_t(hist, 0.0)
     with pytest.raises(ValueError):

@@ -390,7 +390,7 @@ def test_an_empty_lake_exit_2_and_writes_nothing(capsys, tmp_path, monkeypatch) 
     assert sorted(x.name for x in tmp_path.iterdir()) == ["c.yaml", "in.warc.wat.gz"]
 
 
-def test_a_percent_escape_in_the_lake_path_exit_2_before_any_work(capsys, tmp_path) -> None:
+def test_a_percent_escape_in_the_lake_path_exit_2_before_any_work(capsys, tmp_path, monkeypatch) -> None:
     """delta-rs writes the leases table at `lake%20x/leases` and reads it back from `lake x/leases`: every
     ingest failed (exit 1, "File not found") after its whole parse, leaving empty tables behind."""
     wat = tmp_path / "in.warc.wat.gz"
@@ -400,6 +400,12 @@ def test_a_percent_escape_in_the_lake_path_exit_2_before_any_work(capsys, tmp_pa
         assert "two hex digits in the lake's path is not supported" in one_error_line(capsys)
     assert sorted(x.name for x in tmp_path.iterdir()) == ["in.warc.wat.gz"]
     cli.check_lake(str(tmp_path / "lake%zz 100%"), "match")  # not an escape: delta-rs keeps it as it is
+    work = tmp_path / "a%20b"  # in the working folder's name, for --lake lake
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert cli.main(["ingest-wat", "--lake", "lake", str(wat)]) == 2
+    assert f"lake {work}/lake: a '%' followed by two hex digits" in one_error_line(capsys)
+    assert sorted(x.name for x in work.iterdir()) == []
 
 
 def test_a_tilde_in_the_config_is_the_home_folder(capsys, tmp_path, monkeypatch) -> None:

@@ -130,9 +130,9 @@ def p_to_t(hist: Iterable[tuple[int, int]], p: float) -> float:
 
 
 def t_to_p(hist: Iterable[tuple[int, int]], t: float) -> float:
-    """MetaCLIP's t -> tail share: the share of all matches held by entries with count up to t (``<= t``,
-    as :func:`p_to_t` picks t and the report counts the tail), so ``t_to_p(h, p_to_t(h, p))`` is the
-    share nearest ``p`` that a count in ``h`` gives."""
+    """MetaCLIP's t -> tail share: the share of all matches held by all entries with count up to t (``<= t``,
+    the tail as the report counts it). ``p_to_t`` may pick t part-way through the entries sharing that
+    count, so ``t_to_p(h, p_to_t(h, p))`` can exceed ``p`` when many entries share t."""
     groups = [(int(c), int(n)) for c, n in hist]
     total = sum(c * n for c, n in groups)
     return sum(c * n for c, n in groups if c <= t) / total if total else 0.0

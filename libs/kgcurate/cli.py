@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from kgcurate import config, paths, registry, session, settings
+from kgcurate import config, lake_rs, paths, registry, session, settings
 from kgcurate.context import Context
 from kgcurate.errors import UserError, first_line, io_error_from_jvm
 
@@ -60,8 +60,9 @@ def check_lake(lake: str, command: str, spark_conf: Mapping[str, Any] | None = N
     if not lake.strip():
         raise UserError("the lake is empty (--lake \"\" or the config's lake: \"\"): pass a lake path, "
                         "e.g. --lake ./lake or --lake s3a://bucket/prefix")
-    if re.search(r"%[0-9A-Fa-f]{2}", lake):
-        raise UserError(f"lake {lake}: a '%' followed by two hex digits in the lake's path is not supported "
+    where = lake_rs.table_uri(lake, "").rstrip("/")  # absolute: the working folder's name counts for ./lake
+    if re.search(r"%[0-9A-Fa-f]{2}", where):
+        raise UserError(f"lake {where}: a '%' followed by two hex digits in the lake's path is not supported "
                         "(delta-rs, which writes the leases table, reads it back as an escape and looks in another "
                         "folder): rename the folder or pick another lake")
     scheme = lake.partition("://")[0].lower() if "://" in lake else ""

@@ -135,8 +135,9 @@ class BalanceOptions:
                                    type=argtypes.positive_float, exclusive="target")
     target_size: int | None = option(None, "keep exactly this many pairs (t is derived; 1 .. 2^63-1)",
                                      flag="--target-size", type=argtypes.positive_int64, exclusive="target")
-    tail_share: int | float | None = option(None, "MetaCLIP p -> t: t such that entries with count up to t hold "
-                                            "about this share of all matches", flag="--tail-share", type=float,
+    tail_share: int | float | None = option(None, "MetaCLIP p -> t: the count t at which the entries sorted by "
+                                            "count reach this share of all matches (entries with count up to "
+                                            "t hold about it, more when many share t)", flag="--tail-share", type=float,
                                             exclusive="target")
     seed: int = option(0, "coin seed (default 0; a 64-bit integer); same seed, same curated set", flag="--seed",
                        type=argtypes.int64)

@@ -119,8 +119,9 @@ def entries(spark: SparkSession, root: str, run: Any, has_curated: bool, sizes: 
         # sources and qids are all its strings' ("Oak" from metaclip counts for metaclip too)
         meta = match.entry_groups(lake.read(spark, root, tables.METADATA), match.recorded_lowercase(spark, root),
                                   ("sources", "qids"))
-        # the top ids first, then their strings and curated counts by a filter on the id (pushed into
-        # the scan), not joins that shuffle the whole metadata table for 25 rows
+        # the top ids first, then their strings and curated counts by a filter on the id (pushed into the scan
+        # of the case-sensitive metadata; a --lowercase match's groups are a metadata-sized group-by first),
+        # not joins that shuffle the whole metadata table for 25 rows
         top = counts.orderBy(F.col("count").desc(), "entry_id").limit(TOP).collect()
         top_ids = [r["entry_id"] for r in top]
         named = {r["entry_id"]: r.asDict() for r in meta.where(F.col("entry_id").isin(top_ids)).collect()}

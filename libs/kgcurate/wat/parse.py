@@ -8,8 +8,8 @@ the original WARC. Only the payloads describing a ``response`` carry
 Speed: per file the work is gzip inflation (fastwarc, native) plus, for records that can give a
 pair at all, one ``orjson`` decode. Records whose payload does not contain ``IMG@/src`` cannot
 give a pair, so they are not decoded (only a cheap shape check; ``ParseOptions.decode_all``
-decodes them too). Absolute http(s) image URLs are kept as written; only relative and
-protocol-relative ones go through ``urljoin``.
+decodes them too). Absolute http(s) image URLs are kept as written once read as a browser reads a
+``src`` (:func:`clean_url`); only relative and protocol-relative ones go through ``urljoin``.
 
 Robustness: ``WatParser.parse`` never raises for bad input. Every WARC record is accounted for:
 ``stats.records == good records + stats.bad_records``. Damage to the container (a corrupt, empty,
