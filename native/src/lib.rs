@@ -716,7 +716,7 @@ impl Parser {
                 acc.found.clear(); // `&#1;` decodes to nothing
                 continue;
             }
-            // as written, as Python's `Resolver.resolve` keeps it; a trailing space or control
+            // as written, as Python's `parse.as_written` keeps it; a trailing space or control
             // character, a tab or newline or a backslash inside, is Python's to clean
             let made = if (url.starts_with("http://") || url.starts_with("https://"))
                 && url.as_bytes()[url.len() - 1] > b' '

@@ -215,8 +215,7 @@ class Resolver:
         pages. A URL empty after that, a fragment alone (``#``), one that resolves to the page itself
         (``?``, ``//``) or to no host (``//:0``, ``https://``: blank-image placeholders) gives no pair.
         """
-        if (url.startswith(_HTTP) and url[-1] > " " and "\n" not in url and "\t" not in url and "\r" not in url
-                and "\\" not in url and _host_start(url, url.index("//") + 2)):
+        if as_written(url):
             return url
         url = clean_url(url)
         if not url or url[0] == "#" or url.startswith("data:"):
@@ -252,6 +251,13 @@ class Resolver:
         if out is None or not out[:8].lower().startswith(("http://", "https://")) or out == self.base_url:
             return None
         return out if _has_host(out) else None
+
+
+def as_written(url: str) -> bool:
+    """An absolute http(s) URL a browser reads as it is written (nothing to strip, remove or turn round, a host
+    right after ``//``): kept without ``urljoin``. The compiled parser's check is the same."""
+    return (url.startswith(_HTTP) and url[-1] > " " and "\n" not in url and "\t" not in url and "\r" not in url
+            and "\\" not in url and _host_start(url, url.index("//") + 2))
 
 
 def _host_start(url: str, i: int) -> bool:
@@ -404,9 +410,7 @@ def image_pairs(links: list, page: str | None, base: str | None, opts: ParseOpti
                     continue
             if "&" in raw:
                 raw = unescape_attr(raw)
-            if not raw.isprintable():  # controls, U+200B, U+FEFF: collapse_whitespace's rule
-                raw = raw.translate(_TEXT_SPACE)
-            text = " ".join(raw.split())
+            text = collapse_whitespace(raw)
             if not text:
                 continue
             n = len(text)
@@ -422,8 +426,7 @@ def image_pairs(links: list, page: str | None, base: str | None, opts: ParseOpti
         if url and "&" in url:
             url = unescape_attr(url)
         if url:
-            if (url.startswith(_HTTP) and url[-1] > " " and "\n" not in url and "\t" not in url and "\r" not in url
-                    and "\\" not in url and _host_start(url, url.index("//") + 2)):
+            if as_written(url):
                 image_url: str | None = url  # absolute: as written (Resolver.resolve's first case)
             else:
                 if resolver is None:
