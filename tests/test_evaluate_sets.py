@@ -23,6 +23,17 @@ def jpg(color: tuple[int, int, int], size: int = 16) -> bytes:
     return buf.getvalue()
 
 
+def png_with_a_bad_chunk_length() -> bytes:
+    """A PNG whose IDAT length is halved, so its next "chunk" header is pixel data: Pillow raises
+    SyntaxError on it, not OSError or ValueError."""
+    buf = io.BytesIO()
+    Image.frombytes("RGB", (40, 30), bytes((i * 97) % 256 for i in range(3600))).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    i = data.index(b"IDAT") - 4
+    data[i:i + 4] = (int.from_bytes(data[i:i + 4], "big") // 2).to_bytes(4, "big")
+    return bytes(data)
+
+
 def test_digits_are_written_as_class_folders_and_read_back(tmp_path) -> None:
     root = offline.write_digits(str(tmp_path / "digits"), per_class=3, size=32)
     f = folders.read_folder(root)
@@ -141,13 +152,14 @@ def test_zero_shot_of_a_model_that_cannot_miss_is_perfect_and_counts_unreadable_
         for i in range(4):
             Image.new("RGB", (8, 8), rgb).save(tmp_path / name / f"{i}.png")
     (tmp_path / "blue" / "broken.png").write_bytes(b"not a png")
+    (tmp_path / "red" / "cut.png").write_bytes(png_with_a_bad_chunk_length())
     m = LoadedModel("colour", ColourModel(), to_tensor, colour_tokens, "cpu")
     r = zeroshot.evaluate(m, folders.read_folder(str(tmp_path)), "simple", (1, 2), batch_size=5)
     assert r.accuracy == {1: 1.0, 2: 1.0} and r.samples == 12 and r.classes == 3
-    assert [os.path.basename(p) for p, _ in r.unreadable] == ["broken.png"]
-    assert "UnidentifiedImageError" in r.unreadable[0][1]
-    [b] = r.bad
-    assert (os.path.basename(b.source_file), b.offset, b.reason) == ("broken.png", 0, "image does not decode")
+    assert [os.path.basename(p) for p, _ in r.unreadable] == ["broken.png", "cut.png"]
+    assert "UnidentifiedImageError" in r.unreadable[0][1] and "SyntaxError" in r.unreadable[1][1]
+    assert [(os.path.basename(b.source_file), b.offset, b.reason) for b in r.bad] == [
+        ("broken.png", 0, "image does not decode"), ("cut.png", 0, "image does not decode")]
 
 
 def test_classes_with_identical_prompts_are_named_and_the_first_takes_the_tie(tmp_path) -> None:
@@ -196,20 +208,24 @@ def test_retrieval_reads_shards_and_lists_what_it_cannot_use(tmp_path) -> None:
     os.makedirs(out)
     write_shard(out, 0, [TarSample(f"0000000{i:02d}", jpg((i * 20, 0, 0)), f"caption {i}", {}) for i in range(5)])
     write_shard(out, 1, [TarSample("000010000", b"\xff\xd8 broken jpeg", "bad", {}),
-                         TarSample("000010001", jpg((0, 9, 9)), "fine", {})])
+                         TarSample("000010001", png_with_a_bad_chunk_length(), "cut", {}),
+                         TarSample("000010002", jpg((0, 9, 9)), "fine", {})])
     whole = (tmp_path / "shards" / "00000.tar").read_bytes()
     (tmp_path / "shards" / "00002.tar").write_bytes(whole[:700])  # a cut-off download
     (tmp_path / "shards" / "00003.tar").write_bytes(whole[:len(whole) // 2])  # cut after a few samples
     records: list = []  # what cannot be used, also as bad_records rows
     pairs = list(retrieval.iter_pairs(retrieval.shard_files(out), bad := [], None, records))
-    assert [k for k, _, _ in pairs][:6] == [f"0000000{i:02d}" for i in range(5)] + ["000010001"]
+    assert [k for k, _, _ in pairs][:6] == [f"0000000{i:02d}" for i in range(5)] + ["000010002"]
     assert pairs[0][2] == "caption 0" and pairs[0][1].size == (16, 16)
-    assert [k for k, _ in bad] == ["000010000", os.path.join(out, "00002.tar"), os.path.join(out, "00003.tar")]
-    assert "UnidentifiedImageError" in bad[0][1] and "unexpected end of data" in bad[1][1]
+    assert [k for k, _ in bad] == ["000010000", "000010001", os.path.join(out, "00002.tar"),
+                                   os.path.join(out, "00003.tar")]
+    assert "UnidentifiedImageError" in bad[0][1] and "SyntaxError" in bad[1][1]  # not only OSError/ValueError
+    assert "unexpected end of data" in bad[2][1]
     # bad_records: the shard, the sample's position in it or, for a damaged tar, the samples read before
     assert [(os.path.basename(b.source_file), b.reason) for b in records] == [
-        ("00001.tar", retrieval.NO_IMAGE), ("00002.tar", retrieval.BAD_SHARD), ("00003.tar", retrieval.BAD_SHARD)]
-    assert [b.offset for b in records[:2]] == [0, 0] and 0 < records[2].offset <= len(pairs) - 6 < 5
+        ("00001.tar", retrieval.NO_IMAGE), ("00001.tar", retrieval.NO_IMAGE), ("00002.tar", retrieval.BAD_SHARD),
+        ("00003.tar", retrieval.BAD_SHARD)]
+    assert [b.offset for b in records[:3]] == [0, 1, 0] and 0 < records[3].offset <= len(pairs) - 6 < 5
     assert records[0].sample.startswith("000010000.jpg: UnidentifiedImageError")
     assert [k for k, _ in retrieval.read_pairs(retrieval.shard_files(out))[1]] == [k for k, _ in bad]
     limited, _ = retrieval.read_pairs(retrieval.shard_files(out), limit=3)

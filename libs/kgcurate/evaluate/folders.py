@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from PIL import Image
 
@@ -122,12 +122,14 @@ def _imagenet_names(root: str, folders: list[str]) -> list[str]:
     return [IMAGENET_CLASSNAMES[index[f]] for f in folders]
 
 
-def open_image(path: str) -> tuple[Image.Image | None, str | None]:
-    """The image as RGB, or None and why it could not be read."""
+def open_image(source: str | IO[bytes]) -> tuple[Image.Image | None, str | None]:
+    """The image (a path or an open binary file) as RGB, or None and why it could not be read. Any
+    exception: Pillow raises more than OSError and ValueError for damaged data (SyntaxError for a bad
+    PNG chunk, TypeError for some TIFFs), and one such file must not end an evaluation."""
     try:
-        with Image.open(path) as im:
+        with Image.open(source) as im:
             return im.convert("RGB"), None
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except Exception as exc:
         return None, f"{type(exc).__name__}: {str(exc)[:200]}"
 
 

@@ -21,6 +21,7 @@ import torch
 from kgcurate.bad_input import SAMPLE_CHARS, SHARD_DAMAGED, BadInput, shard_error
 from kgcurate.errors import UserError
 from kgcurate.evaluate import metrics
+from kgcurate.evaluate.folders import open_image
 from kgcurate.evaluate.model import LoadedModel
 
 
@@ -56,7 +57,6 @@ def iter_pairs(files: Sequence[str], unreadable: list[tuple[str, str]],
     import io
 
     import webdataset as wds
-    from PIL import Image
 
     bad = [] if bad is None else bad
     seen: dict[str, int] = {}  # shard -> samples read from it so far
@@ -78,12 +78,10 @@ def iter_pairs(files: Sequence[str], unreadable: list[tuple[str, str]],
             unreadable.append((key, NO_MEMBER))
             bad.append(BadInput(url, position, NO_MEMBER, key))
             continue
-        try:
-            with Image.open(io.BytesIO(sample["jpg"])) as im:
-                image = im.convert("RGB")
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            unreadable.append((key, f"{type(exc).__name__}: {str(exc)[:200]}"))
-            bad.append(BadInput(url, position, NO_IMAGE, f"{key}.jpg: {unreadable[-1][1]}"[:SAMPLE_CHARS]))
+        image, error = open_image(io.BytesIO(sample["jpg"]))
+        if image is None:
+            unreadable.append((key, error))
+            bad.append(BadInput(url, position, NO_IMAGE, f"{key}.jpg: {error}"[:SAMPLE_CHARS]))
             continue
         yield key, image, sample["txt"].decode("utf-8", "replace")
         good += 1
