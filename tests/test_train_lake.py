@@ -96,6 +96,9 @@ def test_missing_input_is_one_line(tmp_path) -> None:
         read_input(lake, "nope")
     with pytest.raises(UserError, match="no version 9"):
         read_input(lake, version=9)
+    # with the run named too: a version never written is still the error, not rebuilt and pinned as if vacuumed
+    with pytest.raises(UserError, match="no version 9"):
+        read_input(lake, "download-1", version=9)
 
 
 def test_train_runs_has_one_row_per_experiment_in_the_declared_schema(tmp_path) -> None:

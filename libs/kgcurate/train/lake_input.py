@@ -100,7 +100,9 @@ def _runs_at(lake: str, version: int | None, download_run_id: str | None) -> tup
                                 "pass --download-run-id too, or a newer version") from None
             raise
         newest = open_table(lake, DOWNLOAD_RUNS)
-        rows = newest.to_pyarrow_table(columns=RUN_COLUMNS).to_pylist() if newest is not None else []
+        if newest is None or version > newest.version():  # never written: not a vacuumed version
+            raise
+        rows = newest.to_pyarrow_table(columns=RUN_COLUMNS).to_pylist()
         if not any(r["run_id"] == download_run_id for r in rows):
             raise
         log.warning("download_runs version %d is no longer readable (%s); its rows of download run %s are "
