@@ -125,6 +125,7 @@ def test_images_server_job_and_train_line_up(compose):
     assert cmd[:2] == ["kgcurate", "train"] and cmd[cmd.index("--config") + 1] == f"{IMAGE_ROOT}conf/train-smoke.yaml"
     assert cmd[cmd.index("--lake") + 1] == config.load(REPO / "deploy" / "compose.yaml")["lake"]
     assert f"experiments:{cmd[cmd.index('--experiments') + 1]}" in train["volumes"]
+    assert "--resume" in cmd  # the volume outlives `up`: without it a second demo run refuses the experiment
     assert "WORKDIR /opt/kgcurate" in dockerfile_of(train)  # conf/models (train-smoke's model_config_dir) is there
 
 
