@@ -3,7 +3,8 @@
 Why: the docker-compose job generates the demo sample on local disk and must put it where the
 pipeline reads it (MinIO), and the tests do the same against moto. boto3 with the default
 credential chain and ``KGCURATE_S3_ENDPOINT``, like everything else; creates the bucket if absent
-(MinIO's ``mc`` init service normally has). Re-running overwrites the same keys (idempotent).
+(MinIO's ``mc`` init service normally has). Re-running overwrites the same keys (idempotent). An
+S3 error is one line and exit 2.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import argparse
 import os
 import sys
 from pathlib import Path
+
+from boto3.exceptions import S3UploadFailedError
+from botocore.exceptions import BotoCoreError, ClientError
 
 
 def upload(local: Path, dest: str) -> int:
@@ -23,7 +27,9 @@ def upload(local: Path, dest: str) -> int:
     client = s3.client()
     try:
         client.head_bucket(Bucket=bucket)
-    except Exception:  # noqa: BLE001 - absent (or not visible): try to create it, a real error surfaces there
+    except ClientError as exc:  # only an absent bucket is created; 403 (wrong keys) and the like are errors
+        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
+            raise
         client.create_bucket(Bucket=bucket)
     count = 0
     for path in sorted(p for p in local.rglob("*") if p.is_file()):
@@ -41,8 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.local.is_dir():
         print(f"kgcurate: error: {args.local} is not a directory", file=sys.stderr)
         return 2
-    n = upload(args.local, args.dest)
     where = os.environ.get("KGCURATE_S3_ENDPOINT", "AWS")
+    try:
+        n = upload(args.local, args.dest)
+    except (BotoCoreError, ClientError, S3UploadFailedError) as exc:  # one line: what, where, what to do
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"kgcurate: error: cannot upload {args.local} to {args.dest} (endpoint {where}): {why}: check "
+              "KGCURATE_S3_ENDPOINT, the credentials and that the bucket is yours", file=sys.stderr)
+        return 2
     print(f"uploaded {n} files from {args.local} to {args.dest} (endpoint {where})")
     return 0
 

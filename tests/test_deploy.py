@@ -498,3 +498,47 @@ def test_render_writes_a_missing_stages_json(tmp_path) -> None:
     assert r.returncode == 0, r.stderr
     assert (deploy / "stages.json").read_text() == (DEPLOY / "stages.json").read_text()
     assert (deploy / "k8s" / "ingest-wat.yaml").read_text() == (DEPLOY / "k8s" / "ingest-wat.yaml").read_text()
+
+
+class _StubS3:
+    """head_bucket raises what it is given; records created buckets and uploads."""
+
+    def __init__(self, head_error: Exception | None) -> None:
+        self.head_error, self.created, self.uploaded = head_error, [], []
+
+    def head_bucket(self, Bucket: str) -> None:  # noqa: N803 - boto3's keyword
+        if self.head_error is not None:
+            raise self.head_error
+
+    def create_bucket(self, Bucket: str) -> None:  # noqa: N803
+        self.created.append(Bucket)
+
+    def upload_file(self, path: str, bucket: str, key: str) -> None:
+        self.uploaded.append(key)
+
+
+def test_s3_stage_creates_only_an_absent_bucket_and_says_s3_errors_in_one_line(tmp_path, monkeypatch, capsys) -> None:
+    """The compose job's first contact with S3: wrong keys (403) were taken for an absent bucket and ended in
+    create_bucket's traceback, an unreachable endpoint in botocore's."""
+    import s3_stage
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from kgcurate import s3
+
+    (tmp_path / "wat").mkdir()
+    (tmp_path / "wat" / "a.warc.wat.gz").write_bytes(b"x")
+
+    def head(code: str) -> ClientError:
+        return ClientError({"Error": {"Code": code, "Message": code}}, "HeadBucket")
+
+    absent = _StubS3(head("404"))
+    monkeypatch.setattr(s3, "client", lambda: absent)
+    assert s3_stage.main([str(tmp_path), "s3://demo/samples"]) == 0
+    assert absent.created == ["demo"] and absent.uploaded == ["samples/wat/a.warc.wat.gz"]
+    for error in (head("403"), EndpointConnectionError(endpoint_url="http://minio:9000/demo")):
+        stub = _StubS3(error)
+        monkeypatch.setattr(s3, "client", lambda stub=stub: stub)
+        assert s3_stage.main([str(tmp_path), "s3://demo/samples/"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("kgcurate: error: cannot upload ") and err.count("\n") == 1, err
+        assert "Traceback" not in err and not stub.created and not stub.uploaded
