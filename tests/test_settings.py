@@ -30,6 +30,15 @@ def test_flags_land_on_their_config_keys_and_absent_flags_leave_the_yaml() -> No
     assert sample["gzip"] is False and sample["corrupt"] is True and sample["files"] == 2
 
 
+def test_an_empty_list_flag_is_refused_not_taken_for_absent(capsys) -> None:
+    """`--languages ","` parsed to [], which counts as not given: the run silently used the default (en)."""
+    for command, flag in (("ingest-wikidata", "--languages"), ("download", "--opt-out")):
+        with pytest.raises(SystemExit) as exc:
+            cli.build_parser(command).parse_args([command, flag, ",", "--lake", "L"])
+        assert exc.value.code == 2 and f"argument {flag}: expected a comma-separated list, got ','" in (
+            capsys.readouterr().err)
+
+
 def test_a_true_false_flag_wins_over_the_yaml_both_ways() -> None:
     """A config's `dry_run: true` (or `wordnet: false`) could not be undone from the command line: the flags
     only set one way. Each now has both forms, and one not given leaves the YAML's value."""

@@ -128,6 +128,32 @@ def test_crh_latn_tag_is_crh_and_a_configured_crh_latn_stays_crh_latn():
     assert row["label"] == "x"
 
 
+def test_egl_is_emilian_in_a_config_and_the_egl_tag_is_read_as_eml():
+    """egl (Emilian) and eml (Emiliano-Romagnolo) are two Wikibase term languages; Wikibase writes the tag egl for
+    both. A configured egl was read as eml: no way to get Emilian labels."""
+    from kgcurate.wikidata import language_order, rdf_language
+
+    assert language_order(["egl"]) == ("egl", "mul") and language_order(["eml"]) == ("eml", "mul")
+    assert rdf_language("egl") == "eml"
+    both = '{"type":"item","id":"Q1","labels":{"eml":{"value":"romagnolo"},"egl":{"value":"emiliano"}}}'
+    assert parse_lines([both], ["egl"]).rows[0]["label"] == "emiliano"
+    assert parse_lines([both], ["eml"]).rows[0]["label"] == "romagnolo"
+
+
+def test_a_language_yaml_read_as_a_boolean_is_one_line_not_dropped():
+    """`languages: [nb, no, en]` loads Norwegian's `no` as False: it was dropped without a word, and `[no]` alone
+    said no language was configured."""
+    import yaml
+
+    from kgcurate.errors import UserError
+    from kgcurate.wikidata import language_order
+
+    for text in ("[nb, no, en]", "[no]"):
+        with pytest.raises(UserError, match=r"wikidata.languages: False is not a language code: quote .*'no'"):
+            language_order(yaml.safe_load(text))
+    assert language_order(yaml.safe_load("[nb, 'no', en]")) == ("nb", "no", "en", "mul")
+
+
 def test_an_item_with_no_kept_fact_gets_the_json_readers_empty_row():
     """`wd:Q a wikibase:Item` (written for every item, truthy and full dumps alike) makes the row: an item
     labelled only in other languages was missing from `entities`, while the JSON reader gives it an empty

@@ -47,7 +47,11 @@ def type_copy(value: Any) -> Any:
 
 
 def comma_list(text: str) -> list[str]:
-    return [x.strip() for x in text.split(",") if x.strip()]
+    """``a,b`` as a list; an empty one is refused, since an empty list counts as not given (the default)."""
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    return items
 
 
 # ---------------------------------------------------------------- the sections

@@ -680,10 +680,7 @@ def check_config(cfg: dict[str, Any]) -> tuple[list[str], tuple[str, ...]]:
     wd = cfg["wikidata"]
     inputs = _inputs(cfg)
     check_inputs(inputs)
-    try:
-        languages = _language_order(wd.get("languages"))
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
+    languages = _language_order(wd.get("languages"))
     forced = wd.get("format")
     if forced not in (None, "json", "nt"):
         raise UserError(f"unknown Wikidata format {forced!r}: use json or nt")

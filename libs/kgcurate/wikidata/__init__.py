@@ -6,6 +6,8 @@ same row for the same entity: ``json_entity`` and ``ntriples`` share the field r
 
 from __future__ import annotations
 
+from kgcurate.errors import UserError
+
 # Properties the entities table keeps, by column.
 P_INSTANCE_OF = "P31"
 P_SUBCLASS_OF = "P279"
@@ -33,7 +35,7 @@ ENTITY_FIELDS = (
 # LanguageCode::bcp47 (NON_STANDARD_LANGUAGE_CODE_MAPPING). These are the codes where the two differ beyond
 # letter case, both tables inverted, BCP 47 side lower-cased.
 _BCP47_TO_WIKIMEDIA = {
-    "cbk": "cbk-zam", "de-x-formal": "de-formal", "egl": "eml", "en-x-rtl": "en-rtl", "es-x-formal": "es-formal",
+    "cbk": "cbk-zam", "de-x-formal": "de-formal", "en-x-rtl": "en-rtl", "es-x-formal": "es-formal",
     "hu-x-formal": "hu-formal", "jv-x-bms": "map-bms", "ro-cyrl-md": "mo", "nrf": "nrm",
     "nl-x-informal": "nl-informal", "nap-x-tara": "roa-tara", "en-simple": "simple", "sr-cyrl": "sr-ec",
     "sr-latn": "sr-el", "crh-latn-ro": "crh-ro", "kk-arab-cn": "kk-cn", "kk-latn-tr": "kk-tr",
@@ -42,9 +44,11 @@ _BCP47_TO_WIKIMEDIA = {
     # Wikibase's canonicalLanguageCodes, where MediaWiki alone would write another tag
     "cbk-x-zam": "cbk-zam", "fr-x-nrm": "nrm", "it-x-tara": "roa-tara", "en-x-simple": "simple",
 }
-# Only for RDF tags: Wikibase writes crh-Latn for crh (its canonicalLanguageCodes) and for crh-latn (bcp47), so
-# the tag cannot tell them apart; crh, the code of most such terms, is taken. In a config crh-latn stays crh-latn.
-_RDF_ONLY = {"crh-latn": "crh"}
+# Only for RDF tags, where two Wikibase codes get one tag, so the tag cannot tell them apart: crh-Latn is written
+# for crh (canonicalLanguageCodes) and for crh-latn (bcp47); egl for eml (bcp47: eml is the retired code of
+# Emiliano-Romagnolo) and for egl (Emilian, a term language of its own). The code of most such terms is taken;
+# in a config each code stays itself (egl is Emilian, not eml's labels).
+_RDF_ONLY = {"crh-latn": "crh", "egl": "eml"}
 
 
 def wikimedia_language(code: str) -> str:
@@ -56,7 +60,7 @@ def wikimedia_language(code: str) -> str:
 
 def rdf_language(tag: str) -> str:
     """An RDF dump's language tag as the JSON dump writes the code: :func:`wikimedia_language`, and the
-    ambiguous crh-Latn read as crh."""
+    ambiguous crh-Latn and egl read as crh and eml."""
     lower = tag.strip().lower()
     return _RDF_ONLY.get(lower) or wikimedia_language(lower)
 
@@ -68,10 +72,14 @@ def language_order(languages: list[str] | tuple[str, ...] | str | None) -> tuple
         languages = ["en"]
     if isinstance(languages, str):
         languages = [x.strip() for x in languages.split(",")]
-    spelled = (wikimedia_language(str(lang)) for lang in languages if lang)
+    for lang in languages:
+        if not isinstance(lang, str):  # YAML reads an unquoted no (Norwegian), yes, on, off as booleans
+            raise UserError(f"wikidata.languages: {lang!r} is not a language code: quote codes YAML reads as "
+                            "other values, e.g. ['no', en]")
+    spelled = (wikimedia_language(lang) for lang in languages if lang)
     out = [lang for lang in dict.fromkeys(spelled) if lang and lang != MUL]
     if not out:
-        raise ValueError("no language configured (wikidata.languages must name at least one, e.g. en)")
+        raise UserError("no language configured (wikidata.languages must name at least one, e.g. en)")
     return (*out, MUL)
 
 
