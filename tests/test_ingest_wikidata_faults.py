@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from helpers import execute
 from kgcurate import cli, tables
 from kgcurate import lake as lk
+from kgcurate.errors import UserError
 from kgcurate.stages import ingest_wikidata as stage
 from kgcurate.stages.ingest_wikidata import InputFile, bz2_complete, file_logs, precheck
 
@@ -245,6 +246,14 @@ def test_inputs_are_listed_per_file(spark, tmp_path):
     got = stage.list_files(spark, [str(tmp_path / "d"), str(tmp_path / "d" / "a.json")], "nt")
     assert sorted(f.uri.rsplit("/", 1)[-1] for f in got) == ["a.json", "b%20c.json.bz2"]
     assert {f.fmt for f in got} == {"nt"}
+    # Hadoop's {a,b}: the check before Spark took it for a missing file, though the listing reads it
+    braces = str(tmp_path / "d" / "{a.json,b c.json.bz2}")
+    stage.check_inputs([braces])
+    assert [f.uri.rsplit("/", 1)[-1] for f in stage.list_files(spark, [braces], None)] == ["a.json", "b%20c.json.bz2"]
+    with pytest.raises(UserError, match="Wikidata input not found: .*{x,y}.json"):
+        stage.list_files(spark, [str(tmp_path / "d" / "{x,y}.json")], None)
+    with pytest.raises(UserError, match="Wikidata input not found"):
+        stage.check_inputs([str(tmp_path / "d" / "c.json")])
 
 
 @pytest.mark.slow

@@ -214,7 +214,9 @@ def _is_pattern_or_folder(path: str) -> bool:
 
 
 def check_inputs(inputs: list[str]) -> None:
-    """Fail early, with one line, on a local input that is not there."""
+    """Fail early, with one line, on a local input that is not there. A ``{a,b}`` pattern, which Python's glob
+    does not know, is left to :func:`list_files` (Hadoop's globStatus), which says the same when it matches
+    nothing."""
     import glob
     import os
 
@@ -223,6 +225,8 @@ def check_inputs(inputs: list[str]) -> None:
             continue
         local = path.split(":", 1)[1] if path.startswith("file:") else path
         if any(ch in local for ch in "*?[") and glob.glob(local):
+            continue
+        if "{" in local and not os.path.exists(local):
             continue
         if not os.path.exists(local):
             raise UserError(f"Wikidata input not found: {path} (pass a .json(.gz|.bz2) or .nt(.bz2) dump)")
