@@ -83,8 +83,11 @@ def stage_args(stage: str, crawl: str, site: dict[str, str] | None = None) -> li
     extra: dict[str, list[str]] = {
         # --listing-base: the listing's lines are fetched from the same root (a mirror), not from the
         # config's wat.listing_base (conf/cluster.yaml: s3://commoncrawl/)
-        "ingest-wat": ["--crawl", crawl, "--listing-base", s["listing_base"], listing_for(crawl, s["listing_base"])],
-        "ingest-wikidata": [s["wikidata"]],
+        # --allow-failed-files: a file that stays unreadable (a missing object) is a warning and exit 0, so the
+        # scheduler's next stages run on what was read, as `kgcurate run` does; a crash is still exit 1
+        "ingest-wat": ["--crawl", crawl, "--listing-base", s["listing_base"], "--allow-failed-files",
+                       listing_for(crawl, s["listing_base"])],
+        "ingest-wikidata": ["--allow-failed-files", s["wikidata"]],
         "build-metadata": [],
         "match": [],
         "balance": ["--target-size", s["target_size"]],

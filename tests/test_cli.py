@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +116,9 @@ def test_run_names_failed_and_partial_files_and_exits_1(capsys):
     assert out.splitlines()[0].startswith("ingest-wat: run_id=ingest-wat-r1") and len(out.splitlines()) == 2
     assert err.startswith("kgcurate: error: 3 of 8 input files failed (a.warc.wat.gz, a.warc.wat.gz, "
                           "a.warc.wat.gz; see table ingest_log); the others were ingested")
+    allowed = dataclasses.replace(ingest, allow_failed_files=True)  # wat.allow_failed_files: a scheduler's choice
+    assert run_pipeline.report({"ingest-wat": allowed, "match": match}, None) == 0
+    assert capsys.readouterr().err.startswith("kgcurate: warning: 3 of 8 input files failed (a.warc.wat.gz, ")
     partial_only = IngestWatSummary(run_id="ingest-wat-r4", inputs=2, skipped_done=0, files=2, ok=1, partial=1,
                                     partial_files=[("/in/b.warc.wat.gz", "cut")])
     assert run_pipeline.report({"ingest-wat": partial_only}, None) == 0

@@ -10,8 +10,8 @@ import pytest
 from pyspark.sql import functions as F
 
 from helpers import execute, wat_cfg
+from kgcurate import cli, tables
 from kgcurate import lake as lk
-from kgcurate import tables
 from kgcurate.stages import ingest_wat
 from kgcurate.wat.sample import write_sample
 
@@ -79,7 +79,7 @@ def test_pairs_written_by_tasks_equal_pairs_sent_through_spark(spark, tmp_path, 
     assert not (tmp_path / "task" / "_staging").exists() or not any((tmp_path / "task" / "_staging").iterdir())
 
 
-def test_listing_with_missing_objects_fails_those_and_does_the_rest(spark, lake, sample, tmp_path):
+def test_listing_with_missing_objects_fails_those_and_does_the_rest(spark, lake, sample, tmp_path, capsys):
     good = [f for f in sample.files if os.path.basename(f) != sample.truncated_file]
     listing = tmp_path / "wat.paths.gz"
     names = [os.path.relpath(good[0], tmp_path), "crawl-data/missing-00001.warc.wat.gz"]
@@ -90,6 +90,12 @@ def test_listing_with_missing_objects_fails_those_and_does_the_rest(spark, lake,
     assert path.endswith("missing-00001.warc.wat.gz") and "FileNotFoundError" in error
     name = os.path.basename(good[0])
     assert lk.read(spark, lake, tables.PAIRS).count() == len({(u, t) for u, t, _s, _p in sample.pairs_by_file[name]})
+    # the command: the missing object is read again and fails again, exit 1; a scheduler whose later tasks
+    # must run anyway passes --allow-failed-files: the same line as a warning, exit 0
+    assert cli.main(["ingest-wat", "--lake", lake, str(listing)]) == 1
+    assert capsys.readouterr().err.startswith("kgcurate: error: 1 of 1 input files failed (missing-00001")
+    assert cli.main(["ingest-wat", "--lake", lake, "--allow-failed-files", str(listing)]) == 0
+    assert capsys.readouterr().err.startswith("kgcurate: warning: 1 of 1 input files failed (missing-00001")
 
 
 def test_real_commoncrawl_wat(spark, lake, shared_data):

@@ -84,6 +84,27 @@ def test_a_refresh_stopped_by_a_lease_says_what_it_had_committed():
         "then stopped"
 
 
+def test_a_refresh_with_failed_files_is_exit_1_unless_they_are_allowed(capsys):
+    """The scheduled refresh passes --allow-failed-files: a WAT object that stays unreadable is a warning and
+    exit 0, so the maintain task after it (which runs only on success) is not stopped for good."""
+    import dataclasses
+
+    from kgcurate.stages.ingest_wat import IngestWatSummary
+    from kgcurate.stages.match import MatchSummary
+
+    summary = refresh.RefreshSummary(crawl="CC-MAIN-2024-51", listing="l", changed_tables=["pairs"])
+    summary.ingest = IngestWatSummary(run_id="i", inputs=3, skipped_done=0, files=3, ok=2,
+                                      failed=[("s3://cc/x.warc.wat.gz", "FileNotFoundError")])
+    summary.match = MatchSummary(mode="incremental", reason="r", metadata_version=1, pairs_version=2, entries=5,
+                                 entries_skipped=0, pairs_matched=40)
+    assert refresh.report(summary, None) == 1
+    assert capsys.readouterr().err.startswith("kgcurate: error: 1 files of CC-MAIN-2024-51 failed")
+    summary.ingest = dataclasses.replace(summary.ingest, allow_failed_files=True)
+    assert refresh.report(summary, None) == 0
+    out, err = capsys.readouterr()
+    assert err.startswith("kgcurate: warning: 1 files of CC-MAIN-2024-51 failed") and "failed: s3://cc/x" in out
+
+
 def test_listing_for_commoncrawl_and_local():
     assert refresh.listing_for("CC-MAIN-2024-51", None) == (
         "s3://commoncrawl/crawl-data/CC-MAIN-2024-51/wat.paths.gz", "s3://commoncrawl/")

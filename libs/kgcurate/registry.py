@@ -110,7 +110,8 @@ STAGES: tuple[Stage, ...] = (
           reads=(T.INGEST_LOG, T.METADATA, T.MATCH_STATE, T.CURATION_RUNS),
           writes=(T.PAIRS, T.INGEST_LOG, T.BAD_RECORDS, T.MATCHES, T.ENTRY_COUNTS, T.QID_COUNTS, T.MATCH_STATE,
                   T.CURATED, T.CURATION_RUNS, T.PAIR_TEXTS, T.LEASES),
-          options=("refresh",), extra_flags=("balance.t", "balance.target_size", "balance.tail_share")),
+          options=("refresh",), extra_flags=("balance.t", "balance.target_size", "balance.tail_share",
+                                              "wat.allow_failed_files")),
     Stage("maintain", "maintain", "OPTIMIZE and VACUUM the lake's tables", writes=tuple(T.SCHEMAS),
           options=("maintain",)),
 )

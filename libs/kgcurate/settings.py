@@ -62,6 +62,11 @@ class SparkOptions:
     conf: dict = option({}, "extra Spark settings (any key); --spark-conf KEY=VALUE adds one")
 
 
+FAILED_FILES_HELP = ("exit 0 when input files failed: they stay failed in ingest_log, are named on stderr as a "
+                     "warning and the next run reads them again (for a scheduler whose later stages must run "
+                     "anyway; a crash is still exit 1)")
+
+
 @dataclass(frozen=True)
 class WatOptions:
     inputs: list = option([], "WAT files, directories, globs, s3a:// prefixes or a wat.paths(.gz) listing",
@@ -77,6 +82,7 @@ class WatOptions:
                                 flag="--no-title", action="store_const", const=["alt"],
                                 flag_help="use alt texts only (not title)")
     force: bool = option(False, "re-read files already done (ok or partial) in ingest_log", flag="--force")
+    allow_failed_files: bool = option(False, FAILED_FILES_HELP, flag="--allow-failed-files")
     decode_all: bool = option(False, "JSON-decode payloads without image links too (stricter bad-record detection)")
     pairs_staging: str = option("auto", "who writes parsed pairs to staging: task (pyarrow in the Python task: "
                                 "local and s3 lakes), spark (through the JVM: any lake), auto (task where allowed)")
@@ -95,6 +101,7 @@ class WikidataOptions:
                                 choices=("json", "nt"))
     force: bool = option(False, "re-read a dump already ingested unchanged (same files, sizes and modification "
                          "times, same languages)", flag="--force")
+    allow_failed_files: bool = option(False, FAILED_FILES_HELP, flag="--allow-failed-files")
 
 
 @dataclass(frozen=True)

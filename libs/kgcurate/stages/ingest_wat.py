@@ -76,6 +76,7 @@ class IngestWatSummary(Summary):
     seconds: float = 0.0
     failed: list[tuple[str, str | None]] = dataclasses.field(default_factory=list)
     partial_files: list[tuple[str, str | None]] = dataclasses.field(default_factory=list)
+    allow_failed_files: bool = False  # wat.allow_failed_files: failed files are a warning and exit 0
 
     @property
     def failed_count(self) -> int:
@@ -375,7 +376,8 @@ def execute(ctx: Context, cfg: dict[str, Any], files: list[str] | None = None) -
     plan = units.plan(files, done_files(spark, lake_root, files, force), force=force)
     todo = plan.todo
     run_id = run_ids.new(JOB)
-    summary = IngestWatSummary(run_id=run_id, inputs=len(files), skipped_done=plan.skipped)
+    summary = IngestWatSummary(run_id=run_id, inputs=len(files), skipped_done=plan.skipped,
+                               allow_failed_files=bool(wat.get("allow_failed_files")))
     if not todo:
         log.info("%s: all %d files already ingested (`kgcurate ingest-wat --force` re-reads them)", JOB, len(files))
         return summary
@@ -437,9 +439,10 @@ def report(summary: IngestWatSummary, args: argparse.Namespace) -> int:
     if files and failed:
         rest = "the others were ingested" if failed < files else "nothing was ingested"
         names = ", ".join(display_name(p) for p, _ in summary.failed[:5]) + (", ..." if failed > 5 else "")
-        print(f"kgcurate: error: {failed} of {files} input files failed ({names}; see table ingest_log); "
+        level = "warning" if summary.allow_failed_files else "error"
+        print(f"kgcurate: {level}: {failed} of {files} input files failed ({names}; see table ingest_log); "
               f"{rest}; re-run to retry the failed ones", file=sys.stderr)
-        return 1
+        return 0 if summary.allow_failed_files else 1
     if partial:
         names = ", ".join(display_name(p) for p, _ in summary.partial_files[:5]) + (", ..." if partial > 5 else "")
         print(f"kgcurate: warning: {partial} of {files} input files were damaged and read in part ({names}): "

@@ -68,6 +68,7 @@ class IngestWikidataSummary(Summary):
     inputs: int = 0
     seconds: float = 0.0
     done_by: str | None = None  # nothing read: the earlier run that ingested these same files (--force re-reads)
+    allow_failed_files: bool = False  # wikidata.allow_failed_files: failed files are a warning and exit 0
 
 JSON_SUFFIXES = (".json", ".json.gz", ".json.bz2", ".jsonl", ".jsonl.gz", ".jsonl.bz2")
 NT_SUFFIXES = (".nt", ".nt.gz", ".nt.bz2")
@@ -724,6 +725,7 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> IngestWikidataSummary:
             _log_failure(spark, lake_root, [f.uri for f in files], run_id, started, _error_line(exc))
             raise
     summary.run_id, summary.inputs, summary.seconds = run_id, len(inputs), round(time.monotonic() - t0, 2)
+    summary.allow_failed_files = bool(wd.get("allow_failed_files"))
     return summary
 
 
@@ -760,7 +762,9 @@ def report(s: IngestWikidataSummary, args: argparse.Namespace) -> int:
           f"{s.rows_out:,} entities ({s.inserted:,} new, {s.updated:,} replaced), "
           f"{s.skipped:,} non-items skipped, {s.bad_records:,} bad records, in {s.seconds}s")
     line = failure_line(s.failed, s.files, rows_out=s.rows_out)
-    if line:
+    if line and s.allow_failed_files:
+        print(line.replace("kgcurate: error:", "kgcurate: warning:", 1), file=sys.stderr)
+    elif line:
         print(line, file=sys.stderr)
         return 1
     return 0

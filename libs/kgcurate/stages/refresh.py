@@ -230,7 +230,8 @@ def report(s: RefreshSummary, args: argparse.Namespace) -> int:
     for path, error in ing.failed:
         print(f"  failed: {path}: {error}")
     if failed:
-        print(f"kgcurate: error: {failed} files of {s.crawl} failed (see ingest_log); the rest are in; "
+        level = "warning" if ing.allow_failed_files else "error"
+        print(f"kgcurate: {level}: {failed} files of {s.crawl} failed (see ingest_log); the rest are in; "
               "the next refresh retries them", file=sys.stderr)
-        return 1
+        return 0 if ing.allow_failed_files else 1
     return 0
