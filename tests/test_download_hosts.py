@@ -123,3 +123,20 @@ def test_no_interval_means_no_sleep_and_bad_arguments_are_refused():
         HostLimiter(max_per_host=0)
     with pytest.raises(ValueError):
         HostLimiter(min_interval=-1)
+
+
+def test_a_pause_holds_every_request_to_the_host_until_it_ends():
+    """A 429/503 Retry-After pauses the host (the fetcher calls ``pause``): its other URLs wait too, other
+    hosts do not, and a shorter pause never cuts a longer one short."""
+    fake = FakeTime()
+    limiter = HostLimiter(max_per_host=4, min_interval=0.5, clock=fake.clock, sleep=fake.sleep)
+    limiter.pause("IMG.example.com.", 5.0)  # the same host, spelled as a Host header may spell it
+    limiter.pause("img.example.com", 1.0)
+    with limiter.slot("other.example.com"):
+        pass
+    assert fake.sleeps == []
+    with limiter.slot("img.example.com"):
+        assert fake.now == 5.0
+    with limiter.slot("img.example.com"):  # spacing resumes after the pause
+        assert fake.now == 5.5
+    assert fake.sleeps == [5.0, 0.5]

@@ -5,6 +5,7 @@ from what the server answered. Retry sleeps are injected, never slept."""
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import hashlib
 import http.server
 import io
@@ -86,6 +87,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(500, b"boom", [("Retry-After", "2")])
         elif path == "/busy-for-an-hour":
             self._send(503, b"come back later", [("Retry-After", "3600")])
+        elif path == "/busy-until":  # the HTTP-date form, an hour after the response's Date
+            sent = self.date_time_string()
+            until = email.utils.formatdate(email.utils.parsedate_to_datetime(sent).timestamp() + 3600, usegmt=True)
+            self._send(503, b"come back later", [("Retry-After", until)])
         elif path.startswith("/chain/"):
             left = int(path.rsplit("/", 1)[1])
             self._send(302, b"", [("Location", f"/chain/{left - 1}" if left else "/img.jpg")])
@@ -218,6 +223,25 @@ def test_a_retry_after_longer_than_we_wait_ends_the_url_for_this_run(server):
     result = fetcher(sleeps).fetch(f"{server.base}/busy-for-an-hour")
     assert (result.status, result.http_status, result.attempts) == (st.HTTP_ERROR, 503, 1)
     assert sleeps == [] and server.hits["/busy-for-an-hour"] == 1
+    # the same as an HTTP-date (it was ignored: two more requests after the 1 s and 2 s backoffs)
+    result = fetcher(sleeps).fetch(f"{server.base}/busy-until")
+    assert (result.status, result.http_status, result.attempts) == (st.HTTP_ERROR, 503, 1)
+    assert sleeps == [] and server.hits["/busy-until"] == 1
+
+
+def test_a_retry_after_pauses_the_whole_host(server):
+    """A 429 with Retry-After paused only the URL that got it; the host's other URLs kept asking."""
+    from kgcurate.download.hosts import HostLimiter
+
+    clock = [0.0]
+    limiter = HostLimiter(max_per_host=4, clock=lambda: clock[0], sleep=lambda s: clock.__setitem__(0, clock[0] + s))
+    f = Fetcher(FetchConfig(allow_networks=("127.0.0.0/8",), retry=RetryPolicy(max_attempts=1, max_delay=10.0)),
+                limiter=limiter)
+    assert f.fetch(f"{server.base}/error500").http_status == 500  # Retry-After: 2 on a 500: not a pause
+    assert clock[0] == 0.0
+    assert f.fetch(f"{server.base}/busy-for-an-hour").http_status == 503  # Retry-After: 3600, capped at 10 s
+    assert f.fetch(f"{server.base}/img.jpg").status == st.SUCCESS
+    assert clock[0] == 10.0  # the next URL of the host waited for the pause
 
 
 def test_404_is_not_retried(server):

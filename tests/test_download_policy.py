@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 from kgcurate import cli, config, settings
@@ -12,6 +14,7 @@ from kgcurate.download.policy import (
     OptOut,
     RetryPolicy,
     defaults_left_out,
+    retry_after_seconds,
     user_agent_problem,
     user_agent_tokens,
 )
@@ -114,9 +117,24 @@ def test_retry_after_seconds_honoured_and_capped():
     # longer than we wait in a run: no retry now (asking before the server's time would not honour it)
     assert policy.delay("u", 1, "1000") is None and policy.delay("u", 1, "1e400") is None
     backoff = policy.delay("u", 2)
-    assert policy.delay("u", 2, "Wed, 21 Oct 2015 07:28:00 GMT") == backoff  # HTTP-date: not read
     assert policy.delay("u", 2, "-5") == backoff
     assert policy.delay("u", 2, "nan") == backoff
+    assert policy.delay("u", 2, "soon") == backoff
+
+
+def test_retry_after_as_an_http_date_counts_from_the_servers_date():
+    """The HTTP-date form was ignored: a server asking for an hour got two more requests within ~4 s."""
+    policy = RetryPolicy(base_delay=1.0, max_delay=30.0)
+    sent = "Wed, 21 Oct 2015 07:28:00 GMT"
+    assert policy.delay("u", 1, "Wed, 21 Oct 2015 07:28:20 GMT", sent) == 20.0
+    assert policy.delay("u", 1, "Wed, 21 Oct 2015 08:28:00 GMT", sent) is None  # an hour: not in this run
+    assert policy.delay("u", 1, "Wed, 21 Oct 2015 07:27:00 GMT", sent) == 0.0  # already past
+    # without a Date header: our clock (a date in 2015 is past, one far ahead is longer than we wait)
+    assert policy.delay("u", 1, "Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert policy.delay("u", 1, "Fri, 31 Dec 9999 23:59:59 GMT") is None
+    now = datetime.datetime(2015, 10, 21, 7, 28, tzinfo=datetime.timezone.utc)
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:05 GMT", None, now) == 5.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:05 GMT", "not a date", now) == 5.0  # a bad Date: ours
 
 
 def test_retry_policy_rejects_nonsense():

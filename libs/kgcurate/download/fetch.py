@@ -26,7 +26,7 @@ from kgcurate import __version__
 from kgcurate.download import status as st
 from kgcurate.download.addresses import AddressGuard, AddressRefused, ResolutionFailed, Resolver
 from kgcurate.download.hosts import HostLimiter
-from kgcurate.download.policy import OptOut, RetryPolicy
+from kgcurate.download.policy import OptOut, RetryPolicy, retry_after_seconds
 
 DEFAULT_USER_AGENT = f"kgcurate/{__version__} (+https://github.com/kgcurate; image-text research dataset)"
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -140,7 +140,7 @@ class _Hop(NamedTuple):
 
     result: FetchResult
     location: str | None = None
-    retry_after: str | None = None
+    retry_after: tuple[str, str | None] | None = None  # (Retry-After, the response's Date)
 
 
 class Fetcher:
@@ -188,13 +188,14 @@ class Fetcher:
             result, retry_after = self._attempt(url)
             if attempt >= policy.max_attempts or not policy.retryable(result.status, result.http_status):
                 return replace(result, attempts=attempt)
-            wait = policy.delay(url, attempt, retry_after)
+            wait = policy.delay(url, attempt, *(retry_after or (None, None)))
             if wait is None:  # the server asked for longer than we wait in a run: --retry-failed's
                 return replace(result, attempts=attempt)
             self._sleep(wait)
 
-    def _attempt(self, url: str) -> tuple[FetchResult, str | None]:
-        """One try: follow redirects by hand, checking every hop. Returns the result and any Retry-After."""
+    def _attempt(self, url: str) -> tuple[FetchResult, tuple[str, str | None] | None]:
+        """One try: follow redirects by hand, checking every hop. Returns the result and any Retry-After (with
+        the response's Date, which an HTTP-date Retry-After is measured from)."""
         current = url
         for _hop in range(self.config.max_redirects + 1):
             try:
@@ -210,6 +211,10 @@ class Fetcher:
             slot = self.limiter.slot(target.host) if self.limiter else nullcontext()
             with slot:
                 hop = self._request(url, current, target, address)
+            if self.limiter and hop.retry_after and hop.result.http_status in (429, 503):
+                seconds = retry_after_seconds(*hop.retry_after)
+                if seconds:  # the whole host waits, as long as we would wait in this run at most
+                    self.limiter.pause(target.host, min(seconds, self.config.retry.max_delay))
             if hop.location is None:
                 return hop.result, hop.retry_after
             current = hop.location
@@ -221,7 +226,8 @@ class Fetcher:
         pool_kwargs = {"server_hostname": target.host} if target.scheme == "https" else None
         headers = dict(self._headers, Host=target.host_header)
 
-        def fail(status: str, error: object, http_status: int | None = None, retry_after: str | None = None) -> _Hop:
+        def fail(status: str, error: object, http_status: int | None = None,
+                 retry_after: tuple[str, str | None] | None = None) -> _Hop:
             return _Hop(FetchResult(url, status, http_status, st.one_line(error), final_url=current), None, retry_after)
 
         try:
@@ -249,7 +255,8 @@ class Fetcher:
                 return _Hop(FetchResult(url, st.HTTP_ERROR, code, final_url=current), following)
             if not 200 <= code < 300:
                 retry_after = response.headers.get("Retry-After")
-                return fail(st.HTTP_ERROR, f"HTTP {code} {response.reason or ''}", code, retry_after)
+                hint = None if retry_after is None else (retry_after, response.headers.get("Date"))
+                return fail(st.HTTP_ERROR, f"HTTP {code} {response.reason or ''}", code, hint)
             declared = _content_length(response.headers.get("Content-Length"))
             if declared is not None and declared > self.config.max_bytes:
                 return fail(st.TOO_LARGE, f"Content-Length {declared} > max_bytes {self.config.max_bytes}", code)

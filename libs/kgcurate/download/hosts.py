@@ -50,15 +50,21 @@ class HostLimiter:
                 semaphore = self._slots[key] = threading.BoundedSemaphore(self.max_per_host)
         semaphore.acquire()
         try:
-            wait = 0.0
-            if self.min_interval > 0:
-                with self._lock:
-                    now = self._clock()
-                    start = max(now, self._next_start.get(key, now))
-                    self._next_start[key] = start + self.min_interval
-                    wait = start - now
+            with self._lock:
+                now = self._clock()
+                start = max(now, self._next_start.get(key, now))
+                self._next_start[key] = start + self.min_interval
+                wait = start - now
             if wait > 0:
                 self._sleep(wait)
             yield
         finally:
             semaphore.release()
+
+    def pause(self, host: str, seconds: float) -> None:
+        """No new request to ``host`` for ``seconds`` (a 429/503 Retry-After is the host's, not one URL's:
+        its other URLs wait too instead of each drawing the same answer)."""
+        key = host.lower().rstrip(".")
+        with self._lock:
+            until = self._clock() + seconds
+            self._next_start[key] = max(self._next_start.get(key, until), until)

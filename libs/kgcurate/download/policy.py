@@ -6,6 +6,8 @@ other parameter, and both are pure (no I/O, no clock) so they are tested without
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import hashlib
 import math
 import re
@@ -124,16 +126,16 @@ class RetryPolicy:
             return True
         return status == st.HTTP_ERROR and http_status is not None and (http_status == 429 or http_status >= 500)
 
-    def delay(self, url: str, attempt: int, retry_after: str | None = None) -> float | None:
+    def delay(self, url: str, attempt: int, retry_after: str | None = None, date: str | None = None) -> float | None:
         """Seconds to wait after failed attempt number ``attempt`` (1-based) of ``url``; None: do not try
         again in this run.
 
-        A ``Retry-After`` given in seconds wins over the backoff. One longer than ``max_delay`` (an
-        infinite one too) is None: asking again before the time the server named would not honour it,
-        so the URL keeps its status for ``download --retry-failed``. The HTTP-date form is not read (it
-        needs the server's clock) and falls back to the backoff.
+        A ``Retry-After`` (seconds, or an HTTP-date measured against the response's ``date`` header, the
+        server's clock, else ours) wins over the backoff. One longer than ``max_delay`` (an infinite one
+        too) is None: asking again before the time the server named would not honour it, so the URL keeps
+        its status for ``download --retry-failed``. An unreadable one falls back to the backoff.
         """
-        seconds = _retry_after_seconds(retry_after)
+        seconds = retry_after_seconds(retry_after, date)
         if seconds is not None:
             return seconds if seconds <= self.max_delay else None
         digest = hashlib.blake2b(f"{attempt}\x00{url}".encode(), digest_size=8).digest()
@@ -142,11 +144,29 @@ class RetryPolicy:
         return min(backoff, self.max_delay)
 
 
-def _retry_after_seconds(value: str | None) -> float | None:
+def retry_after_seconds(value: str | None, date: str | None = None,
+                        now: datetime.datetime | None = None) -> float | None:
+    """A ``Retry-After`` header in seconds (None: absent or unreadable). Its HTTP-date form (RFC 9110) is
+    how long from the response's ``Date`` (the server's clock, so a skewed local clock does not matter), or
+    from ``now`` without one; a date already past is 0."""
     if value is None:
         return None
     try:
         seconds = float(value.strip())
     except ValueError:
-        return None
+        when = _http_date(value)
+        if when is None:
+            return None
+        sent = _http_date(date) if date is not None else None
+        base = sent or now or datetime.datetime.now(datetime.timezone.utc)
+        return max(0.0, (when - base).total_seconds())
     return seconds if seconds >= 0 and not math.isnan(seconds) else None  # inf: longer than any max_delay
+
+
+def _http_date(text: str) -> datetime.datetime | None:
+    """An HTTP-date as an aware datetime (None: not one; a date without a zone is taken as GMT, as HTTP's are)."""
+    try:
+        when = email.utils.parsedate_to_datetime(text.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=datetime.timezone.utc)
