@@ -111,6 +111,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             server.drip.wait(2)
             with contextlib.suppress(OSError):
                 self.wfile.write(JPEG[10:])
+        elif path == "/drip-headers":  # a header a byte every 50 ms, each within the read timeout, for 2 s
+            with contextlib.suppress(OSError):
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                for _ in range(40):
+                    self.wfile.write(b"a")
+                    self.wfile.flush()
+                    if server.header_drip.wait(0.05):
+                        break
+                self.wfile.write(b"\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(JPEG) + JPEG)
+                self.wfile.flush()
+            self.close_connection = True
         elif path == "/slow":
             server.release.wait(2)
             self._send(200, JPEG)
@@ -142,6 +153,7 @@ def server():
     httpd.seen = {}
     httpd.release = threading.Event()
     httpd.drip = threading.Event()
+    httpd.header_drip = threading.Event()
     httpd.handle_error = lambda request, address: None
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -149,6 +161,7 @@ def server():
     yield httpd
     httpd.release.set()
     httpd.drip.set()
+    httpd.header_drip.set()
     httpd.shutdown()
     httpd.server_close()
 
@@ -335,6 +348,23 @@ def test_total_timeout_bounds_a_dripping_body(server):
     # Our deadline fired after the first 10 bytes, not urllib3's read timeout after a 64 KiB read.
     assert (result.status, result.http_status, result.body) == (st.TIMEOUT, 200, None)
     assert result.error == "body not complete after 60 s"
+
+
+def test_total_timeout_bounds_dripping_headers(server):
+    """total_timeout covered only the body: a server sending its headers a byte at a time, each within the
+    read timeout, held the thread (and its host slot) until it stopped, here 2 s, and the URL succeeded."""
+    config = FetchConfig(allow_networks=("127.0.0.1/32",), read_timeout=0.5, total_timeout=0.3,
+                         retry=RetryPolicy(max_attempts=1))
+    f = Fetcher(config)
+    try:
+        result = f.fetch(f"{server.base}/drip-headers")
+    finally:
+        server.header_drip.set()
+    assert (result.status, result.body) == (st.TIMEOUT, None)
+    assert result.error == "response not complete after 0.3 s"
+    # the cut connection is not handed out again: the next request through the same fetcher works
+    ok = f.fetch(f"{server.base}/img.jpg")
+    assert (ok.status, ok.body) == (st.SUCCESS, JPEG)
 
 
 def test_connection_errors_are_not_retried():

@@ -8,11 +8,13 @@ one of :data:`kgcurate.download.status.STATUSES`.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import re
 import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Protocol
@@ -20,6 +22,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import idna
 import urllib3
+from urllib3 import connection as u3_connection
 from urllib3 import exceptions as u3
 
 from kgcurate import __version__
@@ -41,7 +44,7 @@ class FetchConfig:
     user_agent: str = DEFAULT_USER_AGENT
     connect_timeout: float = 10.0  # seconds to open a connection
     read_timeout: float = 20.0  # seconds any single socket read may wait
-    total_timeout: float = 60.0  # seconds for one response's body, so a slow drip cannot hold a thread
+    total_timeout: float = 60.0  # seconds for one request (connect, headers, body): a slow drip cannot hold a thread
     max_redirects: int = 5
     max_bytes: int = 32 * 2**20  # a body longer than this is cut off: too_large
     allow_private: bool = False  # connect to private/loopback/... addresses (tests only)
@@ -128,6 +131,59 @@ def _classify(error: BaseException) -> str:
 
 _NETWORK_ERRORS = (u3.HTTPError, http.client.HTTPException, OSError)
 
+# The connections a thread's current request uses (None: not watched), so its deadline can cut them.
+_watched = threading.local()
+
+
+class _WatchedHTTPConnection(u3_connection.HTTPConnection):
+    """Registers itself with the calling thread's request (pooled connections too: ``request`` runs for every
+    request, ``connect`` only for a new one)."""
+
+    def request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        conns = getattr(_watched, "conns", None)
+        if conns is not None:
+            conns.append(self)
+        return super().request(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(_WatchedHTTPConnection, u3_connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[threading.Event]:
+    """Cut the request's connections once ``seconds`` have passed; the event says that it happened. The
+    socket timeouts bound each read only: a status line and headers sent a byte at a time, each just within
+    the read timeout, held a thread (and its host slot) for as long as the server liked."""
+    conns: list[u3_connection.HTTPConnection] = []
+    expired = threading.Event()
+
+    def cut() -> None:
+        expired.set()
+        for conn in list(conns):
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(seconds, cut)
+    timer.daemon = True
+    _watched.conns = conns
+    timer.start()
+    try:
+        yield expired
+    finally:
+        timer.cancel()
+        _watched.conns = None
+
 
 class UrlFetcher(Protocol):
     """What :func:`kgcurate.download.shard_task.download_shard` needs of a fetcher (tests pass fakes)."""
@@ -167,6 +223,7 @@ class Fetcher:
         # Keep as many idle connections per host as may be in flight to it (the limiter's cap).
         per_host = limiter.max_per_host if limiter else 8
         self._pools = urllib3.PoolManager(num_pools=num_pools, maxsize=per_host, block=False, retries=False)
+        self._pools.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}  # total_timeout's watch
         self._headers = {"User-Agent": self.config.user_agent, "Accept": "image/*,*/*;q=0.8"}
         self._timeout = urllib3.Timeout(connect=self.config.connect_timeout, read=self.config.read_timeout)
 
@@ -209,8 +266,11 @@ class Fetcher:
             except ResolutionFailed as e:
                 return FetchResult(url, st.CONNECTION_ERROR, error=st.one_line(e), final_url=current), None
             slot = self.limiter.slot(target.host) if self.limiter else nullcontext()
-            with slot:
+            with slot, _deadline(self.config.total_timeout) as expired:
                 hop = self._request(url, current, target, address)
+            if expired.is_set():  # whatever the cut connection gave (an error, a body cut short) is a timeout
+                error = f"response not complete after {self.config.total_timeout} s"
+                return FetchResult(url, st.TIMEOUT, hop.result.http_status, error, final_url=current), None
             if self.limiter and hop.retry_after and hop.result.http_status in (429, 503):
                 seconds = retry_after_seconds(*hop.retry_after)
                 if seconds:  # the whole host waits, as long as we would wait in this run at most
