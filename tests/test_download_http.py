@@ -365,6 +365,10 @@ def test_total_timeout_bounds_dripping_headers(server):
     # the cut connection is not handed out again: the next request through the same fetcher works
     ok = f.fetch(f"{server.base}/img.jpg")
     assert (ok.status, ok.body) == (st.SUCCESS, JPEG)
+    # the deadlines' one thread ends with the fetcher (a Python worker runs many shard tasks)
+    thread = f._watchdog._thread
+    f.close()
+    assert thread is not None and not thread.is_alive() and f._watchdog._thread is None
 
 
 def test_connection_errors_are_not_retried():

@@ -9,12 +9,13 @@ one of :data:`kgcurate.download.status.STATUSES`.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import http.client
 import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Protocol
@@ -158,31 +159,83 @@ class _HTTPSPool(urllib3.HTTPSConnectionPool):
     ConnectionCls = _WatchedHTTPSConnection
 
 
-@contextlib.contextmanager
-def _deadline(seconds: float) -> Iterator[threading.Event]:
-    """Cut the request's connections once ``seconds`` have passed; the event says that it happened. The
-    socket timeouts bound each read only: a status line and headers sent a byte at a time, each just within
-    the read timeout, held a thread (and its host slot) for as long as the server liked."""
-    conns: list[u3_connection.HTTPConnection] = []
-    expired = threading.Event()
+class _Deadline:
+    """One request's deadline: the connections it used (registered by the connection classes above) and
+    whether the deadline cut them."""
 
-    def cut() -> None:
-        expired.set()
-        for conn in list(conns):
-            sock = getattr(conn, "sock", None)
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+    __slots__ = ("at", "conns", "done", "expired")
 
-    timer = threading.Timer(seconds, cut)
-    timer.daemon = True
-    _watched.conns = conns
-    timer.start()
-    try:
-        yield expired
-    finally:
-        timer.cancel()
+    def __init__(self, at: float) -> None:
+        self.at, self.conns, self.done, self.expired = at, [], False, False
+
+    def __lt__(self, other: _Deadline) -> bool:
+        return self.at < other.at
+
+
+class _Watchdog:
+    """Cuts requests that pass their deadline: one thread per fetcher with a heap of deadlines (a
+    ``threading.Timer`` per request cost ~250 us). The socket timeouts bound each read only: a status line
+    and headers sent a byte at a time, each just within the read timeout, held a thread (and its host
+    slot) for as long as the server liked."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[_Deadline] = []
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def stop(self) -> None:
+        """End the thread (a Python worker runs many tasks: one idle thread per fetcher would pile up)."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def watch(self, seconds: float) -> _Deadline:
+        """Start watching the calling thread's next request; :meth:`cancel` on the same thread ends it."""
+        deadline = _Deadline(time.monotonic() + seconds)
+        _watched.conns = deadline.conns
+        with self._cond:
+            if len(self._heap) >= 4096:  # ended requests wait at their deadline to be popped: drop them sooner
+                self._heap = [d for d in self._heap if not d.done]
+                heapq.heapify(self._heap)
+            heapq.heappush(self._heap, deadline)
+            if self._thread is None:  # the first request, or the first after close()
+                self._stopped = False
+                self._thread = threading.Thread(target=self._run, name="kgcurate-fetch-deadlines", daemon=True)
+                self._thread.start()
+            elif self._heap[0] is deadline:
+                self._cond.notify()
+        return deadline
+
+    def cancel(self, deadline: _Deadline) -> None:
+        """Before the request's connection goes back to the pool: a cut after that could hit another
+        request on it."""
         _watched.conns = None
+        with self._cond:
+            deadline.done = True
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._stopped:
+                while self._heap and self._heap[0].done:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                wait = self._heap[0].at - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                deadline = heapq.heappop(self._heap)
+                deadline.done = deadline.expired = True
+                for conn in list(deadline.conns):
+                    sock = getattr(conn, "sock", None)
+                    if sock is not None:
+                        with contextlib.suppress(OSError):
+                            sock.shutdown(socket.SHUT_RDWR)
 
 
 class UrlFetcher(Protocol):
@@ -224,10 +277,12 @@ class Fetcher:
         per_host = limiter.max_per_host if limiter else 8
         self._pools = urllib3.PoolManager(num_pools=num_pools, maxsize=per_host, block=False, retries=False)
         self._pools.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}  # total_timeout's watch
+        self._watchdog = _Watchdog()
         self._headers = {"User-Agent": self.config.user_agent, "Accept": "image/*,*/*;q=0.8"}
         self._timeout = urllib3.Timeout(connect=self.config.connect_timeout, read=self.config.read_timeout)
 
     def close(self) -> None:
+        self._watchdog.stop()
         self._pools.clear()
 
     def __enter__(self) -> Fetcher:
@@ -266,9 +321,13 @@ class Fetcher:
             except ResolutionFailed as e:
                 return FetchResult(url, st.CONNECTION_ERROR, error=st.one_line(e), final_url=current), None
             slot = self.limiter.slot(target.host) if self.limiter else nullcontext()
-            with slot, _deadline(self.config.total_timeout) as expired:
-                hop = self._request(url, current, target, address)
-            if expired.is_set():  # whatever the cut connection gave (an error, a body cut short) is a timeout
+            with slot:
+                deadline = self._watchdog.watch(self.config.total_timeout)
+                try:
+                    hop = self._request(url, current, target, address, deadline)
+                finally:
+                    self._watchdog.cancel(deadline)
+            if deadline.expired:  # whatever the cut connection gave (an error, a body cut short) is a timeout
                 error = f"response not complete after {self.config.total_timeout} s"
                 return FetchResult(url, st.TIMEOUT, hop.result.http_status, error, final_url=current), None
             if self.limiter and hop.retry_after and hop.result.http_status in (429, 503):
@@ -281,7 +340,7 @@ class Fetcher:
         error = f"more than {self.config.max_redirects} redirects"
         return FetchResult(url, st.TOO_MANY_REDIRECTS, error=error, final_url=current), None
 
-    def _request(self, url: str, current: str, target: _Target, address: str) -> _Hop:
+    def _request(self, url: str, current: str, target: _Target, address: str, deadline: _Deadline) -> _Hop:
         """One HTTP request to the checked ``address``; the body is read only for a 2xx not opted out."""
         pool_kwargs = {"server_hostname": target.host} if target.scheme == "https" else None
         headers = dict(self._headers, Host=target.host_header)
@@ -328,6 +387,7 @@ class Fetcher:
         except _NETWORK_ERRORS as e:
             return fail(_classify(e), e, response.status)
         finally:
+            self._watchdog.cancel(deadline)  # before the connection can serve another request
             if not complete:
                 response.close()  # do not drain an unread body just to reuse the connection
             response.release_conn()
