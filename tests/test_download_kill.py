@@ -98,23 +98,31 @@ def test_sigkill_download_mid_run_then_rerun_equals_clean_run(spark, tmp_path) -
         out = tmp_path / "killed-shards"
 
         # 40 URLs -> 9 hash shards of ~4, one download at a time per task, 0.25 s each: ~1 s a shard, two
-        # tasks at once. Killed as soon as one shard's tar is there, the others still downloading.
+        # tasks at once. Killed as soon as one shard's rows are in the resume folder (after its tar), the others
+        # still downloading.
         site.delay = 0.25
         proc = start_cli(["download", "--lake", str(killed), "--out", str(out), "--allow-private", "--attempts",
                           "1", "--shard-size", "5", "--threads", "1"], tmp_path)
-        assert kill_when(proc, lambda: out.is_dir() and bool(_tars(out))), proc.communicate()[1][-3000:]
+        staged = killed / "_staging"
+        assert kill_when(proc, lambda: bool(list(staged.glob("download-resume-*/*.parquet")))), (
+            proc.communicate()[1][-3000:])
         assert proc.returncode == -signal.SIGKILL
         site.delay = 0.0
         at_kill = _tars(out)
+        finished = {p.stem for p in staged.glob("download-resume-*/*.parquet")}  # rows left after the tar
         expected = download.shard_count(len(urls), 5)
         assert 1 <= len(at_kill) < expected  # mid-run: some shards written, others not
+        assert finished and {f"{n}.tar" for n in finished} <= set(at_kill)
         for data in at_kill.values():
             _samples(data)  # whole: it opens, every sample complete
         assert not (out / "sizes.json").exists()  # written last, after the commit
-        assert not lk.exists(spark, str(killed), tables.DOWNLOAD_RUNS)  # nothing committed: every shard redone
+        assert not lk.exists(spark, str(killed), tables.DOWNLOAD_RUNS)  # nothing committed
 
+        # the rerun takes the shards the killed run finished (tar and rows) and downloads the rest
         rerun = execute(download, spark, _cfg(str(killed), str(out)))
-        assert rerun.shards_done_before == 0 and rerun.urls == len(urls) and rerun.succeeded == 36
+        assert rerun.shards_done_before == 0 and rerun.shards == expected and rerun.shards_resumed == len(finished)
+        assert rerun.urls == len(urls) and rerun.succeeded == 36
+        assert not list(staged.glob("download-resume-*"))  # every shard listed: the resume folder is gone
 
         sizes = json.loads((out / "sizes.json").read_text())
         tars = _tars(out)
@@ -125,12 +133,14 @@ def test_sigkill_download_mid_run_then_rerun_equals_clean_run(spark, tmp_path) -
         rows = lk.read(spark, str(killed), tables.DOWNLOADS)
         assert rows.count() == len(urls) == rows.select("image_url").distinct().count()  # no URL twice
         runs = lk.read(spark, str(killed), tables.DOWNLOAD_RUNS).collect()
-        assert len(runs) == 1 and runs[0]["urls"] == len(urls)
+        assert len(runs) == 1 and runs[0]["urls"] == len(urls) and len(runs[0]["shards"]) == expected
+        # the resumed shards' rows are the rerun's (a later --retry-failed retries their failures too)
+        assert {r["download_run_id"] for r in rows.select("download_run_id").collect()} == {rerun.run_id}
 
         clean_out = tmp_path / "clean-shards"
         execute(download, spark, _cfg(str(clean), str(clean_out)))
         assert json.loads((clean_out / "sizes.json").read_text()) == sizes
-        assert _tars(clean_out) == tars  # byte for byte, the killed run's early shards replaced whole
+        assert _tars(clean_out) == tars  # byte for byte, the killed run's shards and the rerun's alike
         cols = ["image_url", "shard", "key", "status", "http_status", "bytes", "width", "height", "sha256"]
         assert sorted(rows.select(cols).collect()) == sorted(
             lk.read(spark, str(clean), tables.DOWNLOADS).select(cols).collect())

@@ -13,7 +13,11 @@ Pillow, resizing, and a tar written whole under its final name (local: temp + re
 Commit order: every task's rows are staged as Parquet, then MERGEd into ``downloads`` on (curated run,
 image URL), then the run's row with its shard list goes into ``download_runs``, then ``sizes.json``.
 A shard counts as done only once a ``download_runs`` row lists it, so a run killed at any point is
-redone shard by shard, never half; a URL has one row whatever the reruns. ``--retry-failed`` puts the
+redone shard by shard, never half; a URL has one row whatever the reruns. So that a run killed at 99%
+(preemption, a driver lost) is not redone from zero, each task also leaves its shard's rows in a resume
+folder of the lake's staging (:func:`resume_folder`, keyed by the curated run, the folder and the
+layout) right after the tar: the next plain run takes a shard whose tar and rows are both there as
+downloaded, MERGEs its rows under its own run id and lists it in its ``download_runs`` row. ``--retry-failed`` puts the
 URLs that failed with a retryable status (timeouts, connection errors, 429, 5xx) into new shards
 (numbered after the existing ones); it marks the folder while it runs (``.<run id>.retry``), so that
 the next ``--retry-failed`` redoes the URLs of one killed after its MERGE.
@@ -63,6 +67,7 @@ class DownloadSummary(Summary):
     images: int = 0
     shards_done_before: int = 0
     shards: int = 0
+    shards_resumed: int = 0  # of ``shards``: downloaded by a killed run, taken from the resume folder
     urls: int = 0
     succeeded: int = 0
     success_rate: float | None = None
@@ -179,6 +184,39 @@ def shard_count(images: int, shard_size: int) -> int:
     """Shards for ``images`` hashed ones: a mean of 90% of ``shard_size`` per shard, so that the hash's
     spread (a few standard deviations are ~100 images at 10,000) never overflows a shard's 10,000 keys."""
     return max(1, math.ceil(images / (0.9 * shard_size)))
+
+
+def resume_folder(root: str, curated_run_id: str, out: str, o: settings.DownloadOptions, n_shards: int) -> str | None:
+    """Where a plain run's tasks leave each shard's rows as they finish (see the module docstring): the
+    lake's staging, named by what makes a shard's contents (curated run, folder, shard size and count, image
+    size, resize mode, opt-out list), so a run with another layout never takes them. None where tasks
+    cannot write Parquet themselves (an hdfs:// lake, say): such a lake redoes a killed run whole."""
+    import hashlib
+
+    from kgcurate import lake, staging
+
+    key = "\x00".join([curated_run_id, out, str(o.shard_size), str(n_shards), str(o.image_size), o.resize_mode,
+                       ",".join(sorted(o.opt_out))])
+    folder = lake.staging_path(root, f"{JOB}-resume-{hashlib.blake2b(key.encode(), digest_size=8).hexdigest()}")
+    return folder if staging.supported(folder) else None
+
+
+def resume_file(folder: str, shard: int) -> str:
+    return f"{folder}/{shard:05d}.parquet"
+
+
+def resumable(folder: str | None, out: str, shards: list[int]) -> list[int]:
+    """Of ``shards`` (not done), those a killed run finished: its rows in the resume ``folder`` and its tar in
+    ``out`` (a tar is written whole before its rows, so rows without a tar mean a folder emptied since)."""
+    from kgcurate.download.shards import shard_name
+    from kgcurate.wat.inputs import strip_file_uri
+
+    if folder is None or not shards:
+        return []
+    local = folder if s3.is_s3(folder) else strip_file_uri(folder)
+    with_rows = set(_names(local, ""))
+    tars = set(_names(out, "")) if with_rows else set()
+    return [s for s in shards if os.path.basename(resume_file(folder, s)) in with_rows and shard_name(s) in tars]
 
 
 RETRY_MARK = ".retry"  # OUT/.<run id>.retry: a --retry-failed run into OUT under way, or killed
@@ -304,8 +342,9 @@ def rows_schema() -> pa.Schema:
                       pa.field("download_run_id", pa.string())])
 
 
-def shard_task(out: str, curated_run_id: str, run_id: str, config: Any, accs: tuple):
-    """The mapInArrow function: (shard, samples) rows -> ``downloads`` rows, one shard at a time."""
+def shard_task(out: str, curated_run_id: str, run_id: str, config: Any, accs: tuple, resume: str | None = None):
+    """The mapInArrow function: (shard, samples) rows -> ``downloads`` rows, one shard at a time; each shard's
+    rows also go to the ``resume`` folder (:func:`resume_folder`) once its tar is written."""
     schema = rows_schema()
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -329,8 +368,12 @@ def shard_task(out: str, curated_run_id: str, run_id: str, config: Any, accs: tu
                 n = table.num_rows
                 table = table.add_column(0, schema.field(0), pa.array([curated_run_id] * n, pa.string()))
                 table = table.append_column(schema.field(schema.get_field_index("download_run_id")),
-                                            pa.array([run_id] * n, pa.string()))
-                yield from table.cast(schema).to_batches()
+                                            pa.array([run_id] * n, pa.string())).cast(schema)
+                if resume is not None:
+                    from kgcurate.staging import write_parquet
+
+                    write_parquet(resume_file(resume, shard), table)
+                yield from table.to_batches()
 
     return run
 
@@ -369,17 +412,28 @@ def progress_line(o: settings.DownloadOptions, shards: int, accs: tuple, started
 
 
 def run_shards(ctx: Context, todo: DataFrame, shards: int, o: settings.DownloadOptions, out: str,
-               curated_run_id: str, run_id: str) -> tuple[dict[int, dict[str, Any]], dict[str, int]]:
-    """One task per shard, rows staged then MERGEd into ``downloads``; per-shard stats and status counts."""
+               curated_run_id: str, run_id: str, resume: str | None = None,
+               resumed: list[int] | None = None) -> tuple[dict[int, dict[str, Any]], dict[str, int]]:
+    """One task per shard, rows staged then MERGEd into ``downloads`` with those of the ``resumed`` shards (a
+    killed run's, from ``resume``, taken as this run's); per-shard stats and status counts."""
     grouped = todo.groupBy("shard").agg(F.collect_list(F.struct("image_url", "text", "texts")).alias("samples"))
     sc = ctx.spark.sparkContext
     accs = (sc.accumulator(0), sc.accumulator(0), sc.accumulator(0))  # shards done: Spark's task counts
     line = functools.partial(progress_line, o, shards, accs, time.monotonic())
     with ctx.staging(run_id) as staging:
-        fn = shard_task(out, curated_run_id, run_id, download_config(o), accs)
-        ctx.run_units(grouped, fn, tables.from_arrow(rows_schema()), f"{staging}/rows", line, o.progress_interval,
-                      key="shard", count=shards)
-        rows = ctx.spark.read.parquet(f"{staging}/rows")
+        if shards:
+            fn = shard_task(out, curated_run_id, run_id, download_config(o), accs, resume)
+            ctx.run_units(grouped, fn, tables.from_arrow(rows_schema()), f"{staging}/rows", line,
+                          o.progress_interval, key="shard", count=shards)
+            rows = ctx.spark.read.parquet(f"{staging}/rows")
+        else:
+            rows = ctx.spark.createDataFrame([], tables.from_arrow(rows_schema()))
+        if resumed:
+            assert resume is not None
+            earlier = (ctx.spark.read.schema(tables.from_arrow(rows_schema()))
+                       .parquet(*[resume_file(resume, s) for s in resumed])
+                       .withColumn("download_run_id", F.lit(run_id)))
+            rows = rows.unionByName(earlier)
         ctx.lake.merge(tables.DOWNLOADS, rows, "t.curated_run_id = s.curated_run_id AND t.image_url = s.image_url",
                        matched_update_when="true")
         ok_rows = F.sum(F.when(F.col("status") == "success", 1).otherwise(0)).alias("samples")
@@ -443,9 +497,17 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> DownloadSummary:
         assigned = plan(ctx, samples, curated_run_id, n_urls, o, done, run_ids, killed)
         every = sorted(r[0] for r in assigned.select("shard").distinct().collect())  # one per shard: small
         shards = units.plan(every, {str(s) for s in done}, key=str).todo  # skip the shards done
-        todo = assigned.where(F.col("shard").isin(shards)) if len(shards) < len(every) else assigned
+        resume = None if o.retry_failed else resume_folder(ctx.root, curated_run_id, out, o,
+                                                             shard_count(n_urls, o.shard_size))
+        resumed = resumable(resume, out, shards)
+        if resumed:
+            ctx.log.info("%s: %d of %d shards were downloaded by a killed run (tar and rows there): taken as "
+                         "they are", JOB, len(resumed), len(shards))
+        fetch = [s for s in shards if s not in set(resumed)]
+        todo = assigned.where(F.col("shard").isin(fetch)) if len(fetch) < len(every) else assigned
         check_shard_numbers(shards, out)
         summary.images, summary.shards_done_before, summary.shards = n_urls, len(done), len(shards)
+        summary.shards_resumed = len(resumed)
         if not shards:
             ctx.log.info("%s: nothing to download for curated run %s (%d shards done)", JOB, curated_run_id, len(done))
             unmark_retries(out, killed)  # no row names them any more (another folder's run took their URLs)
@@ -453,10 +515,14 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> DownloadSummary:
             return summary
         if o.retry_failed:
             mark_retry(out, run_id)
-        stats, counts = run_shards(ctx, todo, len(shards), o, out, curated_run_id, run_id)
+        stats, counts = run_shards(ctx, todo, len(fetch), o, out, curated_run_id, run_id, resume, resumed)
         record_run(ctx, run_id, curated_run_id, curated_version, out, o, stats, started)
         if o.retry_failed:
             unmark_retries(out, [run_id, *killed])  # their rows are this run's now, its shards listed
+        if resume is not None:  # every shard in it is listed now (one a crash leaves: maintain's stale staging)
+            from kgcurate import lake
+
+            lake.remove_path(ctx.spark, resume)
     urls = sum(int(r["urls"]) for r in stats.values())
     ok = sum(int(r["samples"]) for r in stats.values())
     per_shard = {**{s: r["samples"] for s, r in done.items()}, **{s: stats[s]["samples"] for s in stats}}
@@ -494,7 +560,8 @@ def report(s: DownloadSummary, args: argparse.Namespace) -> int:
               f"{s.images:,} images); sizes {s.sizes}")
         return 0
     counts = ", ".join(f"{k}={v:,}" for k, v in sorted(s.counts.items()))
-    print(f"{JOB} {s.run_id}: curated run {s.curated_run_id}: {s.shards} shards, {s.urls:,} images tried, "
+    resumed = f" ({s.shards_resumed} taken from a killed run)" if s.shards_resumed else ""
+    print(f"{JOB} {s.run_id}: curated run {s.curated_run_id}: {s.shards} shards{resumed}, {s.urls:,} images tried, "
           f"{s.succeeded:,} stored ({s.success_rate:.1%}; {counts}), {s.bytes / 1e6:.1f} MB in "
           f"{s.seconds}s -> {s.out} (sizes {s.sizes})")
     if s.low_success:
