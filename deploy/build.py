@@ -6,7 +6,8 @@ Why each piece:
 - ``kgcurate_native-<v>-cp311-abi3-manylinux_2_<n>_x86_64.whl``: the compiled WAT path (``native/``, Rust
   through maturin), for the cluster's platform (linux x86_64; the tag names the newest glibc its symbols need,
   at most the job image's, Ubuntu 22.04's 2.35: built with maturin's manylinux_2_35 policy, which checks
-  the symbols); without it the parser falls back to pure Python;
+  the symbols); without it the parser falls back to pure Python, which is what an image built from a
+  dist made on another host (a Mac, arm64) gets: there it is skipped with a warning (or ``--no-native``);
 - ``kgcurate.zip``: the pure-Python package for ``--py-files``, so a code fix ships without
   rebuilding the image (it shadows the installed copy on driver and executors);
 - ``jobs/``: the spark-submit entry scripts; ``conf/``: cluster.yaml, train-smoke.yaml (the compose demo's
@@ -83,6 +84,16 @@ def native_wheel_problem(name: str) -> str | None:
     return f"platform {platform} is not manylinux x86_64 with glibc <= {IMAGE_GLIBC[0]}.{IMAGE_GLIBC[1]}"
 
 
+def native_host_problem(system: str, machine: str) -> str | None:
+    """Why this host cannot build the job image's ``kgcurate_native`` wheel (linux x86_64), or None: maturin
+    builds for the host's own platform, so a Mac or an arm64 machine would make a wheel no image can use."""
+    if system == "Linux" and machine in ("x86_64", "AMD64"):
+        return None
+    return (f"this host is {system} {machine}: kgcurate_native (the compiled WAT parser) is built for linux x86_64 "
+            "only, so the image and the cluster get the pure-Python parser (several times slower); run `make "
+            "dist` on linux x86_64 (a container will do) for the compiled one")
+
+
 def _native_wheel(dest: Path) -> Path:
     """``pip wheel ./native`` (maturin, cargo): the compiled WAT path's wheel, checked for the image."""
     before = set(dest.glob("kgcurate_native-*.whl"))
@@ -100,8 +111,9 @@ def _native_wheel(dest: Path) -> Path:
     return new[-1]
 
 
-def build(dist: Path = DIST, wheel: bool = True) -> dict:
-    """(Re)create ``dist`` and return a manifest of what is in it."""
+def build(dist: Path = DIST, wheel: bool = True, native: bool = True) -> dict:
+    """(Re)create ``dist`` and return a manifest of what is in it. ``native``: build the compiled WAT
+    parser's wheel too, where this host can (:func:`native_host_problem`)."""
     from kgcurate.jars import COORDINATES, SPARK_VERSION
     from kgcurate.registry import STAGES
     from kgcurate.session import SESSION_CONF
@@ -111,8 +123,15 @@ def build(dist: Path = DIST, wheel: bool = True) -> dict:
     dist.mkdir(parents=True)
     manifest: dict = {"spark_version": SPARK_VERSION, "packages": list(COORDINATES)}
     if wheel:
+        import platform
+
         manifest["wheel"] = _wheel(dist).name
-        manifest["native_wheel"] = _native_wheel(dist).name
+        skipped = "--no-native" if not native else native_host_problem(platform.system(), platform.machine())
+        if skipped is None:
+            manifest["native_wheel"] = _native_wheel(dist).name
+        else:
+            manifest["native_skipped"] = skipped
+            print(f"deploy/build.py: warning: no kgcurate_native wheel: {skipped}", file=sys.stderr)
     manifest["py_files"] = "kgcurate.zip"
     manifest["zip_files"] = _zip_package(ROOT / "libs" / "kgcurate", dist / "kgcurate.zip")
     shutil.copytree(ROOT / "jobs", dist / "jobs", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -156,12 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=".venv/bin/python deploy/build.py", description=__doc__.splitlines()[0])
     parser.add_argument("--dist", type=Path, default=DIST, help="output folder (default deploy/dist)")
     parser.add_argument("--no-wheel", action="store_true", help="skip the wheel (zip, jobs and conf only)")
+    parser.add_argument("--no-native", action="store_true",
+                        help="skip the compiled WAT parser's wheel (the image and cluster use the pure-Python one)")
     args = parser.parse_args(argv)
     missing = project_env_missing()
     if missing:
         print(f"deploy/build.py: {missing}", file=sys.stderr)
         return 2
-    manifest = build(args.dist, wheel=not args.no_wheel)
+    manifest = build(args.dist, wheel=not args.no_wheel, native=not args.no_native)
     wheels = " ".join(w for w in (manifest.get("wheel", "no wheel"), manifest.get("native_wheel")) if w)
     print(f"built {args.dist}: {wheels}, kgcurate.zip ({manifest['zip_files']} files), "
           f"{len(manifest['stages'])} stages, packages {','.join(manifest['packages'])}")

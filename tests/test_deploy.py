@@ -99,6 +99,31 @@ def test_native_wheel_tag_check():
     assert deploy_build.native_wheel_problem(ok.replace("cp311", "cp312"))
     text = (DEPLOY / "Dockerfile").read_text()
     assert "kgcurate_native-*.whl" in text and 'python -c "import kgcurate_native"' in text
+    # optional in the image: a dist made on a Mac or an arm64 host has none (the image was not buildable)
+    assert "COPY deploy/dist/kgcurate_native" not in text and "pure-Python WAT parser" in text
+
+
+def test_native_wheel_is_built_on_linux_x86_64_only():
+    assert deploy_build.native_host_problem("Linux", "x86_64") is None
+    for system, machine in (("Darwin", "arm64"), ("Linux", "aarch64"), ("Darwin", "x86_64")):
+        assert f"this host is {system} {machine}: " in deploy_build.native_host_problem(system, machine)
+
+
+def test_a_dist_without_the_native_wheel_says_why(tmp_path, monkeypatch, capsys):
+    """On a Mac `make dist` refused to finish (the wheel is for linux x86_64), so `docker compose up --build`
+    could not work there; now it skips the wheel with a warning and the manifest says why."""
+    import platform
+
+    monkeypatch.setattr(deploy_build, "_wheel", lambda dest: (dest / "kgcurate-0.1.0-py3-none-any.whl").touch()
+                        or dest / "kgcurate-0.1.0-py3-none-any.whl")
+    monkeypatch.setattr(deploy_build, "_native_wheel", lambda dest: pytest.fail("built on a Mac"))
+    monkeypatch.setattr(platform, "system", lambda: "Darwin")
+    monkeypatch.setattr(platform, "machine", lambda: "arm64")
+    manifest = deploy_build.build(tmp_path / "dist")
+    assert "native_wheel" not in manifest and "this host is Darwin arm64" in manifest["native_skipped"]
+    assert "warning: no kgcurate_native wheel" in capsys.readouterr().err
+    assert not list((tmp_path / "dist").glob("kgcurate_native-*"))
+    assert "--no-native" in deploy_build.build(tmp_path / "dist2", native=False)["native_skipped"]
 
 
 @pytest.mark.slow
