@@ -328,3 +328,39 @@ def test_balance_writes_pair_texts_with_its_run(spark, fixture_lake, tmp_path):
     assert kept() == before
     cfg["wikidata"]["languages"] = ["de", "en"]
     assert execute(balance, spark, cfg).done_by == s.run_id
+
+
+def test_the_label_languages_are_the_ones_entities_were_ingested_with(spark, fixture_lake, tmp_path):
+    """`ingest-wikidata --languages de` then a plain `balance` (config default en) recorded German labels as
+    `en` in pair_texts: balance now reads the languages the ingest noted on its entities commit."""
+    import shutil
+
+    from kgcurate.stages import balance, ingest_wikidata, match
+
+    note = ingest_wikidata.commit_note("ingest-wikidata-x", ingest_wikidata.inputs_record([], ("de", "mul")))
+    assert ingest_wikidata.noted_languages(note) == ["de"]
+    assert ingest_wikidata.noted_languages(None) is None and ingest_wikidata.noted_languages('{"other": 1}') is None
+    root = str(tmp_path / "lake")
+    shutil.copytree(fixture_lake, root)
+    if lake.exists(spark, root, tables.PAIR_TEXTS):
+        shutil.rmtree(lake.table_path(root, tables.PAIR_TEXTS))
+    cfg = config.load(None)
+    cfg["lake"] = root
+    assert balance.label_languages(spark, root, cfg) == ["en"]  # no ingest note: the config's
+    same = lake.read(spark, root, tables.ENTITIES).collect()
+    with lake.commit_note(spark, note):  # what the ingest's MERGE leaves (here its rows written again as they are)
+        lake.overwrite(spark, root, tables.ENTITIES, spark.createDataFrame(same, tables.schema(tables.ENTITIES)))
+    assert balance.label_languages(spark, root, cfg) == ["de"]
+    rows = [("http://img.example/wolf.jpg", "a grey wolf in the snow", "alt")]
+    pairs = (spark.createDataFrame(rows, "image_url string, text string, text_source string")
+             .withColumn("pair_id", ids.pair_id()))
+    lake.overwrite(spark, root, tables.PAIRS, pairs.select(
+        "pair_id", "image_url", "text", "text_source",
+        *[F.lit(None).cast("string").alias(c) for c in ("page_url", "crawl", "source_file", "run_id")]))
+    execute(match, spark, cfg)
+    cfg["balance"]["t"] = 1e9
+    execute(balance, spark, cfg)
+    labels = {(r["text"], r["language"]) for r in lake.read(spark, root, tables.PAIR_TEXTS).collect()
+              if r["text_source"] == KG_LABEL}
+    assert labels and {language for _, language in labels} == {"de"}
+

@@ -195,10 +195,25 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> BalanceSummary:
 
         pinned = _STATE.set(match.read_state(spark, root))  # once: every read of the run agrees on one match
         try:
-            return _execute(spark, root, t, target, share, seed, per_qid,
-                            list((cfg.get("wikidata") or {}).get("languages") or ["en"]), full)
+            return _execute(spark, root, t, target, share, seed, per_qid, label_languages(spark, root, cfg), full)
         finally:
             _STATE.reset(pinned)
+
+
+def label_languages(spark: SparkSession, root: str, cfg: dict[str, Any]) -> list[str]:
+    """The languages ``entities``' labels are in, which pair_texts' ``language`` says: those its last ingest
+    recorded (``ingest-wikidata --languages de`` then a plain ``balance`` recorded German labels as ``en``),
+    else the config's ``wikidata.languages``."""
+    from kgcurate.stages import ingest_wikidata
+
+    configured = list((cfg.get("wikidata") or {}).get("languages") or ["en"])
+    ingested = ingest_wikidata.ingested_languages(spark, root)
+    if ingested is None:
+        return configured
+    if ingested != configured:
+        log.info("%s: entities were ingested with languages %s (the config says %s): pair_texts follows the "
+                 "ingest", JOB, ",".join(ingested), ",".join(map(str, configured)))
+    return ingested
 
 
 # The match_state a running balance read (a match completing meanwhile must not change its versions, its

@@ -42,7 +42,15 @@ from pyspark.sql import functions as F
 from kgcurate import __version__, lake, run_ids, run_notes, tables, units
 from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
-from kgcurate.wikidata import P_COMMON_NAME, P_IMAGE, P_INSTANCE_OF, P_PARENT_TAXON, P_SUBCLASS_OF, P_TAXON_NAME
+from kgcurate.wikidata import (
+    MUL,
+    P_COMMON_NAME,
+    P_IMAGE,
+    P_INSTANCE_OF,
+    P_PARENT_TAXON,
+    P_SUBCLASS_OF,
+    P_TAXON_NAME,
+)
 from kgcurate.wikidata import language_order as _language_order
 
 JOB = "ingest-wikidata"
@@ -537,6 +545,22 @@ def inputs_record(files: list[InputFile], languages: tuple[str, ...] | list[str]
 def commit_note(run_id: str, record: dict[str, Any]) -> str:
     """The note a run leaves on its entities commit: its run_id and :func:`inputs_record`."""
     return run_notes.write(NOTE_KEY, run_id, record)
+
+
+def noted_languages(note: str | None) -> list[str] | None:
+    """The label languages (``mul``, always the last fallback, left out) of the ingest run that left ``note``
+    on its entities commit; None for another writer's note, or none."""
+    got = run_notes.read(note, NOTE_KEY)
+    langs = got[1].get("languages") if got is not None else None
+    if not isinstance(langs, list) or not all(isinstance(x, str) for x in langs):
+        return None
+    return [x for x in langs if x != MUL] or None
+
+
+def ingested_languages(spark: SparkSession, lake_root: str) -> list[str] | None:
+    """The label languages of the ingest that last changed ``entities`` (:func:`noted_languages`): what its
+    labels, aliases and common names are in, whatever the config of a later stage says."""
+    return noted_languages(lake.last_data_note(spark, lake_root, tables.ENTITIES))
 
 
 def noted_run(note: str | None, record: dict[str, Any]) -> str | None:

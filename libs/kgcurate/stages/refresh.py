@@ -120,7 +120,7 @@ def balance_is_current(spark: SparkSession, root: str, cfg: dict[str, Any]) -> s
     versions = balance.input_versions(spark, root)
     params = {k: balance_params(cfg)[k] for k in ("t", "target_size", "tail_share", "seed", "per_qid")}
     run_id = balance.run_id_now(spark, root, params)
-    languages = list((cfg.get("wikidata") or {}).get("languages") or ["en"])
+    languages = balance.label_languages(spark, root, cfg)
     return run_id if balance.done_before(spark, root, run_id, versions, languages) is not None else None
 
 
