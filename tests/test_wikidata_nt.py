@@ -55,6 +55,7 @@ def test_escapes_datatypes_and_skips():
         f"{WD.format('Q1')} {WDT.format('P279')} {WD.format('Q2')} .",
         f"{WD.format('Q1')} {WDT.format('P18')} <http://www.wikidata.org/.well-known/genid/def> .",
         f'{WD.format("Q1")} {WDT.format("P1843")} "Hund"@de .',
+        f'{WD.format("P31")} <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <http://wikiba.se/ontology#Property> .',
         f'{WD.format("P31")} <http://www.w3.org/2000/01/rdf-schema#label> "instance of"@en .',
         f'{WD.format("Q1")} {WDT.format("P2067")} "+5"^^<http://www.w3.org/2001/XMLSchema#decimal> .',
         "# a comment",
@@ -67,8 +68,8 @@ def test_escapes_datatypes_and_skips():
     assert rows["Q1"]["label"] == 'tab\there "q" é'
     assert rows["Q1"]["subclass_of"] == ["Q2"] and rows["Q1"]["has_image"] is False
     assert rows["Q1"]["common_names"] == []  # de not configured
-    assert res.skipped == 1 and res.records == 10
-    assert [i for i, _, _ in res.bad] == [10, 11]
+    assert res.skipped == 1 and res.records == 11  # the property: once, on its type, not per triple about it
+    assert [i for i, _, _ in res.bad] == [11, 12]
     assert all(reason.startswith("invalid N-Triples line") for _, reason, _ in res.bad)
 
 
@@ -128,6 +129,19 @@ def test_crh_latn_tag_is_crh_and_a_configured_crh_latn_stays_crh_latn():
     assert row["label"] == "x"
 
 
+def test_non_items_are_counted_once_each_as_the_json_reader_counts_them():
+    """Every kept triple about a property (labels in every language, aliases) counted as one skipped
+    non-item: a full dump reported millions for ~12k properties, and disagreed with the JSON reader."""
+    import json
+
+    p = WD.format("P31")
+    nt = [f"{p} <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <http://wikiba.se/ontology#Property> ."]
+    nt += [f'{p} <http://www.w3.org/2000/01/rdf-schema#label> "instance of {lang}"@{lang} .' for lang in ("en", "de")]
+    nt += [f'{p} <http://www.w3.org/2004/02/skos/core#altLabel> "is a {lang}"@{lang} .' for lang in ("en", "fr")]
+    record = {"type": "property", "id": "P31", "labels": {"en": {"language": "en", "value": "instance of"}}}
+    assert parse_nt_lines(nt, ["en"]).skipped == parse_lines([json.dumps(record).encode()], ["en"]).skipped == 1
+
+
 def test_egl_is_emilian_in_a_config_and_the_egl_tag_is_read_as_eml():
     """egl (Emilian) and eml (Emiliano-Romagnolo) are two Wikibase term languages; Wikibase writes the tag egl for
     both. A configured egl was read as eml: no way to get Emilian labels."""
@@ -157,7 +171,8 @@ def test_a_language_yaml_read_as_a_boolean_is_one_line_not_dropped():
 def test_an_item_with_no_kept_fact_gets_the_json_readers_empty_row():
     """`wd:Q a wikibase:Item` (written for every item, truthy and full dumps alike) makes the row: an item
     labelled only in other languages was missing from `entities`, while the JSON reader gives it an empty
-    row. The type triples of statements, values and properties make none, and count as nothing skipped."""
+    row. The type triples of statements and values make none and count as nothing skipped; a property's
+    counts as one skipped non-item, as the JSON reader counts one per property record."""
     import json
 
     rdf_type = "<http://www.w3.org/1999/02/22-rdf-syntax-ns#type>"
@@ -171,7 +186,7 @@ def test_an_item_with_no_kept_fact_gets_the_json_readers_empty_row():
     ]
     for mode in ("auto", "rdflib"):
         res = parse_nt_lines(lines, ["en"], mode=mode)
-        assert res.skipped == 0 and not res.bad and res.records == 6
+        assert res.skipped == 1 and not res.bad and res.records == 6
         rows = assemble(res.facts)
         assert sorted(rows) == ["Q7"], mode
         record = {"type": "item", "id": "Q7", "labels": {"fr": {"language": "fr", "value": "chien"}}}

@@ -60,7 +60,11 @@ SCHEMA_ABOUT = "http://schema.org/about"
 WIKIBASE_SITELINKS = "http://wikiba.se/ontology#sitelinks"
 RDF_TYPE = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
 WIKIBASE_ITEM = "http://wikiba.se/ontology#Item"
+# The types Wikibase gives the other entities (wd:P31 a wikibase:Property; a lexeme is an ontolex:LexicalEntry):
+# one skipped non-item each, as the JSON reader counts one per record, not one per triple about it.
+NON_ITEM_TYPES = frozenset({"http://wikiba.se/ontology#Property", "http://www.w3.org/ns/lemon/ontolex#LexicalEntry"})
 _ITEM_OBJECT = f"<{WIKIBASE_ITEM}>"
+_NON_ITEM_OBJECTS = frozenset(f"<{t}>" for t in NON_ITEM_TYPES)
 GENID = "/.well-known/genid/"
 
 # predicate IRI -> fact kind
@@ -214,12 +218,14 @@ def fact_of(subject: str, kind: str, obj: Term, rank_of: dict[str, int]) -> tupl
     if kind == "about":
         qid = _qid(obj.value) if obj.kind == "iri" else None
         return (subject, kind, qid, None) if qid else None
-    if kind == "item":  # every statement, value and reference node has a type too: only items count
+    if kind == "item":  # every statement, value and reference node has a type too: only entities count
+        if obj.kind == "iri" and obj.value in NON_ITEM_TYPES and subject.startswith(WD):
+            return ("", "skip", "", None)
         qid = _qid(subject) if obj.kind == "iri" and obj.value == WIKIBASE_ITEM else None
         return (qid, kind, "", None) if qid else None
     qid = _qid(subject)
-    if qid is None:
-        return ("", "skip", "", None)
+    if qid is None:  # a property's or lexeme's label, statement, ...: counted once, on its type triple
+        return None
     if kind in ("label", "description", "alias", P_COMMON_NAME):
         if obj.kind != "literal" or obj.lang not in rank_of or not obj.value:
             return None
@@ -280,7 +286,8 @@ def parse_nt_lines(
         if m is not None:
             subject, predicate = m.group(1), m.group(2)
             kind = KEPT_PREDICATES.get(predicate)
-            if kind is None or (kind == "item" and m.group(3) != _ITEM_OBJECT):
+            if kind is None or (kind == "item" and m.group(3) != _ITEM_OBJECT
+                                and m.group(3) not in _NON_ITEM_OBJECTS):
                 out.fast += 1
                 continue  # shape checked; object not needed
             obj = fast_object(m.group(3))
