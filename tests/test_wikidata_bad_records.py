@@ -80,6 +80,16 @@ def test_item_ids_are_ascii_digits_only():
     assert is_item_id("Q42") and not is_item_id("Q²") and not is_item_id("Q٤٢")
 
 
+def test_an_item_with_a_malformed_id_is_a_bad_record_not_a_skipped_non_item():
+    """`"type":"item","id":"q42"` is damage: it was counted among the properties and lexemes skipped."""
+    lines = [b'{"type":"item","id":"q42","labels":{}}', b'{"type":"item","id":"Q\u00b2","labels":{}}',
+             b'{"type":"property","id":"P31","labels":{}}']
+    res = parse_lines(lines, ["en"])
+    assert res.skipped == 1 and not res.rows
+    assert [(i, r) for i, r, _ in res.bad] == [(0, "item id 'q42' is not Q followed by digits"),
+                                               (1, "item id 'Q²' is not Q followed by digits")]
+
+
 def _nt(*lines: str | bytes) -> list[bytes]:
     return [ln if isinstance(ln, bytes) else ln.encode() for ln in lines]
 

@@ -134,6 +134,8 @@ def test_bad_and_skipped_lines_never_raise():
     with pytest.raises(BadRecord):
         parse_entity_line('{"id": 5}', "en")
     with pytest.raises(SkippedEntity):
+        parse_entity_line('{"type":"property","id":"P5"}', "en")
+    with pytest.raises(BadRecord, match="item id 'P5' is not Q"):  # typed item, not an item's id: damage
         parse_entity_line('{"type":"item","id":"P5"}', "en")
 
 

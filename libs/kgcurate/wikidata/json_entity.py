@@ -171,8 +171,10 @@ def entity_to_row(entity: Any, langs: tuple[str, ...]) -> dict[str, Any]:
     if not isinstance(qid, str) or not qid:
         raise BadRecord("entity has no id")
     etype = entity.get("type")
-    if etype != "item" or not is_item_id(qid):
+    if etype != "item":
         raise SkippedEntity(etype if isinstance(etype, str) else "unknown")
+    if not is_item_id(qid):  # an item whose id is not Q + digits ("q42", "Q4 2"): damage, not another entity kind
+        raise BadRecord(f"item id {qid[:40]!r} is not Q followed by digits")
     try:
         claims = _mapping(entity.get("claims"), "claims")
         row: dict[str, Any] = {
