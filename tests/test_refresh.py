@@ -286,6 +286,30 @@ def test_maintain_rejects_empty_lake(spark, lake):
         execute(maintain, spark, cfg)
 
 
+def test_maintain_holds_the_writers_leases_and_waits_for_no_one(spark, lake):
+    """maintain took no lease: the weekly DAG's could compact and vacuum beside a pipeline run writing the same
+    tables (on S3 two drivers' commits can overwrite each other). It now holds every lease-taking stage's
+    lease, refuses while one is held elsewhere, and gives back the ones it took."""
+    from kgcurate import leases
+
+    lakemod.append(spark, lake, tables.CURATION_RUNS, spark.createDataFrame([], tables.schema(tables.CURATION_RUNS)))
+    cfg = config.load(None)
+    cfg["lake"] = lake
+    cfg["maintain"] = {"parallel_tables": 1}
+    other = leases.acquire(lake, "match", "match-elsewhere")  # a match run of another process
+    try:
+        with pytest.raises(UserError, match="match"):
+            execute(maintain, spark, cfg)
+        assert leases.current_row(lake, "ingest-wat") is None  # the one it had taken first is given back
+        cfg["maintain"]["dry_run"] = True  # reads only: no lease
+        assert execute(maintain, spark, cfg).dry_run
+    finally:
+        leases.release(lake, other)
+    cfg["maintain"]["dry_run"] = False
+    execute(maintain, spark, cfg)
+    assert all(leases.current_row(lake, scope) is None for scope in maintain.writer_scopes())
+
+
 @pytest.mark.parametrize(("key", "value"), [("vacuum_hours", float("nan")), ("vacuum_hours", float("inf")),
                                             ("vacuum_hours", -1.0), ("staging_hours", 0.0),
                                             ("staging_hours", float("nan"))])

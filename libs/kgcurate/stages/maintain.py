@@ -18,7 +18,12 @@ killed ingest or match left behind,
 once their newest file is older than ``--staging-hours`` (default 24): a folder's own time says nothing on
 S3 (s3a reports the listing's time) nor locally once its subfolders exist, while a run in progress keeps
 writing files.
-A dry run reports what would be compacted and deleted and changes nothing. Tables are maintained
+Maintain holds the lease of every stage that takes one (pairs' writers, build-metadata, match, balance,
+download: :func:`writer_scopes`) for its whole run, so it never compacts or vacuums beside such a run
+(on S3 two Spark drivers committing to one table can overwrite each other's log entry), and refuses
+(exit 2, naming the holder) while one runs. ingest-wikidata and entity-set take no lease: do not run
+them beside maintain. A dry run reports what would be compacted and deleted, changes nothing and takes
+no lease. Tables are maintained
 ``--parallel-tables`` at once (default 4): a small table's OPTIMIZE and VACUUM wait on latency, not cores.
 """
 
@@ -37,7 +42,7 @@ from pyspark.sql import SparkSession
 
 from kgcurate import lake, tables
 from kgcurate.context import Context, Summary
-from kgcurate.errors import UserError
+from kgcurate.errors import ConcurrentRunError, UserError
 
 JOB = "maintain"
 log = logging.getLogger("kgcurate.maintain")
@@ -146,7 +151,14 @@ def maintain_table(spark: SparkSession, root: str, name: str, hours: float, dry:
         info["vacuum_would_delete"] = vacuum_candidates(spark, root, name, hours)
         info["retention_now"] = properties.get(RETENTION_PROP)  # what that count used (for H > 0)
         return info
-    info.update(lake.optimize(spark, root, name) if files > 1 else {"files_removed": 0, "files_added": 0})
+    try:
+        info.update(lake.optimize(spark, root, name) if files > 1 else {"files_removed": 0, "files_added": 0})
+    except ConcurrentRunError:
+        if name != tables.LEASES:
+            raise
+        # the leases this run holds (and other hosts' trains) renew their rows meanwhile: the next run compacts
+        log.info("%s: %s was written while being compacted; left as it is", JOB, name)
+        info.update(files_removed=0, files_added=0)
     info["optimized"] = info["files_removed"] > 0
     if hours == 0:
         lake.vacuum(spark, root, name, 0)
@@ -155,6 +167,14 @@ def maintain_table(spark: SparkSession, root: str, name: str, hours: float, dry:
         lake.vacuum(spark, root, name)
     info["files_after"] = files - info["files_removed"] + info["files_added"]
     return info
+
+
+def writer_scopes() -> tuple[str, ...]:
+    """The lease scopes of the stages that take one: what maintain holds while it rewrites files."""
+    from kgcurate import pairs_insert
+    from kgcurate.stages import balance, build_metadata, download, match
+
+    return (pairs_insert.SCOPE, build_metadata.JOB, match.JOB, balance.JOB, download.JOB)
 
 
 def execute(ctx: Context, cfg: dict[str, Any]) -> MaintainSummary:
@@ -171,6 +191,12 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> MaintainSummary:
     if not names:
         raise UserError(f"no Delta table found in lake {root} (check --lake)")
     with contextlib.ExitStack() as stack:
+        if not dry:
+            from kgcurate import leases
+
+            run_id = ctx.new_run_id()
+            for scope in writer_scopes():  # one by one; refused at any: those taken are given back
+                stack.enter_context(leases.held(root, scope, run_id))
         if hours < SAFE_HOURS:
             log.warning("%s: vacuum window %.0fh is below %dh: time travel beyond it breaks, and a job still "
                         "running for longer could lose files", JOB, hours, SAFE_HOURS)
