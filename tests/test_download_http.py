@@ -15,6 +15,7 @@ import socket
 import struct
 import tarfile
 import threading
+import time
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -122,6 +123,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(b"\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(JPEG) + JPEG)
                 self.wfile.flush()
             self.close_connection = True
+        elif path.startswith("/drip-redirect/"):  # a redirect whose headers take 0.3 s, then the next hop
+            left = int(path.rsplit("/", 1)[1])
+            with contextlib.suppress(OSError):
+                self.wfile.write(b"HTTP/1.1 302 Found\r\nContent-Length: 0\r\nLocation: "
+                                 + (f"/drip-redirect/{left - 1}" if left else "/img.jpg").encode() + b"\r\nX-Slow: ")
+                for _ in range(5):
+                    self.wfile.write(b"a")
+                    self.wfile.flush()
+                    server.redirect_drip.wait(0.06)
+                self.wfile.write(b"\r\n\r\n")
+            self.close_connection = True
         elif path == "/slow":
             server.release.wait(2)
             self._send(200, JPEG)
@@ -154,6 +166,7 @@ def server():
     httpd.release = threading.Event()
     httpd.drip = threading.Event()
     httpd.header_drip = threading.Event()
+    httpd.redirect_drip = threading.Event()  # never set: each hop of /drip-redirect/ takes its 0.3 s
     httpd.handle_error = lambda request, address: None
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -369,6 +382,47 @@ def test_total_timeout_bounds_dripping_headers(server):
     thread = f._watchdog._thread
     f.close()
     assert thread is not None and not thread.is_alive() and f._watchdog._thread is None
+
+
+def test_total_timeout_covers_every_redirect_hop_together(server):
+    """The deadline was per hop: a chain of redirects, each within it, held the thread up to 6 x total_timeout
+    and succeeded."""
+    config = FetchConfig(allow_networks=("127.0.0.1/32",), read_timeout=1.0, total_timeout=0.5,
+                         retry=RetryPolicy(max_attempts=1))
+    result = Fetcher(config).fetch(f"{server.base}/drip-redirect/2")  # three hops of 0.3 s, then the image
+    assert (result.status, result.body) == (st.TIMEOUT, None)
+    assert result.error == "response not complete after 0.5 s"
+    assert server.hits["/drip-redirect/2"] == server.hits["/drip-redirect/1"] == 1
+    assert server.hits["/drip-redirect/0"] == 0  # the second hop was cut, the third never asked
+
+
+def test_total_timeout_bounds_a_tls_handshake(tmp_path):
+    """An https server that accepts the connection and never answers the handshake: only the read timeout
+    (5 s here) bounded it, since the deadline watched a connection from its request on, after the handshake;
+    the handshake now gets at most the time left."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    stop = threading.Event()
+
+    def hold() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            stop.wait(10)
+            conn.close()
+
+    threading.Thread(target=hold, daemon=True).start()
+    config = FetchConfig(allow_networks=("127.0.0.1/32",), connect_timeout=5.0, read_timeout=5.0, total_timeout=0.3,
+                         retry=RetryPolicy(max_attempts=1))
+    started = time.monotonic()
+    try:
+        result = Fetcher(config).fetch(f"https://127.0.0.1:{listener.getsockname()[1]}/img.jpg")
+    finally:
+        waited = time.monotonic() - started
+        stop.set()
+        listener.close()
+    assert (result.status, result.error) == (st.TIMEOUT, "response not complete after 0.3 s")
+    assert waited < 4.0  # a bound on the timeout itself (0.3 s, not the 5 s read timeout), not a speed claim
 
 
 def test_connection_errors_are_not_retried():

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import quote, urljoin, urlsplit
 
 import idna
@@ -132,18 +132,49 @@ def _classify(error: BaseException) -> str:
 
 _NETWORK_ERRORS = (u3.HTTPError, http.client.HTTPException, OSError)
 
-# The connections a thread's current request uses (None: not watched), so its deadline can cut them.
+# The deadline of a thread's current request (None: not watched), so it can cut that request's sockets.
 _watched = threading.local()
 
 
+def _cut(sock: socket.socket | None) -> None:
+    """Shut a socket down for both directions, so a read or write blocked on it ends at once. The plain
+    socket's method on a TLS socket too: ``SSLSocket.shutdown`` also drops its TLS state, which a read in
+    the other thread could meet half-way (a ValueError, not a network error)."""
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _watch(conn: u3_connection.HTTPConnection) -> None:
+    """Put a connection under the calling thread's deadline; one that comes after the deadline passed is cut
+    at once."""
+    deadline = getattr(_watched, "deadline", None)
+    if deadline is None:
+        return
+    deadline.watched.append(conn)
+    if deadline.expired:  # set before the watchdog walks the list: one of the two cuts it
+        _cut(getattr(conn, "sock", None))
+
+
 class _WatchedHTTPConnection(u3_connection.HTTPConnection):
-    """Registers itself with the calling thread's request (pooled connections too: ``request`` runs for every
-    request, ``connect`` only for a new one)."""
+    """Puts itself under the request's deadline when a request starts on it (``request``). A new connection
+    also gets at most the time left as its socket timeout before any TLS handshake (``_new_conn``): the
+    handshake wraps the socket into another object the watchdog cannot reach until ``connect`` returns."""
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        deadline = getattr(_watched, "deadline", None)
+        if deadline is not None:
+            left = deadline.at - time.monotonic()
+            if left <= 0:
+                sock.close()
+                raise u3.ConnectTimeoutError(self, "the request's deadline passed while connecting")
+            if sock.gettimeout() is None or sock.gettimeout() > left:
+                sock.settimeout(left)
+        return sock
 
     def request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        conns = getattr(_watched, "conns", None)
-        if conns is not None:
-            conns.append(self)
+        _watch(self)
         return super().request(*args, **kwargs)
 
 
@@ -160,13 +191,14 @@ class _HTTPSPool(urllib3.HTTPSConnectionPool):
 
 
 class _Deadline:
-    """One request's deadline: the connections it used (registered by the connection classes above) and
-    whether the deadline cut them."""
+    """One request's deadline (on ``time.monotonic``): the connections it used (put there by the connection
+    classes above) and whether the deadline cut them."""
 
-    __slots__ = ("at", "conns", "done", "expired")
+    __slots__ = ("at", "watched", "done", "expired")
 
     def __init__(self, at: float) -> None:
-        self.at, self.conns, self.done, self.expired = at, [], False, False
+        self.at, self.done, self.expired = at, False, False
+        self.watched: list[Any] = []
 
     def __lt__(self, other: _Deadline) -> bool:
         return self.at < other.at
@@ -196,7 +228,7 @@ class _Watchdog:
     def watch(self, seconds: float) -> _Deadline:
         """Start watching the calling thread's next request; :meth:`cancel` on the same thread ends it."""
         deadline = _Deadline(time.monotonic() + seconds)
-        _watched.conns = deadline.conns
+        _watched.deadline = deadline
         with self._cond:
             if len(self._heap) >= 4096:  # ended requests wait at their deadline to be popped: drop them sooner
                 self._heap = [d for d in self._heap if not d.done]
@@ -213,7 +245,7 @@ class _Watchdog:
     def cancel(self, deadline: _Deadline) -> None:
         """Before the request's connection goes back to the pool: a cut after that could hit another
         request on it."""
-        _watched.conns = None
+        _watched.deadline = None
         with self._cond:
             deadline.done = True
 
@@ -231,11 +263,8 @@ class _Watchdog:
                     continue
                 deadline = heapq.heappop(self._heap)
                 deadline.done = deadline.expired = True
-                for conn in list(deadline.conns):
-                    sock = getattr(conn, "sock", None)
-                    if sock is not None:
-                        with contextlib.suppress(OSError):
-                            sock.shutdown(socket.SHUT_RDWR)
+                for conn in list(deadline.watched):
+                    _cut(getattr(conn, "sock", None))
 
 
 class UrlFetcher(Protocol):
@@ -309,6 +338,7 @@ class Fetcher:
         """One try: follow redirects by hand, checking every hop. Returns the result and any Retry-After (with
         the response's Date, which an HTTP-date Retry-After is measured from)."""
         current = url
+        left = self.config.total_timeout  # for the whole attempt, every redirect hop included
         for _hop in range(self.config.max_redirects + 1):
             try:
                 target = _parse_target(current)
@@ -321,10 +351,11 @@ class Fetcher:
             except ResolutionFailed as e:
                 return FetchResult(url, st.CONNECTION_ERROR, error=st.one_line(e), final_url=current), None
             slot = self.limiter.slot(target.host) if self.limiter else nullcontext()
-            with slot:
-                deadline = self._watchdog.watch(self.config.total_timeout)
+            with slot:  # the time spent waiting for the host's slot is not the request's
+                started = self._clock()
+                deadline = self._watchdog.watch(left)
                 try:
-                    hop = self._request(url, current, target, address, deadline)
+                    hop = self._request(url, current, target, address, deadline, started + left)
                 finally:
                     self._watchdog.cancel(deadline)
             if deadline.expired:  # whatever the cut connection gave (an error, a body cut short) is a timeout
@@ -337,10 +368,15 @@ class Fetcher:
             if hop.location is None:
                 return hop.result, hop.retry_after
             current = hop.location
+            left -= self._clock() - started
+            if left <= 0:
+                error = f"response not complete after {self.config.total_timeout} s"
+                return FetchResult(url, st.TIMEOUT, hop.result.http_status, error, final_url=current), None
         error = f"more than {self.config.max_redirects} redirects"
         return FetchResult(url, st.TOO_MANY_REDIRECTS, error=error, final_url=current), None
 
-    def _request(self, url: str, current: str, target: _Target, address: str, deadline: _Deadline) -> _Hop:
+    def _request(self, url: str, current: str, target: _Target, address: str, deadline: _Deadline,
+                 until: float) -> _Hop:
         """One HTTP request to the checked ``address``; the body is read only for a 2xx not opted out."""
         pool_kwargs = {"server_hostname": target.host} if target.scheme == "https" else None
         headers = dict(self._headers, Host=target.host_header)
@@ -379,7 +415,7 @@ class Fetcher:
             declared = _content_length(response.headers.get("Content-Length"))
             if declared is not None and declared > self.config.max_bytes:
                 return fail(st.TOO_LARGE, f"Content-Length {declared} > max_bytes {self.config.max_bytes}", code)
-            body, problem = self._read(response)
+            body, problem = self._read(response, until)
             if problem is not None:
                 return fail(problem[0], problem[1], code)
             complete = True
@@ -392,14 +428,15 @@ class Fetcher:
                 response.close()  # do not drain an unread body just to reuse the connection
             response.release_conn()
 
-    def _read(self, response: urllib3.BaseHTTPResponse) -> tuple[bytes, tuple[str, str] | None]:
-        """The body, or a (status, error) once it passes max_bytes or total_timeout.
+    def _read(self, response: urllib3.BaseHTTPResponse, until: float) -> tuple[bytes, tuple[str, str] | None]:
+        """The body, or a (status, error) once it passes max_bytes or the attempt's deadline (``until``, on
+        ``clock``; the watchdog cuts a read that blocks past it).
 
         ``read1`` returns whatever has arrived (``read``/``stream`` would wait for a full chunk), so a body
         dripping in a few bytes at a time still meets the deadline check between reads.
         """
         limit = self.config.max_bytes
-        deadline = self._clock() + self.config.total_timeout
+        deadline = until
         chunks: list[bytes] = []
         size = 0
         while chunk := response.read1(_CHUNK):
