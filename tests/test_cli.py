@@ -119,6 +119,9 @@ def test_run_names_failed_and_partial_files_and_exits_1(capsys):
     allowed = dataclasses.replace(ingest, allow_failed_files=True)  # wat.allow_failed_files: a scheduler's choice
     assert run_pipeline.report({"ingest-wat": allowed, "match": match}, None) == 0
     assert capsys.readouterr().err.startswith("kgcurate: warning: 3 of 8 input files failed (a.warc.wat.gz, ")
+    every = dataclasses.replace(allowed, files=3, ok=0, partial=0)  # every file failed: still an error, exit 1
+    assert run_pipeline.report({"ingest-wat": every, "match": match}, None) == 1
+    assert capsys.readouterr().err.startswith("kgcurate: error: 3 of 3 input files failed")
     partial_only = IngestWatSummary(run_id="ingest-wat-r4", inputs=2, skipped_done=0, files=2, ok=1, partial=1,
                                     partial_files=[("/in/b.warc.wat.gz", "cut")])
     assert run_pipeline.report({"ingest-wat": partial_only}, None) == 0

@@ -312,3 +312,19 @@ def test_offset_is_the_line_number_in_a_file_under_max_partition_bytes(spark, la
     (bad,) = lk.read(spark, lake, tables.BAD_RECORDS).where(F.col("job") == "ingest-wikidata").collect()
     assert (bad["offset"], bad["reason"]) == (bad_line, "labels.en.value is not a string (int)")
     assert lk.read(spark, lake, tables.ENTITIES).count() == n - 2
+
+
+def test_allowed_failed_files_are_a_warning_unless_every_file_failed(capsys):
+    """--allow-failed-files: one bad file of several is a warning and exit 0; the one dump failing (cut,
+    unreadable) stays exit 1, or every later task would run on old or empty entities."""
+    from kgcurate.stages.ingest_wikidata import IngestWikidataSummary, report
+
+    def summary(files: int, failed: int) -> IngestWikidataSummary:
+        return IngestWikidataSummary(files=files, ok=files - failed, records=10, rows_out=9, bad_records=0, skipped=0,
+                                     failed=[(f"/d/f{i}.json", "cut") for i in range(failed)], inserted=9, updated=0,
+                                     allow_failed_files=True)
+
+    assert report(summary(3, 1), None) == 0
+    assert capsys.readouterr().err.startswith("kgcurate: warning: 1 of 3 Wikidata input files failed: f0.json")
+    assert report(summary(1, 1), None) == 1
+    assert capsys.readouterr().err.startswith("kgcurate: error: 1 of 1 Wikidata input files failed: f0.json")

@@ -62,9 +62,9 @@ class SparkOptions:
     conf: dict = option({}, "extra Spark settings (any key); --spark-conf KEY=VALUE adds one")
 
 
-FAILED_FILES_HELP = ("exit 0 when input files failed: they stay failed in ingest_log, are named on stderr as a "
-                     "warning and the next run reads them again (for a scheduler whose later stages must run "
-                     "anyway; a crash is still exit 1)")
+FAILED_FILES_HELP = ("exit 0 when some input files failed: they stay failed in ingest_log, are named on stderr as "
+                     "a warning and the next run reads them again (for a scheduler whose later stages must run "
+                     "anyway; every file failing, or a crash, is still exit 1)")
 
 
 @dataclass(frozen=True)

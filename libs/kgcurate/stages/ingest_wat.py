@@ -439,10 +439,10 @@ def report(summary: IngestWatSummary, args: argparse.Namespace) -> int:
     if files and failed:
         rest = "the others were ingested" if failed < files else "nothing was ingested"
         names = ", ".join(display_name(p) for p, _ in summary.failed[:5]) + (", ..." if failed > 5 else "")
-        level = "warning" if summary.allow_failed_files else "error"
-        print(f"kgcurate: {level}: {failed} of {files} input files failed ({names}; see table ingest_log); "
-              f"{rest}; re-run to retry the failed ones", file=sys.stderr)
-        return 0 if summary.allow_failed_files else 1
+        allowed = summary.allow_failed_files and failed < files  # every file failed: not a bad file, a bad run
+        print(f"kgcurate: {'warning' if allowed else 'error'}: {failed} of {files} input files failed ({names}; "
+              f"see table ingest_log); {rest}; re-run to retry the failed ones", file=sys.stderr)
+        return 0 if allowed else 1
     if partial:
         names = ", ".join(display_name(p) for p, _ in summary.partial_files[:5]) + (", ..." if partial > 5 else "")
         print(f"kgcurate: warning: {partial} of {files} input files were damaged and read in part ({names}): "

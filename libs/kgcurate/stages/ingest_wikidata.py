@@ -786,7 +786,7 @@ def report(s: IngestWikidataSummary, args: argparse.Namespace) -> int:
           f"{s.rows_out:,} entities ({s.inserted:,} new, {s.updated:,} replaced), "
           f"{s.skipped:,} non-items skipped, {s.bad_records:,} bad records, in {s.seconds}s")
     line = failure_line(s.failed, s.files, rows_out=s.rows_out)
-    if line and s.allow_failed_files:
+    if line and s.allow_failed_files and len(s.failed) < s.files:  # all failed: a bad run, not a bad file
         print(line.replace("kgcurate: error:", "kgcurate: warning:", 1), file=sys.stderr)
     elif line:
         print(line, file=sys.stderr)
