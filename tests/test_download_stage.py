@@ -339,3 +339,21 @@ def test_download_options_become_the_task_config() -> None:
     assert c.fetch.opt_out.check(["mybot: noai"]) == "noai"  # the bot the site sees is addressed
     default = download.download_config(settings.DownloadOptions(out="x"))
     assert default.fetch.user_agent.startswith("kgcurate/") and default.fetch.retry.max_attempts == 3
+
+
+def test_a_resumed_shard_needs_its_rows_and_the_tar_they_were_written_beside(tmp_path) -> None:
+    """The rows of a killed run's shard are taken only with a tar of the size they were written beside: a tar
+    rewritten since (another layout's killed run into the same folder, a task retry killed before its rows)
+    would pair old rows with other images. A task forgets its shard's rows before writing the tar again."""
+    resume, out = tmp_path / "resume", tmp_path / "out"
+    resume.mkdir()
+    out.mkdir()
+    for shard, tar_bytes, rows_for in ((0, 100, 100), (1, 150, 200), (2, 300, 300)):
+        (out / f"{shard:05d}.tar").write_bytes(b"t" * tar_bytes)
+        (resume / f"{shard:05d}.{rows_for}.parquet").write_bytes(b"rows")
+    (resume / "00003.50.parquet").write_bytes(b"rows")  # no tar (the folder emptied since)
+    got = download.resumable(str(resume), str(out), [0, 1, 3])  # shard 2 is done already: not asked
+    assert got == {0: f"{resume}/00000.100.parquet"}
+    assert download.resumable(None, str(out), [0]) == {} and download.resumable(str(resume), str(out), []) == {}
+    download.forget_shard(str(resume), 1)
+    assert sorted(p.name for p in resume.iterdir()) == ["00000.100.parquet", "00002.300.parquet", "00003.50.parquet"]

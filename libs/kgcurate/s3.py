@@ -145,14 +145,19 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
 
 def list_keys(bucket: str, prefix: str) -> list[str]:
     """Every key under ``prefix`` (all pages), in S3's order (lexicographic)."""
+    return list(list_sizes(bucket, prefix))
+
+
+def list_sizes(bucket: str, prefix: str) -> dict[str, int]:
+    """Every key under ``prefix`` with its size in bytes (all pages), in S3's order (lexicographic)."""
     paginator = client().get_paginator("list_objects_v2")
-    keys: list[str] = []
+    sizes: dict[str, int] = {}
     try:
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-            keys.extend(obj["Key"] for obj in page.get("Contents", []) or [])
+            sizes.update((obj["Key"], int(obj.get("Size") or 0)) for obj in page.get("Contents", []) or [])
     except Exception as exc:  # noqa: BLE001 - translated into FileNotFoundError/PermissionError
         raise _translate(exc, f"s3://{bucket}/{prefix}") from exc
-    return keys
+    return sizes
 
 
 def list_folders(bucket: str, prefix: str) -> list[str]:

@@ -17,7 +17,8 @@ redone shard by shard, never half; a URL has one row whatever the reruns. So tha
 (preemption, a driver lost) is not redone from zero, each task also leaves its shard's rows in a resume
 folder of the lake's staging (:func:`resume_folder`, keyed by the curated run, the folder and the
 layout) right after the tar: the next plain run takes a shard whose tar and rows are both there as
-downloaded, MERGEs its rows under its own run id and lists it in its ``download_runs`` row. ``--retry-failed`` puts the
+downloaded when the tar has the size the rows were written beside, MERGEs its rows under its own run id
+and lists it in its ``download_runs`` row. ``--retry-failed`` puts the
 URLs that failed with a retryable status (timeouts, connection errors, 429, 5xx) into new shards
 (numbered after the existing ones); it marks the folder while it runs (``.<run id>.retry``), so that
 the next ``--retry-failed`` redoes the URLs of one killed after its MERGE.
@@ -186,37 +187,70 @@ def shard_count(images: int, shard_size: int) -> int:
     return max(1, math.ceil(images / (0.9 * shard_size)))
 
 
+def _resume_prefix(curated_run_id: str, out: str) -> str:
+    import hashlib
+
+    return f"{JOB}-resume-{hashlib.blake2b(f'{curated_run_id}{chr(0)}{out}'.encode(), digest_size=8).hexdigest()}"
+
+
 def resume_folder(root: str, curated_run_id: str, out: str, o: settings.DownloadOptions, n_shards: int) -> str | None:
     """Where a plain run's tasks leave each shard's rows as they finish (see the module docstring): the
-    lake's staging, named by what makes a shard's contents (curated run, folder, shard size and count, image
-    size, resize mode, opt-out list), so a run with another layout never takes them. None where tasks
-    cannot write Parquet themselves (an hdfs:// lake, say): such a lake redoes a killed run whole."""
+    lake's staging, named by the curated run and folder, then by what makes a shard's contents (shard size
+    and count, image size, resize mode, opt-out list), so a run with another layout never takes them. None
+    where tasks cannot write Parquet themselves (an hdfs:// lake, say): such a lake redoes a killed run whole."""
     import hashlib
 
     from kgcurate import lake, staging
 
-    key = "\x00".join([curated_run_id, out, str(o.shard_size), str(n_shards), str(o.image_size), o.resize_mode,
-                       ",".join(sorted(o.opt_out))])
-    folder = lake.staging_path(root, f"{JOB}-resume-{hashlib.blake2b(key.encode(), digest_size=8).hexdigest()}")
+    layout = "\x00".join([str(o.shard_size), str(n_shards), str(o.image_size), o.resize_mode,
+                          ",".join(sorted(o.opt_out))])
+    name = f"{_resume_prefix(curated_run_id, out)}-{hashlib.blake2b(layout.encode(), digest_size=8).hexdigest()}"
+    folder = lake.staging_path(root, name)
     return folder if staging.supported(folder) else None
 
 
-def resume_file(folder: str, shard: int) -> str:
-    return f"{folder}/{shard:05d}.parquet"
+def resume_file(folder: str, shard: int, tar_bytes: int) -> str:
+    """A shard's rows, named with the size of the tar they were written beside: a tar written since (another
+    layout's run into the same folder, a task retry killed before its rows) has another size, almost surely."""
+    return f"{folder}/{shard:05d}.{tar_bytes}.parquet"
 
 
-def resumable(folder: str | None, out: str, shards: list[int]) -> list[int]:
-    """Of ``shards`` (not done), those a killed run finished: its rows in the resume ``folder`` and its tar in
-    ``out`` (a tar is written whole before its rows, so rows without a tar mean a folder emptied since)."""
-    from kgcurate.download.shards import shard_name
+def _local(folder: str) -> str:
     from kgcurate.wat.inputs import strip_file_uri
 
+    return folder if s3.is_s3(folder) else strip_file_uri(folder)
+
+
+def forget_shard(folder: str, shard: int) -> None:
+    """Remove a shard's rows from the resume folder before its task writes the tar again (a task retry)."""
+    for name in _names(_local(folder), f"{shard:05d}."):
+        _remove(f"{_local(folder)}/{name}")
+
+
+def resumable(folder: str | None, out: str, shards: list[int]) -> dict[int, str]:
+    """Of ``shards`` (not done), those a killed run finished: shard -> its rows' file in the resume ``folder``,
+    where the tar of that name and size is in ``out`` (a tar is written whole before its rows)."""
+    from kgcurate.download.shards import shard_name
+
     if folder is None or not shards:
-        return []
-    local = folder if s3.is_s3(folder) else strip_file_uri(folder)
-    with_rows = set(_names(local, ""))
-    tars = set(_names(out, "")) if with_rows else set()
-    return [s for s in shards if os.path.basename(resume_file(folder, s)) in with_rows and shard_name(s) in tars]
+        return {}
+    rows: dict[int, tuple[int, str]] = {}
+    for name in _names(_local(folder), ""):
+        parts = name.split(".")
+        if len(parts) == 3 and parts[2] == "parquet" and parts[0].isdigit() and parts[1].isdigit():
+            rows[int(parts[0])] = (int(parts[1]), f"{folder}/{name}")
+    tars = _sizes(out, "") if rows else {}
+    return {s: rows[s][1] for s in shards if s in rows and tars.get(shard_name(s)) == rows[s][0]}
+
+
+def remove_resume_folders(ctx: Context, curated_run_id: str, out: str) -> None:
+    """Every resume folder of this curated run and ``out`` (any layout): once a run is recorded its shards are
+    done, and a folder of another layout could only pair old rows with tars rewritten since."""
+    from kgcurate import lake
+
+    fs, pattern = lake.hadoop_fs(ctx.spark, lake.staging_path(ctx.root, f"{_resume_prefix(curated_run_id, out)}-*"))
+    for status in fs.globStatus(pattern) or []:
+        fs.delete(status.getPath(), True)
 
 
 RETRY_MARK = ".retry"  # OUT/.<run id>.retry: a --retry-failed run into OUT under way, or killed
@@ -240,11 +274,18 @@ def _put(path: str, data: bytes) -> None:
 def _names(folder: str, start: str) -> list[str]:
     """The names directly in an output folder, local or on S3, that begin with ``start`` (on S3 only those
     are listed, not every shard)."""
+    return list(_sizes(folder, start))
+
+
+def _sizes(folder: str, start: str) -> dict[str, int]:
+    """:func:`_names` with each file's size in bytes."""
     if s3.is_s3(folder):
         _, bucket, prefix = s3.split_url(f"{folder}/")
-        keys = s3.list_keys(bucket, prefix + start)
-        return [k[len(prefix):] for k in keys if "/" not in k[len(prefix):]]
-    return [n for n in os.listdir(folder) if n.startswith(start)] if os.path.isdir(folder) else []
+        sizes = s3.list_sizes(bucket, prefix + start)
+        return {k[len(prefix):]: n for k, n in sizes.items() if "/" not in k[len(prefix):]}
+    if not os.path.isdir(folder):
+        return {}
+    return {e.name: e.stat().st_size for e in os.scandir(folder) if e.name.startswith(start) and e.is_file()}
 
 
 def _remove(path: str) -> None:
@@ -352,9 +393,12 @@ def shard_task(out: str, curated_run_id: str, run_id: str, config: Any, accs: tu
 
         for batch in batches:
             for shard, samples in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
+                if resume is not None:
+                    forget_shard(resume, shard)  # an earlier attempt's rows, before this attempt's tar
                 local = tempfile.mkdtemp(prefix="kgcurate-shard-") if s3.is_s3(out) else out
                 try:
                     result = download_shard(samples, shard, local, config)
+                    tar_bytes = os.path.getsize(result.tar_path)
                     if s3.is_s3(out):
                         _, bucket, key = s3.split_url(f"{out}/{os.path.basename(result.tar_path)}")
                         s3.client().upload_file(result.tar_path, bucket, key)  # one object, whole
@@ -372,7 +416,7 @@ def shard_task(out: str, curated_run_id: str, run_id: str, config: Any, accs: tu
                 if resume is not None:
                     from kgcurate.staging import write_parquet
 
-                    write_parquet(resume_file(resume, shard), table)
+                    write_parquet(resume_file(resume, shard, tar_bytes), table)
                 yield from table.to_batches()
 
     return run
@@ -413,7 +457,7 @@ def progress_line(o: settings.DownloadOptions, shards: int, accs: tuple, started
 
 def run_shards(ctx: Context, todo: DataFrame, shards: int, o: settings.DownloadOptions, out: str,
                curated_run_id: str, run_id: str, resume: str | None = None,
-               resumed: list[int] | None = None) -> tuple[dict[int, dict[str, Any]], dict[str, int]]:
+               resumed: dict[int, str] | None = None) -> tuple[dict[int, dict[str, Any]], dict[str, int]]:
     """One task per shard, rows staged then MERGEd into ``downloads`` with those of the ``resumed`` shards (a
     killed run's, from ``resume``, taken as this run's); per-shard stats and status counts."""
     grouped = todo.groupBy("shard").agg(F.collect_list(F.struct("image_url", "text", "texts")).alias("samples"))
@@ -429,9 +473,7 @@ def run_shards(ctx: Context, todo: DataFrame, shards: int, o: settings.DownloadO
         else:
             rows = ctx.spark.createDataFrame([], tables.from_arrow(rows_schema()))
         if resumed:
-            assert resume is not None
-            earlier = (ctx.spark.read.schema(tables.from_arrow(rows_schema()))
-                       .parquet(*[resume_file(resume, s) for s in resumed])
+            earlier = (ctx.spark.read.schema(tables.from_arrow(rows_schema())).parquet(*resumed.values())
                        .withColumn("download_run_id", F.lit(run_id)))
             rows = rows.unionByName(earlier)
         ctx.lake.merge(tables.DOWNLOADS, rows, "t.curated_run_id = s.curated_run_id AND t.image_url = s.image_url",
@@ -511,6 +553,7 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> DownloadSummary:
         if not shards:
             ctx.log.info("%s: nothing to download for curated run %s (%d shards done)", JOB, curated_run_id, len(done))
             unmark_retries(out, killed)  # no row names them any more (another folder's run took their URLs)
+            remove_resume_folders(ctx, curated_run_id, out)  # one a run killed after its record left
             summary.sizes = write_sizes(out, {shard_name(s): int(r["samples"] or 0) for s, r in done.items()})
             return summary
         if o.retry_failed:
@@ -519,10 +562,7 @@ def execute(ctx: Context, cfg: dict[str, Any]) -> DownloadSummary:
         record_run(ctx, run_id, curated_run_id, curated_version, out, o, stats, started)
         if o.retry_failed:
             unmark_retries(out, [run_id, *killed])  # their rows are this run's now, its shards listed
-        if resume is not None:  # every shard in it is listed now (one a crash leaves: maintain's stale staging)
-            from kgcurate import lake
-
-            lake.remove_path(ctx.spark, resume)
+        remove_resume_folders(ctx, curated_run_id, out)  # every shard listed now (a crash's: maintain's staging)
     urls = sum(int(r["urls"]) for r in stats.values())
     ok = sum(int(r["samples"]) for r in stats.values())
     per_shard = {**{s: r["samples"] for s, r in done.items()}, **{s: stats[s]["samples"] for s in stats}}

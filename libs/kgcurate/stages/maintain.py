@@ -14,7 +14,7 @@ commit per table, only when it changes) and VACUUM then runs with the table's ow
 Every curated run listed in ``curation_runs`` stays readable (runs live side by side in ``curated``
 partitions, read at the current version); partitions that a killed balance left without a run row
 are removed (under the balance lease). Also removes staging folders (``<lake>/_staging/*``) that a
-killed ingest or match left behind,
+killed ingest or match left behind, and a killed download's resume folders,
 once their newest file is older than ``--staging-hours`` (default 24): a folder's own time says nothing on
 S3 (s3a reports the listing's time) nor locally once its subfolders exist, while a run in progress keeps
 writing files.
