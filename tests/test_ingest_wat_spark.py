@@ -91,7 +91,7 @@ def test_listing_with_missing_objects_fails_those_and_does_the_rest(spark, lake,
     name = os.path.basename(good[0])
     assert lk.read(spark, lake, tables.PAIRS).count() == len({(u, t) for u, t, _s, _p in sample.pairs_by_file[name]})
     # the command: the missing object is read again and fails again, exit 1; a scheduler whose later tasks
-    # must run anyway passes --allow-failed-files: the same line as a warning, exit 0
+    # must run anyway passes --allow-failed-files: the same line as a warning, exit 0 (the other input is in)
     assert cli.main(["ingest-wat", "--lake", lake, str(listing)]) == 1
     assert capsys.readouterr().err.startswith("kgcurate: error: 1 of 1 input files failed (missing-00001")
     assert cli.main(["ingest-wat", "--lake", lake, "--allow-failed-files", str(listing)]) == 0

@@ -103,8 +103,12 @@ def test_a_refresh_with_failed_files_is_exit_1_unless_they_are_allowed(capsys):
     assert refresh.report(summary, None) == 0
     out, err = capsys.readouterr()
     assert err.startswith("kgcurate: warning: 1 files of CC-MAIN-2024-51 failed") and "failed: s3://cc/x" in out
+    # the next week's refresh reads only that file again, and it fails again: still the one bad file
+    summary.ingest = dataclasses.replace(summary.ingest, ok=0, files=1, skipped_done=2)
+    assert refresh.report(summary, None) == 0
+    capsys.readouterr()
     # every file failed (expired credentials, a wrong listing): not one bad file, the run failed
-    summary.ingest = dataclasses.replace(summary.ingest, ok=0, files=1)
+    summary.ingest = dataclasses.replace(summary.ingest, ok=0, files=1, skipped_done=0)
     assert refresh.report(summary, None) == 1
     assert capsys.readouterr().err.startswith("kgcurate: error: 1 files of CC-MAIN-2024-51 failed")
 

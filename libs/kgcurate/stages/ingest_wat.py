@@ -439,7 +439,8 @@ def report(summary: IngestWatSummary, args: argparse.Namespace) -> int:
     if files and failed:
         rest = "the others were ingested" if failed < files else "nothing was ingested"
         names = ", ".join(display_name(p) for p, _ in summary.failed[:5]) + (", ..." if failed > 5 else "")
-        allowed = summary.allow_failed_files and failed < files  # every file failed: not a bad file, a bad run
+        # every input failed (none read now, none done before): not a bad file, a bad run
+        allowed = summary.allow_failed_files and failed < files + summary.skipped_done
         print(f"kgcurate: {'warning' if allowed else 'error'}: {failed} of {files} input files failed ({names}; "
               f"see table ingest_log); {rest}; re-run to retry the failed ones", file=sys.stderr)
         return 0 if allowed else 1
