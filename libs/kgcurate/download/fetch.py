@@ -359,8 +359,7 @@ class Fetcher:
                 finally:
                     self._watchdog.cancel(deadline)
             if deadline.expired:  # whatever the cut connection gave (an error, a body cut short) is a timeout
-                error = f"response not complete after {self.config.total_timeout} s"
-                return FetchResult(url, st.TIMEOUT, hop.result.http_status, error, final_url=current), None
+                return self._timed_out(url, hop.result.http_status, current), None
             if self.limiter and hop.retry_after and hop.result.http_status in (429, 503):
                 seconds = retry_after_seconds(*hop.retry_after)
                 if seconds:  # the whole host waits, as long as we would wait in this run at most
@@ -370,10 +369,13 @@ class Fetcher:
             current = hop.location
             left -= self._clock() - started
             if left <= 0:
-                error = f"response not complete after {self.config.total_timeout} s"
-                return FetchResult(url, st.TIMEOUT, hop.result.http_status, error, final_url=current), None
+                return self._timed_out(url, hop.result.http_status, current), None
         error = f"more than {self.config.max_redirects} redirects"
         return FetchResult(url, st.TOO_MANY_REDIRECTS, error=error, final_url=current), None
+
+    def _timed_out(self, url: str, http_status: int | None, current: str) -> FetchResult:
+        error = f"response not complete after {self.config.total_timeout} s"
+        return FetchResult(url, st.TIMEOUT, http_status, error, final_url=current)
 
     def _request(self, url: str, current: str, target: _Target, address: str, deadline: _Deadline,
                  until: float) -> _Hop:
@@ -436,7 +438,6 @@ class Fetcher:
         dripping in a few bytes at a time still meets the deadline check between reads.
         """
         limit = self.config.max_bytes
-        deadline = until
         chunks: list[bytes] = []
         size = 0
         while chunk := response.read1(_CHUNK):
@@ -444,7 +445,7 @@ class Fetcher:
             if size > limit:
                 return b"", (st.TOO_LARGE, f"body over {limit} bytes")
             chunks.append(chunk)
-            if self._clock() > deadline:
+            if self._clock() > until:
                 return b"", (st.TIMEOUT, f"body not complete after {self.config.total_timeout} s")
         return b"".join(chunks), None
 

@@ -187,10 +187,14 @@ def shard_count(images: int, shard_size: int) -> int:
     return max(1, math.ceil(images / (0.9 * shard_size)))
 
 
-def _resume_prefix(curated_run_id: str, out: str) -> str:
+def _digest(*parts: str) -> str:
     import hashlib
 
-    return f"{JOB}-resume-{hashlib.blake2b(f'{curated_run_id}{chr(0)}{out}'.encode(), digest_size=8).hexdigest()}"
+    return hashlib.blake2b("\x00".join(parts).encode(), digest_size=8).hexdigest()
+
+
+def _resume_prefix(curated_run_id: str, out: str) -> str:
+    return f"{JOB}-resume-{_digest(curated_run_id, out)}"
 
 
 def resume_folder(root: str, curated_run_id: str, out: str, o: settings.DownloadOptions, n_shards: int) -> str | None:
@@ -198,13 +202,10 @@ def resume_folder(root: str, curated_run_id: str, out: str, o: settings.Download
     lake's staging, named by the curated run and folder, then by what makes a shard's contents (shard size
     and count, image size, resize mode, opt-out list), so a run with another layout never takes them. None
     where tasks cannot write Parquet themselves (an hdfs:// lake, say): such a lake redoes a killed run whole."""
-    import hashlib
-
     from kgcurate import lake, staging
 
-    layout = "\x00".join([str(o.shard_size), str(n_shards), str(o.image_size), o.resize_mode,
-                          ",".join(sorted(o.opt_out))])
-    name = f"{_resume_prefix(curated_run_id, out)}-{hashlib.blake2b(layout.encode(), digest_size=8).hexdigest()}"
+    layout = _digest(str(o.shard_size), str(n_shards), str(o.image_size), o.resize_mode, ",".join(sorted(o.opt_out)))
+    name = f"{_resume_prefix(curated_run_id, out)}-{layout}"
     folder = lake.staging_path(root, name)
     return folder if staging.supported(folder) else None
 

@@ -82,6 +82,12 @@ class IngestWatSummary(Summary):
     def failed_count(self) -> int:
         return self.files - self.ok - self.partial
 
+    @property
+    def failures_allowed(self) -> bool:
+        """``allow_failed_files`` and some input in (read now or done before): every input failing is a bad
+        run, not a bad file."""
+        return self.allow_failed_files and self.failed_count < self.files + self.skipped_done
+
 # One tagged schema for everything a task emits: kind = pair | bad | log.
 STAGED = pa.schema([
     ("kind", pa.string()),
@@ -439,8 +445,7 @@ def report(summary: IngestWatSummary, args: argparse.Namespace) -> int:
     if files and failed:
         rest = "the others were ingested" if failed < files else "nothing was ingested"
         names = ", ".join(display_name(p) for p, _ in summary.failed[:5]) + (", ..." if failed > 5 else "")
-        # every input failed (none read now, none done before): not a bad file, a bad run
-        allowed = summary.allow_failed_files and failed < files + summary.skipped_done
+        allowed = summary.failures_allowed
         print(f"kgcurate: {'warning' if allowed else 'error'}: {failed} of {files} input files failed ({names}; "
               f"see table ingest_log); {rest}; re-run to retry the failed ones", file=sys.stderr)
         return 0 if allowed else 1

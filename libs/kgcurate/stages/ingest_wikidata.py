@@ -42,15 +42,8 @@ from pyspark.sql import functions as F
 from kgcurate import __version__, lake, run_ids, run_notes, tables, units
 from kgcurate.context import Context, Summary
 from kgcurate.errors import UserError
-from kgcurate.wikidata import (
-    MUL,
-    P_COMMON_NAME,
-    P_IMAGE,
-    P_INSTANCE_OF,
-    P_PARENT_TAXON,
-    P_SUBCLASS_OF,
-    P_TAXON_NAME,
-)
+from kgcurate.wikidata import MUL as _MUL
+from kgcurate.wikidata import P_COMMON_NAME, P_IMAGE, P_INSTANCE_OF, P_PARENT_TAXON, P_SUBCLASS_OF, P_TAXON_NAME
 from kgcurate.wikidata import language_order as _language_order
 
 JOB = "ingest-wikidata"
@@ -554,7 +547,7 @@ def noted_languages(note: str | None) -> list[str] | None:
     langs = got[1].get("languages") if got is not None else None
     if not isinstance(langs, list) or not all(isinstance(x, str) for x in langs):
         return None
-    return [x for x in langs if x != MUL] or None
+    return [x for x in langs if x != _MUL] or None
 
 
 def ingested_languages(spark: SparkSession, lake_root: str) -> list[str] | None:
@@ -758,7 +751,8 @@ def skip_reason(cfg: dict[str, Any]) -> str | None:
     return None if cfg["wikidata"].get("input") else "no wikidata.input configured"
 
 
-def failure_line(failed: list[tuple[str, str | None]], files: int, limit: int = 5, rows_out: int = 0) -> str | None:
+def failure_line(failed: list[tuple[str, str | None]], files: int, limit: int = 5, rows_out: int = 0,
+                 level: str = "error") -> str | None:
     """The one stderr line naming the ``failed`` (path, error) of ``files`` (None when none did); ``rows_out``:
     entities written all the same (a damaged file keeps the lines before its damage)."""
     if not failed:
@@ -768,7 +762,7 @@ def failure_line(failed: list[tuple[str, str | None]], files: int, limit: int = 
     rest = ("the others were ingested" if len(failed) < files else
             f"no file was read whole ({rows_out:,} entities from before the damage were kept)" if rows_out else
             "nothing was ingested")
-    return (f"kgcurate: error: {len(failed)} of {files} Wikidata input files failed: {named}{more} "
+    return (f"kgcurate: {level}: {len(failed)} of {files} Wikidata input files failed: {named}{more} "
             f"(see table ingest_log); {rest}")
 
 
@@ -785,10 +779,8 @@ def report(s: IngestWikidataSummary, args: argparse.Namespace) -> int:
     print(f"{JOB}: {s.files} files ({s.ok} ok, {s.files - s.ok} failed), {s.records:,} records, "
           f"{s.rows_out:,} entities ({s.inserted:,} new, {s.updated:,} replaced), "
           f"{s.skipped:,} non-items skipped, {s.bad_records:,} bad records, in {s.seconds}s")
-    line = failure_line(s.failed, s.files, rows_out=s.rows_out)
-    if line and s.allow_failed_files and len(s.failed) < s.files:  # all failed: a bad run, not a bad file
-        print(line.replace("kgcurate: error:", "kgcurate: warning:", 1), file=sys.stderr)
-    elif line:
+    allowed = s.allow_failed_files and len(s.failed) < s.files  # all failed: a bad run, not a bad file
+    line = failure_line(s.failed, s.files, rows_out=s.rows_out, level="warning" if allowed else "error")
+    if line:
         print(line, file=sys.stderr)
-        return 1
-    return 0
+    return 1 if line and not allowed else 0

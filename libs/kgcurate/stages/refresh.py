@@ -230,8 +230,7 @@ def report(s: RefreshSummary, args: argparse.Namespace) -> int:
     for path, error in ing.failed:
         print(f"  failed: {path}: {error}")
     if failed:
-        # every file of the crawl failed (none read now, none done before): a bad run, not a bad file
-        allowed = ing.allow_failed_files and failed < ing.files + ing.skipped_done
+        allowed = ing.failures_allowed
         print(f"kgcurate: {'warning' if allowed else 'error'}: {failed} files of {s.crawl} failed (see ingest_log); "
               "the rest are in; the next refresh retries them", file=sys.stderr)
         return 0 if allowed else 1
